@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medic-dev/medic/internal/config"
+)
+
+// client talks to a running agent's API.
+type client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+func newClient(cmd *cobra.Command) (*client, error) {
+	addr, _ := cmd.Flags().GetString("addr")
+	if addr == "" {
+		if path := configPath(cmd); path != "" {
+			if _, err := os.Stat(path); err == nil {
+				cfg, err := config.Load(path)
+				if err != nil {
+					return nil, fmt.Errorf("read the agent address from %s: %w", path, err)
+				}
+				addr = cfg.API.Listen
+			}
+		}
+	}
+	if addr == "" {
+		addr = os.Getenv("MEDIC_ADDR")
+	}
+	if addr == "" {
+		addr = "127.0.0.1:7070"
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	token, _ := cmd.Flags().GetString("token")
+	if token == "" {
+		token = os.Getenv("MEDIC_TOKEN")
+	}
+	return &client{base: strings.TrimRight(addr, "/"), token: token, http: &http.Client{}}, nil
+}
+
+// configPath returns -c, or medic.yaml when it exists, or "".
+func configPath(cmd *cobra.Command) string {
+	p, _ := cmd.Flags().GetString("config")
+	if p != "" {
+		return p
+	}
+	if _, err := os.Stat("medic.yaml"); err == nil {
+		return "medic.yaml"
+	}
+	return ""
+}
+
+func (c *client) do(method, path string, timeout time.Duration) (*http.Response, error) {
+	req, err := http.NewRequest(method, c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	hc := *c.http
+	hc.Timeout = timeout
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach the medic agent at %s (is `medic run` running?): %w", c.base, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var e struct {
+			Error string `json:"error"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("%s %s: %s (HTTP %d)", method, path, e.Error, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return resp, nil
+}
+
+// getJSON decodes a JSON response into v.
+func (c *client) getJSON(method, path string, timeout time.Duration, v any) error {
+	resp, err := c.do(method, path, timeout)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
+}
+
+// sse reads a server-sent event stream, calling f with each data payload.
+func sse(r io.Reader, f func(data []byte) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if d, ok := strings.CutPrefix(line, "data: "); ok {
+			if err := f([]byte(d)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/app"
+	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/demoapp"
+)
+
+func loadConfig(cmd *cobra.Command) (*config.Config, error) {
+	path := configPath(cmd)
+	if path == "" {
+		return nil, usageError{fmt.Errorf("no config: pass -c FILE (or create medic.yaml here)")}
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return nil, errReported
+	}
+	return cfg, nil
+}
+
+func runCmd() *cobra.Command {
+	var detach bool
+	var logJSON bool
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent: supervise the services of -c FILE",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			for _, w := range config.Lint(cfg) {
+				fmt.Fprintln(os.Stderr, w)
+			}
+			var h slog.Handler = slog.NewTextHandler(os.Stderr, nil)
+			if logJSON {
+				h = slog.NewJSONHandler(os.Stderr, nil)
+			}
+			m := &app.Main{Config: cfg, Logger: slog.New(h), Detach: detach}
+			return m.Run(context.Background())
+		},
+	}
+	c.Flags().BoolVar(&detach, "detach", false, "on exit, leave the services running (for an upgrade of medic)")
+	c.Flags().BoolVar(&logJSON, "log-json", false, "write logs as JSON lines")
+	return c
+}
+
+func validateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate",
+		Short: "Check a config file; print every error as file:line:col: field: message",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			for _, w := range config.Lint(cfg) {
+				fmt.Fprintln(os.Stderr, w)
+			}
+			fmt.Printf("%s: ok (%d services)\n", cfg.Path, len(cfg.Services))
+			return nil
+		},
+	}
+}
+
+func statusCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show services and instances of the running agent",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			var doc api.StatusDoc
+			if asJSON {
+				resp, err := cl.do("GET", "/v1/status", 10*time.Second)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				_, err = io.Copy(os.Stdout, resp.Body)
+				return err
+			}
+			if err := cl.getJSON("GET", "/v1/status", 10*time.Second, &doc); err != nil {
+				return err
+			}
+			printStatus(os.Stdout, doc)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the status as one JSON document")
+	return c
+}
+
+func printStatus(w io.Writer, doc api.StatusDoc) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tSTATE\tREADY\tPID\tPORT\tRESTARTS\tAGE\tRSS\tLAST EXIT / REASON")
+	for _, s := range doc.Services {
+		for _, in := range s.Instances {
+			ready := "no"
+			if in.Ready {
+				ready = "yes"
+			}
+			age := "-"
+			if !in.Since.IsZero() {
+				age = shortDur(doc.Time.Sub(in.Since))
+			}
+			rss := "-"
+			if in.RSSBytes > 0 {
+				rss = fmt.Sprintf("%.1fMiB", float64(in.RSSBytes)/(1<<20))
+			}
+			pid := "-"
+			if in.PID > 0 {
+				pid = fmt.Sprint(in.PID)
+			}
+			why := in.Reason
+			if in.LastExit != nil && in.State == medic.StateRunning {
+				why = "last: " + in.LastExit.Reason
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", in.ID, in.State, ready, pid, in.Port, in.Restarts, age, rss, trim(why, 80))
+		}
+	}
+	tw.Flush()
+	for _, s := range doc.Services {
+		fmt.Fprintf(w, "%s: %d/%d ready (min_available %d)\n", s.Name, s.Ready, s.Desired, s.MinAvailable)
+	}
+}
+
+func shortDur(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%ds", int(d.Minutes()), int(d.Seconds())%60)
+	default:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+}
+
+func trim(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}
+
+func eventsCmd() *cobra.Command {
+	var follow, asJSON bool
+	c := &cobra.Command{
+		Use:   "events",
+		Short: "Print recent events; -f follows new ones",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			q := "?follow=0"
+			var timeout = 10 * time.Second
+			if follow {
+				q, timeout = "?follow=1", 0
+			}
+			resp, err := cl.do("GET", "/v1/events"+q, timeout)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			return sse(resp.Body, func(data []byte) error {
+				if asJSON {
+					fmt.Println(string(data))
+					return nil
+				}
+				var ev medic.Event
+				if err := json.Unmarshal(data, &ev); err != nil {
+					return err
+				}
+				fmt.Printf("%s  %-18s %-10s %s\n", ev.Time.Local().Format("15:04:05.000"), ev.Kind, ev.Target, ev.Reason)
+				return nil
+			})
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events")
+	c.Flags().BoolVar(&asJSON, "json", false, "print each event as a JSON line")
+	return c
+}
+
+func logsCmd() *cobra.Command {
+	var follow bool
+	var tail int
+	c := &cobra.Command{
+		Use:   "logs SERVICE[/INDEX]",
+		Short: "Print an instance's stdout and stderr (instance 0 by default)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseTarget(args[0])
+			if err != nil {
+				return err
+			}
+			cl, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			q := fmt.Sprintf("/v1/logs/%s/%d?tail=%d", id.Service, id.Index, tail)
+			timeout := 10 * time.Second
+			if follow {
+				q, timeout = q+"&follow=1", 0
+			}
+			resp, err := cl.do("GET", q, timeout)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			_, err = io.Copy(os.Stdout, resp.Body)
+			return err
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output")
+	c.Flags().IntVar(&tail, "tail", 100, "lines of history to print first")
+	return c
+}
+
+func parseTarget(s string) (medic.InstanceID, error) {
+	if !strings.Contains(s, "/") {
+		return medic.InstanceID{Service: s}, nil
+	}
+	id, err := medic.ParseInstanceID(s)
+	if err != nil {
+		return id, usageError{err}
+	}
+	return id, nil
+}
+
+func restartCmd() *cobra.Command {
+	var readyTimeout time.Duration
+	c := &cobra.Command{
+		Use:   "restart SERVICE | SERVICE/INDEX",
+		Short: "Rolling restart of a service within its disruption budget, or restart one instance",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			if strings.Contains(args[0], "/") {
+				return instanceAction(cl, args[0], "restart")
+			}
+			var out map[string]string
+			if err := cl.getJSON("POST", fmt.Sprintf("/v1/services/%s/restart?ready_timeout=%s", args[0], readyTimeout), 0, &out); err != nil {
+				return err
+			}
+			fmt.Printf("%s: rolling restart done\n", args[0])
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&readyTimeout, "ready-timeout", 2*time.Minute, "how long to wait for each instance to be ready again")
+	return c
+}
+
+func instanceAction(cl *client, target, action string) error {
+	id, err := medic.ParseInstanceID(target)
+	if err != nil {
+		return usageError{err}
+	}
+	var out map[string]string
+	if err := cl.getJSON("POST", fmt.Sprintf("/v1/instances/%s/%d/%s", id.Service, id.Index, action), 3*time.Minute, &out); err != nil {
+		return err
+	}
+	fmt.Printf("%s: %s done\n", id, action)
+	return nil
+}
+
+func instanceCmd(action string) *cobra.Command {
+	return &cobra.Command{
+		Use:   action + " SERVICE/INDEX",
+		Short: strings.ToUpper(action[:1]) + action[1:] + " one instance",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			return instanceAction(cl, args[0], action)
+		},
+	}
+}
+
+func reloadCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload",
+		Short: "Reload the agent's config file (as SIGHUP does); an invalid file is rejected",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out map[string]string
+			if err := cl.getJSON("POST", "/v1/reload", 30*time.Second, &out); err != nil {
+				return err
+			}
+			fmt.Println("reloaded")
+			return nil
+		},
+	}
+}
+
+func schemaCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema of medic.yaml (for editors)",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := config.Schema()
+			if err != nil {
+				return err
+			}
+			os.Stdout.Write(b)
+			return nil
+		},
+	}
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print medic's version",
+		Args:  exactArgs(0),
+		Run:   func(cmd *cobra.Command, args []string) { fmt.Println("medic", medic.Version) },
+	}
+}
+
+func demoappCmd() *cobra.Command {
+	var o demoapp.Options
+	c := &cobra.Command{
+		Use:   "demoapp",
+		Short: "Run the demo service: a web server that can crash, hang, leak or slow down on command",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return demoapp.Run(ctx, o)
+		},
+	}
+	c.Flags().StringVar(&o.Listen, "listen", "127.0.0.1:8080", "address to serve on")
+	c.Flags().StringVar(&o.ID, "id", "", "instance id (default $MEDIC_INSTANCE, else the listen address)")
+	c.Flags().DurationVar(&o.StartupDelay, "startup-delay", 0, "wait this long before listening")
+	return c
+}

@@ -1,0 +1,208 @@
+// Package e2e runs the real medic binary against real demoapp processes.
+package e2e_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/supervise"
+)
+
+var medicBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "medic-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	medicBin = filepath.Join(dir, "medic")
+	build := exec.Command("go", "build", "-o", medicBin, "../cmd/medic")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build medic:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// agent is a running `medic run` process.
+type agent struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	addr   string
+	dir    string
+	cfg    string
+	stderr *bytes.Buffer
+	token  string // default --token for CLI calls
+	done   chan error
+}
+
+// freePort returns a base port with n free consecutive ports after it.
+func freePort(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := ln.Addr().(*net.TCPAddr).Port
+		ok := true
+		ls := []net.Listener{ln}
+		for i := 1; i < n; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			ls = append(ls, l)
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free ports")
+	return 0
+}
+
+// startAgent writes config (with %[1]s = medic binary, %[2]d = API port,
+// %[3]d = service base port, %[4]s = dir) and runs medic on it.
+func startAgent(t *testing.T, config string) *agent {
+	t.Helper()
+	return startAgentIn(t, t.TempDir(), config)
+}
+
+// startAgentIn is startAgent with the config written into dir.
+func startAgentIn(t *testing.T, dir, config string) *agent {
+	t.Helper()
+	apiPort, base := freePort(t, 1), freePort(t, 5)
+	a := &agent{t: t, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", apiPort), cfg: filepath.Join(dir, "medic.yaml"), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	if err := os.WriteFile(a.cfg, []byte(fmt.Sprintf(config, medicBin, apiPort, base, dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.cmd = exec.Command(medicBin, "run", "-c", a.cfg)
+	a.cmd.Stderr = a.stderr
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.done <- a.cmd.Wait() }()
+	t.Cleanup(func() { a.stop() })
+	a.eventually(10*time.Second, "API up", func() bool {
+		resp, err := http.Get("http://" + a.addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	return a
+}
+
+// stop sends SIGTERM and waits; then makes sure no process of the test is left.
+func (a *agent) stop() {
+	if a.cmd.ProcessState != nil {
+		return
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+		<-a.done
+		a.t.Errorf("medic did not stop within 30s after SIGTERM; stderr:\n%s", a.stderr)
+	}
+}
+
+func (a *agent) eventually(within time.Duration, what string, cond func() bool) {
+	a.t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			a.t.Fatalf("after %v: %s\nmedic stderr:\n%s", within, what, tail(a.stderr.String(), 4000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// medic runs the CLI against the agent and returns stdout.
+func (a *agent) medic(args ...string) (string, error) {
+	args = append(args, "--addr", a.addr)
+	if a.token != "" && !containsFlag(args, "--token") {
+		args = append(args, "--token", a.token)
+	}
+	cmd := exec.Command(medicBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("medic %s: %w: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func (a *agent) status() api.StatusDoc {
+	a.t.Helper()
+	out, err := a.medic("status", "--json")
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	var doc api.StatusDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		a.t.Fatalf("status --json is not one JSON document: %v\n%s", err, out)
+	}
+	return doc
+}
+
+func (a *agent) instance(svc string, i int) supervise.InstanceStatus {
+	for _, s := range a.status().Services {
+		if s.Name == svc && i < len(s.Instances) {
+			return s.Instances[i]
+		}
+	}
+	a.t.Fatalf("no instance %s/%d", svc, i)
+	return supervise.InstanceStatus{}
+}
+
+// get returns the status code and body of GET url (fresh connection, 1s timeout).
+func get(url string) (int, string) {
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+func containsFlag(args []string, flag string) bool {
+	for _, a := range args {
+		if a == flag {
+			return true
+		}
+	}
+	return false
+}

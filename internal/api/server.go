@@ -1,0 +1,129 @@
+// Package api is medic's HTTP API: status, the event stream, instance and
+// service actions, the audit log, logs and /metrics. Reads need the viewer
+// role, actions the operator role, reload the admin role; every denial and
+// every action is recorded with its actor.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/audit"
+	"github.com/medic-dev/medic/internal/auth"
+	"github.com/medic-dev/medic/internal/clock"
+	"github.com/medic-dev/medic/internal/events"
+	"github.com/medic-dev/medic/internal/supervise"
+)
+
+// Supervisor is what the API asks of the supervisor.
+type Supervisor interface {
+	Status() []supervise.ServiceStatus
+	RestartInstance(ctx context.Context, id medic.InstanceID, actor, reason string) error
+	StopInstance(ctx context.Context, id medic.InstanceID, actor, reason string) error
+	StartInstance(ctx context.Context, id medic.InstanceID, actor, reason string) error
+	RollingRestart(ctx context.Context, service, actor string, readyTimeout time.Duration) error
+}
+
+// Server serves the API. Fields are set before Serve and not changed after.
+type Server struct {
+	Tokens     *auth.Tokens // nil: reads open, mutations refused
+	Supervisor Supervisor
+	Hub        *events.Hub
+	Audit      *audit.Log
+	Record     func(ctx context.Context, ev medic.Event)
+	Reload     func(ctx context.Context, actor string) error
+	Metrics    prometheus.Gatherer
+	LogDir     string
+	Logger     *slog.Logger
+	Clock      clock.Clock
+
+	http *http.Server
+	stop chan struct{}
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	view := s.guard(auth.RoleViewer)
+	op := s.guard(auth.RoleOperator)
+	admin := s.guard(auth.RoleAdmin)
+	mux.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }))
+	mux.Handle("GET /metrics", view(promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{})))
+	mux.Handle("GET /v1/status", view(http.HandlerFunc(s.status)))
+	mux.Handle("GET /v1/events", view(http.HandlerFunc(s.events)))
+	mux.Handle("GET /v1/audit", view(http.HandlerFunc(s.auditList)))
+	mux.Handle("GET /v1/audit/verify", view(http.HandlerFunc(s.auditVerify)))
+	mux.Handle("GET /v1/logs/{service}/{index}", view(http.HandlerFunc(s.logs)))
+	mux.Handle("POST /v1/services/{name}/restart", op(http.HandlerFunc(s.restartService)))
+	mux.Handle("POST /v1/instances/{service}/{index}/{action}", op(http.HandlerFunc(s.instanceAction)))
+	mux.Handle("POST /v1/reload", admin(http.HandlerFunc(s.reload)))
+	return mux
+}
+
+func (s *Server) guard(need auth.Role) func(http.Handler) http.Handler {
+	return auth.Middleware(s.Tokens, need, func(r *http.Request, status int, reason string) {
+		s.Record(r.Context(), medic.Event{Kind: medic.EventAPIDenied, Target: r.Method + " " + r.URL.Path,
+			Actor: "api:" + clientOf(r), Reason: fmt.Sprintf("%d: %s", status, reason)})
+	})
+}
+
+func clientOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// Serve serves on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.stop = make(chan struct{})
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	err := s.http.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("serve API: %w", err)
+}
+
+// Shutdown stops accepting, ends event streams and waits for in-flight requests within ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.http == nil {
+		return nil
+	}
+	close(s.stop)
+	return s.http.Shutdown(ctx)
+}
+
+// StatusDoc is the body of GET /v1/status.
+type StatusDoc struct {
+	Version  string                    `json:"version"`
+	Time     time.Time                 `json:"time"`
+	Services []supervise.ServiceStatus `json:"services"`
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, StatusDoc{Version: medic.Version, Time: s.Clock.Now(), Services: s.Supervisor.Status()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
+}

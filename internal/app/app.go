@@ -1,0 +1,240 @@
+// Package app builds medic's components from a config, owns the run group and
+// THE shutdown order. It is the only place that starts top-level goroutines;
+// the end-to-end tests run it as cmd/medic does.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/audit"
+	"github.com/medic-dev/medic/internal/auth"
+	"github.com/medic-dev/medic/internal/clock"
+	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/events"
+	"github.com/medic-dev/medic/internal/metrics"
+	"github.com/medic-dev/medic/internal/probe"
+	"github.com/medic-dev/medic/internal/sqlite"
+	"github.com/medic-dev/medic/internal/supervise"
+)
+
+// Main is one medic agent.
+type Main struct {
+	Config *config.Config // loaded and validated; Config.Path is used for reloads
+	Logger *slog.Logger
+	Clock  clock.Clock
+	Detach bool // leave services running when medic stops
+	// OnEvent, if set, sees every event after it is recorded (the demo prints them).
+	OnEvent func(medic.Event)
+	// Listening, if set, receives the API's address once it accepts connections.
+	Listening func(addr net.Addr)
+
+	mu    sync.Mutex
+	cfg   *config.Config
+	sup   *supervise.Supervisor
+	audit *audit.Log
+	hub   *events.Hub
+	mets  *metrics.Metrics
+}
+
+// Run runs the agent until ctx ends or SIGINT/SIGTERM arrives.
+func (m *Main) Run(ctx context.Context) error {
+	m.Clock = clock.Or(m.Clock)
+	if m.Logger == nil {
+		m.Logger = slog.Default()
+	}
+	m.cfg = m.Config
+	dataDir := m.cfg.DataDir
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir %s: %w", dataDir, err)
+	}
+	// The store is opened before the group and closed after it: nothing may outlive it.
+	db, err := sqlite.Open(dataDir)
+	if err != nil {
+		return fmt.Errorf("open store in %s: %w", dataDir, err)
+	}
+	defer db.Close()
+	m.audit, err = audit.Open(db, m.Clock)
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	var tokens *auth.Tokens
+	if f := m.cfg.API.TokensFile; f != "" {
+		if tokens, err = auth.LoadTokens(f); err != nil {
+			return fmt.Errorf("load tokens: %w", err)
+		}
+	}
+	m.hub = events.New(1000)
+	m.sup, err = supervise.New(supervise.Options{
+		Config: m.cfg,
+		LogDir: filepath.Join(dataDir, "logs"),
+		Env: supervise.Env{
+			Clock:  m.Clock,
+			Logger: m.Logger,
+			Emit:   m.Record,
+			Detach: m.Detach,
+			Observe: func(id medic.InstanceID, kind medic.ProbeKind, o probe.Outcome, took time.Duration) {
+				m.mets.ObserveProbe(id, kind, o.Health, took)
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	m.mets = metrics.New(m.sup.Status, func() float64 { return float64(m.hub.Dropped()) })
+
+	ln, err := net.Listen("tcp", m.cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("listen for the API on %s: %w", m.cfg.API.Listen, err)
+	}
+	srv := &api.Server{
+		Tokens:     tokens,
+		Supervisor: m.sup,
+		Hub:        m.hub,
+		Audit:      m.audit,
+		Record:     m.Record,
+		Reload:     m.Reload,
+		Metrics:    m.mets.Registry,
+		LogDir:     filepath.Join(dataDir, "logs"),
+		Logger:     m.Logger,
+		Clock:      m.Clock,
+	}
+	m.Record(ctx, medic.Event{Time: m.Clock.Now(), Kind: "agent.started", Target: "medic", Actor: "medic",
+		Reason: fmt.Sprintf("medic %s started with %d services, API on %s", medic.Version, len(m.cfg.Services), ln.Addr())})
+	if m.Listening != nil {
+		m.Listening(ln.Addr())
+	}
+
+	var g run.Group // Add order is interrupt order; every interrupt cancels and WAITS.
+	{               // 1 signals: SIGINT/SIGTERM end the group; SIGHUP reloads the config.
+		sctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return m.signals(sctx) }, func(error) { cancel() })
+	}
+	{ // 2 api: stop accepting, finish in-flight requests (5 s), close event streams.
+		g.Add(func() error { return srv.Serve(ln) }, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+		})
+	}
+	{ // 3 stats: stop sampling before the processes go away.
+		sctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return m.sup.CollectStats(sctx, 5*time.Second) }, func(error) { cancel() })
+	}
+	{ // 4 supervise: stop services dependents-first (TERM → grace → KILL each group), or leave them with --detach.
+		sctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return m.sup.Serve(sctx) }, func(error) { cancel() })
+	}
+	err = g.Run()
+	// 5 audit: the last record, appended after every component stopped.
+	m.Record(context.Background(), medic.Event{Time: m.Clock.Now(), Kind: "agent.stopped", Target: "medic", Actor: "medic", Reason: "medic stopped"})
+	var sig signalError
+	if errors.As(err, &sig) || ctx.Err() != nil {
+		return nil // asked to stop: a clean exit
+	}
+	return err
+}
+
+// Record makes an event durable in the audit log, then publishes it. Audit
+// appends ignore cancellation: a decision taken during shutdown is still recorded.
+func (m *Main) Record(ctx context.Context, ev medic.Event) {
+	if ev.Time.IsZero() {
+		ev.Time = m.Clock.Now()
+	}
+	_, err := m.audit.Append(context.WithoutCancel(ctx), audit.Record{
+		Time: ev.Time, Actor: ev.Actor, Kind: string(ev.Kind), Target: ev.Target, Reason: ev.Reason, Fields: ev.Fields,
+	})
+	if err != nil {
+		m.mets.AuditError()
+		m.Logger.Error("audit append failed", "kind", ev.Kind, "target", ev.Target, "err", err)
+	}
+	if m.mets != nil {
+		m.mets.Event(ev.Kind)
+	}
+	m.hub.Publish(ev)
+	m.Logger.Info(ev.Reason, "kind", ev.Kind, "target", ev.Target, "actor", ev.Actor)
+	if m.OnEvent != nil {
+		m.OnEvent(ev)
+	}
+}
+
+type signalError struct{ sig os.Signal }
+
+func (e signalError) Error() string { return "received " + e.sig.String() }
+
+func (m *Main) signals(ctx context.Context) error {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case s := <-ch:
+			if s == syscall.SIGHUP {
+				m.Reload(ctx, "signal:SIGHUP")
+				continue
+			}
+			m.Logger.Info("stopping", "signal", s.String())
+			return signalError{s}
+		}
+	}
+}
+
+// Reload loads the config file again. An invalid file is rejected (and
+// audited) and the running config stays; a valid one is applied as a diff.
+func (m *Main) Reload(ctx context.Context, actor string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next, err := config.Load(m.cfg.Path)
+	if err != nil {
+		m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "config", Actor: actor,
+			Reason: "reload rejected, running config kept: " + firstLine(err.Error()), Fields: map[string]string{"errors": err.Error()}})
+		return fmt.Errorf("reload %s: %w", m.cfg.Path, err)
+	}
+	ch := config.Diff(m.cfg, next)
+	reason := fmt.Sprintf("reload applied: %d added, %d removed, %d changed, %d unchanged", len(ch.Added), len(ch.Removed), len(ch.Changed), len(ch.Unchanged))
+	if ch.APIChanged {
+		reason += "; api settings change on restart only"
+	}
+	m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "config", Actor: actor, Reason: reason,
+		Fields: map[string]string{"added": join(ch.Added), "removed": join(ch.Removed), "changed": join(ch.Changed)}})
+	next.API = m.cfg.API
+	next.DataDir = m.cfg.DataDir
+	m.sup.Apply(ctx, next, ch)
+	m.cfg = next
+	return nil
+}
+
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			return s[:i] + " …"
+		}
+	}
+	return s
+}
+
+func join(xs []string) string {
+	out := ""
+	for i, x := range xs {
+		if i > 0 {
+			out += ","
+		}
+		out += x
+	}
+	return out
+}

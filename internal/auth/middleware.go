@@ -1,0 +1,118 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// ReasonNoTokensFile is the reason a mutation is refused when medic runs
+// without a tokens file.
+const ReasonNoTokensFile = "no tokens_file configured: mutations are disabled"
+
+type ctxKey struct{}
+
+// WithIdentity returns ctx carrying id, as Middleware does for the handlers
+// it wraps (and tests do for handlers they call directly).
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, ctxKey{}, id)
+}
+
+// IdentityFrom returns the identity Middleware put in ctx.
+func IdentityFrom(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(ctxKey{}).(Identity)
+	return id, ok
+}
+
+// Middleware admits requests whose bearer token has at least role need and
+// puts the token's Identity in the request context (see IdentityFrom).
+//
+//   - No Authorization header, another scheme, or an unknown token: 401 with
+//     WWW-Authenticate: Bearer.
+//   - A valid token whose role is below need: 403.
+//   - t == nil (no tokens file configured): requests needing at most viewer
+//     are served as Anonymous, any token they carry ignored; anything
+//     needing more gets 403 with ReasonNoTokensFile.
+//   - need == RoleNone: everyone is served; a token, if present, must be
+//     valid and names the identity, otherwise Anonymous.
+//
+// Refusals carry a JSON body {"error": reason}. onDenied, when not nil, is
+// called with the request, the status and the same reason before the
+// response is written: the caller audits denials there.
+func Middleware(t *Tokens, need Role, onDenied func(r *http.Request, status int, reason string)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id, status, reason := decide(t, need, r.Header.Values("Authorization"))
+			if status != http.StatusOK {
+				if onDenied != nil {
+					onDenied(r, status, reason)
+				}
+				deny(w, status, reason)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
+		})
+	}
+}
+
+// decide is the whole policy, without I/O: the identity, or the status and
+// reason of the refusal.
+func decide(t *Tokens, need Role, authz []string) (Identity, int, string) {
+	if t == nil {
+		if need <= RoleViewer {
+			return Anonymous, http.StatusOK, ""
+		}
+		return Identity{}, http.StatusForbidden, ReasonNoTokensFile
+	}
+	if len(authz) == 0 {
+		if need == RoleNone {
+			return Anonymous, http.StatusOK, ""
+		}
+		return Identity{}, http.StatusUnauthorized, "missing bearer token"
+	}
+	token, ok := bearer(authz)
+	if !ok {
+		return Identity{}, http.StatusUnauthorized, "malformed Authorization header: want \"Bearer <token>\""
+	}
+	id, ok := t.Authenticate(token)
+	if !ok {
+		return Identity{}, http.StatusUnauthorized, "invalid token"
+	}
+	if !id.Role.AtLeast(need) {
+		return Identity{}, http.StatusForbidden, fmt.Sprintf("token %q has role %s; this needs %s", id.Name, id.Role, need)
+	}
+	return id, http.StatusOK, ""
+}
+
+// bearer extracts the token from exactly one "Bearer <token>" header; the
+// scheme is case-insensitive (RFC 9110 §11.1).
+func bearer(authz []string) (string, bool) {
+	if len(authz) != 1 {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(authz[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.Trim(token, " ")
+	if token == "" || strings.ContainsAny(token, " \t") {
+		return "", false
+	}
+	return token, true
+}
+
+func deny(w http.ResponseWriter, status int, reason string) {
+	h := w.Header()
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="medic"`)
+	}
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error string `json:"error"`
+	}{reason})
+}

@@ -1,0 +1,133 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/clock"
+	"github.com/medic-dev/medic/internal/config"
+)
+
+// Update reports that a probe's state changed. Updates are edge-triggered:
+// one per change, never one per probe.
+type Update struct {
+	Kind   medic.ProbeKind
+	Health medic.Health // HealthSuccess or HealthFailure
+	Detail string       // the Outcome.Detail of the probe that caused the change
+	Time   time.Time    // when that probe finished, on Set.Clock
+}
+
+// String renders the update for logs: "liveness failure: HTTP 503".
+func (u Update) String() string { return fmt.Sprintf("%s %s: %s", u.Kind, u.Health, u.Detail) }
+
+// Set runs the probes of one instance process with Kubernetes semantics. The
+// supervisor builds a Set when the process starts, runs Serve, and cancels it
+// when the process exits; a restarted process gets a new Set, so no state
+// carries over (kubelet keys its workers by container ID for the same reason).
+//
+// What OnUpdate receives:
+//
+//   - Startup: the first success sends {startup, success}: the instance is
+//     started. FailureThreshold consecutive failures send {startup, failure}
+//     and the startup probe stops (the supervisor restarts the instance).
+//     Without a startup probe, {startup, success} is sent at once, so the
+//     supervisor has one code path.
+//   - Liveness and readiness run only once started. Their first probe runs
+//     InitialDelay after Serve began (or at once if that has already passed).
+//   - Liveness starts as Success and sends nothing for it. FailureThreshold
+//     consecutive failures send {liveness, failure}; the probe then stops
+//     (kubelet's onHold) until the supervisor replaces the Set.
+//   - Readiness starts as Failure (not ready) and sends nothing for it.
+//     SuccessThreshold consecutive successes send {readiness, success},
+//     FailureThreshold consecutive failures {readiness, failure}, on every edge.
+//
+// Startup and liveness always use a success threshold of 1, as Kubernetes
+// requires. Zero fields of a Probe take the Default* values. Fields must not
+// change while Serve runs.
+type Set struct {
+	Startup, Liveness, Readiness *config.Probe
+	// Target is the instance the checkers probe.
+	Target Target
+	// Clock drives delays, periods, timeouts and timestamps; nil means the wall clock.
+	Clock clock.Clock
+	// OnUpdate receives every state change. It is never called concurrently,
+	// and never after Serve returns. It must not block for long: the probe
+	// that caused the change waits for it.
+	OnUpdate func(Update)
+	// Observe, if set, receives every probe result with its duration (for
+	// metrics). It may be called concurrently by different probes.
+	Observe func(kind medic.ProbeKind, o Outcome, took time.Duration)
+	// Missed, if set, receives the number of periods a probe skipped because
+	// the previous probe ran past them (for a counter metric). Missed ticks
+	// are counted, never run. It may be called concurrently by different probes.
+	Missed func(kind medic.ProbeKind, n int)
+	// NewChecker builds the checkers; nil means the package's NewChecker.
+	// Tests swap it for fakes.
+	NewChecker func(*config.Probe, Target) (Checker, error)
+}
+
+// Serve probes until ctx ends, then returns nil once every probe it started
+// has stopped (an exec probe in flight is killed and reaped first). It returns
+// an error, having started nothing, when a checker cannot be built.
+func (s *Set) Serve(ctx context.Context) error {
+	clk := clock.Or(s.Clock)
+	newChecker := s.NewChecker
+	if newChecker == nil {
+		newChecker = NewChecker
+	}
+	e := &emitter{onUpdate: s.OnUpdate}
+	var workers []*worker
+	for _, k := range []struct {
+		kind medic.ProbeKind
+		p    *config.Probe
+	}{{medic.ProbeStartup, s.Startup}, {medic.ProbeLiveness, s.Liveness}, {medic.ProbeReadiness, s.Readiness}} {
+		if k.p == nil {
+			continue
+		}
+		chk, err := newChecker(k.p, s.Target)
+		if err != nil {
+			return fmt.Errorf("probe %s: %w", k.kind, err)
+		}
+		w := newWorker(k.kind, k.p, chk, clk)
+		w.emit, w.observe, w.missed = e.send, s.Observe, s.Missed
+		workers = append(workers, w)
+	}
+
+	begin := clk.Now()
+	started := make(chan struct{})
+	if s.Startup == nil {
+		e.send(Update{Kind: medic.ProbeStartup, Health: medic.HealthSuccess, Detail: "no startup probe", Time: begin})
+		close(started)
+	}
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		if w.kind == medic.ProbeStartup {
+			// Closing started after the startup update was delivered orders
+			// it before any liveness or readiness update.
+			wg.Go(func() { w.run(ctx, begin, nil, func() { close(started) }) })
+			continue
+		}
+		wg.Go(func() { w.run(ctx, begin, started, nil) })
+	}
+	<-ctx.Done()
+	wg.Wait()
+	return nil
+}
+
+// emitter serialises calls to OnUpdate across workers.
+type emitter struct {
+	mu       sync.Mutex
+	onUpdate func(Update)
+}
+
+func (e *emitter) send(u Update) {
+	if e.onUpdate == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.onUpdate(u)
+}

@@ -1,0 +1,244 @@
+package supervise
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/probe"
+)
+
+// runOnce starts the process, watches it until it ends (crash, failed probe,
+// command or shutdown) and returns how it ended. Probes and the notify socket
+// live exactly as long as the process: a probe of a stopped instance is cancelled.
+func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error) {
+	clk := in.env.Clock
+	var notify *notifySocket
+	env := in.spec.Env
+	if in.spec.Notify != nil && (in.spec.Notify.Ready || in.spec.Notify.Watchdog > 0) {
+		ns, err := listenNotify(in.notifyPath())
+		if err != nil {
+			return outcome{}, err
+		}
+		defer ns.close()
+		notify = ns
+		env = append(env[:len(env):len(env)], "NOTIFY_SOCKET="+ns.path)
+		if w := in.spec.Notify.Watchdog.D(); w > 0 {
+			env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(w.Microseconds(), 10))
+		}
+	}
+	logw, err := openRotating(in.spec.LogPath, in.spec.LogMax, in.spec.LogFiles)
+	if err != nil {
+		return outcome{}, err
+	}
+	in.update(func(s *InstanceStatus) { s.State = medic.StateStarting })
+	p, err := startProcess(in.spec.Argv, env, in.spec.Dir, logw, in.stderr, clk.Now)
+	if err != nil {
+		logw.Close()
+		return outcome{}, err
+	}
+	defer func() {
+		// Output goroutines end when every holder of the pipes is gone; the
+		// group kill below makes sure that happens.
+		go func() { <-p.output; logw.Close() }()
+	}()
+	startedAt := clk.Now()
+	in.tracker = in.tracker.Started(startedAt)
+	needNotify := notify != nil && in.spec.Notify.Ready
+	hasReadiness := in.spec.Probes.Readiness != nil
+	in.update(func(s *InstanceStatus) {
+		if !s.StartedAt.IsZero() {
+			s.Restarts++
+		}
+		s.PID, s.StartedAt, s.Since = p.pid, startedAt, startedAt
+		s.State, s.Started, s.Ready, s.Notified = medic.StateStarting, false, false, false
+		s.Probes = map[medic.ProbeKind]ProbeStatus{}
+		s.RSSBytes, s.CPU, s.FDs = 0, 0, 0
+	})
+	in.emit(ctx, medic.EventStarted, fmt.Sprintf("started pid %d", p.pid), map[string]string{"pid": strconv.Itoa(p.pid), "port": strconv.Itoa(in.spec.Port)})
+	if reply != nil {
+		reply.done <- nil
+	}
+
+	// Probes, under a context that ends with this run.
+	pctx, cancelProbes := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	updates := make(chan probe.Update, 16)
+	set := &probe.Set{
+		Startup: in.spec.Probes.Startup, Liveness: in.spec.Probes.Liveness, Readiness: in.spec.Probes.Readiness,
+		Target: probe.Target{Port: in.spec.Port, Dir: in.spec.Dir, Env: in.spec.Env},
+		Clock:  clk,
+		OnUpdate: func(u probe.Update) {
+			select {
+			case updates <- u:
+			case <-pctx.Done():
+			}
+		},
+	}
+	if in.env.Observe != nil {
+		set.Observe = func(kind medic.ProbeKind, o probe.Outcome, took time.Duration) { in.env.Observe(in.id, kind, o, took) }
+	}
+	var runner interface{ Serve(context.Context) error } = set
+	if in.env.NewProbeSet != nil {
+		runner = in.env.NewProbeSet(set)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); runner.Serve(pctx) }()
+	stopProbes := func() { cancelProbes(); wg.Wait() }
+
+	var watchdog <-chan time.Time
+	var wdTimer interface{ Stop() bool }
+	if notify != nil && in.spec.Notify.Watchdog > 0 {
+		t := clk.NewTimer(in.spec.Notify.Watchdog.D())
+		watchdog, wdTimer = t.C(), t
+		defer t.Stop()
+	}
+	var notifyMsgs <-chan map[string]string
+	if notify != nil {
+		notifyMsgs = notify.msgs
+	}
+	started, probeReady, notified := false, !hasReadiness, !needNotify
+	refresh := func() {
+		in.update(func(s *InstanceStatus) {
+			s.Started = started
+			s.Notified = notified && needNotify
+			s.Ready = started && probeReady && notified
+			if started && notified && s.State == medic.StateStarting {
+				s.State, s.Since = medic.StateRunning, clk.Now()
+			}
+		})
+	}
+
+	for {
+		select {
+		case ex := <-p.exited:
+			stopProbes()
+			in.killLeftovers(p)
+			in.finish(ex)
+			return outcome{exit: ex}, nil
+
+		case u := <-updates:
+			in.update(func(s *InstanceStatus) {
+				s.Probes[u.Kind] = ProbeStatus{Health: u.Health, Detail: u.Detail, Since: u.Time}
+				if u.Health == medic.HealthFailure {
+					s.Reason = fmt.Sprintf("%s probe failed: %s", u.Kind, u.Detail)
+				}
+			})
+			in.emit(ctx, medic.EventProbe, fmt.Sprintf("%s probe %s: %s", u.Kind, u.Health, u.Detail), map[string]string{"probe": string(u.Kind), "health": u.Health.String()})
+			switch {
+			case u.Kind == medic.ProbeStartup && u.Health == medic.HealthSuccess:
+				started = true
+			case u.Kind == medic.ProbeReadiness:
+				probeReady = u.Health == medic.HealthSuccess
+			case u.Health == medic.HealthFailure: // liveness or startup gave up
+				cause := fmt.Sprintf("%s probe failed: %s", u.Kind, u.Detail)
+				stopProbes()
+				ex := in.stopProcess(ctx, p, cause, false)
+				in.finish(ex)
+				return outcome{exit: ex, cause: cause}, nil
+			}
+			refresh()
+
+		case m := <-notifyMsgs:
+			if m["READY"] == "1" && !notified {
+				notified = true
+				in.emit(ctx, medic.EventNotify, "sd_notify READY=1", nil)
+			}
+			if m["WATCHDOG"] == "1" && wdTimer != nil {
+				wdTimer.Stop()
+				t := clk.NewTimer(in.spec.Notify.Watchdog.D())
+				watchdog, wdTimer = t.C(), t
+			}
+			refresh()
+
+		case <-watchdog:
+			cause := fmt.Sprintf("watchdog timeout: no WATCHDOG=1 within %v", in.spec.Notify.Watchdog)
+			stopProbes()
+			ex := in.stopProcess(ctx, p, cause, false)
+			in.finish(ex)
+			return outcome{exit: ex, cause: cause}, nil
+
+		case c := <-in.cmds:
+			if c.kind == cmdStart {
+				c.done <- nil
+				continue
+			}
+			reason := fmt.Sprintf("%s by %s", map[cmdKind]string{cmdRestart: "restart", cmdStop: "stop"}[c.kind], c.actor)
+			if c.reason != "" {
+				reason += ": " + c.reason
+			}
+			stopProbes()
+			ex := in.stopProcess(ctx, p, reason, true)
+			in.finish(ex)
+			return outcome{exit: ex, cause: reason, next: c.kind, reply: &c}, nil
+
+		case <-ctx.Done():
+			stopProbes()
+			if in.env.Detach {
+				in.update(func(s *InstanceStatus) { s.Ready = false })
+				return outcome{detach: true}, nil
+			}
+			ex := in.stopProcess(context.WithoutCancel(ctx), p, "medic is shutting down", true)
+			in.finish(ex)
+			return outcome{exit: ex, cause: "medic is shutting down"}, nil
+		}
+	}
+}
+
+// finish records the exit in the status.
+func (in *Instance) finish(ex medic.Exit) {
+	in.update(func(s *InstanceStatus) {
+		e := ex
+		s.LastExit = &e
+		s.PID, s.Ready, s.Started = 0, false, false
+		if s.State != medic.StateStopping {
+			s.Reason = "exited: " + ex.Reason
+		}
+	})
+}
+
+// stopProcess takes the instance out of traffic (draining in-flight work when
+// drain is set), sends the stop signal to the whole process group, waits the
+// grace period, then SIGKILLs the group. It returns once the main process exited
+// and no member of the group is left.
+func (in *Instance) stopProcess(ctx context.Context, p *process, reason string, drain bool) medic.Exit {
+	in.update(func(s *InstanceStatus) {
+		s.Ready = false
+		s.State = medic.StateStopping
+		s.Since = in.env.Clock.Now()
+		s.Reason = reason
+	})
+	in.emit(ctx, medic.EventStopping, reason, map[string]string{"pid": strconv.Itoa(p.pid), "signal": signalName(in.spec.StopSignal), "grace": in.spec.Grace.String()})
+	grace := in.env.Clock.NewTimer(in.spec.Grace)
+	defer grace.Stop()
+	if drain && in.env.Hooks != nil {
+		dctx, cancel := context.WithTimeout(ctx, in.spec.Grace)
+		in.env.Hooks.Drain(dctx, in.id)
+		cancel()
+	}
+	if err := signalGroup(p.pid, in.spec.StopSignal); err != nil {
+		in.env.Logger.Warn("stop signal failed", "instance", in.id, "err", err)
+	}
+	var ex medic.Exit
+	select {
+	case ex = <-p.exited:
+	case <-grace.C():
+		signalGroup(p.pid, 9)
+		ex = <-p.exited
+		ex.Reason += fmt.Sprintf(" (SIGKILL after %v grace)", in.spec.Grace)
+	}
+	in.killLeftovers(p)
+	return ex
+}
+
+// killLeftovers SIGKILLs any process left in the group after the main process
+// ended, so that no orphaned grandchild keeps the port or the pipes.
+func (in *Instance) killLeftovers(p *process) {
+	if groupAlive(p.pid) {
+		in.env.Logger.Warn("killing leftover processes of the group", "instance", in.id, "pgid", p.pid)
+		signalGroup(p.pid, 9)
+	}
+}

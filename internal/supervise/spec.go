@@ -1,0 +1,113 @@
+package supervise
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/medic-dev/medic/internal/backoff"
+	"github.com/medic-dev/medic/internal/config"
+)
+
+// Resolve turns a service's config into one Spec per instance: ${PORT},
+// ${INSTANCE}, ${SERVICE} and ${VAR} (service env, then medic's environment)
+// are expanded in the command; relative paths are taken from baseDir.
+func Resolve(name string, svc *config.Service, baseDir, logDir string) []Spec {
+	jitter := 0.2
+	if svc.Restart.Jitter != nil {
+		jitter = *svc.Restart.Jitter
+	}
+	pol := backoff.Policy{
+		Mode: backoff.Mode(svc.Restart.Policy), Initial: svc.Restart.Initial.D(), Multiplier: svc.Restart.Multiplier,
+		Max: svc.Restart.Max.D(), Jitter: jitter, ResetAfter: svc.Restart.ResetAfter.D(),
+		CrashLoopRestarts: svc.Restart.CrashLoop.Restarts, CrashLoopWindow: svc.Restart.CrashLoop.Window.D(),
+	}
+	if pol.Mode == "" {
+		pol.Mode = backoff.Always
+	}
+	dir := svc.Dir
+	if dir == "" {
+		dir = baseDir
+	} else if !filepath.IsAbs(dir) {
+		dir = filepath.Join(baseDir, dir)
+	}
+	n := svc.Instances
+	if n < 1 {
+		n = 1
+	}
+	out := make([]Spec, 0, n)
+	for i := 0; i < n; i++ {
+		port := 0
+		if svc.Port > 0 {
+			port = svc.Port + i
+		}
+		vars := map[string]string{"PORT": strconv.Itoa(port), "INSTANCE": strconv.Itoa(i), "SERVICE": name}
+		lookup := func(k string) string {
+			if v, ok := vars[k]; ok {
+				return v
+			}
+			if v, ok := svc.Env[k]; ok {
+				return v
+			}
+			return os.Getenv(k)
+		}
+		argv := make([]string, len(svc.Command))
+		for j, a := range svc.Command {
+			argv[j] = expand(a, lookup)
+		}
+		env := os.Environ()
+		keys := make([]string, 0, len(svc.Env))
+		for k := range svc.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			env = append(env, k+"="+expand(svc.Env[k], lookup))
+		}
+		env = append(env, "PORT="+vars["PORT"], "MEDIC_SERVICE="+name, "MEDIC_INSTANCE="+name+"/"+vars["INSTANCE"])
+		maxFiles := svc.Logs.MaxFiles
+		out = append(out, Spec{
+			Service: name, Index: i, Argv: argv, Env: env, Dir: dir, Port: port, Policy: pol,
+			StopSignal: parseSignal(svc.Stop.Signal), Grace: svc.Stop.Grace.D(), Probes: svc.Probes, Notify: svc.Notify,
+			LogPath: filepath.Join(logDir, name+"-"+strconv.Itoa(i)+".log"), LogMax: int64(svc.Logs.MaxSize), LogFiles: maxFiles,
+		})
+	}
+	return out
+}
+
+// expand replaces ${NAME} (NAME of letters, digits and _) with lookup(NAME).
+// Nothing else is touched: $x, $!, $$ and the rest reach the command as
+// written, so shell snippets in `sh -c` commands keep working.
+func expand(s string, lookup func(string) string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 || !isName(s[i+2:i+j]) {
+			b.WriteString(s[:i+2])
+			s = s[i+2:]
+			continue
+		}
+		b.WriteString(s[:i])
+		b.WriteString(lookup(s[i+2 : i+j]))
+		s = s[i+j+1:]
+	}
+}
+
+func isName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}

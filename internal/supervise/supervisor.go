@@ -1,0 +1,331 @@
+// Package supervise runs services as process groups: start, crash detection
+// from wait(2), restart with backoff, probes, graceful stop, rolling restarts
+// within a disruption budget, and dependency order.
+package supervise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/clock"
+	"github.com/medic-dev/medic/internal/config"
+)
+
+// ErrNotFound is returned for an unknown service or instance.
+var ErrNotFound = errors.New("supervise: not found")
+
+// ErrBudget is returned when a voluntary disruption would break min_available.
+var ErrBudget = errors.New("supervise: disruption budget exhausted")
+
+// Options configure a Supervisor.
+type Options struct {
+	Config *config.Config
+	Env    Env    // shared with every instance; Gate and Changed are set by the supervisor
+	LogDir string // instance logs
+}
+
+// Supervisor owns every service's instances.
+type Supervisor struct {
+	env      Env
+	logDir   string
+	baseDir  string
+	anyReady broadcast
+
+	mu       sync.Mutex
+	services map[string]*service
+	order    []string // dependency order (dependencies first)
+	wg       sync.WaitGroup
+	started  bool
+	root     context.Context
+}
+
+type service struct {
+	name      string
+	cfg       *config.Service
+	instances []*Instance
+	cancel    context.CancelFunc
+	done      chan struct{}
+	minAvail  int
+	rolling   sync.Mutex // one rolling restart at a time
+}
+
+// New builds a supervisor for cfg. Nothing starts until Serve.
+func New(o Options) (*Supervisor, error) {
+	s := &Supervisor{env: o.Env, logDir: o.LogDir, services: map[string]*service{}}
+	s.env.Clock = clock.Or(s.env.Clock)
+	if s.env.Logger == nil {
+		s.env.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.env.RunDir == "" {
+		d, err := os.MkdirTemp("", "medic-run-")
+		if err != nil {
+			return nil, fmt.Errorf("create run dir for notify sockets: %w", err)
+		}
+		s.env.RunDir = d
+	}
+	s.env.Changed = s.anyReady.Notify
+	if o.Config.Path != "" {
+		s.baseDir = filepath.Dir(o.Config.Path)
+	} else {
+		s.baseDir, _ = os.Getwd()
+	}
+	for name, svc := range o.Config.Services {
+		s.services[name] = s.build(name, svc)
+	}
+	s.order = depOrder(o.Config.Services)
+	return s, nil
+}
+
+func (s *Supervisor) build(name string, cfg *config.Service) *service {
+	sv := &service{name: name, cfg: cfg}
+	if cfg.MinAvailable != nil {
+		sv.minAvail = *cfg.MinAvailable
+	} else if cfg.Instances > 1 {
+		sv.minAvail = cfg.Instances - 1
+	}
+	for _, spec := range Resolve(name, cfg, s.baseDir, s.logDir) {
+		env := s.env
+		deps := cfg.DependsOn
+		env.Gate = func(ctx context.Context) error { return s.waitDeps(ctx, deps) }
+		sv.instances = append(sv.instances, newInstance(spec, &env))
+	}
+	return sv
+}
+
+// Serve starts every service in dependency order and runs until ctx ends;
+// then it stops services in reverse order (dependents first) and returns
+// once every process is stopped and every goroutine has ended.
+func (s *Supervisor) Serve(ctx context.Context) error {
+	base := context.WithoutCancel(ctx) // services are stopped explicitly, in order
+	s.mu.Lock()
+	s.root, s.started = base, true
+	for _, name := range s.order {
+		s.startLocked(base, s.services[name])
+	}
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.mu.Lock()
+	order := append([]string(nil), s.order...)
+	s.mu.Unlock()
+	for i := len(order) - 1; i >= 0; i-- {
+		s.mu.Lock()
+		sv := s.services[order[i]]
+		s.mu.Unlock()
+		if sv != nil {
+			s.stopService(sv)
+		}
+	}
+	s.wg.Wait()
+	os.RemoveAll(s.env.RunDir)
+	return nil
+}
+
+func (s *Supervisor) startLocked(base context.Context, sv *service) {
+	ctx, cancel := context.WithCancel(base)
+	sv.cancel, sv.done = cancel, make(chan struct{})
+	var wg sync.WaitGroup
+	for _, in := range sv.instances {
+		wg.Add(1)
+		go func() { defer wg.Done(); in.Serve(ctx) }()
+	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); wg.Wait(); close(sv.done) }()
+}
+
+func (s *Supervisor) stopService(sv *service) {
+	if sv.cancel == nil {
+		return
+	}
+	sv.cancel()
+	<-sv.done
+}
+
+// waitDeps blocks until every named service has at least one ready instance.
+func (s *Supervisor) waitDeps(ctx context.Context, deps []string) error {
+	for {
+		ch := s.anyReady.Wait()
+		ok := true
+		for _, d := range deps {
+			if s.readyCount(d) == 0 {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+func (s *Supervisor) readyCount(name string) int {
+	s.mu.Lock()
+	sv := s.services[name]
+	s.mu.Unlock()
+	if sv == nil {
+		return 0
+	}
+	n := 0
+	for _, in := range sv.instances {
+		if in.Status().Ready {
+			n++
+		}
+	}
+	return n
+}
+
+// Status returns every service's status, sorted by name.
+func (s *Supervisor) Status() []ServiceStatus {
+	s.mu.Lock()
+	svcs := make([]*service, 0, len(s.services))
+	for _, sv := range s.services {
+		svcs = append(svcs, sv)
+	}
+	s.mu.Unlock()
+	sort.Slice(svcs, func(i, j int) bool { return svcs[i].name < svcs[j].name })
+	out := make([]ServiceStatus, 0, len(svcs))
+	for _, sv := range svcs {
+		st := ServiceStatus{Name: sv.name, Desired: len(sv.instances), MinAvailable: sv.minAvail}
+		for _, in := range sv.instances {
+			is := in.Status()
+			if is.Ready {
+				st.Ready++
+			}
+			st.Instances = append(st.Instances, is)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// Instances returns the live instances (for collectors).
+func (s *Supervisor) Instances() []*Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Instance
+	for _, name := range s.order {
+		out = append(out, s.services[name].instances...)
+	}
+	return out
+}
+
+func (s *Supervisor) instance(id medic.InstanceID) (*Instance, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sv := s.services[id.Service]
+	if sv == nil || id.Index < 0 || id.Index >= len(sv.instances) {
+		return nil, fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	return sv.instances[id.Index], nil
+}
+
+// RestartInstance stops the instance gracefully and starts it again at once;
+// it returns when the new process started. It does not count as a crash.
+func (s *Supervisor) RestartInstance(ctx context.Context, id medic.InstanceID, actor, reason string) error {
+	in, err := s.instance(id)
+	if err != nil {
+		return err
+	}
+	return in.send(ctx, command{kind: cmdRestart, actor: actor, reason: reason})
+}
+
+// StopInstance stops the instance and keeps it stopped until StartInstance.
+func (s *Supervisor) StopInstance(ctx context.Context, id medic.InstanceID, actor, reason string) error {
+	in, err := s.instance(id)
+	if err != nil {
+		return err
+	}
+	return in.send(ctx, command{kind: cmdStop, actor: actor, reason: reason})
+}
+
+// StartInstance starts a stopped instance (or cuts a backoff short).
+func (s *Supervisor) StartInstance(ctx context.Context, id medic.InstanceID, actor, reason string) error {
+	in, err := s.instance(id)
+	if err != nil {
+		return err
+	}
+	return in.send(ctx, command{kind: cmdStart, actor: actor, reason: reason})
+}
+
+// WaitReady blocks until the instance is ready or ctx ends.
+func (in *Instance) WaitReady(ctx context.Context) error {
+	for {
+		ch := in.change.Wait()
+		if in.Status().Ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s to be ready: %w", in.id, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+// ID returns the instance's id.
+func (in *Instance) ID() medic.InstanceID { return in.id }
+
+// RollingRestart restarts a service's instances one at a time, never leaving
+// fewer than min_available ready instances, and waits for each to be ready
+// before the next. readyTimeout bounds each wait.
+func (s *Supervisor) RollingRestart(ctx context.Context, name, actor string, readyTimeout time.Duration) error {
+	s.mu.Lock()
+	sv := s.services[name]
+	s.mu.Unlock()
+	if sv == nil {
+		return fmt.Errorf("service %s: %w", name, ErrNotFound)
+	}
+	sv.rolling.Lock()
+	defer sv.rolling.Unlock()
+	for _, in := range sv.instances {
+		// Restarting a ready instance removes one from service: wait until the
+		// others alone satisfy the budget.
+		if err := s.waitBudget(ctx, sv, in, readyTimeout); err != nil {
+			return fmt.Errorf("rolling restart of %s at %s: %w", name, in.id, err)
+		}
+		if err := in.send(ctx, command{kind: cmdRestart, actor: actor, reason: "rolling restart"}); err != nil {
+			return fmt.Errorf("rolling restart of %s: restart %s: %w", name, in.id, err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		err := in.WaitReady(wctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("rolling restart of %s stopped: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (s *Supervisor) waitBudget(ctx context.Context, sv *service, target *Instance, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		ch := s.anyReady.Wait()
+		others := 0
+		for _, in := range sv.instances {
+			if in != target && in.Status().Ready {
+				others++
+			}
+		}
+		if !target.Status().Ready || others >= sv.minAvail {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %d other instances ready, min_available %d", ErrBudget, others, sv.minAvail)
+		case <-ch:
+		}
+	}
+}

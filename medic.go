@@ -1,0 +1,160 @@
+// Package medic holds the domain types shared by every component: services,
+// instances, their states, health results and the events that join the loops.
+// It imports nothing but the standard library (the wtf layout: domain at the
+// root, dependencies in packages named after them).
+package medic
+
+import (
+	"fmt"
+	"time"
+)
+
+// InstanceState is the lifecycle state of one supervised instance.
+// The zero value is StateUnknown.
+type InstanceState int
+
+const (
+	StateUnknown   InstanceState = iota
+	StatePending                 // waiting for dependencies or its first start
+	StateStarting                // process started, startup probe not yet passed
+	StateRunning                 // process running and started
+	StateBackoff                 // exited; waiting out the restart delay
+	StateCrashLoop               // restarted too often within the window; still backing off
+	StateStopping                // stop signal sent, grace period running
+	StateStopped                 // stopped on purpose (or policy says no restart)
+	StateFailed                  // could not be started (bad command, missing binary)
+)
+
+var stateNames = [...]string{"unknown", "pending", "starting", "running", "backoff", "crashloop", "stopping", "stopped", "failed"}
+
+func (s InstanceState) String() string {
+	if s < 0 || int(s) >= len(stateNames) {
+		return fmt.Sprintf("state(%d)", int(s))
+	}
+	return stateNames[s]
+}
+
+// MarshalText renders the state by name in JSON and YAML.
+func (s InstanceState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText parses a state name.
+func (s *InstanceState) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = InstanceState(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown instance state %q", b)
+}
+
+// Health is the result of a probe. The zero value is HealthUnknown (never Success:
+// kubelet's iota-1 trick is the counterexample).
+type Health int
+
+const (
+	HealthUnknown Health = iota
+	HealthSuccess
+	HealthFailure
+)
+
+func (h Health) String() string {
+	switch h {
+	case HealthSuccess:
+		return "success"
+	case HealthFailure:
+		return "failure"
+	}
+	return "unknown"
+}
+
+// MarshalText renders the health by name in JSON.
+func (h Health) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText parses a health name.
+func (h *Health) UnmarshalText(b []byte) error {
+	for _, v := range []Health{HealthUnknown, HealthSuccess, HealthFailure} {
+		if v.String() == string(b) {
+			*h = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown health %q", b)
+}
+
+// ProbeKind names the role of a probe, with Kubernetes' meanings.
+type ProbeKind string
+
+const (
+	ProbeStartup   ProbeKind = "startup"
+	ProbeLiveness  ProbeKind = "liveness"
+	ProbeReadiness ProbeKind = "readiness"
+)
+
+// InstanceID names one replica of a service: "web/0".
+type InstanceID struct {
+	Service string
+	Index   int
+}
+
+func (id InstanceID) String() string { return fmt.Sprintf("%s/%d", id.Service, id.Index) }
+
+// MarshalText renders the id as "service/index".
+func (id InstanceID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// ParseInstanceID parses "service/index".
+func ParseInstanceID(s string) (InstanceID, error) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '/' {
+			var n int
+			if _, err := fmt.Sscanf(s[i+1:], "%d", &n); err != nil || i == 0 || n < 0 {
+				break
+			}
+			return InstanceID{Service: s[:i], Index: n}, nil
+		}
+	}
+	return InstanceID{}, fmt.Errorf("instance id %q: want SERVICE/INDEX", s)
+}
+
+// Exit describes how a process ended.
+type Exit struct {
+	Code   int       `json:"code"`             // -1 when killed by a signal
+	Signal string    `json:"signal,omitempty"` // e.g. "killed", "terminated"
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"` // "exit status 1", "signal: killed", "liveness probe failed: …"
+}
+
+// Success reports whether the process exited with status 0.
+func (e Exit) Success() bool { return e.Code == 0 && e.Signal == "" }
+
+// EventKind classifies an Event.
+type EventKind string
+
+const (
+	EventStarted      EventKind = "instance.started"
+	EventExited       EventKind = "instance.exited"
+	EventRestart      EventKind = "instance.restart"   // decision: restart after delay
+	EventCrashLoop    EventKind = "instance.crashloop" // decision: entered crash loop
+	EventGiveUp       EventKind = "instance.giveup"    // decision: policy says no restart
+	EventStopping     EventKind = "instance.stopping"
+	EventStopped      EventKind = "instance.stopped"
+	EventState        EventKind = "instance.state"
+	EventProbe        EventKind = "probe.changed" // edge-triggered probe result change
+	EventReady        EventKind = "instance.ready"
+	EventUnready      EventKind = "instance.unready"
+	EventNotify       EventKind = "instance.notify" // sd_notify message
+	EventConfigReload EventKind = "config.reload"
+	EventAPIDenied    EventKind = "api.denied"
+	EventAPIAction    EventKind = "api.action"
+)
+
+// Event is one typed observation or decision. Every event carries a Reason; the
+// same string goes to the log, the audit record and the API.
+type Event struct {
+	Time   time.Time         `json:"time"`
+	Kind   EventKind         `json:"kind"`
+	Target string            `json:"target"` // "web/0", "web", "config"
+	Actor  string            `json:"actor"`  // "supervisor", "probe", "api:alice"
+	Reason string            `json:"reason"`
+	Fields map[string]string `json:"fields,omitempty"`
+}
