@@ -143,6 +143,8 @@ const (
 	EventReady        EventKind = "instance.ready"
 	EventUnready      EventKind = "instance.unready"
 	EventNotify       EventKind = "instance.notify" // sd_notify message
+	EventScaled       EventKind = "service.scaled"
+	EventRolledBack   EventKind = "service.rolledback"
 	EventConfigReload EventKind = "config.reload"
 	EventAPIDenied    EventKind = "api.denied"
 	EventAPIAction    EventKind = "api.action"

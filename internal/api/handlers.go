@@ -38,7 +38,7 @@ func statusFor(err error) int {
 	switch {
 	case errors.Is(err, supervise.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, supervise.ErrBudget):
+	case errors.Is(err, supervise.ErrBudget), errors.Is(err, supervise.ErrNoPrevious):
 		return http.StatusConflict
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
@@ -65,7 +65,12 @@ func (s *Server) instanceAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "action %q: want restart, stop or start", r.PathValue("action"))
 		return
 	}
-	reason := r.URL.Query().Get("reason")
+	var body actionBody
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	reason := body.Reason
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 	defer cancel()
 	err = do(ctx, id, actorOf(r), reason)
@@ -79,16 +84,23 @@ func (s *Server) instanceAction(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) restartService(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	timeout := 2 * time.Minute
+	var body actionBody
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	timeout, err := body.readyTimeout(2 * time.Minute)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
 	if t := r.URL.Query().Get("ready_timeout"); t != "" {
-		d, err := time.ParseDuration(t)
-		if err != nil || d <= 0 {
-			writeError(w, http.StatusBadRequest, "ready_timeout %q: want a positive duration such as 30s", t)
+		if timeout, err = (actionBody{ReadyTimeout: t}).readyTimeout(timeout); err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
-		timeout = d
 	}
-	err := s.Supervisor.RollingRestart(r.Context(), name, actorOf(r), timeout)
+	err = s.Supervisor.RollingRestart(r.Context(), name, actorOf(r), timeout)
 	s.action(r, name, "rolling restart", err)
 	if err != nil {
 		writeError(w, statusFor(err), "%v", err)
@@ -303,4 +315,40 @@ func tailOffset(f *os.File, n int) int64 {
 		return start
 	}
 	return offs[len(offs)-n]
+}
+
+func (s *Server) scaleService(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var body actionBody
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if body.Instances == nil || *body.Instances < 1 || *body.Instances > 1000 {
+		writeError(w, http.StatusBadRequest, "body.instances: want a number from 1 to 1000")
+		return
+	}
+	err := s.Supervisor.Scale(r.Context(), name, *body.Instances, actorOf(r))
+	s.action(r, name, fmt.Sprintf("scale to %d", *body.Instances), err)
+	if err != nil {
+		writeError(w, statusFor(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"service": name, "instances": *body.Instances, "result": "done"})
+}
+
+func (s *Server) rollbackService(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var body actionBody
+	if err := decodeBody(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	err := s.Supervisor.Rollback(r.Context(), name, actorOf(r))
+	s.action(r, name, "rollback", err)
+	if err != nil {
+		writeError(w, statusFor(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"service": name, "action": "rollback", "result": "done"})
 }

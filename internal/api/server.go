@@ -32,6 +32,8 @@ type Supervisor interface {
 	StopInstance(ctx context.Context, id medic.InstanceID, actor, reason string) error
 	StartInstance(ctx context.Context, id medic.InstanceID, actor, reason string) error
 	RollingRestart(ctx context.Context, service, actor string, readyTimeout time.Duration) error
+	Scale(ctx context.Context, service string, n int, actor string) error
+	Rollback(ctx context.Context, service, actor string) error
 }
 
 // Server serves the API. Fields are set before Serve and not changed after.
@@ -65,6 +67,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/audit/verify", view(http.HandlerFunc(s.auditVerify)))
 	mux.Handle("GET /v1/logs/{service}/{index}", view(http.HandlerFunc(s.logs)))
 	mux.Handle("POST /v1/services/{name}/restart", op(http.HandlerFunc(s.restartService)))
+	mux.Handle("POST /v1/services/{name}/scale", op(http.HandlerFunc(s.scaleService)))
+	mux.Handle("POST /v1/services/{name}/rollback", op(http.HandlerFunc(s.rollbackService)))
 	mux.Handle("POST /v1/instances/{service}/{index}/{action}", op(http.HandlerFunc(s.instanceAction)))
 	mux.Handle("POST /v1/reload", admin(http.HandlerFunc(s.reload)))
 	return mux

@@ -11,6 +11,14 @@ type Config struct {
 	API API `yaml:"api" json:"api,omitempty"`
 	// Supervised services by name. Names: [a-z0-9][a-z0-9_-]*.
 	Services map[string]*Service `yaml:"services" json:"services,omitempty"`
+	// Signals turned into conditions: thresholds held for a duration, trends, anomalies.
+	Conditions map[string]*Condition `yaml:"conditions" json:"conditions,omitempty"`
+	// Remediation runbooks by name.
+	Runbooks map[string]*Runbook `yaml:"runbooks" json:"runbooks,omitempty"`
+	// Guardrails and trust that apply to all automation.
+	Automation Automation `yaml:"automation" json:"automation,omitempty"`
+	// Notification receivers by name.
+	Receivers map[string]*Receiver `yaml:"receivers" json:"receivers,omitempty"`
 
 	// File the config was loaded from ("" when built in code). Not part of YAML.
 	Path string `yaml:"-" json:"-"`
@@ -59,6 +67,8 @@ type Service struct {
 	Proxy *Proxy `yaml:"proxy" json:"proxy,omitempty"`
 	// Drills may target this service only when allowed.
 	Drills Drills `yaml:"drills" json:"drills,omitempty"`
+	// What automation may do to this service (protection, scaling bounds).
+	Remedy *ServiceRemedy `yaml:"remedy" json:"remedy,omitempty"`
 }
 
 // Restart says when and how fast a stopped instance is started again.

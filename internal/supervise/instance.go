@@ -64,6 +64,9 @@ type Instance struct {
 
 	tracker backoff.Tracker // owned by the Serve goroutine
 	stderr  *tail
+
+	cancel context.CancelFunc // set by the supervisor when it starts Serve
+	done   chan struct{}      // closed when Serve returned
 }
 
 // Env is what every instance shares with its supervisor.

@@ -12,11 +12,13 @@ import (
 // caller has validated cfg and computed change with config.Diff.
 func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config, change config.Change) {
 	stop := append(append([]string(nil), change.Removed...), change.Changed...)
+	prev := map[string]*config.Service{}
 	for _, name := range stop {
 		s.mu.Lock()
 		sv := s.services[name]
 		s.mu.Unlock()
 		if sv != nil {
+			prev[name] = sv.cfg
 			s.stopService(sv)
 		}
 	}
@@ -26,7 +28,9 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config, change confi
 		delete(s.services, name)
 	}
 	for _, name := range append(append([]string(nil), change.Changed...), change.Added...) {
-		s.services[name] = s.build(name, cfg.Services[name])
+		sv := s.build(name, cfg.Services[name])
+		sv.prev = prev[name] // a changed service can be rolled back to what ran before
+		s.services[name] = sv
 	}
 	s.order = depOrder(cfg.Services)
 	if !s.started {

@@ -50,9 +50,10 @@ type Supervisor struct {
 type service struct {
 	name      string
 	cfg       *config.Service
+	prev      *config.Service // the spec before the last change: what Rollback returns to
 	instances []*Instance
+	ctx       context.Context
 	cancel    context.CancelFunc
-	done      chan struct{}
 	minAvail  int
 	rolling   sync.Mutex // one rolling restart at a time
 }
@@ -129,23 +130,37 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 }
 
 func (s *Supervisor) startLocked(base context.Context, sv *service) {
-	ctx, cancel := context.WithCancel(base)
-	sv.cancel, sv.done = cancel, make(chan struct{})
-	var wg sync.WaitGroup
+	sv.ctx, sv.cancel = context.WithCancel(base)
 	for _, in := range sv.instances {
-		wg.Add(1)
-		go func() { defer wg.Done(); in.Serve(ctx) }()
+		s.startInstanceLocked(sv, in)
 	}
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); wg.Wait(); close(sv.done) }()
 }
 
+func (s *Supervisor) startInstanceLocked(sv *service, in *Instance) {
+	ctx, cancel := context.WithCancel(sv.ctx)
+	in.cancel, in.done = cancel, make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(in.done)
+		in.Serve(ctx)
+	}()
+}
+
+// stopService stops every instance of sv and waits for them.
 func (s *Supervisor) stopService(sv *service) {
 	if sv.cancel == nil {
 		return
 	}
 	sv.cancel()
-	<-sv.done
+	s.mu.Lock()
+	ins := append([]*Instance(nil), sv.instances...)
+	s.mu.Unlock()
+	for _, in := range ins {
+		if in.done != nil {
+			<-in.done
+		}
+	}
 }
 
 // waitDeps blocks until every named service has at least one ready instance.
@@ -178,7 +193,7 @@ func (s *Supervisor) readyCount(name string) int {
 		return 0
 	}
 	n := 0
-	for _, in := range sv.instances {
+	for _, in := range s.instancesOf(sv) {
 		if in.Status().Ready {
 			n++
 		}
@@ -197,8 +212,8 @@ func (s *Supervisor) Status() []ServiceStatus {
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].name < svcs[j].name })
 	out := make([]ServiceStatus, 0, len(svcs))
 	for _, sv := range svcs {
-		st := ServiceStatus{Name: sv.name, Desired: len(sv.instances), MinAvailable: sv.minAvail}
-		for _, in := range sv.instances {
+		st := ServiceStatus{Name: sv.name, Desired: len(s.instancesOf(sv)), MinAvailable: sv.minAvail}
+		for _, in := range s.instancesOf(sv) {
 			is := in.Status()
 			if is.Ready {
 				st.Ready++
@@ -289,7 +304,7 @@ func (s *Supervisor) RollingRestart(ctx context.Context, name, actor string, rea
 	}
 	sv.rolling.Lock()
 	defer sv.rolling.Unlock()
-	for _, in := range sv.instances {
+	for _, in := range s.instancesOf(sv) {
 		// Restarting a ready instance removes one from service: wait until the
 		// others alone satisfy the budget.
 		if err := s.waitBudget(ctx, sv, in, readyTimeout); err != nil {
@@ -314,7 +329,7 @@ func (s *Supervisor) waitBudget(ctx context.Context, sv *service, target *Instan
 	for {
 		ch := s.anyReady.Wait()
 		others := 0
-		for _, in := range sv.instances {
+		for _, in := range s.instancesOf(sv) {
 			if in != target && in.Status().Ready {
 				others++
 			}
@@ -328,4 +343,11 @@ func (s *Supervisor) waitBudget(ctx context.Context, sv *service, target *Instan
 		case <-ch:
 		}
 	}
+}
+
+// instancesOf returns a copy of sv's instances (Scale may change the slice).
+func (s *Supervisor) instancesOf(sv *service) []*Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Instance(nil), sv.instances...)
 }
