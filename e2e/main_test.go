@@ -185,6 +185,21 @@ func (a *agent) instance(svc string, i int) supervise.InstanceStatus {
 	return supervise.InstanceStatus{}
 }
 
+// getWithToken is get with a bearer token.
+func getWithToken(url, token string) (int, string) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
 // get returns the status code and body of GET url (fresh connection, 1s timeout).
 func get(url string) (int, string) {
 	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
