@@ -16,6 +16,7 @@ import (
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/auth"
+	"github.com/medic-dev/medic/internal/proxy"
 	"github.com/medic-dev/medic/internal/supervise"
 )
 
@@ -351,4 +352,41 @@ func (s *Server) rollbackService(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"service": name, "action": "rollback", "result": "done"})
+}
+
+// setFault injects a drill fault into one instance's proxied traffic (PUT, body
+// {"latency": "200ms", "error_rate": 0.5, "reset_rate": 0.1}) or clears it (DELETE).
+func (s *Server) setFault(w http.ResponseWriter, r *http.Request) {
+	idx, err := strconv.Atoi(r.PathValue("index"))
+	if err != nil || idx < 0 {
+		writeError(w, http.StatusBadRequest, "instance index %q: want a number ≥ 0", r.PathValue("index"))
+		return
+	}
+	id := medic.InstanceID{Service: r.PathValue("service"), Index: idx}
+	var f proxy.Fault
+	if r.Method == http.MethodPut {
+		if err := decodeBody(r, &f); err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		if err := f.Validate(); err != nil {
+			writeError(w, http.StatusBadRequest, "body: %v", err)
+			return
+		}
+	}
+	if s.Traffic == nil {
+		writeError(w, http.StatusNotFound, "no proxy is configured")
+		return
+	}
+	err = s.Traffic.SetFault(id, f)
+	what := "clear fault"
+	if !f.IsZero() {
+		what = fmt.Sprintf("inject fault latency=%v error_rate=%v reset_rate=%v", f.Latency, f.ErrorRate, f.ResetRate)
+	}
+	s.action(r, id.String(), what, err)
+	if err != nil {
+		writeError(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"instance": id.String(), "fault": f})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/events"
+	"github.com/medic-dev/medic/internal/proxy"
 	"github.com/medic-dev/medic/internal/supervise"
 )
 
@@ -36,10 +37,17 @@ type Supervisor interface {
 	Rollback(ctx context.Context, service, actor string) error
 }
 
+// Traffic is the proxies' side: figures for status and drill faults.
+type Traffic interface {
+	Stats() []proxy.Stats
+	SetFault(id medic.InstanceID, f proxy.Fault) error
+}
+
 // Server serves the API. Fields are set before Serve and not changed after.
 type Server struct {
 	Tokens     *auth.Tokens // nil: reads open, mutations refused
 	Supervisor Supervisor
+	Traffic    Traffic // may be nil: no proxies
 	Hub        *events.Hub
 	Audit      *audit.Log
 	Record     func(ctx context.Context, ev medic.Event)
@@ -70,6 +78,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/services/{name}/scale", op(http.HandlerFunc(s.scaleService)))
 	mux.Handle("POST /v1/services/{name}/rollback", op(http.HandlerFunc(s.rollbackService)))
 	mux.Handle("POST /v1/instances/{service}/{index}/{action}", op(http.HandlerFunc(s.instanceAction)))
+	mux.Handle("PUT /v1/instances/{service}/{index}/fault", op(http.HandlerFunc(s.setFault)))
+	mux.Handle("DELETE /v1/instances/{service}/{index}/fault", op(http.HandlerFunc(s.setFault)))
 	mux.Handle("POST /v1/reload", admin(http.HandlerFunc(s.reload)))
 	return mux
 }
@@ -114,10 +124,15 @@ type StatusDoc struct {
 	Version  string                    `json:"version"`
 	Time     time.Time                 `json:"time"`
 	Services []supervise.ServiceStatus `json:"services"`
+	Proxies  []proxy.Stats             `json:"proxies,omitempty"`
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, StatusDoc{Version: medic.Version, Time: s.Clock.Now(), Services: s.Supervisor.Status()})
+	doc := StatusDoc{Version: medic.Version, Time: s.Clock.Now(), Services: s.Supervisor.Status()}
+	if s.Traffic != nil {
+		doc.Proxies = s.Traffic.Stats()
+	}
+	writeJSON(w, http.StatusOK, doc)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

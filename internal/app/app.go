@@ -25,8 +25,10 @@ import (
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/events"
+	"github.com/medic-dev/medic/internal/logfile"
 	"github.com/medic-dev/medic/internal/metrics"
 	"github.com/medic-dev/medic/internal/probe"
+	"github.com/medic-dev/medic/internal/proxy"
 	"github.com/medic-dev/medic/internal/sqlite"
 	"github.com/medic-dev/medic/internal/supervise"
 )
@@ -48,6 +50,9 @@ type Main struct {
 	audit *audit.Log
 	hub   *events.Hub
 	mets  *metrics.Metrics
+
+	traffic   *traffic
+	accessLog *slog.Logger
 }
 
 // Run runs the agent until ctx ends or SIGINT/SIGTERM arrives.
@@ -78,6 +83,29 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 	m.hub = events.New(1000)
+	m.mets = metrics.New(func() []supervise.ServiceStatus { return m.sup.Status() }, func() float64 { return float64(m.hub.Dropped()) })
+	m.traffic = &traffic{proxies: map[string]*proxy.Proxy{}}
+	if m.accessLog == nil {
+		w, err := logfile.Open(filepath.Join(dataDir, "logs", "access.log"), 50<<20, 3)
+		if err != nil {
+			return fmt.Errorf("open the proxy access log: %w", err)
+		}
+		defer w.Close()
+		m.accessLog = slog.New(slog.NewJSONHandler(w, nil))
+	}
+	for name, svc := range m.cfg.Services {
+		if svc.Proxy == nil {
+			continue
+		}
+		p, err := proxy.New(proxy.Options{Service: name, Config: svc.Proxy, Clock: m.Clock, Logger: m.Logger.With("proxy", name),
+			AccessLog: m.accessLog, Registerer: m.mets.Registry})
+		if err != nil {
+			m.traffic.closeAll()
+			return fmt.Errorf("start proxy for %s: %w", name, err)
+		}
+		m.traffic.proxies[name] = p
+	}
+	defer m.traffic.closeAll()
 	m.sup, err = supervise.New(supervise.Options{
 		Config: m.cfg,
 		LogDir: filepath.Join(dataDir, "logs"),
@@ -86,6 +114,7 @@ func (m *Main) Run(ctx context.Context) error {
 			Logger: m.Logger,
 			Emit:   m.Record,
 			Detach: m.Detach,
+			Hooks:  m.traffic,
 			Observe: func(id medic.InstanceID, kind medic.ProbeKind, o probe.Outcome, took time.Duration) {
 				m.mets.ObserveProbe(id, kind, o.Health, took)
 			},
@@ -94,7 +123,6 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.mets = metrics.New(m.sup.Status, func() float64 { return float64(m.hub.Dropped()) })
 
 	ln, err := net.Listen("tcp", m.cfg.API.Listen)
 	if err != nil {
@@ -103,6 +131,7 @@ func (m *Main) Run(ctx context.Context) error {
 	srv := &api.Server{
 		Tokens:     tokens,
 		Supervisor: m.sup,
+		Traffic:    m.traffic,
 		Hub:        m.hub,
 		Audit:      m.audit,
 		Record:     m.Record,
@@ -130,16 +159,27 @@ func (m *Main) Run(ctx context.Context) error {
 			srv.Shutdown(sctx)
 		})
 	}
-	{ // 3 stats: stop sampling before the processes go away.
+	// 3 proxies: stop accepting, drain in-flight requests within their drain_timeout,
+	// before the instances behind them are stopped.
+	for name, p := range m.traffic.proxies {
+		pctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			if err := p.Serve(pctx); err != nil {
+				return fmt.Errorf("proxy %s: %w", name, err)
+			}
+			return nil
+		}, func(error) { cancel() })
+	}
+	{ // 4 stats: stop sampling before the processes go away.
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return m.sup.CollectStats(sctx, 5*time.Second) }, func(error) { cancel() })
 	}
-	{ // 4 supervise: stop services dependents-first (TERM → grace → KILL each group), or leave them with --detach.
+	{ // 5 supervise: stop services dependents-first (TERM → grace → KILL each group), or leave them with --detach.
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return m.sup.Serve(sctx) }, func(error) { cancel() })
 	}
 	err = g.Run()
-	// 5 audit: the last record, appended after every component stopped.
+	// 6 audit: the last record, appended after every component stopped.
 	m.Record(context.Background(), medic.Event{Time: m.Clock.Now(), Kind: "agent.stopped", Target: "medic", Actor: "medic", Reason: "medic stopped"})
 	var sig signalError
 	if errors.As(err, &sig) || ctx.Err() != nil {

@@ -63,7 +63,7 @@ type Service struct {
 	Notify *Notify `yaml:"notify" json:"notify,omitempty"`
 	// Per-instance stdout/stderr log files.
 	Logs Logs `yaml:"logs" json:"logs,omitempty"`
-	// Health-aware proxy in front of the instances (see the proxy issue).
+	// Health-aware proxy in front of the instances.
 	Proxy *Proxy `yaml:"proxy" json:"proxy,omitempty"`
 	// Drills may target this service only when allowed.
 	Drills Drills `yaml:"drills" json:"drills,omitempty"`

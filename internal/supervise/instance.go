@@ -90,6 +90,8 @@ type Hooks interface {
 	Ready(id medic.InstanceID, port int, ready bool)
 	// Drain takes the instance out of traffic and waits for in-flight work, bounded by ctx.
 	Drain(ctx context.Context, id medic.InstanceID) error
+	// Gone reports that the instance no longer exists (scaled down, service removed, medic stopping).
+	Gone(id medic.InstanceID)
 }
 
 func newInstance(spec Spec, env *Env) *Instance {
@@ -269,6 +271,9 @@ func (in *Instance) Serve(ctx context.Context) error {
 	}
 	if st := in.Status().State; st != medic.StateStopped {
 		in.setState(medic.StateStopped, "medic is shutting down")
+	}
+	if in.env.Hooks != nil {
+		in.env.Hooks.Gone(in.id)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/logfile"
 	"github.com/medic-dev/medic/internal/probe"
 )
 
@@ -30,7 +31,7 @@ func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error
 			env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(w.Microseconds(), 10))
 		}
 	}
-	logw, err := openRotating(in.spec.LogPath, in.spec.LogMax, in.spec.LogFiles)
+	logw, err := logfile.Open(in.spec.LogPath, in.spec.LogMax, in.spec.LogFiles)
 	if err != nil {
 		return outcome{}, err
 	}

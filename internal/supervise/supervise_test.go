@@ -368,6 +368,7 @@ func (h *readyHooks) Ready(id medic.InstanceID, port int, ready bool) {
 }
 
 func (h *readyHooks) Drain(ctx context.Context, id medic.InstanceID) error { return nil }
+func (h *readyHooks) Gone(id medic.InstanceID)                             {}
 
 func (h *readyHooks) is(id string) bool {
 	h.mu.Lock()

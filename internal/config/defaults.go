@@ -1,0 +1,156 @@
+package config
+
+import (
+	"path/filepath"
+	"time"
+)
+
+// The defaults, documented on the fields in types.go and in docs/config.md.
+const (
+	DefaultDataDir   = "./.medic"
+	DefaultAPIListen = "127.0.0.1:7070"
+	DefaultHost      = "127.0.0.1"
+	DefaultStatus    = "200-399"
+	DefaultLogSize   = ByteSize(10 << 20)
+	DefaultLogFiles  = 3
+	DefaultJitter    = 0.2
+)
+
+// Default returns a config with no services and every default applied.
+func Default() *Config {
+	c := &Config{}
+	c.SetDefaults()
+	return c
+}
+
+// SetDefaults fills every field left unset with its default, and makes the
+// relative paths (data_dir, api.tokens_file, services.*.dir) absolute against
+// the directory of c.Path when c.Path is set. A field is unset when it holds
+// its zero value — except in a config from Parse, where a value written in
+// the file is kept even when it is zero ("instances: 0" stays 0 and fails
+// validation instead of quietly becoming 1). Then the SetDefaults method of
+// every section that has one runs (see SectionDefaulter). SetDefaults is
+// idempotent.
+func (c *Config) SetDefaults() {
+	d := filler{src: c.src}
+	d.str("data_dir", &c.DataDir, DefaultDataDir)
+	d.str("api.listen", &c.API.Listen, DefaultAPIListen)
+	base := ""
+	if c.Path != "" {
+		if abs, err := filepath.Abs(filepath.Dir(c.Path)); err == nil {
+			base = abs
+		}
+	}
+	c.DataDir = resolve(base, c.DataDir)
+	if c.API.TokensFile != "" {
+		c.API.TokensFile = resolve(base, c.API.TokensFile)
+	}
+	for name, s := range c.Services {
+		if s == nil {
+			s = &Service{}
+			c.Services[name] = s
+		}
+		s.setDefaults(d, "services."+name, base)
+	}
+	c.sectionDefaults()
+}
+
+func (s *Service) setDefaults(d filler, p, base string) {
+	if s.Dir == "" {
+		s.Dir = base
+	} else {
+		s.Dir = resolve(base, s.Dir)
+	}
+	d.int(p+".instances", &s.Instances, 1)
+	r := &s.Restart
+	d.str(p+".restart.policy", &r.Policy, "always")
+	d.dur(p+".restart.initial", &r.Initial, time.Second)
+	d.float(p+".restart.multiplier", &r.Multiplier, 2)
+	d.dur(p+".restart.max", &r.Max, 5*time.Minute)
+	if r.Jitter == nil {
+		j := DefaultJitter
+		r.Jitter = &j
+	}
+	d.dur(p+".restart.reset_after", &r.ResetAfter, 10*time.Minute)
+	d.int(p+".restart.crash_loop.restarts", &r.CrashLoop.Restarts, 5)
+	d.dur(p+".restart.crash_loop.window", &r.CrashLoop.Window, time.Minute)
+	d.str(p+".stop.signal", &s.Stop.Signal, "TERM")
+	d.dur(p+".stop.grace", &s.Stop.Grace, 10*time.Second)
+	for role, pr := range s.Probes.all() {
+		if pr != nil {
+			pr.setDefaults(d, p+".probes."+role)
+		}
+	}
+	if s.MinAvailable == nil {
+		m := max(s.Instances-1, 0)
+		s.MinAvailable = &m
+	}
+	d.bytes(p+".logs.max_size", &s.Logs.MaxSize, DefaultLogSize)
+	d.int(p+".logs.max_files", &s.Logs.MaxFiles, DefaultLogFiles)
+}
+
+func (pr *Probe) setDefaults(d filler, p string) {
+	d.dur(p+".period", &pr.Period, 10*time.Second)
+	d.dur(p+".timeout", &pr.Timeout, time.Second)
+	d.int(p+".success_threshold", &pr.SuccessThreshold, 1)
+	d.int(p+".failure_threshold", &pr.FailureThreshold, 3)
+	if h := pr.HTTP; h != nil {
+		d.str(p+".http.path", &h.Path, "/")
+		d.str(p+".http.host", &h.Host, DefaultHost)
+		d.str(p+".http.scheme", &h.Scheme, "http")
+		d.str(p+".http.status", &h.Status, DefaultStatus)
+	}
+	if t := pr.TCP; t != nil {
+		d.str(p+".tcp.host", &t.Host, DefaultHost)
+	}
+	if g := pr.GRPC; g != nil {
+		d.str(p+".grpc.host", &g.Host, DefaultHost)
+	}
+}
+
+// all returns the probes by role name, nil ones included.
+func (ps *Probes) all() map[string]*Probe {
+	return map[string]*Probe{"startup": ps.Startup, "liveness": ps.Liveness, "readiness": ps.Readiness}
+}
+
+// filler sets a field to its default when it is zero and was not written
+// in the file.
+type filler struct{ src *source }
+
+func (d filler) str(path string, v *string, def string) {
+	if *v == "" && !d.src.set(path) {
+		*v = def
+	}
+}
+
+func (d filler) int(path string, v *int, def int) {
+	if *v == 0 && !d.src.set(path) {
+		*v = def
+	}
+}
+
+func (d filler) float(path string, v *float64, def float64) {
+	if *v == 0 && !d.src.set(path) {
+		*v = def
+	}
+}
+
+func (d filler) dur(path string, v *Duration, def time.Duration) {
+	if *v == 0 && !d.src.set(path) {
+		*v = Duration(def)
+	}
+}
+
+func (d filler) bytes(path string, v *ByteSize, def ByteSize) {
+	if *v == 0 && !d.src.set(path) {
+		*v = def
+	}
+}
+
+// resolve makes p absolute against base, unless p is absolute or base unknown.
+func resolve(base, p string) string {
+	if p == "" || base == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(base, p)
+}

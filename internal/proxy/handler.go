@@ -1,0 +1,218 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// exchange is one client request's journey through the proxy, shared by the
+// handler, Rewrite, the transport and the error handler through the context.
+type exchange struct {
+	id              string
+	first           *backend // picked in Rewrite, handed to the transport
+	firstFault      Fault
+	tried           []*backend
+	attempts        int
+	instance        string // the instance of the last try
+	sent            bool   // some try reached an instance
+	budgetExhausted bool
+	status          int
+	err             error
+}
+
+type exchangeKey struct{}
+
+func exchangeFrom(ctx context.Context) *exchange {
+	ex, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return ex
+}
+
+// ServeHTTP admits the request (per-client rate limit, then the concurrency
+// limit), forwards it, and writes one access log line.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := p.clock.Now()
+	ex := &exchange{id: requestID(r.Header.Get(headerRequestID))}
+	r.Header.Set(headerRequestID, ex.id)
+	p.requests.Add(1)
+	p.m.requests.Inc()
+	defer func() { p.finishRequest(r, ex, start) }()
+
+	if p.limits != nil {
+		key := clientKey(r, p.cfg.RateLimit.KeyHeader)
+		p.rlMu.Lock()
+		ok, wait := p.limits.Allow(start, key)
+		p.rlMu.Unlock()
+		if !ok {
+			p.rateLimited.Add(1)
+			p.m.rateLimited.Inc()
+			p.refuse(w, ex, http.StatusTooManyRequests, wait, "rate limit exceeded for this client")
+			return
+		}
+	}
+	if p.limiter != nil && !longLived(r) {
+		p.limMu.Lock()
+		ok := p.limiter.Acquire()
+		p.limMu.Unlock()
+		if !ok {
+			p.shed.Add(1)
+			p.m.shed.Inc()
+			p.refuse(w, ex, http.StatusServiceUnavailable, time.Second, "overloaded: concurrency limit reached")
+			return
+		}
+		p.m.inflight.Inc()
+		defer func() {
+			p.limMu.Lock()
+			p.limiter.Release()
+			p.limMu.Unlock()
+			p.m.inflight.Dec()
+		}()
+	}
+	p.budMu.Lock()
+	p.budget.Request(start)
+	p.budMu.Unlock()
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
+}
+
+// rewrite picks the first instance (ReverseProxy.Rewrite).
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	ex := exchangeFrom(pr.In.Context())
+	pr.SetXForwarded()
+	pr.Out.Host = pr.In.Host
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = "no-instance.invalid"
+	b, f, evs := p.pool.pick(p.clock.Now(), nil, true)
+	p.emit(evs)
+	if b != nil {
+		ex.first, ex.firstFault = b, f
+		pr.Out.URL.Host = b.addr
+	}
+}
+
+// modifyResponse records the status and stamps the request id.
+func (p *Proxy) modifyResponse(res *http.Response) error {
+	if ex := exchangeFrom(res.Request.Context()); ex != nil {
+		ex.status = res.StatusCode
+		res.Header.Set(headerRequestID, ex.id)
+	}
+	return nil
+}
+
+// errorHandler answers when no try produced a response.
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	ex := exchangeFrom(r.Context())
+	ex.err = err
+	if r.Context().Err() != nil {
+		ex.status = 499 // the client went away; nobody to answer (nginx's convention in the log)
+		return
+	}
+	status, msg := http.StatusBadGateway, "no instance answered"
+	switch {
+	case errors.Is(err, ErrNoInstance):
+		status, msg = http.StatusServiceUnavailable, "no ready instance"
+		w.Header().Set("Retry-After", "1")
+	case errors.Is(err, ErrTimeout), errors.Is(err, ErrTryTimeout):
+		status, msg = http.StatusGatewayTimeout, "no instance answered in time"
+	case errors.Is(err, errClientBody):
+		status, msg = http.StatusBadRequest, "could not read the request body"
+	}
+	ex.status = status
+	w.Header().Set(headerRequestID, ex.id)
+	http.Error(w, "medic: "+msg+" (request "+ex.id+")", status)
+}
+
+// refuse answers a request medic does not forward (429 or 503) with Retry-After.
+func (p *Proxy) refuse(w http.ResponseWriter, ex *exchange, status int, wait time.Duration, msg string) {
+	ex.status = status
+	w.Header().Set(headerRequestID, ex.id)
+	w.Header().Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(wait.Seconds())))))
+	http.Error(w, "medic: "+msg, status)
+}
+
+func (p *Proxy) finishRequest(r *http.Request, ex *exchange, start time.Time) {
+	d := p.clock.Now().Sub(start)
+	p.m.duration.Observe(d.Seconds())
+	if ex.status >= 500 || ex.status == 0 {
+		p.errors.Add(1)
+		p.m.errors.Inc()
+	}
+	if !p.access.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("service", p.service),
+		slog.String("request_id", ex.id),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.String("client", r.RemoteAddr),
+		slog.String("instance", ex.instance),
+		slog.Int("attempts", ex.attempts),
+		slog.Int("status", ex.status),
+		slog.Float64("duration_seconds", d.Seconds()),
+	}
+	if ex.budgetExhausted {
+		attrs = append(attrs, slog.Bool("retry_budget_exhausted", true))
+	}
+	if ex.err != nil {
+		attrs = append(attrs, slog.String("error", ex.err.Error()))
+	}
+	p.access.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
+}
+
+const headerRequestID = "X-Request-ID"
+
+// requestID keeps a sane incoming id (propagation) or makes a new one.
+func requestID(in string) string {
+	if len(in) > 0 && len(in) <= 128 && strings.IndexFunc(in, func(c rune) bool {
+		return c <= ' ' || c > '~'
+	}) < 0 {
+		return in
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// clientKey names the client for rate limiting: the key header if present
+// (bounded in length), else the client's IP address.
+func clientKey(r *http.Request, header string) string {
+	if k := r.Header.Get(header); k != "" {
+		if len(k) > 256 {
+			k = k[:256]
+		}
+		return "key:" + k
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "ip:" + host
+}
+
+// longLived reports requests that may hold a connection open for long
+// (WebSocket upgrades, server-sent events); they bypass the concurrency
+// limit, whose latency signal they would otherwise distort.
+func longLived(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") ||
+		strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}

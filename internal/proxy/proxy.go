@@ -1,0 +1,337 @@
+// Package proxy is medic's health-aware proxy for one service: an HTTP
+// reverse proxy (or, in tcp mode, a connection splicer) that sends traffic
+// only to ready instances, balances by power of two choices over outstanding
+// requests weighted by latency, ejects outliers, retries failed tries on
+// another instance within a budget, sheds load beyond an adaptive
+// concurrency limit, and rate-limits each client.
+//
+// Decisions live in pure values that take now (Outlier, Budget, Limiter,
+// ClientLimits); Proxy is the shell that reads the clock and does the I/O.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/medic-dev/medic/internal/clock"
+	"github.com/medic-dev/medic/internal/config"
+)
+
+// ErrUnknownInstance: the instance id is not in the pool.
+var ErrUnknownInstance = errors.New("proxy: unknown instance")
+
+// Options configure a Proxy.
+type Options struct {
+	// Service names the service in logs, metrics and Stats. Required.
+	Service string
+	// Config is the service's proxy section; unset fields take their defaults. Required.
+	Config *config.Proxy
+	// Clock for timeouts and decisions; nil means the wall clock.
+	Clock clock.Clock
+	// Logger receives ejections, returns, panic mode and drains; nil discards them.
+	Logger *slog.Logger
+	// AccessLog receives one line per request (tcp mode: per connection) with
+	// message "access" and request_id, instance, attempts, status and
+	// duration_seconds; give it a JSON handler. Nil means Logger.
+	AccessLog *slog.Logger
+	// Registerer receives the medic_proxy_* metrics; nil registers nothing.
+	// Several proxies may share one Registerer.
+	Registerer prometheus.Registerer
+}
+
+// Proxy forwards one service's traffic. Create it with New, feed it
+// instances with SetBackend, run it with Serve.
+type Proxy struct {
+	service     string
+	cfg         config.Proxy
+	clock       clock.Clock
+	log, access *slog.Logger
+	m           *metrics
+	pool        *pool
+	ln          net.Listener
+	rp          *httputil.ReverseProxy
+	transport   *http.Transport
+	dialer      net.Dialer
+	onStatus    [600]bool
+
+	limMu   sync.Mutex
+	limiter *Limiter // nil when shedding is off
+	budMu   sync.Mutex
+	budget  Budget
+	rlMu    sync.Mutex
+	limits  *ClientLimits // nil without a rate limit
+
+	requests, errors, retries, shed, rateLimited atomic.Uint64
+	served                                       atomic.Bool
+}
+
+// New checks the configuration and binds the listen address, so that a port
+// in use fails here rather than in Serve. The caller must call Serve, or
+// Close if it never will.
+func New(o Options) (*Proxy, error) {
+	if o.Service == "" {
+		return nil, errors.New("proxy: no service name")
+	}
+	if o.Config == nil {
+		return nil, fmt.Errorf("proxy %s: no proxy configuration", o.Service)
+	}
+	cfg := *o.Config
+	cfg.SetDefaults()
+	if issues := cfg.Validate(); len(issues) > 0 {
+		msgs := make([]string, len(issues))
+		for i, is := range issues {
+			msgs[i] = is.Field + ": " + is.Message
+		}
+		return nil, fmt.Errorf("proxy %s: invalid configuration: %s", o.Service, strings.Join(msgs, "; "))
+	}
+	m, err := newMetrics(o.Service, o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("proxy %s: register metrics: %w", o.Service, err)
+	}
+	p := &Proxy{
+		service: o.Service, cfg: cfg, clock: clock.Or(o.Clock), m: m,
+		log:    o.Logger,
+		access: o.AccessLog,
+		pool:   newPool(OutlierPolicyFrom(cfg.Outlier), *cfg.Outlier.MaxEjectionPercent),
+		budget: NewBudget(*cfg.Retries.Budget, *cfg.Retries.MinPerSecond),
+		dialer: net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second},
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.access == nil {
+		p.access = p.log
+	}
+	p.log = p.log.With("service", o.Service)
+	for _, s := range cfg.Retries.OnStatus {
+		p.onStatus[s] = true
+	}
+	if *cfg.Shed.Enabled {
+		l := NewLimiter(LimiterPolicyFrom(cfg.Shed))
+		p.limiter = &l
+		m.limit.Set(float64(l.Limit()))
+	}
+	if r := cfg.RateLimit; r.Rate > 0 {
+		p.limits = NewClientLimits(r.Rate, r.Burst, r.MaxClients, r.Idle.D())
+	}
+	p.transport = &http.Transport{
+		DialContext:         p.dialer.DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      &retrier{p: p, base: p.transport},
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+		// FlushInterval 0: ReverseProxy already flushes at once for
+		// text/event-stream and for bodies of unknown length (chunked streams).
+	}
+	p.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("proxy %s: listen on %s: %w", o.Service, cfg.Listen, err)
+	}
+	return p, nil
+}
+
+// Addr is the address the proxy listens on (useful with port 0).
+func (p *Proxy) Addr() net.Addr { return p.ln.Addr() }
+
+// Close releases the listener of a proxy whose Serve was never called.
+func (p *Proxy) Close() error {
+	if p.served.Load() {
+		return nil
+	}
+	return p.ln.Close()
+}
+
+// Serve proxies until ctx ends, then stops accepting and gives in-flight
+// requests (and TCP connections) drain_timeout to finish before cutting
+// them. It returns once everything it started has ended; nil after a clean
+// stop. Serve may be called once.
+func (p *Proxy) Serve(ctx context.Context) error {
+	if !p.served.CompareAndSwap(false, true) {
+		return fmt.Errorf("proxy %s: Serve called twice", p.service)
+	}
+	defer p.m.deleteService()
+	defer p.transport.CloseIdleConnections()
+	if p.cfg.Mode == config.ProxyModeTCP {
+		return p.serveTCP(ctx)
+	}
+	return p.serveHTTP(ctx)
+}
+
+func (p *Proxy) serveHTTP(ctx context.Context) error {
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	var handlers sync.WaitGroup
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			handlers.Add(1)
+			defer handlers.Done()
+			p.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(p.ln) }()
+	p.log.Info("proxy serving", "listen", p.ln.Addr().String(), "mode", p.cfg.Mode)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	t := p.clock.AfterFunc(p.cfg.DrainTimeout.D(), cancel)
+	if err := srv.Shutdown(sctx); err != nil {
+		p.log.Warn("proxy drain timed out; cutting in-flight requests", "drain_timeout", p.cfg.DrainTimeout.D())
+		_ = srv.Close()
+	}
+	t.Stop()
+	cancel()
+	cancelBase() // ends upgraded (WebSocket) connections, which Shutdown does not track
+	handlers.Wait()
+	if serveErr == nil {
+		serveErr = <-errc
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("proxy %s: serve %s: %w", p.service, p.ln.Addr(), serveErr)
+	}
+	return nil
+}
+
+// SetBackend adds or updates instance id at addr (host:port). It is called on
+// readiness edges: a ready instance is in rotation, a not-ready one is not.
+// An instance becoming ready is back at once even if it was ejected or
+// draining, because the readiness probe vouches for it.
+func (p *Proxy) SetBackend(id, addr string, ready bool) {
+	p.m.instance(id)
+	p.emit(p.pool.set(id, addr, ready))
+}
+
+// RemoveBackend forgets instance id, deletes its metric series and, in tcp
+// mode, cuts its open connections. HTTP requests in flight on it run on.
+func (p *Proxy) RemoveBackend(id string) {
+	found, conns := p.pool.remove(id)
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	if found {
+		p.m.deleteInstance(id)
+		p.log.Info("instance removed from proxy", "instance", id, "connections_cut", len(conns)/2)
+	}
+}
+
+// Drain takes instance id out of rotation at once (retries avoid it too)
+// and waits until its in-flight requests (tcp mode: connections) have ended,
+// or ctx ends. It returns ErrUnknownInstance for an id not in the pool, and
+// ctx's error if the wait was cut short. The instance stays out of rotation
+// until SetBackend reports it ready again.
+func (p *Proxy) Drain(ctx context.Context, id string) error {
+	done, ok := p.pool.drain(id)
+	if !ok {
+		return fmt.Errorf("drain %s/%s: %w", p.service, id, ErrUnknownInstance)
+	}
+	p.log.Info("draining instance", "instance", id)
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("drain %s/%s: in-flight work remains: %w", p.service, id, ctx.Err())
+	}
+}
+
+// CloseConnections cuts every open TCP connection to instance id (database
+// fencing: clients must reconnect, and will reach another instance). It
+// returns how many connections were cut; in http mode there are none.
+func (p *Proxy) CloseConnections(id string) int {
+	conns := p.pool.conns(id)
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	n := len(conns) / 2
+	if n > 0 {
+		p.log.Info("cut connections", "instance", id, "connections", n)
+	}
+	return n
+}
+
+// SetFault injects f into the traffic to instance id until ClearFault. The
+// fault is kept by id, so it also applies to an instance added later
+// under that id. Invalid fractions are clamped to 0..1.
+func (p *Proxy) SetFault(id string, f Fault) {
+	f.ErrorRate = min(max(f.ErrorRate, 0), 1)
+	f.ResetRate = min(max(f.ResetRate, 0), 1)
+	p.pool.mu.Lock()
+	p.pool.faults[id] = f
+	p.pool.mu.Unlock()
+	p.log.Info("fault injected", "instance", id, "latency", f.Latency.D(), "error_rate", f.ErrorRate, "reset_rate", f.ResetRate)
+}
+
+// ClearFault removes the fault on instance id, if any.
+func (p *Proxy) ClearFault(id string) {
+	p.pool.mu.Lock()
+	_, had := p.pool.faults[id]
+	delete(p.pool.faults, id)
+	p.pool.mu.Unlock()
+	if had {
+		p.log.Info("fault cleared", "instance", id)
+	}
+}
+
+// emit logs pool events and counts ejections.
+func (p *Proxy) emit(evs []event) {
+	for _, e := range evs {
+		switch e.kind {
+		case "ejected":
+			p.m.instance(e.instance).ejections.Inc()
+			p.log.Warn("instance ejected", "instance", e.instance, "for", e.ejection, "reason", e.reason)
+		case "returned":
+			p.log.Info("instance returned to rotation", "instance", e.instance, "reason", e.reason)
+		case "panic":
+			p.log.Warn("proxy panic mode", "reason", e.reason)
+		default:
+			p.log.Info("proxy "+e.kind, "instance", e.instance, "reason", e.reason)
+		}
+	}
+}
+
+// allowRetry asks the retry budget for one retry at now.
+func (p *Proxy) allowRetry(now time.Time) bool {
+	p.budMu.Lock()
+	defer p.budMu.Unlock()
+	return p.budget.Allow(now)
+}
+
+// sampleLatency feeds a successful try's latency to the concurrency limit.
+func (p *Proxy) sampleLatency(now time.Time, d time.Duration) {
+	if p.limiter == nil {
+		return
+	}
+	p.limMu.Lock()
+	before := p.limiter.Limit()
+	p.limiter.Sample(now, d)
+	after := p.limiter.Limit()
+	p.limMu.Unlock()
+	if after != before {
+		p.m.limit.Set(float64(after))
+	}
+}

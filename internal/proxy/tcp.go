@@ -1,0 +1,212 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// errFaultClosed: an injected fault closed the client's connection.
+var errFaultClosed = errors.New("proxy: connection closed (injected fault)")
+
+// serveTCP accepts connections and splices each to one ready instance until
+// ctx ends; then it waits drain_timeout for open connections and cuts the rest.
+func (p *Proxy) serveTCP(ctx context.Context) error {
+	connCtx, cutAll := context.WithCancel(context.WithoutCancel(ctx))
+	defer cutAll()
+	stop := context.AfterFunc(ctx, func() { _ = p.ln.Close() })
+	defer stop()
+	p.log.Info("proxy serving", "listen", p.ln.Addr().String(), "mode", p.cfg.Mode)
+
+	var wg sync.WaitGroup
+	var acceptErr error
+	var delay time.Duration
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, net.ErrClosed) {
+				acceptErr = err
+				break
+			}
+			// Out of file descriptors and the like: back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			p.log.Warn("proxy accept failed; retrying", "error", err, "in", delay)
+			t := p.clock.NewTimer(delay)
+			select {
+			case <-t.C():
+			case <-ctx.Done():
+				t.Stop()
+			}
+			continue
+		}
+		delay = 0
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.handleConn(connCtx, c)
+		}()
+	}
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := p.clock.NewTimer(p.cfg.DrainTimeout.D())
+	select {
+	case <-done:
+	case <-t.C():
+		cutAll() // before the snapshot: a connection tracked later sees ctx done
+		conns := p.pool.allConns()
+		p.log.Warn("proxy drain timed out; cutting connections", "connections", len(conns)/2)
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		<-done
+	}
+	t.Stop()
+	if acceptErr != nil {
+		return fmt.Errorf("proxy %s: accept on %s: %w", p.service, p.ln.Addr(), acceptErr)
+	}
+	return nil
+}
+
+// handleConn connects the client to an instance, trying others when the
+// connection cannot be opened (nothing was sent, so this is always safe),
+// then copies both ways until both sides are done.
+func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
+	defer client.Close()
+	start := p.clock.Now()
+	id := requestID("")
+	p.requests.Add(1)
+	p.m.requests.Inc()
+	var tried []*backend
+	var lastErr error
+	for len(tried) <= *p.cfg.Retries.Max {
+		now := p.clock.Now()
+		b, fault, evs := p.pool.pick(now, tried, len(tried) == 0)
+		p.emit(evs)
+		if b == nil {
+			break
+		}
+		if len(tried) > 0 {
+			p.retries.Add(1)
+			p.m.retries.Inc()
+		}
+		tried = append(tried, b)
+		im := p.m.instance(b.id)
+		im.requests.Inc()
+		up, err := p.dialTCP(ctx, b, fault, client)
+		elapsed := p.clock.Now().Sub(now)
+		im.duration.Observe(elapsed.Seconds())
+		if err != nil {
+			im.errors.Inc()
+			if ctx.Err() == nil {
+				p.emit(p.pool.record(b, p.clock.Now(), false, 0))
+			} else {
+				p.pool.abandon(b)
+			}
+			p.pool.done(b)
+			lastErr = err
+			if errors.Is(err, errFaultClosed) || ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		p.emit(p.pool.record(b, p.clock.Now(), true, elapsed))
+		p.pool.track(b, client, up)
+		if ctx.Err() == nil {
+			in, out := splice(client, up)
+			p.logConn(id, client, b.id, len(tried), start, in, out, nil)
+		}
+		_ = up.Close()
+		p.pool.untrack(b, client)
+		p.pool.done(b)
+		return
+	}
+	if lastErr == nil {
+		lastErr = ErrNoInstance
+	}
+	p.errors.Add(1)
+	p.m.errors.Inc()
+	p.logConn(id, client, "", len(tried), start, 0, 0, lastErr)
+}
+
+// dialTCP applies the instance's fault, then opens a connection to it.
+func (p *Proxy) dialTCP(ctx context.Context, b *backend, f Fault, client net.Conn) (net.Conn, error) {
+	if d := f.Latency.D(); d > 0 {
+		t := p.clock.NewTimer(d)
+		select {
+		case <-t.C():
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	switch f.roll() {
+	case faultError:
+		return nil, errFaultClosed
+	case faultReset:
+		if tc, ok := client.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // close sends RST
+		}
+		return nil, errFaultClosed
+	}
+	up, err := p.dialer.DialContext(ctx, "tcp", b.addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s at %s: %w", b.id, b.addr, err)
+	}
+	return up, nil
+}
+
+// splice copies a→b and b→a until both directions end, passing half-closes
+// on. On Linux, io.Copy between TCP connections uses splice(2).
+func splice(a, b net.Conn) (ab, ba int64) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ba = copyHalf(a, b)
+	}()
+	ab = copyHalf(b, a)
+	wg.Wait()
+	return ab, ba
+}
+
+func copyHalf(dst, src net.Conn) int64 {
+	n, err := io.Copy(dst, src)
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
+		_ = cw.CloseWrite()
+		return n
+	}
+	// An error on either side (or no half-close): end both directions.
+	_ = dst.Close()
+	_ = src.Close()
+	return n
+}
+
+func (p *Proxy) logConn(id string, client net.Conn, instance string, attempts int, start time.Time, in, out int64, err error) {
+	ctx := context.Background()
+	if !p.access.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("service", p.service),
+		slog.String("request_id", id),
+		slog.String("client", client.RemoteAddr().String()),
+		slog.String("instance", instance),
+		slog.Int("attempts", attempts),
+		slog.Int64("bytes_in", in),
+		slog.Int64("bytes_out", out),
+		slog.Float64("duration_seconds", p.clock.Now().Sub(start).Seconds()),
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	p.access.LogAttrs(ctx, slog.LevelInfo, "access", attrs...)
+}

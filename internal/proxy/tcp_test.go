@@ -1,0 +1,191 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/medic-dev/medic/internal/config"
+)
+
+// echoServer accepts connections and answers each line with name: line. It
+// is stopped by t.Cleanup and waits for its connections.
+func echoServer(t testing.TB, name string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					fmt.Fprintf(c, "%s: %s", name, line)
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+func tcpConfig() config.Proxy {
+	cfg := baseConfig()
+	cfg.Mode = config.ProxyModeTCP
+	cfg.DrainTimeout = dur(time.Second)
+	return cfg
+}
+
+// roundTrip sends one line and reads one answer.
+func roundTrip(c net.Conn, br *bufio.Reader, msg string) (string, error) {
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(c, "%s\n", msg); err != nil {
+		return "", err
+	}
+	return br.ReadString('\n')
+}
+
+func TestTCPSpliceAndFailover(t *testing.T) {
+	cfg := tcpConfig()
+	cfg.Outlier.ConsecutiveErrors = 1000 // keep the dead instance in rotation: every connection may meet it
+	cfg.Outlier.ErrorRate = floatp(0)
+	h := mustStart(t, cfg, nil)
+	h.p.SetBackend("db/0", deadAddr(t), true)
+	h.p.SetBackend("db/1", echoServer(t, "b"), true)
+	for i := range 10 {
+		c, err := net.Dial("tcp", h.p.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		for _, msg := range []string{"ping", "again"} {
+			got, err := roundTrip(c, br, msg)
+			if err != nil || got != "b: "+msg+"\n" {
+				t.Fatalf("connection %d: %q %v", i, got, err)
+			}
+		}
+		c.Close()
+	}
+	s := h.p.Stats()
+	if s.Retries == 0 {
+		t.Fatalf("the refused instance was never tried: %+v", s)
+	}
+	if s.Errors != 0 {
+		t.Fatalf("%d connections failed", s.Errors)
+	}
+}
+
+func TestTCPCutConnections(t *testing.T) {
+	h := mustStart(t, tcpConfig(), nil)
+	h.p.SetBackend("db/0", echoServer(t, "a"), true)
+
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", h.p.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		br := bufio.NewReader(c)
+		if got, err := roundTrip(c, br, "hello"); err != nil || got != "a: hello\n" {
+			t.Fatalf("first exchange: %q %v", got, err)
+		}
+		return c, br
+	}
+	expectCut := func(c net.Conn, br *bufio.Reader, what string) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := br.ReadString('\n'); err == nil || isTimeout(err) {
+			t.Fatalf("%s: connection still open (%v)", what, err)
+		}
+	}
+
+	// Fencing: CloseConnections cuts what is open; new connections still work.
+	c1, br1 := dial()
+	if n := h.p.CloseConnections("db/0"); n != 1 {
+		t.Fatalf("CloseConnections cut %d, want 1", n)
+	}
+	expectCut(c1, br1, "after CloseConnections")
+
+	// Drain waits for open connections; RemoveBackend cuts them.
+	c2, br2 := dial()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := h.p.Drain(ctx, "db/0"); err == nil {
+		t.Fatal("Drain returned nil with a connection open")
+	}
+	h.p.RemoveBackend("db/0")
+	expectCut(c2, br2, "after RemoveBackend")
+	eventually(t, 5*time.Second, "connection count back to zero", func() bool { return h.p.Stats().Inflight == 0 })
+
+	// With no instance a new connection is closed at once.
+	c3, err := net.Dial("tcp", h.p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	c3.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(c3); err != nil {
+		t.Fatalf("connection with no instance: %v, want EOF", err)
+	}
+}
+
+func TestTCPStopCutsAfterDrainTimeout(t *testing.T) {
+	h := mustStart(t, tcpConfig(), nil)
+	h.p.SetBackend("db/0", echoServer(t, "a"), true)
+	c, err := net.Dial("tcp", h.p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	if got, err := roundTrip(c, br, "x"); err != nil || got != "a: x\n" {
+		t.Fatalf("%q %v", got, err)
+	}
+	start := time.Now()
+	h.stop() // drain_timeout 1s, then the open connection is cut and Serve returns
+	if d := time.Since(start); d < 900*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("Serve returned %v after stop, want about the 1s drain timeout", d)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadString('\n'); err == nil || isTimeout(err) {
+		t.Fatalf("connection survived the stop: %v", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
