@@ -32,6 +32,7 @@ services:
     port: %[3]d
     restart: {policy: always}
     stop: {signal: TERM, grace: 2s}
+    proxy: {listen: "127.0.0.1:0", try_timeout: 300ms}
     probes:
       liveness:  {http: {path: /healthz/live},  period: 500ms, timeout: 300ms, failure_threshold: 2}
       readiness: {http: {path: /healthz/ready}, period: 250ms, timeout: 200ms, failure_threshold: 1}
@@ -131,8 +132,13 @@ func runDemo(keep, verbose bool) error {
 	case err := <-done:
 		return err
 	case a := <-apiAddr:
-		fmt.Printf("  API on http://%s (try: medic status --addr %s)\n\n", a, a)
-		result = scenario(ctx, d, ev, port)
+		fmt.Printf("  API on http://%s (try: medic status --addr %s)\n", a, a)
+		var proxyAddr string
+		for _, p := range m.Proxies() {
+			proxyAddr = p.Listen
+		}
+		fmt.Printf("  proxy on http://%s: a load generator sends it 8 concurrent requests at a time\n\n", proxyAddr)
+		result = scenario(ctx, d, ev, port, proxyAddr)
 	}
 	if keep && ctx.Err() == nil {
 		fmt.Println("\nstill running; Ctrl-C to stop")
@@ -149,15 +155,18 @@ func runDemo(keep, verbose bool) error {
 
 // scenario waits for the instances, then crashes web/0 and hangs web/1, and
 // measures detection and recovery from medic's own events.
-func scenario(ctx context.Context, d *demo, ev chan medic.Event, port int) error {
+func scenario(ctx context.Context, d *demo, ev chan medic.Event, port int, proxyAddr string) error {
 	if err := waitReady(ctx, ev, 3, 30*time.Second); err != nil {
 		return err
 	}
 	fmt.Printf("\n== all 3 instances ready after %.2fs\n\n", time.Since(d.start).Seconds())
+	lg := startLoad(ctx, "http://"+proxyAddr+"/", 8)
+	defer lg.stop()
 	type row struct {
-		fault, target string
-		ttd, ttr      time.Duration
-		ok            bool
+		fault, target  string
+		ttd, ttr       time.Duration
+		ok             bool
+		requests, errs uint64
 	}
 	var rows []row
 	for _, f := range []struct{ fault, target, path string }{
@@ -173,6 +182,7 @@ func scenario(ctx context.Context, d *demo, ev chan medic.Event, port int) error
 		t0 := time.Now()
 		go http.Post(fmt.Sprintf("http://127.0.0.1:%d%s", port+idx, f.path), "text/plain", nil)
 		r := row{fault: f.fault, target: f.target}
+		n0, e0 := lg.counts()
 		deadline := time.After(30 * time.Second)
 	wait:
 		for {
@@ -194,19 +204,23 @@ func scenario(ctx context.Context, d *demo, ev chan medic.Event, port int) error
 				}
 			}
 		}
+		sleepCtx(ctx, 500*time.Millisecond) // let the instance settle back into rotation
+		n1, e1 := lg.counts()
+		r.requests, r.errs = n1-n0, e1-e0
+		fmt.Printf("  client-visible errors through the proxy: %d of %d requests\n", r.errs, r.requests)
 		rows = append(rows, r)
 		fmt.Println()
 	}
 	fmt.Println("== summary")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "FAULT\tINSTANCE\tDETECTED AFTER\tSERVING AGAIN AFTER\tRESULT")
+	fmt.Fprintln(tw, "FAULT\tINSTANCE\tDETECTED AFTER\tSERVING AGAIN AFTER\tCLIENT ERRORS\tRESULT")
 	failed := false
 	for _, r := range rows {
 		res := "recovered"
 		if !r.ok {
 			res, failed = "NOT RECOVERED", true
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.fault, r.target, ms(r.ttd), ms(r.ttr), res)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d of %d\t%s\n", r.fault, r.target, ms(r.ttd), ms(r.ttr), r.errs, r.requests, res)
 	}
 	tw.Flush()
 	if failed {
@@ -274,3 +288,52 @@ func freePorts(n int) (int, error) {
 	}
 	return 0, fmt.Errorf("no %d consecutive free ports on 127.0.0.1", n)
 }
+
+// loadGen sends GET requests through the proxy from n workers until stopped,
+// counting requests and client-visible errors (non-2xx, socket errors, timeouts).
+type loadGen struct {
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	requests uint64
+	errors   uint64
+}
+
+func startLoad(ctx context.Context, url string, n int) *loadGen {
+	ctx, cancel := context.WithCancel(ctx)
+	lg := &loadGen{cancel: cancel}
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	for i := 0; i < n; i++ {
+		lg.wg.Add(1)
+		go func() {
+			defer lg.wg.Done()
+			for ctx.Err() == nil {
+				resp, err := client.Get(url)
+				ok := err == nil && resp.StatusCode < 300
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if ctx.Err() != nil {
+					return // a request cut by our own stop is not a client error
+				}
+				lg.mu.Lock()
+				lg.requests++
+				if !ok {
+					lg.errors++
+				}
+				lg.mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	return lg
+}
+
+func (lg *loadGen) counts() (uint64, uint64) {
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	return lg.requests, lg.errors
+}
+
+func (lg *loadGen) stop() { lg.cancel(); lg.wg.Wait() }

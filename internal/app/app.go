@@ -278,3 +278,11 @@ func join(xs []string) string {
 	}
 	return out
 }
+
+// Proxies returns the figures of every service's proxy (nil before Run built them).
+func (m *Main) Proxies() []proxy.Stats {
+	if m.traffic == nil {
+		return nil
+	}
+	return m.traffic.Stats()
+}
