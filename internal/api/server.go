@@ -43,6 +43,21 @@ type Traffic interface {
 	SetFault(id medic.InstanceID, f proxy.Fault) error
 }
 
+// ActorOf names who made a request, for audit records: "api:<token name>".
+func ActorOf(r *http.Request) string { return actorOf(r) }
+
+// WriteJSON writes v as the JSON response with status code.
+func WriteJSON(w http.ResponseWriter, code int, v any) { writeJSON(w, code, v) }
+
+// WriteError writes {"error": message} with status code.
+func WriteError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeError(w, code, format, args...)
+}
+
+// DecodeBody reads an optional JSON body strictly (unknown fields, wrong types
+// and trailing data are errors naming the field; 64 KiB at most).
+func DecodeBody(r *http.Request, v any) error { return decodeBody(r, v) }
+
 // Server serves the API. Fields are set before Serve and not changed after.
 type Server struct {
 	Tokens     *auth.Tokens // nil: reads open, mutations refused
@@ -57,8 +72,18 @@ type Server struct {
 	Logger     *slog.Logger
 	Clock      clock.Clock
 
+	// Mounts add the routes of other components (remediation, drills, databases,
+	// the dashboard). Each gets the mux and the role guards; its handlers must
+	// audit their mutations through Record.
+	Mounts []func(mux *http.ServeMux, g Guards)
+
 	http *http.Server
 	stop chan struct{}
+}
+
+// Guards wrap a handler with the role it needs (and audit denials).
+type Guards struct {
+	View, Operate, Admin func(http.Handler) http.Handler
 }
 
 // Handler returns the API's routes.
@@ -81,6 +106,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("PUT /v1/instances/{service}/{index}/fault", op(http.HandlerFunc(s.setFault)))
 	mux.Handle("DELETE /v1/instances/{service}/{index}/fault", op(http.HandlerFunc(s.setFault)))
 	mux.Handle("POST /v1/reload", admin(http.HandlerFunc(s.reload)))
+	for _, m := range s.Mounts {
+		m(mux, Guards{View: view, Operate: op, Admin: admin})
+	}
 	return mux
 }
 

@@ -5,6 +5,8 @@ package config
 // Config is the whole medic.yaml. Field docs are the reference: the README's
 // config section and the generated JSON Schema are built from them.
 type Config struct {
+	// This agent's member name, unique in a database cluster. Default: the host name.
+	Name string `yaml:"name" json:"name,omitempty"`
 	// Directory for the embedded store (audit log) and instance logs. Default ./.medic.
 	DataDir string `yaml:"data_dir" json:"data_dir,omitempty"`
 	// The HTTP API.
@@ -19,6 +21,12 @@ type Config struct {
 	Automation Automation `yaml:"automation" json:"automation,omitempty"`
 	// Notification receivers by name.
 	Receivers map[string]*Receiver `yaml:"receivers" json:"receivers,omitempty"`
+	// The etcd cluster that holds database leader leases (never a home-made election).
+	Etcd *Etcd `yaml:"etcd" json:"etcd,omitempty"`
+	// Managed PostgreSQL clusters by name.
+	Databases map[string]*Database `yaml:"databases" json:"databases,omitempty"`
+	// Drill schedules and custom scenarios.
+	Drills *DrillsConfig `yaml:"drills" json:"drills,omitempty"`
 
 	// File the config was loaded from ("" when built in code). Not part of YAML.
 	Path string `yaml:"-" json:"-"`
