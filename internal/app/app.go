@@ -128,6 +128,19 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen for the API on %s: %w", m.cfg.API.Listen, err)
 	}
+	// Components beyond the core (remediation, drills, databases, dashboard), each
+	// built by one ext_*.go file from the config; nil when not configured.
+	var comps []*component
+	for _, b := range builders {
+		c, err := b.build(m)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", b.name, err)
+		}
+		if c != nil {
+			c.name = b.name
+			comps = append(comps, c)
+		}
+	}
 	srv := &api.Server{
 		Tokens:     tokens,
 		Supervisor: m.sup,
@@ -140,6 +153,11 @@ func (m *Main) Run(ctx context.Context) error {
 		LogDir:     filepath.Join(dataDir, "logs"),
 		Logger:     m.Logger,
 		Clock:      m.Clock,
+	}
+	for _, c := range comps {
+		if c.mount != nil {
+			srv.Mounts = append(srv.Mounts, c.mount)
+		}
 	}
 	m.Record(ctx, medic.Event{Time: m.Clock.Now(), Kind: "agent.started", Target: "medic", Actor: "medic",
 		Reason: fmt.Sprintf("medic %s started with %d services, API on %s", medic.Version, len(m.cfg.Services), ln.Addr())})
@@ -159,7 +177,21 @@ func (m *Main) Run(ctx context.Context) error {
 			srv.Shutdown(sctx)
 		})
 	}
-	// 3 proxies: stop accepting, drain in-flight requests within their drain_timeout,
+	// 3 components, in builder order: no new decisions, drills abort and restore,
+	// databases follow their own stop rules; each Serve returns once stopped.
+	for _, c := range comps {
+		if c.serve == nil {
+			continue
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			if err := c.serve(cctx); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			return nil
+		}, func(error) { cancel() })
+	}
+	// 4 proxies: stop accepting, drain in-flight requests within their drain_timeout,
 	// before the instances behind them are stopped.
 	for name, p := range m.traffic.proxies {
 		pctx, cancel := context.WithCancel(ctx)
@@ -170,16 +202,16 @@ func (m *Main) Run(ctx context.Context) error {
 			return nil
 		}, func(error) { cancel() })
 	}
-	{ // 4 stats: stop sampling before the processes go away.
+	{ // 5 stats: stop sampling before the processes go away.
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return m.sup.CollectStats(sctx, 5*time.Second) }, func(error) { cancel() })
 	}
-	{ // 5 supervise: stop services dependents-first (TERM → grace → KILL each group), or leave them with --detach.
+	{ // 6 supervise: stop services dependents-first (TERM → grace → KILL each group), or leave them with --detach.
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return m.sup.Serve(sctx) }, func(error) { cancel() })
 	}
 	err = g.Run()
-	// 6 audit: the last record, appended after every component stopped.
+	// 7 audit: the last record, appended after every component stopped.
 	m.Record(context.Background(), medic.Event{Time: m.Clock.Now(), Kind: "agent.stopped", Target: "medic", Actor: "medic", Reason: "medic stopped"})
 	var sig signalError
 	if errors.As(err, &sig) || ctx.Err() != nil {
