@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"net/http"
+	"sort"
 
 	"github.com/medic-dev/medic/internal/api"
 )
@@ -17,9 +18,11 @@ type component struct {
 
 // builder makes a component from the running Main (config, supervisor,
 // traffic, audit, hub, metrics are set); it returns nil when the config does
-// not use it. Files ext_*.go register one builder each, in this order:
-// remedy, drill, db, ui.
+// not use it. Files ext_*.go register one builder each with an order that
+// is also the stop order: drill 10 (abort and restore first), remedy 20 (no
+// new decisions), db 30, ui 40.
 type builder struct {
+	order int
 	name  string
 	build func(m *Main) (*component, error)
 }
@@ -27,6 +30,7 @@ type builder struct {
 // builders is filled by the ext_*.go files' init functions.
 var builders []builder
 
-func register(name string, build func(m *Main) (*component, error)) {
-	builders = append(builders, builder{name: name, build: build})
+func register(order int, name string, build func(m *Main) (*component, error)) {
+	builders = append(builders, builder{order: order, name: name, build: build})
+	sort.SliceStable(builders, func(i, j int) bool { return builders[i].order < builders[j].order })
 }
