@@ -144,6 +144,7 @@ const (
 	EventUnready      EventKind = "instance.unready"
 	EventNotify       EventKind = "instance.notify" // sd_notify message
 	EventScaled       EventKind = "service.scaled"
+	EventLeftover     EventKind = "instance.leftover" // a process group left by a previous medic was stopped
 	EventRolledBack   EventKind = "service.rolledback"
 	EventConfigReload EventKind = "config.reload"
 	EventAPIDenied    EventKind = "api.denied"

@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"os"
@@ -116,5 +117,48 @@ func TestKillAndHangRecover(t *testing.T) {
 				t.Fatalf("instance pid %d still alive after medic stopped", pid)
 			}
 		}
+	}
+}
+
+// TestLeftoversOfAKilledMedicAreStopped: medic is SIGKILLed (its instances
+// live on); the next medic on the same data dir stops them before starting
+// its own on the same ports, instead of crash-looping on "address in use".
+func TestLeftoversOfAKilledMedicAreStopped(t *testing.T) {
+	dir := t.TempDir()
+	cfg := `
+data_dir: %[4]s/data
+api: {listen: "127.0.0.1:%[2]d"}
+services:
+  web:
+    command: [%[1]q, demoapp, --listen, "127.0.0.1:${PORT}"]
+    port: %[3]d
+    probes:
+      readiness: {http: {path: /healthz/ready}, period: 100ms, timeout: 100ms}
+`
+	a := startAgentIn(t, dir, cfg)
+	a.eventually(10*time.Second, "ready", func() bool { return a.instance("web", 0).Ready })
+	old := a.instance("web", 0).PID
+	syscall.Kill(a.cmd.Process.Pid, syscall.SIGKILL)
+	<-a.done
+	if syscall.Kill(old, 0) != nil {
+		t.Fatalf("instance %d died with medic: this test needs it alive", old)
+	}
+	b := &agent{t: t, dir: dir, addr: a.addr, cfg: a.cfg, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	b.cmd = exec.Command(medicBin, "run", "-c", a.cfg)
+	b.cmd.Stderr = b.stderr
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.done <- b.cmd.Wait() }()
+	t.Cleanup(b.stop)
+	b.eventually(15*time.Second, "new instance ready", func() bool {
+		code, _ := get("http://" + b.addr + "/healthz")
+		return code == 200 && b.instance("web", 0).Ready && b.instance("web", 0).PID != old
+	})
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", old)); err == nil && !strings.Contains(string(st), ") Z") {
+		t.Fatalf("leftover instance %d still running", old)
+	}
+	if st := b.instance("web", 0); st.Restarts != 0 {
+		t.Fatalf("new instance restarted %d times (port conflict?)", st.Restarts)
 	}
 }

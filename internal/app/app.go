@@ -107,8 +107,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	defer m.traffic.closeAll()
 	m.sup, err = supervise.New(supervise.Options{
-		Config: m.cfg,
-		LogDir: filepath.Join(dataDir, "logs"),
+		Config:   m.cfg,
+		LogDir:   filepath.Join(dataDir, "logs"),
+		StateDir: dataDir,
 		Env: supervise.Env{
 			Clock:  m.Clock,
 			Logger: m.Logger,

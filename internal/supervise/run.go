@@ -48,6 +48,9 @@ func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error
 	}()
 	startedAt := clk.Now()
 	in.tracker = in.tracker.Started(startedAt)
+	if in.env.procs != nil {
+		in.env.procs.started(in.id.String(), p.pid) // forgotten in finish; kept on --detach
+	}
 	needNotify := notify != nil && in.spec.Notify.Ready
 	hasReadiness := in.spec.Probes.Readiness != nil
 	in.update(func(s *InstanceStatus) {
@@ -191,6 +194,9 @@ func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error
 
 // finish records the exit in the status.
 func (in *Instance) finish(ex medic.Exit) {
+	if in.env.procs != nil {
+		in.env.procs.exited(in.id.String())
+	}
 	in.update(func(s *InstanceStatus) {
 		e := ex
 		s.LastExit = &e

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,9 @@ type Options struct {
 	Config *config.Config
 	Env    Env    // shared with every instance; Gate and Changed are set by the supervisor
 	LogDir string // instance logs
+	// StateDir keeps the record of started process groups, so that the next
+	// medic stops what a crashed one left behind. Empty: no record.
+	StateDir string
 }
 
 // Supervisor owns every service's instances.
@@ -45,6 +49,7 @@ type Supervisor struct {
 	wg       sync.WaitGroup
 	started  bool
 	root     context.Context
+	procs    *leftovers
 }
 
 type service struct {
@@ -73,6 +78,10 @@ func New(o Options) (*Supervisor, error) {
 		s.env.RunDir = d
 	}
 	s.env.Changed = s.anyReady.Notify
+	if o.StateDir != "" {
+		s.procs = openLeftovers(o.StateDir)
+		s.env.procs = s.procs
+	}
 	if o.Config.Path != "" {
 		s.baseDir = filepath.Dir(o.Config.Path)
 	} else {
@@ -106,6 +115,14 @@ func (s *Supervisor) build(name string, cfg *config.Service) *service {
 // once every process is stopped and every goroutine has ended.
 func (s *Supervisor) Serve(ctx context.Context) error {
 	base := context.WithoutCancel(ctx) // services are stopped explicitly, in order
+	if s.procs != nil && !s.env.Detach {
+		for _, line := range s.procs.reap(10 * time.Second) {
+			s.env.Logger.Warn(line)
+			if s.env.Emit != nil {
+				s.env.Emit(ctx, medic.Event{Time: s.env.Clock.Now(), Kind: medic.EventLeftover, Target: strings.SplitN(line, ":", 2)[0], Actor: "supervisor", Reason: line})
+			}
+		}
+	}
 	s.mu.Lock()
 	s.root, s.started = base, true
 	for _, name := range s.order {
