@@ -15,12 +15,12 @@ func TestScaleUpAndDown(t *testing.T) {
 	svc := service("exec sleep 300")
 	svc.Instances = 2
 	s, rec := start(t, map[string]*config.Service{"web": svc}, nil)
-	eventually(t, 5*time.Second, "2 running", func() bool { return s.Status()[0].Instances[1].PID != 0 })
+	eventually(t, 15*time.Second, "2 running", func() bool { return s.Status()[0].Instances[1].PID != 0 })
 	ctx := context.Background()
 	if err := s.Scale(ctx, "web", 4, "test"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "4 running", func() bool {
+	eventually(t, 15*time.Second, "4 running", func() bool {
 		st := s.Status()[0]
 		return st.Desired == 4 && st.Instances[3].PID != 0
 	})
@@ -31,7 +31,7 @@ func TestScaleUpAndDown(t *testing.T) {
 	if st := s.Status()[0]; st.Desired != 1 || len(st.Instances) != 1 {
 		t.Fatalf("after scale to 1: %d desired, %d instances", st.Desired, len(st.Instances))
 	}
-	eventually(t, 3*time.Second, "surplus instance stopped", func() bool { return !alive(gone) })
+	eventually(t, 10*time.Second, "surplus instance stopped", func() bool { return !alive(gone) })
 	if rec.count(medic.EventScaled, "web") != 2 {
 		t.Fatalf("scaled events = %d, want 2", rec.count(medic.EventScaled, "web"))
 	}
@@ -41,7 +41,7 @@ func TestReloadKeepsUnchangedAndRollbackRestoresPrevious(t *testing.T) {
 	good := service("exec sleep 300")
 	other := service("exec sleep 301")
 	s, rec := start(t, map[string]*config.Service{"web": good, "db": other}, nil)
-	eventually(t, 5*time.Second, "both running", func() bool { return instance(s, "web", 0).PID != 0 && instance(s, "db", 0).PID != 0 })
+	eventually(t, 15*time.Second, "both running", func() bool { return instance(s, "web", 0).PID != 0 && instance(s, "db", 0).PID != 0 })
 	dbPID := instance(s, "db", 0).PID
 	if err := s.Rollback(context.Background(), "web", "test"); !errors.Is(err, supervise.ErrNoPrevious) {
 		t.Fatalf("rollback without history: %v, want ErrNoPrevious", err)
@@ -51,14 +51,14 @@ func TestReloadKeepsUnchangedAndRollbackRestoresPrevious(t *testing.T) {
 	bad := service("echo broken >&2; exit 1")
 	next := &config.Config{Services: map[string]*config.Service{"web": bad, "db": other}}
 	s.Apply(context.Background(), next, config.Change{Changed: []string{"web"}, Unchanged: []string{"db"}})
-	eventually(t, 5*time.Second, "new web crashing", func() bool { return rec.count(medic.EventRestart, "web/0") > 0 })
+	eventually(t, 15*time.Second, "new web crashing", func() bool { return rec.count(medic.EventRestart, "web/0") > 0 })
 	if pid := instance(s, "db", 0).PID; pid != dbPID {
 		t.Fatalf("unchanged service db was restarted by the reload: pid %d → %d", dbPID, pid)
 	}
 	if err := s.Rollback(context.Background(), "web", "runbook:crashloop"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "web running the previous command", func() bool {
+	eventually(t, 15*time.Second, "web running the previous command", func() bool {
 		st := instance(s, "web", 0)
 		return st.State == medic.StateRunning && st.Restarts == 0
 	})

@@ -122,17 +122,20 @@ func (in *Instance) update(f func(s *InstanceStatus)) {
 	in.mu.Lock()
 	wasReady := in.st.Ready
 	f(&in.st)
-	ready, port := in.st.Ready, in.st.Port
+	ready, port, alive, reason := in.st.Ready, in.st.Port, in.st.PID != 0, in.st.Reason
 	in.mu.Unlock()
 	if wasReady != ready {
 		if in.env.Hooks != nil {
-			in.env.Hooks.Ready(in.id, port, ready)
+			in.env.Hooks.Ready(in.id, port, ready) // traffic first: before any record is written
 		}
-		// Readiness edges are state changes: recorded like any other.
-		if ready {
+		// Readiness edges of a live process are state changes, recorded like any
+		// other. When the process exited, the exit decision that follows at once
+		// says it; a second durable record would only delay the restart.
+		switch {
+		case ready:
 			in.emit(context.Background(), medic.EventReady, "ready", nil)
-		} else {
-			in.emit(context.Background(), medic.EventUnready, "not ready: "+in.Status().Reason, nil)
+		case alive:
+			in.emit(context.Background(), medic.EventUnready, "not ready: "+reason, nil)
 		}
 	}
 	in.change.Notify()

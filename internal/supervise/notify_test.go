@@ -46,7 +46,7 @@ func TestSdNotifyReadyAndWatchdog(t *testing.T) {
 	svc.Notify = &config.Notify{Ready: true, Watchdog: dur(400 * time.Millisecond)}
 	svc.Stop.Grace = dur(200 * time.Millisecond)
 	s, rec := start(t, map[string]*config.Service{"web": svc}, nil)
-	eventually(t, 5*time.Second, "ready by READY=1", func() bool {
+	eventually(t, 15*time.Second, "ready by READY=1", func() bool {
 		st := instance(s, "web", 0)
 		return st.Ready && st.Notified
 	})
@@ -57,7 +57,7 @@ func TestSdNotifyReadyAndWatchdog(t *testing.T) {
 	}
 	first := instance(s, "web", 0).PID
 	os.WriteFile(filepath.Join(dir, "silence"), nil, 0o644)
-	eventually(t, 5*time.Second, "watchdog restart", func() bool { return rec.count(medic.EventRestart, "web/0") > 0 })
+	eventually(t, 15*time.Second, "watchdog restart", func() bool { return rec.count(medic.EventRestart, "web/0") > 0 })
 	ev, _ := rec.find(medic.EventRestart, "web/0")
 	if !strings.Contains(ev.Reason, "watchdog timeout") {
 		t.Fatalf("restart reason %q: want the watchdog", ev.Reason)

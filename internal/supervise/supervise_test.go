@@ -145,7 +145,7 @@ func alive(pid int) bool {
 func readPID(t *testing.T, path string) int {
 	t.Helper()
 	var pid int
-	eventually(t, 5*time.Second, "child pid file "+path, func() bool {
+	eventually(t, 15*time.Second, "child pid file "+path, func() bool {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return false
@@ -160,7 +160,7 @@ func TestCrashRestartsAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	svc := service(fmt.Sprintf(`if [ -f %[1]s/crashed ]; then exec sleep 300; else touch %[1]s/crashed; exit 3; fi`, dir))
 	s, rec := start(t, map[string]*config.Service{"web": svc}, nil)
-	eventually(t, 5*time.Second, "restart after crash", func() bool {
+	eventually(t, 15*time.Second, "restart after crash", func() bool {
 		st := instance(s, "web", 0)
 		return st.Restarts == 1 && st.PID != 0 && st.State == medic.StateRunning
 	})
@@ -181,7 +181,7 @@ func TestStopKillsWholeProcessGroup(t *testing.T) {
 	svc.Stop.Grace = dur(300 * time.Millisecond)
 	s, _ := start(t, map[string]*config.Service{"web": svc}, nil)
 	child := readPID(t, filepath.Join(dir, "child"))
-	eventually(t, 5*time.Second, "instance running", func() bool { return instance(s, "web", 0).State == medic.StateRunning })
+	eventually(t, 15*time.Second, "instance running", func() bool { return instance(s, "web", 0).State == medic.StateRunning })
 	main := instance(s, "web", 0).PID
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -192,7 +192,7 @@ func TestStopKillsWholeProcessGroup(t *testing.T) {
 	if took := time.Since(t0); took < 300*time.Millisecond {
 		t.Fatalf("stop took %v: the grace period was not honoured", took)
 	}
-	eventually(t, 2*time.Second, "main and grandchild gone", func() bool { return !alive(main) && !alive(child) })
+	eventually(t, 10*time.Second, "main and grandchild gone", func() bool { return !alive(main) && !alive(child) })
 	st := instance(s, "web", 0)
 	if st.State != medic.StateStopped || st.LastExit == nil || !strings.Contains(st.LastExit.Reason, "SIGKILL after") {
 		t.Fatalf("status = %s, exit %+v; want stopped by SIGKILL after grace", st.State, st.LastExit)
@@ -206,8 +206,8 @@ func TestCrashLeavesNoOrphans(t *testing.T) {
 	svc.Restart.Policy = "never"
 	s, _ := start(t, map[string]*config.Service{"web": svc}, nil)
 	child := readPID(t, filepath.Join(dir, "child"))
-	eventually(t, 5*time.Second, "instance stopped by policy", func() bool { return instance(s, "web", 0).State == medic.StateStopped })
-	eventually(t, 2*time.Second, "orphaned grandchild killed", func() bool { return !alive(child) })
+	eventually(t, 15*time.Second, "instance stopped by policy", func() bool { return instance(s, "web", 0).State == medic.StateStopped })
+	eventually(t, 10*time.Second, "orphaned grandchild killed", func() bool { return !alive(child) })
 }
 
 func TestCrashLoopKeepsEvidence(t *testing.T) {
@@ -219,7 +219,7 @@ func TestCrashLoopKeepsEvidence(t *testing.T) {
 	if !strings.Contains(ev.Fields["stderr_tail"], "cannot open db.sqlite") || !strings.Contains(ev.Reason, "crash loop") {
 		t.Fatalf("crash loop event lacks evidence: %+v", ev)
 	}
-	eventually(t, 5*time.Second, "state crashloop", func() bool {
+	eventually(t, 15*time.Second, "state crashloop", func() bool {
 		st := instance(s, "web", 0)
 		return st.State == medic.StateCrashLoop && strings.Contains(st.Stderr, "cannot open")
 	})
@@ -231,18 +231,18 @@ func TestLivenessFailureRestarts(t *testing.T) {
 	svc.Probes.Liveness = execProbe(fmt.Sprintf("test ! -f %s/hung", dir), 50*time.Millisecond, 2)
 	svc.Stop.Grace = dur(500 * time.Millisecond)
 	s, rec := start(t, map[string]*config.Service{"web": svc}, nil)
-	eventually(t, 5*time.Second, "running", func() bool { return instance(s, "web", 0).State == medic.StateRunning })
+	eventually(t, 15*time.Second, "running", func() bool { return instance(s, "web", 0).State == medic.StateRunning })
 	first := instance(s, "web", 0).PID
 	if err := os.WriteFile(filepath.Join(dir, "hung"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "restart after liveness failure", func() bool { return rec.count(medic.EventRestart, "web/0") > 0 })
+	eventually(t, 15*time.Second, "restart after liveness failure", func() bool { return rec.count(medic.EventRestart, "web/0") > 0 })
 	ev, _ := rec.find(medic.EventRestart, "web/0")
 	if !strings.Contains(ev.Reason, "liveness probe failed") {
 		t.Fatalf("restart reason %q does not name the liveness failure", ev.Reason)
 	}
 	os.Remove(filepath.Join(dir, "hung"))
-	eventually(t, 5*time.Second, "new process running", func() bool {
+	eventually(t, 15*time.Second, "new process running", func() bool {
 		st := instance(s, "web", 0)
 		return st.PID != 0 && st.PID != first && st.State == medic.StateRunning
 	})
@@ -257,16 +257,16 @@ func TestReadinessFailureDoesNotRestart(t *testing.T) {
 	svc.Probes.Readiness = execProbe(fmt.Sprintf("test ! -f %s/unready", dir), 50*time.Millisecond, 1)
 	hooks := &readyHooks{ready: map[string]bool{}}
 	s, rec := start(t, map[string]*config.Service{"web": svc}, hooks)
-	eventually(t, 5*time.Second, "ready", func() bool { return instance(s, "web", 0).Ready && hooks.is("web/0") })
+	eventually(t, 15*time.Second, "ready", func() bool { return instance(s, "web", 0).Ready && hooks.is("web/0") })
 	pid := instance(s, "web", 0).PID
 	os.WriteFile(filepath.Join(dir, "unready"), nil, 0o644)
-	eventually(t, 5*time.Second, "not ready", func() bool { return !instance(s, "web", 0).Ready && !hooks.is("web/0") })
+	eventually(t, 15*time.Second, "not ready", func() bool { return !instance(s, "web", 0).Ready && !hooks.is("web/0") })
 	time.Sleep(300 * time.Millisecond) // several more failing probes: still no restart
 	if st := instance(s, "web", 0); st.PID != pid || st.Restarts != 0 || rec.count(medic.EventRestart, "") != 0 {
 		t.Fatalf("readiness failure restarted the instance: %+v", st)
 	}
 	os.Remove(filepath.Join(dir, "unready"))
-	eventually(t, 5*time.Second, "ready again", func() bool { return instance(s, "web", 0).Ready })
+	eventually(t, 15*time.Second, "ready again", func() bool { return instance(s, "web", 0).Ready })
 }
 
 func TestStartupGatesAndRestarts(t *testing.T) {
@@ -277,7 +277,7 @@ func TestStartupGatesAndRestarts(t *testing.T) {
 	svc.Probes.Startup = execProbe(fmt.Sprintf("test -f %s/started", dir), 50*time.Millisecond, 3)
 	svc.Probes.Liveness = execProbe("exit 1", 50*time.Millisecond, 1)
 	s, rec := start(t, map[string]*config.Service{"web": svc}, nil)
-	eventually(t, 5*time.Second, "startup failure restart", func() bool { return rec.count(medic.EventRestart, "web/0") > 0 })
+	eventually(t, 15*time.Second, "startup failure restart", func() bool { return rec.count(medic.EventRestart, "web/0") > 0 })
 	ev, _ := rec.find(medic.EventRestart, "web/0")
 	if !strings.Contains(ev.Reason, "startup probe failed") {
 		t.Fatalf("restart reason %q: want the startup probe", ev.Reason)
@@ -301,13 +301,13 @@ func TestDependsOnWaitsForReady(t *testing.T) {
 	web := service("exec sleep 300")
 	web.DependsOn = []string{"db"}
 	s, _ := start(t, map[string]*config.Service{"db": db, "web": web}, nil)
-	eventually(t, 5*time.Second, "db running", func() bool { return instance(s, "db", 0).State == medic.StateRunning })
+	eventually(t, 15*time.Second, "db running", func() bool { return instance(s, "db", 0).State == medic.StateRunning })
 	time.Sleep(200 * time.Millisecond)
 	if st := instance(s, "web", 0); st.State != medic.StatePending || st.PID != 0 {
 		t.Fatalf("web started before db was ready: %+v", st)
 	}
 	os.WriteFile(filepath.Join(dir, "db-ready"), nil, 0o644)
-	eventually(t, 5*time.Second, "web started after db ready", func() bool { return instance(s, "web", 0).PID != 0 })
+	eventually(t, 15*time.Second, "web started after db ready", func() bool { return instance(s, "web", 0).PID != 0 })
 }
 
 func TestRollingRestartRespectsBudget(t *testing.T) {
@@ -318,7 +318,7 @@ func TestRollingRestartRespectsBudget(t *testing.T) {
 	svc.Probes.Readiness = execProbe("true", 30*time.Millisecond, 1)
 	hooks := &readyHooks{ready: map[string]bool{}, min: 99}
 	s, _ := start(t, map[string]*config.Service{"web": svc}, hooks)
-	eventually(t, 5*time.Second, "3 ready", func() bool { return hooks.count() == 3 })
+	eventually(t, 15*time.Second, "3 ready", func() bool { return hooks.count() == 3 })
 	hooks.track()
 	before := map[int]int{}
 	for i := 0; i < 3; i++ {
@@ -341,7 +341,7 @@ func TestRollingRestartRespectsBudget(t *testing.T) {
 	three := 3
 	svc.MinAvailable = &three
 	s2, _ := start(t, map[string]*config.Service{"api": svc}, nil)
-	eventually(t, 5*time.Second, "3 ready", func() bool { return s2.Status()[0].Ready == 3 })
+	eventually(t, 15*time.Second, "3 ready", func() bool { return s2.Status()[0].Ready == 3 })
 	err := s2.RollingRestart(ctx, "api", "test", 300*time.Millisecond)
 	if !errors.Is(err, supervise.ErrBudget) {
 		t.Fatalf("rolling restart with min_available = instances: err = %v, want ErrBudget", err)

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+type report struct {
+	b              *bench
+	started, ended time.Time
+	load0, load1   string
+	events         []eventsRow
+	overhead       []overheadRow
+	overload       []overloadRow
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+
+func version(argv ...string) string {
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+}
+
+func (r *report) markdown() string {
+	var w strings.Builder
+	p := func(f string, a ...any) { fmt.Fprintf(&w, f, a...) }
+	p("# bench/proxy results\n\n")
+	p("Reproduce: `bench/proxy/run.sh` (builds the harness and `medicproxy`, then runs all peers in one run).\n\n")
+	p("- run %s, %v; %d CPUs; load average before %s, after %s\n", r.started.UTC().Format(time.RFC3339), r.ended.Sub(r.started).Round(time.Second), runtime.NumCPU(), r.load0, r.load1)
+	p("- %s; %s; %s\n", runtime.Version(), version("haproxy", "-v"), version("nginx", "-v"))
+	p("- instances: medic's demoapp (`internal/demoapp`) in separate processes; load: a Go generator in the harness, one keep-alive connection per client, client timeout %v\n", clientTimeout)
+	p("- every proxy gets the same per-try and connect timeout (%v); medic otherwise runs its defaults (retries 2, budget 20%%, outlier 3 consecutive errors, shedding on) with a 1 s readiness loop (fall 2, rise 2) standing in for the agent's probe\n\n", r.b.tryTimeout)
+
+	if len(r.events) > 0 {
+		p("## Events: %d connections for %v; SIGKILL one instance at 5 s, hang a second (POST /fault/hang) at 10 s\n\n", r.b.conns, r.b.duration)
+		p("Errors are client-visible: non-2xx, socket errors, timeouts. p99 counts every request, failed or not.\n\n")
+		p("| proxy | run | requests | errors (non-2xx / socket / timeout) | p50 ms | p99 ms | p99 0–5 s | p99 5–10 s (kill) | p99 10–20 s (hang) | max ms |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, e := range r.events {
+			a := e.all
+			p("| %s | %d | %d | %d (%d / %d / %d) | %s | %s | %s | %s | %s | %s |\n", e.peer, e.round, a.n, a.errors(), a.status+a.shed, a.socket, a.timeout,
+				ms(a.p50), ms(a.p99all), ms(e.before.p99all), ms(e.kill.p99all), ms(e.hang.p99all), ms(a.max))
+		}
+		p("\n")
+		for _, e := range r.events {
+			if c := e.all.codeList(); c != "" {
+				p("- %s run %d non-2xx statuses: %s\n", e.peer, e.round, c)
+			}
+			if e.notes != "" {
+				p("- %s run %d decisions: %s\n", e.peer, e.round, e.notes)
+			}
+		}
+		p("\n")
+	}
+
+	if len(r.overhead) > 0 {
+		p("## Overhead: healthy instances, %d connections for 10 s\n\n", r.b.conns)
+		var direct, haproxy overheadRow
+		for _, o := range r.overhead {
+			switch o.target {
+			case "direct":
+				direct = o
+			case "haproxy":
+				haproxy = o
+			}
+		}
+		p("| target | req/s | p50 ms | p99 ms | errors | proxy CPU s | req per proxy CPU-s | req/s vs direct | req/s vs HAProxy | req per CPU-s vs HAProxy |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, o := range r.overhead {
+			perCPU, vsH := "–", "–"
+			if o.cpu > 0 {
+				perCPU = fmt.Sprintf("%.0f", float64(o.s.n)/o.cpu)
+				if haproxy.cpu > 0 {
+					vsH = fmt.Sprintf("%.2f", (float64(o.s.n)/o.cpu)/(float64(haproxy.s.n)/haproxy.cpu))
+				}
+			}
+			p("| %s | %.0f | %s | %s | %d | %s | %s | %s | %s | %s |\n", o.target, o.s.perSec, ms(o.s.p50), ms(o.s.p99), o.s.errors(),
+				cpuCell(o.cpu), perCPU, ratio(o.s.perSec, direct.s.perSec), ratio(o.s.perSec, haproxy.s.perSec), vsH)
+		}
+		p("\nThe load generator, the proxies and the instances share the same %d CPUs, so throughput is bounded by the machine; ", runtime.NumCPU())
+		p("requests per proxy CPU-second is the efficiency figure.\n\n")
+	}
+
+	if len(r.overload) > 0 {
+		p("## Overload: 3 instances × %d requests at a time × %v each = %d requests/s capacity; open-loop load for 10 s\n\n", overloadWorkers, overloadWork, overloadCapacity)
+		p("Latency counts from each request's scheduled send time. Shed = 503 with Retry-After.\n\n")
+		p("| proxy | offered req/s | 2xx | 2xx p50 ms | 2xx p99 ms | 2xx p99 after 1 s | shed | other non-2xx | socket | timeouts (%v) |\n", clientTimeout)
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, o := range r.overload {
+			s := o.s
+			p("| %s | %d (%.1f×) | %d | %s | %s | %s | %d | %d | %d | %d |\n", o.peer, o.rate, float64(o.rate)/float64(overloadCapacity), s.ok, ms(s.p50), ms(s.p99), ms(o.steady.p99), s.shed, s.status, s.socket, s.timeout)
+		}
+		for _, o := range r.overload {
+			if c := o.s.codeList(); c != "" {
+				p("\n- %s at %.1f×: non-2xx statuses %s", o.peer, float64(o.rate)/float64(overloadCapacity), c)
+			}
+		}
+		p("\n")
+		p("\n")
+	}
+	return w.String()
+}
+
+func cpuCell(c float64) string {
+	if c == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", c)
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
