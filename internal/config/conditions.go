@@ -17,18 +17,15 @@ import (
 
 // Condition turns a signal, an event or a pushed alert into alerts that go
 // pending → firing → resolved, one per label set. A condition is exactly one
-// kind, chosen by the keys it sets:
-//
-//   - threshold: signal with above, below, or op and value;
-//   - trend: signal with trend;
-//   - anomaly: signal with anomaly;
-//   - event: event (the supervisor's events, such as instance.crashloop);
-//   - alert: alert (alerts pushed by Alertmanager or the generic webhook).
-//
-// A threshold, trend or anomaly is evaluated per series: each instance gets
-// its own alert, carrying the series' labels.
+// kind, chosen by the keys it sets: a threshold (signal with above, below, or
+// op and value), a trend (signal with trend), an anomaly (signal with
+// anomaly), an event condition (event: the supervisor's events, such as
+// instance.crashloop) or an alert condition (alert: alerts pushed by
+// Alertmanager or the generic webhook). Thresholds, trends and anomalies are
+// evaluated per series: each instance gets its own alert, carrying the
+// series' labels. Numbers may carry a unit: 200MiB (bytes), 250ms (seconds).
 type Condition struct {
-	// Signal the condition watches, e.g. host_disk_used_percent (see the signal names in docs).
+	// Signal the condition watches, e.g. host_disk_used_percent (the signal names are listed in the docs).
 	// Required for a threshold, trend or anomaly; not allowed for event and alert.
 	Signal string `yaml:"signal" json:"signal,omitempty"`
 	// Label matchers: a series (or event target) must carry each label with this value; an
@@ -40,7 +37,7 @@ type Condition struct {
 	Aggregate string `yaml:"aggregate" json:"aggregate,omitempty" jsonschema:"enum=each,enum=max,enum=min,enum=avg,enum=sum,enum=count"`
 	// Threshold with an aggregate: label names that split the series into groups, as in PromQL's by.
 	By []string `yaml:"by" json:"by,omitempty"`
-	// Threshold: active while the value is above (>) this. Numbers may carry a unit (see Quantity).
+	// Threshold: active while the value is above (>) this, e.g. 90, 200MiB or 250ms.
 	Above *Quantity `yaml:"above" json:"above,omitempty"`
 	// Threshold: active while the value is below (<) this.
 	Below *Quantity `yaml:"below" json:"below,omitempty"`
@@ -101,6 +98,9 @@ type ConditionAnomaly struct {
 	// Fire when the confidence reaches this, between 0 and 1 exclusive. Default 0.99: by
 	// construction, noise that matches the baseline exceeds it about once per 100 windows.
 	Confidence *float64 `yaml:"confidence" json:"confidence,omitempty"`
+	// Hysteresis: once firing, the alert resolves only when the confidence falls below this.
+	// Default 0.5, which for the default confidence is a z-score about 1.2 lower.
+	ClearConfidence *float64 `yaml:"clear_confidence" json:"clear_confidence,omitempty"`
 	// Time constant of the baseline: how fast it forgets (and adapts to a new normal). Default 30m.
 	Window Duration `yaml:"window" json:"window,omitempty"`
 	// No firing until the baseline has learnt from this much data (and 10 samples). Default: window.
@@ -121,7 +121,7 @@ type ConditionAnomaly struct {
 // the generic one): the alert is active while its status is firing and its
 // ends_at, if any, has not passed.
 type ConditionAlert struct {
-	// Labels the pushed alert must carry with these values, e.g. {alertname: DiskFull}. Required.
+	// Labels the pushed alert must carry with these values, e.g. {alertname: DiskFull}.
 	Match map[string]string `yaml:"match" json:"match"`
 }
 
@@ -141,16 +141,17 @@ var kindKey = map[string]string{KindThreshold: "above", KindTrend: "trend", Kind
 
 // Defaults of conditions.
 const (
-	DefaultStaleAfter         = 5 * time.Minute
-	DefaultTrendWindow        = 30 * time.Minute
-	DefaultTrendMinPoints     = 10
-	DefaultAnomalyConfidence  = 0.99
-	DefaultAnomalyWindow      = 30 * time.Minute
-	DefaultSeasonBuckets      = 24
-	DefaultAggregate          = "each"
-	DefaultAnomalyDirection   = "both"
-	minConditionWindow        = time.Second
-	maxConditionSeasonBuckets = 1440
+	DefaultStaleAfter             = 5 * time.Minute
+	DefaultTrendWindow            = 30 * time.Minute
+	DefaultTrendMinPoints         = 10
+	DefaultAnomalyConfidence      = 0.99
+	DefaultAnomalyClearConfidence = 0.5
+	DefaultAnomalyWindow          = 30 * time.Minute
+	DefaultSeasonBuckets          = 24
+	DefaultAggregate              = "each"
+	DefaultAnomalyDirection       = "both"
+	minConditionWindow            = time.Second
+	maxConditionSeasonBuckets     = 1440
 )
 
 var (
@@ -244,6 +245,10 @@ func (c *Condition) SetDefaults() {
 		if a.Confidence == nil {
 			v := DefaultAnomalyConfidence
 			a.Confidence = &v
+		}
+		if a.ClearConfidence == nil {
+			v := min(DefaultAnomalyClearConfidence, *a.Confidence)
+			a.ClearConfidence = &v
 		}
 		if a.Window == 0 {
 			a.Window = Duration(DefaultAnomalyWindow)
@@ -448,6 +453,11 @@ func (t *ConditionTrend) validate(bad badFunc) {
 func (a *ConditionAnomaly) validate(bad badFunc) {
 	if c := a.Confidence; c != nil && !(*c > 0 && *c < 1) {
 		bad("anomaly.confidence", "must be between 0 and 1 exclusive, got %v", *c)
+	}
+	if c := a.ClearConfidence; c != nil && !(*c > 0 && *c < 1) {
+		bad("anomaly.clear_confidence", "must be between 0 and 1 exclusive, got %v", *c)
+	} else if c != nil && a.Confidence != nil && *c > *a.Confidence {
+		bad("anomaly.clear_confidence", "%v is above confidence %v: a firing alert would clear while still anomalous", *c, *a.Confidence)
 	}
 	if a.Window.D() < minConditionWindow {
 		bad("anomaly.window", "must be at least %v, got %v", minConditionWindow, a.Window)

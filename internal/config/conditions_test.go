@@ -65,7 +65,7 @@ func TestConditionGood(t *testing.T) {
 	if a.Window.D() != config.DefaultAnomalyWindow || a.Warmup.D().Minutes() != 10 || a.Direction != "both" {
 		t.Errorf("anomaly defaults: %+v", a)
 	}
-	if s := conds["seasonal"].Anomaly; s.SeasonBuckets != 24 || s.Warmup != s.Window || *s.Confidence != 0.99 {
+	if s := conds["seasonal"].Anomaly; s.SeasonBuckets != 24 || s.Warmup != s.Window || *s.Confidence != 0.99 || *s.ClearConfidence != 0.5 {
 		t.Errorf("seasonal defaults: %+v", s)
 	}
 	if r := conds["crashloop"].ResolveOn; len(r) != 1 || r[0] != "instance.ready" {
@@ -102,6 +102,8 @@ func TestConditionBad(t *testing.T) {
 		{`{signal: x, trend: {above_per_hour: 1, window: 10ms}}`, "trend.window", "at least 1s"},
 		{`{signal: x, anomaly: {confidence: 1}}`, "anomaly.confidence", "between 0 and 1"},
 		{`{signal: x, anomaly: {confidence: 0}}`, "anomaly.confidence", "between 0 and 1"},
+		{`{signal: x, anomaly: {confidence: 0.9, clear_confidence: 0.95}}`, "anomaly.clear_confidence", "above confidence"},
+		{`{signal: x, anomaly: {clear_confidence: 0}}`, "anomaly.clear_confidence", "between 0 and 1"},
 		{`{signal: x, anomaly: {direction: sideways}}`, "anomaly.direction", "both, up or down"},
 		{`{signal: x, anomaly: {min_deviation: -1}}`, "anomaly.min_deviation", "negative"},
 		{`{signal: x, anomaly: {season_buckets: 4}}`, "anomaly.season_buckets", "only with season"},

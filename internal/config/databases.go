@@ -1,7 +1,287 @@
 package config
 
-// Etcd is the consensus store's client settings. (Owned by the database work; extended there.)
-type Etcd struct{}
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
 
-// Database is one managed PostgreSQL cluster member on this host. (Owned by the database work.)
-type Database struct{}
+// Etcd is the etcd cluster that holds the database leader leases. medic never
+// runs an election of its own: the lease, the leader key and its revision
+// (the fencing token) all live in etcd.
+type Etcd struct {
+	// Client endpoints, host:port or http://host:port. Required.
+	Endpoints []string `yaml:"endpoints" json:"endpoints" jsonschema:"minItems=1"`
+	// Key prefix under which every cluster keeps its keys (<prefix>/<database>/leader, …). Default /medic.
+	Prefix string `yaml:"prefix" json:"prefix,omitempty"`
+	// Time to connect to an endpoint before trying the next. Default 2s.
+	DialTimeout Duration `yaml:"dial_timeout" json:"dial_timeout,omitempty"`
+	// User name for etcd authentication; the password comes from $ETCD_PASSWORD. Default: none.
+	Username string `yaml:"username" json:"username,omitempty"`
+}
+
+// Database is this host's member of one managed PostgreSQL cluster: the agent
+// initializes or clones its postgres, runs it as the primary while it holds
+// the cluster's lease in etcd and as a streaming replica otherwise, and fails
+// over when the primary's lease is lost. The timings obey Patroni's rule
+// loop_wait + 2 × retry_timeout ≤ lease_ttl, so that a primary that cannot
+// renew demotes itself before its lease can expire.
+type Database struct {
+	// The local PostgreSQL server.
+	Postgres Postgres `yaml:"postgres" json:"postgres"`
+	// Streaming replication between the members.
+	Replication Replication `yaml:"replication" json:"replication,omitempty"`
+	// Time to live of the member's lease in etcd, whole seconds, at least 2s. The primary is
+	// replaced this long after its agent stops renewing. Default 4s.
+	LeaseTTL Duration `yaml:"lease_ttl" json:"lease_ttl,omitempty"`
+	// Period of the member's loop: probe postgres, renew the lease, publish the member's status.
+	// Default 500ms.
+	LoopWait Duration `yaml:"loop_wait" json:"loop_wait,omitempty"`
+	// Time limit of one etcd or postgres request, and the time a primary keeps for demoting
+	// itself before its lease could expire. Default 500ms.
+	RetryTimeout Duration `yaml:"retry_timeout" json:"retry_timeout,omitempty"`
+	// A replica further behind the last known primary position than this does not take part in
+	// an automatic failover (async mode). Default 1MiB.
+	MaximumLagOnFailover ByteSize `yaml:"maximum_lag_on_failover" json:"maximum_lag_on_failover,omitempty"`
+	// The primary's postgres that is not running and healthy for this long (crashed and not
+	// restartable) gives up the lease, so that a replica takes over. Default 10s.
+	PrimaryStartTimeout Duration `yaml:"primary_start_timeout" json:"primary_start_timeout,omitempty"`
+	// Patroni-compatible health endpoints for load balancers (/primary, /replica, /health, …).
+	REST *DatabaseREST `yaml:"rest" json:"rest,omitempty"`
+	// TCP listeners that route clients to the current primary and to the replicas.
+	Proxy *DatabaseProxy `yaml:"proxy" json:"proxy,omitempty"`
+}
+
+// Postgres is the local PostgreSQL server a member manages.
+type Postgres struct {
+	// Directory of the PostgreSQL binaries (postgres, initdb, pg_basebackup, pg_rewind, pg_controldata).
+	// Default /usr/lib/postgresql/15/bin.
+	BinDir string `yaml:"bin_dir" json:"bin_dir,omitempty"`
+	// Data directory, relative to the config file. Created (mode 0700, owned by user) when missing. Required.
+	Data string `yaml:"data" json:"data"`
+	// Address postgres listens on, host:port. Required.
+	Listen string `yaml:"listen" json:"listen"`
+	// Address the other members and the proxies use to reach this postgres. Default: listen.
+	ConnectAddress string `yaml:"connect_address" json:"connect_address,omitempty"`
+	// Operating-system user postgres runs as (postgres refuses to run as root): when medic runs as
+	// root it drops to this user. Default postgres when medic runs as root, else medic's own user.
+	User string `yaml:"user" json:"user,omitempty"`
+	// Database role medic connects as, for probes, promotion and replication. Its password, if
+	// any, comes from $PGPASSWORD or ~/.pgpass. Default postgres.
+	Superuser string `yaml:"superuser" json:"superuser,omitempty"`
+	// Extra server settings (postgresql.conf names and values); medic's own settings win.
+	Parameters map[string]string `yaml:"parameters" json:"parameters,omitempty"`
+	// Lines of pg_hba.conf, written on every start. Default: trust on loopback for all users and
+	// for replication, which suits one machine only.
+	HBA []string `yaml:"hba" json:"hba,omitempty"`
+}
+
+// Replication is how the replicas follow the primary.
+type Replication struct {
+	// async: commits return before a replica has them (a failover may lose the last ones, bounded by
+	// maximum_lag_on_failover). sync: one replica is the synchronous standby, commits wait for it,
+	// and only it may be promoted: no acknowledged commit is lost. Without a healthy standby the
+	// primary keeps accepting writes and no replica is eligible. Default async.
+	Mode string `yaml:"mode" json:"mode,omitempty" jsonschema:"enum=async,enum=sync"`
+}
+
+// DatabaseREST is the member's Patroni-compatible HTTP endpoint.
+type DatabaseREST struct {
+	// Address, host:port. Required when rest is set.
+	Listen string `yaml:"listen" json:"listen"`
+}
+
+// DatabaseProxy routes client connections from the leader key in etcd: at a
+// failover, connections to the old primary are cut at once so that pools
+// reconnect to the new one.
+type DatabaseProxy struct {
+	// Listener that leads to the current primary (read-write). Required when proxy is set.
+	Primary string `yaml:"primary" json:"primary"`
+	// Listener balanced over the running replicas (read-only); the primary serves when none is. Optional.
+	Replicas string `yaml:"replicas" json:"replicas,omitempty"`
+	// Time to connect to a member before the client is refused. Default 1s.
+	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout,omitempty"`
+}
+
+// Replication modes.
+const (
+	ReplicationAsync = "async"
+	ReplicationSync  = "sync"
+)
+
+// The database defaults. lease_ttl 4s with loop_wait and retry_timeout of
+// 500ms leaves a primary 3s without a successful renewal before it demotes
+// itself: a 2s stall of the agent (SIGSTOP, a saturated CPU) does not fail
+// over, and a lost primary is replaced within about 4s.
+const (
+	DefaultPostgresBinDir       = "/usr/lib/postgresql/15/bin"
+	DefaultEtcdPrefix           = "/medic"
+	DefaultLeaseTTL             = 4 * time.Second
+	DefaultLoopWait             = 500 * time.Millisecond
+	DefaultRetryTimeout         = 500 * time.Millisecond
+	DefaultMaximumLagOnFailover = ByteSize(1 << 20)
+	DefaultPrimaryStartTimeout  = 10 * time.Second
+)
+
+// SetDefaults fills the unset etcd settings.
+func (e *Etcd) SetDefaults() {
+	if e.Prefix == "" {
+		e.Prefix = DefaultEtcdPrefix
+	}
+	e.Prefix = "/" + strings.Trim(e.Prefix, "/")
+	if e.DialTimeout == 0 {
+		e.DialTimeout = Duration(2 * time.Second)
+	}
+}
+
+// Validate checks the etcd settings.
+func (e *Etcd) Validate() []FieldIssue {
+	var is []FieldIssue
+	if len(e.Endpoints) == 0 {
+		is = append(is, FieldIssue{"endpoints", "required: at least one etcd client address, such as 127.0.0.1:2379"})
+	}
+	for i, ep := range e.Endpoints {
+		hp := ep
+		if _, rest, ok := strings.Cut(ep, "://"); ok {
+			hp = rest
+		}
+		if _, _, err := net.SplitHostPort(hp); err != nil {
+			is = append(is, FieldIssue{fmt.Sprintf("endpoints[%d]", i), fmt.Sprintf("want host:port or http://host:port, not %q", ep)})
+		}
+	}
+	if e.Prefix == "/" {
+		is = append(is, FieldIssue{"prefix", "must name a key prefix such as /medic, not the root"})
+	}
+	return is
+}
+
+// SetDefaults fills the unset database settings.
+func (d *Database) SetDefaults() {
+	p := &d.Postgres
+	if p.BinDir == "" {
+		p.BinDir = DefaultPostgresBinDir
+	}
+	if p.ConnectAddress == "" {
+		p.ConnectAddress = p.Listen
+	}
+	if p.Superuser == "" {
+		p.Superuser = "postgres"
+	}
+	if d.Replication.Mode == "" {
+		d.Replication.Mode = ReplicationAsync
+	}
+	dbDefaultDur(&d.LeaseTTL, DefaultLeaseTTL)
+	dbDefaultDur(&d.LoopWait, DefaultLoopWait)
+	dbDefaultDur(&d.RetryTimeout, DefaultRetryTimeout)
+	dbDefaultDur(&d.PrimaryStartTimeout, DefaultPrimaryStartTimeout)
+	if d.MaximumLagOnFailover == 0 {
+		d.MaximumLagOnFailover = DefaultMaximumLagOnFailover
+	}
+	if d.Proxy != nil && d.Proxy.ConnectTimeout == 0 {
+		d.Proxy.ConnectTimeout = Duration(time.Second)
+	}
+}
+
+func dbDefaultDur(d *Duration, def time.Duration) {
+	if *d == 0 {
+		*d = Duration(def)
+	}
+}
+
+var memberName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// Validate checks the database on its own, the timings together.
+func (d *Database) Validate() []FieldIssue {
+	var is []FieldIssue
+	bad := func(field, format string, args ...any) {
+		is = append(is, FieldIssue{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	p := d.Postgres
+	if p.Data == "" {
+		bad("postgres.data", "required: the data directory of this member's postgres")
+	}
+	if msg := hostPort(p.Listen, true); msg != "" {
+		bad("postgres.listen", "%s", msg)
+	}
+	if msg := hostPort(p.ConnectAddress, true); msg != "" && p.Listen != "" {
+		bad("postgres.connect_address", "%s", msg)
+	}
+	if d.Replication.Mode != ReplicationAsync && d.Replication.Mode != ReplicationSync {
+		bad("replication.mode", "must be async or sync, not %q", d.Replication.Mode)
+	}
+	ttl, loop, retry := d.LeaseTTL.D(), d.LoopWait.D(), d.RetryTimeout.D()
+	switch {
+	case ttl < 2*time.Second:
+		bad("lease_ttl", "%v is below 2s, the shortest lease etcd grants", ttl)
+	case ttl%time.Second != 0:
+		bad("lease_ttl", "%v is not whole seconds: etcd leases are granted in seconds", ttl)
+	}
+	if loop < 10*time.Millisecond {
+		bad("loop_wait", "%v is below 10ms", loop)
+	}
+	if retry < 10*time.Millisecond {
+		bad("retry_timeout", "%v is below 10ms", retry)
+	}
+	if loop+2*retry > ttl {
+		bad("lease_ttl", "loop_wait + 2 × retry_timeout = %v exceeds lease_ttl %v: a primary that cannot renew "+
+			"must have time to demote itself before its lease expires (Patroni's rule)", loop+2*retry, ttl)
+	}
+	if d.MaximumLagOnFailover < 0 {
+		bad("maximum_lag_on_failover", "must not be negative")
+	}
+	if d.PrimaryStartTimeout.D() < loop {
+		bad("primary_start_timeout", "%v is shorter than loop_wait %v", d.PrimaryStartTimeout.D(), loop)
+	}
+	if d.REST != nil {
+		if msg := hostPort(d.REST.Listen, true); msg != "" {
+			bad("rest.listen", "%s", msg)
+		}
+	}
+	if x := d.Proxy; x != nil {
+		if msg := hostPort(x.Primary, true); msg != "" {
+			bad("proxy.primary", "%s", msg)
+		}
+		if x.Replicas != "" {
+			if msg := hostPort(x.Replicas, false); msg != "" {
+				bad("proxy.replicas", "%s", msg)
+			}
+		}
+	}
+	return is
+}
+
+// ValidateIn checks what the database needs from the rest of the config.
+func (d *Database) ValidateIn(c *Config) []FieldIssue {
+	var is []FieldIssue
+	if c.Etcd == nil {
+		is = append(is, FieldIssue{"", "a database needs the etcd section: the leader lease lives in etcd"})
+	}
+	if c.Name != "" && !memberName.MatchString(c.Name) {
+		is = append(is, FieldIssue{"", fmt.Sprintf("name %q (the member name) must match %s", c.Name, memberName)})
+	}
+	return is
+}
+
+// hostPort returns "" when s is a valid host:port, else why not.
+func hostPort(s string, required bool) string {
+	if s == "" {
+		if required {
+			return "required: host:port, such as 127.0.0.1:5432"
+		}
+		return ""
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Sprintf("want host:port, such as 127.0.0.1:5432, not %q", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("port %q is not a number from 0 to 65535", port)
+	}
+	if host == "" {
+		return "the host is missing: write 127.0.0.1:PORT or 0.0.0.0:PORT"
+	}
+	return ""
+}

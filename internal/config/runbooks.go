@@ -91,6 +91,9 @@ type RunbookVerify struct {
 	Service string `yaml:"service" json:"service,omitempty"`
 	// Deadline after the last step. Default 1m.
 	Within Duration `yaml:"within" json:"within,omitempty"`
+	// The outcome must hold without interruption this long (a crashing command can look ready
+	// for a moment). Default 0: the first check that holds verifies.
+	For Duration `yaml:"for" json:"for,omitempty"`
 	// Time between checks. Default 1s.
 	Every Duration `yaml:"every" json:"every,omitempty"`
 }
@@ -137,7 +140,8 @@ type RunbookStep struct {
 	Status string `yaml:"status" json:"status,omitempty" jsonschema:"pattern=^[1-5][0-9][0-9](-[1-5][0-9][0-9])?$"`
 	// delete_files: absolute directory; nothing outside it is touched, symlinks are not followed.
 	Root string `yaml:"root" json:"root,omitempty"`
-	// delete_files: pattern of path.Match over the path relative to root. Default *.
+	// delete_files: path.Match pattern over file names at any depth, or, when it contains /,
+	// over the path relative to root. Default *.
 	Glob string `yaml:"glob" json:"glob,omitempty"`
 	// delete_files: only files last modified longer ago than this. Default 0 (any age).
 	OlderThan Duration `yaml:"older_than" json:"older_than,omitempty"`
@@ -336,6 +340,9 @@ func (r *Runbook) Validate() []FieldIssue {
 		}
 		if v.Within <= 0 {
 			is.add("verify.within", "must be greater than 0")
+		}
+		if v.For >= v.Within {
+			is.add("verify.for", "%v leaves no time within %v to verify", v.For, v.Within)
 		}
 		if v.Every <= 0 || v.Every > v.Within {
 			is.add("verify.every", "must be greater than 0 and at most within (%v), got %v", v.Within, v.Every)

@@ -24,14 +24,14 @@ var catalog = map[string]struct {
 	// known-good command; when that fails or the old version does not come
 	// up, stop the instances (no more restarts) and escalate.
 	"crashloop_rollback": {
-		params: []param{{"condition", "crashloop", pString}, {"within", "2m", pDuration}},
+		params: []param{{"condition", "crashloop", pString}, {"within", "2m", pDuration}, {"stable_for", "10s", pDuration}},
 		build: func(p map[string]string) *Runbook {
 			return &Runbook{
 				Description: "crash loop after a change: roll back to the previous command, else stop and escalate",
 				Trigger:     RunbookTrigger{Condition: p["condition"]},
 				Target:      "${labels.service}",
 				Steps:       []RunbookStep{{Action: "rollback", Target: "${labels.service}"}},
-				Verify:      &RunbookVerify{ServiceReady: true, Within: mustDur(p["within"])},
+				Verify:      &RunbookVerify{ServiceReady: true, Within: mustDur(p["within"]), For: mustDur(p["stable_for"])},
 				Rollback:    []RunbookStep{{Action: "stop", Target: "${labels.service}"}},
 			}
 		},
