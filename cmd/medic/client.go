@@ -92,6 +92,41 @@ func (c *client) do(method, path string, timeout time.Duration) (*http.Response,
 	return resp, nil
 }
 
+// postJSON POSTs body (a JSON document, or "" for none) and decodes the answer into v (if not nil).
+func (c *client) postJSON(path, body string, timeout time.Duration, v any) error {
+	req, err := http.NewRequest("POST", c.base+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	hc := *c.http
+	hc.Timeout = timeout
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("reach the medic agent at %s (is `medic run` running?): %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("POST %s: %s (HTTP %d)", path, e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("POST %s: HTTP %d: %s", path, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	if v != nil {
+		return json.Unmarshal(b, v)
+	}
+	return nil
+}
+
 // getJSON decodes a JSON response into v.
 func (c *client) getJSON(method, path string, timeout time.Duration, v any) error {
 	resp, err := c.do(method, path, timeout)

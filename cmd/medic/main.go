@@ -61,6 +61,7 @@ Start with 'medic demo'.`,
 	root.AddCommand(
 		runCmd(), validateCmd(), statusCmd(), eventsCmd(), logsCmd(), restartCmd(), instanceCmd("stop"), instanceCmd("start"),
 		reloadCmd(), auditCmd(), tokenCmd(), schemaCmd(), versionCmd(), demoCmd(), demoappCmd(),
+		runbooksCmd(), incidentsCmd(), conditionsCmd(), approvalsCmd(), approveCmd(), denyCmd(), pauseCmd(), resumeCmd(),
 	)
 	return root
 }

@@ -76,6 +76,9 @@ type Server struct {
 	// the dashboard). Each gets the mux and the role guards; its handlers must
 	// audit their mutations through Record.
 	Mounts []func(mux *http.ServeMux, g Guards)
+	// Wrap, if set, wraps the whole handler Serve serves (the dashboard's
+	// session cookie, turned into the request's auth.Identity before the guards).
+	Wrap func(http.Handler) http.Handler
 
 	http *http.Server
 	stop chan struct{}
@@ -130,7 +133,11 @@ func clientOf(r *http.Request) string {
 // Serve serves on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.stop = make(chan struct{})
-	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	h := s.Handler()
+	if s.Wrap != nil {
+		h = s.Wrap(h)
+	}
+	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	err := s.http.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

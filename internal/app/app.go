@@ -53,6 +53,18 @@ type Main struct {
 
 	traffic   *traffic
 	accessLog *slog.Logger
+	db        *sqlite.DB
+
+	observers []func(medic.Event)                            // see observe; set before Run's loops start
+	reloaders []func(context.Context, *config.Config) error // see onReload
+}
+
+// observe registers f to see every recorded event (after it is durable). f must not block.
+func (m *Main) observe(f func(medic.Event)) { m.observers = append(m.observers, f) }
+
+// onReload registers f to apply a validated new config; an error is recorded, not fatal.
+func (m *Main) onReload(f func(context.Context, *config.Config) error) {
+	m.reloaders = append(m.reloaders, f)
 }
 
 // Run runs the agent until ctx ends or SIGINT/SIGTERM arrives.
@@ -72,6 +84,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("open store in %s: %w", dataDir, err)
 	}
 	defer db.Close()
+	m.db = db
 	m.audit, err = audit.Open(db, m.Clock)
 	if err != nil {
 		return fmt.Errorf("open audit log: %w", err)
@@ -84,7 +97,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.hub = events.New(1000)
 	m.mets = metrics.New(func() []supervise.ServiceStatus { return m.sup.Status() }, func() float64 { return float64(m.hub.Dropped()) })
-	m.traffic = &traffic{proxies: map[string]*proxy.Proxy{}}
+	m.traffic = &traffic{proxies: map[string]*proxy.Proxy{}, status: func() []supervise.ServiceStatus { return m.sup.Status() }}
 	if m.accessLog == nil {
 		w, err := logfile.Open(filepath.Join(dataDir, "logs", "access.log"), 50<<20, 3)
 		if err != nil {
@@ -238,6 +251,9 @@ func (m *Main) Record(ctx context.Context, ev medic.Event) {
 		m.mets.Event(ev.Kind)
 	}
 	m.hub.Publish(ev)
+	for _, f := range m.observers {
+		f(ev)
+	}
 	m.Logger.Info(ev.Reason, "kind", ev.Kind, "target", ev.Target, "actor", ev.Actor)
 	if m.OnEvent != nil {
 		m.OnEvent(ev)
@@ -288,6 +304,11 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	next.API = m.cfg.API
 	next.DataDir = m.cfg.DataDir
 	m.sup.Apply(ctx, next, ch)
+	for _, f := range m.reloaders {
+		if err := f(ctx, next); err != nil {
+			m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "config", Actor: actor, Reason: "reload: " + err.Error()})
+		}
+	}
 	m.cfg = next
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/proxy"
+	"github.com/medic-dev/medic/internal/supervise"
 )
 
 // traffic connects the supervisor's readiness edges to the services' proxies:
@@ -16,6 +17,7 @@ import (
 type traffic struct {
 	mu      sync.RWMutex
 	proxies map[string]*proxy.Proxy
+	status  func() []supervise.ServiceStatus
 }
 
 func (t *traffic) get(service string) *proxy.Proxy {
@@ -37,6 +39,21 @@ func (t *traffic) Drain(ctx context.Context, id medic.InstanceID) error {
 		return p.Drain(ctx, id.String())
 	}
 	return nil
+}
+
+// Undrain puts a drained instance back in rotation if it is ready (action.Traffic).
+func (t *traffic) Undrain(id medic.InstanceID) {
+	p := t.get(id.Service)
+	if p == nil || t.status == nil {
+		return
+	}
+	for _, s := range t.status() {
+		for _, in := range s.Instances {
+			if in.ID == id.String() && in.Ready && in.Port > 0 {
+				p.SetBackend(in.ID, fmt.Sprintf("127.0.0.1:%d", in.Port), true)
+			}
+		}
+	}
 }
 
 // Gone implements supervise.Hooks: the instance no longer exists.

@@ -37,6 +37,10 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 //     needing more gets 403 with ReasonNoTokensFile.
 //   - need == RoleNone: everyone is served; a token, if present, must be
 //     valid and names the identity, otherwise Anonymous.
+//   - A request without an Authorization header whose context already holds
+//     an Identity (WithIdentity, from an in-process middleware such as the
+//     dashboard's session cookie) is judged by that identity's role, when t
+//     is not nil.
 //
 // Refusals carry a JSON body {"error": reason}. onDenied, when not nil, is
 // called with the request, the status and the same reason before the
@@ -45,6 +49,9 @@ func Middleware(t *Tokens, need Role, onDenied func(r *http.Request, status int,
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			id, status, reason := decide(t, need, r.Header.Values("Authorization"))
+			if pre, ok := IdentityFrom(r.Context()); ok && t != nil && len(r.Header.Values("Authorization")) == 0 {
+				id, status, reason = admit(pre, need) // a session cookie, already checked (internal/ui)
+			}
 			if status != http.StatusOK {
 				if onDenied != nil {
 					onDenied(r, status, reason)
@@ -82,6 +89,15 @@ func decide(t *Tokens, need Role, authz []string) (Identity, int, string) {
 	}
 	if !id.Role.AtLeast(need) {
 		return Identity{}, http.StatusForbidden, fmt.Sprintf("token %q has role %s; this needs %s", id.Name, id.Role, need)
+	}
+	return id, http.StatusOK, ""
+}
+
+// admit applies need to an identity an in-process middleware put in the
+// context (the dashboard's session cookie) instead of a bearer token.
+func admit(id Identity, need Role) (Identity, int, string) {
+	if !id.Role.AtLeast(need) {
+		return Identity{}, http.StatusForbidden, fmt.Sprintf("%q has role %s; this needs %s", id.Name, id.Role, need)
 	}
 	return id, http.StatusOK, ""
 }

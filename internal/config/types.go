@@ -75,6 +75,8 @@ type Service struct {
 	Proxy *Proxy `yaml:"proxy" json:"proxy,omitempty"`
 	// Drills may target this service only when allowed.
 	Drills Drills `yaml:"drills" json:"drills,omitempty"`
+	// Prometheus endpoint of each instance, scraped for the metric families that conditions use.
+	Metrics *Metrics `yaml:"metrics" json:"metrics,omitempty"`
 	// What automation may do to this service (protection, scaling bounds).
 	Remedy *ServiceRemedy `yaml:"remedy" json:"remedy,omitempty"`
 }

@@ -43,6 +43,55 @@ BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 `,
+	// 2: the remediation engine's memory (internal/remedy): each runbook's
+	// trust level and record, approvals, incidents and the pause/dry-run
+	// switches. Approvals and incidents are JSON documents with the columns
+	// the engine queries by; rows are updated in place (the audit log, not
+	// these tables, is the history).
+	`
+CREATE TABLE remedy_runbooks (
+	name        TEXT    PRIMARY KEY,
+	level       TEXT    NOT NULL,     -- observe | propose | act | silent
+	configured  TEXT    NOT NULL,     -- the starting level of the config the record began with
+	consecutive INTEGER NOT NULL,     -- verified successes since the last failure or promotion
+	runs        INTEGER NOT NULL,
+	successes   INTEGER NOT NULL,
+	failures    INTEGER NOT NULL,
+	last_run_ns INTEGER NOT NULL,     -- UTC Unix nanoseconds, 0 = never
+	ttrs        TEXT    NOT NULL      -- JSON array of recent recovery times, nanoseconds
+) STRICT;
+CREATE TABLE remedy_approvals (
+	id          TEXT    PRIMARY KEY,
+	state       TEXT    NOT NULL,     -- pending | approved | denied | expired | aborted
+	created_ns  INTEGER NOT NULL,
+	doc         TEXT    NOT NULL      -- JSON remedy.Approval
+) STRICT;
+CREATE INDEX remedy_approvals_state ON remedy_approvals (state, created_ns);
+CREATE TABLE remedy_incidents (
+	id          TEXT    PRIMARY KEY,
+	target      TEXT    NOT NULL,
+	state       TEXT    NOT NULL,     -- open | closed
+	opened_ns   INTEGER NOT NULL,
+	doc         TEXT    NOT NULL      -- JSON remedy.Incident
+) STRICT;
+CREATE INDEX remedy_incidents_state ON remedy_incidents (state, opened_ns);
+CREATE TABLE remedy_settings (
+	key         TEXT    PRIMARY KEY,  -- paused, dry_run
+	value       TEXT    NOT NULL
+) STRICT;
+`,
+	// 3: the dashboard's metrics history (internal/ui): one row per series
+	// per sample, every 10 s, deleted after an hour. Rows are rewritten in
+	// place; the audit log, not this table, is the record.
+	`
+CREATE TABLE ui_history (
+	series      TEXT    NOT NULL,     -- service/web/rps, instance/web/0/rss_bytes …
+	t           INTEGER NOT NULL,     -- UTC Unix seconds of the sample
+	value       REAL    NOT NULL,
+	PRIMARY KEY (series, t)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX ui_history_t ON ui_history (t);
+`,
 }
 
 // migrate applies list[v:] where v is the database's user_version, all in

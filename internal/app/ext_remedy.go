@@ -1,0 +1,233 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/detect"
+	"github.com/medic-dev/medic/internal/notify"
+	"github.com/medic-dev/medic/internal/remedy"
+	"github.com/medic-dev/medic/internal/signal"
+)
+
+func init() { register(20, "remedy", buildRemedy) }
+
+// automation is the observe → detect → decide → act → verify loop: signals
+// from the host, the supervisor and the proxies, conditions over them, and
+// the runbook engine with its notifier.
+type automation struct {
+	m       *Main
+	store   *signal.Store
+	detect  *detect.Engine
+	engine  *remedy.Engine
+	notify  *notify.Notifier
+	loops   []interface{ Serve(context.Context) error }
+	rates   signal.Rates
+	ratesMu sync.Mutex
+}
+
+func buildRemedy(m *Main) (*component, error) {
+	a := &automation{m: m, store: signal.NewStore(signal.Options{})}
+	var err error
+	a.detect, err = detect.New(m.cfg.Conditions, detect.Options{Clock: m.Clock, Source: a.store, OnTransition: a.transition, Log: m.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("conditions: %w", err)
+	}
+	rec := remedy.RecorderFunc(m.Record)
+	a.notify, err = notify.New(notify.Options{Receivers: m.cfg.Receivers, Recorder: rec, Clock: m.Clock, Source: m.cfg.Name, Logger: m.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("receivers: %w", err)
+	}
+	a.engine, err = remedy.New(remedy.Options{
+		Config: m.cfg, Supervisor: m.sup, Traffic: m.traffic, Recorder: rec, Notifier: a.notify,
+		Store: remedy.NewSQLStore(m.db), Clock: m.Clock, Logger: m.Logger,
+		Checker: remedy.CheckerFunc(func(name string, labels map[string]string, now time.Time) (bool, error) {
+			if !a.detect.Has(name) {
+				return false, fmt.Errorf("no condition %q", name)
+			}
+			return !a.detect.Firing(name, signal.Labels(labels)), nil
+		}),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("runbooks: %w", err)
+	}
+	m.observe(a.detect.Observe) // supervisor events drive event conditions (crash loops, exits)
+	m.onReload(func(ctx context.Context, cfg *config.Config) error {
+		if err := a.detect.Update(cfg.Conditions); err != nil {
+			return err
+		}
+		return a.engine.Update(ctx, cfg)
+	})
+
+	// Signals: the host's disks named by conditions, the supervisor's figures, the proxies' traffic.
+	if paths := diskPaths(m.cfg); len(paths) > 0 {
+		a.loops = append(a.loops, &signal.Host{Paths: paths, Period: 2 * time.Second, Clock: m.Clock, Store: a.store, Log: m.Logger})
+	}
+	a.loops = append(a.loops, signal.Poll(a.store, m.Clock, "supervisor", time.Second, a.pollSupervisor))
+	if len(m.traffic.proxies) > 0 {
+		a.loops = append(a.loops, signal.Poll(a.store, m.Clock, "proxy", time.Second, a.pollProxies))
+	}
+	a.loops = append(a.loops, a.scrapers()...)
+	return &component{serve: a.serve, mount: a.mount}, nil
+}
+
+// serve runs collectors, the condition engine and the runbook engine; the
+// notifier stops last so that escalations made while stopping are still sent.
+func (a *automation) serve(ctx context.Context) error {
+	nctx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
+	var nwg sync.WaitGroup
+	nwg.Add(1)
+	go func() { defer nwg.Done(); a.notify.Serve(nctx) }()
+	var wg sync.WaitGroup
+	for _, l := range append(a.loops, a.detect, a.engine) {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.Serve(ctx) }()
+	}
+	wg.Wait()
+	stopNotify()
+	nwg.Wait()
+	return nil
+}
+
+// transition records a condition's change and hands it to the runbook engine.
+func (a *automation) transition(t detect.Transition) {
+	state := ""
+	switch {
+	case t.Fired():
+		state = "firing"
+	case t.Resolved():
+		state = "resolved"
+	}
+	fields := map[string]string{"condition": t.Condition, "from": t.From.String(), "to": t.To.String(), "labels": t.Labels.String()}
+	if t.Confidence > 0 && t.Kind == "anomaly" {
+		fields["confidence"] = fmt.Sprintf("%.3f", t.Confidence)
+	}
+	a.m.Record(context.Background(), medic.Event{Time: t.At, Kind: medic.EventKind("condition." + t.To.String()), Target: conditionTarget(t),
+		Actor: "detect", Reason: t.Reason, Fields: fields})
+	if state == "" {
+		return
+	}
+	a.engine.Submit(remedy.Trigger{Condition: t.Condition, Labels: t.Labels, State: state, Value: t.Value,
+		Confidence: t.Confidence, At: t.At, Since: t.ActiveAt, Reason: t.Reason})
+}
+
+func conditionTarget(t detect.Transition) string {
+	if in := t.Labels[signal.LabelInstance]; in != "" {
+		return in
+	}
+	if s := t.Labels[signal.LabelService]; s != "" {
+		return s
+	}
+	return "condition/" + t.Condition
+}
+
+func (a *automation) pollSupervisor(now time.Time) []signal.Sample {
+	var out []signal.Sample
+	add := func(name string, l signal.Labels, v float64) {
+		out = append(out, signal.Sample{Name: name, Labels: l, T: now, V: v})
+	}
+	for _, s := range a.m.sup.Status() {
+		sl := signal.Labels{signal.LabelService: s.Name}
+		add(signal.ServiceReadyInstances, sl, float64(s.Ready))
+		add(signal.ServiceDesiredInstances, sl, float64(s.Desired))
+		for _, in := range s.Instances {
+			l := signal.Labels{signal.LabelService: s.Name, signal.LabelInstance: in.ID}
+			add(signal.InstanceReady, l, b2f(in.Ready))
+			add(signal.InstanceRestartsTotal, l, float64(in.Restarts))
+			if in.PID == 0 {
+				continue
+			}
+			add(signal.InstanceRSSBytes, l, float64(in.RSSBytes))
+			add(signal.InstanceOpenFDs, l, float64(in.FDs))
+			add(signal.InstanceCPUSecondsTotal, l, in.CPU)
+			a.ratesMu.Lock()
+			if r, ok := a.rates.Rate(signal.InstanceCPUSecondsTotal, l, now, in.CPU); ok {
+				add(signal.InstanceCPUCores, l, r)
+			}
+			a.ratesMu.Unlock()
+		}
+	}
+	return out
+}
+
+func (a *automation) pollProxies(now time.Time) []signal.Sample {
+	var out []signal.Sample
+	a.ratesMu.Lock()
+	defer a.ratesMu.Unlock()
+	for _, p := range a.m.traffic.Stats() {
+		l := signal.Labels{signal.LabelService: p.Service}
+		add := func(name string, v float64) { out = append(out, signal.Sample{Name: name, Labels: l, T: now, V: v}) }
+		add(signal.ProxyInflight, float64(p.Inflight))
+		if p.ConcurrencyLimit > 0 {
+			add(signal.ProxyConcurrencyLimit, float64(p.ConcurrencyLimit))
+		}
+		req, okReq := a.rates.Rate("proxy_requests_total", l, now, float64(p.Requests))
+		errs, okErr := a.rates.Rate("proxy_errors_total", l, now, float64(p.Errors))
+		if okReq {
+			add(signal.ProxyRequestsPerSecond, req)
+		}
+		if okErr {
+			add(signal.ProxyErrorsPerSecond, errs)
+		}
+		if okReq && okErr && req > 0 {
+			add(signal.ProxyErrorRatio, errs/req)
+		}
+		if shed, ok := a.rates.Rate("proxy_shed_total", l, now, float64(p.Shed)); ok {
+			add(signal.ProxyShedPerSecond, shed)
+		}
+		for _, in := range p.Instances {
+			out = append(out, signal.Sample{Name: signal.ProxyInstanceLatency, T: now, V: in.LatencySeconds,
+				Labels: signal.Labels{signal.LabelService: p.Service, signal.LabelInstance: in.ID}})
+		}
+	}
+	return out
+}
+
+// scrapers reads each instance's Prometheus endpoint for services that set
+// `metrics`, keeping only the families some condition uses.
+func (a *automation) scrapers() []interface{ Serve(context.Context) error } {
+	var out []interface{ Serve(context.Context) error }
+	keep := a.detect.Signals()
+	for name, svc := range a.m.cfg.Services {
+		if svc.Metrics == nil || svc.Port == 0 {
+			continue
+		}
+		for i := 0; i < svc.Instances; i++ {
+			id := medic.InstanceID{Service: name, Index: i}
+			out = append(out, &signal.Scraper{
+				URL: fmt.Sprintf("http://127.0.0.1:%d%s", svc.Port+i, svc.Metrics.Path), Metrics: keep,
+				Labels: signal.Labels{signal.LabelService: name, signal.LabelInstance: id.String()},
+				Period: svc.Metrics.Period.D(), Clock: a.m.Clock, Store: a.store, Log: a.m.Logger,
+			})
+		}
+	}
+	return out
+}
+
+// diskPaths are the paths that conditions over host_disk_* signals name.
+func diskPaths(cfg *config.Config) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range cfg.Conditions {
+		if c == nil || !strings.HasPrefix(c.Signal, "host_disk_") {
+			continue
+		}
+		if p := c.Labels["path"]; p != "" && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
