@@ -41,7 +41,9 @@ type bench struct {
 	duration   time.Duration
 	peers      []string
 	repeat     int
-	logf       func(format string, args ...any)
+	// shedTolerance overrides medic's shed.tolerance (0: its default).
+	shedTolerance float64
+	logf          func(format string, args ...any)
 }
 
 func main() {
@@ -62,6 +64,7 @@ func main() {
 		tryTimeout = flag.Duration("try-timeout", 250*time.Millisecond, "per-try (and connect) timeout, the same for every proxy")
 		deadline   = flag.Duration("deadline", 15*time.Minute, "the whole run is cut after this")
 		repeat     = flag.Int("repeat", 1, "run the events scenario this many times (peers interleaved)")
+		tolerance  = flag.Float64("medic-shed-tolerance", 0, "medic's shed.tolerance (0: its default)")
 	)
 	flag.Parse()
 	self, err := os.Executable()
@@ -88,7 +91,7 @@ func main() {
 
 	b := &bench{
 		ctx: ctx, self: self, medicproxy: *medicproxy, dir: dir, threads: runtime.NumCPU(),
-		tryTimeout: *tryTimeout, conns: *conns, duration: *duration, peers: strings.Split(*peers, ","), repeat: max(*repeat, 1),
+		tryTimeout: *tryTimeout, conns: *conns, duration: *duration, peers: strings.Split(*peers, ","), repeat: max(*repeat, 1), shedTolerance: *tolerance,
 		logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...) },
 	}
 	r := report{started: time.Now(), load0: loadavg(), b: b}

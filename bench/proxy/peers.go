@@ -46,6 +46,9 @@ func (b *bench) startPeer(kind string, backends []instanceAddr, shed bool) (*pro
 		if !shed {
 			argv = append(argv, "-no-shed")
 		}
+		if b.shedTolerance > 0 {
+			argv = append(argv, "-shed-tolerance", fmt.Sprint(b.shedTolerance))
+		}
 		for _, be := range backends {
 			argv = append(argv, "-backend", be.Name+"="+be.Addr)
 		}

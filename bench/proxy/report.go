@@ -94,7 +94,11 @@ func (r *report) markdown() string {
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, o := range r.overload {
 			s := o.s
-			p("| %s | %d (%.1f×) | %d | %s | %s | %s | %d | %d | %d | %d |\n", o.peer, o.rate, float64(o.rate)/float64(overloadCapacity), s.ok, ms(s.p50), ms(s.p99), ms(o.steady.p99), s.shed, s.status, s.socket, s.timeout)
+			steady := "–"
+			if o.steady.ok > 0 {
+				steady = ms(o.steady.p99)
+			}
+			p("| %s | %d (%.1f×) | %d | %s | %s | %s | %d | %d | %d | %d |\n", o.peer, o.rate, float64(o.rate)/float64(overloadCapacity), s.ok, ms(s.p50), ms(s.p99), steady, s.shed, s.status, s.socket, s.timeout)
 		}
 		for _, o := range r.overload {
 			if c := o.s.codeList(); c != "" {

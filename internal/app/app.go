@@ -218,7 +218,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	{ // 5 stats: stop sampling before the processes go away.
 		sctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return m.sup.CollectStats(sctx, 5*time.Second) }, func(error) { cancel() })
+		g.Add(func() error { return m.sup.CollectStats(sctx, 2*time.Second) }, func(error) { cancel() })
 	}
 	{ // 6 supervise: stop services dependents-first (TERM → grace → KILL each group), or leave them with --detach.
 		sctx, cancel := context.WithCancel(ctx)

@@ -44,7 +44,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex := &exchange{id: requestID(r.Header.Get(headerRequestID))}
 	r.Header.Set(headerRequestID, ex.id)
 	p.requests.Add(1)
-	p.m.requests.Inc()
+	p.m.requests().Inc()
 	defer func() { p.finishRequest(r, ex, start) }()
 
 	if p.limits != nil {
@@ -54,7 +54,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.rlMu.Unlock()
 		if !ok {
 			p.rateLimited.Add(1)
-			p.m.rateLimited.Inc()
+			p.m.rateLimited().Inc()
 			p.refuse(w, ex, http.StatusTooManyRequests, wait, "rate limit exceeded for this client")
 			return
 		}
@@ -65,18 +65,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.limMu.Unlock()
 		if !ok {
 			p.shed.Add(1)
-			p.m.shed.Inc()
+			p.m.shed().Inc()
 			p.refuse(w, ex, http.StatusServiceUnavailable, time.Second, "overloaded: concurrency limit reached")
 			return
 		}
-		p.m.inflight.Inc()
 		defer func() {
 			p.limMu.Lock()
 			p.limiter.Release()
 			p.limMu.Unlock()
-			p.m.inflight.Dec()
 		}()
 	}
+	p.m.inflight().Inc()
+	defer p.m.inflight().Dec()
 	p.budMu.Lock()
 	p.budget.Request(start)
 	p.budMu.Unlock()
@@ -140,10 +140,10 @@ func (p *Proxy) refuse(w http.ResponseWriter, ex *exchange, status int, wait tim
 
 func (p *Proxy) finishRequest(r *http.Request, ex *exchange, start time.Time) {
 	d := p.clock.Now().Sub(start)
-	p.m.duration.Observe(d.Seconds())
+	p.m.duration().Observe(d.Seconds())
 	if ex.status >= 500 || ex.status == 0 {
 		p.errors.Add(1)
-		p.m.errors.Inc()
+		p.m.errors().Inc()
 	}
 	if !p.access.Enabled(r.Context(), slog.LevelInfo) {
 		return

@@ -31,14 +31,20 @@ func LimiterPolicyFrom(c config.ProxyShed) LimiterPolicy {
 // concurrency-limits Gradient2, Envoy adaptive concurrency), as a pure value.
 //
 // Each Interval it compares the mean latency of successful tries with a
-// baseline. When the mean exceeds Tolerance × baseline, the limit shrinks by
-// that ratio (at most halving per interval). While the limit is in use (peak
-// in-flight at least half of it) and the mean is within tolerance, the limit
-// grows: by its square root when latency is well within, by one when it is
-// close to the tolerance. The baseline is a slow average of the latency of
-// intervals that were neither congested nor limited, so sustained overload
-// cannot drag it upwards (Gradient2's drift); only when the limit sits at Min
-// and latency stays high does the baseline slowly accept the new normal.
+// baseline, but only while the limit is in use (peak in-flight at least half
+// of it): latency that rises while concurrency is far below the limit is not
+// queueing the limit could cure (a busy host, a slow dependency), and
+// shrinking on it would shed a steady load of clients for nothing.
+//
+// In use, when the ratio exceeds Tolerance the limit shrinks towards the
+// middle of the band [1, Tolerance] (queueing delay grows with the limit), at
+// most halving per interval; it holds in the upper half of the band and grows
+// below it: by one near the middle, by its square root well below.
+//
+// The baseline follows the latency of intervals far from the limit (quickly
+// down, slowly up), so sustained overload cannot drag it upwards
+// (Gradient2's drift); only when the limit sits at Min and latency stays high
+// does the baseline slowly accept a new normal.
 type Limiter struct {
 	policy   LimiterPolicy
 	limit    float64
@@ -101,15 +107,17 @@ func (l *Limiter) update(now time.Time) {
 	}
 	ratio := mean / l.baseline
 	tol := l.policy.Tolerance
+	target := 1 + (tol-1)/2 // the middle of the band the limit settles in
 	switch {
-	case ratio > tol: // congested: shrink in proportion, at most by half
-		l.limit = max(float64(l.policy.Min), l.limit*max(tol/ratio, 0.5))
+	case !used: // far from the limit: this latency, high or low, is the service's normal
+		l.baseline = track(l.baseline, mean)
+	case ratio > tol: // congested: shrink towards the target (queueing grows with the limit), at most by half
+		l.limit = max(float64(l.policy.Min), l.limit*max(target/ratio, 0.5))
 		if atFloor {
 			l.baseline += (mean - l.baseline) * 0.005 // ~20 s at the floor to accept a slower normal
 		}
-	case !used: // the limit did not bind: this latency is the service's normal
-		l.baseline = track(l.baseline, mean)
-	case ratio > 1+(tol-1)/2: // close to the tolerance: probe upwards gently
+	case ratio > target: // within tolerance but above the target: hold
+	case ratio > 1+(tol-1)/4: // close to the target: probe upwards gently
 		l.limit = min(float64(l.policy.Max), l.limit+1)
 	default: // well within: grow fast, so that a burst of demand is admitted soon
 		l.limit = min(float64(l.policy.Max), l.limit+math.Sqrt(l.limit))
@@ -117,10 +125,12 @@ func (l *Limiter) update(now time.Time) {
 	l.start, l.sum, l.n, l.peak = now, 0, 0, l.inflight
 }
 
-// track moves the baseline quickly down and slowly up.
+// track moves the baseline quickly down and slowly up (a time constant of
+// about 2 s at 100 ms intervals), so that one slow interval does not hide
+// the queueing that follows it.
 func track(baseline, mean float64) float64 {
 	if mean < baseline {
 		return baseline + (mean-baseline)*0.2
 	}
-	return baseline + (mean-baseline)*0.02
+	return baseline + (mean-baseline)*0.05
 }

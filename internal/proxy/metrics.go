@@ -2,29 +2,48 @@ package proxy
 
 import (
 	"errors"
-	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics are the proxy's Prometheus series. Labels are service and
 // instance only (bounded cardinality); an instance's series are deleted when
-// it is removed, a service's when its proxy stops.
+// it is removed, a service's when its proxy stops. Series are looked up on
+// each use rather than cached, so that a proxy that stops (and deletes its
+// service's series) cannot leave another proxy of the same service, started
+// by a reload, counting into series that are no longer exported.
 type metrics struct {
 	service string
-	vecs    *vecs
-
-	requests, errors, retries, shed, rateLimited prometheus.Counter
-	duration                                     prometheus.Observer
-	inflight, limit                              prometheus.Gauge
-
-	mu        sync.Mutex
-	instances map[string]*instMetrics
+	v       *vecs
 }
 
-type instMetrics struct {
-	requests, errors, ejections prometheus.Counter
-	duration                    prometheus.Observer
+func (m *metrics) requests() prometheus.Counter    { return m.v.requests.WithLabelValues(m.service) }
+func (m *metrics) errors() prometheus.Counter      { return m.v.errors.WithLabelValues(m.service) }
+func (m *metrics) retries() prometheus.Counter     { return m.v.retries.WithLabelValues(m.service) }
+func (m *metrics) shed() prometheus.Counter        { return m.v.shed.WithLabelValues(m.service) }
+func (m *metrics) rateLimited() prometheus.Counter { return m.v.rateLimited.WithLabelValues(m.service) }
+func (m *metrics) duration() prometheus.Observer   { return m.v.duration.WithLabelValues(m.service) }
+func (m *metrics) inflight() prometheus.Gauge      { return m.v.inflight.WithLabelValues(m.service) }
+func (m *metrics) limit() prometheus.Gauge         { return m.v.limit.WithLabelValues(m.service) }
+
+// try counts one try (tcp mode: connection attempt) on instance id.
+func (m *metrics) try(id string, failed bool, d time.Duration) {
+	m.v.instRequests.WithLabelValues(m.service, id).Inc()
+	if failed {
+		m.v.instErrors.WithLabelValues(m.service, id).Inc()
+	}
+	m.v.instDuration.WithLabelValues(m.service, id).Observe(d.Seconds())
+}
+
+func (m *metrics) ejection(id string) { m.v.instEjections.WithLabelValues(m.service, id).Inc() }
+
+// addInstance creates an instance's series at zero, so that they exist before its first try.
+func (m *metrics) addInstance(id string) {
+	m.v.instRequests.WithLabelValues(m.service, id)
+	m.v.instErrors.WithLabelValues(m.service, id)
+	m.v.instEjections.WithLabelValues(m.service, id)
+	m.v.instDuration.WithLabelValues(m.service, id)
 }
 
 type vecs struct {
@@ -57,7 +76,7 @@ func newVecs() *vecs {
 		shed:          counter("medic_proxy_shed_total", "Requests refused with 503 by the concurrency limit.", svc),
 		rateLimited:   counter("medic_proxy_rate_limited_total", "Requests refused with 429 by a per-client rate limit.", svc),
 		duration:      hist("medic_proxy_request_duration_seconds", "Time from a client request's arrival to the end of its response.", svc),
-		inflight:      gauge("medic_proxy_inflight_requests", "Requests holding a slot of the concurrency limit."),
+		inflight:      gauge("medic_proxy_inflight_requests", "Requests admitted and not yet answered."),
 		limit:         gauge("medic_proxy_concurrency_limit", "Current adaptive concurrency limit."),
 		instRequests:  counter("medic_proxy_instance_requests_total", "Tries (tcp mode: connections) sent to an instance.", inst),
 		instErrors:    counter("medic_proxy_instance_errors_total", "Tries that failed at an instance: connect error, reset, timeout or 5xx.", inst),
@@ -103,40 +122,12 @@ func newMetrics(service string, reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	return &metrics{
-		service: service, vecs: v,
-		requests: v.requests.WithLabelValues(service), errors: v.errors.WithLabelValues(service),
-		retries: v.retries.WithLabelValues(service), shed: v.shed.WithLabelValues(service),
-		rateLimited: v.rateLimited.WithLabelValues(service), duration: v.duration.WithLabelValues(service),
-		inflight: v.inflight.WithLabelValues(service), limit: v.limit.WithLabelValues(service),
-		instances: map[string]*instMetrics{},
-	}, nil
-}
-
-// instance returns the series of one instance, creating them on first use.
-func (m *metrics) instance(id string) *instMetrics {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	im, ok := m.instances[id]
-	if !ok {
-		v := m.vecs
-		im = &instMetrics{
-			requests:  v.instRequests.WithLabelValues(m.service, id),
-			errors:    v.instErrors.WithLabelValues(m.service, id),
-			ejections: v.instEjections.WithLabelValues(m.service, id),
-			duration:  v.instDuration.WithLabelValues(m.service, id),
-		}
-		m.instances[id] = im
-	}
-	return im
+	return &metrics{service: service, v: v}, nil
 }
 
 // deleteInstance drops an instance's series.
 func (m *metrics) deleteInstance(id string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.instances, id)
-	v := m.vecs
+	v := m.v
 	for _, c := range []*prometheus.CounterVec{v.instRequests, v.instErrors, v.instEjections} {
 		c.DeleteLabelValues(m.service, id)
 	}
@@ -145,7 +136,7 @@ func (m *metrics) deleteInstance(id string) {
 
 // deleteService drops every series of this proxy's service.
 func (m *metrics) deleteService() {
-	v := m.vecs
+	v := m.v
 	l := prometheus.Labels{"service": m.service}
 	for _, c := range []*prometheus.CounterVec{v.requests, v.errors, v.retries, v.shed, v.rateLimited, v.instRequests, v.instErrors, v.instEjections} {
 		c.DeletePartialMatch(l)

@@ -43,7 +43,7 @@ func newPool(policy OutlierPolicy, maxEjectPct int) *pool {
 
 // event is a state change the pool reports for logging and metrics outside its lock.
 type event struct {
-	kind     string // "ejected", "ejection refused", "returned", "panic", "panic over"
+	kind     string // "ejected", "ejection refused", "returned", "not ready", "panic", "panic over"
 	instance string
 	reason   string
 	ejection time.Duration
@@ -217,6 +217,9 @@ func (p *pool) set(id, addr string, ready bool) []event {
 		b.addr, b.lat = addr, ewma{v: p.meanLatencyLocked(b)}
 	}
 	var evs []event
+	if b.ready && !ready {
+		evs = append(evs, event{kind: "not ready", instance: id, reason: "readiness probe failed; out of rotation"})
+	}
 	if ready && (!b.ready || b.draining) {
 		if b.outlier.Until() != (time.Time{}) {
 			evs = append(evs, event{kind: "returned", instance: id, reason: "readiness probe passed"})

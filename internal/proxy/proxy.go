@@ -64,6 +64,9 @@ type Proxy struct {
 	transport   *http.Transport
 	dialer      net.Dialer
 	onStatus    [600]bool
+	// overallBinds: timeout can end a request before its tries run out
+	// (timeout < (retries.max+1) × try_timeout); otherwise no overall timer is needed.
+	overallBinds bool
 
 	limMu   sync.Mutex
 	limiter *Limiter // nil when shedding is off
@@ -114,15 +117,17 @@ func New(o Options) (*Proxy, error) {
 		p.access = p.log
 	}
 	p.log = p.log.With("service", o.Service)
+	p.overallBinds = cfg.Timeout.D() < time.Duration(*cfg.Retries.Max+1)*cfg.TryTimeout.D()
 	for _, s := range cfg.Retries.OnStatus {
 		p.onStatus[s] = true
 	}
-	if *cfg.Shed.Enabled {
+	httpMode := cfg.Mode == config.ProxyModeHTTP
+	if *cfg.Shed.Enabled && httpMode {
 		l := NewLimiter(LimiterPolicyFrom(cfg.Shed))
 		p.limiter = &l
-		m.limit.Set(float64(l.Limit()))
+		m.limit().Set(float64(l.Limit()))
 	}
-	if r := cfg.RateLimit; r.Rate > 0 {
+	if r := cfg.RateLimit; r.Rate > 0 && httpMode {
 		p.limits = NewClientLimits(r.Rate, r.Burst, r.MaxClients, r.Idle.D())
 	}
 	p.transport = &http.Transport{
@@ -138,6 +143,7 @@ func New(o Options) (*Proxy, error) {
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+		BufferPool:     bufferPool{},
 		// FlushInterval 0: ReverseProxy already flushes at once for
 		// text/event-stream and for bodies of unknown length (chunked streams).
 	}
@@ -147,6 +153,16 @@ func New(o Options) (*Proxy, error) {
 	}
 	return p, nil
 }
+
+// bufferPool recycles ReverseProxy's copy buffers; without it every
+// response allocates 32 KiB, and the garbage collector becomes the proxy's
+// main cost.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
 // Addr is the address the proxy listens on (useful with port 0).
 func (p *Proxy) Addr() net.Addr { return p.ln.Addr() }
@@ -223,7 +239,7 @@ func (p *Proxy) serveHTTP(ctx context.Context) error {
 // An instance becoming ready is back at once even if it was ejected or
 // draining, because the readiness probe vouches for it.
 func (p *Proxy) SetBackend(id, addr string, ready bool) {
-	p.m.instance(id)
+	p.m.addInstance(id)
 	p.emit(p.pool.set(id, addr, ready))
 }
 
@@ -302,7 +318,7 @@ func (p *Proxy) emit(evs []event) {
 	for _, e := range evs {
 		switch e.kind {
 		case "ejected":
-			p.m.instance(e.instance).ejections.Inc()
+			p.m.ejection(e.instance)
 			p.log.Warn("instance ejected", "instance", e.instance, "for", e.ejection, "reason", e.reason)
 		case "returned":
 			p.log.Info("instance returned to rotation", "instance", e.instance, "reason", e.reason)
@@ -332,6 +348,6 @@ func (p *Proxy) sampleLatency(now time.Time, d time.Duration) {
 	after := p.limiter.Limit()
 	p.limMu.Unlock()
 	if after != before {
-		p.m.limit.Set(float64(after))
+		p.m.limit().Set(float64(after))
 	}
 }

@@ -23,9 +23,12 @@ type replay struct {
 	stream   *countingReader
 }
 
+// noBody is shared by every request without a body; it is never modified.
+var noBody = &replay{buffered: true}
+
 func newReplay(req *http.Request, max int64) (*replay, error) {
 	if req.Body == nil || req.Body == http.NoBody {
-		return &replay{buffered: true}, nil
+		return noBody, nil
 	}
 	if req.ContentLength >= 0 && req.ContentLength <= max {
 		buf, err := io.ReadAll(io.LimitReader(req.Body, req.ContentLength))

@@ -56,7 +56,7 @@ func (p *Proxy) Stats() Stats {
 		Requests: p.requests.Load(), Errors: p.errors.Load(), Retries: p.retries.Load(),
 		Shed: p.shed.Load(), RateLimited: p.rateLimited.Load(),
 	}
-	if p.limiter != nil && p.cfg.Mode == "http" {
+	if p.limiter != nil {
 		p.limMu.Lock()
 		s.ConcurrencyLimit = p.limiter.Limit()
 		p.limMu.Unlock()

@@ -84,7 +84,7 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 	start := p.clock.Now()
 	id := requestID("")
 	p.requests.Add(1)
-	p.m.requests.Inc()
+	p.m.requests().Inc()
 	var tried []*backend
 	var lastErr error
 	for len(tried) <= *p.cfg.Retries.Max {
@@ -96,16 +96,13 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 		}
 		if len(tried) > 0 {
 			p.retries.Add(1)
-			p.m.retries.Inc()
+			p.m.retries().Inc()
 		}
 		tried = append(tried, b)
-		im := p.m.instance(b.id)
-		im.requests.Inc()
 		up, err := p.dialTCP(ctx, b, fault, client)
 		elapsed := p.clock.Now().Sub(now)
-		im.duration.Observe(elapsed.Seconds())
+		p.m.try(b.id, err != nil, elapsed)
 		if err != nil {
-			im.errors.Inc()
 			if ctx.Err() == nil {
 				p.emit(p.pool.record(b, p.clock.Now(), false, 0))
 			} else {
@@ -133,7 +130,7 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 		lastErr = ErrNoInstance
 	}
 	p.errors.Add(1)
-	p.m.errors.Inc()
+	p.m.errors().Inc()
 	p.logConn(id, client, "", len(tried), start, 0, 0, lastErr)
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/medic-dev/medic/internal/clock"
 )
 
 // Errors the transport returns; the error handler maps them to statuses.
@@ -65,8 +67,12 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		p.pool.done(b)
 		return nil, err
 	}
-	ctx, cancel := context.WithCancelCause(req.Context())
-	overall := p.clock.AfterFunc(p.cfg.Timeout.D(), func() { cancel(ErrTimeout) })
+	ctx, cancel := req.Context(), context.CancelCauseFunc(func(error) {})
+	var overall clock.Timer = stoppedTimer{}
+	if p.overallBinds {
+		ctx, cancel = context.WithCancelCause(ctx)
+		overall = p.clock.AfterFunc(p.cfg.Timeout.D(), func() { cancel(ErrTimeout) })
+	}
 	idempotent := isIdempotent(req)
 	for {
 		res, o, err := t.try(ctx, req, b, fault, body, ex)
@@ -88,14 +94,14 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 			drainClose(res.Body)
 		}
 		p.retries.Add(1)
-		p.m.retries.Inc()
+		p.m.retries().Inc()
 		b, fault = next, nextFault
 	}
 }
 
 // finish stops the overall timeout once headers arrived (or nothing will) and
 // ties the remaining cleanup to the response body.
-func (t *retrier) finish(res *http.Response, err error, overall interface{ Stop() bool }, cancel context.CancelCauseFunc, body *replay) (*http.Response, error) {
+func (t *retrier) finish(res *http.Response, err error, overall clock.Timer, cancel context.CancelCauseFunc, body *replay) (*http.Response, error) {
 	overall.Stop()
 	if res == nil {
 		cancel(nil)
@@ -161,12 +167,7 @@ func (t *retrier) try(ctx context.Context, req *http.Request, b *backend, fault 
 	} else {
 		p.emit(p.pool.record(b, now, !o.failed(), sample))
 	}
-	im := p.m.instance(b.id)
-	im.requests.Inc()
-	if o.failed() {
-		im.errors.Inc()
-	}
-	im.duration.Observe(elapsed.Seconds())
+	p.m.try(b.id, o.failed(), elapsed)
 
 	if res == nil {
 		tcancel(nil)
@@ -231,6 +232,13 @@ func isIdempotent(r *http.Request) bool {
 	}
 	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
 }
+
+// stoppedTimer stands for the overall timeout when it cannot bind.
+type stoppedTimer struct{}
+
+func (stoppedTimer) C() <-chan time.Time      { return nil }
+func (stoppedTimer) Stop() bool               { return false }
+func (stoppedTimer) Reset(time.Duration) bool { return false }
 
 // trace records how far a try got, from httptrace hooks.
 type trace struct {

@@ -154,3 +154,25 @@ func TestClientLimits(t *testing.T) {
 		t.Fatalf("idle clients kept: %d", c.Len())
 	}
 }
+
+// A busy host or a slow dependency raises latency while concurrency stays far
+// below the limit: shrinking then would shed a steady load for nothing.
+func TestLimiterIgnoresLatencyFarFromTheLimit(t *testing.T) {
+	l := proxy.NewLimiter(limiterPolicy())
+	now := t0
+	l.Sample(now, 10*time.Millisecond)
+	for range 5 {
+		now = feed(&l, now, 5, 10*time.Millisecond)
+	}
+	for range 20 {
+		now = feed(&l, now, 8, 50*time.Millisecond) // 5× slower, 8 in flight of 20
+	}
+	if got := l.Limit(); got != 20 {
+		t.Fatalf("limit %d after slow intervals far from the limit, want 20 unchanged", got)
+	}
+	// Once the load reaches the limit, the limit protects the new normal, not the old one.
+	now = feed(&l, now, 20, 60*time.Millisecond)
+	if got := l.Limit(); got < 20 {
+		t.Fatalf("limit fell to %d on 60ms after the baseline moved to ~50ms", got)
+	}
+}

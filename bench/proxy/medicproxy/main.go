@@ -41,6 +41,7 @@ func main() {
 		tryTimeout = flag.Duration("try-timeout", 0, "try_timeout (0: the default)")
 		connect    = flag.Duration("connect-timeout", 0, "connect_timeout (0: the default)")
 		noShed     = flag.Bool("no-shed", false, "turn the adaptive concurrency limit off")
+		tolerance  = flag.Float64("shed-tolerance", 0, "shed.tolerance (0: the default)")
 		probePath  = flag.String("probe", "/healthz/ready", "readiness path; empty: no readiness loop")
 		period     = flag.Duration("probe-period", time.Second, "readiness probe period")
 		probeTO    = flag.Duration("probe-timeout", 500*time.Millisecond, "readiness probe timeout")
@@ -52,7 +53,7 @@ func main() {
 	flag.Var(&bs, "backend", "instance as id=host:port (repeatable)")
 	flag.Parse()
 	err := profiled(*cpuprofile, func() error {
-		return run(bs, *listen, *tryTimeout, *connect, *noShed, *probePath, *period, *probeTO, *fall, *rise, *accessLog)
+		return run(bs, *listen, *tryTimeout, *connect, *noShed, *tolerance, *probePath, *period, *probeTO, *fall, *rise, *accessLog)
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "medicproxy:", err)
@@ -77,7 +78,7 @@ func profiled(path string, fn func() error) error {
 	return fn()
 }
 
-func run(bs backends, listen string, tryTimeout, connect time.Duration, noShed bool, probePath string,
+func run(bs backends, listen string, tryTimeout, connect time.Duration, noShed bool, tolerance float64, probePath string,
 	period, probeTO time.Duration, fall, rise int, accessLog bool) error {
 	if len(bs) == 0 {
 		return errors.New("no -backend given")
@@ -87,6 +88,7 @@ func run(bs backends, listen string, tryTimeout, connect time.Duration, noShed b
 		off := false
 		cfg.Shed.Enabled = &off
 	}
+	cfg.Shed.Tolerance = tolerance
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	access := slog.New(slog.DiscardHandler)
 	if accessLog {
