@@ -55,7 +55,7 @@ type Main struct {
 	accessLog *slog.Logger
 	db        *sqlite.DB
 
-	observers []func(medic.Event)                            // see observe; set before Run's loops start
+	observers []func(medic.Event)                           // see observe; set before Run's loops start
 	reloaders []func(context.Context, *config.Config) error // see onReload
 }
 
