@@ -37,6 +37,17 @@ func (s BreakerState) String() string {
 // MarshalText renders the state by name in JSON.
 func (s BreakerState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText parses a state name, so that clients can read /v1/status.
+func (s *BreakerState) UnmarshalText(b []byte) error {
+	for _, v := range []BreakerState{Closed, Open, HalfOpen} {
+		if v.String() == string(b) {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown breaker state %q", b)
+}
+
 // OutlierPolicy holds the ejection rules (see config.ProxyOutlier for meanings).
 type OutlierPolicy struct {
 	ConsecutiveErrors int
