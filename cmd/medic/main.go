@@ -62,6 +62,8 @@ Start with 'medic demo'.`,
 		runCmd(), validateCmd(), statusCmd(), eventsCmd(), logsCmd(), restartCmd(), instanceCmd("stop"), instanceCmd("start"),
 		reloadCmd(), auditCmd(), tokenCmd(), schemaCmd(), versionCmd(), demoCmd(), demoappCmd(),
 		runbooksCmd(), incidentsCmd(), conditionsCmd(), approvalsCmd(), approveCmd(), denyCmd(), pauseCmd(), resumeCmd(),
+		drillCmd(), drillsCmd(),
+		scorecardCmd(),
 	)
 	return root
 }

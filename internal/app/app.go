@@ -172,6 +172,9 @@ func (m *Main) Run(ctx context.Context) error {
 		if c.mount != nil {
 			srv.Mounts = append(srv.Mounts, c.mount)
 		}
+		if c.wrap != nil {
+			srv.Wrap = c.wrap
+		}
 	}
 	m.Record(ctx, medic.Event{Time: m.Clock.Now(), Kind: "agent.started", Target: "medic", Actor: "medic",
 		Reason: fmt.Sprintf("medic %s started with %d services, API on %s", medic.Version, len(m.cfg.Services), ln.Addr())})

@@ -14,6 +14,7 @@ type component struct {
 	name  string
 	serve func(ctx context.Context) error        // runs until ctx ends; returns once stopped
 	mount func(mux *http.ServeMux, g api.Guards) // API routes; mutations audited through Main.Record
+	wrap  func(http.Handler) http.Handler        // wraps the whole API handler (the dashboard's session cookie)
 }
 
 // builder makes a component from the running Main (config, supervisor,

@@ -92,6 +92,30 @@ CREATE TABLE ui_history (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX ui_history_t ON ui_history (t);
 `,
+	// 4: drill results (internal/drill): one row per finished drill, the
+	// columns `medic drills` and `medic status` query by, and the whole
+	// result as JSON for the reports. A row is written once, when the drill
+	// ends; the drill.* audit records are the history.
+	`
+CREATE TABLE drills (
+	id            INTEGER PRIMARY KEY,
+	scenario      TEXT    NOT NULL,
+	failure_mode  TEXT    NOT NULL,
+	service       TEXT    NOT NULL,
+	target        TEXT    NOT NULL,     -- web/1, or the service
+	state         TEXT    NOT NULL,     -- passed | failed | aborted
+	passed        INTEGER NOT NULL,
+	started_ns    INTEGER NOT NULL,     -- UTC Unix nanoseconds
+	ended_ns      INTEGER NOT NULL,
+	ttd_seconds   REAL,                 -- NULL: not detected
+	ttr_seconds   REAL,                 -- NULL: not recovered
+	client_errors INTEGER NOT NULL,
+	requests      INTEGER NOT NULL,
+	summary       TEXT    NOT NULL,
+	result        TEXT    NOT NULL      -- JSON drill.Result
+) STRICT;
+CREATE INDEX drills_mode ON drills (failure_mode, started_ns);
+`,
 }
 
 // migrate applies list[v:] where v is the database's user_version, all in

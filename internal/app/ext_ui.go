@@ -1,0 +1,99 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/medic-dev/medic/internal/auth"
+	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/drill"
+	"github.com/medic-dev/medic/internal/sqlite"
+	"github.com/medic-dev/medic/internal/ui"
+	"github.com/medic-dev/medic/internal/ui/scorecard"
+)
+
+func init() { register(40, "ui", buildUI) }
+
+// drillsForScorecard is how many recorded drills the scorecard reads: enough
+// for 90 days of daily drills of a few scenarios.
+const drillsForScorecard = 500
+
+// buildUI makes the dashboard: the page and its routes, the session cookie
+// middleware for the API handler, and the sampler that keeps an hour of
+// history in the store. It is stopped last among the components (order 40):
+// the sampler only reads.
+func buildUI(m *Main) (*component, error) {
+	var tokens *auth.Tokens
+	if f := m.cfg.API.TokensFile; f != "" {
+		var err error
+		if tokens, err = auth.LoadTokens(f); err != nil { // the file Run loaded a moment ago
+			return nil, fmt.Errorf("load tokens for the dashboard: %w", err)
+		}
+	}
+	var cur atomic.Pointer[config.Config]
+	cur.Store(m.cfg)
+	m.onReload(func(_ context.Context, cfg *config.Config) error { cur.Store(cfg); return nil })
+	opts := ui.Options{
+		Tokens: tokens, Clock: m.Clock, Logger: m.Logger.With("component", "ui"), Record: m.Record,
+		Sample: func() ui.Snapshot {
+			return ui.Snapshot{Services: m.sup.Status(), Proxies: m.traffic.Stats(), Latency: ui.LatencyFrom(m.mets.Registry)}
+		},
+		Scorecard: func(ctx context.Context) (scorecard.Input, error) { return m.scorecardInput(ctx, cur.Load()) },
+	}
+	if m.db != nil {
+		opts.History = ui.NewHistory(m.db, ui.DefaultKeep)
+	}
+	u := ui.New(opts)
+	return &component{serve: u.Serve, mount: u.Mount, wrap: u.Wrap}, nil
+}
+
+// scorecardInput gathers what the scorecard is computed from: the running
+// config, the drills recorded in the store, the rollback targets the
+// supervisor keeps, and the managed databases.
+func (m *Main) scorecardInput(ctx context.Context, cfg *config.Config) (scorecard.Input, error) {
+	return ScorecardInput(ctx, cfg, m.db, m.sup.Previous)
+}
+
+// ScorecardInput gathers the scorecard's inputs from cfg (defaults applied),
+// the drills recorded in db (nil: unknown) and previous, the supervisor's
+// rollback targets (nil: unknown, as for `medic scorecard --offline`).
+func ScorecardInput(ctx context.Context, cfg *config.Config, db *sqlite.DB, previous func(service string) *config.Service) (scorecard.Input, error) {
+	in := scorecard.Input{Config: cfg}
+	if previous != nil {
+		in.Previous = map[string]bool{}
+		for name := range cfg.Services {
+			in.Previous[name] = previous(name) != nil
+		}
+	}
+	for name, d := range cfg.Databases {
+		sd := scorecard.Database{Name: name, ManagedFailover: cfg.Etcd != nil && d != nil}
+		if d != nil && d.Proxy != nil {
+			sd.ClientAccess = "proxy"
+		}
+		in.Databases = append(in.Databases, sd)
+	}
+	if db == nil {
+		return in, nil
+	}
+	runs, err := drill.NewSQLStore(db.SQL()).List(ctx, drillsForScorecard)
+	if err != nil {
+		return in, fmt.Errorf("read recorded drills: %w", err)
+	}
+	in.DrillsKnown = true
+	for _, r := range runs {
+		if r.State == drill.StateRunning || r.State == drill.StateAborted {
+			continue
+		}
+		d := scorecard.DrillRun{Scenario: r.Scenario, Service: r.Service, Passed: r.Passed, Started: r.Started,
+			ClientErrors: r.ClientErrors, UnderLoad: r.Requests > 0}
+		if r.TTD != nil {
+			d.TTDSeconds = *r.TTD
+		}
+		if r.TTR != nil {
+			d.TTRSeconds = *r.TTR
+		}
+		in.Drills = append(in.Drills, d)
+	}
+	return in, nil
+}

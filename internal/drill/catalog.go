@@ -1,0 +1,188 @@
+package drill
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/medic-dev/medic/internal/config"
+)
+
+// Kinds of observations the drill makes itself by polling the supervisor and
+// the proxy (they carry no audit sequence number): an instance leaving or
+// joining the proxy's rotation (readiness, ejection, drain), and the service
+// losing or regaining full capacity (every desired instance ready and in rotation).
+const (
+	ObservedOut      = "observed.out_of_rotation"
+	ObservedIn       = "observed.in_rotation"
+	ObservedDegraded = "observed.capacity.degraded"
+	ObservedFull     = "observed.capacity.full"
+	ObservedAvoided  = "observed.avoided" // in rotation, but the balancer sends it nothing
+	ObservedUsed     = "observed.used"    // traffic reaches it again
+	ObservedFailing  = "observed.failing" // the proxy counts failed tries to it (passive health)
+)
+
+func on(kind, who string, fields ...string) Match {
+	m := Match{Kind: kind, On: who}
+	for i := 0; i+1 < len(fields); i += 2 {
+		if m.Fields == nil {
+			m.Fields = map[string]string{}
+		}
+		m.Fields[fields[i]] = fields[i+1]
+	}
+	return m
+}
+
+func dur(d time.Duration) config.Duration { return config.Duration(d) }
+
+// Builtins returns the scenarios medic knows without configuration. The
+// remediation and database scenarios need those components (Requires) and,
+// for crashloop-rollback and the db-* ones, an injector the component
+// registers; until then a drill of them is refused with the reason.
+func Builtins() []Scenario {
+	// The proxy sees a sick instance through its own tries (passive health)
+	// and answers by ejecting it, or by no longer choosing it.
+	failing := []Match{on(ObservedFailing, "target")}
+	steered := []Match{on(ObservedOut+"|"+ObservedAvoided, "target")}
+	restartedReady := []Match{on("instance.started", "target"), on("instance.ready", "target")}
+	// The supervisor records an exit as the decision it takes about it.
+	exited := []Match{on("instance.exited", "target"), on("instance.restart", "target"), on("instance.crashloop", "target"), on("instance.giveup", "target")}
+	noRestart := []Match{on("instance.stopping", "target"), on("instance.restart", "target"), on("instance.exited", "target")}
+	list := []Scenario{
+		{Name: "kill", FailureMode: "process crashes",
+			Description: "SIGKILL one instance under load: medic sees the exit at once and restarts it; the proxy retries the requests it was serving on another instance",
+			Fault:       Fault{Kind: "kill", Params: map[string]string{"signal": "KILL"}},
+			Detect:      exited, Recover: restartedReady, MaxErrorRate: 0},
+		{Name: "hang", FailureMode: "process hangs",
+			Description: "SIGSTOP one instance (alive, not serving): the liveness probe fails and medic restarts it; the proxy cuts slow tries and retries elsewhere",
+			Fault:       Fault{Kind: "sigstop"},
+			Detect: []Match{on("probe.changed", "target", "probe", "liveness", "health", "failure"),
+				on("probe.changed", "target", "probe", "readiness", "health", "failure"), on("instance.unready", "target")},
+			Recover: restartedReady, MaxErrorRate: 0.01},
+		{Name: "crashloop", FailureMode: "crash loop",
+			Description: "kill every new process of one instance as soon as it starts: medic backs off, marks the crash loop, and keeps it out of traffic",
+			Fault:       Fault{Kind: "crashloop", Params: map[string]string{"signal": "KILL"}},
+			Detect:      []Match{on("instance.crashloop", "target")}, MaxErrorRate: 0.01, Deadline: dur(90 * time.Second)},
+		{Name: "unready", FailureMode: "instance cannot serve",
+			Description: "make one instance answer its readiness probe with 503: medic takes it out of traffic without restarting it, and puts it back once ready",
+			Fault:       Fault{Kind: "http", Params: map[string]string{"path": "/fault/unready", "restore_path": "/fault/reset"}},
+			Detect:      []Match{on("instance.unready", "target")}, Recover: []Match{on(ObservedOut, "target")},
+			Forbid: noRestart, MaxErrorRate: 0.01, Hold: dur(3 * time.Second)},
+		{Name: "latency", FailureMode: "slow instance",
+			Description: "add latency beyond the proxy's try_timeout to one instance's traffic: tries are cut and retried, the instance is ejected",
+			Fault:       Fault{Kind: "proxy", Params: map[string]string{"latency": "auto"}},
+			Detect:      failing, Recover: steered, MaxErrorRate: 0.01},
+		{Name: "errors", FailureMode: "instance answers errors",
+			Description: "answer every try to one instance with 500: the proxy ejects it after consecutive failures",
+			Fault:       Fault{Kind: "proxy", Params: map[string]string{"error_rate": "1"}},
+			Detect:      failing, Recover: steered, MaxErrorRate: 0.05},
+		{Name: "reset", FailureMode: "connections reset",
+			Description: "reset every try to one instance before it answers: the proxy retries elsewhere and ejects it",
+			Fault:       Fault{Kind: "proxy", Params: map[string]string{"reset_rate": "1"}},
+			Detect:      failing, Recover: steered, MaxErrorRate: 0.01},
+		{Name: "dependency-down", FailureMode: "dependency down", Scope: ScopeDependency,
+			Description: "stop every instance of a service this one depends on: its instances go unready and leave traffic, none is restarted",
+			Fault:       Fault{Kind: "stop-dependency"},
+			Detect:      []Match{on("instance.unready", "service")}, Recover: []Match{on(ObservedOut, "service")},
+			Forbid: []Match{on("instance.stopping", "service"), on("instance.restart", "service"), on("instance.exited", "service")}, MaxErrorRate: 1, Hold: dur(3 * time.Second)},
+		{Name: "disk-full", FailureMode: "disk full", Scope: ScopeHost, Requires: []string{"remedy"},
+			Description:  "fill a directory's disk to 97% with a file dated 2h back: the disk_cleanup runbook deletes it and verifies",
+			Fault:        Fault{Kind: "disk", Params: map[string]string{"usage": "0.97", "age": "2h"}},
+			Detect:       []Match{on("remedy.decision", "any")},
+			Recover:      []Match{on("remedy.step.end", "any", "action", "delete_files", "ok", "true"), on("remedy.run.end", "any", "result", "verified")},
+			MaxErrorRate: 0.01, Deadline: dur(3 * time.Minute)},
+		{Name: "leak", FailureMode: "memory leak", Requires: []string{"remedy"},
+			Description:  "make one instance leak memory steadily: the leak_rolling_restart runbook restarts the instances within the disruption budget",
+			Fault:        Fault{Kind: "http", Params: map[string]string{"path": "/fault/leak?mb_per_s=50", "restore_path": "/fault/reset"}},
+			Detect:       []Match{on("remedy.decision", "any")},
+			Recover:      []Match{on("instance.started", "target"), on("instance.ready", "target"), on("remedy.run.end", "any", "result", "verified")},
+			MaxErrorRate: 0.01, Deadline: dur(5 * time.Minute)},
+		{Name: "crashloop-rollback", FailureMode: "crash loop after a change", Scope: ScopeService, Requires: []string{"remedy"},
+			Description:  "deploy a command that exits at once: the crashloop_rollback runbook rolls back to the last known-good command",
+			Fault:        Fault{Kind: "bad-deploy"},
+			Detect:       []Match{on("instance.crashloop", "service"), on("remedy.decision", "any")},
+			Recover:      []Match{on("service.rolledback", "service"), on("remedy.run.end", "any", "result", "verified")},
+			MaxErrorRate: 0.05, Deadline: dur(3 * time.Minute)},
+	}
+	// Database scenarios: data here, injectors and exact event kinds from the
+	// database component, which replaces these with Catalog.Add.
+	for _, db := range []struct{ name, mode, desc string }{
+		{"db-kill-primary", "database primary fails", "kill the primary's agent host processes: the standby is promoted, the old primary fenced"},
+		{"db-kill-postgres", "database primary fails", "SIGKILL the primary postgres: the standby is promoted"},
+		{"db-partition", "database partition", "cut the primary from etcd: it steps down, the standby is promoted after the minimum outage"},
+		{"db-switchover", "planned switchover", "switch the primary over to the standby: clients reconnect through medic"},
+	} {
+		list = append(list, Scenario{Name: db.name, FailureMode: db.mode, Scope: ScopeService, Requires: []string{"database"},
+			Description: db.desc, Fault: Fault{Kind: db.name},
+			Detect: []Match{on("db.*", "any")}, Recover: []Match{on("db.promoted", "any")}, MaxErrorRate: 0.05, Deadline: dur(2 * time.Minute)})
+	}
+	for i := range list {
+		list[i] = list[i].withDefaults()
+	}
+	return list
+}
+
+// Catalog holds the scenarios a drill may name: the built-ins, those the
+// components add, and the custom ones of medic.yaml. It is safe for
+// concurrent use.
+type Catalog struct {
+	mu sync.RWMutex
+	m  map[string]Scenario
+}
+
+// NewCatalog returns a catalog holding the built-ins.
+func NewCatalog() *Catalog {
+	c := &Catalog{m: map[string]Scenario{}}
+	for _, s := range Builtins() {
+		c.m[s.Name] = s
+	}
+	return c
+}
+
+// Add adds s, replacing a scenario of the same name.
+func (c *Catalog) Add(s Scenario) error {
+	s = s.withDefaults()
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[s.Name] = s
+	return nil
+}
+
+// Get returns the scenario called name.
+func (c *Catalog) Get(name string) (Scenario, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	s, ok := c.m[name]
+	if !ok {
+		return Scenario{}, fmt.Errorf("%w %q", ErrUnknownScenario, name)
+	}
+	return s, nil
+}
+
+// List returns every scenario, sorted by name.
+func (c *Catalog) List() []Scenario {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]Scenario, 0, len(c.m))
+	for _, s := range c.m {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Scenario resolves name against the config's custom scenarios first, then
+// the catalog.
+func (c *Catalog) Scenario(cfg *config.Config, name string) (Scenario, error) {
+	if cfg != nil && cfg.Drills != nil {
+		if sc := cfg.Drills.Scenarios[name]; sc != nil {
+			s := FromConfig(name, sc)
+			return s, s.Validate()
+		}
+	}
+	return c.Get(name)
+}

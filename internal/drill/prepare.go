@@ -1,0 +1,245 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/audit"
+	"github.com/medic-dev/medic/internal/clock"
+	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/events"
+	"github.com/medic-dev/medic/internal/proxy"
+	"github.com/medic-dev/medic/internal/supervise"
+)
+
+// Events is the agent's live event stream (events.Hub).
+type Events interface {
+	Subscribe(n int) (*events.Sub, []medic.Event)
+}
+
+// AuditLog is the durable event stream the final timeline is read from, so
+// that every entry carries its audit sequence number (audit.Log).
+type AuditLog interface {
+	Head() audit.Head
+	List(ctx context.Context, f audit.Filter) ([]audit.Record, error)
+}
+
+// Deps are what drills need from the agent. Sup, Events, Record and Config
+// are required.
+type Deps struct {
+	Sup       Supervisor
+	Traffic   Traffic  // nil: no proxies (drills run without load)
+	Events    Events   // live: detection and recovery as they happen
+	Audit     AuditLog // nil: the timeline comes from the live stream, without sequence numbers
+	Record    func(ctx context.Context, ev medic.Event)
+	Config    func() *config.Config // the running config (it changes on reload)
+	Clock     clock.Clock
+	Logger    *slog.Logger
+	Catalog   *Catalog   // nil: the built-ins
+	Injectors *Injectors // nil: DefaultInjectors
+	// Components names what this agent runs beyond the core ("remedy",
+	// "database"); a scenario that Requires one it lacks is refused.
+	Components []string
+	// PollEvery is how often the supervisor and proxy state are sampled. Default 100ms.
+	PollEvery time.Duration
+}
+
+// Request asks for one drill.
+type Request struct {
+	Scenario string `json:"scenario"`
+	Service  string `json:"service"`
+	// Instance picks the instance under fault (scope instance); default the
+	// highest-numbered ready one.
+	Instance *int `json:"instance,omitempty"`
+	// Dependency picks the stopped service (scope dependency); default the
+	// service's first depends_on.
+	Dependency string `json:"dependency,omitempty"`
+	// LoadRPS is the open-loop rate through the proxy; Connections a
+	// closed-loop alternative. Default 50 requests per second.
+	LoadRPS     float64 `json:"load_rps,omitempty"`
+	Connections int     `json:"connections,omitempty"`
+	// Duration, when set, replaces the scenario's deadline (time allowed
+	// from injection to recovery).
+	Duration config.Duration `json:"duration,omitempty"`
+}
+
+// LoadSpec is the load a drill drove.
+type LoadSpec struct {
+	URL         string  `json:"url,omitempty"`
+	RPS         float64 `json:"rps,omitempty"`
+	Connections int     `json:"connections,omitempty"`
+	Note        string  `json:"note,omitempty"`
+}
+
+// plan is a checked request, ready to run.
+type plan struct {
+	sc       Scenario
+	subject  Subject
+	target   *Target
+	injector Injector
+	load     LoadSpec
+	actor    string
+	cfg      *config.Config
+}
+
+func refused(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
+}
+
+// allowed checks a service may be drilled: it exists, allows drills, and is
+// not protected from automation.
+func allowed(cfg *config.Config, name string) (*config.Service, error) {
+	svc := cfg.Services[name]
+	switch {
+	case name == "":
+		return nil, refused("no service named (pass --service)")
+	case svc == nil:
+		return nil, refused("unknown service %q", name)
+	case !svc.Drills.Allow:
+		return nil, refused("service %s does not allow drills (set drills: {allow: true} on it)", name)
+	case svc.Remedy != nil && svc.Remedy.Protected:
+		return nil, refused("service %s is protected (remedy.protected): drills never touch it", name)
+	}
+	return svc, nil
+}
+
+// prepare checks a request against the config, the catalog and the live
+// state: safety first, nothing is touched here.
+func prepare(d *Deps, req Request, actor string) (*plan, error) {
+	cfg := d.Config()
+	sc, err := d.Catalog.Scenario(cfg, req.Scenario)
+	if err != nil {
+		return nil, err
+	}
+	if req.Duration > 0 {
+		sc.Deadline = req.Duration
+	}
+	for _, r := range sc.Requires {
+		if !slices.Contains(d.Components, r) {
+			return nil, refused("scenario %s needs the %s component, which this agent does not run", sc.Name, r)
+		}
+	}
+	inj, ok := d.Injectors.Get(sc.Fault.Kind)
+	if !ok {
+		return nil, refused("scenario %s: no injector for fault %q in this agent", sc.Name, sc.Fault.Kind)
+	}
+	svc, err := allowed(cfg, req.Service)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{sc: sc, injector: inj, actor: actor, cfg: cfg, subject: Subject{Service: req.Service}}
+	t := &Target{Service: req.Service, Params: sc.Fault.Params, Config: cfg, Sup: d.Sup, Traffic: d.Traffic,
+		Clock: d.Clock, Logger: d.Logger}
+	var st supervise.ServiceStatus
+	for _, s := range d.Sup.Status() {
+		if s.Name == req.Service {
+			st = s
+		}
+	}
+	switch sc.Scope {
+	case ScopeInstance:
+		var px *proxy.Stats
+		if d.Traffic != nil && svc.Proxy != nil {
+			for _, ps := range d.Traffic.Stats() {
+				if ps.Service == req.Service {
+					px = &ps
+				}
+			}
+		}
+		is, err := pickInstance(st, req.Instance, px)
+		if err != nil {
+			return nil, err
+		}
+		t.Instance, t.PID, t.Port = medic.InstanceID{Service: st.Name, Index: is.Index}, is.PID, is.Port
+		p.subject.Instance = t.Instance.String()
+	case ScopeDependency:
+		dep := req.Dependency
+		if dep == "" && len(svc.DependsOn) > 0 {
+			dep = svc.DependsOn[0]
+		}
+		if dep == "" {
+			return nil, refused("service %s has no depends_on: name the dependency to stop", req.Service)
+		}
+		if _, err := allowed(cfg, dep); err != nil {
+			return nil, fmt.Errorf("dependency: %w", err)
+		}
+		t.Dependency, p.subject.Dependency = dep, dep
+	}
+	p.target = t
+	p.load = loadSpec(d, svc, req)
+	return p, nil
+}
+
+// pickInstance chooses the instance under fault and checks the disruption
+// budget: the drill takes one ready instance away, so the others must still
+// hold min_available (and at least one must remain to serve).
+//
+// Without a choice from the caller it takes the ready instance the proxy
+// is most likely sending traffic to (the lowest latency estimate; the
+// highest index on a tie): at low load the proxy's balancer can leave an
+// instance without requests for many seconds after one slow answer, and a
+// fault injected into it then shows nothing.
+func pickInstance(st supervise.ServiceStatus, want *int, px *proxy.Stats) (supervise.InstanceStatus, error) {
+	need := max(st.MinAvailable, 1)
+	if st.Ready-1 < need {
+		return supervise.InstanceStatus{}, refused("disruption budget: %s has %d of %d instances ready and min_available %d: no spare instance to drill",
+			st.Name, st.Ready, st.Desired, st.MinAvailable)
+	}
+	latency := map[string]float64{}
+	if px != nil {
+		for _, ps := range px.Instances {
+			if ps.InRotation {
+				latency[ps.ID] = ps.LatencySeconds
+			} else {
+				latency[ps.ID] = math.Inf(1)
+			}
+		}
+	}
+	best := -1
+	for i := len(st.Instances) - 1; i >= 0; i-- {
+		is := st.Instances[i]
+		if want != nil && is.Index != *want {
+			continue
+		}
+		if !is.Ready {
+			if want != nil {
+				return is, refused("instance %s is not ready: drill a ready one", is.ID)
+			}
+			continue
+		}
+		if best < 0 || latency[is.ID] < latency[st.Instances[best].ID] {
+			best = i
+		}
+	}
+	if best >= 0 {
+		return st.Instances[best], nil
+	}
+	if want != nil {
+		return supervise.InstanceStatus{}, refused("service %s has no instance %d", st.Name, *want)
+	}
+	return supervise.InstanceStatus{}, refused("service %s has no ready instance", st.Name)
+}
+
+func loadSpec(d *Deps, svc *config.Service, req Request) LoadSpec {
+	l := LoadSpec{RPS: req.LoadRPS, Connections: req.Connections}
+	if l.RPS == 0 && l.Connections == 0 {
+		l.RPS = 50
+	}
+	if svc.Proxy == nil || d.Traffic == nil {
+		return LoadSpec{Note: "no load: the service has no proxy"}
+	}
+	for _, ps := range d.Traffic.Stats() {
+		if ps.Service == req.Service && ps.Mode != config.ProxyModeTCP {
+			l.URL = "http://" + ps.Listen + "/"
+		}
+	}
+	if l.URL == "" {
+		return LoadSpec{Note: "no load: the service's proxy is not an HTTP proxy"}
+	}
+	return l
+}

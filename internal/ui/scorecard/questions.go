@@ -1,0 +1,278 @@
+package scorecard
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/medic-dev/medic/internal/config"
+)
+
+// readinessTimeoutMax is the longest readiness timeout that still takes a
+// slow instance out of rotation within a user's patience.
+const readinessTimeoutMax = 200 * time.Millisecond
+
+// rollbackMax is the rollback time the question asks for.
+const rollbackMax = 60 * time.Second
+
+// drillWindow is how recent a failover drill must be.
+const drillWindow = 90 * 24 * time.Hour
+
+// Scenarios that prove a failover: an instance killed behind the proxy, a
+// database primary lost or switched.
+var (
+	instanceFailover = []string{"kill"}
+	dbFailoverDrills = []string{"db-kill-primary", "db-partition", "db-switchover", "db-kill-postgres"}
+)
+
+// services returns the configured services sorted by name; serving ones
+// (a port or a proxy) first split from workers.
+func services(in Input) (serving, workers []string) {
+	for name, s := range in.Config.Services {
+		if s == nil {
+			continue
+		}
+		if s.Port > 0 || s.Proxy != nil {
+			serving = append(serving, name)
+		} else {
+			workers = append(workers, name)
+		}
+	}
+	sort.Strings(serving)
+	sort.Strings(workers)
+	return serving, workers
+}
+
+// latest returns the most recent drill of one of scenarios against target.
+func latest(in Input, target string, scenarios []string) (DrillRun, bool) {
+	var best DrillRun
+	found := false
+	for _, d := range in.Drills {
+		if d.Service == target && slices.Contains(scenarios, d.Scenario) && (!found || d.Started.After(best.Started)) {
+			best, found = d, true
+		}
+	}
+	return best, found
+}
+
+func day(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
+
+func secs(f float64) string {
+	return (time.Duration(f * float64(time.Second))).Round(100 * time.Millisecond).String()
+}
+
+// drillProof answers "is it proven?" for target from its latest drill of scenarios.
+func drillProof(in Input, target string, scenarios []string, run string) (Answer, string, string) {
+	if !in.DrillsKnown {
+		return Unknown, "drill records are not available here", "run this against the agent (`medic scorecard`), which keeps the drill records"
+	}
+	d, ok := latest(in, target, scenarios)
+	if !ok {
+		return Unknown, fmt.Sprintf("no %s drill recorded for %s", strings.Join(scenarios, "/"), target), "prove it: `" + run + "`"
+	}
+	if !d.Passed {
+		return No, fmt.Sprintf("the last %s drill (%s) failed: %d client errors, recovered in %s", d.Scenario, day(d.Started), d.ClientErrors, secs(d.TTRSeconds)),
+			"read the drill's report, fix the cause, then `" + run + "` again"
+	}
+	return Yes, fmt.Sprintf("the last %s drill (%s) passed: recovered in %s with %d client errors", d.Scenario, day(d.Started), secs(d.TTRSeconds), d.ClientErrors), ""
+}
+
+func subject(name string) Subject { return Subject{Name: name, Answer: Yes} }
+
+// fail marks s No with its evidence and fix.
+func (s *Subject) fail(evidence, fix string) {
+	s.Answer = No
+	s.Evidence = append(s.Evidence, evidence)
+	if fix != "" {
+		s.Fix = append(s.Fix, fix)
+	}
+}
+
+// add records a further answer: the subject keeps its worst.
+func (s *Subject) add(a Answer, evidence, fix string) {
+	if a.rank() > s.Answer.rank() {
+		s.Answer = a
+	}
+	if evidence != "" {
+		s.Evidence = append(s.Evidence, evidence)
+	}
+	if fix != "" && a != Yes {
+		s.Fix = append(s.Fix, fix)
+	}
+}
+
+func instanceLoss(in Input, _ time.Time) []Subject {
+	serving, _ := services(in)
+	var out []Subject
+	for _, name := range serving {
+		svc := in.Config.Services[name]
+		s := subject(name)
+		if svc.Instances < 2 {
+			s.fail(fmt.Sprintf("%d instance: its death is an outage", svc.Instances), fmt.Sprintf("services.%s.instances: 2 or more", name))
+		}
+		if svc.Proxy == nil {
+			s.fail("no proxy: clients connect to one instance and see it die", fmt.Sprintf("add services.%s.proxy so clients reach whichever instance is ready", name))
+		} else if svc.Proxy.Retries.Max == nil || *svc.Proxy.Retries.Max < 1 {
+			s.fail("proxy retries are off: a request caught by the death fails", fmt.Sprintf("services.%s.proxy.retries.max: 2", name))
+		}
+		if s.Answer == Yes {
+			s.Evidence = append(s.Evidence, fmt.Sprintf("%d instances behind the proxy on %s, %d retries on another instance", svc.Instances, svc.Proxy.Listen, *svc.Proxy.Retries.Max))
+			s.add(drillProof(in, name, instanceFailover, "medic drill kill --service "+name))
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func dbFailover(in Input, _ time.Time) []Subject {
+	if len(in.Databases) == 0 {
+		return []Subject{{Name: "databases", Answer: Unknown, Evidence: []string{"medic manages no database here"},
+			Fix: []string{"declare the cluster under databases: so medic fails it over and routes clients to the primary"}}}
+	}
+	var out []Subject
+	for _, db := range in.Databases {
+		s := subject(db.Name)
+		if !db.ManagedFailover {
+			s.fail("failover is not managed: promoting a standby is a human's job", "give medic the cluster (databases."+db.Name+") and an etcd for the leader lease")
+		}
+		switch db.ClientAccess {
+		case "proxy":
+			s.Evidence = append(s.Evidence, "clients connect through medic's proxy, which follows the primary")
+		case "multi-host-dsn":
+			s.Evidence = append(s.Evidence, "clients use a multi-host DSN with target_session_attrs=read-write")
+		default:
+			s.fail("clients connect to one fixed host: after a failover they need a new address",
+				"route clients through a medic tcp proxy, or give them a multi-host DSN with target_session_attrs=read-write")
+		}
+		if s.Answer == Yes {
+			s.add(drillProof(in, db.Name, dbFailoverDrills, "medic drill db-kill-primary --service "+db.Name))
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// probeTarget describes what a probe checks, for comparing readiness with liveness.
+func probeTarget(p *config.Probe) string {
+	port := func(n int) string {
+		if n == 0 {
+			return "" // the instance's own port
+		}
+		return fmt.Sprintf(" on port %d", n)
+	}
+	switch {
+	case p == nil:
+		return ""
+	case p.HTTP != nil:
+		return "http " + p.HTTP.Path + port(p.HTTP.Port)
+	case p.TCP != nil:
+		return "tcp connect" + port(p.TCP.Port)
+	case p.Exec != nil:
+		return "exec " + strings.Join(p.Exec.Command, " ")
+	case p.GRPC != nil:
+		return fmt.Sprintf("grpc health %q%s", p.GRPC.Service, port(p.GRPC.Port))
+	}
+	return "unknown probe"
+}
+
+func readiness(in Input, _ time.Time) []Subject {
+	serving, _ := services(in)
+	var out []Subject
+	for _, name := range serving {
+		svc := in.Config.Services[name]
+		s := subject(name)
+		r, l := svc.Probes.Readiness, svc.Probes.Liveness
+		switch {
+		case r == nil:
+			s.fail("no readiness probe: an instance gets traffic as soon as its process runs",
+				fmt.Sprintf("add services.%s.probes.readiness checking what serving needs (e.g. http /healthz/ready)", name))
+		case l != nil && probeTarget(r) == probeTarget(l):
+			s.fail("readiness is the same check as liveness ("+probeTarget(r)+"): it cannot tell \"cannot serve\" from \"hung\"",
+				"make readiness check what serving needs (dependencies) and liveness only that the process responds")
+		default:
+			s.Evidence = append(s.Evidence, "readiness: "+probeTarget(r)+", distinct from liveness")
+			if r.TCP != nil {
+				s.Evidence = append(s.Evidence, "a tcp connect proves the port accepts, not that requests succeed")
+			}
+		}
+		if r != nil {
+			if t := r.Timeout.D(); t > readinessTimeoutMax {
+				s.fail(fmt.Sprintf("readiness timeout %s > %s: a slow instance stays in rotation", t, readinessTimeoutMax),
+					fmt.Sprintf("services.%s.probes.readiness.timeout: 200ms", name))
+			} else {
+				s.Evidence = append(s.Evidence, fmt.Sprintf("readiness timeout %s, every %s", t, r.Period.D()))
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func timeouts(in Input, _ time.Time) []Subject {
+	serving, _ := services(in)
+	var out []Subject
+	for _, name := range serving {
+		p := in.Config.Services[name].Proxy
+		s := subject(name)
+		switch {
+		case p == nil:
+			s.fail("no proxy: medic bounds none of the calls clients make to this service",
+				fmt.Sprintf("add services.%s.proxy; its try_timeout and timeout bound every call", name))
+		case p.Mode == config.ProxyModeTCP:
+			if p.ConnectTimeout.D() <= 0 {
+				s.fail("tcp proxy without connect_timeout", fmt.Sprintf("services.%s.proxy.connect_timeout: 1s", name))
+			} else {
+				s.Evidence = append(s.Evidence, fmt.Sprintf("tcp proxy: connect_timeout %s bounds each connection attempt", p.ConnectTimeout.D()))
+			}
+		case p.TryTimeout.D() <= 0 || p.Timeout.D() <= 0:
+			s.fail("proxy try_timeout or timeout is not set", fmt.Sprintf("set services.%s.proxy.try_timeout (e.g. 2s) and timeout (e.g. 10s)", name))
+		default:
+			s.Evidence = append(s.Evidence, fmt.Sprintf("proxy: connect_timeout %s, try_timeout %s per try, timeout %s overall",
+				p.ConnectTimeout.D(), p.TryTimeout.D(), p.Timeout.D()))
+			if p.TryTimeout.D() >= p.Timeout.D() {
+				s.Evidence = append(s.Evidence, "try_timeout is not below timeout: a hung try leaves no time to retry elsewhere")
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// minAvailable is the service's effective disruption budget (as the supervisor computes it).
+func minAvailable(svc *config.Service) int {
+	if svc.MinAvailable != nil {
+		return *svc.MinAvailable
+	}
+	return max(svc.Instances-1, 0)
+}
+
+func zeroDowntime(in Input, _ time.Time) []Subject {
+	serving, _ := services(in)
+	var out []Subject
+	for _, name := range serving {
+		svc := in.Config.Services[name]
+		s := subject(name)
+		ma := minAvailable(svc)
+		if svc.Instances < 2 {
+			s.fail(fmt.Sprintf("%d instance: restarting it is downtime", svc.Instances), fmt.Sprintf("services.%s.instances: 2 or more", name))
+		} else if ma < 1 {
+			s.fail("min_available 0: a rolling restart may leave no instance ready", fmt.Sprintf("services.%s.min_available: %d", name, svc.Instances-1))
+		} else if ma >= svc.Instances {
+			s.fail(fmt.Sprintf("min_available %d of %d instances: a rolling restart can never take one out", ma, svc.Instances),
+				fmt.Sprintf("services.%s.min_available: %d", name, svc.Instances-1))
+		}
+		if svc.Probes.Readiness == nil {
+			s.fail("no readiness probe: a restarted instance gets traffic before it can serve", fmt.Sprintf("add services.%s.probes.readiness", name))
+		}
+		if svc.Proxy == nil {
+			s.fail("no proxy: clients of the instance being restarted are refused", fmt.Sprintf("add services.%s.proxy (it drains an instance before it stops)", name))
+		}
+		if s.Answer == Yes {
+			s.Evidence = append(s.Evidence, fmt.Sprintf("rolling restart keeps ≥ %d of %d instances ready; readiness gates each step; the proxy drains before each stop", ma, svc.Instances))
+		}
+		out = append(out, s)
+	}
+	return out
+}
