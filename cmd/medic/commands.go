@@ -107,6 +107,7 @@ func statusCmd() *cobra.Command {
 				return err
 			}
 			printStatus(os.Stdout, doc)
+			statusDrills(os.Stdout, cl)
 			return nil
 		},
 	}

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -24,7 +25,7 @@ import (
 
 const demoConfig = `# medic demo: three demoapp instances with probes.
 data_dir: %[1]s
-api: {listen: "127.0.0.1:0"}
+api: {listen: "127.0.0.1:0", tokens_file: tokens.yaml}
 services:
   web:
     command: [%[2]q, demoapp, --listen, "127.0.0.1:${PORT}"]
@@ -33,6 +34,7 @@ services:
     restart: {policy: always}
     stop: {signal: TERM, grace: 2s}
     proxy: {listen: "127.0.0.1:0", try_timeout: 300ms}
+    drills: {allow: true}
     probes:
       liveness:  {http: {path: /healthz/live},  period: 500ms, timeout: 300ms, failure_threshold: 2}
       readiness: {http: {path: /healthz/ready}, period: 250ms, timeout: 200ms, failure_threshold: 1}
@@ -59,6 +61,7 @@ it started is stopped.`,
 }
 
 type demo struct {
+	quiet atomic.Bool // stop printing events (during the drill suite)
 	start time.Time
 	mu    sync.Mutex
 	subs  []chan medic.Event
@@ -73,8 +76,9 @@ func (d *demo) watch() chan medic.Event {
 }
 
 func (d *demo) onEvent(ev medic.Event) {
-	switch ev.Kind {
-	case medic.EventProbe, medic.EventStopped:
+	switch {
+	case d.quiet.Load():
+	case ev.Kind == medic.EventProbe, ev.Kind == medic.EventStopped:
 	default:
 		fmt.Printf("  %6.2fs  %-9s %-18s %s\n", time.Since(d.start).Seconds(), ev.Target, ev.Kind, trim(ev.Reason, 90))
 	}
@@ -108,6 +112,10 @@ func runDemo(keep, verbose bool) error {
 	if err := os.WriteFile(path, []byte(fmt.Sprintf(demoConfig, filepath.Join(dir, "data"), self, port)), 0o644); err != nil {
 		return err
 	}
+	token, err := demoDrillToken(dir)
+	if err != nil {
+		return err
+	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
@@ -139,6 +147,10 @@ func runDemo(keep, verbose bool) error {
 		}
 		fmt.Printf("  proxy on http://%s: a load generator sends it 8 concurrent requests at a time\n\n", proxyAddr)
 		result = scenario(ctx, d, ev, port, proxyAddr)
+		if result == nil {
+			d.quiet.Store(true) // the drills print their own table
+			result = demoDrills(ctx, a.String(), token, "web")
+		}
 	}
 	if keep && ctx.Err() == nil {
 		fmt.Println("\nstill running; Ctrl-C to stop")

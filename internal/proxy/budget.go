@@ -86,8 +86,8 @@ type ewma struct {
 }
 
 const (
-	ewmaTau  = time.Second     // smoothing of samples
-	ewmaIdle = 5 * time.Second // decay while no sample arrives
+	ewmaTau  = time.Second // smoothing of samples
+	ewmaIdle = time.Second // decay while no sample arrives: an instance that got no traffic because it once looked slow is tried again within seconds
 )
 
 func (e *ewma) observe(now time.Time, d time.Duration) {
