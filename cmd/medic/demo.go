@@ -35,6 +35,7 @@ services:
     stop: {signal: TERM, grace: 2s}
     proxy: {listen: "127.0.0.1:0", try_timeout: 300ms}
     drills: {allow: true}
+    objectives: {rto: 10s, rpo: 0s}
     probes:
       liveness:  {http: {path: /healthz/live},  period: 500ms, timeout: 300ms, failure_threshold: 2}
       readiness: {http: {path: /healthz/ready}, period: 250ms, timeout: 200ms, failure_threshold: 1}

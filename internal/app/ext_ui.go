@@ -66,6 +66,14 @@ func ScorecardInput(ctx context.Context, cfg *config.Config, db *sqlite.DB, prev
 			in.Previous[name] = previous(name) != nil
 		}
 	}
+	for name, svc := range cfg.Services {
+		if svc != nil && svc.Objectives != nil {
+			if in.Objectives == nil {
+				in.Objectives = map[string]scorecard.Objective{}
+			}
+			in.Objectives[name] = scorecard.Objective{RTO: svc.Objectives.RTO.D(), RPO: svc.Objectives.RPO.D()}
+		}
+	}
 	for name, d := range cfg.Databases {
 		sd := scorecard.Database{Name: name, ManagedFailover: cfg.Etcd != nil && d != nil}
 		if d != nil && d.Proxy != nil {

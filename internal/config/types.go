@@ -77,6 +77,8 @@ type Service struct {
 	Drills Drills `yaml:"drills" json:"drills,omitempty"`
 	// Prometheus endpoint of each instance, scraped for the metric families that conditions use.
 	Metrics *Metrics `yaml:"metrics" json:"metrics,omitempty"`
+	// Recovery objectives (RTO, RPO) the scorecard holds the drills to.
+	Objectives *Objectives `yaml:"objectives" json:"objectives,omitempty"`
 	// What automation may do to this service (protection, scaling bounds).
 	Remedy *ServiceRemedy `yaml:"remedy" json:"remedy,omitempty"`
 }
