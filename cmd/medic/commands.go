@@ -309,23 +309,9 @@ func instanceCmd(action string) *cobra.Command {
 }
 
 func reloadCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "reload",
-		Short: "Reload the agent's config file (as SIGHUP does); an invalid file is rejected",
-		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			var out map[string]string
-			if err := cl.getJSON("POST", "/v1/reload", 30*time.Second, &out); err != nil {
-				return err
-			}
-			fmt.Println("reloaded")
-			return nil
-		},
-	}
+	return postCmd("reload", "Reload the agent's config file (as SIGHUP does); an invalid file is rejected", 0,
+		func([]string) string { return "/v1/reload" }, func([]string) string { return "" },
+		func([]string) string { return "reloaded" })
 }
 
 func schemaCmd() *cobra.Command {
