@@ -63,6 +63,7 @@ Start with 'medic demo'.`,
 		reloadCmd(), auditCmd(), tokenCmd(), schemaCmd(), versionCmd(), demoCmd(), demoappCmd(),
 		runbooksCmd(), incidentsCmd(), conditionsCmd(), approvalsCmd(), approveCmd(), denyCmd(), pauseCmd(), resumeCmd(),
 		drillCmd(), drillsCmd(),
+		dbCmd(),
 		scorecardCmd(),
 	)
 	return root

@@ -255,12 +255,13 @@ func (d *Database) Validate() []FieldIssue {
 
 // ValidateIn checks what the database needs from the rest of the config.
 func (d *Database) ValidateIn(c *Config) []FieldIssue {
+	// Reported at postgres: the loader has no position for the section itself.
 	var is []FieldIssue
 	if c.Etcd == nil {
-		is = append(is, FieldIssue{"", "a database needs the etcd section: the leader lease lives in etcd"})
+		is = append(is, FieldIssue{"postgres", "a database needs the top-level etcd section: the leader lease lives in etcd"})
 	}
 	if c.Name != "" && !memberName.MatchString(c.Name) {
-		is = append(is, FieldIssue{"", fmt.Sprintf("name %q (the member name) must match %s", c.Name, memberName)})
+		is = append(is, FieldIssue{"postgres", fmt.Sprintf("the member name %q (top-level name) must match %s", c.Name, memberName)})
 	}
 	return is
 }

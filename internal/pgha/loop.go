@@ -1,0 +1,234 @@
+package pgha
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/medic-dev/medic/internal/etcd"
+)
+
+// iterate is one pass of the loop: keep the lease, observe, decide, act, publish.
+func (a *Agent) iterate(ctx context.Context) {
+	a.keepLease(ctx)
+	local := a.observe(ctx)
+	now := a.clock.Now()
+
+	a.mu.Lock()
+	v := a.snapshot
+	// Fresh: etcd answered within the fence margin, and the watch delivered
+	// at least one snapshot (an empty view is not "no cluster").
+	v.Fresh = v.Rev != 0 && !a.lastOK.IsZero() && now.Sub(a.lastOK) < a.pol.TTL-a.pol.RetryTimeout
+	lease := Lease{}
+	if a.session != nil {
+		lease.ID, lease.SafeUntil = a.session.Lease(), a.session.SafeUntil()
+	}
+	if a.election != nil {
+		lease.Rev = a.election.Rev()
+	}
+	if v.Leader != nil {
+		if mi, ok := v.Members[v.Leader.Member]; ok && mi.Role == RolePrimary && mi.LSN > v.Optime {
+			v.Optime = mi.LSN // fresher than the optime key
+		}
+	}
+	a.view, a.local = v, local
+	var acts []Action
+	a.member, acts = a.member.Step(Observation{Now: now, Local: local, View: v, Lease: lease})
+	a.mu.Unlock()
+	if a.o.OnView != nil {
+		a.o.OnView(v) // routes first: they depend on the view only
+	}
+	for _, act := range acts {
+		if err := a.do(ctx, act, v, local); err != nil {
+			a.log.Warn("action failed", "action", act.Kind.String(), "target", act.Target, "err", err)
+			break
+		}
+	}
+	a.publish(ctx, v)
+	a.mu.Lock()
+	a.loopAt = a.clock.Now()
+	a.mu.Unlock()
+}
+
+// keepLease makes a session when there is none and renews it once per
+// loop_wait. While leading, it arms the fence: a timer that kills postgres
+// at the fence deadline even if the loop is stuck, and the watchdog that
+// does the same if the agent itself is.
+func (a *Agent) keepLease(ctx context.Context) {
+	now := a.clock.Now()
+	a.mu.Lock()
+	s, due := a.session, now.Sub(a.lastRenew) >= a.pol.LoopWait-a.pol.LoopWait/10
+	a.mu.Unlock()
+	if s == nil || s.Expired() {
+		if s != nil {
+			a.dropLeadership()
+		}
+		rctx, cancel := context.WithTimeout(ctx, a.pol.RetryTimeout)
+		ns, err := a.o.Etcd.NewSession(rctx, a.pol.TTL, a.clock)
+		cancel()
+		a.mu.Lock()
+		a.lastRenew = now
+		if err == nil {
+			a.session, a.lastOK = ns, now
+		}
+		a.mu.Unlock()
+		if err != nil {
+			a.o.Metrics.inc(cntRenewFail, a.o.Cluster, a.o.Member)
+			a.log.Debug("no etcd session", "err", err)
+		}
+		return
+	}
+	if !due {
+		return
+	}
+	timeout := a.pol.RetryTimeout
+	if a.leading() {
+		if left := a.pol.FenceAt(s.SafeUntil()).Sub(now); left < timeout {
+			timeout = max(left, time.Millisecond)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	safe, err := s.Renew(rctx)
+	cancel()
+	a.mu.Lock()
+	a.lastRenew = now
+	if err == nil {
+		a.lastOK = now
+	}
+	a.mu.Unlock()
+	if err != nil {
+		a.o.Metrics.inc(cntRenewFail, a.o.Cluster, a.o.Member)
+		if errors.Is(err, etcd.ErrLeaseExpired) {
+			a.log.Warn("the member's lease expired", "err", err)
+		}
+		return
+	}
+	a.o.Metrics.inc(cntRenewal, a.o.Cluster, a.o.Member)
+	if a.leading() {
+		a.armFence(safe)
+	}
+}
+
+// armFence (re)sets the fence timer and the watchdog for a lease safe until safe.
+func (a *Agent) armFence(safe time.Time) {
+	at := a.pol.FenceAt(safe)
+	left := at.Sub(a.clock.Now())
+	a.pg.Arm(left)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.fenceT != nil {
+		a.fenceT.Stop()
+	}
+	a.fenceT = a.clock.AfterFunc(left, func() {
+		// The loop decides the same on its next pass; this runs even if the loop is stuck.
+		if a.leading() {
+			a.pg.Kill()
+			a.poke()
+		}
+	})
+}
+
+// dropLeadership forgets the election and the session (the lease is left
+// to expire, or revoked when etcd answers) and stops the fence timer.
+func (a *Agent) dropLeadership() {
+	a.mu.Lock()
+	s := a.session
+	a.election, a.session = nil, nil
+	if a.fenceT != nil {
+		a.fenceT.Stop()
+		a.fenceT = nil
+	}
+	a.mu.Unlock()
+	if s != nil && !s.Expired() {
+		ctx, cancel := context.WithTimeout(context.Background(), a.pol.RetryTimeout)
+		s.Close(ctx)
+		cancel()
+	}
+}
+
+// observe reads the local postgres.
+func (a *Agent) observe(ctx context.Context) Local {
+	running, writable, upstream, syncStandby := a.pg.State()
+	a.mu.Lock()
+	busy := a.busy
+	if busy == "" && a.clock.Now().Before(a.retryAt) {
+		busy = "retry-wait"
+	}
+	a.mu.Unlock()
+	l := Local{Initialized: a.pg.Initialized(), Running: running, Writable: writable, Upstream: upstream,
+		SyncStandby: syncStandby, WasPrimary: a.pg.WasPrimary(), Busy: busy}
+	if !running {
+		a.pr.close()
+		return l
+	}
+	pctx, cancel := context.WithTimeout(ctx, a.pol.RetryTimeout)
+	p, err := a.pr.probe(pctx)
+	cancel()
+	if err != nil {
+		a.log.Debug("postgres probe failed", "err", err)
+		return l
+	}
+	l.Ready, l.InRecovery, l.LSN, l.ReplayLSN = true, p.InRecovery, p.LSN, p.ReplayLSN
+	l.LagSeconds, l.Timeline, l.Streaming, l.Replicas = p.LagSeconds, p.Timeline, p.Streaming, p.Replicas
+	return l
+}
+
+// publish writes this member's status under its lease when it changed or
+// once per loop_wait, and, while leading, the optime.
+func (a *Agent) publish(ctx context.Context, v View) {
+	a.mu.Lock()
+	s, el, l, now := a.session, a.election, a.local, a.clock.Now()
+	a.mu.Unlock()
+	if s == nil {
+		return
+	}
+	mi := a.statusOf(l, v)
+	a.o.Metrics.setRole(a.o.Cluster, a.o.Member, mi.Role)
+	a.o.Metrics.setLag(a.o.Cluster, a.o.Member, mi.LagBytes, mi.LagSeconds)
+	val := mustJSON(mi)
+	mi.Updated = now
+	a.mu.Lock()
+	stale := val != a.pubVal || now.Sub(a.lastPub) >= a.pol.LoopWait
+	a.mu.Unlock()
+	if !stale {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, a.pol.RetryTimeout)
+	defer cancel()
+	if err := s.Put(rctx, a.k.member(a.o.Member), mustJSON(mi)); err != nil {
+		a.log.Debug("publish member status", "err", err)
+		return
+	}
+	a.mu.Lock()
+	a.pubVal, a.lastPub = val, now
+	a.mu.Unlock()
+	if el != nil && mi.Role == RolePrimary && l.LSN != 0 && l.LSN != a.optime {
+		if err := el.PutIfLeader(rctx, a.k.optime(), mustJSON(l.LSN)); err == nil {
+			a.optime = l.LSN
+		}
+	}
+}
+
+// statusOf is what the member publishes about itself (Updated unset).
+func (a *Agent) statusOf(l Local, v View) MemberInfo {
+	mi := a.me
+	mi.Timeline, mi.LSN, mi.ReplayLSN, mi.Streaming, mi.Upstream, mi.Ready = l.Timeline, l.LSN, l.ReplayLSN, l.Streaming, l.Upstream, l.Ready
+	switch {
+	case !l.Running:
+		mi.Role, mi.State = RoleStopped, "stopped"
+	case !l.Ready:
+		mi.Role, mi.State = RoleUnknown, "starting"
+	case l.InRecovery:
+		mi.Role, mi.State = RoleReplica, "running"
+		if v.Optime > l.LSN {
+			mi.LagBytes = v.Optime - l.LSN
+		}
+		mi.LagSeconds = l.LagSeconds
+	default:
+		mi.Role, mi.State = RolePrimary, "running"
+	}
+	if l.Busy != "" {
+		mi.State = l.Busy
+	}
+	return mi
+}
