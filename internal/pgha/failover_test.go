@@ -186,8 +186,15 @@ func TestPartitionedPrimaryFencesItself(t *testing.T) {
 	default:
 	}
 	t.Logf("%d probe rounds during the cut: never two writable members", probes)
-	if ks := a.kinds(); !strings.Contains(ks, "db.fenced") {
-		t.Fatalf("a's events lack db.fenced: %s", ks)
+	// a stopped accepting writes before b could win (checked above); the
+	// record of its fence is written once its postgres has exited, which may
+	// be just after b's promotion is visible.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(a.kinds(), "db.fenced") {
+		if time.Now().After(deadline) {
+			t.Fatalf("a's events lack db.fenced: %s", a.kinds())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	a.link.Restore()
 	b.waitReplica(t, "a", "b", 60*time.Second)
