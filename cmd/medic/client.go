@@ -122,7 +122,9 @@ func (c *client) postJSON(path, body string, timeout time.Duration, v any) error
 		return fmt.Errorf("POST %s: HTTP %d: %s", path, resp.StatusCode, strings.TrimSpace(string(b)))
 	}
 	if v != nil {
-		return json.Unmarshal(b, v)
+		if err := json.Unmarshal(b, v); err != nil {
+			return fmt.Errorf("decode %s: %w", path, err)
+		}
 	}
 	return nil
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -152,7 +150,8 @@ func dbChangeCmd(what string) *cobra.Command {
 			}
 			db, _ := cmd.Flags().GetString("database")
 			var out app.DBChangeDoc
-			if err := postJSON(cl, "/v1/db/"+what, map[string]string{"to": to, "database": db}, 90*time.Second, &out); err != nil {
+			body, _ := json.Marshal(map[string]string{"to": to, "database": db})
+			if err := cl.postJSON("/v1/db/"+what, string(body), 90*time.Second, &out); err != nil {
 				return err
 			}
 			if asJSON {
@@ -165,42 +164,4 @@ func dbChangeCmd(what string) *cobra.Command {
 	c.Flags().StringVar(&to, "to", "", "member to promote")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON document")
 	return c
-}
-
-// postJSON sends body as JSON and decodes the answer into out, with the
-// same error reporting as client.do.
-func postJSON(c *client, path string, body any, timeout time.Duration, out any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequest("POST", c.base+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	hc := *c.http
-	hc.Timeout = timeout
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("reach the medic agent at %s (is `medic run` running?): %w", c.base, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("POST %s: %s (HTTP %d)", path, e.Error, resp.StatusCode)
-		}
-		return fmt.Errorf("POST %s: HTTP %d: %s", path, resp.StatusCode, strings.TrimSpace(string(data)))
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("decode %s: %w", path, err)
-	}
-	return nil
 }
