@@ -126,6 +126,12 @@ func (d *decoder) decode(path string, n ast.Node, v reflect.Value) {
 		case *ast.StringNode, *ast.LiteralNode:
 			s, _ := scalarText(n)
 			v.SetString(s)
+		case *ast.MappingNode, *ast.MappingValueNode:
+			if s, joined := flowPlain(n); joined {
+				v.SetString(s)
+				return
+			}
+			d.fail(path, "expected a string, got %s", kind(n))
 		case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
 			// Strict, as the schema is: "8" and 8 differ in YAML, and a
 			// version 1.10 read as a number would become "1.1".

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/token"
 )
 
 // resolve looks through tags, anchors and aliases to the node that holds the
@@ -92,8 +93,49 @@ func scalarText(n ast.Node) (string, bool) {
 		return x.Value.Value, true
 	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
 		return n.GetToken().Value, true
+	case *ast.MappingNode, *ast.MappingValueNode:
+		return flowPlain(n)
 	}
 	return "", false
+}
+
+// flowPlain undoes a misreading of goccy/go-yaml: inside a flow sequence it
+// reads a plain scalar holding a colon not followed by a space
+// (`[127.0.0.1:2379]`) as a one-pair mapping {127.0.0.1: 2379}, where YAML
+// 1.2 reads the string "127.0.0.1:2379". A pair whose value starts right
+// after the colon, on the same line, with both sides plain scalars, is
+// rejoined; `[a: b]` (a space after the colon) stays a mapping.
+func flowPlain(n ast.Node) (string, bool) {
+	mv, ok := n.(*ast.MappingValueNode)
+	if m, isMap := n.(*ast.MappingNode); isMap {
+		if len(m.Values) != 1 {
+			return "", false
+		}
+		mv, ok = m.Values[0], true
+	}
+	if !ok || mv == nil || mv.Key == nil || mv.Value == nil || mv.GetToken() == nil {
+		return "", false
+	}
+	key, val, colon := mv.Key.GetToken(), mv.Value.GetToken(), mv.GetToken().Position
+	if key == nil || val == nil || !plainScalar(mv.Key) || !plainScalar(mv.Value) {
+		return "", false
+	}
+	kp, vp := key.Position, val.Position
+	if kp.Line != colon.Line || vp.Line != colon.Line || vp.Column != colon.Column+1 {
+		return "", false
+	}
+	return key.Value + ":" + val.Value, true
+}
+
+// plainScalar reports whether n is an unquoted scalar.
+func plainScalar(n ast.Node) bool {
+	switch n.(type) {
+	case *ast.StringNode, *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
+	default:
+		return false
+	}
+	t := n.GetToken()
+	return t != nil && t.Type != token.SingleQuoteType && t.Type != token.DoubleQuoteType
 }
 
 func isNull(n ast.Node) bool {
