@@ -29,6 +29,7 @@ type dbNode struct {
 	t                   *testing.T
 	name, dir           string
 	api, pg, rest, prim string // addresses
+	token               string // admin
 	link                *etcdtest.Link
 	cmd                 *exec.Cmd
 	stderr              *bytes.Buffer
@@ -59,16 +60,22 @@ func newDBNode(t *testing.T, name, etcdAddr, mode string) *dbNode {
 	}
 	p := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t, 1)) }
 	n := &dbNode{t: t, name: name, dir: dir, api: p(), pg: p(), rest: p(), prim: p(), link: etcdtest.NewLink(t, etcdAddr)}
+	tok, err := runMedic("token", "add", "e2e", "--role", "admin", "-f", filepath.Join(dir, "tokens.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.token = strings.TrimSpace(tok)
 	cfg := fmt.Sprintf(`name: %s
 data_dir: %s/medic
 etcd: {endpoints: ["%s"], prefix: /medic/e2e}
-api: {listen: %s}
+api: {listen: %s, tokens_file: tokens.yaml}
 databases:
   pg:
     postgres: {bin_dir: %s, data: ./pg, listen: %s, user: postgres}
     replication: {mode: %s}
     rest: {listen: %s}
     proxy: {primary: %s, replicas: %s}
+    drills: {allow: true}
 `, name, dir, n.link.Addr, n.api, pgBin, n.pg, mode, n.rest, n.prim, p())
 	if err := os.WriteFile(filepath.Join(dir, "medic.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -126,7 +133,12 @@ func (n *dbNode) killPostgres() {
 }
 
 func (n *dbNode) status() (pgha.Status, error) {
-	resp, err := http.Get("http://" + n.api + "/v1/db/status")
+	req, err := http.NewRequest("GET", "http://"+n.api+"/v1/db/status", nil)
+	if err != nil {
+		return pgha.Status{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return pgha.Status{}, err
 	}

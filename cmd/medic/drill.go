@@ -186,6 +186,9 @@ func printDrill(w io.Writer, r drill.Result) {
 	fmt.Fprintf(tw, "  recovered after\t%s\t%s\n", drillreport.Secs(r.TTR), seqOf(r.Recovered))
 	fmt.Fprintf(tw, "  full capacity after\t%s\t\n", drillreport.Secs(r.FullCapacity))
 	fmt.Fprintf(tw, "  client errors\t%d of %d\timpact %s\n", r.ClientErrors, r.Requests, drillreport.Secs(r.ClientImpact))
+	if w := r.Writes; w != nil {
+		fmt.Fprintf(tw, "  writes\t%d acknowledged, %d lost\tRTO %s\n", w.Acked, w.Lost, drillreport.Secs(w.RTO))
+	}
 	fmt.Fprintf(tw, "  latency p99\tbefore %s\tduring %s · after %s\n", msOf(r.Latency.Before.P99), msOf(r.Latency.During.P99), msOf(r.Latency.After.P99))
 	tw.Flush()
 	for _, a := range r.Actions {

@@ -24,6 +24,7 @@ import (
 	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/events"
 	"github.com/medic-dev/medic/internal/logfile"
 	"github.com/medic-dev/medic/internal/metrics"
@@ -54,6 +55,9 @@ type Main struct {
 	traffic   *traffic
 	accessLog *slog.Logger
 	db        *sqlite.DB
+
+	drills   *drill.Manager                                    // set by the drill component, for the others' injectors
+	dbWrites func(drill.WriteRequest) (drill.WriteLoad, error) // set by the database component
 
 	observers []func(medic.Event)                           // see observe; set before Run's loops start
 	reloaders []func(context.Context, *config.Config) error // see onReload
@@ -302,10 +306,24 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	if ch.APIChanged {
 		reason += "; api settings change on restart only"
 	}
+	// A database member's identity, its etcd and its postgres settings are
+	// what its lease and its replicas were built on: they change at the next
+	// start of medic, never under a running member (switch a primary over
+	// first: `medic db switchover`).
+	var kept []string
+	for _, sec := range ch.Sections {
+		if sec == "databases" || sec == "etcd" || sec == "name" {
+			kept = append(kept, sec)
+		}
+	}
+	if len(kept) > 0 {
+		reason += "; " + join(kept) + " settings change on restart only (the running database members keep theirs)"
+	}
 	m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "config", Actor: actor, Reason: reason,
 		Fields: map[string]string{"added": join(ch.Added), "removed": join(ch.Removed), "changed": join(ch.Changed)}})
 	next.API = m.cfg.API
 	next.DataDir = m.cfg.DataDir
+	next.Name, next.Etcd, next.Databases = m.cfg.Name, m.cfg.Etcd, m.cfg.Databases
 	m.sup.Apply(ctx, next, ch)
 	for _, f := range m.reloaders {
 		if err := f(ctx, next); err != nil {

@@ -22,9 +22,10 @@ func init() { register(30, "db", buildDB) }
 
 // dbMember is one database this agent keeps: its member and, optionally, its router.
 type dbMember struct {
-	name   string
-	agent  *pgha.Agent
-	router *dbproxy.Router
+	name      string
+	superuser string
+	agent     *pgha.Agent
+	router    *dbproxy.Router
 }
 
 // buildDB makes one pgha.Agent per configured database (this host's member
@@ -49,8 +50,23 @@ func buildDB(m *Main) (*component, error) {
 		}
 		member = h
 	}
-	cli, err := etcd.Dial(etcd.Config{Endpoints: e.Endpoints, DialTimeout: e.DialTimeout.D(), Username: e.Username,
-		Password: os.Getenv("ETCD_PASSWORD")})
+	var cut *etcd.Cut // drills may cut this agent from etcd
+	for _, d := range m.cfg.Databases {
+		if d.Drills.Allow {
+			cut = &etcd.Cut{}
+		}
+	}
+	ecfg := etcd.Config{Endpoints: e.Endpoints, DialTimeout: e.DialTimeout.D(), Username: e.Username,
+		Password: os.Getenv("ETCD_PASSWORD"), Cut: cut}
+	if t := e.TLS; t != nil {
+		ca, cert, key := t.Files(m.cfg.Path)
+		tc, err := etcd.TLSConfig(ca, cert, key, t.ServerName)
+		if err != nil {
+			return nil, err
+		}
+		ecfg.TLS = tc
+	}
+	cli, err := etcd.Dial(ecfg)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +101,7 @@ func buildDB(m *Main) (*component, error) {
 		if !filepath.IsAbs(cfg.Postgres.Data) {
 			cfg.Postgres.Data = filepath.Join(base, cfg.Postgres.Data)
 		}
-		d := &dbMember{name: name}
+		d := &dbMember{name: name, superuser: cfg.Postgres.Superuser}
 		log := m.Logger.With("component", "db")
 		if cfg.Proxy != nil {
 			if d.router, err = dbproxy.New(dbproxy.Options{Cluster: name, Config: cfg.Proxy, Clock: m.Clock,
@@ -95,7 +111,11 @@ func buildDB(m *Main) (*component, error) {
 			}
 		}
 		router := d.router
-		d.agent, err = pgha.New(pgha.Options{Cluster: name, Member: member, Config: &cfg, Etcd: cli, Prefix: e.Prefix,
+		var proxyAddr string
+		if router != nil {
+			proxyAddr = router.PrimaryAddr().String()
+		}
+		d.agent, err = pgha.New(pgha.Options{Cluster: name, Member: member, Config: &cfg, Etcd: cli, Prefix: e.Prefix, Proxy: proxyAddr,
 			StateDir: filepath.Join(m.cfg.DataDir, "db"), Clock: m.Clock, Logger: log, Record: m.Record, Metrics: mets,
 			OnView: func(v pgha.View) {
 				if router != nil {
@@ -107,6 +127,11 @@ func buildDB(m *Main) (*component, error) {
 			closeAll()
 			return nil, fmt.Errorf("database %s: %w", name, err)
 		}
+	}
+	if m.drills != nil {
+		dd := &dbDrills{dbs: dbs, cut: cut}
+		dd.register(m.drills.Injectors())
+		m.dbWrites = dd.writes
 	}
 	h := &dbAPI{dbs: dbs, record: m.Record}
 	return &component{serve: func(ctx context.Context) error { return serveDB(ctx, dbs, cli) }, mount: h.mount}, nil

@@ -36,10 +36,17 @@ func buildDrill(m *Main) (*component, error) {
 		Sup: m.sup, Traffic: tr, Events: m.hub, Audit: m.audit, Record: m.Record,
 		Config: cur.Load, Clock: m.Clock, Logger: m.Logger.With("component", "drill"),
 		Components: components(m.cfg),
+		Writes: func(r drill.WriteRequest) (drill.WriteLoad, error) {
+			if m.dbWrites == nil {
+				return drill.WriteLoad{}, errors.New("this agent keeps no database")
+			}
+			return m.dbWrites(r)
+		},
 	}, store)
 	if err != nil {
 		return nil, err
 	}
+	m.drills = mgr
 	h := &drillAPI{mgr: mgr}
 	return &component{serve: mgr.Serve, mount: h.mount}, nil
 }

@@ -1,8 +1,13 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,7 +18,9 @@ import (
 // runs an election of its own: the lease, the leader key and its revision
 // (the fencing token) all live in etcd.
 type Etcd struct {
-	// Client endpoints, host:port or http://host:port. Required.
+	// Client endpoints, host:port, http://host:port or https://host:port. Required. With tls set,
+	// host:port means TLS too and http:// is refused; without it, https:// endpoints are verified
+	// against the system roots, and https:// and plaintext endpoints may not be mixed.
 	Endpoints []string `yaml:"endpoints" json:"endpoints" jsonschema:"minItems=1"`
 	// Key prefix under which every cluster keeps its keys (<prefix>/<database>/leader, …). Default /medic.
 	Prefix string `yaml:"prefix" json:"prefix,omitempty"`
@@ -21,6 +28,39 @@ type Etcd struct {
 	DialTimeout Duration `yaml:"dial_timeout" json:"dial_timeout,omitempty"`
 	// User name for etcd authentication; the password comes from $ETCD_PASSWORD. Default: none.
 	Username string `yaml:"username" json:"username,omitempty"`
+	// Connect to etcd over TLS: the CA that verifies etcd's certificate and the client certificate
+	// etcd's --client-cert-auth requires. Default: plaintext, or TLS with the system roots for
+	// https:// endpoints.
+	TLS *EtcdTLS `yaml:"tls" json:"tls,omitempty"`
+}
+
+// EtcdTLS is how medic connects to etcd over TLS. The server's certificate is
+// always verified: there is deliberately no insecure_skip_verify. Every file
+// is PEM, relative to the config file, and read when the config is loaded
+// (and again when medic connects).
+type EtcdTLS struct {
+	// CA bundle that verifies etcd's server certificate. Default: the system roots.
+	CA string `yaml:"ca" json:"ca,omitempty"`
+	// Client certificate, for etcd run with --client-cert-auth. Requires key. Default: none.
+	Cert string `yaml:"cert" json:"cert,omitempty"`
+	// Private key of cert. Requires cert.
+	Key string `yaml:"key" json:"key,omitempty"`
+	// Name etcd's certificate must carry, for every endpoint. Default: each endpoint's host.
+	ServerName string `yaml:"server_name" json:"server_name,omitempty"`
+}
+
+// Files returns the ca, cert and key paths ("" when unset) made absolute
+// against the directory of the config file at configPath, as the loader
+// reads them; with configPath "" they stay as written (relative to the
+// working directory).
+func (t *EtcdTLS) Files(configPath string) (ca, cert, key string) {
+	base := ""
+	if configPath != "" {
+		if abs, err := filepath.Abs(filepath.Dir(configPath)); err == nil {
+			base = abs
+		}
+	}
+	return resolve(base, t.CA), resolve(base, t.Cert), resolve(base, t.Key)
 }
 
 // Database is this host's member of one managed PostgreSQL cluster: the agent
@@ -53,6 +93,8 @@ type Database struct {
 	REST *DatabaseREST `yaml:"rest" json:"rest,omitempty"`
 	// TCP listeners that route clients to the current primary and to the replicas.
 	Proxy *DatabaseProxy `yaml:"proxy" json:"proxy,omitempty"`
+	// Drills may act on this database (medic drill db-kill-primary …) only when allowed.
+	Drills Drills `yaml:"drills" json:"drills,omitempty"`
 }
 
 // Postgres is the local PostgreSQL server a member manages.
@@ -143,17 +185,85 @@ func (e *Etcd) Validate() []FieldIssue {
 	if len(e.Endpoints) == 0 {
 		is = append(is, FieldIssue{"endpoints", "required: at least one etcd client address, such as 127.0.0.1:2379"})
 	}
+	secure := 0
 	for i, ep := range e.Endpoints {
+		field := fmt.Sprintf("endpoints[%d]", i)
 		hp := ep
-		if _, rest, ok := strings.Cut(ep, "://"); ok {
+		scheme, rest, ok := strings.Cut(ep, "://")
+		if ok {
 			hp = rest
 		}
-		if _, _, err := net.SplitHostPort(hp); err != nil {
-			is = append(is, FieldIssue{fmt.Sprintf("endpoints[%d]", i), fmt.Sprintf("want host:port or http://host:port, not %q", ep)})
+		switch scheme = strings.ToLower(scheme); {
+		case !ok:
+		case scheme == "https":
+			secure++
+		case scheme != "http":
+			is = append(is, FieldIssue{field, fmt.Sprintf("scheme %q: want host:port, http://host:port or https://host:port", scheme)})
+			continue
+		case e.TLS != nil:
+			// The etcd client drops the credentials of an http:// endpoint.
+			is = append(is, FieldIssue{field, fmt.Sprintf("%q is plaintext http:// but tls is set: write https://%s or %s", ep, hp, hp)})
 		}
+		if _, _, err := net.SplitHostPort(hp); err != nil {
+			is = append(is, FieldIssue{field, fmt.Sprintf("want host:port, http://host:port or https://host:port, not %q", ep)})
+		}
+	}
+	if e.TLS == nil && secure > 0 && secure < len(e.Endpoints) {
+		// The etcd client takes the security of every endpoint from the first.
+		is = append(is, FieldIssue{"endpoints", "mixes https:// and plaintext endpoints: use https:// for all of them, or set tls"})
 	}
 	if e.Prefix == "/" {
 		is = append(is, FieldIssue{"prefix", "must name a key prefix such as /medic, not the root"})
+	}
+	if t := e.TLS; t != nil {
+		switch {
+		case t.Cert != "" && t.Key == "":
+			is = append(is, FieldIssue{"tls.key", "required with tls.cert: the private key of the client certificate"})
+		case t.Key != "" && t.Cert == "":
+			is = append(is, FieldIssue{"tls.cert", "required with tls.key: the client certificate of that key"})
+		}
+	}
+	return is
+}
+
+// ValidateIn reads the TLS files, relative to the config file, so that a
+// wrong path or a key that does not match its certificate is reported when
+// the config is loaded, at the field that names the file.
+func (e *Etcd) ValidateIn(c *Config) []FieldIssue {
+	t := e.TLS
+	if t == nil {
+		return nil
+	}
+	var is []FieldIssue
+	bad := func(field, format string, args ...any) {
+		is = append(is, FieldIssue{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	ca, cert, key := t.Files(c.Path)
+	if ca != "" {
+		if b, err := os.ReadFile(ca); err != nil {
+			bad("tls.ca", "cannot read the CA bundle: %v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			bad("tls.ca", "%s holds no PEM certificate", ca)
+		}
+	}
+	if cert == "" || key == "" {
+		return is // Validate reports the one without the other
+	}
+	certPEM, err := os.ReadFile(cert)
+	if err != nil {
+		bad("tls.cert", "cannot read the client certificate: %v", err)
+	} else if b, _ := pem.Decode(certPEM); b == nil || b.Type != "CERTIFICATE" {
+		bad("tls.cert", "%s holds no PEM certificate", cert)
+		certPEM = nil
+	}
+	keyPEM, err := os.ReadFile(key)
+	if err != nil {
+		bad("tls.key", "cannot read the client key: %v", err)
+	}
+	if certPEM != nil && keyPEM != nil {
+		if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			bad("tls.key", "cannot use %s as the key of %s: %v", key, cert, err)
+		}
 	}
 	return is
 }

@@ -1,11 +1,14 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/etcd/etcdtest"
 )
 
 // The issue's first config (endpoints quoted: see the note in the report on
@@ -93,4 +96,118 @@ func TestDatabaseConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withEtcd is dbConfig with its etcd section replaced by a block one.
+func withEtcd(t *testing.T, section string) string {
+	t.Helper()
+	const line = `etcd: {endpoints: ["127.0.0.1:2379"], prefix: /medic/demo/}` + "\n"
+	if !strings.Contains(dbConfig, line) {
+		t.Fatal("dbConfig has no flow etcd line to replace")
+	}
+	return strings.Replace(dbConfig, line, section, 1)
+}
+
+// etcd over TLS: files relative to the config file, https:// endpoints with
+// or without a tls section.
+func TestEtcdTLSConfig(t *testing.T) {
+	pki := etcdtest.NewPKI(t)
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if err := os.Mkdir(certs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for from, to := range map[string]string{pki.CA: "ca.pem", pki.ClientCert: "client.pem", pki.ClientKey: "client-key.pem"} {
+		if err := os.WriteFile(filepath.Join(certs, to), mustReadFile(t, from), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "medic.yaml")
+	src := withEtcd(t, `etcd:
+  endpoints: [https://10.0.0.1:2379, 10.0.0.2:2379]
+  tls:
+    ca: certs/ca.pem
+    cert: certs/client.pem
+    key: ./certs/client-key.pem
+    server_name: etcd.internal
+`)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := c.Etcd.TLS
+	if tl == nil || tl.ServerName != "etcd.internal" || tl.CA != "certs/ca.pem" {
+		t.Fatalf("etcd.tls = %+v", tl)
+	}
+	ca, cert, key := tl.Files(c.Path)
+	if ca != filepath.Join(certs, "ca.pem") || cert != filepath.Join(certs, "client.pem") || key != filepath.Join(certs, "client-key.pem") {
+		t.Fatalf("Files(%s) = %s, %s, %s: want them in %s", c.Path, ca, cert, key, certs)
+	}
+	if ca, _, _ := tl.Files(""); ca != "certs/ca.pem" {
+		t.Fatalf("Files(\"\") = %s, want the path as written", ca)
+	}
+
+	// https:// alone verifies against the system roots; tls may be empty.
+	for _, section := range []string{
+		"etcd: {endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379]}\n",
+		"etcd: {endpoints: [10.0.0.1:2379], tls: {}}\n",
+	} {
+		if _, err := config.Parse("medic.yaml", []byte(withEtcd(t, section))); err != nil {
+			t.Errorf("%s: %v", strings.TrimSpace(section), err)
+		}
+	}
+}
+
+func TestEtcdTLSConfigErrors(t *testing.T) {
+	pki, other := etcdtest.NewPKI(t), etcdtest.NewPKI(t)
+	dir := t.TempDir()
+	missing, notPEM := filepath.Join(dir, "missing.pem"), filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsWith := func(kv string) string {
+		return "etcd:\n  endpoints: [127.0.0.1:2379]\n  tls: {" + kv + "}\n"
+	}
+	cases := []struct {
+		name, section, want string
+	}{
+		{"missing CA", tlsWith("ca: " + missing),
+			"medic.yaml:5:9: etcd.tls.ca: cannot read the CA bundle: open " + missing + ": no such file or directory"},
+		{"CA not PEM", tlsWith("ca: " + notPEM), "etcd.tls.ca: " + notPEM + " holds no PEM certificate"},
+		{"cert without key", tlsWith("cert: " + pki.ClientCert), "etcd.tls.key: required with tls.cert"},
+		{"key without cert", tlsWith("key: " + pki.ClientKey), "etcd.tls.cert: required with tls.key"},
+		{"missing cert", tlsWith("cert: " + missing + ", key: " + pki.ClientKey),
+			"etcd.tls.cert: cannot read the client certificate: open " + missing},
+		{"cert not PEM", tlsWith("cert: " + notPEM + ", key: " + pki.ClientKey), "etcd.tls.cert: " + notPEM + " holds no PEM certificate"},
+		{"missing key", tlsWith("cert: " + pki.ClientCert + ", key: " + missing),
+			"etcd.tls.key: cannot read the client key: open " + missing},
+		{"key of another certificate", tlsWith("cert: " + pki.ClientCert + ", key: " + other.ClientKey),
+			"etcd.tls.key: cannot use " + other.ClientKey + " as the key of " + pki.ClientCert + ": tls: private key does not match public key"},
+		{"http with tls", "etcd: {endpoints: [https://127.0.0.1:2379, http://127.0.0.1:2380], tls: {}}\n",
+			`etcd.endpoints[1]: "http://127.0.0.1:2380" is plaintext http:// but tls is set`},
+		{"https mixed with plaintext", "etcd: {endpoints: [https://127.0.0.1:2379, 127.0.0.1:2380]}\n",
+			"etcd.endpoints: mixes https:// and plaintext endpoints"},
+		{"unknown scheme", "etcd: {endpoints: [unix://127.0.0.1:2379]}\n", `etcd.endpoints[0]: scheme "unix"`},
+		{"no skipping verification", tlsWith("insecure_skip_verify: true"), "etcd.tls.insecure_skip_verify: unknown field"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse("medic.yaml", []byte(withEtcd(t, tc.section)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v\nwant an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func mustReadFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

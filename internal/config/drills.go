@@ -82,7 +82,7 @@ type DrillMatch struct {
 type DrillSchedule struct {
 	// Scenario: a built-in or custom scenario name. Required.
 	Scenario string `yaml:"scenario" json:"scenario"`
-	// Service to drill; it must allow drills. Required.
+	// Service (or database) to drill; it must allow drills. Required.
 	Service string `yaml:"service" json:"service"`
 	// When, in local time: "minute hour day-of-month month day-of-week", @daily, @every 6h … Required.
 	Cron string `yaml:"cron" json:"cron"`
@@ -210,6 +210,12 @@ func (d *DrillsConfig) ValidateIn(c *Config) []FieldIssue {
 			continue
 		}
 		svc := c.Services[s.Service]
+		if db := c.Databases[s.Service]; svc == nil && db != nil {
+			if !db.Drills.Allow {
+				out = append(out, FieldIssue{Field: p + ".service", Message: fmt.Sprintf("database %q does not allow drills (set drills: {allow: true} on it)", s.Service)})
+			}
+			continue
+		}
 		switch {
 		case svc == nil:
 			out = append(out, FieldIssue{Field: p + ".service", Message: fmt.Sprintf("unknown service %q", s.Service)})

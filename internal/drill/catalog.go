@@ -105,17 +105,21 @@ func Builtins() []Scenario {
 			Recover:      []Match{on("service.rolledback", "service"), on("remedy.run.end", "any", "result", "verified")},
 			MaxErrorRate: 0.05, Deadline: dur(3 * time.Minute)},
 	}
-	// Database scenarios: data here, injectors and exact event kinds from the
-	// database component, which replaces these with Catalog.Add.
+	// Database scenarios: the database component registers their injectors
+	// and drives the write load (single-row transactions through the primary
+	// listeners). Detection is the agent's own decision or the first failed
+	// write; recovery is the first write acknowledged after the outage.
+	detectDB := "db.elected|db.promoted|db.fenced|db.demoted|db.starting|db.switchover|db.writes.failing"
 	for _, db := range []struct{ name, mode, desc string }{
-		{"db-kill-primary", "database primary fails", "kill the primary's agent host processes: the standby is promoted, the old primary fenced"},
-		{"db-kill-postgres", "database primary fails", "SIGKILL the primary postgres: the standby is promoted"},
-		{"db-partition", "database partition", "cut the primary from etcd: it steps down, the standby is promoted after the minimum outage"},
-		{"db-switchover", "planned switchover", "switch the primary over to the standby: clients reconnect through medic"},
+		{"db-kill-primary", "database primary fails", "SIGKILL the primary's agent and its postgres (the primary host dies): a replica is promoted and clients follow it"},
+		{"db-kill-postgres", "database primary's postgres crashes", "SIGKILL the primary's postgres only: its agent restarts it, or a replica takes over after primary_start_timeout"},
+		{"db-partition", "database primary cut from etcd", "cut the primary's agent from etcd: it fences itself, a replica is promoted, and the old primary rejoins as a replica once restored"},
+		{"db-switchover", "planned switchover", "switch the primary over to the best replica: clients follow through medic's listeners"},
 	} {
 		list = append(list, Scenario{Name: db.name, FailureMode: db.mode, Scope: ScopeService, Requires: []string{"database"},
 			Description: db.desc, Fault: Fault{Kind: db.name},
-			Detect: []Match{on("db.*", "any")}, Recover: []Match{on("db.promoted", "any")}, MaxErrorRate: 0.05, Deadline: dur(2 * time.Minute)})
+			Detect: []Match{on(detectDB, "any")}, Recover: []Match{on("db.writes.resumed", "target")},
+			MaxErrorRate: 1, Deadline: dur(time.Minute), Warmup: dur(3 * time.Second), Settle: dur(time.Minute)})
 	}
 	for i := range list {
 		list[i] = list[i].withDefaults()

@@ -45,6 +45,9 @@ type Deps struct {
 	// Components names what this agent runs beyond the core ("remedy",
 	// "database"); a scenario that Requires one it lacks is refused.
 	Components []string
+	// Writes makes the write load of database drills; nil: database drills
+	// run without load.
+	Writes func(WriteRequest) (WriteLoad, error)
 	// PollEvery is how often the supervisor and proxy state are sampled. Default 100ms.
 	PollEvery time.Duration
 }
@@ -83,6 +86,7 @@ type plan struct {
 	target   *Target
 	injector Injector
 	load     LoadSpec
+	writes   float64 // database drills: the write rate instead of HTTP load
 	actor    string
 	cfg      *config.Config
 }
@@ -128,6 +132,9 @@ func prepare(d *Deps, req Request, actor string) (*plan, error) {
 	if !ok {
 		return nil, refused("scenario %s: no injector for fault %q in this agent", sc.Name, sc.Fault.Kind)
 	}
+	if slices.Contains(sc.Requires, "database") {
+		return prepareDatabase(d, req, actor, cfg, sc, inj)
+	}
 	svc, err := allowed(cfg, req.Service)
 	if err != nil {
 		return nil, err
@@ -172,6 +179,36 @@ func prepare(d *Deps, req Request, actor string) (*plan, error) {
 	}
 	p.target = t
 	p.load = loadSpec(d, svc, req)
+	return p, nil
+}
+
+// prepareDatabase checks a drill of a database: it exists on this agent and
+// allows drills. The injector checks the cluster's live state (which member
+// is the primary, where it runs) when it acts.
+func prepareDatabase(d *Deps, req Request, actor string, cfg *config.Config, sc Scenario, inj Injector) (*plan, error) {
+	db := cfg.Databases[req.Service]
+	switch {
+	case req.Service == "":
+		return nil, refused("no database named (pass --service with the database's name)")
+	case db == nil:
+		return nil, refused("unknown database %q: this agent keeps no such database", req.Service)
+	case !db.Drills.Allow:
+		return nil, refused("database %s does not allow drills (set drills: {allow: true} on it)", req.Service)
+	case req.Connections > 0:
+		return nil, refused("database drills drive an open-loop write load: give load_rps, not connections")
+	}
+	p := &plan{sc: sc, injector: inj, actor: actor, cfg: cfg, subject: Subject{Service: req.Service}}
+	p.target = &Target{Service: req.Service, Params: sc.Fault.Params, Config: cfg, Sup: d.Sup, Traffic: d.Traffic,
+		Clock: d.Clock, Logger: d.Logger}
+	if d.Writes == nil {
+		p.load = LoadSpec{Note: "no load: this agent cannot drive database writes"}
+		return p, nil
+	}
+	p.writes = req.LoadRPS
+	if p.writes == 0 {
+		p.writes = 100
+	}
+	p.load = LoadSpec{RPS: p.writes}
 	return p, nil
 }
 

@@ -71,7 +71,12 @@ func (r *Result) summarize() {
 	if r.TTR != nil {
 		s += fmt.Sprintf(", recovered after %.2fs", *r.TTR)
 	}
-	if r.Requests > 0 {
+	if w := r.Writes; w != nil {
+		s += fmt.Sprintf("; %d writes acknowledged, %d lost", w.Acked, w.Lost)
+		if w.RTO != nil {
+			s += fmt.Sprintf(", longest outage %.2fs", *w.RTO)
+		}
+	} else if r.Requests > 0 {
 		s += fmt.Sprintf("; %d of %d requests failed", r.ClientErrors, r.Requests)
 	}
 	if len(r.Reasons) > 0 {

@@ -131,6 +131,26 @@ func (m *Manager) execute(ctx context.Context, r *run, p *plan) {
 	go func() { defer bgWG.Done(); x.w.serve(wctx) }()
 	rec := load.NewRecorder(2_000_000)
 	lctx, stopLoad := context.WithCancel(bg)
+	var writes *WriteLoad
+	if p.writes > 0 {
+		wl, err := d.Writes(WriteRequest{Database: p.subject.Service, Drill: id, Rate: p.writes,
+			Note: func(kind, reason string, fields map[string]string) { x.record(bg, kind, reason, fields) }})
+		if err != nil {
+			x.note("no write load: %v", err)
+			p.load = LoadSpec{Note: "no load: " + err.Error()}
+		} else {
+			writes = &wl
+			p.load.Note = wl.Describe
+			r.set(func(res *Result) { res.Load = p.load })
+			loadWG.Add(1)
+			go func() {
+				defer loadWG.Done()
+				if err := wl.Run(lctx, rec.Add); err != nil {
+					x.note("write load: %v", err)
+				}
+			}()
+		}
+	}
 	if p.load.URL != "" {
 		loadWG.Add(1)
 		go func() {
@@ -233,6 +253,21 @@ func (m *Manager) execute(ctx context.Context, r *run, p *plan) {
 		x.note("%d samples beyond the recorder's cap were not kept", dropped)
 	}
 	meas := Evaluate(Input{Scenario: p.sc, Subject: p.subject, Marks: marks, Events: timeline, Samples: samples})
+	if writes != nil {
+		f := &WriteFigures{Lossless: writes.Lossless}
+		if injected {
+			f.RTO = writeRTO(samples, marks.Inject)
+		}
+		vctx, cancel := context.WithTimeout(bg, time.Minute)
+		var err error
+		f.Acked, f.Lost, err = writes.Verify(vctx)
+		cancel()
+		if err != nil {
+			f.Error = err.Error()
+		}
+		meas.Writes = f
+		failures = append(failures, writeReasons(f)...)
+	}
 	state := StatePassed
 	if cause := context.Cause(ctx); ctx.Err() != nil {
 		// An aborted drill is not judged against its scenario: it was cut

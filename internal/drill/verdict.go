@@ -53,6 +53,8 @@ type Measurement struct {
 	// steps), with their audit sequence numbers.
 	Actions []Observation `json:"actions"`
 	Series  []Bucket      `json:"series"`
+	// Writes: the database write load's figures (database drills only).
+	Writes *WriteFigures `json:"writes,omitempty"`
 }
 
 // actionKinds are the events that are decisions or actions of the agent.

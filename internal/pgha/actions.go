@@ -113,6 +113,7 @@ func (a *Agent) do(ctx context.Context, act Action, v View, l Local) error {
 			return etcd.ErrNotLeader
 		}
 		left := a.pol.FenceAt(s.SafeUntil()).Sub(a.clock.Now())
+		a.record(ctx, "db.starting", "starting postgres as the primary: "+act.Reason)
 		a.job(ctx, "start", func(context.Context) error {
 			if err := a.pg.SetWasPrimary(true); err != nil {
 				return err

@@ -32,6 +32,9 @@ type Options struct {
 	Record func(ctx context.Context, ev medic.Event)
 	// Metrics may be nil.
 	Metrics *Metrics
+	// Proxy is this agent's primary listener for the database, published
+	// with the member ("" when it has none).
+	Proxy string
 	// OnView, if set, is called from the loop with every view of the
 	// cluster (new etcd data, or a change of freshness). It must not block.
 	OnView func(View)
@@ -98,7 +101,8 @@ func New(o Options) (*Agent, error) {
 	}
 	a.pg, a.pr = pg, &prober{dsn: pg.ConnString + " connect_timeout=2", clock: a.clock}
 	a.member = NewMember(o.Member, a.pol)
-	a.me = MemberInfo{Name: o.Member, Postgres: c.Postgres.ConnectAddress}
+	host, _ := os.Hostname()
+	a.me = MemberInfo{Name: o.Member, Postgres: c.Postgres.ConnectAddress, Host: host, AgentPID: os.Getpid(), Proxy: o.Proxy}
 	if c.REST != nil {
 		a.me.REST = c.REST.Listen
 	}

@@ -212,6 +212,7 @@ func (a *Agent) publish(ctx context.Context, v View) {
 // statusOf is what the member publishes about itself (Updated unset).
 func (a *Agent) statusOf(l Local, v View) MemberInfo {
 	mi := a.me
+	mi.PostgresPID = a.pg.PID()
 	mi.Timeline, mi.LSN, mi.ReplayLSN, mi.Streaming, mi.Upstream, mi.Ready = l.Timeline, l.LSN, l.ReplayLSN, l.Streaming, l.Upstream, l.Ready
 	switch {
 	case !l.Running:

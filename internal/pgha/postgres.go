@@ -255,6 +255,30 @@ func (p *Postgres) Stop(ctx context.Context, grace time.Duration) error {
 	return nil
 }
 
+// PID is the running postmaster's process id, 0 when none runs.
+func (p *Postgres) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Crash SIGKILLs postgres and its children at once, as a crash would: no
+// shutdown, no fencing (the agent sees it exit and decides as for any
+// crash). It returns the postmaster's pid, or 0 when none was running.
+func (p *Postgres) Crash() int {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	return cmd.Process.Pid
+}
+
 // Kill is the fence: it makes any start decided before it fail, and stops a
 // running postgres at once (immediate shutdown, SIGKILL to the group if that
 // takes over a second). It returns once postgres is gone.

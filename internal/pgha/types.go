@@ -123,6 +123,13 @@ type MemberInfo struct {
 	Upstream   string    `json:"upstream,omitempty"`
 	Ready      bool      `json:"ready"`
 	Updated    time.Time `json:"updated"`
+	// Where the member runs, for drills on one machine: the host name, the
+	// agent's and the postmaster's process ids, and the agent's primary
+	// listener (clients reach the primary through any member's).
+	Host        string `json:"host,omitempty"`
+	AgentPID    int    `json:"agent_pid,omitempty"`
+	PostgresPID int    `json:"postgres_pid,omitempty"`
+	Proxy       string `json:"proxy,omitempty"`
 }
 
 // SyncInfo is the sync key: in sync mode, the only members that may be

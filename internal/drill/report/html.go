@@ -65,6 +65,8 @@ details summary{cursor:pointer;color:#0969da}
 <tr><td>back at full capacity after</td><td>{{secs .R.FullCapacity}}</td></tr>
 <tr><td>client impact</td><td>{{secs .R.ClientImpact}} <span class="muted">(last request failed or slower than {{ms .R.SLO}})</span></td></tr>
 <tr><td>client-visible errors</td><td>{{.R.ClientErrors}} of {{.R.Requests}} requests{{range $k, $v := .R.ErrorKinds}} · {{$v}} {{$k}}{{end}} <span class="muted">(allowed {{printf "%.2f" .Pct}}%)</span></td></tr>
+{{with .R.Writes}}<tr><td>acknowledged writes</td><td>{{.Acked}}, {{.Lost}} lost{{if .Lossless}} (synchronous replication: none may be lost){{end}}{{with .Error}} · {{.}}{{end}}</td></tr>
+<tr><td>write outage (RTO)</td><td>{{secs .RTO}}</td></tr>{{end}}
 <tr><td>fault</td><td><code>{{.R.Definition.Fault.Kind}}{{params .R.Definition.Fault.Params}}</code></td></tr>
 <tr><td>load</td><td>{{load .R.Load}}</td></tr>
 <tr><td>started</td><td>{{utc .R.Marks.Start}} by {{.R.Actor}}; deadline {{.R.Definition.Deadline}}</td></tr>

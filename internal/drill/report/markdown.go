@@ -95,6 +95,10 @@ func Markdown(w io.Writer, r *drill.Result) error {
 	row("back at full capacity after", Secs(r.FullCapacity))
 	row("client impact", Secs(r.ClientImpact)+fmt.Sprintf(" (requests failed or slower than %s)", ms(r.SLO)))
 	row("client-visible errors", fmt.Sprintf("%d of %d requests", r.ClientErrors, r.Requests))
+	if w := r.Writes; w != nil {
+		row("acknowledged writes", fmt.Sprintf("%d, %d lost (sync mode: %v)", w.Acked, w.Lost, w.Lossless))
+		row("write outage (RTO)", Secs(w.RTO))
+	}
 	row("load", loadText(r.Load))
 	row("deadline", r.Definition.Deadline.String())
 	if len(r.Reasons) > 0 {

@@ -7,6 +7,7 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -24,8 +25,10 @@ import (
 // Server is a running etcd.
 type Server struct {
 	Endpoint string // host:port of the client URL
+	URL      string // the client URL: http://host:port, or https://host:port with TLS
 	cmd      *exec.Cmd
 	done     chan struct{}
+	tls      *tls.Config // how waitReady connects; nil for plaintext
 }
 
 // Require skips (or, with MEDIC_REQUIRE_INTEGRATION=1, fails) tb when bin is
@@ -59,25 +62,53 @@ func FreePort(tb testing.TB) int {
 // Start runs an etcd server in a temporary directory until the test ends.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return start(tb, nil)
+}
+
+// StartTLS runs an etcd server like Start, whose client URL is https and
+// requires a client certificate signed by pki's CA (--cert-file, --key-file,
+// --trusted-ca-file, --client-cert-auth). The peer URL stays plaintext: the
+// cluster has one member.
+func StartTLS(tb testing.TB, pki *PKI) *Server {
+	tb.Helper()
+	return start(tb, pki)
+}
+
+func start(tb testing.TB, pki *PKI) *Server {
+	tb.Helper()
 	bin := Require(tb, "etcd", "etcd-server")
 	dir := tb.TempDir()
 	cport, pport := FreePort(tb), FreePort(tb)
-	curl := fmt.Sprintf("http://127.0.0.1:%d", cport)
+	scheme := "http"
+	var clientTLS *tls.Config
+	if pki != nil {
+		scheme = "https"
+		var err error
+		if clientTLS, err = pki.clientConfig(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	curl := fmt.Sprintf("%s://127.0.0.1:%d", scheme, cport)
 	purl := fmt.Sprintf("http://127.0.0.1:%d", pport)
 	log, err := os.Create(filepath.Join(dir, "etcd.log"))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--name", "test", "--data-dir", filepath.Join(dir, "data"),
+	args := []string{"--name", "test", "--data-dir", filepath.Join(dir, "data"),
 		"--listen-client-urls", curl, "--advertise-client-urls", curl,
 		"--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
-		"--initial-cluster", "test="+purl, "--log-level", "warn")
+		"--initial-cluster", "test=" + purl, "--log-level", "warn"}
+	if pki != nil {
+		args = append(args, "--cert-file", pki.ServerCert, "--key-file", pki.ServerKey,
+			"--trusted-ca-file", pki.CA, "--client-cert-auth")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start etcd: %v", err)
 	}
-	s := &Server{Endpoint: fmt.Sprintf("127.0.0.1:%d", cport), cmd: cmd, done: make(chan struct{})}
+	s := &Server{Endpoint: fmt.Sprintf("127.0.0.1:%d", cport), URL: curl, cmd: cmd, done: make(chan struct{}), tls: clientTLS}
 	go func() { cmd.Wait(); log.Close(); close(s.done) }()
 	tb.Cleanup(s.Stop)
 	if err := s.waitReady(15 * time.Second); err != nil {
@@ -88,7 +119,8 @@ func Start(tb testing.TB) *Server {
 }
 
 func (s *Server) waitReady(within time.Duration) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: time.Second, TLS: s.tls,
+		Logger: zap.NewNop()})
 	if err != nil {
 		return err
 	}
