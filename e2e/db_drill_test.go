@@ -2,10 +2,15 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,6 +62,37 @@ func TestDBDrills(t *testing.T) {
 	requireDB(t)
 	srv := etcdtest.Start(t)
 	a, b := newDBNode(t, "a", srv.Endpoint, "sync"), newDBNode(t, "b", srv.Endpoint, "sync")
+	// b tells a webhook of its promotions, fences and refusals.
+	var mu sync.Mutex
+	var notices []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var doc struct{ Summary string }
+		json.NewDecoder(r.Body).Decode(&doc)
+		mu.Lock()
+		notices = append(notices, doc.Summary)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	appendFile(t, filepath.Join(b.dir, "medic.yaml"), fmt.Sprintf(`receivers:
+  hook: {webhook: {url: "%s"}}
+automation: {notify: {receiver: hook}, escalate: {receiver: hook}}
+`, hook.URL))
+	noticed := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			mu.Lock()
+			got := slices.ContainsFunc(notices, func(s string) bool { return strings.Contains(s, want) })
+			mu.Unlock()
+			if got {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("no notice %q; got %q", want, notices)
+	}
 	a.start()
 	a.eventually(60*time.Second, "a leads", leaderIs("a"))
 	b.start()
@@ -69,7 +105,9 @@ func TestDBDrills(t *testing.T) {
 	b.eventually(30*time.Second, "b leads after the switchover", leaderIs("b"))
 	b.eventually(60*time.Second, "a streams from b", streams("a", "b", true))
 
+	noticed("db/pg/b: new primary")
 	b.drill("db-partition") // on the primary's own agent
+	noticed("db/pg/b: primary fenced")
 	a.eventually(30*time.Second, "a leads after b was cut", leaderIs("a"))
 	a.eventually(60*time.Second, "b rejoined as a's standby", streams("b", "a", true))
 
@@ -102,5 +140,17 @@ func TestDBDrills(t *testing.T) {
 	out, err := exec.Command(medicBin, "audit", "list", "--kind", "config.reload", "--json", "--addr", b.api, "--token", b.token).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "databases settings change on restart only") {
 		t.Fatalf("reload with a changed database: audit says (%v)\n%s", err, out)
+	}
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -57,6 +57,7 @@ func buildRemedy(m *Main) (*component, error) {
 		return nil, fmt.Errorf("runbooks: %w", err)
 	}
 	m.observe(a.detect.Observe) // supervisor events drive event conditions (crash loops, exits)
+	m.observe(a.dbNotice)
 	m.onReload(func(ctx context.Context, cfg *config.Config) error {
 		if err := a.detect.Update(cfg.Conditions); err != nil {
 			return err
@@ -230,4 +231,33 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// dbNotice tells people what the database component decided that they must
+// know: a refused promotion (no replica may take over without losing
+// acknowledged writes, or none is healthy) escalates; a promotion and a
+// fence are notices. Routes: automation.escalate and automation.notify.
+func (a *automation) dbNotice(ev medic.Event) {
+	var route config.RunbookRoute
+	kind, what := notify.KindInfo, ""
+	auto := a.m.cfg.Automation
+	switch ev.Kind {
+	case "db.promotion_refused":
+		route, kind, what = auto.Escalate, notify.KindTrigger, "promotion refused"
+	case "db.promoted":
+		route, what = auto.Notify, "new primary"
+	case "db.fenced":
+		route, what = auto.Notify, "primary fenced"
+	default:
+		return
+	}
+	if route.Receiver == "" || !a.notify.Has(route.Receiver) {
+		return
+	}
+	err := a.notify.Send(route.Receiver, notify.Notification{Kind: kind, Incident: "db:" + ev.Target + ":" + string(ev.Kind),
+		Severity: route.Severity, Summary: fmt.Sprintf("%s: %s", ev.Target, what), Text: ev.Reason,
+		Target: ev.Target, Actor: ev.Actor, Fields: ev.Fields, Time: ev.Time})
+	if err != nil {
+		a.m.Logger.Warn("database notice not sent", "receiver", route.Receiver, "err", err)
+	}
 }
