@@ -94,7 +94,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	p.emit(evs)
 	if b != nil {
 		ex.first, ex.firstFault = b, f
-		pr.Out.URL.Host = b.addr
+		pr.Out.URL.Host = b.addr()
 	}
 }
 

@@ -6,12 +6,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // backend is one instance as the pool sees it. All fields are guarded by pool.mu.
 type backend struct {
-	id, addr    string
+	id          string
+	addrP       atomic.Pointer[string] // host:port; swapped when the instance moves (read without the pool lock)
 	ready       bool
 	draining    bool
 	removed     bool
@@ -21,8 +23,17 @@ type backend struct {
 	refused     bool                  // an ejection was refused and logged; reset on the next ejection
 	drained     chan struct{}         // closed when a draining backend has nothing in flight
 	conns       map[net.Conn]net.Conn // tcp mode: client → instance side
+	cuts        uint64                // tcp mode: how often its connections were cut
 
 	requests, failures, ejections uint64
+}
+
+// addr is the instance's address.
+func (b *backend) addr() string {
+	if a := b.addrP.Load(); a != nil {
+		return *a
+	}
+	return ""
 }
 
 // pool is the set of instances of one service and the balancing decisions
@@ -206,15 +217,17 @@ func (p *pool) set(id, addr string, ready bool) []event {
 	defer p.mu.Unlock()
 	b, ok := p.byID[id]
 	if !ok {
-		b = &backend{id: id, addr: addr, ready: ready, outlier: NewOutlier(p.policy)}
+		b = &backend{id: id, ready: ready, outlier: NewOutlier(p.policy)}
+		b.addrP.Store(&addr)
 		b.lat = ewma{v: p.meanLatencyLocked(nil)}
 		p.byID[id] = b
 		i, _ := slices.BinarySearchFunc(p.list, id, func(x *backend, id string) int { return strings.Compare(x.id, id) })
 		p.list = slices.Insert(p.list, i, b)
 		return nil
 	}
-	if b.addr != addr {
-		b.addr, b.lat = addr, ewma{v: p.meanLatencyLocked(b)}
+	if b.addr() != addr {
+		b.addrP.Store(&addr)
+		b.lat = ewma{v: p.meanLatencyLocked(b)}
 	}
 	var evs []event
 	if b.ready && !ready {
@@ -285,14 +298,30 @@ func (p *pool) drain(id string) (<-chan struct{}, bool) {
 	return b.drained, true
 }
 
-// track and untrack register a spliced TCP connection on b so that it can be cut.
-func (p *pool) track(b *backend, client, up net.Conn) {
+// cutGen is b's cut generation, read before dialing it: track refuses a
+// connection dialed across a cut or a removal.
+func (p *pool) cutGen(b *backend) uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return b.cuts
+}
+
+// track and untrack register a spliced TCP connection on b so that it can be
+// cut. track returns false, registering nothing, when b was removed or its
+// connections were cut since gen (cutGen before the dial): the caller must
+// close the new connection, which would otherwise escape the cut (a client
+// kept on a fenced database primary).
+func (p *pool) track(b *backend, client, up net.Conn, gen uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b.removed || b.cuts != gen {
+		return false
+	}
 	if b.conns == nil {
 		b.conns = map[net.Conn]net.Conn{}
 	}
 	b.conns[client] = up
+	return true
 }
 
 func (p *pool) untrack(b *backend, client net.Conn) {
@@ -301,11 +330,14 @@ func (p *pool) untrack(b *backend, client net.Conn) {
 	delete(b.conns, client)
 }
 
-// conns returns both sides of the open connections of id (nil if unknown).
-func (p *pool) conns(id string) []net.Conn {
+// cut returns both sides of the open connections of id (nil if unknown)
+// for the caller to close, and makes connections being dialed to it fail
+// their track.
+func (p *pool) cut(id string) []net.Conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if b, ok := p.byID[id]; ok {
+		b.cuts++
 		return connsLocked(b)
 	}
 	return nil

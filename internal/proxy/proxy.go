@@ -279,7 +279,7 @@ func (p *Proxy) Drain(ctx context.Context, id string) error {
 // fencing: clients must reconnect, and will reach another instance). It
 // returns how many connections were cut; in http mode there are none.
 func (p *Proxy) CloseConnections(id string) int {
-	conns := p.pool.conns(id)
+	conns := p.pool.cut(id)
 	for _, c := range conns {
 		_ = c.Close()
 	}

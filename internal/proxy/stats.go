@@ -74,7 +74,7 @@ func (p *Proxy) Stats() Stats {
 	for _, b := range p.pool.list {
 		st := b.outlier.State(now)
 		is := InstanceStats{
-			ID: b.id, Addr: b.addr, Ready: b.ready, Draining: b.draining,
+			ID: b.id, Addr: b.addr(), Ready: b.ready, Draining: b.draining,
 			InRotation: b.ready && !b.draining && st != Open,
 			Breaker:    st, Ejections: b.ejections, Outstanding: b.outstanding,
 			LatencySeconds: b.lat.value(now), Requests: b.requests, Errors: b.failures,

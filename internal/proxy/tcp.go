@@ -12,7 +12,10 @@ import (
 )
 
 // errFaultClosed: an injected fault closed the client's connection.
-var errFaultClosed = errors.New("proxy: connection closed (injected fault)")
+var (
+	errFaultClosed     = errors.New("proxy: connection closed (injected fault)")
+	errCutWhileDialing = errors.New("proxy: connections cut or instance removed while connecting")
+)
 
 // serveTCP accepts connections and splices each to one ready instance until
 // ctx ends; then it waits drain_timeout for open connections and cuts the rest.
@@ -99,6 +102,7 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 			p.m.retries().Inc()
 		}
 		tried = append(tried, b)
+		gen := p.pool.cutGen(b)
 		up, err := p.dialTCP(ctx, b, fault, client)
 		elapsed := p.clock.Now().Sub(now)
 		p.m.try(b.id, err != nil, elapsed)
@@ -116,7 +120,13 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 			continue
 		}
 		p.emit(p.pool.record(b, p.clock.Now(), true, elapsed))
-		p.pool.track(b, client, up)
+		if !p.pool.track(b, client, up, gen) {
+			// Cut or removed while we dialed: another instance, or none.
+			_ = up.Close()
+			p.pool.done(b)
+			lastErr = fmt.Errorf("instance %s: %w", b.id, errCutWhileDialing)
+			continue
+		}
 		if ctx.Err() == nil {
 			in, out := splice(client, up)
 			p.logConn(id, client, b.id, len(tried), start, in, out, nil)
@@ -154,9 +164,9 @@ func (p *Proxy) dialTCP(ctx context.Context, b *backend, f Fault, client net.Con
 		}
 		return nil, errFaultClosed
 	}
-	up, err := p.dialer.DialContext(ctx, "tcp", b.addr)
+	up, err := p.dialer.DialContext(ctx, "tcp", b.addr())
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s at %s: %w", b.id, b.addr, err)
+		return nil, fmt.Errorf("connect to %s at %s: %w", b.id, b.addr(), err)
 	}
 	return up, nil
 }

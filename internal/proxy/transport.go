@@ -127,7 +127,7 @@ func (t *retrier) try(ctx context.Context, req *http.Request, b *backend, fault 
 
 	out := req.WithContext(tctx)
 	u := *req.URL
-	u.Host = b.addr
+	u.Host = b.addr()
 	out.URL = &u
 	out.Body, out.GetBody = body.reader(), body.getBody()
 
@@ -144,7 +144,7 @@ func (t *retrier) try(ctx context.Context, req *http.Request, b *backend, fault 
 	case err != nil && (errors.Is(context.Cause(tctx), ErrTryTimeout) || !timerStopped && tctx.Err() != nil):
 		o, err = outcomeTimeout, fmt.Errorf("try on %s: no response headers within %v: %w", b.id, p.cfg.TryTimeout.D(), ErrTryTimeout)
 	case err != nil && !tr.gotConn.Load():
-		o, err = outcomeConnect, fmt.Errorf("try on %s: connect %s: %w", b.id, b.addr, err)
+		o, err = outcomeConnect, fmt.Errorf("try on %s: connect %s: %w", b.id, b.addr(), err)
 	case err != nil && !tr.wroteHeaders.Load():
 		o, err = outcomeNotSent, fmt.Errorf("try on %s: connection failed before the request was sent: %w", b.id, err)
 	case err != nil:
