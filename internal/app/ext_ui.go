@@ -52,7 +52,14 @@ func buildUI(m *Main) (*component, error) {
 // config, the drills recorded in the store, the rollback targets the
 // supervisor keeps, and the managed databases.
 func (m *Main) scorecardInput(ctx context.Context, cfg *config.Config) (scorecard.Input, error) {
-	return ScorecardInput(ctx, cfg, m.db, m.sup.Previous)
+	in, err := ScorecardInput(ctx, cfg, m.db, m.sup.Previous)
+	for _, ps := range m.Proxies() {
+		if in.Listening == nil {
+			in.Listening = map[string]string{}
+		}
+		in.Listening[ps.Service] = ps.Listen
+	}
+	return in, err
 }
 
 // ScorecardInput gathers the scorecard's inputs from cfg (defaults applied),

@@ -118,7 +118,11 @@ func instanceLoss(in Input, _ time.Time) []Subject {
 			s.fail("proxy retries are off: a request caught by the death fails", fmt.Sprintf("services.%s.proxy.retries.max: 2", name))
 		}
 		if s.Answer == Yes {
-			s.Evidence = append(s.Evidence, fmt.Sprintf("%d instances behind the proxy on %s, %d retries on another instance", svc.Instances, svc.Proxy.Listen, *svc.Proxy.Retries.Max))
+			listen := svc.Proxy.Listen
+			if a := in.Listening[name]; a != "" {
+				listen = a
+			}
+			s.Evidence = append(s.Evidence, fmt.Sprintf("%d instances behind the proxy on %s, %d retries on another instance", svc.Instances, listen, *svc.Proxy.Retries.Max))
 			s.add(drillProof(in, name, instanceFailover, "medic drill kill --service "+name))
 		}
 		out = append(out, s)

@@ -49,6 +49,9 @@ type Input struct {
 	// Previous, when not nil, says which services keep a previous known-good
 	// version to roll back to (the running supervisor knows; a config file does not).
 	Previous map[string]bool
+	// Listening, when known, is each proxy's bound address by service (the
+	// config may say 127.0.0.1:0).
+	Listening map[string]string
 	// Objectives are the declared recovery objectives by service or database name.
 	Objectives map[string]Objective
 	// Databases are the database clusters medic manages.

@@ -74,6 +74,10 @@ func TestQuestions(t *testing.T) {
 			in.Drills = []scorecard.DrillRun{drill("kill", true, day, 1.5, true)}
 		}, scorecard.Yes, "kill drill (2026-05-31 12:00 UTC) passed"},
 		{scorecard.InstanceLoss, "no drill yet", nil, scorecard.Unknown, "medic drill kill --service web"},
+		{scorecard.InstanceLoss, "the bound address, not :0", func(s *config.Service, in *scorecard.Input) {
+			s.Proxy.Listen = "127.0.0.1:0"
+			in.Listening = map[string]string{"web": "127.0.0.1:41234"}
+		}, scorecard.Unknown, "behind the proxy on 127.0.0.1:41234"},
 		{scorecard.InstanceLoss, "drill records unavailable", func(s *config.Service, in *scorecard.Input) { in.DrillsKnown = false }, scorecard.Unknown, "not available"},
 		{scorecard.InstanceLoss, "the latest kill drill failed", func(s *config.Service, in *scorecard.Input) {
 			in.Drills = []scorecard.DrillRun{drill("kill", true, 3*day, 1, true), drill("kill", false, day, 9, true)}
