@@ -41,7 +41,17 @@ func (h *dbDrills) member(name string) (*dbMember, error) {
 	return nil, fmt.Errorf("database %q: not kept by this agent", name)
 }
 
-// primary returns the database's primary as this agent sees it now.
+// primary returns the drilled database's member on this agent and the
+// database's primary as this agent sees it now.
+func (h *dbDrills) primary(ctx context.Context, t *drill.Target) (*dbMember, pgha.MemberInfo, error) {
+	d, err := h.member(t.Service)
+	if err != nil {
+		return nil, pgha.MemberInfo{}, err
+	}
+	mi, err := primaryOf(ctx, d)
+	return d, mi, err
+}
+
 func primaryOf(ctx context.Context, d *dbMember) (pgha.MemberInfo, error) {
 	st := d.agent.Status(ctx)
 	if !st.Etcd {
@@ -93,11 +103,7 @@ func selfExe() string {
 }
 
 func (h *dbDrills) killPrimary(ctx context.Context, t *drill.Target) (drill.Restore, error) {
-	d, err := h.member(t.Service)
-	if err != nil {
-		return nil, err
-	}
-	mi, err := primaryOf(ctx, d)
+	d, mi, err := h.primary(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +134,7 @@ func (h *dbDrills) killPrimary(ctx context.Context, t *drill.Target) (drill.Rest
 }
 
 func (h *dbDrills) killPostgres(ctx context.Context, t *drill.Target) (drill.Restore, error) {
-	d, err := h.member(t.Service)
-	if err != nil {
-		return nil, err
-	}
-	mi, err := primaryOf(ctx, d)
+	d, mi, err := h.primary(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -158,14 +160,10 @@ func (h *dbDrills) killPostgres(ctx context.Context, t *drill.Target) (drill.Res
 }
 
 func (h *dbDrills) partition(ctx context.Context, t *drill.Target) (drill.Restore, error) {
-	d, err := h.member(t.Service)
-	if err != nil {
-		return nil, err
-	}
 	if h.cut == nil {
 		return nil, errors.New("this agent's etcd connections cannot be cut (no database allows drills)")
 	}
-	mi, err := primaryOf(ctx, d)
+	d, mi, err := h.primary(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -203,11 +201,7 @@ func (h *dbDrills) partition(ctx context.Context, t *drill.Target) (drill.Restor
 }
 
 func (h *dbDrills) switchover(ctx context.Context, t *drill.Target) (drill.Restore, error) {
-	d, err := h.member(t.Service)
-	if err != nil {
-		return nil, err
-	}
-	mi, err := primaryOf(ctx, d)
+	d, mi, err := h.primary(ctx, t)
 	if err != nil {
 		return nil, err
 	}

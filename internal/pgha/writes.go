@@ -110,38 +110,12 @@ func (w *WriteLoad) Run(ctx context.Context, onSample func(load.Sample)) error {
 	if rate <= 0 {
 		rate = 100
 	}
-	every := time.Duration(float64(time.Second) / rate)
-	slots := make(chan struct{}, 256)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	next := clk.Now()
-	for seq := int64(1); ; seq++ {
-		if d := next.Sub(clk.Now()); d > 0 {
-			t := clk.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C():
-			}
+	load.Schedule(ctx, clk, rate, 256, func(i int64, due time.Time) {
+		if s, ok := w.write(ctx, clk, pool, i+1, due); ok {
+			onSample(s)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case slots <- struct{}{}:
-		}
-		due := next
-		next = next.Add(every)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			s, ok := w.write(ctx, clk, pool, seq, due)
-			if ok {
-				onSample(s)
-			}
-		}()
-	}
+	})
+	return nil
 }
 
 func (w *WriteLoad) createTable(ctx context.Context, pool *pgxpool.Pool) error {

@@ -107,33 +107,46 @@ func Run(ctx context.Context, o Options) error {
 }
 
 func openLoop(ctx context.Context, o Options) error {
+	Schedule(ctx, o.Clock, o.Rate, o.MaxInFlight, func(i int64, due time.Time) {
+		if s, ok := send(ctx, o, due); ok {
+			o.OnSample(s)
+		}
+	})
+	return nil
+}
+
+// Schedule is the open-loop schedule: it calls do for the i-th operation
+// (from 0) in its own goroutine when it is due, rate per second from the
+// start, whatever happened to earlier ones, with at most maxInFlight running
+// (a due operation waits for a slot and is late by that much: do measures
+// from due). It returns once ctx ended and every do it started returned.
+func Schedule(ctx context.Context, clk clock.Clock, rate float64, maxInFlight int, do func(i int64, due time.Time)) {
+	clk = clock.Or(clk)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	slots := make(chan struct{}, o.MaxInFlight)
-	start := o.Clock.Now()
+	slots := make(chan struct{}, max(maxInFlight, 1))
+	start := clk.Now()
 	for i := int64(0); ; i++ {
-		due := start.Add(time.Duration(float64(i) * float64(time.Second) / o.Rate))
-		if wait := due.Sub(o.Clock.Now()); wait > 0 {
-			t := o.Clock.NewTimer(wait)
+		due := start.Add(time.Duration(float64(i) * float64(time.Second) / rate))
+		if wait := due.Sub(clk.Now()); wait > 0 {
+			t := clk.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return nil
+				return
 			case <-t.C():
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case slots <- struct{}{}:
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			if s, ok := send(ctx, o, due); ok {
-				o.OnSample(s)
-			}
+			do(i, due)
 		}()
 	}
 }
