@@ -51,13 +51,15 @@ func (n *dbNode) drill(scenario string) drill.Result {
 	return res
 }
 
-// TestDBDrills runs the four database drills against a real two-member
-// sync cluster, each under the drill's own write load (100 single-row
+// TestDBDrills runs the database drills against a real two-member sync
+// cluster, each under the drill's own write load (100 single-row
 // transactions/s through the members' primary listeners), and checks their
-// verdicts: a switchover within 1 s of outage, the primary cut from etcd,
-// the primary's postgres killed, and the primary's host lost (its agent and
-// postgres SIGKILLed by the drill running on the replica's agent) — with no
-// acknowledged write lost in any.
+// verdicts: a switchover within 1 s of outage, the primary cut from etcd
+// (connections refused) and blackholed (a custom scenario: nothing through,
+// no error), the primary's postgres killed, and the primary's host lost (its
+// agent and postgres SIGKILLed by the drill running on the replica's agent),
+// with no acknowledged write lost in any. Promotions and fences reach a
+// webhook; a reload leaves the running members' settings alone and says so.
 func TestDBDrills(t *testing.T) {
 	requireDB(t)
 	srv := etcdtest.Start(t)
@@ -77,6 +79,23 @@ func TestDBDrills(t *testing.T) {
   hook: {webhook: {url: "%s"}}
 automation: {notify: {receiver: hook}, escalate: {receiver: hook}}
 `, hook.URL))
+	// A custom scenario: the partition as a network that drops packets.
+	for _, n := range []*dbNode{a, b} {
+		appendFile(t, filepath.Join(n.dir, "medic.yaml"), `drills:
+  scenarios:
+    db-blackhole:
+      description: the primary's agent loses etcd without any error; only timeouts tell
+      failure_mode: database primary cut from etcd
+      scope: service
+      requires: [database]
+      fault: {kind: db-partition, params: {mode: blackhole}}
+      detect: [{kind: "db.fenced|db.demoted|db.elected|db.writes.failing", on: any}]
+      recover: [{kind: db.writes.resumed}]
+      max_error_rate: 1
+      warmup: 3s
+      deadline: 1m
+`)
+	}
 	noticed := func(want string) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -111,22 +130,26 @@ automation: {notify: {receiver: hook}, escalate: {receiver: hook}}
 	a.eventually(30*time.Second, "a leads after b was cut", leaderIs("a"))
 	a.eventually(60*time.Second, "b rejoined as a's standby", streams("b", "a", true))
 
-	a.drill("db-kill-postgres")
-	a.eventually(60*time.Second, "b streams again", streams("b", "a", true))
+	a.drill("db-blackhole") // on the primary's own agent
+	b.eventually(30*time.Second, "b leads after a was blackholed", leaderIs("b"))
+	b.eventually(60*time.Second, "a rejoined as b's standby", streams("a", "b", true))
 
-	res = b.drill("db-kill-primary") // from the replica: it outlives the primary
+	b.drill("db-kill-postgres")
+	b.eventually(60*time.Second, "a streams again", streams("a", "b", true))
+
+	res = a.drill("db-kill-primary") // from the replica: it outlives the primary
 	if rto := *res.Writes.RTO; rto > 2*rtoBound.Seconds() {
 		t.Errorf("primary host lost: outage %.3f s", rto)
 	}
-	b.eventually(30*time.Second, "b leads after a was killed", leaderIs("b"))
+	a.eventually(30*time.Second, "a leads after b was killed", leaderIs("a"))
 	select {
-	case <-a.done:
+	case <-b.done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("a's agent still runs after db-kill-primary")
+		t.Fatal("b's agent still runs after db-kill-primary")
 	}
 
 	// A reload never changes a running member's settings: it says so.
-	cfgPath := filepath.Join(b.dir, "medic.yaml")
+	cfgPath := filepath.Join(a.dir, "medic.yaml")
 	raw, err := os.ReadFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -134,10 +157,10 @@ automation: {notify: {receiver: hook}, escalate: {receiver: hook}}
 	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(raw), "replication: {mode: sync}", "replication: {mode: sync}\n    lease_ttl: 6s", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(medicBin, "reload", "--addr", b.api, "--token", b.token).CombinedOutput(); err != nil {
+	if out, err := exec.Command(medicBin, "reload", "--addr", a.api, "--token", a.token).CombinedOutput(); err != nil {
 		t.Fatalf("reload: %v: %s", err, out)
 	}
-	out, err := exec.Command(medicBin, "audit", "list", "--kind", "config.reload", "--json", "--addr", b.api, "--token", b.token).CombinedOutput()
+	out, err := exec.Command(medicBin, "audit", "list", "--kind", "config.reload", "--json", "--addr", a.api, "--token", a.token).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "databases settings change on restart only") {
 		t.Fatalf("reload with a changed database: audit says (%v)\n%s", err, out)
 	}

@@ -170,8 +170,16 @@ func (h *dbDrills) partition(ctx context.Context, t *drill.Target) (drill.Restor
 	if mi.Name != d.agent.Name() {
 		return nil, fmt.Errorf("the primary is %s: run db-partition on its agent (a drill cuts its own agent from etcd)", mi.Name)
 	}
-	h.cut.Cut()
-	t.Note("cut this agent (the primary %s) from etcd: every connection closed, new ones refused", mi.Name)
+	switch mode := t.Params["mode"]; mode {
+	case "", "reject":
+		h.cut.Cut()
+		t.Note("cut this agent (the primary %s) from etcd: every connection closed, new ones refused", mi.Name)
+	case "blackhole":
+		h.cut.Blackhole()
+		t.Note("blackholed this agent's (the primary %s) traffic to etcd: nothing through either way, no error", mi.Name)
+	default:
+		return nil, fmt.Errorf("params.mode %q: want reject (default) or blackhole", mode)
+	}
 	return func(ctx context.Context) error {
 		h.cut.Restore()
 		start := t.Clock.Now()
