@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/medic-dev/medic/internal/ports"
 )
 
 // proc is a process the bench started; every one is stopped by PID.
@@ -111,12 +113,11 @@ func children(pid int) []int {
 }
 
 func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.Free(1)
 	if err != nil {
 		panic(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func addr() string { return fmt.Sprintf("127.0.0.1:%d", freePort()) }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/medic-dev/medic/internal/ports"
 )
 
 // proc is a process the harness started, in its own process group, stopped
@@ -83,14 +85,7 @@ func stopAll() {
 }
 
 // freePort asks the kernel for an unused loopback port.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return ports.Free(1) }
 
 // waitPort polls until something accepts on port, the process exits, or within passes.
 func waitPort(p *proc, port int, within time.Duration) error {

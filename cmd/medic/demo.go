@@ -21,6 +21,7 @@ import (
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/app"
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/ports"
 )
 
 const demoConfig = `# medic demo: three demoapp instances with probes.
@@ -42,7 +43,7 @@ services:
 `
 
 func demoCmd() *cobra.Command {
-	var keep, verbose bool
+	var keep, verbose, noDB bool
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Run three demo instances, crash one and hang another, and watch medic recover them",
@@ -53,11 +54,12 @@ scenario is done (or keeps running with --keep until Ctrl-C); every process
 it started is stopped.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDemo(keep, verbose)
+			return runDemo(keep, verbose, noDB)
 		},
 	}
 	c.Flags().BoolVar(&keep, "keep", false, "keep running after the scenario until Ctrl-C")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "also print medic's own log")
+	c.Flags().BoolVar(&noDB, "no-db", false, "skip the PostgreSQL failover part (it needs postgresql-15 and etcd-server)")
 	return c
 }
 
@@ -93,7 +95,7 @@ func (d *demo) onEvent(ev medic.Event) {
 	d.mu.Unlock()
 }
 
-func runDemo(keep, verbose bool) error {
+func runDemo(keep, verbose, noDB bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	self, err := os.Executable()
@@ -151,6 +153,9 @@ func runDemo(keep, verbose bool) error {
 		if result == nil {
 			d.quiet.Store(true) // the drills print their own table
 			result = demoDrills(ctx, a.String(), token, "web")
+		}
+		if result == nil && !noDB {
+			result = runDemoDB(ctx, self, keep)
 		}
 	}
 	if keep && ctx.Err() == nil {
@@ -275,32 +280,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 // freePorts finds n consecutive free loopback ports.
-func freePorts(n int) (int, error) {
-	for try := 0; try < 50; try++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		lns := []net.Listener{ln}
-		ok := true
-		for i := 1; i < n; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			lns = append(lns, l)
-		}
-		for _, l := range lns {
-			l.Close()
-		}
-		if ok && base+n < 65536 {
-			return base, nil
-		}
-	}
-	return 0, fmt.Errorf("no %d consecutive free ports on 127.0.0.1", n)
-}
+func freePorts(n int) (int, error) { return ports.Free(n) }
 
 // loadGen sends GET requests through the proxy from n workers until stopped,
 // counting requests and client-visible errors (non-2xx, socket errors, timeouts).

@@ -19,6 +19,7 @@ import (
 	"github.com/medic-dev/medic/internal/app"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/demoapp"
+	"github.com/medic-dev/medic/internal/ports"
 )
 
 // demoappEnv makes the test binary run as the demo service: the agent under
@@ -42,28 +43,11 @@ func TestMain(m *testing.M) {
 // freePorts returns a base port with n free ports after it.
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
-	for try := 0; try < 50; try++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		ok := true
-		for i := 1; i < n && ok; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				continue
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
+	base, err := ports.Free(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port range")
-	return 0
+	return base
 }
 
 // startAgent runs a real agent (app.Main, as `medic run` does) supervising

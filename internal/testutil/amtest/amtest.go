@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/medic-dev/medic/internal/ports"
 )
 
 // Bin finds the real Alertmanager: $MEDIC_ALERTMANAGER, or Debian's package
@@ -131,12 +132,11 @@ func Post(t testing.TB, base, body string) {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.Free(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // lockedBuffer collects a process's output from exec's copying goroutines.
