@@ -77,9 +77,11 @@ type ProxyOutlier struct {
 }
 
 // ProxyShed is the adaptive concurrency limit: requests over the limit are
-// answered 503 with Retry-After at once instead of queueing. The limit follows
-// the latency of successful tries: it grows while latency stays within
-// tolerance × the no-load baseline and falls in proportion when it does not.
+// answered 503 with Retry-After at once instead of queueing. While requests
+// are refused, the limit settles at tolerance × throughput × the no-queue
+// latency of successful tries (Little's law: the concurrency the instances
+// serve without queueing), so admitted requests keep their normal latency;
+// latency that rises while nothing is refused never lowers it.
 type ProxyShed struct {
 	// Off switch. Default true.
 	Enabled *bool `yaml:"enabled" json:"enabled,omitempty"`
@@ -89,7 +91,9 @@ type ProxyShed struct {
 	MinLimit int `yaml:"min_limit" json:"min_limit,omitempty"`
 	// The limit never grows above this. Default 1000.
 	MaxLimit int `yaml:"max_limit" json:"max_limit,omitempty"`
-	// Latency ratio over the baseline tolerated before the limit falls. Default 2.
+	// Latency ratio over the no-queue baseline that admitted requests see under
+	// overload (the mean; the 90th percentile may reach twice the excess).
+	// Default 1.1.
 	Tolerance float64 `yaml:"tolerance" json:"tolerance,omitempty"`
 }
 
@@ -150,7 +154,7 @@ func (p *Proxy) SetDefaults() {
 	proxyDefaultInt(&s.MinLimit, 16)
 	proxyDefaultInt(&s.MaxLimit, 1000)
 	if s.Tolerance == 0 {
-		s.Tolerance = 2
+		s.Tolerance = 1.1
 	}
 
 	l := &p.RateLimit

@@ -10,8 +10,9 @@ import (
 // LimiterPolicy configures the adaptive concurrency limit.
 type LimiterPolicy struct {
 	Initial, Min, Max int
-	// Tolerance is the ratio of interval latency to the baseline above which
-	// the service counts as congested.
+	// Tolerance is the latency, as a ratio to the no-queue baseline, that
+	// admitted requests see under overload: the limit settles at Tolerance
+	// times the concurrency the instances can serve without queueing.
 	Tolerance float64
 	// Interval and MinSamples bound how often the limit moves: at most once per
 	// Interval, and only from at least MinSamples latency samples.
@@ -27,35 +28,60 @@ func LimiterPolicyFrom(c config.ProxyShed) LimiterPolicy {
 	}
 }
 
-// Limiter is an adaptive concurrency limit in the gradient family (Netflix
-// concurrency-limits Gradient2, Envoy adaptive concurrency), as a pure value.
+// Limiter is an adaptive concurrency limit, as a pure value. It aims just
+// past the knee of the service: the most requests in flight the instances
+// serve without queueing. By Little's law that is throughput × no-queue
+// latency (the idea behind Vegas in Netflix concurrency-limits, measured as a
+// rate rather than as a queue length); and because a balancer never spreads
+// requests perfectly, the 90th percentile of latency must stay near its own
+// baseline too (Envoy's adaptive concurrency also watches a percentile).
 //
-// Each Interval it compares the mean latency of successful tries with a
-// baseline, but only while the limit is in use (peak in-flight at least half
-// of it): latency that rises while concurrency is far below the limit is not
-// queueing the limit could cure (a busy host, a slow dependency), and
-// shrinking on it would shed a steady load of clients for nothing.
+// The limit moves once per Interval, from the successful tries that finished
+// in it (failed tries are not samples: a hung instance's timeouts say nothing
+// about queueing), and only on evidence:
 //
-// In use, when the ratio exceeds Tolerance the limit shrinks towards the
-// middle of the band [1, Tolerance] (queueing delay grows with the limit), at
-// most halving per interval; it holds in the upper half of the band and grows
-// below it: by one near the middle, by its square root well below.
+//   - Saturated (a request was refused in the interval: demand exceeds the
+//     limit) and mean and p90 within half their tolerance bands: the limit
+//     is at or below the knee and grows, by (Tolerance − 1) × the limit at
+//     first and 1.5× more each interval latency stays low, so that a burst of
+//     demand (or new capacity) is used within about a second while the first
+//     step past the knee is small.
+//   - Saturated and latency higher: the limit is set to Tolerance ×
+//     throughput × baseline, or lower in proportion when p90 exceeds its own
+//     band (1 + 2 × (Tolerance − 1) times its baseline: a busy host delays a
+//     few requests even without queueing), at most halving per interval and
+//     growing by at most one. Above the knee throughput no longer grows with the limit, so
+//     the Little's-law target does not depend on the limit itself: the queue
+//     in front of the instances settles at about (Tolerance − 1) × the knee
+//     within an interval or two, without the oscillation of a gradient.
+//   - Not saturated: concurrency is set by the clients, not by the limit, so
+//     no latency, high or low, is a reason to shrink (a busy host or a slow
+//     dependency would otherwise shed a steady load for nothing). While in use
+//     (peak in flight at least half the limit) and latency is not far above
+//     the baseline, the limit grows to keep headroom for bursts.
 //
-// The baseline follows the latency of intervals far from the limit (quickly
-// down, slowly up), so sustained overload cannot drag it upwards
-// (Gradient2's drift); only when the limit sits at Min and latency stays high
-// does the baseline slowly accept a new normal.
+// The baselines are the latency of intervals far from the limit, following
+// them quickly down and slowly up, and of any lower interval; saturation
+// cannot drag them upwards (Gradient2's drift). Only when the limit sits at
+// Min and latency stays high do they slowly accept a new normal.
 type Limiter struct {
 	policy   LimiterPolicy
 	limit    float64
 	inflight int
+	step     float64 // the next slow-start increment; 0 when not growing
 
-	start    time.Time     // start of the current interval
-	sum      time.Duration // latency samples in the interval
-	n        int
-	peak     int     // most in flight during the interval
-	baseline float64 // seconds; 0 until the first interval closes
+	start   time.Time     // start of the current interval
+	sum     time.Duration // latency samples in the interval
+	n       int
+	hist    histogram
+	peak    int // most in flight during the interval
+	refused int // Acquire calls refused during the interval
+
+	baseMean, baseTail float64 // seconds, mean and p90; 0 until the first interval closes
 }
+
+// tailQuantile is the percentile of latency watched besides the mean.
+const tailQuantile = 0.9
 
 // NewLimiter returns a limiter at its initial limit.
 func NewLimiter(p LimiterPolicy) Limiter {
@@ -66,6 +92,7 @@ func NewLimiter(p LimiterPolicy) Limiter {
 // followed by one Release.
 func (l *Limiter) Acquire() bool {
 	if l.inflight >= int(l.limit) {
+		l.refused++
 		return false
 	}
 	l.inflight++
@@ -92,6 +119,7 @@ func (l *Limiter) Sample(now time.Time, rtt time.Duration) {
 	}
 	l.sum += rtt
 	l.n++
+	l.hist.add(rtt)
 	if now.Sub(l.start) < l.policy.Interval || l.n < l.policy.MinSamples {
 		return
 	}
@@ -100,37 +128,92 @@ func (l *Limiter) Sample(now time.Time, rtt time.Duration) {
 
 func (l *Limiter) update(now time.Time) {
 	mean := (l.sum / time.Duration(l.n)).Seconds()
+	tail := l.hist.quantile(tailQuantile, l.n)
+	throughput := float64(l.n) / max(now.Sub(l.start).Seconds(), 1e-3) // successful tries per second
+	saturated := l.refused > 0
 	used := 2*l.peak >= int(l.limit)
-	atFloor := l.limit <= float64(l.policy.Min)
-	if l.baseline == 0 {
-		l.baseline = mean
+	atFloor := l.Limit() <= l.policy.Min
+	if l.baseMean == 0 {
+		l.baseMean, l.baseTail = mean, tail
 	}
-	ratio := mean / l.baseline
 	tol := l.policy.Tolerance
-	target := 1 + (tol-1)/2 // the middle of the band the limit settles in
+	tailTol := 1 + 2*(tol-1) // the tail is noisier than the mean (a busy host delays a few requests)
+	calm := mean <= (1+(tol-1)/2)*l.baseMean && tail <= (1+(tailTol-1)/2)*l.baseTail
+	lo, hi := float64(l.policy.Min), float64(l.policy.Max)
+	growing := false
 	switch {
-	case !used: // far from the limit: this latency, high or low, is the service's normal
-		l.baseline = track(l.baseline, mean)
-	case ratio > tol: // congested: shrink towards the target (queueing grows with the limit), at most by half
-		l.limit = max(float64(l.policy.Min), l.limit*max(target/ratio, 0.5))
-		if atFloor {
-			l.baseline += (mean - l.baseline) * 0.005 // ~20 s at the floor to accept a slower normal
+	case saturated && calm: // at or below the knee: grow, faster while it stays calm, so a burst is admitted soon
+		if l.step == 0 {
+			l.step = max(1, (tol-1)*l.limit)
 		}
-	case ratio > target: // within tolerance but above the target: hold
-	case ratio > 1+(tol-1)/4: // close to the target: probe upwards gently
-		l.limit = min(float64(l.policy.Max), l.limit+1)
-	default: // well within: grow fast, so that a burst of demand is admitted soon
-		l.limit = min(float64(l.policy.Max), l.limit+math.Sqrt(l.limit))
+		l.limit = min(hi, l.limit+l.step)
+		l.step *= 1.5
+		growing = true
+	case saturated: // queueing: the knee is throughput × baseline (Little's law), and the tail must stay near its own
+		target := min(tol*throughput*l.baseMean, l.limit*tailTol*l.baseTail/tail)
+		l.limit = max(lo, l.limit/2, min(target, l.limit+1))
+		if atFloor { // ~20 s at the floor to accept a slower normal
+			l.baseMean += (mean - l.baseMean) * 0.005
+			l.baseTail += (tail - l.baseTail) * 0.005
+		}
+	case !used: // far from the limit: this latency is the service's normal
+		l.baseMean, l.baseTail = track(l.baseMean, mean), track(l.baseTail, tail)
+	case mean <= max(2, tol)*l.baseMean: // in use, nobody refused: keep headroom for a burst
+		l.limit = min(hi, l.limit+math.Sqrt(l.limit))
 	}
-	l.start, l.sum, l.n, l.peak = now, 0, 0, l.inflight
+	if !growing {
+		l.step = 0
+	}
+	// A lower latency is evidence of a lower no-queue latency, whatever the load.
+	l.baseMean, l.baseTail = min(l.baseMean, track(l.baseMean, mean)), min(l.baseTail, track(l.baseTail, tail))
+	l.start, l.sum, l.n, l.peak, l.refused = now, 0, 0, l.inflight, 0
+	l.hist.reset()
 }
 
-// track moves the baseline quickly down and slowly up (a time constant of
+// track moves a baseline quickly down and slowly up (a time constant of
 // about 2 s at 100 ms intervals), so that one slow interval does not hide
 // the queueing that follows it.
-func track(baseline, mean float64) float64 {
-	if mean < baseline {
-		return baseline + (mean-baseline)*0.2
+func track(baseline, v float64) float64 {
+	if v < baseline {
+		return baseline + (v-baseline)*0.2
 	}
-	return baseline + (mean-baseline)*0.05
+	return baseline + (v-baseline)*0.05
 }
+
+// histogram counts latencies in buckets 1% wide on a log scale, from 10µs to
+// about 100 s: a percentile within 1% in constant memory and time per sample.
+type histogram struct {
+	counts [histBuckets]uint32
+}
+
+const (
+	histMin     = 10e-6 // seconds
+	histGrowth  = 1.01
+	histBuckets = 1620 // histMin × 1.01^1620 ≈ 100 s
+)
+
+var logGrowth = math.Log(histGrowth)
+
+func (h *histogram) add(d time.Duration) {
+	i := 0
+	if s := d.Seconds(); s > histMin {
+		i = min(histBuckets-1, int(math.Log(s/histMin)/logGrowth))
+	}
+	h.counts[i]++
+}
+
+// quantile returns the q-quantile of the n samples counted, in seconds (the
+// middle of its bucket).
+func (h *histogram) quantile(q float64, n int) float64 {
+	rank := uint32(math.Ceil(q * float64(n)))
+	var seen uint32
+	for i, c := range h.counts {
+		seen += c
+		if seen >= max(rank, 1) {
+			return histMin * math.Pow(histGrowth, float64(i)+0.5)
+		}
+	}
+	return histMin * math.Pow(histGrowth, histBuckets)
+}
+
+func (h *histogram) reset() { clear(h.counts[:]) }

@@ -67,7 +67,7 @@ func TestSheddingUnderOverload(t *testing.T) {
 		t.Skip("4 s load test")
 	}
 	cfg := baseConfig()
-	cfg.Shed = config.ProxyShed{Enabled: boolp(true), InitialLimit: 20, MinLimit: 2, MaxLimit: 200} // default tolerance 2
+	cfg.Shed = config.ProxyShed{Enabled: boolp(true), InitialLimit: 20, MinLimit: 2, MaxLimit: 200} // the default tolerance
 	h := mustStart(t, cfg, nil)
 	// Capacity: 2 workers × 20 ms = 100 requests/s.
 	h.p.SetBackend("web/0", backend(t, capacity(2, 20*time.Millisecond)), true)
