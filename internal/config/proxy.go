@@ -91,9 +91,9 @@ type ProxyShed struct {
 	MinLimit int `yaml:"min_limit" json:"min_limit,omitempty"`
 	// The limit never grows above this. Default 1000.
 	MaxLimit int `yaml:"max_limit" json:"max_limit,omitempty"`
-	// Latency ratio over the no-queue baseline that admitted requests see under
-	// overload (the mean; the 90th percentile may reach twice the excess).
-	// Default 1.1.
+	// How far latency may rise over its no-queue baseline, as a ratio, before it counts as
+	// queueing; the limit then falls to the knee (throughput × baseline) and admitted requests keep
+	// their normal latency. Default 1.1.
 	Tolerance float64 `yaml:"tolerance" json:"tolerance,omitempty"`
 }
 

@@ -229,7 +229,7 @@ var fieldDocs = map[string]string{
 	"ProxyShed.InitialLimit":           "Limit at start. Default 100.",
 	"ProxyShed.MaxLimit":               "The limit never grows above this. Default 1000.",
 	"ProxyShed.MinLimit":               "The limit never falls below this. Default 16.",
-	"ProxyShed.Tolerance":              "Latency ratio over the no-queue baseline that admitted requests see under\noverload (the mean; the 90th percentile may reach twice the excess).\nDefault 1.1.",
+	"ProxyShed.Tolerance":              "How far latency may rise over its no-queue baseline, as a ratio, before it counts as\nqueueing; the limit then falls to the knee (throughput × baseline) and admitted requests keep\ntheir normal latency. Default 1.1.",
 	"Quantity":                         "Quantity is a number written plain (90, 0.5, -3, 1e6) or with a unit: a\nsize in bytes with B, KiB, MiB, GiB or TiB (KB, MB, GB and TB are also\npowers of 1024, as in ByteSize), or a duration such as 250ms or 2m, which\nbecomes seconds. So `above: 200MiB` compares a _bytes signal and\n`above: 250ms` a _seconds signal.",
 	"Receiver":                         "Receiver is a notification target. Exactly one of webhook, slack and\npagerduty is set.",
 	"Receiver.PagerDuty":               "PagerDuty Events API v2: trigger and resolve, deduplicated by incident.",

@@ -10,9 +10,11 @@ import (
 // LimiterPolicy configures the adaptive concurrency limit.
 type LimiterPolicy struct {
 	Initial, Min, Max int
-	// Tolerance is the latency, as a ratio to the no-queue baseline, that
-	// admitted requests see under overload: the limit settles at Tolerance
-	// times the concurrency the instances can serve without queueing.
+	// Tolerance is how far latency may rise over its no-queue baseline, as a
+	// ratio, before it counts as queueing: the mean may reach half the
+	// excess and the 90th percentile the whole of twice it while the limit
+	// still grows towards the knee (a busy host delays requests without any
+	// queue), and a quarter of those before a probe past the knee.
 	Tolerance float64
 	// Interval and MinSamples bound how often the limit moves: at most once per
 	// Interval, and only from at least MinSamples latency samples.
@@ -28,32 +30,38 @@ func LimiterPolicyFrom(c config.ProxyShed) LimiterPolicy {
 	}
 }
 
-// Limiter is an adaptive concurrency limit, as a pure value. It aims just
-// past the knee of the service: the most requests in flight the instances
-// serve without queueing. By Little's law that is throughput × no-queue
-// latency (the idea behind Vegas in Netflix concurrency-limits, measured as a
-// rate rather than as a queue length); and because a balancer never spreads
-// requests perfectly, the 90th percentile of latency must stay near its own
-// baseline too (Envoy's adaptive concurrency also watches a percentile).
+// Limiter is an adaptive concurrency limit, as a pure value. It aims at the
+// knee of the service: the most requests in flight the instances serve
+// without queueing, so that admitted requests see the service's normal
+// latency and the excess is refused (503) instead of queued. By Little's law
+// the knee is throughput × no-queue latency (the idea behind Vegas in Netflix
+// concurrency-limits, measured as a rate rather than as a queue length); and
+// because a balancer never spreads requests perfectly, the 90th percentile
+// of latency must stay near its own baseline too (Envoy's adaptive
+// concurrency also watches a percentile).
 //
 // The limit moves once per Interval, from the successful tries that finished
 // in it (failed tries are not samples: a hung instance's timeouts say nothing
 // about queueing), and only on evidence:
 //
 //   - Saturated (a request was refused in the interval: demand exceeds the
-//     limit) and mean and p90 within half their tolerance bands: the limit
-//     is at or below the knee and grows, by (Tolerance − 1) × the limit at
-//     first and 1.5× more each interval latency stays low, so that a burst of
-//     demand (or new capacity) is used within about a second while the first
-//     step past the knee is small.
-//   - Saturated and latency higher: the limit is set to Tolerance ×
-//     throughput × baseline, or lower in proportion when p90 exceeds its own
-//     band (1 + 2 × (Tolerance − 1) times its baseline: a busy host delays a
-//     few requests even without queueing), at most halving per interval and
-//     growing by at most one. Above the knee throughput no longer grows with the limit, so
-//     the Little's-law target does not depend on the limit itself: the queue
-//     in front of the instances settles at about (Tolerance − 1) × the knee
-//     within an interval or two, without the oscillation of a gradient.
+//     limit) and calm (mean and p90 within half their tolerance bands), below
+//     the knee last found or with none known: slow start, by (Tolerance − 1)
+//     × the limit at first and 1.5× more each calm interval, stopping at the
+//     knee (TCP's ssthresh), so that a burst of demand is admitted within
+//     about a second.
+//   - Saturated and calm at the knee (calmer still: a quarter of the bands):
+//     congestion avoidance, one request past it after probeEvery calm
+//     intervals, sooner and sooner while probes hold; once calm well past
+//     the old knee (new capacity) it is forgotten and slow start resumes.
+//     Each probe that finds the knee costs one interval of queueing, so
+//     probing seldom keeps the tail of admitted requests near normal.
+//   - Saturated and not calm (queueing): the knee is set to throughput ×
+//     baseline and the limit to it, or lower in proportion when p90 exceeds
+//     its band (1 + 2 × (Tolerance − 1) times its baseline), at most halving
+//     per interval. Above the knee throughput no longer grows with the
+//     limit, so the target does not depend on the limit itself: it settles in
+//     an interval or two, without the oscillation of a gradient.
 //   - Not saturated: concurrency is set by the clients, not by the limit, so
 //     no latency, high or low, is a reason to shrink (a busy host or a slow
 //     dependency would otherwise shed a steady load for nothing). While in use
@@ -69,6 +77,11 @@ type Limiter struct {
 	limit    float64
 	inflight int
 	step     float64 // the next slow-start increment; 0 when not growing
+	// knee is throughput × baseline when queueing was last seen (0: unknown):
+	// slow start stops there and the limit probes past it one at a time.
+	knee float64
+	calm int // calm intervals at the knee since the last probe past it
+	gap  int // calm intervals before the next probe: probeEvery after queueing, halved by each probe that holds
 
 	start   time.Time     // start of the current interval
 	sum     time.Duration // latency samples in the interval
@@ -79,6 +92,13 @@ type Limiter struct {
 
 	baseMean, baseTail float64 // seconds, mean and p90; 0 until the first interval closes
 }
+
+// probeEvery is how many calm intervals at the knee precede a probe one
+// request past it after queueing was seen: each probe that finds the knee
+// costs one interval of queueing, so probing seldom keeps the tail of
+// admitted requests near normal. Probes that hold (new capacity) come
+// sooner and sooner.
+const probeEvery = 8
 
 // tailQuantile is the percentile of latency watched besides the mean.
 const tailQuantile = 0.9
@@ -141,17 +161,40 @@ func (l *Limiter) update(now time.Time) {
 	calm := mean <= (1+(tol-1)/2)*l.baseMean && tail <= (1+(tailTol-1)/2)*l.baseTail
 	lo, hi := float64(l.policy.Min), float64(l.policy.Max)
 	growing := false
+	atKnee := l.knee > 0 && l.limit+1 > l.knee
+	if atKnee && calm { // probing past the knee needs a quieter interval than growing towards it
+		calm = mean <= (1+(tol-1)/4)*l.baseMean && tail <= (1+(tailTol-1)/4)*l.baseTail
+	}
 	switch {
-	case saturated && calm: // at or below the knee: grow, faster while it stays calm, so a burst is admitted soon
+	case saturated && calm && atKnee:
+		// Calm at the knee last found: probe past it one request at a time
+		// (TCP's congestion avoidance), and forget it once calm well past it
+		// (new capacity): slow start again.
+		if l.gap == 0 {
+			l.gap = probeEvery
+		}
+		if l.calm++; l.calm >= l.gap { // probe; if the last one held (still calm), the next comes sooner
+			l.limit = min(hi, l.limit+1)
+			l.calm, l.gap = 0, max(1, l.gap/2)
+		}
+		if l.limit >= 1.1*l.knee+1 {
+			l.knee = 0
+		}
+	case saturated && calm: // below the knee: grow, faster while it stays calm, so a burst is admitted soon
 		if l.step == 0 {
 			l.step = max(1, (tol-1)*l.limit)
 		}
 		l.limit = min(hi, l.limit+l.step)
+		if l.knee > 0 {
+			l.limit = min(l.limit, l.knee) // slow start ends at the knee (TCP's ssthresh)
+		}
 		l.step *= 1.5
 		growing = true
 	case saturated: // queueing: the knee is throughput × baseline (Little's law), and the tail must stay near its own
-		target := min(tol*throughput*l.baseMean, l.limit*tailTol*l.baseTail/tail)
+		knee := throughput * l.baseMean
+		target := min(knee, l.limit*tailTol*l.baseTail/tail)
 		l.limit = max(lo, l.limit/2, min(target, l.limit+1))
+		l.knee, l.calm, l.gap = max(lo, knee), 0, probeEvery
 		if atFloor { // ~20 s at the floor to accept a slower normal
 			l.baseMean += (mean - l.baseMean) * 0.005
 			l.baseTail += (tail - l.baseTail) * 0.005

@@ -141,8 +141,8 @@ func TestLimiterTimelines(t *testing.T) {
 		name:   "2× overload settles at the knee: capacity served, latency within tolerance",
 		phases: []phase{{normal, 20}, {overload, 100}},
 		check: func(t *testing.T, o outcome) {
-			if o.limit < 24 || o.limit > 27 {
-				t.Errorf("limit %d, want the knee 24 to 24 × 1.05 + 1", o.limit)
+			if o.limit < 23 || o.limit > 26 {
+				t.Errorf("limit %d, want the knee 24 (± 1, +1 while probing past it)", o.limit)
 			}
 			if o.maxRTT > time.Duration(1.1*float64(work)) {
 				t.Errorf("admitted latency up to %v, want within 1.1 × %v", o.maxRTT, work)
@@ -170,7 +170,7 @@ func TestLimiterTimelines(t *testing.T) {
 			}
 		},
 	}, {
-		name:   "scale-out under overload: the limit follows capacity within a second",
+		name:   "scale-out under overload: the limit follows capacity within 1.2 s",
 		phases: []phase{{normal, 20}, {overload, 50}, {service{slots: 96, work: work, rate: 9600}, 50}},
 		check: func(t *testing.T, o outcome) {
 			if o.firstGrowth < 0 || o.firstGrowth > 12 {

@@ -121,6 +121,17 @@ func (p *pool) choose(now time.Time, bs []*backend) *backend {
 		return nil
 	case 1:
 		return bs[0]
+	case 2, 3:
+		// Two random choices out of three or fewer are nearly all of them:
+		// compare all, so that near saturation no instance gets a request
+		// more while another has a slot free.
+		best := bs[rand.IntN(len(bs))]
+		for _, b := range bs {
+			if score(now, b) < score(now, best) {
+				best = b
+			}
+		}
+		return best
 	}
 	i := rand.IntN(len(bs))
 	j := rand.IntN(len(bs) - 1)
