@@ -68,9 +68,14 @@ type harness struct {
 	hub *events.Hub
 	mu  sync.Mutex
 	evs []medic.Event
+	// slowVerdict, if set, delays the recording of drill.verdict (a slow fsync).
+	slowVerdict time.Duration
 }
 
 func (h *harness) record(_ context.Context, ev medic.Event) {
+	if ev.Kind == "drill.verdict" && h.slowVerdict > 0 {
+		time.Sleep(h.slowVerdict)
+	}
 	h.mu.Lock()
 	h.evs = append(h.evs, ev)
 	h.mu.Unlock()
@@ -175,6 +180,35 @@ func TestDrillPassesAndIsKept(t *testing.T) {
 	modes, _ := h.mgr.Modes(ctx)
 	if len(list) != 1 || list[0].ID != res.ID || len(modes) != 1 || modes[0].LastTTR == nil || modes[0].FailureMode != "process crashes" {
 		t.Fatalf("list %+v modes %+v", list, modes)
+	}
+}
+
+// A caller that saw a drill's verdict may start the next drill at once,
+// even while the agent is still recording the verdict.
+func TestNextDrillStartsOnceTheVerdictIsKnown(t *testing.T) {
+	h := newHarness(t, nil)
+	h.slowVerdict = 300 * time.Millisecond
+	var restored atomic.Int32
+	h.mgr.Injectors().Register("pretend", recovering(h, &restored))
+	if err := h.mgr.Catalog().Add(quick("quick-kill", "pretend", 2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.mgr.Start(drill.Request{Scenario: "quick-kill", Service: "web"}, "api:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !res.Done() {
+		if time.Now().After(deadline) {
+			t.Fatal("no verdict")
+		}
+		time.Sleep(5 * time.Millisecond)
+		if res, err = h.mgr.Get(context.Background(), res.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.mgr.Start(drill.Request{Scenario: "quick-kill", Service: "web"}, "api:test"); err != nil {
+		t.Fatalf("the next drill after a verdict: %v", err)
 	}
 }
 
