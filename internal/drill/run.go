@@ -256,7 +256,7 @@ func (m *Manager) execute(ctx context.Context, r *run, p *plan) {
 	if writes != nil {
 		f := &WriteFigures{Lossless: writes.Lossless}
 		if injected {
-			f.RTO = writeRTO(samples, marks.Inject)
+			f.RTO = writeRTO(samples, marks.Inject, marks.End)
 		}
 		vctx, cancel := context.WithTimeout(bg, time.Minute)
 		var err error

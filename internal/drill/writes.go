@@ -50,13 +50,19 @@ type WriteFigures struct {
 	Error    string   `json:"error,omitempty"`
 }
 
-// writeRTO is the longest gap between consecutive acknowledgments that ends
-// after inject (nil without any acknowledgment after it).
-func writeRTO(samples []load.Sample, inject time.Time) *float64 {
+// writeRTO is the longest time clients went without an acknowledgment,
+// counting only gaps that end after inject: between consecutive
+// acknowledgments, and, when writes were still failing after the last one,
+// from it to end (the load stopped before it recovered). nil without any
+// acknowledgment or failure after inject.
+func writeRTO(samples []load.Sample, inject, end time.Time) *float64 {
 	var acks []time.Time
+	var lastFail time.Time
 	for _, s := range samples {
 		if s.OK {
 			acks = append(acks, s.Done())
+		} else if s.Done().After(lastFail) {
+			lastFail = s.Done()
 		}
 	}
 	sort.Slice(acks, func(i, j int) bool { return acks[i].Before(acks[j]) })
@@ -67,6 +73,10 @@ func writeRTO(samples []load.Sample, inject time.Time) *float64 {
 			found = true
 			best = max(best, acks[i].Sub(acks[i-1]))
 		}
+	}
+	if n := len(acks); n > 0 && lastFail.After(acks[n-1]) && lastFail.After(inject) {
+		found = true
+		best = max(best, end.Sub(acks[n-1]))
 	}
 	if !found {
 		return nil

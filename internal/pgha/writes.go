@@ -45,11 +45,13 @@ type WriteLoad struct {
 	// Note records a moment of the load (kind, reason, fields); may be nil.
 	Note func(kind, reason string, fields map[string]string)
 
-	mu      sync.Mutex
-	acked   []int64
-	last    time.Time // last acknowledgment
-	server  string    // server of the last acknowledgment
-	failing bool
+	mu        sync.Mutex
+	acked     []int64
+	last      time.Time // last acknowledgment
+	server    string    // server of the latest write acknowledged (by due time)
+	serverDue time.Time // due time of that write
+	failing   bool
+	failedAt  time.Time // when the first failure of the outage ended
 }
 
 // DSN is the multi-host connection string of the load: pgx tries the hosts
@@ -161,28 +163,42 @@ func (w *WriteLoad) write(ctx context.Context, clk clock.Clock, pool *pgxpool.Po
 	if err != nil {
 		s.Err = classifyWrite(err)
 	}
-	w.observe(now, seq, server, err)
+	w.observe(due, now, seq, server, err)
 	return s, true
 }
 
 // observe keeps an acknowledgment and notes the moments the load changes.
-func (w *WriteLoad) observe(now time.Time, seq int64, server string, err error) {
+// Only a write sent after the outage began (due after the first failure)
+// ends it: a write already in flight then may still be acknowledged by the
+// dying primary, which says nothing about recovery. Likewise only a later
+// write than the last one seen can show a move to another server.
+func (w *WriteLoad) observe(due, now time.Time, seq int64, server string, err error) {
 	w.mu.Lock()
 	var kind, reason string
 	var fields map[string]string
 	switch {
-	case err != nil && !w.failing && !w.last.IsZero():
-		w.failing = true
-		kind, reason = "db.writes.failing", fmt.Sprintf("write %d failed: %v", seq, err)
-	case err == nil:
+	case err != nil:
+		if !w.failing && !w.last.IsZero() {
+			w.failing, w.failedAt = true, now
+			kind, reason = "db.writes.failing", fmt.Sprintf("write %d failed: %v", seq, err)
+		}
+	default:
 		w.acked = append(w.acked, seq)
-		if w.failing || (w.server != "" && server != w.server) {
+		later := !due.Before(w.serverDue)
+		recovered := w.failing && due.After(w.failedAt)
+		moved := later && w.server != "" && server != w.server
+		if recovered || moved && !w.failing {
 			gap := now.Sub(w.last)
 			kind = "db.writes.resumed"
 			reason = fmt.Sprintf("write %d acknowledged by %s, %.3f s after the last acknowledgment (by %s)", seq, server, gap.Seconds(), w.server)
 			fields = map[string]string{"server": server, "previous": w.server, "outage_seconds": strconv.FormatFloat(gap.Seconds(), 'f', 3, 64)}
 		}
-		w.failing, w.server = false, server
+		if recovered {
+			w.failing = false
+		}
+		if later {
+			w.server, w.serverDue = server, due
+		}
 		if now.After(w.last) {
 			w.last = now
 		}
