@@ -16,6 +16,7 @@ import (
 
 	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
+	"github.com/medic-dev/medic/internal/pgha/pgtest"
 )
 
 // drillDB runs `medic drill SCENARIO --service pg --json` against node n
@@ -61,7 +62,7 @@ func (n *dbNode) drill(scenario string) drill.Result {
 // with no acknowledged write lost in any. Promotions and fences reach a
 // webhook; a reload leaves the running members' settings alone and says so.
 func TestDBDrills(t *testing.T) {
-	requireDB(t)
+	pgtest.Require(t)
 	srv := etcdtest.Start(t)
 	a, b := newDBNode(t, "a", srv.Endpoint, "sync"), newDBNode(t, "b", srv.Endpoint, "sync")
 	// b tells a webhook of its promotions, fences and refusals.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
+	"github.com/medic-dev/medic/internal/pgha/pgtest"
 )
 
 // rtoBound is the bound on the client-visible outage when the
@@ -20,14 +21,14 @@ const rtoBound = 5 * time.Second
 // acknowledged write is lost, and the old primary, started again, rejoins
 // as a replica.
 func TestDBPrimaryHostLostUnderLoad(t *testing.T) {
-	requireDB(t)
+	pgtest.Require(t)
 	srv := etcdtest.Start(t)
 	a, b := newDBNode(t, "a", srv.Endpoint, "sync"), newDBNode(t, "b", srv.Endpoint, "sync")
 	a.start()
 	a.eventually(60*time.Second, "a leads", leaderIs("a"))
 	b.start()
 	a.eventually(60*time.Second, "b is the synchronous standby", streams("b", "a", true))
-	if _, err := pgConnect(t, a.pg).Exec(context.Background(), "CREATE TABLE acks (id int PRIMARY KEY, at timestamptz DEFAULT now())"); err != nil {
+	if _, err := pgtest.Connect(t, a.pg).Exec(context.Background(), "CREATE TABLE acks (id int PRIMARY KEY, at timestamptz DEFAULT now())"); err != nil {
 		t.Fatal(err)
 	}
 	w := &writer{dsn: fmt.Sprintf("host=127.0.0.1,127.0.0.1 port=%s,%s user=postgres dbname=postgres sslmode=disable connect_timeout=1",
@@ -53,7 +54,7 @@ func TestDBPrimaryHostLostUnderLoad(t *testing.T) {
 	}
 	acked := w.acked()
 	var found int
-	if err := pgConnect(t, b.pg).QueryRow(context.Background(), "SELECT count(*) FROM acks WHERE id = ANY($1)", acked).Scan(&found); err != nil {
+	if err := pgtest.Connect(t, b.pg).QueryRow(context.Background(), "SELECT count(*) FROM acks WHERE id = ANY($1)", acked).Scan(&found); err != nil {
 		t.Fatal(err)
 	}
 	if found != len(acked) {
@@ -63,7 +64,7 @@ func TestDBPrimaryHostLostUnderLoad(t *testing.T) {
 
 	a.start()
 	b.eventually(90*time.Second, "a rejoins as b's replica", streams("a", "b", false))
-	if isWritable(a.pg) {
+	if pgtest.Writable(a.pg) {
 		t.Fatal("the old primary came back writable")
 	}
 }
@@ -73,14 +74,14 @@ func TestDBPrimaryHostLostUnderLoad(t *testing.T) {
 // directly all along, never do two members accept writes; the replica
 // takes over; after the cut the old primary rejoins as a replica.
 func TestDBPrimaryCutFromEtcd(t *testing.T) {
-	requireDB(t)
+	pgtest.Require(t)
 	srv := etcdtest.Start(t)
 	a, b := newDBNode(t, "a", srv.Endpoint, "async"), newDBNode(t, "b", srv.Endpoint, "async")
 	a.start()
 	a.eventually(60*time.Second, "a leads", leaderIs("a"))
 	b.start()
 	a.eventually(60*time.Second, "b streams from a", streams("b", "a", false))
-	if _, err := pgConnect(t, a.pg).Exec(context.Background(), "CREATE TABLE acks (id int PRIMARY KEY, at timestamptz DEFAULT now())"); err != nil {
+	if _, err := pgtest.Connect(t, a.pg).Exec(context.Background(), "CREATE TABLE acks (id int PRIMARY KEY, at timestamptz DEFAULT now())"); err != nil {
 		t.Fatal(err)
 	}
 	w := &writer{dsn: fmt.Sprintf("host=127.0.0.1,127.0.0.1 port=%s,%s user=postgres dbname=postgres sslmode=disable connect_timeout=1",
@@ -103,7 +104,7 @@ func TestDBPrimaryCutFromEtcd(t *testing.T) {
 				return
 			default:
 			}
-			if wa, wb := isWritable(a.pg), isWritable(b.pg); wa && wb {
+			if wa, wb := pgtest.Writable(a.pg), pgtest.Writable(b.pg); wa && wb {
 				both = append(both, time.Now().Format("15:04:05.000"))
 			}
 			rounds++

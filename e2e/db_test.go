@@ -20,9 +20,8 @@ import (
 
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
 	"github.com/medic-dev/medic/internal/pgha"
+	"github.com/medic-dev/medic/internal/pgha/pgtest"
 )
-
-const pgBin = "/usr/lib/postgresql/15/bin"
 
 // dbNode is one `medic run` keeping one member of database "pg".
 type dbNode struct {
@@ -34,18 +33,6 @@ type dbNode struct {
 	cmd                 *exec.Cmd
 	stderr              *bytes.Buffer
 	done                chan error
-}
-
-func requireDB(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(filepath.Join(pgBin, "postgres")); err != nil {
-		msg := pgBin + "/postgres not found (install the Debian package postgresql-15)"
-		if os.Getenv("MEDIC_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	etcdtest.Require(t, "etcd", "etcd-server")
 }
 
 // newDBNode writes member name's config (defaults for every timing) in a
@@ -76,7 +63,7 @@ databases:
     rest: {listen: %s}
     proxy: {primary: %s, replicas: %s}
     drills: {allow: true}
-`, name, dir, n.link.Addr, n.api, pgBin, n.pg, mode, n.rest, n.prim, p())
+`, name, dir, n.link.Addr, n.api, pgtest.BinDir, n.pg, mode, n.rest, n.prim, p())
 	if err := os.WriteFile(filepath.Join(dir, "medic.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -274,31 +261,4 @@ func (w *writer) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.acks)
-}
-
-func pgConnect(t *testing.T, addr string) *pgx.Conn {
-	t.Helper()
-	host, port, _ := strings.Cut(addr, ":")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable", host, port))
-	if err != nil {
-		t.Fatalf("connect to %s: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
-// isWritable reports whether the postgres at addr answers as a primary.
-func isWritable(addr string) bool {
-	host, port, _ := strings.Cut(addr, ":")
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	c, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable", host, port))
-	if err != nil {
-		return false
-	}
-	defer c.Close(ctx)
-	var rec bool
-	return c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec) == nil && !rec
 }

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
+	"github.com/medic-dev/medic/internal/pgha/pgtest"
 )
 
 // TestDBOverTLS: an agent reaches an etcd that requires TLS and a client
 // certificate, with the certificate files named relative to its config
 // file, and becomes the primary.
 func TestDBOverTLS(t *testing.T) {
-	requireDB(t)
+	pgtest.Require(t)
 	pki := etcdtest.NewPKI(t)
 	srv := etcdtest.StartTLS(t, pki)
 	a := newDBNode(t, "a", srv.Endpoint, "async")

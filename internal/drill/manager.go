@@ -76,19 +76,6 @@ func (m *Manager) Start(req Request, actor string) (Result, error) {
 	if m.closed {
 		return Result{}, ErrClosed
 	}
-	if r := m.active; r != nil && finishing(r) {
-		// It has its verdict and is only recording and storing it: a
-		// caller that saw the verdict may start the next drill at once.
-		m.mu.Unlock()
-		select {
-		case <-r.done:
-		case <-time.After(10 * time.Second):
-		}
-		m.mu.Lock()
-		if m.closed {
-			return Result{}, ErrClosed
-		}
-	}
 	if m.active != nil {
 		return Result{}, fmt.Errorf("%w (drill %d)", ErrBusy, m.active.snapshot().ID)
 	}
@@ -114,19 +101,16 @@ func (m *Manager) Start(req Request, actor string) (Result, error) {
 	go func() {
 		defer m.wg.Done()
 		defer cancel(nil)
-		m.execute(ctx, r, p)
+		res := m.execute(ctx, r, p)
+		// The verdict shows at the moment the manager is free again: a
+		// caller that saw it may start the next drill at once.
 		m.mu.Lock()
+		r.set(func(rr *Result) { *rr = res })
 		m.active = nil
 		m.mu.Unlock()
 		close(r.done)
 	}()
 	return r.snapshot(), nil
-}
-
-// finishing reports whether r has its verdict (it is only recording it).
-func finishing(r *run) bool {
-	res := r.snapshot()
-	return res.Done()
 }
 
 // Abort stops the running drill: it stops injecting, restores what it

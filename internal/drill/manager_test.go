@@ -147,13 +147,21 @@ func recovering(h *harness, restored *atomic.Int32) drill.Injector {
 	})
 }
 
-func TestDrillPassesAndIsKept(t *testing.T) {
-	h := newHarness(t, nil)
-	var restored atomic.Int32
-	h.mgr.Injectors().Register("pretend", recovering(h, &restored))
+// addQuickKill registers scenario quick-kill over the recovering injector
+// and returns its count of restorations.
+func addQuickKill(t *testing.T, h *harness) *atomic.Int32 {
+	t.Helper()
+	restored := &atomic.Int32{}
+	h.mgr.Injectors().Register("pretend", recovering(h, restored))
 	if err := h.mgr.Catalog().Add(quick("quick-kill", "pretend", 2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
+	return restored
+}
+
+func TestDrillPassesAndIsKept(t *testing.T) {
+	h := newHarness(t, nil)
+	restored := addQuickKill(t, h)
 	res, err := h.mgr.Start(drill.Request{Scenario: "quick-kill", Service: "web"}, "api:test")
 	if err != nil {
 		t.Fatal(err)
@@ -183,16 +191,13 @@ func TestDrillPassesAndIsKept(t *testing.T) {
 	}
 }
 
-// A caller that saw a drill's verdict may start the next drill at once,
-// even while the agent is still recording the verdict.
+// A caller that saw a drill's verdict may start the next drill at once:
+// the verdict shows only once it is recorded (slowly here) and the manager
+// is free.
 func TestNextDrillStartsOnceTheVerdictIsKnown(t *testing.T) {
 	h := newHarness(t, nil)
 	h.slowVerdict = 300 * time.Millisecond
-	var restored atomic.Int32
-	h.mgr.Injectors().Register("pretend", recovering(h, &restored))
-	if err := h.mgr.Catalog().Add(quick("quick-kill", "pretend", 2*time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	addQuickKill(t, h)
 	res, err := h.mgr.Start(drill.Request{Scenario: "quick-kill", Service: "web"}, "api:test")
 	if err != nil {
 		t.Fatal(err)

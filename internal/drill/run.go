@@ -114,7 +114,8 @@ func (x *execution) input(marks Marks) Input {
 // execute runs the drill: warm up, inject, wait for recovery or the
 // deadline, restore, settle, cool down, judge, record, store. It always
 // restores what it injected, even when ctx is cancelled (abort, shutdown).
-func (m *Manager) execute(ctx context.Context, r *run, p *plan) {
+// It returns the verdict, recorded and stored, for the caller to publish.
+func (m *Manager) execute(ctx context.Context, r *run, p *plan) Result {
 	d := &m.deps
 	id := r.snapshot().ID
 	x := &execution{m: m, id: id, r: r, p: p, actor: fmt.Sprintf("drill:%d", id)}
@@ -288,19 +289,17 @@ func (m *Manager) execute(ctx context.Context, r *run, p *plan) {
 			}
 		}
 	}
-	var res Result
-	r.set(func(rr *Result) {
-		rr.State, rr.Phase, rr.Marks, rr.Measurement, rr.Steps, rr.Timeline = state, PhaseDone, marks, meas, steps, timeline
-		if n := x.takeNotes(); n != "" {
-			rr.Load.Note = strings.TrimPrefix(rr.Load.Note+"; "+n, "; ")
-		}
-		rr.summarize()
-		res = *rr
-	})
+	res := r.snapshot()
+	res.State, res.Phase, res.Marks, res.Measurement, res.Steps, res.Timeline = state, PhaseDone, marks, meas, steps, timeline
+	if n := x.takeNotes(); n != "" {
+		res.Load.Note = strings.TrimPrefix(res.Load.Note+"; "+n, "; ")
+	}
+	res.summarize()
 	x.record(bg, "drill.verdict", res.Summary, verdictFields(res))
 	if err := m.store.Save(bg, res); err != nil {
 		d.Logger.Error("drill: store the result", "drill", res.ID, "err", err)
 	}
+	return res
 }
 
 func errSuffix(e string) string {

@@ -20,22 +20,8 @@ import (
 	"github.com/medic-dev/medic/internal/etcd"
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
 	"github.com/medic-dev/medic/internal/pgha"
+	"github.com/medic-dev/medic/internal/pgha/pgtest"
 )
-
-const binDir = "/usr/lib/postgresql/15/bin"
-
-// requirePostgres skips (or fails under MEDIC_REQUIRE_INTEGRATION=1) without PostgreSQL 15.
-func requirePostgres(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(filepath.Join(binDir, "postgres")); err != nil {
-		msg := binDir + "/postgres not found (install the Debian package postgresql-15)"
-		if os.Getenv("MEDIC_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	etcdtest.Require(t, "etcd", "etcd-server")
-}
 
 // node is one member: its agent runs in the test process, its postgres as a child.
 type node struct {
@@ -61,14 +47,14 @@ type cluster struct {
 }
 
 func newCluster(t *testing.T, mode string) *cluster {
-	requirePostgres(t)
+	pgtest.Require(t)
 	return &cluster{t: t, etcd: etcdtest.Start(t), mode: mode, nodes: map[string]*node{}}
 }
 
 // testDatabase is the member config the tests use: a 2s lease so that a failover takes seconds.
 func testDatabase(dir, listen, rest, mode string) *config.Database {
 	d := &config.Database{
-		Postgres:     config.Postgres{BinDir: binDir, Data: filepath.Join(dir, "pg"), Listen: listen},
+		Postgres:     config.Postgres{BinDir: pgtest.BinDir, Data: filepath.Join(dir, "pg"), Listen: listen},
 		REST:         &config.DatabaseREST{Listen: rest},
 		Replication:  config.Replication{Mode: mode},
 		LeaseTTL:     config.Duration(2 * time.Second),
@@ -204,19 +190,6 @@ func (n *node) waitReplica(t *testing.T, member, upstream string, within time.Du
 	})
 }
 
-func connect(t *testing.T, addr string) *pgx.Conn {
-	t.Helper()
-	host, port, _ := strings.Cut(addr, ":")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable", host, port))
-	if err != nil {
-		t.Fatalf("connect to %s: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
 func exec1(t *testing.T, c *pgx.Conn, sql string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -228,7 +201,7 @@ func exec1(t *testing.T, c *pgx.Conn, sql string, args ...any) {
 
 func count(t *testing.T, addr string) int {
 	t.Helper()
-	c := connect(t, addr)
+	c := pgtest.Connect(t, addr)
 	var n int
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -253,20 +226,6 @@ func waitWritable(t *testing.T, addr string, within time.Duration) {
 		_, err = c.Exec(ctx, "CREATE TEMP TABLE probe (x int)")
 		return err == nil, fmt.Sprint(err)
 	})
-}
-
-// writable reports whether the postgres at addr answers as a primary (not in recovery).
-func writable(addr string) bool {
-	host, port, _ := strings.Cut(addr, ":")
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	c, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable", host, port))
-	if err != nil {
-		return false
-	}
-	defer c.Close(ctx)
-	var rec bool
-	return c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec) == nil && !rec
 }
 
 // rest answers method path on the member's Patroni-compatible endpoint with the status code.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic/internal/pgha"
+	"github.com/medic-dev/medic/internal/pgha/pgtest"
 )
 
 // TestFailoverAndRejoin: a bootstraps, b clones and streams; the primary's
@@ -33,7 +34,7 @@ func TestFailoverAndRejoin(t *testing.T) {
 			}
 			waitWritable(t, a.pgAddr, 20*time.Second)
 			checkREST(t, a, b, mode)
-			conn := connect(t, a.pgAddr)
+			conn := pgtest.Connect(t, a.pgAddr)
 			exec1(t, conn, "CREATE TABLE acks (id int PRIMARY KEY)")
 			acked := 0
 			for i := 1; i <= 200; i++ {
@@ -54,7 +55,7 @@ func TestFailoverAndRejoin(t *testing.T) {
 				}
 			}
 			waitWritable(t, b.pgAddr, 10*time.Second)
-			exec1(t, connect(t, b.pgAddr), "INSERT INTO acks VALUES (1000)")
+			exec1(t, pgtest.Connect(t, b.pgAddr), "INSERT INTO acks VALUES (1000)")
 
 			// a's agent is back in touch: it rejoins as a replica of b.
 			a.link.Restore()
@@ -73,7 +74,7 @@ func TestFailoverAndRejoin(t *testing.T) {
 			// a is read-only.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			_, err := connect(t, a.pgAddr).Exec(ctx, "INSERT INTO acks VALUES (2000)")
+			_, err := pgtest.Connect(t, a.pgAddr).Exec(ctx, "INSERT INTO acks VALUES (2000)")
 			if err == nil || !strings.Contains(err.Error(), "read-only") {
 				t.Fatalf("write on the rejoined member: %v, want a read-only error", err)
 			}
@@ -165,7 +166,7 @@ func TestPartitionedPrimaryFencesItself(t *testing.T) {
 				return
 			default:
 			}
-			wa, wb := writable(a.pgAddr), writable(b.pgAddr)
+			wa, wb := pgtest.Writable(a.pgAddr), pgtest.Writable(b.pgAddr)
 			probes++
 			if wa && wb {
 				select {

@@ -125,10 +125,12 @@ func (p *pool) choose(now time.Time, bs []*backend) *backend {
 		// Two random choices out of three or fewer are nearly all of them:
 		// compare all, so that near saturation no instance gets a request
 		// more while another has a slot free.
-		best := bs[rand.IntN(len(bs))]
-		for _, b := range bs {
-			if score(now, b) < score(now, best) {
-				best = b
+		start := rand.IntN(len(bs)) // ties go to a random one
+		best, bestScore := bs[start], score(now, bs[start])
+		for k := 1; k < len(bs); k++ {
+			b := bs[(start+k)%len(bs)]
+			if sc := score(now, b); sc < bestScore {
+				best, bestScore = b, sc
 			}
 		}
 		return best
