@@ -32,7 +32,7 @@ type automation struct {
 }
 
 func buildRemedy(m *Main) (*component, error) {
-	a := &automation{m: m, store: signal.NewStore(signal.Options{})}
+	a := &automation{m: m, store: signal.NewStore(signal.Options{Retention: config.SignalRetention})}
 	var err error
 	a.detect, err = detect.New(m.cfg.Conditions, detect.Options{Clock: m.Clock, Source: a.store, OnTransition: a.transition, Log: m.Logger})
 	if err != nil {

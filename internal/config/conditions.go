@@ -151,7 +151,12 @@ const (
 	DefaultAggregate              = "each"
 	DefaultAnomalyDirection       = "both"
 	minConditionWindow            = time.Second
-	maxConditionSeasonBuckets     = 1440
+	// SignalRetention is how much history the signal store keeps per series
+	// (internal/signal.Options.Retention; medic builds its store with this).
+	// A window reaching further back than this would never hold enough
+	// samples to fire, so validation refuses it.
+	SignalRetention           = time.Hour
+	maxConditionSeasonBuckets = 1440
 )
 
 var (
@@ -438,6 +443,8 @@ func (c *Condition) validateThreshold(bad badFunc) {
 func (t *ConditionTrend) validate(bad badFunc) {
 	if t.Window.D() < minConditionWindow {
 		bad("trend.window", "must be at least %v, got %v", minConditionWindow, t.Window)
+	} else if t.Window.D() > SignalRetention {
+		bad("trend.window", "%v is longer than the %v of history the signal store keeps: the fit would never see the window and the condition would never fire", t.Window, SignalRetention)
 	}
 	switch {
 	case t.AbovePerHour == nil && t.BelowPerHour == nil:

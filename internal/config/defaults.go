@@ -14,6 +14,9 @@ const (
 	DefaultLogSize   = ByteSize(10 << 20)
 	DefaultLogFiles  = 3
 	DefaultJitter    = 0.2
+	// DefaultProbeTimeout is a probe's timeout when none is set, capped at
+	// its period.
+	DefaultProbeTimeout = time.Second
 )
 
 // Default returns a config with no services and every default applied.
@@ -91,7 +94,10 @@ func (s *Service) setDefaults(d filler, p, base string) {
 
 func (pr *Probe) setDefaults(d filler, p string) {
 	d.dur(p+".period", &pr.Period, 10*time.Second)
-	d.dur(p+".timeout", &pr.Timeout, time.Second)
+	// A default must never make a valid-looking probe invalid: with
+	// period: 500ms the timeout defaults to the period (Kubernetes users
+	// write short periods without a timeout).
+	d.dur(p+".timeout", &pr.Timeout, min(DefaultProbeTimeout, pr.Period.D()))
 	d.int(p+".success_threshold", &pr.SuccessThreshold, 1)
 	d.int(p+".failure_threshold", &pr.FailureThreshold, 3)
 	if h := pr.HTTP; h != nil {

@@ -7,14 +7,17 @@ import (
 	"strings"
 )
 
-// checkPortOverlap reports services whose port ranges (port … port+instances-1)
-// overlap another service's or include the API's port: two instances would
-// fight over one port and the loser would crash-loop.
+// checkPortOverlap reports services whose port ranges overlap another
+// service's or include the API's port: two instances would fight over one
+// port and the loser would crash-loop. A service's range runs from port to
+// port+n-1 where n is the larger of instances and remedy.max_instances:
+// scaling out to max_instances must not land on the next service's ports.
 func checkPortOverlap(ck *checker, c *Config) {
 	type span struct {
 		name     string
 		lo, hi   int
 		location string
+		scaled   bool // the range reaches past instances to remedy.max_instances
 	}
 	var spans []span
 	for _, name := range sortedKeys(c.Services) {
@@ -22,16 +25,24 @@ func checkPortOverlap(ck *checker, c *Config) {
 		if s == nil || s.Port <= 0 || s.Port > 65535 || s.Instances < 1 || s.Instances > maxInstances {
 			continue
 		}
-		spans = append(spans, span{name, s.Port, s.Port + s.Instances - 1, "services." + name + ".port"})
+		n := s.Instances
+		if s.Remedy != nil && s.Remedy.MaxInstances > n && s.Remedy.MaxInstances <= maxInstances {
+			n = s.Remedy.MaxInstances
+		}
+		spans = append(spans, span{name, s.Port, s.Port + n - 1, "services." + name + ".port", n > s.Instances})
 	}
 	_, apiPort, err := splitHostPort(c.API.Listen)
 	for j, b := range spans {
+		use := uses(b.lo, b.hi)
+		if b.scaled {
+			use = fmt.Sprintf("scaled out to remedy.max_instances (%d), instances use ports %d-%d", b.hi-b.lo+1, b.lo, b.hi)
+		}
 		if err == nil && apiPort > 0 && b.lo <= apiPort && apiPort <= b.hi {
-			ck.add(b.location, "%s, which include port %d of api.listen", uses(b.lo, b.hi), apiPort)
+			ck.add(b.location, "%s, which include port %d of api.listen", use, apiPort)
 		}
 		for _, a := range spans[:j] {
 			if a.lo <= b.hi && b.lo <= a.hi {
-				ck.add(b.location, "%s, overlapping services.%s (%s)", uses(b.lo, b.hi), a.name, portRange(a.lo, a.hi))
+				ck.add(b.location, "%s, overlapping services.%s (%s)", use, a.name, portRange(a.lo, a.hi))
 			}
 		}
 	}

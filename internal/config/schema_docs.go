@@ -188,7 +188,7 @@ var fieldDocs = map[string]string{
 	"Probe.Period":                     "Time between probes. Default 10s, minimum 100ms.",
 	"Probe.SuccessThreshold":           "Consecutive successes to count as passing. Default 1; must be 1 for liveness and startup.",
 	"Probe.TCP":                        "A TCP connect.",
-	"Probe.Timeout":                    "A probe slower than this fails and is cut. Default 1s; must not exceed period.",
+	"Probe.Timeout":                    "A probe slower than this fails and is cut. Default 1s, or the period when that is shorter; must not exceed period.",
 	"Probes":                           "Probes are the three Kubernetes probe roles.",
 	"Probes.Liveness":                  "failure_threshold consecutive failures restart the instance (through backoff).",
 	"Probes.Readiness":                 "Failure marks the instance not ready (out of traffic) without a restart.",

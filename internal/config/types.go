@@ -141,7 +141,7 @@ type Probe struct {
 	InitialDelay Duration `yaml:"initial_delay" json:"initial_delay,omitempty"`
 	// Time between probes. Default 10s, minimum 100ms.
 	Period Duration `yaml:"period" json:"period,omitempty"`
-	// A probe slower than this fails and is cut. Default 1s; must not exceed period.
+	// A probe slower than this fails and is cut. Default 1s, or the period when that is shorter; must not exceed period.
 	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
 	// Consecutive successes to count as passing. Default 1; must be 1 for liveness and startup.
 	SuccessThreshold int `yaml:"success_threshold" json:"success_threshold,omitempty" jsonschema:"minimum=1"`
