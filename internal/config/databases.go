@@ -95,6 +95,10 @@ type Database struct {
 	Proxy *DatabaseProxy `yaml:"proxy" json:"proxy,omitempty"`
 	// Drills may act on this database (medic drill db-kill-primary …) only when allowed.
 	Drills Drills `yaml:"drills" json:"drills,omitempty"`
+	// Backups and WAL archiving to a pgBackRest repository. Default: none.
+	Backup *Backup `yaml:"backup" json:"backup,omitempty"`
+	// Recovery objectives (RTO, RPO) the scorecard holds the failover and restore drills to.
+	Objectives *Objectives `yaml:"objectives" json:"objectives,omitempty"`
 }
 
 // Postgres is the local PostgreSQL server a member manages.

@@ -38,6 +38,9 @@ type Options struct {
 	// OnView, if set, is called from the loop with every view of the
 	// cluster (new etcd data, or a change of freshness). It must not block.
 	OnView func(View)
+	// Settings are postgres settings owned by another part of medic (the
+	// backup's WAL archiving), written after medic's own.
+	Settings map[string]string
 }
 
 // Agent keeps one member: Serve runs its loop.
@@ -94,7 +97,7 @@ func New(o Options) (*Agent, error) {
 		Sync: c.Replication.Mode == config.ReplicationSync}
 	pg, err := NewPostgres(PostgresOptions{Member: o.Member, BinDir: c.Postgres.BinDir, Data: c.Postgres.Data,
 		Listen: c.Postgres.Listen, User: c.Postgres.User, Superuser: c.Postgres.Superuser, Parameters: c.Postgres.Parameters,
-		HBA: c.Postgres.HBA, LogPath: filepath.Join(o.StateDir, o.Cluster+"-postgres.log"),
+		Settings: o.Settings, HBA: c.Postgres.HBA, LogPath: filepath.Join(o.StateDir, o.Cluster+"-postgres.log"),
 		StatePath: filepath.Join(o.StateDir, o.Cluster+"-role.json"), Logger: a.log, Clock: a.clock})
 	if err != nil {
 		return nil, err

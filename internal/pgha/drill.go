@@ -14,3 +14,7 @@ func (a *Agent) CrashPostgres() int {
 	a.poke()
 	return pid
 }
+
+// Postgres is the member's local server manager (its commands run as the
+// postgres OS user; backups use it).
+func (a *Agent) Postgres() *Postgres { return a.pg }

@@ -42,6 +42,10 @@ type PostgresOptions struct {
 	StatePath  string // the member's role marker (outside the data dir: clones must not copy it)
 	Logger     *slog.Logger
 	Clock      clock.Clock
+
+	// Settings are owned by other parts of medic (backup's WAL archiving) and
+	// written after medic's own, so they win over both.
+	Settings map[string]string
 }
 
 // Postgres runs, stops and reconfigures the local PostgreSQL server. Its
@@ -215,6 +219,14 @@ func (p *Postgres) dsn(addr string) string {
 	h, port, _ := net.SplitHostPort(addr)
 	return fmt.Sprintf("host=%s port=%s user=%s application_name=%s sslmode=disable", h, port, p.o.Superuser, p.o.Member)
 }
+
+// Command builds a command running as the postgres OS user in its own
+// process group, with a minimal environment (tools such as pgbackrest that
+// must own what postgres owns run this way).
+func (p *Postgres) Command(bin string, args ...string) *exec.Cmd { return p.command(bin, args...) }
+
+// Owner is the OS user and group postgres runs as.
+func (p *Postgres) Owner() (uid, gid int) { return p.uid, p.gid }
 
 // command builds a command running as the postgres OS user in its own process group.
 func (p *Postgres) command(bin string, args ...string) *exec.Cmd {
@@ -399,6 +411,14 @@ func (p *Postgres) writeConfigLocked() error {
 		{"synchronous_standby_names", sync}, {"synchronous_commit", "on"},
 	} {
 		fmt.Fprintf(&b, "%s = %s\n", kv[0], quote(kv[1]))
+	}
+	keys = keys[:0]
+	for k := range p.o.Settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s = %s\n", k, quote(p.o.Settings[k]))
 	}
 	if err := p.writeOwned(filepath.Join(p.o.Data, "medic.conf"), b.String()); err != nil {
 		return err

@@ -1,0 +1,193 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Latest as a restore target: the end of the archived WAL.
+var Latest = time.Time{}
+
+// Scratch is a restored data directory and the scratch postgres that runs
+// on it: never a member, never archiving into the repository.
+type Scratch struct {
+	Dir    string    `json:"dir"`
+	Port   int       `json:"port"`
+	Target time.Time `json:"target"` // zero: latest
+	// Restore is pgBackRest's restore of the files; Recover the scratch
+	// postgres's start until it accepts writes (the WAL replayed up to the target).
+	Restore time.Duration `json:"restore_ns"`
+	Recover time.Duration `json:"recover_ns"`
+	Started bool          `json:"started"`
+
+	m *Manager
+}
+
+// Addr is the scratch postgres's address.
+func (s *Scratch) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// DSN connects to the scratch postgres as the superuser.
+func (s *Scratch) DSN() string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=postgres sslmode=disable", s.Port, s.m.o.Superuser)
+}
+
+// Restore restores the newest backup plus the archived WAL up to target
+// (Latest: all of it) into dir, which must be missing or empty and is never
+// a member's data directory; the scratch postgres will listen on
+// 127.0.0.1:port. Start runs it.
+func (m *Manager) Restore(ctx context.Context, dir string, port int, target time.Time) (*Scratch, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("backup: restore: %w", err)
+	}
+	if err := m.scratchDir(dir); err != nil {
+		return nil, err
+	}
+	s := &Scratch{Dir: dir, Port: port, Target: target, m: m}
+	args := []string{"--pg1-path=" + dir, "--archive-mode=off", "--link-all=n"}
+	if target.IsZero() {
+		args = append(args, "--type=default")
+	} else {
+		args = append(args, "--type=time", "--target="+target.UTC().Format("2006-01-02 15:04:05.999999-07"), "--target-action=promote")
+	}
+	start := m.clock.Now()
+	if _, err := m.run(ctx, "restore", args...); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	s.Restore = m.clock.Now().Sub(start)
+	if err := m.scratchConfig(s); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// scratchDir checks that dir may receive a restore and creates it owned by
+// the postgres user.
+func (m *Manager) scratchDir(dir string) error {
+	data, _ := filepath.Abs(m.o.Data)
+	if dir == data || strings.HasPrefix(dir+"/", data+"/") || strings.HasPrefix(data+"/", dir+"/") {
+		return fmt.Errorf("backup: restore into %s: refused, it is (or holds) this member's data directory %s", dir, data)
+	}
+	if es, err := os.ReadDir(dir); err == nil && len(es) > 0 {
+		return fmt.Errorf("backup: restore into %s: refused, the directory is not empty (a restore never overwrites)", dir)
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("backup: restore into %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("backup: create %s: %w", dir, err)
+	}
+	if err := os.Chown(dir, m.o.UID, m.o.GID); err != nil {
+		return fmt.Errorf("backup: chown %s: %w", dir, err)
+	}
+	return nil
+}
+
+// scratchConfig replaces the member's medic.conf that came with the backup:
+// the scratch postgres listens on loopback at its own port, follows no
+// primary, names no synchronous standby and archives nothing.
+func (m *Manager) scratchConfig(s *Scratch) error {
+	var b strings.Builder
+	b.WriteString("# Written by medic for a scratch restore: not a member, not archiving.\n")
+	for _, kv := range [][2]string{
+		{"listen_addresses", "127.0.0.1"}, {"port", strconv.Itoa(s.Port)}, {"unix_socket_directories", ""},
+		{"hot_standby", "on"}, {"primary_conninfo", ""}, {"synchronous_standby_names", ""},
+		{"archive_mode", "off"}, {"archive_command", ""},
+	} {
+		fmt.Fprintf(&b, "%s = '%s'\n", kv[0], strings.ReplaceAll(kv[1], "'", "''"))
+	}
+	path := filepath.Join(s.Dir, "medic.conf")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("backup: write %s: %w", path, err)
+	}
+	if err := os.Chown(path, m.o.UID, m.o.GID); err != nil {
+		return fmt.Errorf("backup: chown %s: %w", path, err)
+	}
+	// A backup taken from a standby carries no signal file; one left by
+	// anything else would keep the scratch postgres a standby forever.
+	_ = os.Remove(filepath.Join(s.Dir, "standby.signal"))
+	return nil
+}
+
+// LogPath is the scratch postgres's log.
+func (s *Scratch) LogPath() string { return filepath.Join(s.m.o.StateDir, "scratch-"+strconv.Itoa(s.Port)+".log") }
+
+// Start starts the scratch postgres (pg_ctl: it outlives medic, as an
+// operator's restore should) and waits until it has replayed the WAL to the
+// target and accepts writes, or ctx ends.
+func (s *Scratch) Start(ctx context.Context) error {
+	start := s.m.clock.Now()
+	cmd := s.m.o.Command(filepath.Join(s.m.o.BinDir, "pg_ctl"), "start", "-D", s.Dir, "-l", s.LogPath(), "-w", "-t", "3600")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("backup: start the scratch postgres on %s: %w: %s (log %s)", s.Dir, err, tail(string(out), 3), s.LogPath())
+	}
+	s.Started = true
+	for {
+		if err := promoted(ctx, s.DSN()); err == nil {
+			s.Recover = s.m.clock.Now().Sub(start)
+			return nil
+		} else if ctx.Err() != nil {
+			return fmt.Errorf("backup: the scratch postgres on %s did not finish recovery: %w (last: %v)", s.Dir, ctx.Err(), err)
+		}
+		t := s.m.clock.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-t.C():
+		}
+		t.Stop()
+	}
+}
+
+func promoted(ctx context.Context, dsn string) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(cctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	var rec bool
+	if err := c.QueryRow(cctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
+		return err
+	}
+	if rec {
+		return errors.New("still in recovery")
+	}
+	return nil
+}
+
+// Stop stops the scratch postgres (fast, then immediate).
+func (s *Scratch) Stop(ctx context.Context) error {
+	if !s.Started {
+		return nil
+	}
+	cmd := s.m.o.Command(filepath.Join(s.m.o.BinDir, "pg_ctl"), "stop", "-D", s.Dir, "-m", "fast", "-w", "-t", "30")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		cmd = s.m.o.Command(filepath.Join(s.m.o.BinDir, "pg_ctl"), "stop", "-D", s.Dir, "-m", "immediate", "-w", "-t", "10")
+		if out2, err2 := cmd.CombinedOutput(); err2 != nil {
+			return fmt.Errorf("backup: stop the scratch postgres on %s: %w: %s / %s", s.Dir, err2, tail(string(out), 2), tail(string(out2), 2))
+		}
+	}
+	s.Started = false
+	return nil
+}
+
+// Remove stops the scratch postgres and deletes its data directory.
+func (s *Scratch) Remove(ctx context.Context) error {
+	if err := s.Stop(ctx); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(s.Dir); err != nil {
+		return fmt.Errorf("backup: remove %s: %w", s.Dir, err)
+	}
+	return nil
+}
