@@ -54,10 +54,10 @@ type Options struct {
 
 // Manager runs pgBackRest for one database.
 type Manager struct {
-	o     Options
+	o      Options
 	stanza string
-	clock clock.Clock
-	log   *slog.Logger
+	clock  clock.Clock
+	log    *slog.Logger
 }
 
 // New checks the options. Prepare writes the files.

@@ -119,7 +119,9 @@ func (m *Manager) scratchConfig(s *Scratch) error {
 }
 
 // LogPath is the scratch postgres's log.
-func (s *Scratch) LogPath() string { return filepath.Join(s.m.o.StateDir, "scratch-"+strconv.Itoa(s.Port)+".log") }
+func (s *Scratch) LogPath() string {
+	return filepath.Join(s.m.o.StateDir, "scratch-"+strconv.Itoa(s.Port)+".log")
+}
 
 // Start starts the scratch postgres (pg_ctl: it outlives medic, as an
 // operator's restore should) and waits until it has replayed the WAL to the
