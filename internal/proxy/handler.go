@@ -47,39 +47,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.m.requests().Inc()
 	defer func() { p.finishRequest(r, ex, start) }()
 
-	if p.limits != nil {
-		key := clientKey(r, p.cfg.RateLimit.KeyHeader)
-		p.rlMu.Lock()
-		ok, wait := p.limits.Allow(start, key)
-		p.rlMu.Unlock()
-		if !ok {
-			p.rateLimited.Add(1)
-			p.m.rateLimited().Inc()
-			p.refuse(w, ex, http.StatusTooManyRequests, wait, "rate limit exceeded for this client")
-			return
-		}
+	key := ""
+	if p.d.RateLimits() {
+		key = clientKey(r, p.d.KeyHeader())
 	}
-	if p.limiter != nil && !longLived(r) {
-		p.limMu.Lock()
-		ok := p.limiter.Acquire()
-		p.limMu.Unlock()
-		if !ok {
-			p.shed.Add(1)
-			p.m.shed().Inc()
-			p.refuse(w, ex, http.StatusServiceUnavailable, time.Second, "overloaded: concurrency limit reached")
-			return
-		}
-		defer func() {
-			p.limMu.Lock()
-			p.limiter.Release()
-			p.limMu.Unlock()
-		}()
+	adm := p.d.Admit(start, key, longLived(r))
+	if adm.Refusal != Admitted {
+		p.countRefusal(adm.Refusal)
+		p.refuse(w, ex, adm.Status, adm.RetryAfter, adm.Reason)
+		return
+	}
+	if adm.Held {
+		defer p.d.Release()
 	}
 	p.m.inflight().Inc()
 	defer p.m.inflight().Dec()
-	p.budMu.Lock()
-	p.budget.Request(start)
-	p.budMu.Unlock()
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
 }
 
@@ -90,11 +72,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = "no-instance.invalid"
-	b, f, evs := p.pool.pick(p.clock.Now(), nil, true)
-	p.emit(evs)
-	if b != nil {
-		ex.first, ex.firstFault = b, f
-		pr.Out.URL.Host = b.addr()
+	pick := p.d.First(p.clock.Now())
+	p.emit(pick.Events)
+	if pick.backend != nil {
+		ex.first, ex.firstFault = pick.backend, pick.Fault
+		pr.Out.URL.Host = pick.Addr()
 	}
 }
 
@@ -128,6 +110,18 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	ex.status = status
 	w.Header().Set(headerRequestID, ex.id)
 	http.Error(w, "medic: "+msg+" (request "+ex.id+")", status)
+}
+
+// countRefusal counts a request the decision refused.
+func (p *Proxy) countRefusal(r Refusal) {
+	switch r {
+	case RateLimited:
+		p.rateLimited.Add(1)
+		p.m.rateLimited().Inc()
+	case Shed:
+		p.shed.Add(1)
+		p.m.shed().Inc()
+	}
 }
 
 // refuse answers a request medic does not forward (429 or 503) with Retry-After.

@@ -63,17 +63,13 @@ type Proxy struct {
 	rp          *httputil.ReverseProxy
 	transport   *http.Transport
 	dialer      net.Dialer
-	onStatus    [600]bool
 	// overallBinds: timeout can end a request before its tries run out
 	// (timeout < (retries.max+1) × try_timeout); otherwise no overall timer is needed.
 	overallBinds bool
 
-	limMu   sync.Mutex
-	limiter *Limiter // nil when shedding is off
-	budMu   sync.Mutex
-	budget  Budget
-	rlMu    sync.Mutex
-	limits  *ClientLimits // nil without a rate limit
+	// d decides where each request goes; the code here and in handler.go,
+	// transport.go and tcp.go moves the bytes.
+	d *Decision
 
 	requests, errors, retries, shed, rateLimited atomic.Uint64
 	served                                       atomic.Bool
@@ -106,10 +102,10 @@ func New(o Options) (*Proxy, error) {
 		service: o.Service, cfg: cfg, clock: clock.Or(o.Clock), m: m,
 		log:    o.Logger,
 		access: o.AccessLog,
-		pool:   newPool(OutlierPolicyFrom(cfg.Outlier), *cfg.Outlier.MaxEjectionPercent),
-		budget: NewBudget(*cfg.Retries.Budget, *cfg.Retries.MinPerSecond),
+		d:      NewDecision(cfg),
 		dialer: net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second},
 	}
+	p.pool = p.d.pool
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -118,17 +114,8 @@ func New(o Options) (*Proxy, error) {
 	}
 	p.log = p.log.With("service", o.Service)
 	p.overallBinds = cfg.Timeout.D() < time.Duration(*cfg.Retries.Max+1)*cfg.TryTimeout.D()
-	for _, s := range cfg.Retries.OnStatus {
-		p.onStatus[s] = true
-	}
-	httpMode := cfg.Mode == config.ProxyModeHTTP
-	if *cfg.Shed.Enabled && httpMode {
-		l := NewLimiter(LimiterPolicyFrom(cfg.Shed))
-		p.limiter = &l
-		m.limit().Set(float64(l.Limit()))
-	}
-	if r := cfg.RateLimit; r.Rate > 0 && httpMode {
-		p.limits = NewClientLimits(r.Rate, r.Burst, r.MaxClients, r.Idle.D())
+	if l := p.d.Limit(); l > 0 {
+		m.limit().Set(float64(l))
 	}
 	p.transport = &http.Transport{
 		DialContext:         p.dialer.DialContext,
@@ -240,7 +227,7 @@ func (p *Proxy) serveHTTP(ctx context.Context) error {
 // draining, because the readiness probe vouches for it.
 func (p *Proxy) SetBackend(id, addr string, ready bool) {
 	p.m.addInstance(id)
-	p.emit(p.pool.set(id, addr, ready))
+	p.emit(p.d.Set(id, addr, ready))
 }
 
 // RemoveBackend forgets instance id, deletes its metric series and, in tcp
@@ -327,27 +314,5 @@ func (p *Proxy) emit(evs []event) {
 		default:
 			p.log.Info("proxy "+e.kind, "instance", e.instance, "reason", e.reason)
 		}
-	}
-}
-
-// allowRetry asks the retry budget for one retry at now.
-func (p *Proxy) allowRetry(now time.Time) bool {
-	p.budMu.Lock()
-	defer p.budMu.Unlock()
-	return p.budget.Allow(now)
-}
-
-// sampleLatency feeds a successful try's latency to the concurrency limit.
-func (p *Proxy) sampleLatency(now time.Time, d time.Duration) {
-	if p.limiter == nil {
-		return
-	}
-	p.limMu.Lock()
-	before := p.limiter.Limit()
-	p.limiter.Sample(now, d)
-	after := p.limiter.Limit()
-	p.limMu.Unlock()
-	if after != before {
-		p.m.limit().Set(float64(after))
 	}
 }

@@ -56,11 +56,7 @@ func (p *Proxy) Stats() Stats {
 		Requests: p.requests.Load(), Errors: p.errors.Load(), Retries: p.retries.Load(),
 		Shed: p.shed.Load(), RateLimited: p.rateLimited.Load(),
 	}
-	if p.limiter != nil {
-		p.limMu.Lock()
-		s.ConcurrencyLimit = p.limiter.Limit()
-		p.limMu.Unlock()
-	}
+	s.ConcurrencyLimit = p.d.Limit()
 	p.pool.mu.Lock()
 	defer p.pool.mu.Unlock()
 	s.Panic = p.pool.panicking

@@ -33,21 +33,6 @@ type retrier struct {
 	base http.RoundTripper
 }
 
-// outcome classifies one try.
-type outcome int
-
-const (
-	outcomeOK       outcome = iota
-	outcomeConnect          // dial failed: nothing sent
-	outcomeNotSent          // connection failed before the request headers were written
-	outcomeReset            // request sent, connection failed before any response
-	outcomeTimeout          // no response headers within try_timeout
-	outcomeStatus           // a 5xx answer
-	outcomeCanceled         // the client left or the overall timeout hit: not the instance's fault
-)
-
-func (o outcome) failed() bool { return o != outcomeOK && o != outcomeCanceled }
-
 // RoundTrip sends req to the instance chosen in Rewrite and retries on others.
 func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	ex := exchangeFrom(req.Context())
@@ -63,8 +48,8 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	body, err := newReplay(req, int64(p.cfg.Retries.MaxBody))
 	if err != nil {
-		p.pool.abandon(b)
-		p.pool.done(b)
+		p.d.Abandon(b)
+		p.d.Done(b)
 		return nil, err
 	}
 	ctx, cancel := req.Context(), context.CancelCauseFunc(func(error) {})
@@ -76,20 +61,18 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	idempotent := isIdempotent(req)
 	for {
 		res, o, err := t.try(ctx, req, b, fault, body, ex)
-		if !t.retryable(o, res, idempotent, body) || ex.attempts > *p.cfg.Retries.Max {
+		status := 0
+		if res != nil {
+			status = res.StatusCode
+		}
+		traits := Traits{Idempotent: idempotent, Replayable: body.replayable(), Untouched: body.untouched()}
+		r := p.d.Retry(p.clock.Now(), o, status, traits, ex.attempts, ex.tried)
+		p.emit(r.Next.Events)
+		if r.Next.backend == nil {
+			ex.budgetExhausted = ex.budgetExhausted || r.BudgetExhausted
 			return t.finish(res, err, overall, cancel, body)
 		}
-		now := p.clock.Now()
-		next, nextFault, evs := p.pool.pick(now, ex.tried, false)
-		p.emit(evs)
-		if next == nil {
-			return t.finish(res, err, overall, cancel, body)
-		}
-		if !p.allowRetry(now) {
-			p.pool.done(next)
-			ex.budgetExhausted = true
-			return t.finish(res, err, overall, cancel, body)
-		}
+		next, nextFault := r.Next.backend, r.Next.Fault
 		if res != nil {
 			drainClose(res.Body)
 		}
@@ -114,7 +97,7 @@ func (t *retrier) finish(res *http.Response, err error, overall clock.Timer, can
 
 // try makes one try on b. On success the response body releases the
 // instance when closed; on failure the instance is released here.
-func (t *retrier) try(ctx context.Context, req *http.Request, b *backend, fault Fault, body *replay, ex *exchange) (*http.Response, outcome, error) {
+func (t *retrier) try(ctx context.Context, req *http.Request, b *backend, fault Fault, body *replay, ex *exchange) (*http.Response, Outcome, error) {
 	p := t.p
 	ex.attempts++
 	ex.instance = b.id
@@ -137,44 +120,30 @@ func (t *retrier) try(ctx context.Context, req *http.Request, b *backend, fault 
 	elapsed := now.Sub(start)
 	timerStopped := timer.Stop()
 
-	o := outcomeOK
+	o := OutcomeOK
 	switch {
 	case err != nil && ctx.Err() != nil:
-		o, err = outcomeCanceled, context.Cause(ctx)
+		o, err = OutcomeCanceled, context.Cause(ctx)
 	case err != nil && (errors.Is(context.Cause(tctx), ErrTryTimeout) || !timerStopped && tctx.Err() != nil):
-		o, err = outcomeTimeout, fmt.Errorf("try on %s: no response headers within %v: %w", b.id, p.cfg.TryTimeout.D(), ErrTryTimeout)
+		o, err = OutcomeTimeout, fmt.Errorf("try on %s: no response headers within %v: %w", b.id, p.cfg.TryTimeout.D(), ErrTryTimeout)
 	case err != nil && !tr.gotConn.Load():
-		o, err = outcomeConnect, fmt.Errorf("try on %s: connect %s: %w", b.id, b.addr(), err)
+		o, err = OutcomeConnect, fmt.Errorf("try on %s: connect %s: %w", b.id, b.addr(), err)
 	case err != nil && !tr.wroteHeaders.Load():
-		o, err = outcomeNotSent, fmt.Errorf("try on %s: connection failed before the request was sent: %w", b.id, err)
+		o, err = OutcomeNotSent, fmt.Errorf("try on %s: connection failed before the request was sent: %w", b.id, err)
 	case err != nil:
-		o, err = outcomeReset, fmt.Errorf("try on %s: connection failed before the response: %w", b.id, err)
+		o, err = OutcomeReset, fmt.Errorf("try on %s: connection failed before the response: %w", b.id, err)
 	case res.StatusCode >= 500:
-		o = outcomeStatus
+		o = OutcomeStatus
 	}
-	ex.sent = ex.sent || (o != outcomeConnect && o != outcomeNotSent)
-
-	var sample time.Duration
-	switch o {
-	case outcomeOK:
-		sample = elapsed
-		p.sampleLatency(now, elapsed)
-	case outcomeTimeout:
-		sample = elapsed // a penalty that steers the balancer away even without ejection
-	}
-	if o == outcomeCanceled {
-		p.pool.abandon(b)
-	} else {
-		p.emit(p.pool.record(b, now, !o.failed(), sample))
-	}
-	p.m.try(b.id, o.failed(), elapsed)
+	ex.sent = ex.sent || o.Sent()
+	p.recordTry(now, b, o, elapsed)
 
 	if res == nil {
 		tcancel(nil)
-		p.pool.done(b)
+		p.d.Done(b)
 		return nil, o, err
 	}
-	res.Body = onClose(res.Body, func() { tcancel(nil); p.pool.done(b) })
+	res.Body = onClose(res.Body, func() { tcancel(nil); p.d.Done(b) })
 	return res, o, nil
 }
 
@@ -210,19 +179,6 @@ func (t *retrier) send(ctx context.Context, out *http.Request, f Fault, tr *trac
 	return t.base.RoundTrip(out)
 }
 
-// retryable applies the retry rules to one try's outcome.
-func (t *retrier) retryable(o outcome, res *http.Response, idempotent bool, body *replay) bool {
-	switch o {
-	case outcomeConnect, outcomeNotSent:
-		return body.replayable() || body.untouched()
-	case outcomeReset, outcomeTimeout:
-		return idempotent && body.replayable()
-	case outcomeStatus:
-		return idempotent && body.replayable() && t.p.onStatus[res.StatusCode]
-	}
-	return false
-}
-
 // isIdempotent follows RFC 9110 §9.2.2, plus the Idempotency-Key convention
 // net/http's Transport also honours.
 func isIdempotent(r *http.Request) bool {
@@ -231,6 +187,16 @@ func isIdempotent(r *http.Request) bool {
 		return true
 	}
 	return r.Header.Get("Idempotency-Key") != "" || r.Header.Get("X-Idempotency-Key") != ""
+}
+
+// recordTry hands one try's outcome to the decision and counts it.
+func (p *Proxy) recordTry(now time.Time, b *backend, o Outcome, elapsed time.Duration) {
+	evs, limit := p.d.Record(now, b, o, elapsed)
+	p.emit(evs)
+	if limit >= 0 {
+		p.m.limit().Set(float64(limit))
+	}
+	p.m.try(b.id, o.Failed(), elapsed)
 }
 
 // stoppedTimer stands for the overall timeout when it cannot bind.
