@@ -64,6 +64,7 @@ type Instance struct {
 
 	tracker backoff.Tracker // owned by the Serve goroutine
 	stderr  *tail
+	cg      *cgroup // the instance's cgroup, created at first start (nil: none); owned by Serve
 
 	cancel context.CancelFunc // set by the supervisor when it starts Serve
 	done   chan struct{}      // closed when Serve returned
@@ -80,7 +81,8 @@ type Env struct {
 	Changed func()                          // any instance changed (for dependency gates)
 	Observe func(id medic.InstanceID, kind medic.ProbeKind, o probe.Outcome, took time.Duration)
 	Detach  bool       // on shutdown, leave processes running
-	procs   *leftovers // record of started groups (nil: none)
+	procs   *leftovers  // record of started groups (nil: none)
+	cgroups *cgroupTree // parent of the instances' cgroups (nil: cgroups not usable)
 	// NewProbeSet builds the probe runner; tests replace it.
 	NewProbeSet func(s *probe.Set) interface{ Serve(context.Context) error }
 }
@@ -275,6 +277,9 @@ func (in *Instance) Serve(ctx context.Context) error {
 	}
 	if st := in.Status().State; st != medic.StateStopped {
 		in.setState(medic.StateStopped, "medic is shutting down")
+	}
+	if in.cg != nil && !in.env.Detach {
+		in.cg.remove()
 	}
 	if in.env.Hooks != nil {
 		in.env.Hooks.Gone(in.id)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +27,13 @@ type leftovers struct {
 type procRecord struct {
 	PGID  int    `json:"pgid"`
 	Start uint64 `json:"start"` // clock ticks since boot, field 22 of /proc/PID/stat
+	// The instance's cgroup (absent when cgroups could not be used): every
+	// process in it belongs to the instance, whatever its pid or group.
+	Mount string `json:"cgroup_mount,omitempty"`
+	Group string `json:"cgroup,omitempty"`
+	// Stop signal and grace of the instance when it started.
+	Signal string        `json:"stop_signal,omitempty"`
+	Grace  time.Duration `json:"grace,omitempty"`
 }
 
 func openLeftovers(dir string) *leftovers {
@@ -33,14 +41,15 @@ func openLeftovers(dir string) *leftovers {
 }
 
 // started records a group; exited forgets it.
-func (l *leftovers) started(id string, pid int) {
-	st, err := procStart(pid)
+func (l *leftovers) started(id string, r procRecord) {
+	st, err := procStart(r.PGID)
 	if err != nil {
 		return
 	}
+	r.Start = st
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.m[id] = procRecord{PGID: pid, Start: st}
+	l.m[id] = r
 	l.saveLocked()
 }
 
@@ -61,9 +70,12 @@ func (l *leftovers) saveLocked() {
 	}
 }
 
-// reap stops every recorded group that is still the same process: the stop
-// signal, then SIGKILL after grace. It returns a line per group it stopped.
-func (l *leftovers) reap(grace time.Duration) []string {
+// reap stops, in parallel, everything a previous medic left: each recorded
+// instance's cgroup (every process in it, setsid escapees included) or, without
+// one, its process group while the leader is still the same process. Each gets
+// its stop signal, then SIGKILL after its grace (defaultGrace when none was
+// recorded). It returns a line per instance it stopped.
+func (l *leftovers) reap(defaultGrace time.Duration) []string {
 	b, err := os.ReadFile(l.path)
 	if err != nil {
 		return nil
@@ -72,26 +84,72 @@ func (l *leftovers) reap(grace time.Duration) []string {
 	if json.Unmarshal(b, &old) != nil {
 		return nil
 	}
-	var out []string
+	var (
+		mu  sync.Mutex
+		out []string
+		wg  sync.WaitGroup
+	)
 	for id, r := range old {
-		st, err := procStart(r.PGID)
-		if err != nil || st != r.Start {
-			continue // gone, or the pid now belongs to another process
-		}
-		signalGroup(r.PGID, syscall.SIGTERM)
-		deadline := time.Now().Add(grace)
-		for groupAlive(r.PGID) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		how := "SIGTERM"
-		if groupAlive(r.PGID) {
-			signalGroup(r.PGID, syscall.SIGKILL)
-			how = fmt.Sprintf("SIGKILL after %v", grace)
-		}
-		out = append(out, fmt.Sprintf("%s: stopped process group %d left by a previous medic (%s)", id, r.PGID, how))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if line := reapOne(id, r, defaultGrace); line != "" {
+				mu.Lock()
+				out = append(out, line)
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
+	sort.Strings(out)
 	os.Remove(l.path)
 	return out
+}
+
+// reapOne stops one recorded instance; "" when nothing of it was left.
+func reapOne(id string, r procRecord, grace time.Duration) string {
+	if r.Grace > 0 {
+		grace = r.Grace
+	}
+	sig := syscall.SIGTERM
+	if r.Signal != "" {
+		sig = parseSignal(r.Signal)
+	}
+	if r.Group != "" {
+		cg, err := loadCgroup(r.Mount, r.Group)
+		if err == nil && cg.populated() {
+			n := len(cg.pids())
+			if st, err := procStart(r.PGID); err == nil && st == r.Start {
+				signalGroup(r.PGID, sig)
+			}
+			cg.signal(sig)
+			how := signalName(sig)
+			if !cg.waitEmpty(grace) {
+				cg.kill(time.Second)
+				how = fmt.Sprintf("SIGKILL after %v", grace)
+			}
+			cg.remove()
+			return fmt.Sprintf("%s: stopped %d processes of cgroup %s left by a previous medic (%s)", id, n, r.Group, how)
+		}
+		if err == nil {
+			cg.remove()
+		}
+	}
+	st, err := procStart(r.PGID)
+	if err != nil || st != r.Start {
+		return "" // gone, or the pid now belongs to another process
+	}
+	signalGroup(r.PGID, sig)
+	deadline := time.Now().Add(grace)
+	for groupAlive(r.PGID) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	how := signalName(sig)
+	if groupAlive(r.PGID) {
+		signalGroup(r.PGID, syscall.SIGKILL)
+		how = fmt.Sprintf("SIGKILL after %v", grace)
+	}
+	return fmt.Sprintf("%s: stopped process group %d left by a previous medic (%s)", id, r.PGID, how)
 }
 
 // procStart returns the start time of pid in clock ticks since boot.

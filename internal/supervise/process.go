@@ -12,10 +12,12 @@ import (
 	"github.com/medic-dev/medic"
 )
 
-// process is one run of an instance's command, in its own process group.
+// process is one run of an instance's command, in its own process group and,
+// where cgroups can be used, in its own cgroup.
 type process struct {
 	cmd    *exec.Cmd
 	pid    int
+	cg     *cgroup         // nil: tracked by its process group only
 	exited chan medic.Exit // receives once, when the main process ends (from wait(2), no polling)
 	output chan struct{}   // closed when both output pipes reached EOF
 }
@@ -23,7 +25,10 @@ type process struct {
 // startProcess starts argv in a new process group with stdout and stderr sent
 // to out (and stderr also to errTail). The pipes are our own os.Pipe so that
 // Wait returns when the process exits even if a grandchild keeps them open.
-func startProcess(argv, env []string, dir string, out io.Writer, errTail io.Writer, now func() time.Time) (*process, error) {
+//
+// With cg set, the process is born in that cgroup (clone3 with
+// CLONE_INTO_CGROUP), so not even a fork in its first instruction escapes.
+func startProcess(argv, env []string, dir string, cg *cgroup, out io.Writer, errTail io.Writer, now func() time.Time) (*process, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("empty command")
 	}
@@ -53,6 +58,18 @@ func startProcess(argv, env []string, dir string, out io.Writer, errTail io.Writ
 		Stderr:      errW,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
+	if cg != nil {
+		d, err := cg.dir()
+		if err != nil {
+			outR.Close()
+			outW.Close()
+			errR.Close()
+			errW.Close()
+			return nil, err
+		}
+		defer d.Close()
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(d.Fd())
+	}
 	err = cmd.Start()
 	outW.Close()
 	errW.Close()
@@ -61,7 +78,7 @@ func startProcess(argv, env []string, dir string, out io.Writer, errTail io.Writ
 		errR.Close()
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	p := &process{cmd: cmd, pid: cmd.Process.Pid, exited: make(chan medic.Exit, 1), output: make(chan struct{})}
+	p := &process{cmd: cmd, pid: cmd.Process.Pid, cg: cg, exited: make(chan medic.Exit, 1), output: make(chan struct{})}
 	copied := make(chan struct{}, 2)
 	go func() { io.Copy(out, outR); outR.Close(); copied <- struct{}{} }()
 	go func() { io.Copy(io.MultiWriter(out, errTail), errR); errR.Close(); copied <- struct{}{} }()
@@ -98,6 +115,36 @@ func signalGroup(pgid int, sig syscall.Signal) error {
 		return fmt.Errorf("signal %s to process group %d: %w", signalName(sig), pgid, err)
 	}
 	return nil
+}
+
+// signal sends sig to the process group and, with a cgroup, to every process
+// in it (setsid escapees left the group but not the cgroup).
+func (p *process) signal(sig syscall.Signal) error {
+	err := signalGroup(p.pid, sig)
+	if p.cg != nil {
+		p.cg.signal(sig)
+	}
+	return err
+}
+
+// leftoversAlive reports whether any process of this run is left: in the
+// cgroup, or in the process group without one.
+func (p *process) leftoversAlive() bool {
+	if p.cg != nil {
+		return p.cg.populated()
+	}
+	return groupAlive(p.pid)
+}
+
+// killAll SIGKILLs every process of this run and, with a cgroup, waits up to
+// a second for the cgroup to be empty (SIGKILLed processes leave within
+// milliseconds; the next run starts in the same cgroup).
+func (p *process) killAll() error {
+	if p.cg == nil {
+		return signalGroup(p.pid, syscall.SIGKILL)
+	}
+	signalGroup(p.pid, syscall.SIGKILL)
+	return p.cg.kill(time.Second)
 }
 
 // groupAlive reports whether any process of group pgid still exists.

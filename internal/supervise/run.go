@@ -36,7 +36,8 @@ func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error
 		return outcome{}, err
 	}
 	in.update(func(s *InstanceStatus) { s.State = medic.StateStarting })
-	p, err := startProcess(in.spec.Argv, env, in.spec.Dir, logw, in.stderr, clk.Now)
+	in.openCgroup()
+	p, err := startProcess(in.spec.Argv, env, in.spec.Dir, in.cg, logw, in.stderr, clk.Now)
 	if err != nil {
 		logw.Close()
 		return outcome{}, err
@@ -49,7 +50,11 @@ func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error
 	startedAt := clk.Now()
 	in.tracker = in.tracker.Started(startedAt)
 	if in.env.procs != nil {
-		in.env.procs.started(in.id.String(), p.pid) // forgotten in finish; kept on --detach
+		r := procRecord{PGID: p.pid, Signal: signalName(in.spec.StopSignal)[3:], Grace: in.spec.Grace}
+		if in.cg != nil {
+			r.Mount, r.Group = in.cg.mount, in.cg.group
+		}
+		in.env.procs.started(in.id.String(), r) // forgotten in finish; kept on --detach
 	}
 	needNotify := notify != nil && in.spec.Notify.Ready
 	hasReadiness := in.spec.Probes.Readiness != nil
@@ -192,6 +197,31 @@ func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error
 	}
 }
 
+// openCgroup creates the instance's cgroup on its first start; without one
+// (cgroups unusable, or the creation failed) the process group is the bound.
+func (in *Instance) openCgroup() {
+	if in.cg != nil || in.env.cgroups == nil {
+		return
+	}
+	cg, err := in.env.cgroups.instance(fmt.Sprintf("%s.%d", in.spec.Service, in.spec.Index))
+	if err != nil {
+		in.env.Logger.Warn("instance runs without its own cgroup", "instance", in.id, "err", err)
+		return
+	}
+	if cg.populated() { // a process nobody recorded (a crashed medic that could not write its record)
+		in.env.Logger.Warn("killing unrecorded processes in the instance's cgroup", "instance", in.id, "cgroup", cg.group)
+		cg.kill(time.Second)
+	}
+	in.cg = cg
+}
+
+func (in *Instance) cgroupName() string {
+	if in.cg == nil {
+		return ""
+	}
+	return in.cg.group
+}
+
 // finish records the exit in the status.
 func (in *Instance) finish(ex medic.Exit) {
 	if in.env.procs != nil {
@@ -226,14 +256,14 @@ func (in *Instance) stopProcess(ctx context.Context, p *process, reason string, 
 		in.env.Hooks.Drain(dctx, in.id)
 		cancel()
 	}
-	if err := signalGroup(p.pid, in.spec.StopSignal); err != nil {
+	if err := p.signal(in.spec.StopSignal); err != nil {
 		in.env.Logger.Warn("stop signal failed", "instance", in.id, "err", err)
 	}
 	var ex medic.Exit
 	select {
 	case ex = <-p.exited:
 	case <-grace.C():
-		signalGroup(p.pid, 9)
+		p.killAll()
 		ex = <-p.exited
 		ex.Reason += fmt.Sprintf(" (SIGKILL after %v grace)", in.spec.Grace)
 	}
@@ -241,11 +271,14 @@ func (in *Instance) stopProcess(ctx context.Context, p *process, reason string, 
 	return ex
 }
 
-// killLeftovers SIGKILLs any process left in the group after the main process
-// ended, so that no orphaned grandchild keeps the port or the pipes.
+// killLeftovers SIGKILLs any process left in the cgroup (or, without one, in
+// the process group) after the main process ended, so that no orphaned
+// grandchild or setsid escapee keeps the port or the pipes.
 func (in *Instance) killLeftovers(p *process) {
-	if groupAlive(p.pid) {
-		in.env.Logger.Warn("killing leftover processes of the group", "instance", in.id, "pgid", p.pid)
-		signalGroup(p.pid, 9)
+	if p.leftoversAlive() {
+		in.env.Logger.Warn("killing leftover processes of the instance", "instance", in.id, "pgid", p.pid, "cgroup", in.cgroupName())
+		if err := p.killAll(); err != nil {
+			in.env.Logger.Warn("kill leftovers", "instance", in.id, "err", err)
+		}
 	}
 }

@@ -82,6 +82,16 @@ func New(o Options) (*Supervisor, error) {
 		s.procs = openLeftovers(o.StateDir)
 		s.env.procs = s.procs
 	}
+	key := s.env.RunDir // unique to this supervisor when there is no state to find again
+	if o.StateDir != "" {
+		key, _ = filepath.Abs(o.StateDir)
+	}
+	if t, err := openCgroupTree(key); err != nil {
+		s.env.Logger.Warn("cgroups cannot be used: instances are tracked by process group and the record of their ids; a setsid escapee of a crashed medic is not found", "reason", err)
+	} else {
+		s.env.cgroups = t
+		s.env.Logger.Info("every instance runs in its own cgroup", "parent", filepath.Join(t.mount, t.group))
+	}
 	if o.Config.Path != "" {
 		s.baseDir = filepath.Dir(o.Config.Path)
 	} else {
@@ -142,6 +152,9 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
+	if s.env.cgroups != nil && !s.env.Detach {
+		s.env.cgroups.remove()
+	}
 	os.RemoveAll(s.env.RunDir)
 	return nil
 }
