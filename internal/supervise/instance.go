@@ -80,7 +80,7 @@ type Env struct {
 	Gate    func(ctx context.Context) error // blocks until dependencies are ready
 	Changed func()                          // any instance changed (for dependency gates)
 	Observe func(id medic.InstanceID, kind medic.ProbeKind, o probe.Outcome, took time.Duration)
-	Detach  bool       // on shutdown, leave processes running
+	Detach  bool        // on shutdown, leave processes running
 	procs   *leftovers  // record of started groups (nil: none)
 	cgroups *cgroupTree // parent of the instances' cgroups (nil: cgroups not usable)
 	// NewProbeSet builds the probe runner; tests replace it.
