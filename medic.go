@@ -149,6 +149,9 @@ const (
 	EventConfigReload EventKind = "config.reload"
 	EventAPIDenied    EventKind = "api.denied"
 	EventAPIAction    EventKind = "api.action"
+	// EventBreaker is a dependency's circuit breaker changing state (closed, open,
+	// half-open); Fields hold service, dependency, from and to.
+	EventBreaker EventKind = "dependency.breaker"
 )
 
 // Event is one typed observation or decision. Every event carries a Reason; the

@@ -21,6 +21,7 @@ import (
 	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/clock"
+	"github.com/medic-dev/medic/internal/egress"
 	"github.com/medic-dev/medic/internal/events"
 	"github.com/medic-dev/medic/internal/proxy"
 	"github.com/medic-dev/medic/internal/supervise"
@@ -63,14 +64,16 @@ type Server struct {
 	Tokens     *auth.Tokens // nil: reads open, mutations refused
 	Supervisor Supervisor
 	Traffic    Traffic // may be nil: no proxies
-	Hub        *events.Hub
-	Audit      *audit.Log
-	Record     func(ctx context.Context, ev medic.Event)
-	Reload     func(ctx context.Context, actor string) error
-	Metrics    prometheus.Gatherer
-	LogDir     string
-	Logger     *slog.Logger
-	Clock      clock.Clock
+	// Dependencies returns the dependency listeners' figures; nil when there are none.
+	Dependencies func() []egress.Stats
+	Hub          *events.Hub
+	Audit        *audit.Log
+	Record       func(ctx context.Context, ev medic.Event)
+	Reload       func(ctx context.Context, actor string) error
+	Metrics      prometheus.Gatherer
+	LogDir       string
+	Logger       *slog.Logger
+	Clock        clock.Clock
 
 	// Mounts add the routes of other components (remediation, drills, databases,
 	// the dashboard). Each gets the mux and the role guards; its handlers must
@@ -160,12 +163,17 @@ type StatusDoc struct {
 	Time     time.Time                 `json:"time"`
 	Services []supervise.ServiceStatus `json:"services"`
 	Proxies  []proxy.Stats             `json:"proxies,omitempty"`
+	// Dependencies are the outbound dependency listeners: breaker state, calls by outcome, latency.
+	Dependencies []egress.Stats `json:"dependencies,omitempty"`
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	doc := StatusDoc{Version: medic.Version, Time: s.Clock.Now(), Services: s.Supervisor.Status()}
 	if s.Traffic != nil {
 		doc.Proxies = s.Traffic.Stats()
+	}
+	if s.Dependencies != nil {
+		doc.Dependencies = s.Dependencies()
 	}
 	writeJSON(w, http.StatusOK, doc)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/drill"
+	"github.com/medic-dev/medic/internal/egress"
 	"github.com/medic-dev/medic/internal/events"
 	"github.com/medic-dev/medic/internal/logfile"
 	"github.com/medic-dev/medic/internal/metrics"
@@ -53,6 +54,7 @@ type Main struct {
 	mets  *metrics.Metrics
 
 	traffic   *traffic
+	egress    *egress.Set // nil when no service declares dependencies
 	accessLog *slog.Logger
 	db        *sqlite.DB
 
@@ -123,6 +125,12 @@ func (m *Main) Run(ctx context.Context) error {
 		m.traffic.proxies[name] = p
 	}
 	defer m.traffic.closeAll()
+	if m.egress, err = m.startEgress(); err != nil {
+		return err
+	}
+	if m.egress != nil {
+		defer m.egress.Close()
+	}
 	m.sup, err = supervise.New(supervise.Options{
 		Config:   m.cfg,
 		LogDir:   filepath.Join(dataDir, "logs"),
@@ -163,14 +171,17 @@ func (m *Main) Run(ctx context.Context) error {
 		Tokens:     tokens,
 		Supervisor: m.sup,
 		Traffic:    m.traffic,
-		Hub:        m.hub,
-		Audit:      m.audit,
-		Record:     m.Record,
-		Reload:     m.Reload,
-		Metrics:    m.mets.Registry,
-		LogDir:     filepath.Join(dataDir, "logs"),
-		Logger:     m.Logger,
-		Clock:      m.Clock,
+		Dependencies: func() []egress.Stats {
+			return m.Dependencies()
+		},
+		Hub:     m.hub,
+		Audit:   m.audit,
+		Record:  m.Record,
+		Reload:  m.Reload,
+		Metrics: m.mets.Registry,
+		LogDir:  filepath.Join(dataDir, "logs"),
+		Logger:  m.Logger,
+		Clock:   m.Clock,
 	}
 	for _, c := range comps {
 		if c.mount != nil {
@@ -186,8 +197,9 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Listening(ln.Addr())
 	}
 
-	var g run.Group // Add order is interrupt order; every interrupt cancels and WAITS.
-	{               // 1 signals: SIGINT/SIGTERM end the group; SIGHUP reloads the config.
+	var g run.Group                // Add order is interrupt order; every interrupt cancels and WAITS.
+	supDone := make(chan struct{}) // closed when the supervisor stopped every instance
+	{                              // 1 signals: SIGINT/SIGTERM end the group; SIGHUP reloads the config.
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return m.signals(sctx) }, func(error) { cancel() })
 	}
@@ -229,10 +241,20 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	{ // 6 supervise: stop services dependents-first (TERM → grace → KILL each group), or leave them with --detach.
 		sctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return m.sup.Serve(sctx) }, func(error) { cancel() })
+		g.Add(func() error { defer close(supDone); return m.sup.Serve(sctx) }, func(error) { cancel() })
+	}
+	if m.egress != nil { // 7 egress: after the instances stopped, since they call out through it while they drain.
+		ectx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return m.egress.Serve(ectx) }, func(error) {
+			select { // the instances' last calls during their grace still go through
+			case <-supDone:
+			case <-time.After(egressStopWait):
+			}
+			cancel()
+		})
 	}
 	err = g.Run()
-	// 7 audit: the last record, appended after every component stopped.
+	// 8 audit: the last record, appended after every component stopped.
 	m.Record(context.Background(), medic.Event{Time: m.Clock.Now(), Kind: "agent.stopped", Target: "medic", Actor: "medic", Reason: "medic stopped"})
 	var sig signalError
 	if errors.As(err, &sig) || ctx.Err() != nil {
@@ -240,6 +262,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	return err
 }
+
+// egressStopWait bounds how long the dependency listeners wait for the
+// instances to stop before they close anyway. 30s.
+const egressStopWait = 30 * time.Second
 
 // Record makes an event durable in the audit log, then publishes it. Audit
 // appends ignore cancellation: a decision taken during shutdown is still recorded.

@@ -88,6 +88,11 @@ func (s *Service) setDefaults(d filler, p, base string) {
 		m := max(s.Instances-1, 0)
 		s.MinAvailable = &m
 	}
+	for _, dep := range s.Dependencies {
+		if dep != nil && dep.Fallback != nil && dep.Fallback.File != "" {
+			dep.Fallback.File = resolve(base, dep.Fallback.File)
+		}
+	}
 	d.bytes(p+".logs.max_size", &s.Logs.MaxSize, DefaultLogSize)
 	d.int(p+".logs.max_files", &s.Logs.MaxFiles, DefaultLogFiles)
 }

@@ -73,6 +73,9 @@ type Service struct {
 	Logs Logs `yaml:"logs" json:"logs,omitempty"`
 	// Health-aware proxy in front of the instances.
 	Proxy *Proxy `yaml:"proxy" json:"proxy,omitempty"`
+	// Outbound dependencies by name ([a-z0-9][a-z0-9_-]*): medic listens for each and bounds every
+	// call the instances make through it (docs/dependencies.md).
+	Dependencies map[string]*Dependency `yaml:"dependencies" json:"dependencies,omitempty"`
 	// Drills may target this service only when allowed.
 	Drills Drills `yaml:"drills" json:"drills,omitempty"`
 	// Prometheus endpoint of each instance, scraped for the metric families that conditions use.

@@ -44,6 +44,17 @@ func Resolve(name string, svc *config.Service, baseDir, logDir string) []Spec {
 			port = svc.Port + i
 		}
 		vars := map[string]string{"PORT": strconv.Itoa(port), "INSTANCE": strconv.Itoa(i), "SERVICE": name}
+		// Each dependency's listener, DEP_<NAME>_URL or _ADDR, so the instance (and its
+		// command line, as ${DEP_<NAME>_URL}) calls out through medic.
+		depKeys := make([]string, 0, len(svc.Dependencies))
+		for dn, d := range svc.Dependencies {
+			if d != nil {
+				k := config.DependencyEnv(dn, d)
+				vars[k] = config.DependencyEnvValue(d)
+				depKeys = append(depKeys, k)
+			}
+		}
+		sort.Strings(depKeys)
 		lookup := func(k string) string {
 			if v, ok := vars[k]; ok {
 				return v
@@ -65,6 +76,9 @@ func Resolve(name string, svc *config.Service, baseDir, logDir string) []Spec {
 		sort.Strings(keys)
 		for _, k := range keys {
 			env = append(env, k+"="+expand(svc.Env[k], lookup))
+		}
+		for _, k := range depKeys {
+			env = append(env, k+"="+vars[k])
 		}
 		env = append(env, "PORT="+vars["PORT"], "MEDIC_SERVICE="+name, "MEDIC_INSTANCE="+name+"/"+vars["INSTANCE"])
 		maxFiles := svc.Logs.MaxFiles

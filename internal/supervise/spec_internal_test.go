@@ -1,6 +1,11 @@
 package supervise
 
-import "testing"
+import (
+	"slices"
+	"testing"
+
+	"github.com/medic-dev/medic/internal/config"
+)
 
 func TestExpandOnlyBracedNames(t *testing.T) {
 	vars := map[string]string{"PORT": "9100", "INSTANCE": "2"}
@@ -14,6 +19,24 @@ func TestExpandOnlyBracedNames(t *testing.T) {
 	} {
 		if got := expand(in, lookup); got != want {
 			t.Errorf("expand(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestResolveDependencyEnv: each instance gets its dependencies' listeners in
+// DEP_<NAME>_URL / _ADDR, usable in the command line too.
+func TestResolveDependencyEnv(t *testing.T) {
+	svc := &config.Service{Command: []string{"app", "--pay=${DEP_PAY_NOW_URL}"}, Instances: 2, Dependencies: map[string]*config.Dependency{
+		"pay-now": {URL: "https://pay.example", Listen: "127.0.0.1:9701"},
+		"db":      {Address: "10.0.0.5:5432", Listen: "127.0.0.1:9702"},
+	}}
+	specs := Resolve("shop", svc, "/", "/tmp")
+	for _, s := range specs {
+		if s.Argv[1] != "--pay=http://127.0.0.1:9701" {
+			t.Errorf("argv %q", s.Argv)
+		}
+		if !slices.Contains(s.Env, "DEP_PAY_NOW_URL=http://127.0.0.1:9701") || !slices.Contains(s.Env, "DEP_DB_ADDR=127.0.0.1:9702") {
+			t.Errorf("instance %d env lacks the dependency listeners: %q", s.Index, s.Env[len(s.Env)-6:])
 		}
 	}
 }
