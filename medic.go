@@ -146,6 +146,7 @@ const (
 	EventScaled       EventKind = "service.scaled"
 	EventLeftover     EventKind = "instance.leftover" // a process group left by a previous medic was stopped
 	EventRolledBack   EventKind = "service.rolledback"
+	EventRolledOut    EventKind = "service.rolledout" // a reload's replacement of a changed service ended (done or stopped)
 	EventConfigReload EventKind = "config.reload"
 	EventAPIDenied    EventKind = "api.denied"
 	EventAPIAction    EventKind = "api.action"

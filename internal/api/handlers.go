@@ -39,8 +39,10 @@ func statusFor(err error) int {
 	switch {
 	case errors.Is(err, supervise.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, supervise.ErrBudget), errors.Is(err, supervise.ErrNoPrevious):
+	case errors.Is(err, supervise.ErrBudget), errors.Is(err, supervise.ErrNoPrevious), errors.Is(err, supervise.ErrPortTaken):
 		return http.StatusConflict
+	case errors.Is(err, supervise.ErrInProgress):
+		return http.StatusAccepted
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	}
@@ -329,7 +331,11 @@ func (s *Server) scaleService(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "body.instances: want a number from 1 to 1000")
 		return
 	}
-	err := s.Supervisor.Scale(r.Context(), name, *body.Instances, actorOf(r))
+	// Scaling in waits for the disruption budget; past this the change goes
+	// on and the answer is 202.
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+	defer cancel()
+	err := s.Supervisor.Scale(ctx, name, *body.Instances, actorOf(r))
 	s.action(r, name, fmt.Sprintf("scale to %d", *body.Instances), err)
 	if err != nil {
 		writeError(w, statusFor(err), "%v", err)
@@ -345,7 +351,9 @@ func (s *Server) rollbackService(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	err := s.Supervisor.Rollback(r.Context(), name, actorOf(r))
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+	defer cancel()
+	err := s.Supervisor.Rollback(ctx, name, actorOf(r))
 	s.action(r, name, "rollback", err)
 	if err != nil {
 		writeError(w, statusFor(err), "%v", err)

@@ -350,7 +350,7 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	next.API = m.cfg.API
 	next.DataDir = m.cfg.DataDir
 	next.Name, next.Etcd, next.Databases = m.cfg.Name, m.cfg.Etcd, m.cfg.Databases
-	m.sup.Apply(ctx, next, ch)
+	m.sup.Apply(ctx, next, ch, actor)
 	for _, f := range m.reloaders {
 		if err := f(ctx, next); err != nil {
 			m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "config", Actor: actor, Reason: "reload: " + err.Error()})

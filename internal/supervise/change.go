@@ -12,9 +12,11 @@ import (
 // ErrNoPrevious is returned by Rollback when a service has no earlier version.
 var ErrNoPrevious = errors.New("supervise: no previous version to roll back to")
 
-// Scale changes a service's number of instances to n: new instances start at
-// once (no dependency wait), surplus ones (highest index first) are stopped.
-// It returns once the change is made, not when new instances are ready.
+// Scale changes a service's number of instances to n. New instances start at
+// once; surplus ones (highest index first) are drained and stopped one at a
+// time, each only while the others keep min(min_available, n) ready. It
+// returns once the change is made, not when new instances are ready; when
+// ctx ends first it returns ErrInProgress and the change goes on.
 func (s *Supervisor) Scale(ctx context.Context, name string, n int, actor string) error {
 	if n < 1 {
 		return fmt.Errorf("scale %s to %d: at least 1 instance", name, n)
@@ -26,32 +28,33 @@ func (s *Supervisor) Scale(ctx context.Context, name string, n int, actor string
 		return fmt.Errorf("service %s: %w", name, ErrNotFound)
 	}
 	cur := len(sv.instances)
-	if n == cur {
+	if n == sv.cfg.Instances && n == cur {
 		s.mu.Unlock()
 		return nil
+	}
+	if err := s.portsFreeLocked(sv, n); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("scale %s to %d: %w", name, n, err)
 	}
 	cfg := *sv.cfg
 	cfg.Instances = n
 	sv.cfg = &cfg
-	var surplus []*Instance
-	if n > cur {
-		specs := Resolve(name, &cfg, s.baseDir, s.logDir)
-		for _, spec := range specs[cur:] {
-			env := s.env
-			in := newInstance(spec, &env)
-			sv.instances = append(sv.instances, in)
-			if s.started {
-				s.startInstanceLocked(sv, in)
-			}
+	started := s.started
+	if !started {
+		sv.instances = sv.instances[:min(n, cur)]
+		for _, spec := range Resolve(name, &cfg, s.baseDir, s.logDir)[len(sv.instances):] {
+			sv.instances = append(sv.instances, s.newInstance(spec, cfg.DependsOn))
 		}
-	} else {
-		surplus = sv.instances[n:]
-		sv.instances = sv.instances[:n]
 	}
 	s.mu.Unlock()
-	for i := len(surplus) - 1; i >= 0; i-- {
-		surplus[i].cancel()
-		<-surplus[i].done
+	if started {
+		r := s.startRollout(sv, actor, fmt.Sprintf("scale from %d to %d", cur, n), nil)
+		if r == nil {
+			return fmt.Errorf("scale %s: medic is stopping", name)
+		}
+		if err := r.wait(ctx); err != nil {
+			return fmt.Errorf("scale %s from %d to %d: %w", name, cur, n, err)
+		}
 	}
 	s.env.Changed()
 	if s.env.Emit != nil {
@@ -61,8 +64,38 @@ func (s *Supervisor) Scale(ctx context.Context, name string, n int, actor string
 	return nil
 }
 
-// Rollback restarts a service with the spec it had before its last change
-// (the previous command, binary, arguments or environment).
+// ErrPortTaken is returned when scaling out would give an instance a port
+// another service's instances (up to their max_instances) or the API use.
+var ErrPortTaken = errors.New("supervise: port belongs to another service")
+
+// portsFreeLocked checks that instances 0..n-1 of sv stay off the port
+// ranges of every other service (up to its remedy.max_instances).
+func (s *Supervisor) portsFreeLocked(sv *service, n int) error {
+	if sv.cfg.Port <= 0 {
+		return nil
+	}
+	lo, hi := sv.cfg.Port, sv.cfg.Port+n-1
+	for name, o := range s.services {
+		if o == sv || o.cfg.Port <= 0 {
+			continue
+		}
+		size := max(o.cfg.Instances, len(o.instances))
+		if o.cfg.Remedy != nil && o.cfg.Remedy.MaxInstances > size {
+			size = o.cfg.Remedy.MaxInstances
+		}
+		olo, ohi := o.cfg.Port, o.cfg.Port+size-1
+		if lo <= ohi && olo <= hi {
+			return fmt.Errorf("%w: instances would use ports %d-%d, overlapping %s (ports %d-%d)", ErrPortTaken, lo, hi, name, olo, ohi)
+		}
+	}
+	return nil
+}
+
+// Rollback replaces a service's instances, one at a time within its
+// disruption budget, with the spec it had before its last change (the
+// previous command, binary, arguments or environment). It returns when every
+// instance runs the previous version, or ErrInProgress when ctx ends first
+// (the rollback goes on).
 func (s *Supervisor) Rollback(ctx context.Context, name, actor string) error {
 	s.mu.Lock()
 	sv := s.services[name]
@@ -75,16 +108,24 @@ func (s *Supervisor) Rollback(ctx context.Context, name, actor string) error {
 		return fmt.Errorf("roll back %s: %w", name, ErrNoPrevious)
 	}
 	bad, good := sv.cfg, sv.prev
-	s.mu.Unlock()
-	s.stopService(sv)
-	s.mu.Lock()
-	next := s.build(name, good)
-	next.prev = bad // rolling back twice returns to the new version
-	s.services[name] = next
-	if s.started {
-		s.startLocked(s.root, next)
+	sv.prev = bad // rolling back twice returns to the new version
+	s.desireLocked(sv, good)
+	if !s.started {
+		next := s.build(name, good)
+		next.prev = bad
+		s.services[name] = next
 	}
+	started := s.started
 	s.mu.Unlock()
+	if started {
+		r := s.startRollout(sv, actor, "rollback", nil)
+		if r == nil {
+			return fmt.Errorf("roll back %s: medic is stopping", name)
+		}
+		if err := r.wait(ctx); err != nil {
+			return fmt.Errorf("roll back %s: %w", name, err)
+		}
+	}
 	if s.env.Emit != nil {
 		s.env.Emit(ctx, medic.Event{Time: s.env.Clock.Now(), Kind: medic.EventRolledBack, Target: name, Actor: actor,
 			Reason: fmt.Sprintf("rolled back to the previous version: %q", good.Command),

@@ -50,7 +50,7 @@ func TestReloadKeepsUnchangedAndRollbackRestoresPrevious(t *testing.T) {
 	// A bad deploy: web's command now crashes; db is unchanged.
 	bad := service("echo broken >&2; exit 1")
 	next := &config.Config{Services: map[string]*config.Service{"web": bad, "db": other}}
-	s.Apply(context.Background(), next, config.Change{Changed: []string{"web"}, Unchanged: []string{"db"}})
+	s.Apply(context.Background(), next, config.Change{Changed: []string{"web"}, Unchanged: []string{"db"}}, "test")
 	eventually(t, 15*time.Second, "new web crashing", func() bool { return rec.count(medic.EventRestart, "web/0") > 0 })
 	if pid := instance(s, "db", 0).PID; pid != dbPID {
 		t.Fatalf("unchanged service db was restarted by the reload: pid %d → %d", dbPID, pid)

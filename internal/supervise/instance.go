@@ -66,8 +66,8 @@ type Instance struct {
 	stderr  *tail
 	cg      *cgroup // the instance's cgroup, created at first start (nil: none); owned by Serve
 
-	cancel context.CancelFunc // set by the supervisor when it starts Serve
-	done   chan struct{}      // closed when Serve returned
+	cancel context.CancelCauseFunc // set by the supervisor when it starts Serve; a *retired cause names who stops it
+	done   chan struct{}           // closed when Serve returned
 }
 
 // Env is what every instance shares with its supervisor.
@@ -160,7 +160,13 @@ func (in *Instance) setState(s medic.InstanceState, reason string) {
 }
 
 func (in *Instance) emit(ctx context.Context, kind medic.EventKind, reason string, fields map[string]string) {
-	ev := medic.Event{Time: in.env.Clock.Now(), Kind: kind, Target: in.id.String(), Actor: "supervisor", Reason: reason, Fields: fields}
+	in.emitAs(ctx, shutdownActor, kind, reason, fields)
+}
+
+// emitAs records an event on behalf of actor (an operator, a runbook, a
+// reload) rather than the supervisor's own decision.
+func (in *Instance) emitAs(ctx context.Context, actor string, kind medic.EventKind, reason string, fields map[string]string) {
+	ev := medic.Event{Time: in.env.Clock.Now(), Kind: kind, Target: in.id.String(), Actor: actor, Reason: reason, Fields: fields}
 	if in.env.Emit != nil {
 		in.env.Emit(ctx, ev)
 	}
@@ -224,7 +230,7 @@ func (in *Instance) Serve(ctx context.Context) error {
 		switch out.next {
 		case cmdStop:
 			in.setState(medic.StateStopped, out.reply.reason)
-			in.emit(ctx, medic.EventStopped, fmt.Sprintf("%s; stopped by %s", out.exit.Reason, out.reply.actor), nil)
+			in.emitAs(ctx, out.reply.actor, medic.EventStopped, fmt.Sprintf("%s; stopped by %s", out.exit.Reason, out.reply.actor), nil)
 			out.reply.done <- nil
 			want = cmdStop
 			continue
@@ -265,7 +271,7 @@ func (in *Instance) Serve(ctx context.Context) error {
 				switch c.kind {
 				case cmdStop:
 					in.setState(medic.StateStopped, c.reason)
-					in.emit(ctx, medic.EventStopped, "stopped during backoff by "+c.actor, nil)
+					in.emitAs(ctx, c.actor, medic.EventStopped, "stopped during backoff by "+c.actor, nil)
 					c.done <- nil
 					want = cmdStop
 					continue
@@ -276,7 +282,11 @@ func (in *Instance) Serve(ctx context.Context) error {
 		}
 	}
 	if st := in.Status().State; st != medic.StateStopped {
-		in.setState(medic.StateStopped, "medic is shutting down")
+		actor, cause, retire := stopCause(ctx)
+		in.setState(medic.StateStopped, cause)
+		if retire {
+			in.emitAs(context.WithoutCancel(ctx), actor, medic.EventStopped, cause, nil)
+		}
 	}
 	if in.cg != nil && !in.env.Detach {
 		in.cg.remove()

@@ -180,19 +180,20 @@ func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error
 				reason += ": " + c.reason
 			}
 			stopProbes()
-			ex := in.stopProcess(ctx, p, reason, true)
+			ex := in.stopProcessAs(ctx, p, c.actor, reason, true)
 			in.finish(ex)
 			return outcome{exit: ex, cause: reason, next: c.kind, reply: &c}, nil
 
 		case <-ctx.Done():
 			stopProbes()
-			if in.env.Detach {
+			actor, cause, retire := stopCause(ctx)
+			if in.env.Detach && !retire {
 				in.update(func(s *InstanceStatus) { s.Ready = false })
 				return outcome{detach: true}, nil
 			}
-			ex := in.stopProcess(context.WithoutCancel(ctx), p, "medic is shutting down", true)
+			ex := in.stopProcessAs(context.WithoutCancel(ctx), p, actor, cause, true)
 			in.finish(ex)
-			return outcome{exit: ex, cause: "medic is shutting down"}, nil
+			return outcome{exit: ex, cause: cause}, nil
 		}
 	}
 }
@@ -242,13 +243,18 @@ func (in *Instance) finish(ex medic.Exit) {
 // grace period, then SIGKILLs the group. It returns once the main process exited
 // and no member of the group is left.
 func (in *Instance) stopProcess(ctx context.Context, p *process, reason string, drain bool) medic.Exit {
+	return in.stopProcessAs(ctx, p, shutdownActor, reason, drain)
+}
+
+// stopProcessAs is stopProcess on behalf of actor, who is named in the record.
+func (in *Instance) stopProcessAs(ctx context.Context, p *process, actor, reason string, drain bool) medic.Exit {
 	in.update(func(s *InstanceStatus) {
 		s.Ready = false
 		s.State = medic.StateStopping
 		s.Since = in.env.Clock.Now()
 		s.Reason = reason
 	})
-	in.emit(ctx, medic.EventStopping, reason, map[string]string{"pid": strconv.Itoa(p.pid), "signal": signalName(in.spec.StopSignal), "grace": in.spec.Grace.String()})
+	in.emitAs(ctx, actor, medic.EventStopping, reason, map[string]string{"pid": strconv.Itoa(p.pid), "signal": signalName(in.spec.StopSignal), "grace": in.spec.Grace.String()})
 	grace := in.env.Clock.NewTimer(in.spec.Grace)
 	defer grace.Stop()
 	if drain && in.env.Hooks != nil {

@@ -43,6 +43,7 @@ type ServiceStatus struct {
 	Desired      int              `json:"desired"`
 	Ready        int              `json:"ready"`
 	MinAvailable int              `json:"min_available"`
+	Rollout      string           `json:"rollout,omitempty"` // the step a reload, rollback or scale waits for ("" when none is under way)
 	Instances    []InstanceStatus `json:"instances"`
 }
 

@@ -50,6 +50,13 @@ type Supervisor struct {
 	started  bool
 	root     context.Context
 	procs    *leftovers
+
+	// Rollouts run under rollCtx, cancelled when medic stops; stopping
+	// refuses new ones once stopRollouts began.
+	rollCtx    context.Context
+	rollCancel context.CancelFunc
+	rollWG     sync.WaitGroup
+	stopping   bool
 }
 
 type service struct {
@@ -58,9 +65,10 @@ type service struct {
 	prev      *config.Service // the spec before the last change: what Rollback returns to
 	instances []*Instance
 	ctx       context.Context
-	cancel    context.CancelFunc
+	cancel    context.CancelCauseFunc
 	minAvail  int
-	rolling   sync.Mutex // one rolling restart at a time
+	rolling   lock     // one rolling restart or rollout at a time
+	rollout   *rollout // the rollout under way (nil: none); guarded by Supervisor.mu
 }
 
 // New builds a supervisor for cfg. Nothing starts until Serve.
@@ -105,19 +113,27 @@ func New(o Options) (*Supervisor, error) {
 }
 
 func (s *Supervisor) build(name string, cfg *config.Service) *service {
-	sv := &service{name: name, cfg: cfg}
-	if cfg.MinAvailable != nil {
-		sv.minAvail = *cfg.MinAvailable
-	} else if cfg.Instances > 1 {
-		sv.minAvail = cfg.Instances - 1
-	}
+	sv := &service{name: name, cfg: cfg, minAvail: minAvailable(cfg), rolling: make(lock, 1)}
 	for _, spec := range Resolve(name, cfg, s.baseDir, s.logDir) {
-		env := s.env
-		deps := cfg.DependsOn
-		env.Gate = func(ctx context.Context) error { return s.waitDeps(ctx, deps) }
-		sv.instances = append(sv.instances, newInstance(spec, &env))
+		sv.instances = append(sv.instances, s.newInstance(spec, cfg.DependsOn))
 	}
 	return sv
+}
+
+// minAvailable is a service's disruption budget: min_available, or
+// instances-1 when unset.
+func minAvailable(cfg *config.Service) int {
+	if cfg.MinAvailable != nil {
+		return *cfg.MinAvailable
+	}
+	return max(cfg.Instances-1, 0)
+}
+
+// newInstance builds an instance that waits for deps before it starts.
+func (s *Supervisor) newInstance(spec Spec, deps []string) *Instance {
+	env := s.env
+	env.Gate = func(ctx context.Context) error { return s.waitDeps(ctx, deps) }
+	return newInstance(spec, &env)
 }
 
 // Serve starts every service in dependency order and runs until ctx ends;
@@ -135,6 +151,7 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.root, s.started = base, true
+	s.rollCtx, s.rollCancel = context.WithCancel(ctx)
 	for _, name := range s.order {
 		s.startLocked(base, s.services[name])
 	}
@@ -143,12 +160,13 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	order := append([]string(nil), s.order...)
 	s.mu.Unlock()
+	s.stopRollouts() // no replacement outlives the shutdown
 	for i := len(order) - 1; i >= 0; i-- {
 		s.mu.Lock()
 		sv := s.services[order[i]]
 		s.mu.Unlock()
 		if sv != nil {
-			s.stopService(sv)
+			s.stopService(sv, nil)
 		}
 	}
 	s.wg.Wait()
@@ -160,14 +178,14 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 }
 
 func (s *Supervisor) startLocked(base context.Context, sv *service) {
-	sv.ctx, sv.cancel = context.WithCancel(base)
+	sv.ctx, sv.cancel = context.WithCancelCause(base)
 	for _, in := range sv.instances {
 		s.startInstanceLocked(sv, in)
 	}
 }
 
 func (s *Supervisor) startInstanceLocked(sv *service, in *Instance) {
-	ctx, cancel := context.WithCancel(sv.ctx)
+	ctx, cancel := context.WithCancelCause(sv.ctx)
 	in.cancel, in.done = cancel, make(chan struct{})
 	s.wg.Add(1)
 	go func() {
@@ -177,12 +195,17 @@ func (s *Supervisor) startInstanceLocked(sv *service, in *Instance) {
 	}()
 }
 
-// stopService stops every instance of sv and waits for them.
-func (s *Supervisor) stopService(sv *service) {
+// stopService stops every instance of sv and waits for them. A nil cause is
+// medic shutting down; a *retired cause names who removed the service.
+func (s *Supervisor) stopService(sv *service, cause *retired) {
 	if sv.cancel == nil {
 		return
 	}
-	sv.cancel()
+	if cause != nil {
+		sv.cancel(cause)
+	} else {
+		sv.cancel(nil)
+	}
 	s.mu.Lock()
 	ins := append([]*Instance(nil), sv.instances...)
 	s.mu.Unlock()
@@ -235,14 +258,20 @@ func (s *Supervisor) readyCount(name string) int {
 func (s *Supervisor) Status() []ServiceStatus {
 	s.mu.Lock()
 	svcs := make([]*service, 0, len(s.services))
+	steps := map[*service]string{}
 	for _, sv := range s.services {
 		svcs = append(svcs, sv)
+		if sv.rollout != nil {
+			steps[sv] = sv.rollout.step
+		}
 	}
 	s.mu.Unlock()
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].name < svcs[j].name })
 	out := make([]ServiceStatus, 0, len(svcs))
 	for _, sv := range svcs {
-		st := ServiceStatus{Name: sv.name, Desired: len(s.instancesOf(sv)), MinAvailable: sv.minAvail}
+		s.mu.Lock()
+		st := ServiceStatus{Name: sv.name, Desired: max(sv.cfg.Instances, 1), MinAvailable: sv.minAvail, Rollout: steps[sv]}
+		s.mu.Unlock()
 		for _, in := range s.instancesOf(sv) {
 			is := in.Status()
 			if is.Ready {
@@ -277,19 +306,28 @@ func (s *Supervisor) instance(id medic.InstanceID) (*Instance, error) {
 }
 
 // RestartInstance stops the instance gracefully and starts it again at once;
-// it returns when the new process started. It does not count as a crash.
+// it returns when the new process started. It does not count as a crash. A
+// ready instance is taken out only within the disruption budget: it waits up
+// to BudgetWait for the others, then fails with ErrBudget.
 func (s *Supervisor) RestartInstance(ctx context.Context, id medic.InstanceID, actor, reason string) error {
 	in, err := s.instance(id)
 	if err != nil {
 		return err
 	}
+	if err := s.withinBudget(ctx, id, in); err != nil {
+		return err
+	}
 	return in.send(ctx, command{kind: cmdRestart, actor: actor, reason: reason})
 }
 
-// StopInstance stops the instance and keeps it stopped until StartInstance.
+// StopInstance stops the instance and keeps it stopped until StartInstance,
+// within the disruption budget like RestartInstance.
 func (s *Supervisor) StopInstance(ctx context.Context, id medic.InstanceID, actor, reason string) error {
 	in, err := s.instance(id)
 	if err != nil {
+		return err
+	}
+	if err := s.withinBudget(ctx, id, in); err != nil {
 		return err
 	}
 	return in.send(ctx, command{kind: cmdStop, actor: actor, reason: reason})
@@ -332,8 +370,10 @@ func (s *Supervisor) RollingRestart(ctx context.Context, name, actor string, rea
 	if sv == nil {
 		return fmt.Errorf("service %s: %w", name, ErrNotFound)
 	}
-	sv.rolling.Lock()
-	defer sv.rolling.Unlock()
+	if err := sv.rolling.acquire(ctx); err != nil {
+		return fmt.Errorf("rolling restart of %s: wait for the change under way: %w", name, err)
+	}
+	defer sv.rolling.release()
 	for _, in := range s.instancesOf(sv) {
 		// Restarting a ready instance removes one from service: wait until the
 		// others alone satisfy the budget.

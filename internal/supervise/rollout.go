@@ -1,0 +1,256 @@
+package supervise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/config"
+)
+
+// ErrInProgress is returned when the caller stopped waiting for a change
+// (a rollback, a scale) that goes on within the disruption budget.
+var ErrInProgress = errors.New("supervise: the change continues within the disruption budget")
+
+// BudgetWait bounds how long a single instance's restart or stop (API,
+// runbook step) waits for the other instances to satisfy min_available
+// before it is refused with ErrBudget. Default 30s.
+var BudgetWait = 30 * time.Second
+
+// rollout is one run of converge for one service: it moves the running
+// instances to the service's desired config within the disruption budget.
+// A newer change cancels it and starts from wherever it stopped: each step
+// leaves a consistent state, so a cancelled rollout is never undone.
+type rollout struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error  // valid once done is closed
+	step   string // what it waits for now; guarded by Supervisor.mu
+}
+
+// lock is a mutex whose Lock gives up when ctx ends.
+type lock chan struct{}
+
+func (l lock) acquire(ctx context.Context) error {
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l lock) release() { <-l }
+
+// startRollout cancels sv's rollout under way, if any, and starts one that
+// moves sv to sv.cfg; onDone runs when it ends (err nil: every instance runs
+// the desired spec). It returns nil while medic is stopping.
+func (s *Supervisor) startRollout(sv *service, actor, why string, onDone func(error)) *rollout {
+	s.mu.Lock()
+	if s.stopping || !s.started {
+		s.mu.Unlock()
+		return nil
+	}
+	prev := sv.rollout
+	ctx, cancel := context.WithCancel(s.rollCtx)
+	r := &rollout{cancel: cancel, done: make(chan struct{})}
+	sv.rollout = r
+	s.rollWG.Add(1)
+	s.mu.Unlock()
+	if prev != nil {
+		prev.cancel()
+	}
+	go func() {
+		defer s.rollWG.Done()
+		defer close(r.done)
+		defer cancel()
+		if prev != nil {
+			<-prev.done
+		}
+		err := sv.rolling.acquire(ctx)
+		if err == nil {
+			err = s.converge(ctx, sv, r, actor, why)
+			sv.rolling.release()
+		}
+		s.mu.Lock()
+		r.err = err
+		if sv.rollout == r {
+			sv.rollout = nil
+		}
+		s.mu.Unlock()
+		if onDone != nil {
+			onDone(err)
+		}
+	}()
+	return r
+}
+
+// wait returns the rollout's result, or ErrInProgress when ctx ends first.
+func (r *rollout) wait(ctx context.Context) error {
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return fmt.Errorf("%w (%v)", ErrInProgress, ctx.Err())
+	}
+}
+
+// stopRollouts cancels every rollout and waits for them (medic is stopping:
+// the instances are stopped next, in dependency order).
+func (s *Supervisor) stopRollouts() {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	if s.rollCancel != nil {
+		s.rollCancel()
+	}
+	s.rollWG.Wait()
+}
+
+// converge moves sv's instances to the specs of sv.cfg, never taking a ready
+// instance out while that leaves fewer ready than the budget:
+//
+//  1. instances at new indexes start first (capacity before disruption);
+//  2. surplus instances, highest index first, are drained and stopped;
+//  3. each instance whose spec changed (unready ones first) is drained and
+//     stopped, its successor started on the same port, and the rollout waits
+//     for it to be ready before the next one (ports cannot surge: instance i
+//     owns port+i).
+//
+// Instances whose spec did not change keep running. The budget is
+// min(min_available, desired instances); waits end only with ctx.
+func (s *Supervisor) converge(ctx context.Context, sv *service, r *rollout, actor, why string) error {
+	s.mu.Lock()
+	cfg := sv.cfg
+	s.mu.Unlock()
+	specs := Resolve(sv.name, cfg, s.baseDir, s.logDir)
+	setStep := func(format string, args ...any) {
+		s.mu.Lock()
+		r.step = fmt.Sprintf(format, args...)
+		s.mu.Unlock()
+	}
+
+	s.mu.Lock()
+	for i := len(sv.instances); i < len(specs); i++ {
+		in := s.newInstance(specs[i], cfg.DependsOn)
+		sv.instances = append(sv.instances, in)
+		s.startInstanceLocked(sv, in)
+	}
+	s.mu.Unlock()
+	s.env.Changed()
+
+	for {
+		s.mu.Lock()
+		n := len(sv.instances)
+		if n <= len(specs) {
+			s.mu.Unlock()
+			break
+		}
+		in := sv.instances[n-1]
+		s.mu.Unlock()
+		setStep("waiting for the budget to stop %s", in.id)
+		if err := s.awaitBudget(ctx, sv, in, len(specs)); err != nil {
+			return fmt.Errorf("%s: stop %s: %w", why, in.id, err)
+		}
+		s.mu.Lock()
+		sv.instances = sv.instances[:n-1]
+		s.mu.Unlock()
+		setStep("stopping %s", in.id)
+		s.retire(in, actor, why+": instance no longer wanted")
+	}
+
+	for {
+		// Unready instances go first: they serve nothing, and a rollback
+		// from a crash-looping version must not wait for them to be ready.
+		i, old := -1, (*Instance)(nil)
+		for j, in := range s.instancesOf(sv) {
+			if j >= len(specs) || reflect.DeepEqual(in.spec, specs[j]) {
+				continue
+			}
+			if old == nil || old.Status().Ready && !in.Status().Ready {
+				i, old = j, in
+			}
+		}
+		if old == nil {
+			break
+		}
+		spec := specs[i]
+		setStep("waiting for the budget to replace %s", old.id)
+		if err := s.awaitBudget(ctx, sv, old, len(specs)); err != nil {
+			return fmt.Errorf("%s: replace %s: %w", why, old.id, err)
+		}
+		setStep("replacing %s", old.id)
+		s.retire(old, actor, why+": replaced by the new version")
+		in := s.newInstance(spec, cfg.DependsOn)
+		s.mu.Lock()
+		sv.instances[i] = in
+		s.startInstanceLocked(sv, in)
+		s.mu.Unlock()
+		s.env.Changed()
+		setStep("waiting for %s to be ready", in.id)
+		if err := in.WaitReady(ctx); err != nil {
+			return fmt.Errorf("%s: %w", why, err)
+		}
+	}
+	return nil
+}
+
+// retire stops in for good on behalf of actor, and waits until it stopped.
+func (s *Supervisor) retire(in *Instance, actor, reason string) {
+	if in.cancel == nil {
+		return
+	}
+	in.cancel(&retired{actor: actor, reason: reason})
+	<-in.done
+}
+
+// awaitBudget waits until target may be taken out of service: it is not
+// ready, or the other ready instances of sv reach min(min_available, size).
+func (s *Supervisor) awaitBudget(ctx context.Context, sv *service, target *Instance, size int) error {
+	for {
+		ch := s.anyReady.Wait()
+		s.mu.Lock()
+		need := min(sv.minAvail, size)
+		s.mu.Unlock()
+		others := 0
+		for _, in := range s.instancesOf(sv) {
+			if in != target && in.Status().Ready {
+				others++
+			}
+		}
+		if !target.Status().Ready || others >= need {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %d other instances ready, min_available %d", ErrBudget, others, need)
+		case <-ch:
+		}
+	}
+}
+
+// withinBudget waits up to BudgetWait (or ctx) for target to be allowed out
+// of service; an instance that is not ready always is.
+func (s *Supervisor) withinBudget(ctx context.Context, id medic.InstanceID, target *Instance) error {
+	s.mu.Lock()
+	sv := s.services[id.Service]
+	s.mu.Unlock()
+	if sv == nil {
+		return fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	ctx, cancel := context.WithTimeout(ctx, BudgetWait)
+	defer cancel()
+	if err := s.awaitBudget(ctx, sv, target, len(s.instancesOf(sv))); err != nil {
+		return fmt.Errorf("take %s out of service: %w", id, err)
+	}
+	return nil
+}
+
+// desire sets sv's desired config and budget.
+func (s *Supervisor) desireLocked(sv *service, cfg *config.Service) {
+	sv.cfg = cfg
+	sv.minAvail = minAvailable(cfg)
+}

@@ -1,0 +1,151 @@
+package supervise_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/supervise"
+)
+
+// readyService is a service of n instances with a fast readiness probe.
+func readyService(n int) *config.Service {
+	svc := service("exec sleep 300")
+	svc.Instances = n
+	min := n - 1
+	svc.MinAvailable = &min
+	svc.Probes.Readiness = execProbe("true", 30*time.Millisecond, 1)
+	return svc
+}
+
+func pids(s *supervise.Supervisor, name string) map[int]int {
+	out := map[int]int{}
+	for _, st := range s.Status() {
+		if st.Name == name {
+			for _, in := range st.Instances {
+				out[in.Index] = in.PID
+			}
+		}
+	}
+	return out
+}
+
+// TestReloadReplacesOneAtATime: a reload that changes a running service
+// replaces its instances one at a time inside the budget (it used to stop
+// them all, then start them all: every request in between got a 503), and
+// every stop names the reload's actor and cause, not "medic is shutting down".
+func TestReloadReplacesOneAtATime(t *testing.T) {
+	old := readyService(3)
+	hooks := &readyHooks{ready: map[string]bool{}, min: 99}
+	s, rec := start(t, map[string]*config.Service{"web": old}, hooks)
+	eventually(t, 15*time.Second, "3 ready", func() bool { return hooks.count() == 3 })
+	before := pids(s, "web")
+	hooks.track()
+
+	next := readyService(3)
+	next.Env = map[string]string{"VERSION": "2"}
+	s.Apply(context.Background(), &config.Config{Services: map[string]*config.Service{"web": next}},
+		config.Change{Changed: []string{"web"}}, "api:alice")
+	eventually(t, 20*time.Second, "every instance replaced and ready", func() bool {
+		now := pids(s, "web")
+		for i, pid := range before {
+			if now[i] == pid || now[i] == 0 || !hooks.is("web/"+string(rune('0'+i))) {
+				return false
+			}
+		}
+		return rec.count(medic.EventRolledOut, "web") == 1
+	})
+	if m := hooks.minSeen(); m < 2 {
+		t.Fatalf("ready instances fell to %d during the reload, min_available is 2", m)
+	}
+	for i := 0; i < 3; i++ {
+		id := "web/" + string(rune('0'+i))
+		ev, ok := rec.find(medic.EventStopping, id)
+		if !ok || ev.Actor != "api:alice" || !strings.Contains(ev.Reason, "reload") {
+			t.Errorf("stop of %s recorded as %+v, want actor api:alice and a reload cause", id, ev)
+		}
+	}
+	if ev, _ := rec.find(medic.EventRolledOut, "web"); ev.Actor != "api:alice" || strings.Contains(ev.Reason, "stopped") {
+		t.Errorf("rollout record = %+v", ev)
+	}
+}
+
+// TestReloadScalesAndReplaces: 2 → 3 instances with a new env, then back to
+// 2: new instances start first, the surplus one stops last, and at no time
+// do fewer than min_available (of the smaller size) serve.
+func TestReloadScalesAndReplaces(t *testing.T) {
+	hooks := &readyHooks{ready: map[string]bool{}, min: 99}
+	s, rec := start(t, map[string]*config.Service{"web": readyService(2)}, hooks)
+	eventually(t, 15*time.Second, "2 ready", func() bool { return hooks.count() == 2 })
+	hooks.track()
+	up := readyService(3)
+	up.Env = map[string]string{"VERSION": "2"}
+	s.Apply(context.Background(), &config.Config{Services: map[string]*config.Service{"web": up}}, config.Change{Changed: []string{"web"}}, "signal:SIGHUP")
+	eventually(t, 20*time.Second, "3 ready after the first reload", func() bool {
+		return rec.count(medic.EventRolledOut, "web") == 1 && s.Status()[0].Ready == 3
+	})
+	down := readyService(2)
+	down.Env = map[string]string{"VERSION": "3"}
+	s.Apply(context.Background(), &config.Config{Services: map[string]*config.Service{"web": down}}, config.Change{Changed: []string{"web"}}, "signal:SIGHUP")
+	eventually(t, 20*time.Second, "2 ready after the second reload", func() bool {
+		st := s.Status()[0]
+		return rec.count(medic.EventRolledOut, "web") == 2 && st.Ready == 2 && len(st.Instances) == 2
+	})
+	if m := hooks.minSeen(); m < 1 {
+		t.Fatalf("ready instances fell to %d during the reloads", m)
+	}
+	ev, ok := rec.find(medic.EventStopped, "web/2")
+	if !ok || ev.Actor != "signal:SIGHUP" || !strings.Contains(ev.Reason, "reload") {
+		t.Fatalf("surplus instance's stop recorded as %+v", ev)
+	}
+}
+
+// TestRestartAndStopRespectBudget: an operator's or a runbook's restart or
+// stop of a ready instance waits for the budget and is refused when the
+// others stay unready; an instance that is not ready is always allowed out.
+func TestRestartAndStopRespectBudget(t *testing.T) {
+	defer func(d time.Duration) { supervise.BudgetWait = d }(supervise.BudgetWait)
+	supervise.BudgetWait = 300 * time.Millisecond
+	dir := t.TempDir()
+	svc := readyService(2)
+	// web/1 is never ready: its probe looks for a file that web/0's never needs.
+	svc.Probes.Readiness = execProbe(`case "$MEDIC_INSTANCE" in web/0) true;; *) test -f `+dir+`/ready;; esac`, 30*time.Millisecond, 1)
+	s, _ := start(t, map[string]*config.Service{"web": svc}, nil)
+	eventually(t, 15*time.Second, "web/0 ready", func() bool { return instance(s, "web", 0).Ready })
+	ctx := context.Background()
+	id0, id1 := medic.InstanceID{Service: "web", Index: 0}, medic.InstanceID{Service: "web", Index: 1}
+	if err := s.RestartInstance(ctx, id0, "api:bob", "test"); !errors.Is(err, supervise.ErrBudget) {
+		t.Fatalf("restart of the only ready instance: err = %v, want ErrBudget", err)
+	}
+	if err := s.StopInstance(ctx, id0, "runbook:x", "test"); !errors.Is(err, supervise.ErrBudget) {
+		t.Fatalf("stop of the only ready instance: err = %v, want ErrBudget", err)
+	}
+	if !instance(s, "web", 0).Ready {
+		t.Fatal("web/0 was taken out despite the refusal")
+	}
+	if err := s.RestartInstance(ctx, id1, "api:bob", "test"); err != nil {
+		t.Fatalf("restart of an unready instance: %v", err)
+	}
+}
+
+// TestScaleInRespectsBudget: scaling in stops a ready surplus instance only
+// while the remaining ones keep min(min_available, n) ready.
+func TestScaleInRespectsBudget(t *testing.T) {
+	dir := t.TempDir()
+	svc := readyService(2)
+	svc.Probes.Readiness = execProbe(`case "$MEDIC_INSTANCE" in web/1) true;; *) test -f `+dir+`/ready;; esac`, 30*time.Millisecond, 1)
+	s, _ := start(t, map[string]*config.Service{"web": svc}, nil)
+	eventually(t, 15*time.Second, "web/1 ready", func() bool { return instance(s, "web", 1).Ready })
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := s.Scale(ctx, "web", 1, "api:carol"); !errors.Is(err, supervise.ErrInProgress) {
+		t.Fatalf("scale in while only the surplus instance is ready: err = %v, want ErrInProgress", err)
+	}
+	if !instance(s, "web", 1).Ready {
+		t.Fatal("the only ready instance was stopped by a scale-in")
+	}
+}
