@@ -11,10 +11,6 @@ import (
 	"github.com/goccy/go-yaml/token"
 )
 
-// maxSteps bounds the nodes visited while decoding, aliases expanded: a
-// "billion laughs" document fails instead of exhausting memory.
-const maxSteps = 200_000
-
 // decoder turns a YAML AST into Go values by reflection. A decoder that stops
 // at the first problem makes the user fix a file one error at a time; this one
 // reports every unknown key and type mismatch with its position, and records
@@ -84,6 +80,8 @@ func textKind(t reflect.Type) string {
 
 // decode stores node n into v (settable), reporting problems under path.
 func (d *decoder) decode(path string, n ast.Node, v reflect.Value) {
+	// expandedSize refused anything larger before decoding; this stays as a
+	// second guard (maxSteps, in bounds.go).
 	if d.steps++; d.steps > maxSteps {
 		if d.steps == maxSteps+1 {
 			d.fail("", "document too large: more than %d values after expanding aliases", maxSteps)

@@ -3,31 +3,76 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
+	"syscall"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 )
 
-const (
-	// maxFileSize bounds the file Parse accepts. A medic.yaml is a few KiB;
-	// the YAML parser is quadratic on some inputs, so a huge file is refused
-	// rather than parsed for minutes.
-	maxFileSize = 1 << 20
-	// maxNesting bounds flow-collection nesting ([[[…]]]) for the same reason.
-	maxNesting = 100
-)
-
 // Load reads and parses the config file at path (see Parse). An error reading
 // the file is returned wrapped; every problem in its content is an Errors.
+// Only a regular file (or a symlink to one) is read, and at most maxFileSize
+// bytes of it: /dev/zero, a FIFO or a directory is refused at once instead of
+// read without end or blocked on.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfig(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	return Parse(path, data)
+}
+
+// ErrNotRegular reports a config path that names a directory, a device, a
+// FIFO or a socket.
+var ErrNotRegular = errors.New("config: not a regular file")
+
+func readConfig(path string) ([]byte, error) {
+	// Stat first: opening a FIFO blocks until a writer comes. O_NONBLOCK
+	// covers a file swapped for one between the two calls.
+	if err := regular(path, os.Stat); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := regular(path, func(string) (os.FileInfo, error) { return f.Stat() }); err != nil {
+		return nil, err
+	}
+	// One byte more than the limit, so that Parse can say the file is too large.
+	return io.ReadAll(io.LimitReader(f, maxFileSize+1))
+}
+
+func regular(path string, stat func(string) (os.FileInfo, error)) error {
+	fi, err := stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: %w (%s)", path, ErrNotRegular, fileKind(fi.Mode()))
+	}
+	return nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.String()
 }
 
 // Parse decodes data strictly, applies defaults, and validates the result.
@@ -71,11 +116,10 @@ func Parse(path string, data []byte) (cfg *Config, err error) {
 func parseYAML(path string, data []byte) (body ast.Node, _ *Error) {
 	if len(data) > maxFileSize {
 		return nil, &Error{File: path, Line: 1, Col: 1,
-			Msg: fmt.Sprintf("file is %d bytes; a config file may not exceed %d", len(data), maxFileSize)}
+			Msg: fmt.Sprintf("file is larger than %d bytes; a config file may not exceed it", maxFileSize)}
 	}
-	if p, deep := tooDeep(data); deep {
-		return nil, &Error{File: path, Line: p.line, Col: p.col,
-			Msg: fmt.Sprintf("lists and mappings nested more than %d levels deep", maxNesting)}
+	if b := scanBounds(data); b != nil {
+		return nil, &Error{File: path, Line: b.at.line, Col: b.at.col, Msg: b.msg}
 	}
 	f, err := parseBytes(data)
 	if err != nil {
@@ -100,6 +144,11 @@ func parseYAML(path string, data []byte) (body ast.Node, _ *Error) {
 		}
 		body = doc.Body
 	}
+	if n, at := expandedSize(body); n > maxSteps {
+		p := posOf(at)
+		return nil, &Error{File: path, Line: p.line, Col: p.col,
+			Msg: fmt.Sprintf("document too large: more than %d values once aliases and merge keys are expanded", maxSteps)}
+	}
 	return body, nil
 }
 
@@ -111,45 +160,4 @@ func parseBytes(data []byte) (f *ast.File, err error) {
 		}
 	}()
 	return parser.ParseBytes(data, 0)
-}
-
-// tooDeep reports where flow collections nest deeper than maxNesting. It
-// skips quoted text and comments; it need not be exact, only a guard.
-func tooDeep(data []byte) (position, bool) {
-	depth, line, col := 0, 1, 0
-	var quote byte
-	comment, escaped := false, false
-	for i, b := range data {
-		col++
-		switch {
-		case b == '\n':
-			// Quotes end at the line too: a stray apostrophe must not
-			// hide the rest of the file from the guard.
-			line, col, comment, escaped, quote = line+1, 0, false, false, 0
-		case comment:
-		case escaped:
-			escaped = false
-		case quote != 0:
-			escaped = b == '\\' && quote == '"'
-			if b == quote {
-				quote = 0
-			}
-		case b == '#' && (i == 0 || data[i-1] == ' ' || data[i-1] == '\t'):
-			comment = true
-		case (b == '\'' || b == '"') && (i == 0 || !isWordByte(data[i-1])):
-			quote = b
-		case b == '[' || b == '{':
-			if depth++; depth > maxNesting {
-				return position{line, col}, true
-			}
-		case b == ']' || b == '}':
-			depth = max(depth-1, 0)
-		}
-	}
-	return position{}, false
-}
-
-// isWordByte tells an apostrophe inside a word (don't) from a quote.
-func isWordByte(b byte) bool {
-	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b >= 0x80
 }

@@ -85,7 +85,7 @@ func TestLoadMissingFile(t *testing.T) {
 func TestGuards(t *testing.T) {
 	deep := "a: " + strings.Repeat("[", 200) + strings.Repeat("]", 200)
 	_, err := config.Parse("deep.yaml", []byte(deep))
-	if err == nil || err.Error() != "deep.yaml:1:104: lists and mappings nested more than 100 levels deep" {
+	if err == nil || err.Error() != "deep.yaml:1:103: lists and mappings nested more than 100 levels deep" {
 		t.Errorf("deep: %v", err)
 	}
 	// Brackets in quotes and comments do not count.
