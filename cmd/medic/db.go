@@ -25,7 +25,7 @@ primary holds a lease in etcd, replicas stream from it, and a replica takes
 over when the lease is lost. These commands ask the running agent.`,
 	}
 	c.PersistentFlags().String("database", "", "database name (required when the agent keeps more than one)")
-	c.AddCommand(dbStatusCmd(), dbChangeCmd("switchover"), dbChangeCmd("failover"))
+	c.AddCommand(dbStatusCmd(), dbChangeCmd("switchover"), dbChangeCmd("failover"), dbBackupCmd(), dbRestoreCmd())
 	return c
 }
 
@@ -57,6 +57,11 @@ func dbStatusCmd() *cobra.Command {
 			for _, st := range doc.Databases {
 				if want == "" || st.Cluster == want {
 					printDBStatus(os.Stdout, st)
+				}
+			}
+			for _, st := range doc.Backups {
+				if want == "" || st.Database == want {
+					printBackupState(os.Stdout, st)
 				}
 			}
 			return nil

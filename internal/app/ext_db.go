@@ -13,6 +13,7 @@ import (
 
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/backup"
 	"github.com/medic-dev/medic/internal/dbproxy"
 	"github.com/medic-dev/medic/internal/etcd"
 	"github.com/medic-dev/medic/internal/pgha"
@@ -26,6 +27,7 @@ type dbMember struct {
 	superuser string
 	agent     *pgha.Agent
 	router    *dbproxy.Router
+	backup    *backup.Loop // nil without a backup section
 }
 
 // buildDB makes one pgha.Agent per configured database (this host's member
@@ -82,6 +84,7 @@ func buildDB(m *Main) (*component, error) {
 		}
 	}
 	var dbs []*dbMember
+	var bmets *backup.Metrics
 	closeAll := func() {
 		for _, d := range dbs {
 			if d.router != nil {
@@ -115,7 +118,17 @@ func buildDB(m *Main) (*component, error) {
 		if router != nil {
 			proxyAddr = router.PrimaryAddr().String()
 		}
+		bopts, err := backupOptions(m, name, &cfg)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("database %s: backup: %w", name, err)
+		}
+		var settings map[string]string
+		if bopts != nil {
+			settings = backup.Settings(*bopts)
+		}
 		d.agent, err = pgha.New(pgha.Options{Cluster: name, Member: member, Config: &cfg, Etcd: cli, Prefix: e.Prefix, Proxy: proxyAddr,
+			Settings: settings,
 			StateDir: filepath.Join(m.cfg.DataDir, "db"), Clock: m.Clock, Logger: log, Record: m.Record, Metrics: mets,
 			OnView: func(v pgha.View) {
 				if router != nil {
@@ -126,6 +139,18 @@ func buildDB(m *Main) (*component, error) {
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("database %s: %w", name, err)
+		}
+		if bopts != nil {
+			if bmets == nil {
+				if bmets, err = backup.NewMetrics(m.mets.Registry); err != nil {
+					closeAll()
+					return nil, err
+				}
+			}
+			if d.backup, err = startBackup(m, bopts, d.agent, bmets); err != nil {
+				closeAll()
+				return nil, fmt.Errorf("database %s: backup: %w", name, err)
+			}
 		}
 	}
 	if m.drills != nil {
@@ -168,6 +193,13 @@ func serveDB(ctx context.Context, dbs []*dbMember, cli *etcd.Client) error {
 				cancel()
 			}
 		}()
+		if d.backup != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d.backup.Serve(ctx)
+			}()
+		}
 		if d.router != nil {
 			wg.Add(1)
 			go func() {
@@ -194,11 +226,15 @@ func (h *dbAPI) mount(mux *http.ServeMux, g api.Guards) {
 	mux.Handle("GET /v1/db/status", g.View(http.HandlerFunc(h.status)))
 	mux.Handle("POST /v1/db/switchover", g.Operate(http.HandlerFunc(h.switchover)))
 	mux.Handle("POST /v1/db/failover", g.Operate(http.HandlerFunc(h.failover)))
+	mux.Handle("POST /v1/db/backup", g.Operate(http.HandlerFunc(h.backupNow)))
+	mux.Handle("POST /v1/db/restore", g.Operate(http.HandlerFunc(h.restore)))
 }
 
 // DBStatusDoc is the body of GET /v1/db/status.
 type DBStatusDoc struct {
 	Databases []pgha.Status `json:"databases"`
+	// Backups: the backup state of each database with a backup section.
+	Backups []backup.State `json:"backups,omitempty"`
 }
 
 func (h *dbAPI) status(w http.ResponseWriter, r *http.Request) {
@@ -206,6 +242,7 @@ func (h *dbAPI) status(w http.ResponseWriter, r *http.Request) {
 	for _, d := range h.dbs {
 		doc.Databases = append(doc.Databases, d.agent.Status(r.Context()))
 	}
+	doc.Backups = backupStates(h.dbs)
 	api.WriteJSON(w, http.StatusOK, doc)
 }
 

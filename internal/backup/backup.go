@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
 )
@@ -96,7 +98,15 @@ func (m *Manager) SocketDir() string { return filepath.Join(m.o.StateDir, "sock"
 // promoted replica takes over archiving at its promotion with nothing to
 // change; restore_command lets a replica that fell behind catch up from the
 // archive.
-func (m *Manager) Settings() map[string]string {
+func (m *Manager) Settings() map[string]string { return Settings(m.o) }
+
+// Settings are the postgres settings of o's Manager, known before the
+// member's postgres (which the Manager's commands need) exists.
+func Settings(o Options) map[string]string {
+	m := &Manager{o: o, stanza: o.Config.Stanza}
+	if m.stanza == "" {
+		m.stanza = o.Cluster
+	}
 	base := Binary + " --config=" + m.ConfigPath() + " --stanza=" + m.stanza
 	return map[string]string{
 		"archive_mode":            "on",
@@ -222,6 +232,11 @@ func (m *Manager) Backup(ctx context.Context, typ string) (Info, error) {
 	if typ != Full && typ != Diff && typ != Incr {
 		return Info{}, fmt.Errorf("backup: type %q: want full, diff or incr", typ)
 	}
+	// A freshly promoted primary shows its old timeline in pg_control until
+	// its first checkpoint, and pgBackRest refuses to back it up until then.
+	if err := m.checkpoint(ctx); err != nil {
+		return Info{}, err
+	}
 	if _, err := m.run(ctx, "backup", "--type="+typ); err != nil {
 		return Info{}, err
 	}
@@ -233,4 +248,19 @@ func (m *Manager) Backup(ctx context.Context, typ string) (Info, error) {
 		return info, fmt.Errorf("backup: pgbackrest backup succeeded but the repository lists no backup")
 	}
 	return info, nil
+}
+
+// checkpoint runs CHECKPOINT on this member's postgres.
+func (m *Manager) checkpoint(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	c, err := pgx.Connect(cctx, m.LocalDSN())
+	if err != nil {
+		return fmt.Errorf("backup: checkpoint before the backup: %w", err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(cctx, "CHECKPOINT"); err != nil {
+		return fmt.Errorf("backup: checkpoint before the backup: %w", err)
+	}
+	return nil
 }

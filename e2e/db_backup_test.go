@@ -1,0 +1,252 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/medic-dev/medic/internal/app"
+	"github.com/medic-dev/medic/internal/backup"
+	"github.com/medic-dev/medic/internal/etcd/etcdtest"
+	"github.com/medic-dev/medic/internal/pgha/pgtest"
+)
+
+// requireBackup skips without PostgreSQL 15, etcd or pgBackRest, naming the
+// missing package, and fails instead under MEDIC_REQUIRE_INTEGRATION=1.
+func requireBackup(t *testing.T) {
+	t.Helper()
+	pgtest.Require(t)
+	if _, err := os.Stat(backup.Binary); err != nil {
+		msg := backup.Binary + " not found (install the Debian package pgbackrest)"
+		if os.Getenv("MEDIC_REQUIRE_INTEGRATION") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// withBackup adds a backup section to node n's database: the shared
+// repository, WAL switched at least every archiveTimeout.
+func (n *dbNode) withBackup(repo string, archiveTimeout time.Duration) {
+	appendFile(n.t, filepath.Join(n.dir, "medic.yaml"), fmt.Sprintf("    backup: {repository: %s, archive: {timeout: %s}}\n    objectives: {rto: 30s, rpo: %s}\n",
+		repo, archiveTimeout, 2*archiveTimeout))
+}
+
+func (n *dbNode) backupState() (backup.State, error) {
+	req, _ := http.NewRequest("GET", "http://"+n.api+"/v1/db/status", nil)
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return backup.State{}, err
+	}
+	defer resp.Body.Close()
+	var doc app.DBStatusDoc
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || len(doc.Backups) != 1 {
+		return backup.State{}, fmt.Errorf("decode status: %v (%d backup states)", err, len(doc.Backups))
+	}
+	return doc.Backups[0], nil
+}
+
+func (n *dbNode) medic(args ...string) ([]byte, error) {
+	args = append(args, "--addr", n.api, "--token", n.token)
+	cmd := exec.Command(medicBin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("medic %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out, nil
+}
+
+// archivedSince waits until the postgres at addr archived a WAL segment
+// after at (archive_timeout switches one after any write).
+func archivedSince(t *testing.T, addr string, at time.Time, within time.Duration) {
+	t.Helper()
+	c := pgtest.Connect(t, addr)
+	deadline := time.Now().Add(within)
+	for {
+		var last time.Time
+		err := c.QueryRow(context.Background(), "SELECT coalesce(last_archived_time, 'epoch') FROM pg_stat_archiver").Scan(&last)
+		if err == nil && last.After(at) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s archived nothing after %s within %v (last %v, %v)", addr, at.Format("15:04:05.000"), within, last, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// restoreInto runs medic db restore on n and returns where the scratch
+// postgres runs; it is stopped when the test ends.
+func (n *dbNode) restoreInto(t *testing.T, to string) app.RestoreDoc {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "restore")
+	os.Chmod(filepath.Dir(dir), 0o755)
+	out, err := n.medic("db", "restore", "--to", to, "--into", dir, "--json")
+	if err != nil {
+		t.Fatalf("%v\nagent stderr:\n%s", err, tail(n.stderr.String(), 3000))
+	}
+	var doc app.RestoreDoc
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("medic db restore: %v: %s", err, out)
+	}
+	t.Cleanup(func() { stopScratch(doc.Dir) })
+	if !doc.Running || doc.Dir != dir {
+		t.Fatalf("restore: %+v, want a running scratch postgres in %s", doc, dir)
+	}
+	return doc
+}
+
+// stopScratch stops the postgres running on dir (fast shutdown) and waits.
+func stopScratch(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		return
+	}
+	syscall.Kill(pid, syscall.SIGINT)
+	for i := 0; i < 200 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+}
+
+func strings1(t *testing.T, addr, query string) []string {
+	t.Helper()
+	rows, err := pgtest.Connect(t, addr).Query(context.Background(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+// TestDBBackupRestoreFailover: a two-member sync cluster archives into a
+// shared pgBackRest repository and takes its first full backup at once.
+// A point-in-time restore (medic db restore) to a moment between two
+// acknowledged writes has the first and not the second. Then, under 100
+// writes/s, the primary's host is lost: on the new primary pgBackRest's
+// check passes (its WAL reaches the archive: no gap) and the next backup
+// succeeds; a restore to latest has every write acknowledged before the
+// last archived segment.
+func TestDBBackupRestoreFailover(t *testing.T) {
+	requireBackup(t)
+	srv := etcdtest.Start(t)
+	repo := filepath.Join(t.TempDir(), "repo")
+	os.Chmod(filepath.Dir(repo), 0o755)
+	const archiveTimeout = 2 * time.Second
+	a, b := newDBNode(t, "a", srv.Endpoint, "sync"), newDBNode(t, "b", srv.Endpoint, "sync")
+	a.withBackup(repo, archiveTimeout)
+	b.withBackup(repo, archiveTimeout)
+	a.start()
+	a.eventually(60*time.Second, "a leads", leaderIs("a"))
+	b.start()
+	a.eventually(60*time.Second, "b is the synchronous standby", streams("b", "a", true))
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, err := a.backupState()
+		if err == nil && st.Backups >= 1 && st.Last != nil && st.Last.Type == backup.Full {
+			t.Logf("first full backup %s: %d bytes in %v", st.Last.Label, st.Last.Size, st.Last.Duration())
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no full backup within 60s: %+v %v\nstderr:\n%s", st, err, tail(a.stderr.String(), 3000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if out, err := a.medic("db", "status"); err != nil || !strings.Contains(string(out), "WAL archive lag") {
+		t.Fatalf("medic db status shows no archive lag: %v\n%s", err, out)
+	}
+
+	// Point in time: between two acknowledged writes.
+	c := pgtest.Connect(t, a.pg)
+	ctx := context.Background()
+	if _, err := c.Exec(ctx, "CREATE TABLE marks (id serial PRIMARY KEY, v text NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "INSERT INTO marks (v) VALUES ('first')"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	target := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	if _, err := c.Exec(ctx, "INSERT INTO marks (v) VALUES ('second')"); err != nil {
+		t.Fatal(err)
+	}
+	second := time.Now()
+	archivedSince(t, a.pg, second, 10*archiveTimeout)
+	pitr := a.restoreInto(t, target.UTC().Format(time.RFC3339Nano))
+	if got := strings.Join(strings1(t, pitr.Addr, "SELECT v FROM marks ORDER BY id"), ","); got != "first" {
+		t.Fatalf("restore to %s (between the writes): rows %q, want \"first\"", pitr.Target, got)
+	}
+	t.Logf("point-in-time restore: files %.1fs, recovery %.1fs", pitr.RestoreSeconds, pitr.RecoverSeconds)
+	stopScratch(pitr.Dir)
+
+	// A failover during archiving, under load.
+	if _, err := c.Exec(ctx, "CREATE TABLE acks (id int PRIMARY KEY, at timestamptz DEFAULT now())"); err != nil {
+		t.Fatal(err)
+	}
+	w := &writer{dsn: fmt.Sprintf("host=127.0.0.1,127.0.0.1 port=%s,%s user=postgres dbname=postgres sslmode=disable connect_timeout=1",
+		port(a.prim), port(b.prim))}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { w.run(wctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitAcks(t, w, 300, 20*time.Second)
+	a.crash()
+	b.eventually(30*time.Second, "b leads", leaderIs("b"))
+	waitAcks(t, w, w.count()+300, 30*time.Second)
+	cancel()
+	<-done
+	stopped := time.Now()
+
+	check := exec.Command("runuser", "-u", "postgres", "--", backup.Binary,
+		"--config="+filepath.Join(b.dir, "pg.backup", "pgbackrest.conf"), "--stanza=pg", "check")
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("pgbackrest check on the new primary: %v\n%s", err, out)
+	}
+	out, err := b.medic("db", "backup", "--type", "incr", "--json")
+	if err != nil {
+		t.Fatalf("the next backup, on the new primary: %v", err)
+	}
+	var bi backup.BackupInfo
+	if err := json.Unmarshal(out, &bi); err != nil || bi.Type != backup.Incr {
+		t.Fatalf("backup on the new primary: %v %s", err, out)
+	}
+	t.Logf("after the failover: pgbackrest check passed on b; incremental backup %s in %v", bi.Label, bi.Duration())
+
+	archivedSince(t, b.pg, stopped, 10*archiveTimeout)
+	latest := b.restoreInto(t, "latest")
+	acked := w.acked()
+	var found int
+	if err := pgtest.Connect(t, latest.Addr).QueryRow(ctx, "SELECT count(*) FROM acks WHERE id = ANY($1)", acked).Scan(&found); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restore to latest after the failover: %d of %d acknowledged writes (files %.1fs, recovery %.1fs)",
+		found, len(acked), latest.RestoreSeconds, latest.RecoverSeconds)
+	if found != len(acked) {
+		t.Fatalf("the archive lost %d of %d acknowledged writes across the failover", len(acked)-found, len(acked))
+	}
+}

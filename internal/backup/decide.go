@@ -1,0 +1,98 @@
+package backup
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/medic-dev/medic/internal/drill/cron"
+)
+
+// Schedule is when backups are due: cron expressions in local time for
+// full and differential backups (DiffOff: none).
+type Schedule struct {
+	Full    cron.Schedule
+	Diff    cron.Schedule
+	DiffOff bool
+}
+
+// Due answers which backup to take at now, given the start of the newest
+// full backup and of the newest backup of any type (zero: none). Without
+// any full backup one is due at once: archived WAL restores nothing
+// without a base. A full backup due outranks a differential one; a slot
+// missed while medic was down is taken once, not once per missed slot.
+func (s Schedule) Due(now, lastFull, lastAny time.Time) (typ string, due bool) {
+	if lastFull.IsZero() {
+		return Full, true
+	}
+	if !s.Full.Next(lastFull).After(now) {
+		return Full, true
+	}
+	if !s.DiffOff && !s.Diff.Next(lastAny).After(now) {
+		return Diff, true
+	}
+	return "", false
+}
+
+// Archiver is pg_stat_archiver on the primary with the current WAL position.
+type Archiver struct {
+	ArchivedCount   int64
+	LastArchivedWAL string    // "" when nothing was archived since the statistics began
+	LastArchivedAt  time.Time // zero with it
+	FailedCount     int64
+	LastFailedWAL   string
+	LastFailedAt    time.Time
+	CurrentWAL      string // pg_walfile_name(pg_current_wal_lsn())
+	CurrentOffset   int64  // the position's offset in that segment
+	SegmentSize     int64  // wal_segment_size, bytes
+	Since           time.Time
+}
+
+// Lag is how far the archive is behind the primary's WAL.
+type Lag struct {
+	// Segments completed on the primary and not yet in the archive.
+	Segments int64 `json:"segments"`
+	// Seconds since WAL last reached the archive while WAL is waiting to
+	// (0 when everything written is archived): the data a restore would
+	// lose if every member were lost now. Healthy, it stays below
+	// archive.timeout plus the time one archive-push takes.
+	Seconds float64 `json:"seconds"`
+}
+
+// ArchiveLag computes the lag at now. Without any archived segment the lag
+// is counted from since (the postmaster's start).
+func ArchiveLag(now time.Time, a Archiver) Lag {
+	cur, okc := segNo(a.CurrentWAL, a.SegmentSize)
+	last, okl := segNo(a.LastArchivedWAL, a.SegmentSize)
+	var l Lag
+	if okc && okl && cur > last+1 {
+		l.Segments = cur - last - 1 // the current segment is still being written
+	} else if okc && !okl && a.LastArchivedWAL == "" {
+		l.Segments = 0
+	}
+	pending := l.Segments > 0 || a.CurrentOffset > 0 || (a.FailedCount > 0 && a.LastFailedAt.After(a.LastArchivedAt))
+	if !pending {
+		return l
+	}
+	from := a.LastArchivedAt
+	if from.IsZero() {
+		from = a.Since
+	}
+	if !from.IsZero() && now.After(from) {
+		l.Seconds = now.Sub(from).Seconds()
+	}
+	return l
+}
+
+// segNo is the segment number of a WAL file name
+// (TTTTTTTTXXXXXXXXYYYYYYYY), across timelines; false for a history file.
+func segNo(name string, segSize int64) (int64, bool) {
+	if len(name) < 24 || segSize <= 0 {
+		return 0, false
+	}
+	log, err1 := strconv.ParseInt(name[8:16], 16, 64)
+	seg, err2 := strconv.ParseInt(name[16:24], 16, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return log*(0x100000000/segSize) + seg, true
+}

@@ -1,0 +1,70 @@
+package backup
+
+import (
+	"testing"
+	"time"
+
+	"github.com/medic-dev/medic/internal/drill/cron"
+)
+
+func TestDue(t *testing.T) {
+	full, _ := cron.Parse("0 1 * * 0")
+	diff, _ := cron.Parse("0 1 * * 1-6")
+	s := Schedule{Full: full, Diff: diff}
+	at := func(v string) time.Time {
+		x, err := time.ParseInLocation("2006-01-02 15:04", v, time.Local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	for _, c := range []struct {
+		now, lastFull, lastAny string
+		want                   string
+	}{
+		{"2026-03-02 10:00", "", "", Full},                                 // none yet: at once
+		{"2026-03-02 10:00", "2026-03-01 01:00", "2026-03-01 01:00", Diff}, // Monday 01:00 passed
+		{"2026-03-02 00:30", "2026-03-01 01:00", "2026-03-01 01:00", ""},   // not yet
+		{"2026-03-02 10:00", "2026-03-01 01:00", "2026-03-02 01:00", ""},   // Monday's diff taken
+		{"2026-03-09 02:00", "2026-03-01 01:00", "2026-03-07 01:00", Full}, // Sunday: full outranks diff
+		{"2026-03-20 02:00", "2026-03-01 01:00", "2026-03-01 01:00", Full}, // missed slots: one backup
+	} {
+		var lf, la time.Time
+		if c.lastFull != "" {
+			lf, la = at(c.lastFull), at(c.lastAny)
+		}
+		got, _ := s.Due(at(c.now), lf, la)
+		if got != c.want {
+			t.Errorf("now %s last full %s last %s: %q, want %q", c.now, c.lastFull, c.lastAny, got, c.want)
+		}
+	}
+	s.DiffOff = true
+	if got, _ := s.Due(at("2026-03-02 10:00"), at("2026-03-01 01:00"), at("2026-03-01 01:00")); got != "" {
+		t.Errorf("diff off: %q", got)
+	}
+}
+
+func TestArchiveLag(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	const seg = 16 << 20
+	for _, c := range []struct {
+		name string
+		a    Archiver
+		want Lag
+	}{
+		{"caught up, nothing written since the switch", Archiver{LastArchivedWAL: "000000010000000000000004", LastArchivedAt: now.Add(-time.Hour),
+			CurrentWAL: "000000010000000000000005", SegmentSize: seg}, Lag{}},
+		{"writes in the current segment", Archiver{LastArchivedWAL: "000000010000000000000004", LastArchivedAt: now.Add(-30 * time.Second),
+			CurrentWAL: "000000010000000000000005", CurrentOffset: 8192, SegmentSize: seg}, Lag{Seconds: 30}},
+		{"archiving stuck three segments back", Archiver{LastArchivedWAL: "0000000100000000000000FE", LastArchivedAt: now.Add(-10 * time.Minute),
+			FailedCount: 40, LastFailedAt: now, CurrentWAL: "000000010000000100000002", SegmentSize: seg}, Lag{Segments: 3, Seconds: 600}},
+		{"after a promotion, the new timeline", Archiver{LastArchivedWAL: "000000010000000000000007.partial", LastArchivedAt: now.Add(-2 * time.Second),
+			CurrentWAL: "000000020000000000000007", CurrentOffset: 100, SegmentSize: seg}, Lag{Seconds: 2}},
+		{"nothing archived yet", Archiver{CurrentWAL: "000000010000000000000003", CurrentOffset: 10, SegmentSize: seg, Since: now.Add(-time.Minute)},
+			Lag{Seconds: 60}},
+	} {
+		if got := ArchiveLag(now, c.a); got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+		}
+	}
+}
