@@ -73,6 +73,9 @@ func buildRemedy(m *Main) (*component, error) {
 	if len(m.traffic.proxies) > 0 {
 		a.loops = append(a.loops, signal.Poll(a.store, m.Clock, "proxy", time.Second, a.pollProxies))
 	}
+	if m.egress != nil {
+		a.loops = append(a.loops, signal.Poll(a.store, m.Clock, "egress", time.Second, a.pollDependencies))
+	}
 	a.loops = append(a.loops, a.scrapers()...)
 	return &component{serve: a.serve, mount: a.mount}, nil
 }
@@ -184,6 +187,33 @@ func (a *automation) pollProxies(now time.Time) []signal.Sample {
 		for _, in := range p.Instances {
 			out = append(out, signal.Sample{Name: signal.ProxyInstanceLatency, T: now, V: in.LatencySeconds,
 				Labels: signal.Labels{signal.LabelService: p.Service, signal.LabelInstance: in.ID}})
+		}
+	}
+	return out
+}
+
+// pollDependencies turns the dependency listeners' figures into signals, so
+// that conditions and runbooks can react to a breaker ("payments open for 2m").
+func (a *automation) pollDependencies(now time.Time) []signal.Sample {
+	var out []signal.Sample
+	a.ratesMu.Lock()
+	defer a.ratesMu.Unlock()
+	for _, d := range a.m.Dependencies() {
+		l := signal.Labels{signal.LabelService: d.Service, signal.LabelDependency: d.Dependency}
+		add := func(name string, v float64) { out = append(out, signal.Sample{Name: name, Labels: l, T: now, V: v}) }
+		state := map[string]float64{"closed": 0, "half-open": 1, "open": 2}[d.State]
+		add(signal.DependencyBreakerState, state)
+		rate := func(name, counter string, v uint64) {
+			if r, ok := a.rates.Rate(counter, l, now, float64(v)); ok {
+				add(name, r)
+			}
+		}
+		rate(signal.DependencyCallsPerSec, "dependency_calls_total", d.Total())
+		rate(signal.DependencyFailuresPerSec, "dependency_failures_total", d.Calls["error"]+d.Calls["timeout"])
+		rate(signal.DependencyRefusedPerSec, "dependency_refused_total", d.Calls["open"]+d.Calls["shed"])
+		rate(signal.DependencyFallbacksPerSec, "dependency_fallbacks_total", d.Fallbacks)
+		if d.Total() > 0 {
+			add(signal.DependencyLatencyP99, d.LatencyP99)
 		}
 	}
 	return out

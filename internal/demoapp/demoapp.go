@@ -106,6 +106,8 @@ type App struct {
 	getenv    func(string) string
 	leakLimit int64
 	mux       *http.ServeMux
+	depClient *http.Client  // GET /dep/{name}
+	workers   chan struct{} // slots of the worker pool; nil: unlimited (see WorkersEnv)
 
 	done      chan struct{} // closed when Serve begins shutting down: releases hung requests
 	serveOnce sync.Once
@@ -144,6 +146,8 @@ func New(o Options) *App {
 	}
 	a.faults.kick = make(chan struct{}, 1)
 	a.mux = a.routes()
+	a.depClient = newDepClient()
+	a.workers = workers(a.getenv)
 	return a
 }
 
@@ -213,6 +217,17 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 // ServeHTTP answers one request. Once the hang fault is set, every request
 // blocks until the client gives up or Serve shuts down.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a.workers != nil { // a worker pool: wait for a free worker as a thread-pool server does
+		select {
+		case a.workers <- struct{}{}:
+			defer func() { <-a.workers }()
+		case <-r.Context().Done():
+			return
+		case <-a.done:
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+	}
 	if a.faults.hung.Load() {
 		select {
 		case <-r.Context().Done():

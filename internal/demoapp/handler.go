@@ -43,6 +43,7 @@ func (a *App) routes() *http.ServeMux {
 	mux.HandleFunc("POST /fault/slow", a.slow)
 	mux.HandleFunc("POST /fault/error", a.errorRate)
 	mux.HandleFunc("POST /fault/reset", a.reset)
+	mux.HandleFunc("GET /dep/{name}", a.dependency)
 	return mux
 }
 

@@ -42,6 +42,15 @@
 //	proxy_instance_latency_seconds{service,instance}  the proxy's latency estimate per instance
 //	proxy_latency_p99_seconds{service}             when the proxy reports quantiles
 //
+// Fed by the agent from the dependency listeners (internal/egress):
+//
+//	dependency_breaker_state{service,dependency}         0 closed, 1 half-open, 2 open
+//	dependency_calls_per_second{service,dependency}      every outcome
+//	dependency_failures_per_second{service,dependency}   error + timeout (the dependency's fault)
+//	dependency_refused_per_second{service,dependency}    open + shed (medic answered at once)
+//	dependency_fallbacks_per_second{service,dependency}
+//	dependency_latency_p99_seconds{service,dependency}   over the last 1024 calls
+//
 // Produced by Scraper, for each configured metric family of a service's
 // /metrics: the family's own name and labels plus the Scraper's target labels
 // (service, instance); an exposed label that clashes with a target label is
@@ -55,10 +64,11 @@ package signal
 
 // Label names used by the collectors.
 const (
-	LabelService  = "service"
-	LabelInstance = "instance"
-	LabelPath     = "path"
-	LabelProbe    = "probe"
+	LabelService    = "service"
+	LabelDependency = "dependency"
+	LabelInstance   = "instance"
+	LabelPath       = "path"
+	LabelProbe      = "probe"
 )
 
 // Signal names (see the package comment).
@@ -70,24 +80,30 @@ const (
 	HostMemoryUsedPercent     = "host_memory_used_percent"
 	HostMemoryAvailableBytes  = "host_memory_available_bytes"
 
-	InstanceRSSBytes        = "instance_rss_bytes"
-	InstanceCPUSecondsTotal = "instance_cpu_seconds_total"
-	InstanceCPUCores        = "instance_cpu_cores"
-	InstanceOpenFDs         = "instance_open_fds"
-	InstanceRestartsTotal   = "instance_restarts_total"
-	InstanceReady           = "instance_ready"
-	ServiceReadyInstances   = "service_ready_instances"
-	ServiceDesiredInstances = "service_desired_instances"
-	ProbeSuccess            = "probe_success"
-	ProbeDurationSeconds    = "probe_duration_seconds"
-	ProxyRequestsPerSecond  = "proxy_requests_per_second"
-	ProxyErrorsPerSecond    = "proxy_errors_per_second"
-	ProxyErrorRatio         = "proxy_error_ratio"
-	ProxyInflight           = "proxy_inflight"
-	ProxyShedPerSecond      = "proxy_shed_per_second"
-	ProxyConcurrencyLimit   = "proxy_concurrency_limit"
-	ProxyInstanceLatency    = "proxy_instance_latency_seconds"
-	ProxyLatencyP99Seconds  = "proxy_latency_p99_seconds"
-	ScrapeUp                = "scrape_up"
-	ScrapeDurationSeconds   = "scrape_duration_seconds"
+	InstanceRSSBytes          = "instance_rss_bytes"
+	InstanceCPUSecondsTotal   = "instance_cpu_seconds_total"
+	InstanceCPUCores          = "instance_cpu_cores"
+	InstanceOpenFDs           = "instance_open_fds"
+	InstanceRestartsTotal     = "instance_restarts_total"
+	InstanceReady             = "instance_ready"
+	ServiceReadyInstances     = "service_ready_instances"
+	ServiceDesiredInstances   = "service_desired_instances"
+	ProbeSuccess              = "probe_success"
+	ProbeDurationSeconds      = "probe_duration_seconds"
+	ProxyRequestsPerSecond    = "proxy_requests_per_second"
+	ProxyErrorsPerSecond      = "proxy_errors_per_second"
+	ProxyErrorRatio           = "proxy_error_ratio"
+	ProxyInflight             = "proxy_inflight"
+	ProxyShedPerSecond        = "proxy_shed_per_second"
+	ProxyConcurrencyLimit     = "proxy_concurrency_limit"
+	ProxyInstanceLatency      = "proxy_instance_latency_seconds"
+	ProxyLatencyP99Seconds    = "proxy_latency_p99_seconds"
+	DependencyBreakerState    = "dependency_breaker_state"
+	DependencyCallsPerSec     = "dependency_calls_per_second"
+	DependencyFailuresPerSec  = "dependency_failures_per_second"
+	DependencyRefusedPerSec   = "dependency_refused_per_second"
+	DependencyFallbacksPerSec = "dependency_fallbacks_per_second"
+	DependencyLatencyP99      = "dependency_latency_p99_seconds"
+	ScrapeUp                  = "scrape_up"
+	ScrapeDurationSeconds     = "scrape_duration_seconds"
 )
