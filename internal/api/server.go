@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,8 +22,10 @@ import (
 	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/clock"
+	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/egress"
 	"github.com/medic-dev/medic/internal/events"
+	"github.com/medic-dev/medic/internal/netguard"
 	"github.com/medic-dev/medic/internal/proxy"
 	"github.com/medic-dev/medic/internal/supervise"
 )
@@ -74,6 +77,10 @@ type Server struct {
 	LogDir       string
 	Logger       *slog.Logger
 	Clock        clock.Clock
+	// Limits bound the listener (zero fields: config.DefaultAPILimits); FDs
+	// is the process's descriptor reserve (nil: none).
+	Limits config.Limits
+	FDs    *netguard.FDs
 
 	// Mounts add the routes of other components (remediation, drills, databases,
 	// the dashboard). Each gets the mux and the role guards; its handlers must
@@ -83,8 +90,16 @@ type Server struct {
 	// session cookie, turned into the request's auth.Identity before the guards).
 	Wrap func(http.Handler) http.Handler
 
-	http *http.Server
+	mu   sync.Mutex
+	http *http.Server // under mu: Shutdown may run on another goroutine than Serve
 	stop chan struct{}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.Default()
+	}
+	return s.Logger
 }
 
 // Guards wrap a handler with the role it needs (and audit denials).
@@ -140,8 +155,19 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.Wrap != nil {
 		h = s.Wrap(h)
 	}
-	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	err := s.http.Serve(ln)
+	lim := s.Limits
+	lim.SetDefaults(config.DefaultAPILimits)
+	gl := netguard.Wrap(ln, netguard.Options{Name: "api",
+		Limits: netguard.Limits{MaxConns: lim.MaxConnections, MaxPerSource: lim.MaxPerSource},
+		FDs:    s.FDs, Refusal: netguard.HTTP503, Logger: s.Logger, Clock: s.Clock})
+	// No ReadTimeout: net/http cancels a request's context when it fires,
+	// which would end event streams; bodies are read with a size cap.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: lim.HeaderTimeout.D(), IdleTimeout: lim.IdleTimeout.D(),
+		ConnState: gl.ConnState, ErrorLog: slog.NewLogLogger(s.logger().Handler(), slog.LevelWarn)}
+	s.mu.Lock()
+	s.http = hs
+	s.mu.Unlock()
+	err := hs.Serve(gl)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -150,11 +176,14 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting, ends event streams and waits for in-flight requests within ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.http == nil {
+	s.mu.Lock()
+	hs := s.http
+	s.mu.Unlock()
+	if hs == nil {
 		return nil
 	}
 	close(s.stop)
-	return s.http.Shutdown(ctx)
+	return hs.Shutdown(ctx)
 }
 
 // StatusDoc is the body of GET /v1/status.

@@ -29,6 +29,7 @@ import (
 	"github.com/medic-dev/medic/internal/events"
 	"github.com/medic-dev/medic/internal/logfile"
 	"github.com/medic-dev/medic/internal/metrics"
+	"github.com/medic-dev/medic/internal/netguard"
 	"github.com/medic-dev/medic/internal/probe"
 	"github.com/medic-dev/medic/internal/proxy"
 	"github.com/medic-dev/medic/internal/sqlite"
@@ -53,6 +54,7 @@ type Main struct {
 	hub   *events.Hub
 	mets  *metrics.Metrics
 
+	fds       *netguard.FDs // the descriptor reserve every listener respects
 	traffic   *traffic
 	egress    *egress.Set // nil when no service declares dependencies
 	accessLog *slog.Logger
@@ -80,6 +82,14 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger = slog.Default()
 	}
 	m.cfg = m.Config
+	// Raise the soft descriptor limit to the hard one, and keep a reserve of
+	// it that client connections never take (docs/security.md).
+	fds, ferr := netguard.Process(m.cfg.API.FDReserve, m.Clock)
+	m.fds = fds
+	if err := ferr; err != nil {
+		m.Logger.Warn("cannot raise the open-files limit; keeping it", "err", err)
+	}
+	m.Logger.Info("file descriptors", "limit", m.fds.Limit(), "reserve", m.fds.Reserve())
 	dataDir := m.cfg.DataDir
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir %s: %w", dataDir, err)
@@ -117,7 +127,7 @@ func (m *Main) Run(ctx context.Context) error {
 			continue
 		}
 		p, err := proxy.New(proxy.Options{Service: name, Config: svc.Proxy, Clock: m.Clock, Logger: m.Logger.With("proxy", name),
-			AccessLog: m.accessLog, Registerer: m.mets.Registry})
+			AccessLog: m.accessLog, Registerer: m.mets.Registry, FDs: m.fds})
 		if err != nil {
 			m.traffic.closeAll()
 			return fmt.Errorf("start proxy for %s: %w", name, err)
@@ -182,6 +192,8 @@ func (m *Main) Run(ctx context.Context) error {
 		LogDir:  filepath.Join(dataDir, "logs"),
 		Logger:  m.Logger,
 		Clock:   m.Clock,
+		Limits:  m.cfg.API.Limits,
+		FDs:     m.fds,
 	}
 	for _, c := range comps {
 		if c.mount != nil {

@@ -38,6 +38,7 @@ func (c *Config) SetDefaults() {
 	d := filler{src: c.src}
 	d.str("data_dir", &c.DataDir, DefaultDataDir)
 	d.str("api.listen", &c.API.Listen, DefaultAPIListen)
+	c.API.Limits.SetDefaults(DefaultAPILimits)
 	base := ""
 	if c.Path != "" {
 		if abs, err := filepath.Abs(filepath.Dir(c.Path)); err == nil {

@@ -34,6 +34,8 @@ type Proxy struct {
 	Shed ProxyShed `yaml:"shed" json:"shed,omitempty"`
 	// Per-client rate limits (http mode). Off unless rate is set.
 	RateLimit ProxyRateLimit `yaml:"rate_limit" json:"rate_limit,omitempty"`
+	// Connection caps and timeouts of the listener (docs/security.md); tcp mode uses the caps only.
+	Limits Limits `yaml:"limits" json:"limits,omitempty"`
 }
 
 // ProxyRetries says when a failed try is repeated on another instance. A try is
@@ -166,6 +168,7 @@ func (p *Proxy) SetDefaults() {
 	}
 	proxyDefaultInt(&l.MaxClients, 10000)
 	proxyDefaultDur(&l.Idle, 600e9)
+	p.Limits.SetDefaults(DefaultProxyLimits)
 }
 
 // Validate reports semantic problems; call it after SetDefaults.

@@ -7,6 +7,8 @@ package config
 // built without the sources.
 var fieldDocs = map[string]string{
 	"API":                              "API is the agent's HTTP listener.",
+	"API.FDReserve":                    "File descriptors medic keeps for its own work (probes, restarts, audit); client\nconnections on every listener are refused before they would take them. medic raises\nits soft RLIMIT_NOFILE to the hard limit at start. Default min(1024, limit/4).",
+	"API.Limits":                       "Connection caps and timeouts of the API and dashboard listener (docs/security.md).",
 	"API.Listen":                       "Listen address; must be loopback unless tokens_file is set. Default 127.0.0.1:7070.",
 	"API.TokensFile":                   "File of hashed bearer tokens (see `medic token add`). Relative to the config file.\nWithout it, reads are open and mutations are refused.",
 	"ActionRate":                       "ActionRate allows Max runs in any sliding window of Per.",
@@ -203,6 +205,11 @@ var fieldDocs = map[string]string{
 	"HTTPProbe.Status":                 "Accepted status range \"LO-HI\" (or one code), within 100-599. Default 200-399 (Kubernetes).",
 	"LastGood":                         "LastGood keeps the last 2xx answer per GET request (bodies up to 256 KiB, 1000 keys).",
 	"LastGood.TTL":                     "How long a kept answer may be served. Default 5m.",
+	"Limits":                           "Limits bound what clients can hold of one listener (docs/security.md). A\nconnection beyond a cap is refused at once (an HTTP listener answers 503\nwith Retry-After first); at a cap, an idle or never-used connection is\nclosed, oldest first, to let the new one in. Active requests are never cut.",
+	"Limits.HeaderTimeout":             "Time a client has to send a request's headers (slowloris). Default: api 5s, proxy 10s.",
+	"Limits.IdleTimeout":               "A keep-alive connection with no request for this long is closed. Default: api 30s, proxy 2m.",
+	"Limits.MaxConnections":            "Connections open at once. Default: api 256, proxy 10000.",
+	"Limits.MaxPerSource":              "Connections open at once from one IP address. Default: api 64, proxy 1000 (raise it\nbehind a load balancer, whose connections all come from a few addresses).",
 	"Logs":                             "Logs configures size-rotated per-instance log files under data_dir/logs.",
 	"Logs.MaxFiles":                    "Rotated files kept. Default 3.",
 	"Logs.MaxSize":                     "Rotate when a file reaches this size. Default 10MiB.",
@@ -241,6 +248,7 @@ var fieldDocs = map[string]string{
 	"Proxy":                            "Proxy is the service's health-aware proxy: clients connect to Listen and\nmedic forwards each request (or, in tcp mode, each connection) to a ready\ninstance, retrying elsewhere and keeping sick instances out of rotation.",
 	"Proxy.ConnectTimeout":             "Time to open a connection to one instance before trying another. Default 1s.",
 	"Proxy.DrainTimeout":               "When the proxy stops, in-flight requests and connections get this long to finish\nbefore they are cut. Default 10s.",
+	"Proxy.Limits":                     "Connection caps and timeouts of the listener (docs/security.md); tcp mode uses the caps only.",
 	"Proxy.Listen":                     "Address clients connect to, host:port. Required. A port of 0 picks a free one (tests).",
 	"Proxy.Mode":                       "http (default): an HTTP/1.1 reverse proxy with retries, outlier ejection, shedding\nand rate limits. tcp: each connection is spliced to one ready instance\n(PostgreSQL, Redis); only connect_timeout, retries.max, outlier and drain_timeout apply.",
 	"Proxy.Outlier":                    "Passive outlier detection and the per-instance circuit breaker it drives.",

@@ -43,6 +43,12 @@ type API struct {
 	// File of hashed bearer tokens (see `medic token add`). Relative to the config file.
 	// Without it, reads are open and mutations are refused.
 	TokensFile string `yaml:"tokens_file" json:"tokens_file,omitempty"`
+	// Connection caps and timeouts of the API and dashboard listener (docs/security.md).
+	Limits Limits `yaml:"limits" json:"limits,omitempty"`
+	// File descriptors medic keeps for its own work (probes, restarts, audit); client
+	// connections on every listener are refused before they would take them. medic raises
+	// its soft RLIMIT_NOFILE to the hard limit at start. Default min(1024, limit/4).
+	FDReserve int `yaml:"fd_reserve" json:"fd_reserve,omitempty" jsonschema:"minimum=0"`
 }
 
 // Service is one supervised program run as N instances.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/netguard"
 	"github.com/medic-dev/medic/internal/proxy"
 )
 
@@ -36,6 +37,7 @@ type Options struct {
 	Clock      clock.Clock
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // medic_proxy_* series; nil registers nothing
+	FDs        *netguard.FDs         // the process's descriptor reserve; nil: none
 }
 
 // Router owns the two proxies. Route may be called at any time, Serve once.
@@ -83,7 +85,7 @@ func newProxy(o Options, name, listen string) (*proxy.Proxy, error) {
 		Retries:      config.ProxyRetries{Max: &noRetry},
 		// The router, not outlier detection, decides who serves.
 		Outlier: config.ProxyOutlier{ErrorRate: &never, ConsecutiveErrors: 1 << 30, MaxEjectionPercent: &maxEject}}
-	p, err := proxy.New(proxy.Options{Service: name, Config: cfg, Clock: o.Clock, Logger: o.Logger, Registerer: o.Registerer})
+	p, err := proxy.New(proxy.Options{Service: name, Config: cfg, Clock: o.Clock, Logger: o.Logger, Registerer: o.Registerer, FDs: o.FDs})
 	if err != nil {
 		return nil, fmt.Errorf("dbproxy: %w", err)
 	}

@@ -16,6 +16,13 @@ import (
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/etcd"
+	"github.com/medic-dev/medic/internal/netguard"
+)
+
+// The REST listener's caps (docs/security.md).
+const (
+	restMaxConns     = 128
+	restMaxPerSource = 32
 )
 
 // Options configure an Agent.
@@ -32,6 +39,8 @@ type Options struct {
 	Record func(ctx context.Context, ev medic.Event)
 	// Metrics may be nil.
 	Metrics *Metrics
+	// FDs is the process's descriptor reserve the REST listener respects; nil: none.
+	FDs *netguard.FDs
 	// Proxy is this agent's primary listener for the database, published
 	// with the member ("" when it has none).
 	Proxy string
@@ -141,9 +150,14 @@ func (a *Agent) Serve(ctx context.Context) error {
 			a.wg.Wait()
 			return fmt.Errorf("pgha: listen for the REST endpoints on %s: %w", r.Listen, err)
 		}
-		rest = &http.Server{Handler: a.RESTHandler(), ReadHeaderTimeout: 5 * time.Second}
+		// The REST endpoints answer health checks of load balancers: short
+		// requests from a few sources (docs/security.md gives the bounds).
+		gl := netguard.Wrap(ln, netguard.Options{Name: "db rest", FDs: a.o.FDs, Refusal: netguard.HTTP503, Logger: a.log, Clock: a.clock,
+			Limits: netguard.Limits{MaxConns: restMaxConns, MaxPerSource: restMaxPerSource}})
+		rest = &http.Server{Handler: a.RESTHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			IdleTimeout: 30 * time.Second, ConnState: gl.ConnState}
 		a.wg.Add(1)
-		go func() { defer a.wg.Done(); rest.Serve(ln) }()
+		go func() { defer a.wg.Done(); rest.Serve(gl) }()
 	}
 	a.log.Info("database member starting", "postgres", a.me.Postgres, "mode", a.o.Config.Replication.Mode, "ttl", a.pol.TTL)
 	for {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/netguard"
 )
 
 // ErrUnknownInstance: the instance id is not in the pool.
@@ -48,6 +49,9 @@ type Options struct {
 	// Registerer receives the medic_proxy_* metrics; nil registers nothing.
 	// Several proxies may share one Registerer.
 	Registerer prometheus.Registerer
+	// FDs is the process's descriptor reserve: client connections are
+	// refused before they would take it. Nil: no reserve.
+	FDs *netguard.FDs
 }
 
 // Proxy forwards one service's traffic. Create it with New, feed it
@@ -59,7 +63,7 @@ type Proxy struct {
 	log, access *slog.Logger
 	m           *metrics
 	pool        *pool
-	ln          net.Listener
+	ln          *netguard.Listener
 	rp          *httputil.ReverseProxy
 	transport   *http.Transport
 	dialer      net.Dialer
@@ -134,10 +138,19 @@ func New(o Options) (*Proxy, error) {
 		// FlushInterval 0: ReverseProxy already flushes at once for
 		// text/event-stream and for bodies of unknown length (chunked streams).
 	}
-	p.ln, err = net.Listen("tcp", cfg.Listen)
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("proxy %s: listen on %s: %w", o.Service, cfg.Listen, err)
 	}
+	// Every client connection holds one descriptor; in tcp mode, one more to the instance.
+	guard := netguard.Options{Name: "proxy " + o.Service, FDs: o.FDs, Logger: p.log, Clock: p.clock,
+		Limits: netguard.Limits{MaxConns: cfg.Limits.MaxConnections, MaxPerSource: cfg.Limits.MaxPerSource}}
+	if cfg.Mode == config.ProxyModeHTTP {
+		guard.Refusal = netguard.HTTP503
+	} else {
+		guard.Cost = 2
+	}
+	p.ln = netguard.Wrap(ln, guard)
 	return p, nil
 }
 
@@ -188,8 +201,9 @@ func (p *Proxy) serveHTTP(ctx context.Context) error {
 			defer handlers.Done()
 			p.ServeHTTP(w, r)
 		}),
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: p.cfg.Limits.HeaderTimeout.D(),
+		IdleTimeout:       p.cfg.Limits.IdleTimeout.D(),
+		ConnState:         p.ln.ConnState,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/medic-dev/medic/internal/netguard"
 )
 
 // errFaultClosed: an injected fault closed the client's connection.
@@ -159,7 +161,7 @@ func (p *Proxy) dialTCP(ctx context.Context, b *backend, f Fault, client net.Con
 	case faultError:
 		return nil, errFaultClosed
 	case faultReset:
-		if tc, ok := client.(*net.TCPConn); ok {
+		if tc, ok := netguard.Unwrap(client).(*net.TCPConn); ok {
 			_ = tc.SetLinger(0) // close sends RST
 		}
 		return nil, errFaultClosed
@@ -186,7 +188,8 @@ func splice(a, b net.Conn) (ab, ba int64) {
 }
 
 func copyHalf(dst, src net.Conn) int64 {
-	n, err := io.Copy(dst, src)
+	// The guard's wrapper would hide the TCP connections from splice(2).
+	n, err := io.Copy(netguard.Unwrap(dst), netguard.Unwrap(src))
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
 		_ = cw.CloseWrite()
 		return n

@@ -1,0 +1,41 @@
+package config
+
+import "time"
+
+// Limits bound what clients can hold of one listener (docs/security.md). A
+// connection beyond a cap is refused at once (an HTTP listener answers 503
+// with Retry-After first); at a cap, an idle or never-used connection is
+// closed, oldest first, to let the new one in. Active requests are never cut.
+type Limits struct {
+	// Connections open at once. Default: api 256, proxy 10000.
+	MaxConnections int `yaml:"max_connections" json:"max_connections,omitempty" jsonschema:"minimum=1"`
+	// Connections open at once from one IP address. Default: api 64, proxy 1000 (raise it
+	// behind a load balancer, whose connections all come from a few addresses).
+	MaxPerSource int `yaml:"max_per_source" json:"max_per_source,omitempty" jsonschema:"minimum=1"`
+	// Time a client has to send a request's headers (slowloris). Default: api 5s, proxy 10s.
+	HeaderTimeout Duration `yaml:"header_timeout" json:"header_timeout,omitempty"`
+	// A keep-alive connection with no request for this long is closed. Default: api 30s, proxy 2m.
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
+}
+
+// The listener defaults (docs/security.md).
+var (
+	DefaultAPILimits   = Limits{MaxConnections: 256, MaxPerSource: 64, HeaderTimeout: Duration(5 * time.Second), IdleTimeout: Duration(30 * time.Second)}
+	DefaultProxyLimits = Limits{MaxConnections: 10000, MaxPerSource: 1000, HeaderTimeout: Duration(10 * time.Second), IdleTimeout: Duration(2 * time.Minute)}
+)
+
+// SetDefaults fills every unset field from def.
+func (l *Limits) SetDefaults(def Limits) {
+	if l.MaxConnections == 0 {
+		l.MaxConnections = def.MaxConnections
+	}
+	if l.MaxPerSource == 0 {
+		l.MaxPerSource = def.MaxPerSource
+	}
+	if l.HeaderTimeout == 0 {
+		l.HeaderTimeout = def.HeaderTimeout
+	}
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = def.IdleTimeout
+	}
+}

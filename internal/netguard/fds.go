@@ -1,0 +1,155 @@
+package netguard
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/medic-dev/medic/internal/clock"
+)
+
+// DefaultReserve is the number of file descriptors held back for medic's
+// own work (probes, restarts and their pipes, the audit store, log files,
+// connections to etcd and PostgreSQL) when the process limit allows it; on a
+// small limit the reserve is a quarter of it (see NewFDs).
+const DefaultReserve = 1024
+
+// sampleEvery bounds how stale the count of open descriptors may be. Between
+// two samples, the connections the listeners admitted and closed are added
+// and taken off, so a burst of accepts is counted at once.
+const sampleEvery = 250 * time.Millisecond
+
+// FDs is the process's file-descriptor budget. There is one per process (the
+// limit is the process's), shared by every Listener; client connections are
+// admitted only while the open descriptors stay below Limit − Reserve, so
+// medic's own work always finds descriptors. medic's own work never asks.
+type FDs struct {
+	limit, reserve int
+	clock          clock.Clock
+	count          func() (int, error) // open descriptors; nil when the platform cannot tell
+
+	mu       sync.Mutex
+	sampled  int       // descriptors open at the last sample
+	at       time.Time // of the last sample
+	sinceNet int       // descriptors listeners admitted (+) and released (−) since
+}
+
+// Raise raises the soft RLIMIT_NOFILE to the hard limit and returns both. A
+// failure leaves the limit as it was (the error says why).
+func Raise() (soft, hard uint64, err error) {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 0, 0, fmt.Errorf("read RLIMIT_NOFILE: %w", err)
+	}
+	if r.Cur < r.Max {
+		want := r
+		want.Cur = r.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+			return r.Cur, r.Max, fmt.Errorf("raise RLIMIT_NOFILE from %d to %d: %w", r.Cur, r.Max, err)
+		}
+		r = want
+	}
+	return r.Cur, r.Max, nil
+}
+
+// NewFDs builds the budget for a process whose soft descriptor limit is
+// limit. reserve ≤ 0 means min(DefaultReserve, limit/4). clk nil means the
+// wall clock.
+func NewFDs(limit, reserve int, clk clock.Clock) *FDs {
+	if reserve <= 0 {
+		reserve = min(DefaultReserve, limit/4)
+	}
+	f := &FDs{limit: limit, reserve: reserve, clock: clock.Or(clk)}
+	if runtime.GOOS == "linux" {
+		f.count = countOpen
+	}
+	return f
+}
+
+// Process builds the budget of this process: it raises the soft limit to
+// the hard one first. The error, if any, is the raise's; the budget is
+// usable either way.
+func Process(reserve int, clk clock.Clock) (*FDs, error) {
+	soft, _, err := Raise()
+	if soft == 0 {
+		soft = 1024
+	}
+	return NewFDs(int(min(soft, 1<<30)), reserve, clk), err
+}
+
+// Limit and Reserve as the budget was built.
+func (f *FDs) Limit() int   { return f.limit }
+func (f *FDs) Reserve() int { return f.reserve }
+
+// Open is the current estimate of open descriptors.
+func (f *FDs) Open() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.openLocked()
+}
+
+func (f *FDs) openLocked() int {
+	now := f.clock.Now()
+	if f.count != nil && (f.at.IsZero() || now.Sub(f.at) >= sampleEvery) {
+		if n, err := f.count(); err == nil {
+			f.sampled, f.at, f.sinceNet = n, now, 0
+		}
+	}
+	return f.sampled + f.sinceNet
+}
+
+// take admits n descriptors for a client connection when that leaves the
+// reserve free, and counts them until give.
+func (f *FDs) take(n int) bool {
+	if f == nil {
+		return true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.openLocked()+n > f.limit-f.reserve {
+		return false
+	}
+	f.sinceNet += n
+	return true
+}
+
+// force counts n descriptors without asking (a connection that replaces an evicted one).
+func (f *FDs) force(n int) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	f.sinceNet += n
+	f.mu.Unlock()
+}
+
+func (f *FDs) give(n int) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	f.sinceNet -= n
+	f.mu.Unlock()
+}
+
+// countOpen counts this process's open descriptors (Linux: /proc/self/fd;
+// the directory's own descriptor is not counted).
+func countOpen() (int, error) {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	n := 0
+	for {
+		names, err := d.Readdirnames(4096)
+		n += len(names)
+		if err != nil || len(names) == 0 {
+			break
+		}
+	}
+	return n - 1, nil
+}

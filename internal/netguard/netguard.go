@@ -1,0 +1,353 @@
+// Package netguard bounds what clients can hold of a listener: a cap on open
+// connections, a cap per source address, and the process's file-descriptor
+// reserve (FDs). It wraps whatever net.Listener a server is given, so every
+// server (net/http, the TCP proxy, a faster data plane, a handed-over
+// listener) keeps its own accept loop.
+//
+// A connection beyond a cap is refused: the guard writes the listener's
+// Refusal (an HTTP 503 for HTTP listeners) and closes it, and Accept goes on
+// to the next one; the server never sees it. An HTTP server that reports its
+// connections' states (ConnState) lets the guard close the oldest idle or
+// never-used connection instead, so that a flood of idle connections cannot
+// lock a real client out.
+package netguard
+
+import (
+	"container/list"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/medic-dev/medic/internal/clock"
+)
+
+// Limits bound one listener. Zero fields mean "no cap" here; the config
+// package documents and applies the defaults of each listener.
+type Limits struct {
+	// MaxConns caps the connections open at once.
+	MaxConns int
+	// MaxPerSource caps the connections open at once from one IP address.
+	MaxPerSource int
+}
+
+// Reason names why a connection was refused.
+type Reason string
+
+const (
+	RefusedCap       Reason = "max_connections"
+	RefusedPerSource Reason = "max_per_source"
+	RefusedFDs       Reason = "fd_reserve"
+)
+
+// Options configure a Listener.
+type Options struct {
+	// Name names the listener in logs ("api", "proxy web").
+	Name string
+	Limits
+	// FDs is the process budget; nil admits without it.
+	FDs *FDs
+	// Cost is the descriptors one connection holds (1; 2 when each client
+	// connection opens one to a backend, as the TCP proxy does). 0 means 1.
+	Cost int
+	// Refusal is written to a refused connection before it is closed (nil: close only).
+	Refusal []byte
+	// Logger receives one warning per reason per LogEvery while refusing; nil discards.
+	Logger *slog.Logger
+	// Clock for the warning's rate; nil means the wall clock.
+	Clock clock.Clock
+}
+
+// LogEvery bounds the refusal warnings: at most one per reason per listener per LogEvery.
+const LogEvery = 10 * time.Second
+
+// HTTP503 is the Refusal of HTTP listeners.
+var HTTP503 = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 42\r\n\r\nmedic: too many connections, retry later.\n")
+
+// Listener is a guarded net.Listener. Close the connections it returns as usual.
+type Listener struct {
+	net.Listener
+	o Options
+
+	mu      sync.Mutex
+	open    int
+	sources map[netip.Addr]*source
+	idle    list.List // of *Conn, oldest first: evictable (HTTP: new or idle)
+
+	refused [3]atomic.Uint64 // by reason index
+	evicted atomic.Uint64
+	lastLog [3]time.Time
+}
+
+type source struct {
+	open int
+	idle list.List
+}
+
+// Wrap guards ln.
+func Wrap(ln net.Listener, o Options) *Listener {
+	if o.Cost <= 0 {
+		o.Cost = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.Clock = clock.Or(o.Clock)
+	return &Listener{Listener: ln, o: o, sources: map[netip.Addr]*source{}}
+}
+
+// Stats are a listener's counts.
+type Stats struct {
+	Open    int
+	Refused map[Reason]uint64
+	Evicted uint64 // idle connections closed to admit new ones
+}
+
+var reasons = [3]Reason{RefusedCap, RefusedPerSource, RefusedFDs}
+
+// Stats returns the listener's counts.
+func (l *Listener) Stats() Stats {
+	l.mu.Lock()
+	s := Stats{Open: l.open, Refused: map[Reason]uint64{}, Evicted: l.evicted.Load()}
+	l.mu.Unlock()
+	for i, r := range reasons {
+		s.Refused[r] = l.refused[i].Load()
+	}
+	return s
+}
+
+// Accept returns the next admitted connection. Refused connections are
+// closed here and never returned. When the process is out of descriptors
+// (EMFILE, ENFILE) Accept returns the error, as the server's loop expects,
+// after counting it as a refusal for the reserve.
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				l.refuse(nil, 2)
+			}
+			return nil, err
+		}
+		if gc, ok := l.admit(c); ok {
+			return gc, nil
+		}
+	}
+}
+
+func sourceOf(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// admit decides for one accepted connection. At a cap it first closes the
+// oldest evictable connection (of the same source for the per-source cap).
+func (l *Listener) admit(c net.Conn) (*Conn, bool) {
+	src := sourceOf(c)
+	var victims []*Conn
+	l.mu.Lock()
+	s := l.sources[src]
+	if s == nil {
+		s = &source{}
+		l.sources[src] = s
+	}
+	why := -1
+	if l.o.MaxPerSource > 0 && s.open >= l.o.MaxPerSource {
+		if v := l.evictLocked(&s.idle); v != nil {
+			victims = append(victims, v)
+		} else {
+			why = 1
+		}
+	}
+	if why < 0 && l.o.MaxConns > 0 && l.open >= l.o.MaxConns {
+		if v := l.evictLocked(&l.idle); v != nil {
+			victims = append(victims, v)
+		} else {
+			why = 0
+		}
+	}
+	if why < 0 && !l.o.FDs.take(l.o.Cost) {
+		// The reserve: make room only by closing an idle client connection.
+		if v := l.evictLocked(&l.idle); v != nil {
+			victims = append(victims, v)
+			l.o.FDs.force(l.o.Cost) // the victim's descriptors go to the newcomer
+		} else {
+			why = 2
+		}
+	}
+	var gc *Conn
+	if why < 0 {
+		l.open++
+		s.open++
+		gc = &Conn{Conn: c, l: l, src: src}
+	} else if s.open == 0 {
+		delete(l.sources, src)
+	}
+	l.mu.Unlock()
+	for _, v := range victims {
+		l.evicted.Add(1)
+		_ = v.Conn.Close() // the server sees a read error and calls Close, which releases it
+	}
+	if why >= 0 {
+		l.refuse(c, why)
+		return nil, false
+	}
+	return gc, true
+}
+
+// evictLocked takes the oldest evictable connection off the lists, or nil.
+func (l *Listener) evictLocked(from *list.List) *Conn {
+	e := from.Front()
+	if e == nil {
+		return nil
+	}
+	v := e.Value.(*Conn)
+	l.unidleLocked(v)
+	v.evicted = true
+	l.releaseLocked(v)
+	return v
+}
+
+func (l *Listener) refuse(c net.Conn, why int) {
+	l.refused[why].Add(1)
+	if c != nil {
+		if len(l.o.Refusal) > 0 {
+			_ = c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+			_, _ = c.Write(l.o.Refusal)
+		}
+		_ = c.Close()
+	}
+	now := l.o.Clock.Now()
+	l.mu.Lock()
+	log := now.Sub(l.lastLog[why]) >= LogEvery
+	if log {
+		l.lastLog[why] = now
+	}
+	l.mu.Unlock()
+	if log {
+		l.o.Logger.Warn("refusing client connections", "listener", l.o.Name, "reason", string(reasons[why]),
+			"open", l.Stats().Open, "max_connections", l.o.MaxConns, "max_per_source", l.o.MaxPerSource,
+			"refused_total", l.refused[why].Load())
+	}
+}
+
+// releaseLocked gives back what an admitted connection held; once.
+func (l *Listener) releaseLocked(c *Conn) {
+	if c.released {
+		return
+	}
+	c.released = true
+	l.open--
+	if s := l.sources[c.src]; s != nil {
+		s.open--
+		if s.open <= 0 && s.idle.Len() == 0 {
+			delete(l.sources, c.src)
+		}
+	}
+	l.o.FDs.give(l.o.Cost)
+}
+
+func (l *Listener) unidleLocked(c *Conn) {
+	if c.idleAt != nil {
+		l.idle.Remove(c.idleAt)
+		c.idleAt = nil
+	}
+	if c.srcIdleAt != nil {
+		if s := l.sources[c.src]; s != nil {
+			s.idle.Remove(c.srcIdleAt)
+		}
+		c.srcIdleAt = nil
+	}
+}
+
+// ConnState is an http.Server's ConnState hook: new and idle connections can
+// be evicted (oldest first) to admit new ones at a cap; active ones never.
+// Chain it when the server needs its own hook.
+func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
+	c, ok := nc.(*Conn)
+	if !ok || c.l != l {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.unidleLocked(c)
+	if c.released {
+		return
+	}
+	switch st {
+	case http.StateNew, http.StateIdle:
+		c.idleAt = l.idle.PushBack(c)
+		if s := l.sources[c.src]; s != nil {
+			c.srcIdleAt = s.idle.PushBack(c)
+		}
+	case http.StateClosed, http.StateHijacked:
+		if st == http.StateClosed {
+			l.releaseLocked(c)
+		}
+	}
+}
+
+// Conn is an admitted connection; Close releases its place.
+type Conn struct {
+	net.Conn
+	l   *Listener
+	src netip.Addr
+
+	// under l.mu
+	released, evicted bool
+	idleAt, srcIdleAt *list.Element
+}
+
+// Close closes the connection and releases its place (once).
+func (c *Conn) Close() error {
+	c.l.mu.Lock()
+	c.l.unidleLocked(c)
+	c.l.releaseLocked(c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// NetConn is the connection the guard wraps (for splice(2) in io.Copy).
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite half-closes when the wrapped connection can.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
+
+// ReadFrom and WriteTo keep io.Copy's zero-copy paths.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	if wt, ok := c.Conn.(io.WriterTo); ok {
+		return wt.WriteTo(w)
+	}
+	return io.Copy(w, struct{ io.Reader }{c.Conn})
+}
+
+// Unwrap returns the connection under any number of guards.
+func Unwrap(c net.Conn) net.Conn {
+	for {
+		g, ok := c.(*Conn)
+		if !ok {
+			return c
+		}
+		c = g.Conn
+	}
+}
