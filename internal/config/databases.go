@@ -95,6 +95,10 @@ type Database struct {
 	Proxy *DatabaseProxy `yaml:"proxy" json:"proxy,omitempty"`
 	// Drills may act on this database (medic drill db-kill-primary …) only when allowed.
 	Drills Drills `yaml:"drills" json:"drills,omitempty"`
+	// Never touched by automation: an automatic failover never promotes this member (only an
+	// operator's switchover or failover naming it does), and no drill acts on it. Its own safety
+	// (demoting without the lease, following the primary) is unchanged. Default false.
+	Protected bool `yaml:"protected" json:"protected,omitempty"`
 	// Backups and WAL archiving to a pgBackRest repository. Default: none.
 	Backup *Backup `yaml:"backup" json:"backup,omitempty"`
 	// Recovery objectives (RTO, RPO) the scorecard holds the failover and restore drills to.

@@ -103,6 +103,7 @@ var fieldDocs = map[string]string{
 	"Database.Objectives":              "Recovery objectives (RTO, RPO) the scorecard holds the failover and restore drills to.",
 	"Database.Postgres":                "The local PostgreSQL server.",
 	"Database.PrimaryStartTimeout":     "The primary's postgres that is not running and healthy for this long (crashed and not\nrestartable) gives up the lease, so that a replica takes over. Default 10s.",
+	"Database.Protected":               "Never touched by automation: an automatic failover never promotes this member (only an\noperator's switchover or failover naming it does), and no drill acts on it. Its own safety\n(demoting without the lease, following the primary) is unchanged. Default false.",
 	"Database.Proxy":                   "TCP listeners that route clients to the current primary and to the replicas.",
 	"Database.REST":                    "Patroni-compatible health endpoints for load balancers (/primary, /replica, /health, …).",
 	"Database.Replication":             "Streaming replication between the members.",

@@ -440,3 +440,24 @@ func TestLeftoverFillFilesAreRemoved(t *testing.T) {
 		t.Fatalf("other file: %v; recorded %v", err, kinds)
 	}
 }
+
+// TestProtectedDatabaseRefusesDrills: a database member marked protected is
+// never the subject of a drill, even one it allows.
+func TestProtectedDatabaseRefusesDrills(t *testing.T) {
+	cfg := &config.Config{Databases: map[string]*config.Database{"pg": {Drills: config.Drills{Allow: true}, Protected: true}}}
+	var recorded []medic.Event
+	mgr, err := drill.NewManager(drill.Deps{Sup: &fakeSup{}, Events: events.New(10), Components: []string{"database"},
+		Record: func(_ context.Context, ev medic.Event) { recorded = append(recorded, ev) },
+		Config: func() *config.Config { return cfg }}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr.Injectors().Register("db-kill-primary", drill.InjectorFunc(func(context.Context, *drill.Target) (drill.Restore, error) {
+		t.Fatal("the injector ran against a protected database")
+		return nil, nil
+	}))
+	_, err = mgr.Start(drill.Request{Scenario: "db-kill-primary", Service: "pg"}, "api:test")
+	if !errors.Is(err, drill.ErrRefused) || !strings.Contains(err.Error(), "database pg is protected") {
+		t.Fatalf("drill of a protected database: %v, want a refusal naming the protection", err)
+	}
+}

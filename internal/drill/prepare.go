@@ -194,6 +194,8 @@ func prepareDatabase(d *Deps, req Request, actor string, cfg *config.Config, sc 
 		return nil, refused("unknown database %q: this agent keeps no such database", req.Service)
 	case !db.Drills.Allow:
 		return nil, refused("database %s does not allow drills (set drills: {allow: true} on it)", req.Service)
+	case db.Protected:
+		return nil, refused("database %s is protected (databases.%s.protected): drills never touch it", req.Service, req.Service)
 	case req.Connections > 0:
 		return nil, refused("database drills drive an open-loop write load: give load_rps, not connections")
 	}

@@ -103,7 +103,7 @@ func New(o Options) (*Agent, error) {
 	a.log = a.log.With("db", o.Cluster, "member", o.Member)
 	a.pol = Policy{TTL: c.LeaseTTL.D(), LoopWait: c.LoopWait.D(), RetryTimeout: c.RetryTimeout.D(),
 		PrimaryStartTimeout: c.PrimaryStartTimeout.D(), MaxLag: uint64(c.MaximumLagOnFailover),
-		Sync: c.Replication.Mode == config.ReplicationSync}
+		Sync: c.Replication.Mode == config.ReplicationSync, Protected: c.Protected}
 	pg, err := NewPostgres(PostgresOptions{Member: o.Member, BinDir: c.Postgres.BinDir, Data: c.Postgres.Data,
 		Listen: c.Postgres.Listen, User: c.Postgres.User, Superuser: c.Postgres.Superuser, Parameters: c.Postgres.Parameters,
 		Settings: o.Settings, HBA: c.Postgres.HBA, LogPath: filepath.Join(o.StateDir, o.Cluster+"-postgres.log"),
@@ -114,7 +114,7 @@ func New(o Options) (*Agent, error) {
 	a.pg, a.pr = pg, &prober{dsn: pg.ConnString + " connect_timeout=2", clock: a.clock}
 	a.member = NewMember(o.Member, a.pol)
 	host, _ := os.Hostname()
-	a.me = MemberInfo{Name: o.Member, Postgres: c.Postgres.ConnectAddress, Host: host, AgentPID: os.Getpid(), Proxy: o.Proxy}
+	a.me = MemberInfo{Name: o.Member, Postgres: c.Postgres.ConnectAddress, Host: host, AgentPID: os.Getpid(), Proxy: o.Proxy, Protected: c.Protected}
 	if c.REST != nil {
 		a.me.REST = c.REST.Listen
 	}

@@ -114,6 +114,10 @@ func (m Member) eligible(o Observation, name string, lsn uint64) (ok bool, why s
 		}
 		return false, "a request names " + f.To, true
 	}
+	if m.protected(o, name) {
+		return false, fmt.Sprintf("%s is protected (databases.<name>.protected): an automatic failover never promotes it; "+
+			"an operator's `medic db failover --to %s` does", name, name), false
+	}
 	if m.Policy.Sync {
 		s := o.View.Sync
 		if s.Standby == name || (s.Leader == name && s.Leader != "") {
@@ -132,6 +136,15 @@ func (m Member) eligible(o Observation, name string, lsn uint64) (ok bool, why s
 			name, lag, FormatLSN(o.View.Optime), m.Policy.MaxLag), false
 	}
 	return true, fmt.Sprintf("the primary is gone and %s is %d bytes behind its last known position", name, lag), false
+}
+
+// protected reports whether member name is marked protected: this member
+// from its own policy, the others from the status they publish.
+func (m Member) protected(o Observation, name string) bool {
+	if name == m.Name {
+		return m.Policy.Protected
+	}
+	return o.View.Members[name].Protected
 }
 
 // best returns the eligible running replica with the most WAL (ties by

@@ -14,6 +14,7 @@ type Policy struct {
 	PrimaryStartTimeout time.Duration // the leader gives up after its postgres is down this long
 	MaxLag              uint64        // maximum_lag_on_failover, bytes (async mode)
 	Sync                bool          // synchronous replication
+	Protected           bool          // this member is never promoted automatically (databases.NAME.protected)
 	// RequestTimeout drops a switchover or failover request not carried out
 	// within it. 0 means 30s.
 	RequestTimeout time.Duration

@@ -330,3 +330,23 @@ func TestFencedMemberAlreadyFollowingNeedsNoRewind(t *testing.T) {
 		{at: time.Second, obs: func(o *pgha.Observation) { o.Local.Timeline = 3 }, want: kinds(pgha.ActForgetPrimary), target: "b"},
 	})
 }
+
+// TestProtectedMemberIsNeverPromotedAutomatically: a member marked protected
+// refuses to campaign when the primary is gone (and a peer never counts it as
+// the better candidate), but an operator's failover naming it still works.
+func TestProtectedMemberIsNeverPromotedAutomatically(t *testing.T) {
+	o := pgha.Observation{Local: replica(), View: view(), Lease: pgha.Lease{ID: 2}}
+	o.View.Optime = 1000
+	p := policy
+	p.Protected = true
+	run(t, pgha.NewMember("b", p), o, []step{
+		{at: 0, want: kinds(pgha.ActRefuse), reason: "b is protected"},
+		{at: time.Second, want: none()},
+		{at: 2 * time.Second, obs: func(o *pgha.Observation) {
+			o.View.Failover = &pgha.Failover{To: "b", Forced: true, By: "api:alice", At: t0.Add(2 * time.Second)}
+		}, want: kinds(pgha.ActCampaign), reason: "requested by api:alice"},
+	})
+	// c has more WAL but is protected: b does not wait for it.
+	o.View.Members["c"] = pgha.MemberInfo{Name: "c", Role: pgha.RoleReplica, Ready: true, LSN: 2000, Updated: t0, Protected: true}
+	run(t, pgha.NewMember("b", policy), o, []step{{at: 0, want: kinds(pgha.ActCampaign)}})
+}

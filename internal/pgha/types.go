@@ -130,6 +130,8 @@ type MemberInfo struct {
 	AgentPID    int    `json:"agent_pid,omitempty"`
 	PostgresPID int    `json:"postgres_pid,omitempty"`
 	Proxy       string `json:"proxy,omitempty"`
+	// Protected members are never promoted by an automatic failover.
+	Protected bool `json:"protected,omitempty"`
 }
 
 // SyncInfo is the sync key: in sync mode, the only members that may be
