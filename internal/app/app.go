@@ -65,6 +65,19 @@ type Main struct {
 
 	observers []func(medic.Event)                           // see observe; set before Run's loops start
 	reloaders []func(context.Context, *config.Config) error // see onReload
+
+	load          func(string) (*config.Config, error) // nil: config.Load (tests replace it)
+	reloadMu      sync.Mutex                           // guards reloading and pendingReload
+	reloading     bool                                 // a SIGHUP reload runs (reloadAsync)
+	pendingReload string                               // the actor of a SIGHUP that came meanwhile
+	bg            sync.WaitGroup                       // goroutines started outside the group (reloads)
+}
+
+func (m *Main) loadConfig() func(string) (*config.Config, error) {
+	if m.load != nil {
+		return m.load
+	}
+	return config.Load
 }
 
 // observe registers f to see every recorded event (after it is durable). f must not block.
@@ -266,6 +279,7 @@ func (m *Main) Run(ctx context.Context) error {
 		})
 	}
 	err = g.Run()
+	m.bg.Wait() // a SIGHUP reload, its context ended with the group's
 	// 8 audit: the last record, appended after every component stopped.
 	m.Record(context.Background(), medic.Event{Time: m.Clock.Now(), Kind: "agent.stopped", Target: "medic", Actor: "medic", Reason: "medic stopped"})
 	var sig signalError
@@ -319,7 +333,7 @@ func (m *Main) signals(ctx context.Context) error {
 			return ctx.Err()
 		case s := <-ch:
 			if s == syscall.SIGHUP {
-				m.Reload(ctx, "signal:SIGHUP")
+				m.reloadAsync(ctx, "signal:SIGHUP")
 				continue
 			}
 			m.Logger.Info("stopping", "signal", s.String())
@@ -333,7 +347,7 @@ func (m *Main) signals(ctx context.Context) error {
 func (m *Main) Reload(ctx context.Context, actor string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	next, err := config.Load(m.cfg.Path)
+	next, err := loadWithin(ctx, m.loadConfig(), m.cfg.Path, ReloadTimeout)
 	if err != nil {
 		m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "config", Actor: actor,
 			Reason: "reload rejected, running config kept: " + firstLine(err.Error()), Fields: map[string]string{"errors": err.Error()}})
