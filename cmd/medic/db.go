@@ -88,8 +88,11 @@ func printDBStatus(w io.Writer, st pgha.Status) {
 	fmt.Fprintln(tw, "MEMBER\tROLE\tSTATE\tTIMELINE\tLSN\tLAG\tUPSTREAM\tPOSTGRES\tNOTE")
 	for _, m := range st.Members {
 		note := ""
-		if st.Sync != nil && st.Sync.Standby == m.Name {
+		if st.Sync != nil && st.Sync.Standby == m.Name && st.Mode == "sync" {
 			note = "sync standby"
+		}
+		if m.Problem != "" {
+			note = strings.TrimSpace(note + " not ready")
 		}
 		if st.Leader != nil && st.Leader.Member == m.Name {
 			note = strings.TrimSpace("leader " + note)
@@ -105,6 +108,14 @@ func printDBStatus(w io.Writer, st pgha.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Role, m.State, m.Timeline, pgha.FormatLSN(m.LSN), lag, up, m.Postgres, note)
 	}
 	tw.Flush()
+	for _, m := range st.Members {
+		if m.Problem != "" {
+			fmt.Fprintf(w, "not ready: %s: %s\n", m.Name, m.Problem)
+		}
+	}
+	for _, c := range st.Redundancy {
+		fmt.Fprintf(w, "redundancy: %s\n", c)
+	}
 	if r := st.Request; r != nil {
 		kind := "switchover"
 		if r.Forced {

@@ -265,8 +265,10 @@ func b2f(b bool) float64 {
 
 // dbNotice tells people what the database component decided that they must
 // know: a refused promotion (no replica may take over without losing
-// acknowledged writes, or none is healthy) escalates; a promotion and a
-// fence are notices. Routes: automation.escalate and automation.notify.
+// acknowledged writes, or none is healthy), a replica that does not stream
+// (or whose repair the guardrail refused) and a lost redundancy condition
+// escalate, and resolve when they end; a promotion and a fence are notices.
+// Routes: automation.escalate and automation.notify.
 func (a *automation) dbNotice(ev medic.Event) {
 	var route config.RunbookRoute
 	kind, what := notify.KindInfo, ""
@@ -274,6 +276,17 @@ func (a *automation) dbNotice(ev medic.Event) {
 	switch ev.Kind {
 	case "db.promotion_refused":
 		route, kind, what = auto.Escalate, notify.KindTrigger, "promotion refused"
+	case "db.replica_not_streaming", "db.rejoin_refused":
+		route, kind, what = auto.Escalate, notify.KindTrigger, "replica not streaming"
+	case "db.replica_streaming":
+		route, kind, what = auto.Escalate, notify.KindResolve, "replica not streaming"
+		ev.Kind = "db.replica_not_streaming" // the incident it resolves
+	case "db.redundancy_lost":
+		route, kind, what = auto.Escalate, notify.KindTrigger, "redundancy lost: "+ev.Fields["condition"]
+		ev.Kind = medic.EventKind("db.redundancy_lost:" + ev.Fields["condition"])
+	case "db.redundancy_restored":
+		route, kind, what = auto.Escalate, notify.KindResolve, "redundancy lost: "+ev.Fields["condition"]
+		ev.Kind = medic.EventKind("db.redundancy_lost:" + ev.Fields["condition"])
 	case "db.promoted":
 		route, what = auto.Notify, "new primary"
 	case "db.fenced":

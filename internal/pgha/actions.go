@@ -123,8 +123,12 @@ func (a *Agent) do(ctx context.Context, act Action, v View, l Local) error {
 	case ActStartReplica:
 		addr, _ := a.addrOf(v, act.Target)
 		a.job(ctx, "start", func(context.Context) error { return a.pg.Start(false, act.Target, addr, epoch, 0) })
-	case ActBasebackup, ActRewind:
-		return a.rejoin(ctx, act, v, epoch)
+	case ActBasebackup, ActRewind, ActReclone:
+		return a.rejoin(ctx, act, v, l, epoch)
+	case ActNotStreaming:
+		a.record(ctx, "db.replica_not_streaming", act.Reason)
+	case ActStreaming:
+		a.record(ctx, "db.replica_streaming", act.Reason)
 	case ActPromote:
 		a.job(ctx, "promote", func(ctx context.Context) error { return a.promote(ctx, act, el, s, v) })
 	case ActHandoff:
@@ -206,31 +210,60 @@ func (a *Agent) promote(ctx context.Context, act Action, el *etcd.Election, s *e
 	return nil
 }
 
-// rejoin clones or rewinds from the leader, then starts as its replica.
-func (a *Agent) rejoin(ctx context.Context, act Action, v View, epoch uint64) error {
+// rejoin clones, re-clones or rewinds from the leader, then starts as its
+// replica. A repair (a rewind of data that did not last run read-write, or
+// a re-clone) is counted in the guardrail's history before it starts.
+func (a *Agent) rejoin(ctx context.Context, act Action, v View, l Local, epoch uint64) error {
 	addr, ok := a.addrOf(v, act.Target)
 	if !ok {
 		return fmt.Errorf("pgha: %s from %s: address unknown", act.Kind, act.Target)
 	}
-	name := "basebackup"
-	if act.Kind == ActRewind {
-		name = "rewind"
+	name := map[ActionKind]string{ActBasebackup: "basebackup", ActReclone: "reclone", ActRewind: "rewind"}[act.Kind]
+	repair := act.Kind == ActReclone || (act.Kind == ActRewind && !l.WasPrimary)
+	if repair {
+		if err := a.pg.AddRepair(a.clock.Now(), a.pol.repairWindow()); err != nil {
+			return err
+		}
+		a.o.Metrics.inc(cntRepair, a.o.Cluster, a.o.Member)
+		a.record(ctx, "db.repair", act.Reason)
 	}
 	a.job(ctx, name, func(ctx context.Context) error {
-		if act.Kind == ActRewind {
+		verdict := ""
+		switch act.Kind {
+		case ActRewind:
+			// The source first: an unreachable leader must not cost the
+			// running replica anything.
+			if err := a.pg.CheckpointSource(ctx, addr); err != nil {
+				return err
+			}
 			if err := a.pg.Stop(ctx, 10*time.Second); err != nil {
 				return err
 			}
-			if err := a.pg.Rewind(ctx, addr); err != nil {
+			var err error
+			if verdict, err = a.pg.Rewind(ctx, addr); err != nil {
 				// pg_rewind cannot always work (a WAL torn exactly at the fork
 				// point, missing WAL): a fresh clone always can.
-				a.record(ctx, "db.error", fmt.Sprintf("%v: cloning from %s instead", err, act.Target))
-				if err := a.pg.Basebackup(ctx, addr); err != nil {
+				if ok, why := a.pol.repairAllowed(a.pg.Repairs(a.clock.Now(), a.pol.repairWindow()), a.clock.Now()); !ok {
+					a.record(ctx, "db.rejoin_refused", fmt.Sprintf("%v: a re-clone from %s is needed but %s", err, act.Target, why))
 					return err
 				}
+				_ = a.pg.AddRepair(a.clock.Now(), a.pol.repairWindow())
+				a.record(ctx, "db.error", fmt.Sprintf("%v: needs re-clone: cloning from %s instead", err, act.Target))
+				if err := a.pg.Basebackup(ctx, addr, nil); err != nil {
+					return err
+				}
+				verdict = "re-cloned after pg_rewind failed"
 			}
-		} else if err := a.pg.Basebackup(ctx, addr); err != nil {
-			return err
+		case ActReclone:
+			// The copy is made beside the data; postgres keeps serving reads
+			// until it is complete.
+			if err := a.pg.Basebackup(ctx, addr, a.pg.Stop); err != nil {
+				return err
+			}
+		default:
+			if err := a.pg.Basebackup(ctx, addr, nil); err != nil {
+				return err
+			}
 		}
 		if err := a.pg.SetWasPrimary(false); err != nil {
 			return err
@@ -242,7 +275,11 @@ func (a *Agent) rejoin(ctx context.Context, act Action, v View, epoch uint64) er
 		if act.Kind == ActRewind {
 			kind = "db.rejoined"
 		}
-		a.record(ctx, kind, act.Reason+": now a replica of "+act.Target)
+		reason := act.Reason + ": now a replica of " + act.Target
+		if verdict != "" {
+			reason += " (pg_rewind: " + verdict + ")"
+		}
+		a.record(ctx, kind, reason)
 		return nil
 	})
 	return nil

@@ -84,6 +84,11 @@ type Agent struct {
 	fenceT    clock.Timer
 	loopAt    time.Time // last completed iteration (liveness)
 	leaderFor time.Time // when this member last became leader
+	redNow    []string  // redundancy conditions firing, with what was seen (status)
+
+	// loop only
+	redSince  map[string]time.Time // redundancy conditions holding since
+	redFiring map[string]bool      // and recorded as lost
 }
 
 // New checks the options and prepares the local postgres manager.
@@ -113,6 +118,7 @@ func New(o Options) (*Agent, error) {
 	}
 	a.pg, a.pr = pg, &prober{dsn: pg.ConnString + " connect_timeout=2", clock: a.clock}
 	a.member = NewMember(o.Member, a.pol)
+	o.Metrics.start(o.Cluster, o.Member)
 	host, _ := os.Hostname()
 	a.me = MemberInfo{Name: o.Member, Postgres: c.Postgres.ConnectAddress, Host: host, AgentPID: os.Getpid(), Proxy: o.Proxy, Protected: c.Protected}
 	if c.REST != nil {

@@ -211,6 +211,13 @@ func checkREST(t *testing.T, primary, replica *node, mode string) {
 	}
 	cases := []restCase{
 		{primary, "OPTIONS", "/primary", 200}, // HAProxy's default check method
+		{primary, "OPTIONS", "/", 200},        // Patroni: "/" is the primary (its shipped haproxy.cfg checks it)
+		{replica, "OPTIONS", "/", 503},
+		{replica, "GET", "/", 503},
+		{primary, "GET", "/leader", 200},
+		{replica, "GET", "/leader", 503},
+		{primary, "GET", "/standby-leader", 503},
+		{replica, "GET", "/read-only?lag=16MB", 200},
 		{primary, "GET", "/master", 200},
 		{primary, "HEAD", "/read-write", 200},
 		{replica, "OPTIONS", "/primary", 503},

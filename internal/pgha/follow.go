@@ -20,7 +20,10 @@ func (m Member) follow(o Observation) (Member, []Action) {
 	if !v.Fresh {
 		// Cut off from etcd: stay read-only; a stopped postgres is started in
 		// recovery so that reads keep working.
-		if l.Busy == "" && l.Initialized && !l.Running {
+		// Data that last ran read-write waits: started in recovery now, it
+		// would be stopped mid crash recovery once a leader shows up to
+		// rewind from (issue 14).
+		if l.Busy == "" && l.Initialized && !l.Running && !l.WasPrimary {
 			return m, []Action{{Kind: ActStartReplica, Target: m.lastLeader, Reason: "etcd is unreachable: postgres runs read-only"}}
 		}
 		return m, nil
@@ -28,7 +31,7 @@ func (m Member) follow(o Observation) (Member, []Action) {
 	if L := v.Leader; L != nil && L.Member != m.Name {
 		m.lastLeader = L.Member
 		m.refused = ""
-		return m, m.followLeader(o, L)
+		return m.followLeader(o, L)
 	}
 	if v.Leader != nil {
 		return m, nil // a key with our name from a previous run of this agent: wait for its lease to expire
@@ -66,41 +69,6 @@ func (m Member) follow(o Observation) (Member, []Action) {
 	return m, []Action{{Kind: ActCampaign, Reason: why}}
 }
 
-// followLeader makes postgres a streaming replica of leader L.
-func (m Member) followLeader(o Observation, L *LeaderInfo) []Action {
-	l := o.Local
-	if l.Busy != "" {
-		return nil
-	}
-	serving := L.State == LeaderPrimary
-	switch {
-	case !l.Initialized:
-		if !serving {
-			return nil
-		}
-		return []Action{{Kind: ActBasebackup, Target: L.Member, Reason: "no data: clone it from the primary " + L.Member}}
-	case l.WasPrimary:
-		// postgres itself refuses to follow a timeline that forked before
-		// its own position: streaming from L on L's timeline proves the
-		// data holds nothing L lacks (pg_rewind would have nothing to do).
-		if lm, ok := o.View.Members[L.Member]; ok && serving && l.Running && l.Ready && l.InRecovery && l.Streaming &&
-			l.Upstream == L.Member && l.Timeline > 0 && l.Timeline == lm.Timeline {
-			return []Action{{Kind: ActForgetPrimary, Target: L.Member, Reason: fmt.Sprintf(
-				"rejoined as a replica of %s: it streams on %s's timeline %d, so no pg_rewind is needed", L.Member, L.Member, l.Timeline)}}
-		}
-		if !serving {
-			return nil
-		}
-		return []Action{{Kind: ActRewind, Target: L.Member, Reason: fmt.Sprintf(
-			"rejoining as a replica of %s: this data last ran read-write, so pg_rewind first (never a second primary)", L.Member)}}
-	case !l.Running:
-		return []Action{{Kind: ActStartReplica, Target: L.Member, Reason: "postgres is not running; it follows " + L.Member}}
-	case l.Upstream != L.Member:
-		return []Action{{Kind: ActFollow, Target: L.Member, Reason: "the primary is now " + L.Member}}
-	}
-	return nil
-}
-
 // eligible says whether member name, holding WAL up to lsn, may be promoted
 // now. quiet is true when it must simply wait (a request names another member).
 func (m Member) eligible(o Observation, name string, lsn uint64) (ok bool, why string, quiet bool) {
@@ -126,6 +94,11 @@ func (m Member) eligible(o Observation, name string, lsn uint64) (ok bool, why s
 		}
 		return false, fmt.Sprintf("sync mode: %s is not the synchronous standby of %s (standby: %s); promoting it could lose "+
 			"acknowledged commits, so no promotion", name, orNone(s.Leader), orNone(s.Standby)), false
+	}
+	if name == m.Name {
+		if ok, why := m.streamedBeforeLoss(); !ok {
+			return false, why + ": no promotion", false
+		}
 	}
 	lag := uint64(0)
 	if o.View.Optime > lsn {
@@ -166,7 +139,7 @@ func (m Member) best(o Observation, except string) string {
 		consider(m.Name, l.LSN)
 	}
 	for name, mi := range o.View.Members {
-		if name == m.Name || !mi.Ready || mi.Role != RoleReplica || o.Now.Sub(mi.Updated) > m.Policy.TTL {
+		if name == m.Name || !mi.Ready || mi.Role != RoleReplica || mi.Problem != "" || o.Now.Sub(mi.Updated) > m.Policy.TTL {
 			continue
 		}
 		consider(name, mi.LSN)

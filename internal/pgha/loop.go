@@ -45,6 +45,7 @@ func (a *Agent) iterate(ctx context.Context) {
 		}
 	}
 	a.publish(ctx, v)
+	a.watchRedundancy(ctx, local, v)
 	a.mu.Lock()
 	a.loopAt = a.clock.Now()
 	a.mu.Unlock()
@@ -156,7 +157,8 @@ func (a *Agent) observe(ctx context.Context) Local {
 	}
 	a.mu.Unlock()
 	l := Local{Initialized: a.pg.Initialized(), Running: running, Writable: writable, Upstream: upstream,
-		SyncStandby: syncStandby, WasPrimary: a.pg.WasPrimary(), Busy: busy}
+		SyncStandby: syncStandby, WasPrimary: a.pg.WasPrimary(), Busy: busy,
+		Repairs: a.pg.Repairs(a.clock.Now(), a.pol.repairWindow())}
 	if !running {
 		a.pr.close()
 		return l
@@ -177,14 +179,14 @@ func (a *Agent) observe(ctx context.Context) Local {
 // once per loop_wait, and, while leading, the optime.
 func (a *Agent) publish(ctx context.Context, v View) {
 	a.mu.Lock()
-	s, el, l, now := a.session, a.election, a.local, a.clock.Now()
+	s, el, l, now, problem := a.session, a.election, a.local, a.clock.Now(), a.member.Problem()
 	a.mu.Unlock()
+	mi := a.statusOf(l, v)
+	mi.Problem = problem
+	a.setMetrics(mi, l, v)
 	if s == nil {
 		return
 	}
-	mi := a.statusOf(l, v)
-	a.o.Metrics.setRole(a.o.Cluster, a.o.Member, mi.Role)
-	a.o.Metrics.setLag(a.o.Cluster, a.o.Member, mi.LagBytes, mi.LagSeconds)
 	val := mustJSON(mi)
 	mi.Updated = now
 	a.mu.Lock()
@@ -232,4 +234,20 @@ func (a *Agent) statusOf(l Local, v View) MemberInfo {
 		mi.State = l.Busy
 	}
 	return mi
+}
+
+// setMetrics exports what the member publishes. The role is "unknown"
+// once the lease cannot be confirmed (etcd has not answered within the
+// fence margin): a member cut off from etcd does not know whether it still
+// leads, and must not be counted as the primary.
+func (a *Agent) setMetrics(mi MemberInfo, l Local, v View) {
+	role := mi.Role
+	if !v.Fresh {
+		role = RoleUnknown
+	}
+	a.o.Metrics.setRole(a.o.Cluster, a.o.Member, role)
+	a.o.Metrics.setLag(a.o.Cluster, a.o.Member, mi.LagBytes, mi.LagSeconds)
+	streaming := l.Running && l.Ready && l.InRecovery && l.Streaming
+	ready := v.Fresh && ((mi.Role == RolePrimary && a.leading()) || (mi.Role == RoleReplica && streaming && mi.Problem == ""))
+	a.o.Metrics.state(a.o.Cluster, a.o.Member, streaming, ready, v.Sync.Standby != "" && a.pol.Sync, l.Timeline)
 }

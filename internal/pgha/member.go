@@ -18,6 +18,25 @@ type Policy struct {
 	// RequestTimeout drops a switchover or failover request not carried out
 	// within it. 0 means 30s.
 	RequestTimeout time.Duration
+	// StreamTimeout bounds how long a replica may follow a serving leader
+	// without streaming from it on its timeline: past it the replica is not
+	// ready, not eligible, escalated and repaired (rewind, then a re-clone).
+	// 0 means 10s.
+	StreamTimeout time.Duration
+	// Repairs and RepairWindow are the guardrail on repairs of a replica
+	// that does not stream (rewinds and re-clones it was not asked for):
+	// at most Repairs within RepairWindow, counted across restarts of the
+	// agent, so that a flapping host cannot re-clone in a loop. 0 means 3
+	// per hour.
+	Repairs      int
+	RepairWindow time.Duration
+}
+
+func (p Policy) streamTimeout() time.Duration {
+	if p.StreamTimeout > 0 {
+		return p.StreamTimeout
+	}
+	return 10 * time.Second
 }
 
 func (p Policy) requestTimeout() time.Duration {
@@ -39,7 +58,20 @@ type Member struct {
 	lastLeader    string
 	syncFor       string // candidate synchronous standby being confirmed
 	syncLSN       uint64 // primary position when syncFor was first seen synchronous
+
+	// The rejoin state machine of a replica (rejoin.go).
+	followFor   string    // leader the replica follows
+	followSince time.Time // start of the current attempt to stream from it (reset by every operation)
+	streamedAt  time.Time // last step that saw it stream from followFor on followFor's timeline
+	repairs     int       // repairs tried for followFor without streaming since
+	busy        bool      // the last step saw an operation in flight
+	problem     string    // why the replica is not ready ("" when it is), published and recorded once
+	recorded    string    // problem last recorded
 }
+
+// Problem is why this member, a replica, is not ready and not eligible
+// ("" when nothing is known against it).
+func (m Member) Problem() string { return m.problem }
 
 // NewMember returns the state of member name under policy p.
 func NewMember(name string, p Policy) Member { return Member{Name: name, Policy: p} }
@@ -48,9 +80,16 @@ func NewMember(name string, p Policy) Member { return Member{Name: name, Policy:
 // demoted: RetryTimeout before the lease can expire.
 func (p Policy) FenceAt(safeUntil time.Time) time.Time { return safeUntil.Add(-p.RetryTimeout) }
 
+// longOp are the operations that take long for a reason other than a
+// postgres that fails to start (a failed start is retried as "retry-wait").
+var longOp = map[string]bool{"bootstrap": true, "basebackup": true, "rewind": true, "reclone": true}
+
 // Step decides what to do next.
 func (m Member) Step(o Observation) (Member, []Action) {
-	if o.Local.Running && o.Local.Ready {
+	// A long operation (initdb, a clone) is not postgres failing to start:
+	// primary_start_timeout counts from its end (initdb took 10 s on a
+	// loaded 2-CPU machine and the new leader resigned at once).
+	if (o.Local.Running && o.Local.Ready) || longOp[o.Local.Busy] {
 		m.downSince = time.Time{}
 	} else if m.downSince.IsZero() {
 		m.downSince = o.Now
@@ -130,8 +169,15 @@ func (m Member) lead(o Observation) (Member, []Action) {
 	}
 	if p.Sync {
 		m, acts = m.manageSync(o, acts)
-	} else if l.SyncStandby != "" {
-		acts = append(acts, Action{Kind: ActSetSyncStandby, Reason: "async mode: no synchronous standby"})
+	} else {
+		if l.SyncStandby != "" {
+			acts = append(acts, Action{Kind: ActSetSyncStandby, Reason: "async mode: no synchronous standby"})
+		}
+		// After a switch from sync mode, the sync key must stop naming a
+		// standby that nothing keeps synchronous any more.
+		if s := o.View.Sync; s.Standby != "" || (s.Leader != "" && s.Leader != m.Name) {
+			acts = append(acts, Action{Kind: ActWriteSync, Reason: "async mode: the sync key names no standby"})
+		}
 	}
 	return m, acts
 }

@@ -9,13 +9,19 @@ import (
 
 // Metrics are the medic_db_* series of the members this agent runs.
 type Metrics struct {
-	role       *prometheus.GaugeVec
-	lagBytes   *prometheus.GaugeVec
-	lagSeconds *prometheus.GaugeVec
-	failovers  *prometheus.CounterVec
-	fences     *prometheus.CounterVec
-	renewals   *prometheus.CounterVec
-	renewFails *prometheus.CounterVec
+	role        *prometheus.GaugeVec
+	lagBytes    *prometheus.GaugeVec
+	lagSeconds  *prometheus.GaugeVec
+	failovers   *prometheus.CounterVec
+	fences      *prometheus.CounterVec
+	renewals    *prometheus.CounterVec
+	renewFails  *prometheus.CounterVec
+	repairs     *prometheus.CounterVec
+	streaming   *prometheus.GaugeVec
+	timeline    *prometheus.GaugeVec
+	ready       *prometheus.GaugeVec
+	syncPresent *prometheus.GaugeVec
+	redundancyC *prometheus.GaugeVec
 }
 
 // NewMetrics registers the series on reg (nil: not registered). Several
@@ -36,9 +42,24 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Successful renewals of the member's lease in etcd."}, []string{"cluster", "member"}),
 		renewFails: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medic_db_lease_renewal_failures_total",
 			Help: "Failed renewals of the member's lease in etcd (timeouts, no connection, lease gone)."}, []string{"cluster", "member"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medic_db_replica_repairs_total",
+			Help: "Repairs (rewinds, re-clones) of this member as a replica that did not stream from the primary."}, []string{"cluster", "member"}),
+		streaming: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "medic_db_streaming",
+			Help: "1 while the member's postgres is a replica whose WAL receiver streams, else 0."}, []string{"cluster", "member"}),
+		timeline: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "medic_db_timeline",
+			Help: "The member's postgres timeline (0 when unknown)."}, []string{"cluster", "member"}),
+		ready: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "medic_db_ready",
+			Help: "1 while the member serves its role: the primary holding the lease, or a replica streaming from it on its timeline."}, []string{"cluster", "member"}),
+		syncPresent: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "medic_db_sync_standby_present",
+			Help: "1 while the sync key names a synchronous standby, as this member reads it (always 0 in async mode)."}, []string{"cluster", "member"}),
+		redundancyC: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "medic_db_redundancy_condition",
+			Help: "1 while the primary on this agent sees the redundancy condition (no_streaming_replica, no_sync_standby, " +
+				"replica_old_timeline, replica_not_streaming, replica_lagging) for longer than the stream bound; 0 otherwise."},
+			[]string{"cluster", "condition"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.role, m.lagBytes, m.lagSeconds, m.failovers, m.fences, m.renewals, m.renewFails} {
+		for _, c := range []prometheus.Collector{m.role, m.lagBytes, m.lagSeconds, m.failovers, m.fences, m.renewals, m.renewFails, m.repairs,
+			m.streaming, m.timeline, m.ready, m.syncPresent, m.redundancyC} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if errors.As(err, &are) {
@@ -55,13 +76,50 @@ func (m *Metrics) setRole(cluster, member string, r Role) {
 	if m == nil {
 		return
 	}
-	for _, x := range []Role{RolePrimary, RoleReplica, RoleStopped} {
+	for _, x := range []Role{RolePrimary, RoleReplica, RoleStopped, RoleUnknown} {
 		v := 0.0
 		if x == r {
 			v = 1
 		}
 		m.role.WithLabelValues(cluster, member, x.String()).Set(v)
 	}
+}
+
+// start makes every series of a member present from the start: a counter
+// absent until its first increment cannot be told from a member that is
+// not scraped (rate() and alerts on it see nothing).
+func (m *Metrics) start(cluster, member string) {
+	if m == nil {
+		return
+	}
+	for _, c := range []*prometheus.CounterVec{m.renewals, m.renewFails, m.fences, m.failovers, m.repairs} {
+		c.WithLabelValues(cluster, member)
+	}
+	m.setRole(cluster, member, RoleUnknown)
+	for _, c := range RedundancyConditions {
+		m.redundancyC.WithLabelValues(cluster, c)
+	}
+	for _, g := range []*prometheus.GaugeVec{m.streaming, m.timeline, m.ready, m.syncPresent, m.lagBytes, m.lagSeconds} {
+		g.WithLabelValues(cluster, member)
+	}
+}
+
+// state sets the member's gauges.
+func (m *Metrics) state(cluster, member string, streaming, ready, syncPresent bool, timeline int) {
+	if m == nil {
+		return
+	}
+	m.streaming.WithLabelValues(cluster, member).Set(b2f(streaming))
+	m.ready.WithLabelValues(cluster, member).Set(b2f(ready))
+	m.syncPresent.WithLabelValues(cluster, member).Set(b2f(syncPresent))
+	m.timeline.WithLabelValues(cluster, member).Set(float64(timeline))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (m *Metrics) setLag(cluster, member string, bytes uint64, secs float64) {
@@ -80,12 +138,20 @@ const (
 	cntRenewFail
 	cntFence
 	cntFailover
+	cntRepair
 )
 
 func (m *Metrics) inc(c counter, cluster, member string) {
 	if m == nil {
 		return
 	}
-	v := [...]*prometheus.CounterVec{m.renewals, m.renewFails, m.fences, m.failovers}[c]
+	v := [...]*prometheus.CounterVec{m.renewals, m.renewFails, m.fences, m.failovers, m.repairs}[c]
 	v.WithLabelValues(cluster, member).Inc()
+}
+
+func (m *Metrics) redundancy(cluster, cond string, firing bool) {
+	if m == nil {
+		return
+	}
+	m.redundancyC.WithLabelValues(cluster, cond).Set(b2f(firing))
 }

@@ -60,6 +60,8 @@ type Postgres struct {
 	clock      clock.Clock
 	ConnString string // how medic connects to it
 
+	markMu sync.Mutex // serializes read-modify-write of the marker file
+
 	mu          sync.Mutex
 	cmd         *exec.Cmd
 	exited      chan struct{}
@@ -109,7 +111,7 @@ func NewPostgres(o PostgresOptions) (*Postgres, error) {
 		connHost = "127.0.0.1"
 	}
 	p.ConnString = fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable application_name=medic", connHost, port, o.Superuser)
-	for _, b := range []string{"postgres", "initdb", "pg_basebackup", "pg_rewind"} {
+	for _, b := range []string{"postgres", "initdb", "pg_basebackup", "pg_rewind", "pg_controldata"} {
 		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {
 			return nil, fmt.Errorf("pgha: %s not found in bin_dir %s (install PostgreSQL, e.g. the Debian package postgresql-15): %w", b, o.BinDir, err)
 		}

@@ -8,19 +8,29 @@ import (
 	"strings"
 )
 
-// RESTHandler serves Patroni's health endpoints for load balancers, so that
-// an existing HAProxy configuration (option httpchk OPTIONS /primary,
-// http-check expect status 200) keeps working. Every endpoint answers GET,
-// HEAD and OPTIONS with 200 or 503 and a JSON body describing the member:
+// RESTHandler serves Patroni's health endpoints for load balancers, as
+// Patroni documents them, so that Patroni's shipped HAProxy sample
+// (option httpchk OPTIONS /master, http-check expect status 200) works
+// unchanged. Every endpoint answers GET, HEAD and OPTIONS with 200 or 503
+// and a JSON body describing the member:
 //
-//	/primary /master /leader /read-write   the running primary holding the lease
-//	/replica[?lag=N]                       a running replica (at most N behind: bytes, or 16MB, 1GB …)
-//	/read-only                             a running primary or replica
-//	/sync /synchronous, /async             the synchronous standby, another replica
-//	/health                                postgres is up, whatever its role
-//	/liveness                              the member's loop ran within the lease TTL (2 × TTL on replicas)
-//	/readiness                             the leader, or a replica that is up and streaming
-//	/ /patroni                             status only (200)
+//	/ /primary /master /read-write   the running primary holding the lease
+//	/leader                          the member holds the lease (whatever postgres does)
+//	/standby-leader                  never: medic has no standby clusters (503)
+//	/replica[?lag=N]                 a running replica that streams from the primary (at most N behind)
+//	/read-only[?lag=N]               a running primary or such a replica
+//	/sync /synchronous               the synchronous standby
+//	/async /asynchronous[?lag=N]     another streaming replica
+//	/health                          postgres is up, whatever its role
+//	/liveness                        the member's loop ran within the lease TTL (2 × TTL on replicas)
+//	/readiness[?lag=N]               the leader, or a replica that is up and streaming
+//	/patroni                         status only (200)
+//
+// lag is bytes or a size (16MB, 1GB …); ?replication_state=streaming on
+// the replica endpoints asks for a streaming WAL receiver (always the case
+// here). A replica that does not stream from the primary on its timeline
+// within the stream bound is not a replica for these endpoints: it may
+// hold data the primary lacks, or lack data it has.
 func (a *Agent) RESTHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
@@ -28,37 +38,42 @@ func (a *Agent) RESTHandler() http.Handler {
 			return
 		}
 		a.mu.Lock()
-		l, v, leading, loopAt, sync := a.local, a.view, a.election != nil, a.loopAt, a.view.Sync
+		l, v, leading, loopAt, sync, problem := a.local, a.view, a.election != nil, a.loopAt, a.view.Sync, a.member.Problem()
 		a.mu.Unlock()
 		now := a.clock.Now()
 		primary := l.Running && l.Ready && !l.InRecovery && leading
-		replica := l.Running && l.Ready && l.InRecovery
+		replica := l.Running && l.Ready && l.InRecovery && l.Streaming && problem == ""
 		lagBytes := uint64(0)
-		if v.Optime > l.LSN && replica {
+		if v.Optime > l.LSN && l.InRecovery {
 			lagBytes = v.Optime - l.LSN
+		}
+		lagOK := true
+		if q := r.URL.Query().Get("lag"); q != "" {
+			max, err := parseLag(q)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			lagOK = lagBytes <= max
 		}
 		var ok bool
 		switch strings.TrimSuffix(r.URL.Path, "/") {
-		case "", "/patroni":
-			ok = true
-		case "/primary", "/master", "/leader", "/read-write":
+		case "", "/primary", "/master", "/read-write":
 			ok = primary
+		case "/leader":
+			ok = leading
+		case "/standby-leader":
+			ok = false
+		case "/patroni":
+			ok = true
 		case "/replica":
-			ok = replica
-			if q := r.URL.Query().Get("lag"); q != "" && ok {
-				max, err := parseLag(q)
-				if err != nil {
-					http.Error(w, err.Error(), http.StatusBadRequest)
-					return
-				}
-				ok = lagBytes <= max
-			}
+			ok = replica && lagOK
 		case "/read-only":
-			ok = primary || replica
+			ok = primary || (replica && lagOK)
 		case "/sync", "/synchronous":
-			ok = replica && sync.Standby == a.o.Member
-		case "/async":
-			ok = replica && sync.Standby != a.o.Member
+			ok = replica && sync.Standby == a.o.Member && a.pol.Sync
+		case "/async", "/asynchronous":
+			ok = replica && lagOK && (sync.Standby != a.o.Member || !a.pol.Sync)
 		case "/health":
 			ok = l.Running && l.Ready
 		case "/liveness":
@@ -68,7 +83,7 @@ func (a *Agent) RESTHandler() http.Handler {
 			}
 			ok = !loopAt.IsZero() && now.Sub(loopAt) <= limit
 		case "/readiness":
-			ok = primary || (replica && l.Streaming)
+			ok = primary || (replica && lagOK)
 		default:
 			http.NotFound(w, r)
 			return
@@ -80,7 +95,11 @@ func (a *Agent) RESTHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		if r.Method == http.MethodGet {
-			json.NewEncoder(w).Encode(a.patroniDoc(l, leading, lagBytes))
+			doc := a.patroniDoc(l, leading, lagBytes)
+			if problem != "" {
+				doc["problem"] = problem
+			}
+			json.NewEncoder(w).Encode(doc)
 		}
 	})
 }

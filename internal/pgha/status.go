@@ -28,6 +28,9 @@ type Status struct {
 	Request  *Failover     `json:"request,omitempty"`
 	Optime   uint64        `json:"optime"`
 	Timeline int           `json:"timeline"`
+	// Redundancy is the conditions the primary on this agent sees (see
+	// Redundancy), "condition: what was seen"; empty elsewhere.
+	Redundancy []string `json:"redundancy,omitempty"`
 }
 
 // LeaderStatus is the lease holder and when its lease expires.
@@ -46,9 +49,12 @@ func (a *Agent) Status(ctx context.Context) Status {
 	a.mu.Lock()
 	v, me, since := a.view, a.o.Member, a.leaderFor
 	leading := a.election != nil
+	red := append([]string(nil), a.redNow...)
 	a.mu.Unlock()
-	st := Status{Cluster: a.o.Cluster, Member: me, Mode: a.o.Config.Replication.Mode, Etcd: v.Fresh, Request: v.Failover, Optime: v.Optime}
-	if v.Sync.Leader != "" {
+	st := Status{Cluster: a.o.Cluster, Member: me, Mode: a.o.Config.Replication.Mode, Etcd: v.Fresh, Request: v.Failover, Optime: v.Optime,
+		Redundancy: red}
+	// The sync key outlives a switch to async mode: it names no standby then.
+	if v.Sync.Leader != "" && a.pol.Sync {
 		s := v.Sync
 		st.Sync = &s
 	}
@@ -185,7 +191,9 @@ func (v View) Primary() (member, addr string, ok bool) {
 func (v View) Replicas() []MemberInfo {
 	var out []MemberInfo
 	for _, mi := range v.Members {
-		if mi.Role == RoleReplica && mi.Ready && mi.Postgres != "" {
+		// A replica that does not stream from the primary may serve data the
+		// primary lost, or stale data: not a replica for clients.
+		if mi.Role == RoleReplica && mi.Ready && mi.Postgres != "" && mi.Problem == "" {
 			out = append(out, mi)
 		}
 	}

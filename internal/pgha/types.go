@@ -68,6 +68,10 @@ type Local struct {
 	SyncStandby string // primary: synchronous_standby_names as medic set it ("" none)
 	Busy        string // long operation in flight ("start", "basebackup", …); "" when idle
 	LastError   string // the last operation's failure, for reasons
+	// Repairs are the times of the repairs (rewinds and re-clones of a
+	// replica that did not stream) within the guardrail's window, kept
+	// across restarts of the agent.
+	Repairs []time.Time
 }
 
 // Replication is one row of the primary's pg_stat_replication.
@@ -109,20 +113,23 @@ const (
 
 // MemberInfo is what a member publishes about itself under its lease.
 type MemberInfo struct {
-	Name       string    `json:"name"`
-	Role       Role      `json:"role"`
-	State      string    `json:"state"` // running, starting, stopped, fenced, basebackup, rewind, …
-	Postgres   string    `json:"postgres"`
-	REST       string    `json:"rest,omitempty"`
-	Timeline   int       `json:"timeline"`
-	LSN        uint64    `json:"lsn"`
-	ReplayLSN  uint64    `json:"replay_lsn,omitempty"`
-	LagBytes   uint64    `json:"lag_bytes"`
-	LagSeconds float64   `json:"lag_seconds"`
-	Streaming  bool      `json:"streaming,omitempty"`
-	Upstream   string    `json:"upstream,omitempty"`
-	Ready      bool      `json:"ready"`
-	Updated    time.Time `json:"updated"`
+	Name       string  `json:"name"`
+	Role       Role    `json:"role"`
+	State      string  `json:"state"` // running, starting, stopped, fenced, basebackup, rewind, …
+	Postgres   string  `json:"postgres"`
+	REST       string  `json:"rest,omitempty"`
+	Timeline   int     `json:"timeline"`
+	LSN        uint64  `json:"lsn"`
+	ReplayLSN  uint64  `json:"replay_lsn,omitempty"`
+	LagBytes   uint64  `json:"lag_bytes"`
+	LagSeconds float64 `json:"lag_seconds"`
+	Streaming  bool    `json:"streaming,omitempty"`
+	Upstream   string  `json:"upstream,omitempty"`
+	Ready      bool    `json:"ready"`
+	// Problem is why a running replica is not ready and not eligible
+	// (it does not stream from the leader within the bound); "" when none.
+	Problem string    `json:"problem,omitempty"`
+	Updated time.Time `json:"updated"`
 	// Where the member runs, for drills on one machine: the host name, the
 	// agent's and the postmaster's process ids, and the agent's primary
 	// listener (clients reach the primary through any member's).
@@ -196,11 +203,14 @@ const (
 	ActRefuse                    // record a refused promotion; nothing else
 	ActStop                      // stop postgres (fast), e.g. not ready past primary_start_timeout
 	ActForgetPrimary             // the data proved to follow Target: clear the was-primary mark, no rewind
+	ActReclone                   // clone afresh from Target, keeping the old data until the copy is complete
+	ActNotStreaming              // record (and escalate) that the replica does not stream from Target
+	ActStreaming                 // record that the replica streams from Target again
 )
 
 var actionNames = [...]string{"none", "bootstrap", "campaign", "promote", "proclaim", "fence", "handoff", "resign",
 	"start-primary", "start-replica", "follow", "rewind", "basebackup", "set-sync-standby", "write-sync",
-	"clear-failover", "refuse", "stop", "forget-primary"}
+	"clear-failover", "refuse", "stop", "forget-primary", "reclone", "not-streaming", "streaming"}
 
 func (k ActionKind) String() string {
 	if k < 0 || int(k) >= len(actionNames) {
