@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/medic-dev/medic/internal/netguard"
 	"github.com/medic-dev/medic/internal/probe"
 	"github.com/medic-dev/medic/internal/proxy"
+	"github.com/medic-dev/medic/internal/redact"
 	"github.com/medic-dev/medic/internal/sqlite"
 	"github.com/medic-dev/medic/internal/supervise"
 )
@@ -63,6 +65,7 @@ type Main struct {
 	drills   *drill.Manager                                    // set by the drill component, for the others' injectors
 	dbWrites func(drill.WriteRequest) (drill.WriteLoad, error) // set by the database component
 
+	redactor  atomic.Pointer[redact.Redactor]               // secrets masked in every record and notification
 	observers []func(medic.Event)                           // see observe; set before Run's loops start
 	reloaders []func(context.Context, *config.Config) error // see onReload
 
@@ -95,6 +98,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger = slog.Default()
 	}
 	m.cfg = m.Config
+	m.setSecrets(m.cfg)
 	// Raise the soft descriptor limit to the hard one, and keep a reserve of
 	// it that client connections never take (docs/security.md).
 	fds, ferr := netguard.Process(m.cfg.API.FDReserve, m.Clock)
@@ -299,6 +303,7 @@ func (m *Main) Record(ctx context.Context, ev medic.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = m.Clock.Now()
 	}
+	ev = m.redactor.Load().Event(ev) // before it is kept, published or sent anywhere
 	_, err := m.audit.Append(context.WithoutCancel(ctx), audit.Record{
 		Time: ev.Time, Actor: ev.Actor, Kind: string(ev.Kind), Target: ev.Target, Reason: ev.Reason, Fields: ev.Fields,
 	})
@@ -383,6 +388,7 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 		}
 	}
 	m.cfg = next
+	m.setSecrets(next)
 	return nil
 }
 

@@ -39,7 +39,8 @@ func buildRemedy(m *Main) (*component, error) {
 		return nil, fmt.Errorf("conditions: %w", err)
 	}
 	rec := remedy.RecorderFunc(m.Record)
-	a.notify, err = notify.New(notify.Options{Receivers: m.cfg.Receivers, Recorder: rec, Clock: m.Clock, Source: m.cfg.Name, Logger: m.Logger})
+	a.notify, err = notify.New(notify.Options{Receivers: m.cfg.Receivers, Recorder: rec, Clock: m.Clock, Source: m.cfg.Name, Logger: m.Logger,
+		Redact: m.redact})
 	if err != nil {
 		return nil, fmt.Errorf("receivers: %w", err)
 	}

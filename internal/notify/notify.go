@@ -90,6 +90,10 @@ type Options struct {
 	// Source names this medic in payloads (PagerDuty's payload.source). Default the host name.
 	Source string
 	Logger *slog.Logger
+	// Redact masks secrets in a notification's summary, text and fields
+	// before it is queued (runbook evidence, step output and stderr tails
+	// carry tokens, DSN passwords and env values). Nil: sent as given.
+	Redact func(string) string
 }
 
 // Stats counts one receiver's notifications.
@@ -160,6 +164,16 @@ func (n *Notifier) Send(receiver string, note Notification) error {
 	}
 	if note.Severity == "" {
 		note.Severity = "info"
+	}
+	if r := n.opts.Redact; r != nil {
+		note.Summary, note.Text = r(note.Summary), r(note.Text)
+		if note.Fields != nil {
+			f := make(map[string]string, len(note.Fields))
+			for k, v := range note.Fields {
+				f[k] = r(v)
+			}
+			note.Fields = f
+		}
 	}
 	s.enqueue(note)
 	return nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/notify"
+	"github.com/medic-dev/medic/internal/redact"
 )
 
 // recorder keeps the events it is given.
@@ -300,5 +302,48 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	if got.Load() != 3 || rec.count(notify.EventSent, "hook") != 3 {
 		t.Fatalf("drained %d (audited %d), want 3", got.Load(), rec.count(notify.EventSent, "hook"))
+	}
+}
+
+// TestRedactBeforeSending: evidence with a DSN password, a bearer token and a
+// configured env value reaches no receiver (Slack, PagerDuty, webhook) as is.
+func TestRedactBeforeSending(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	rec := &recorder{}
+	red := redact.New([]string{"envsecret-42"})
+	n := start(t, notify.Options{Recorder: rec, Redact: red.String, Receivers: map[string]*config.Receiver{
+		"hook":  receiver(&config.Receiver{Webhook: &config.ReceiverWebhook{URL: srv.URL + "/hook"}}),
+		"chat":  receiver(&config.Receiver{Slack: &config.ReceiverSlack{URL: srv.URL + "/slack"}}),
+		"pager": receiver(&config.Receiver{PagerDuty: &config.ReceiverPagerDuty{RoutingKey: "rk", URL: srv.URL + "/pd"}}),
+	}})
+	note := notify.Notification{Kind: notify.KindTrigger, Incident: "inc-9", Severity: "critical",
+		Summary: "web crash loop: postgres://app:dsnpass99@db/app refused",
+		Text:    "stderr: Authorization: Bearer tok.abc.123456\nkey envsecret-42",
+		Fields:  map[string]string{"stderr_tail": "password=fieldpass77"}}
+	for _, r := range []string{"hook", "chat", "pager"} {
+		if err := n.Send(r, note); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "3 sent", func() bool {
+		return rec.count(notify.EventSent, "hook")+rec.count(notify.EventSent, "chat")+rec.count(notify.EventSent, "pager") == 3
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, b := range bodies {
+		for _, secret := range []string{"dsnpass99", "tok.abc.123456", "envsecret-42", "fieldpass77"} {
+			if strings.Contains(b, secret) {
+				t.Errorf("a receiver got %q:\n%s", secret, b)
+			}
+		}
 	}
 }
