@@ -131,15 +131,18 @@ func (e Exit) Success() bool { return e.Code == 0 && e.Signal == "" }
 type EventKind string
 
 const (
-	EventStarted      EventKind = "instance.started"
-	EventExited       EventKind = "instance.exited"
-	EventRestart      EventKind = "instance.restart"   // decision: restart after delay
-	EventCrashLoop    EventKind = "instance.crashloop" // decision: entered crash loop
-	EventGiveUp       EventKind = "instance.giveup"    // decision: policy says no restart
-	EventStopping     EventKind = "instance.stopping"
-	EventStopped      EventKind = "instance.stopped"
-	EventState        EventKind = "instance.state"
-	EventProbe        EventKind = "probe.changed" // edge-triggered probe result change
+	EventStarted   EventKind = "instance.started"
+	EventExited    EventKind = "instance.exited"
+	EventRestart   EventKind = "instance.restart"   // decision: restart after delay
+	EventCrashLoop EventKind = "instance.crashloop" // decision: entered crash loop
+	EventGiveUp    EventKind = "instance.giveup"    // decision: policy says no restart
+	EventStopping  EventKind = "instance.stopping"
+	EventStopped   EventKind = "instance.stopped"
+	EventState     EventKind = "instance.state"
+	EventProbe     EventKind = "probe.changed" // edge-triggered probe result change
+	// EventProbeUnknown: a probe could not judge because medic itself is short
+	// of resources (file descriptors, memory, ports); nothing is counted against the instance.
+	EventProbeUnknown EventKind = "probe.unknown"
 	EventReady        EventKind = "instance.ready"
 	EventUnready      EventKind = "instance.unready"
 	EventNotify       EventKind = "instance.notify" // sd_notify message

@@ -2,9 +2,11 @@ package netguard
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -254,5 +256,16 @@ func waitOpen(t *testing.T, l *Listener, n int) {
 			t.Fatalf("open %d; want %d", l.Stats().Open, n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestOwnShortage(t *testing.T) {
+	_, err := net.Dial("tcp", "127.0.0.1:1")
+	if OwnShortage(err) {
+		t.Fatalf("%v is the peer's answer, not medic's shortage", err)
+	}
+	wrapped := &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "socket", Err: syscall.EMFILE}}
+	if !OwnShortage(wrapped) || !OwnShortage(errors.New("rpc error: code = Unavailable desc = dial: socket: too many open files")) {
+		t.Fatal("EMFILE not recognised")
 	}
 }

@@ -68,6 +68,9 @@ func (e *execChecker) Check(ctx context.Context) Outcome {
 	// the process exits, not when every holder of the pipe has closed it.
 	r, w, err := os.Pipe()
 	if err != nil {
+		if o, ok := own(err); ok {
+			return o
+		}
 		return Fail(fmt.Sprintf("exec %s: output pipe: %v", e.argv[0], err))
 	}
 	defer r.Close()
@@ -78,6 +81,9 @@ func (e *execChecker) Check(ctx context.Context) Outcome {
 	err = cmd.Start()
 	_ = w.Close() // the child holds its own copy; ours would keep the pipe open forever
 	if err != nil {
+		if o, ok := own(err); ok {
+			return o
+		}
 		return Fail(fmt.Sprintf("start: %v", err))
 	}
 

@@ -39,6 +39,9 @@ func (g *grpcChecker) Check(ctx context.Context) Outcome {
 		grpc.WithUserAgent(UserAgent),
 	)
 	if err != nil {
+		if o, ok := own(err); ok {
+			return o
+		}
 		return Fail(fmt.Sprintf("grpc client for %s: %v", g.addr, err))
 	}
 	defer conn.Close()
@@ -48,6 +51,9 @@ func (g *grpcChecker) Check(ctx context.Context) Outcome {
 	if err != nil {
 		if ctx.Err() != nil {
 			return ended(ctx, start)
+		}
+		if o, ok := own(err); ok {
+			return o
 		}
 		st := status.Convert(err)
 		if st.Code() == codes.Unimplemented {

@@ -103,6 +103,9 @@ func (h *httpChecker) Check(ctx context.Context) Outcome {
 		if ctx.Err() != nil {
 			return ended(ctx, start)
 		}
+		if o, ok := own(err); ok {
+			return o
+		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // drop the `Get "http://…":` prefix: the probe config already names the URL

@@ -25,6 +25,7 @@ import (
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/netguard"
 )
 
 // Defaults applied to zero fields of a config.Probe. They match config's
@@ -48,6 +49,20 @@ type Outcome struct {
 	// Detail is a short human reason: "HTTP 503", "timeout after 1s",
 	// "dial tcp 127.0.0.1:9100: connect: connection refused".
 	Detail string
+	// Own is set on an Unknown outcome when medic's own shortage (out of file
+	// descriptors, memory, ports) stopped the check: it says nothing about the
+	// instance, so it never counts toward a restart or an ejection.
+	Own bool
+}
+
+// own turns an error that comes from medic's own shortage into an Unknown
+// Outcome; ok is false for any other error.
+func own(err error) (o Outcome, ok bool) {
+	if !netguard.OwnShortage(err) {
+		return Outcome{}, false
+	}
+	return Outcome{Health: medic.HealthUnknown, Own: true,
+		Detail: "not judged, medic itself is short of resources: " + err.Error()}, true
 }
 
 // Pass builds a passing Outcome.

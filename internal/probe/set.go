@@ -64,6 +64,11 @@ type Set struct {
 	// the previous probe ran past them (for a counter metric). Missed ticks
 	// are counted, never run. It may be called concurrently by different probes.
 	Missed func(kind medic.ProbeKind, n int)
+	// OnShortage, if set, is told when a probe could not judge because medic
+	// itself is short of resources (Outcome.Own): once when that starts, again
+	// only after a judged result came between. The result is Unknown and counts
+	// toward nothing. It may be called concurrently by different probes.
+	OnShortage func(kind medic.ProbeKind, o Outcome)
 	// NewChecker builds the checkers; nil means the package's NewChecker.
 	// Tests swap it for fakes.
 	NewChecker func(*config.Probe, Target) (Checker, error)
@@ -92,7 +97,7 @@ func (s *Set) Serve(ctx context.Context) error {
 			return fmt.Errorf("probe %s: %w", k.kind, err)
 		}
 		w := newWorker(k.kind, k.p, chk, clk)
-		w.emit, w.observe, w.missed = e.send, s.Observe, s.Missed
+		w.emit, w.observe, w.missed, w.short = e.send, s.Observe, s.Missed, s.OnShortage
 		workers = append(workers, w)
 	}
 

@@ -30,6 +30,9 @@ func (c *tcpChecker) Check(ctx context.Context) Outcome {
 		if ctx.Err() != nil {
 			return ended(ctx, start)
 		}
+		if o, ok := own(err); ok {
+			return o
+		}
 		return Fail(err.Error())
 	}
 	_ = conn.Close() // nothing was written: a close error says nothing about the instance

@@ -24,6 +24,9 @@ type worker struct {
 	emit    func(Update) // never nil
 	observe func(medic.ProbeKind, Outcome, time.Duration)
 	missed  func(medic.ProbeKind, int)
+	short   func(medic.ProbeKind, Outcome) // may be nil
+	// inShortage: the last result was medic's own shortage (edge-triggers short).
+	inShortage bool
 }
 
 // verdict is what a step tells the loop to do next.
@@ -76,7 +79,7 @@ func (w *worker) step(ctx context.Context) verdict {
 	pctx, cancel := withTimeout(ctx, w.clock, w.timeout)
 	o := w.checker.Check(pctx)
 	var te *timeoutError
-	if errors.As(context.Cause(pctx), &te) && ctx.Err() == nil {
+	if errors.As(context.Cause(pctx), &te) && ctx.Err() == nil && !o.Own {
 		// Past its timeout a probe fails, whatever a slow checker said.
 		o = Outcome{Health: medic.HealthFailure, Detail: te.Error()}
 	}
@@ -87,6 +90,12 @@ func (w *worker) step(ctx context.Context) verdict {
 	now := w.clock.Now()
 	if w.observe != nil {
 		w.observe(w.kind, o, now.Sub(start))
+	}
+	if o.Own != w.inShortage {
+		w.inShortage = o.Own
+		if o.Own && w.short != nil {
+			w.short(w.kind, o)
+		}
 	}
 	state, changed := w.counter.Observe(o.Health)
 	if changed {

@@ -109,7 +109,7 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 		elapsed := p.clock.Now().Sub(now)
 		p.m.try(b.id, err != nil, elapsed)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !netguard.OwnShortage(err) { // medic's own shortage is not the instance's fault
 				p.emit(p.pool.record(b, p.clock.Now(), false, 0))
 			} else {
 				p.pool.abandon(b)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic/internal/clock"
+	"github.com/medic-dev/medic/internal/netguard"
 )
 
 // Errors the transport returns; the error handler maps them to statuses.
@@ -126,6 +127,9 @@ func (t *retrier) try(ctx context.Context, req *http.Request, b *backend, fault 
 		o, err = OutcomeCanceled, context.Cause(ctx)
 	case err != nil && (errors.Is(context.Cause(tctx), ErrTryTimeout) || !timerStopped && tctx.Err() != nil):
 		o, err = OutcomeTimeout, fmt.Errorf("try on %s: no response headers within %v: %w", b.id, p.cfg.TryTimeout.D(), ErrTryTimeout)
+	case err != nil && !tr.gotConn.Load() && netguard.OwnShortage(err):
+		// medic itself is out of descriptors (or ports, memory): not the instance's fault.
+		o, err = OutcomeCanceled, fmt.Errorf("try on %s: medic is short of resources: %w", b.id, err)
 	case err != nil && !tr.gotConn.Load():
 		o, err = OutcomeConnect, fmt.Errorf("try on %s: connect %s: %w", b.id, b.addr(), err)
 	case err != nil && !tr.wroteHeaders.Load():

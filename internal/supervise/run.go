@@ -87,6 +87,10 @@ func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error
 			}
 		},
 	}
+	set.OnShortage = func(kind medic.ProbeKind, o probe.Outcome) {
+		in.emit(pctx, medic.EventProbeUnknown, fmt.Sprintf("%s probe not judged (the instance is not blamed): %s", kind, o.Detail),
+			map[string]string{"probe": string(kind), "health": o.Health.String()})
+	}
 	if in.env.Observe != nil {
 		set.Observe = func(kind medic.ProbeKind, o probe.Outcome, took time.Duration) { in.env.Observe(in.id, kind, o, took) }
 	}
