@@ -116,7 +116,11 @@ func openLoop(ctx context.Context, wg *sync.WaitGroup, url string, period time.D
 
 func depStats(t *testing.T, a *agent) egress.Stats {
 	t.Helper()
-	resp, err := http.Get("http://" + a.addr + "/v1/status")
+	req, _ := http.NewRequest("GET", "http://"+a.addr+"/v1/status", nil)
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,4 +243,73 @@ func post(url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// dependencyDrillConfig: shop (behind a proxy) calls pay through medic's
+// listener; pay is not supervised here, its port is %[3]d.
+const dependencyDrillConfig = `
+data_dir: %[4]s/data
+api: {listen: "127.0.0.1:%[2]d", tokens_file: tokens.yaml}
+services:
+  pay:
+    command: [%[1]q, demoapp, --listen, "127.0.0.1:${PORT}"]
+    port: %[3]d
+    stop: {grace: 1s}
+  shop:
+    command: [%[1]q, demoapp, --listen, "127.0.0.1:${PORT}"]
+    port: {{shop}}
+    stop: {grace: 1s}
+    proxy: {listen: "127.0.0.1:0"}
+    drills: {allow: true}
+    dependencies:
+      pay:
+        url: http://127.0.0.1:%[3]d
+        listen: 127.0.0.1:{{dep}}
+        timeout: 300ms
+        retries: {max: 0}
+        breaker: {failures: 3, window: 10s, open_for: 1s}
+        fallback: {status: 200, body: '{"pay":"later"}'}
+`
+
+// TestDependencyDrills: dependency-slow and dependency-down (run at medic's
+// listener for a declared dependency) pass with the breaker's opening as the
+// detection, and the report tells what the application's calls felt.
+func TestDependencyDrills(t *testing.T) {
+	dir := t.TempDir()
+	op, _ := writeTokens(t, dir)
+	base := freePort(t, 2)
+	cfg := strings.NewReplacer("{{shop}}", fmt.Sprint(base), "{{dep}}", fmt.Sprint(base+1)).Replace(dependencyDrillConfig)
+	a := startAgentIn(t, dir, cfg)
+	a.token = op
+	a.eventually(15*time.Second, "shop calls pay through medic", func() bool {
+		c, _ := get(fmt.Sprintf("http://127.0.0.1:%d/dep/pay", base))
+		return c == 200
+	})
+	for _, scenario := range []string{"dependency-slow", "dependency-down"} {
+		res, err := a.runDrill(scenario, "--service", "shop", "--path", "/dep/pay", "--load", "50")
+		t.Logf("%s: %s; errors %d/%d, p99 before/during/after %.1f/%.1f/%.1f ms", scenario, res.Summary,
+			res.ClientErrors, res.Requests, res.Latency.Before.P99*1000, res.Latency.During.P99*1000, res.Latency.After.P99*1000)
+		if err != nil || !res.Passed || res.TTD == nil {
+			t.Fatalf("drill %s: %v\n%s\nreasons: %q", scenario, err, res.Summary, res.Reasons)
+		}
+		var felt string
+		for _, s := range res.Steps {
+			if s.Action == "restore" {
+				felt = s.Detail
+			}
+		}
+		t.Logf("%s: %s", scenario, felt)
+		if !strings.Contains(felt, "the application's calls to shop/pay during the fault") || !strings.Contains(felt, "answered by the fallback") {
+			t.Errorf("drill %s report does not tell what the application felt: %q", scenario, felt)
+		}
+		// The fallback answered: the application's callers saw no error.
+		if res.ClientErrors > 0 {
+			t.Errorf("drill %s: %d client errors despite the fallback", scenario, res.ClientErrors)
+		}
+		// The next drill starts from a closed breaker: open_for is 1s and the load's next call is the trial.
+		a.eventually(5*time.Second, "the breaker closes after the drill", func() bool {
+			get(fmt.Sprintf("http://127.0.0.1:%d/dep/pay", base))
+			return depStats(t, a).State == "closed"
+		})
+	}
 }

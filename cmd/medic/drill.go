@@ -56,7 +56,8 @@ removes the fault either way.`,
 	}
 	c.Flags().StringVar(&req.Service, "service", "", "service to drill (it must allow drills)")
 	c.Flags().IntVar(&instance, "instance", 0, "instance index to put under fault (default: the highest ready one)")
-	c.Flags().StringVar(&req.Dependency, "dependency", "", "dependency-down: the service to stop (default: the first depends_on)")
+	c.Flags().StringVar(&req.Dependency, "dependency", "", "dependency-down: the service to stop (default: the first depends_on), or a dependency declared under dependencies: (dependency-slow, -errors, -down)")
+	c.Flags().StringVar(&req.Path, "path", "", "request path of the load (default /), such as one that calls the drilled dependency")
 	c.Flags().Float64Var(&req.LoadRPS, "load", 0, "open-loop load through the proxy, requests per second (default 50)")
 	c.Flags().IntVar(&req.Connections, "connections", 0, "closed-loop load: this many connections instead of --load")
 	c.Flags().DurationVar(&dur, "duration", 0, "time allowed from the injection to the recovery (default: the scenario's deadline)")

@@ -2,9 +2,14 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/egress"
 )
 
@@ -35,4 +40,82 @@ func (m *Main) Dependencies() []egress.Stats {
 		return nil
 	}
 	return m.egress.Stats()
+}
+
+// injectDependency is the drills' "egress" fault: latency (a duration, or
+// auto = twice the dependency's timeout), error_rate or down at the listener
+// of the drilled service's dependency. Its restore notes what the
+// application's calls felt while the fault was in place.
+func (m *Main) injectDependency(_ context.Context, t *drill.Target) (drill.Restore, error) {
+	if m.egress == nil {
+		return nil, errors.New("fault egress: no service declares dependencies")
+	}
+	svc := t.Config.Services[t.Service]
+	if svc == nil || svc.Dependencies[t.Dependency] == nil {
+		return nil, fmt.Errorf("fault egress: service %s declares no dependency %q", t.Service, t.Dependency)
+	}
+	dep := svc.Dependencies[t.Dependency]
+	var f egress.Fault
+	if v := t.Params["latency"]; v == "auto" {
+		f.Latency = max(2*dep.Timeout.D(), 100*time.Millisecond)
+	} else if v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("fault egress: latency %q: %w", v, err)
+		}
+		f.Latency = d
+	}
+	if v := t.Params["error_rate"]; v != "" {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return nil, fmt.Errorf("fault egress: error_rate %q: want a fraction", v)
+		}
+		f.ErrorRate = x
+	}
+	f.Down = t.Params["down"] == "true"
+	if f.IsZero() {
+		return nil, errors.New("fault egress: set latency, error_rate or down")
+	}
+	before := m.depStats(t.Service, t.Dependency)
+	old, err := m.egress.Inject(t.Service, t.Dependency, f)
+	if err != nil {
+		return nil, fmt.Errorf("fault egress: %w", err)
+	}
+	t.Note("fault at the listener of %s/%s (%s, timeout %v): latency %v, error rate %v, down %v",
+		t.Service, t.Dependency, dep.Listen, dep.Timeout, f.Latency, f.ErrorRate, f.Down)
+	return func(context.Context) error {
+		if _, err := m.egress.Inject(t.Service, t.Dependency, old); err != nil {
+			return err
+		}
+		after := m.depStats(t.Service, t.Dependency)
+		t.Note("the application's calls to %s/%s during the fault: %s; breaker %s at restore; p99 %.3fs",
+			t.Service, t.Dependency, callsDelta(before, after), after.State, after.LatencyP99)
+		return nil
+	}, nil
+}
+
+func (m *Main) depStats(svc, dep string) egress.Stats {
+	for _, s := range m.egress.Stats() {
+		if s.Service == svc && s.Dependency == dep {
+			return s
+		}
+	}
+	return egress.Stats{}
+}
+
+// callsDelta renders the calls between two stats by outcome: "5 timeout, 120 open, 30 fallbacks".
+func callsDelta(a, b egress.Stats) string {
+	var parts []string
+	for _, o := range []string{egress.OutcomeOK, egress.OutcomeError, egress.OutcomeTimeout, egress.OutcomeOpen, egress.OutcomeShed, egress.OutcomeCanceled} {
+		if n := b.Calls[o] - a.Calls[o]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, o))
+		}
+	}
+	if n := b.Fallbacks - a.Fallbacks; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d answered by the fallback", n))
+	}
+	if len(parts) == 0 {
+		return "no calls"
+	}
+	return strings.Join(parts, ", ")
 }

@@ -35,7 +35,7 @@ func buildDrill(m *Main) (*component, error) {
 	mgr, err := drill.NewManager(drill.Deps{
 		Sup: m.sup, Traffic: tr, Events: m.hub, Audit: m.audit, Record: m.Record,
 		Config: cur.Load, Clock: m.Clock, Logger: m.Logger.With("component", "drill"),
-		Components: components(m.cfg),
+		Components: components(m),
 		Writes: func(r drill.WriteRequest) (drill.WriteLoad, error) {
 			if m.dbWrites == nil {
 				return drill.WriteLoad{}, errors.New("this agent keeps no database")
@@ -47,14 +47,19 @@ func buildDrill(m *Main) (*component, error) {
 		return nil, err
 	}
 	m.drills = mgr
+	mgr.Injectors().Register("egress", drill.InjectorFunc(m.injectDependency))
 	h := &drillAPI{mgr: mgr}
 	return &component{serve: mgr.Serve, mount: h.mount}, nil
 }
 
 // components names what the config makes this agent run beyond the core, for
 // scenarios that need them.
-func components(cfg *config.Config) []string {
+func components(m *Main) []string {
+	cfg := m.cfg
 	var out []string
+	if m.egress != nil {
+		out = append(out, "egress")
+	}
 	if len(cfg.Runbooks) > 0 {
 		out = append(out, "remedy")
 	}

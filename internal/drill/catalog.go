@@ -48,6 +48,7 @@ func Builtins() []Scenario {
 	restartedReady := []Match{on("instance.started", "target"), on("instance.ready", "target")}
 	// The supervisor records an exit as the decision it takes about it.
 	exited := []Match{on("instance.exited", "target"), on("instance.restart", "target"), on("instance.crashloop", "target"), on("instance.giveup", "target")}
+	breakerOpen := []Match{on("dependency.breaker", "service", "to", "open")}
 	noRestart := []Match{on("instance.stopping", "target"), on("instance.restart", "target"), on("instance.exited", "target")}
 	list := []Scenario{
 		{Name: "kill", FailureMode: "process crashes",
@@ -86,6 +87,23 @@ func Builtins() []Scenario {
 			Fault:       Fault{Kind: "stop-dependency"},
 			Detect:      []Match{on("instance.unready", "service")}, Recover: []Match{on(ObservedOut, "service")},
 			Forbid: []Match{on("instance.stopping", "service"), on("instance.restart", "service"), on("instance.exited", "service")}, MaxErrorRate: 1, Hold: dur(3 * time.Second)},
+		// Dependencies declared under a service's `dependencies:`: the fault is
+		// injected at medic's listener for it, so the timeout, the breaker, the
+		// bulkhead and the fallback react as in a real outage; containment (the
+		// breaker opening, calls failing fast or answered by the fallback) is the
+		// recovery, and the report tells what the application's calls felt.
+		{Name: "dependency-slow", FailureMode: "slow dependency", Scope: ScopeService, Requires: []string{"egress"},
+			Description: "delay every call to one of the service's declared dependencies beyond its timeout: calls are cut at the timeout and the breaker opens, so the application fails fast (or gets the fallback) instead of waiting",
+			Fault:       Fault{Kind: "egress", Params: map[string]string{"latency": "auto"}},
+			Detect:      breakerOpen, MaxErrorRate: 1, Hold: dur(3 * time.Second)},
+		{Name: "dependency-errors", FailureMode: "dependency answers errors", Scope: ScopeService, Requires: []string{"egress"},
+			Description: "answer every call to one of the service's declared dependencies with 500: the breaker opens after its failures",
+			Fault:       Fault{Kind: "egress", Params: map[string]string{"error_rate": "1"}},
+			Detect:      breakerOpen, MaxErrorRate: 1, Hold: dur(3 * time.Second)},
+		{Name: "dependency-unreachable", FailureMode: "dependency down", Scope: ScopeService, Requires: []string{"egress"},
+			Description: "make one of the service's declared dependencies refuse every connection: the breaker opens after its failures (dependency-down runs this for a dependency under `dependencies:`)",
+			Fault:       Fault{Kind: "egress", Params: map[string]string{"down": "true"}},
+			Detect:      breakerOpen, MaxErrorRate: 1, Hold: dur(3 * time.Second)},
 		{Name: "disk-full", FailureMode: "disk full", Scope: ScopeHost, Requires: []string{"remedy"},
 			Description:  "fill a directory's disk to 97% with a file dated 2h back: the disk_cleanup runbook deletes it and verifies",
 			Fault:        Fault{Kind: "disk", Params: map[string]string{"usage": "0.97", "age": "2h"}},

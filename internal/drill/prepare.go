@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/medic-dev/medic"
@@ -64,8 +65,11 @@ type Request struct {
 	Dependency string `json:"dependency,omitempty"`
 	// LoadRPS is the open-loop rate through the proxy; Connections a
 	// closed-loop alternative. Default 50 requests per second.
-	LoadRPS     float64 `json:"load_rps,omitempty"`
-	Connections int     `json:"connections,omitempty"`
+	LoadRPS float64 `json:"load_rps,omitempty"`
+	// Path is the request path of the load (default /): a path that calls a
+	// dependency, for the dependency drills.
+	Path        string `json:"path,omitempty"`
+	Connections int    `json:"connections,omitempty"`
 	// Duration, when set, replaces the scenario's deadline (time allowed
 	// from injection to recovery).
 	Duration config.Duration `json:"duration,omitempty"`
@@ -119,6 +123,13 @@ func prepare(d *Deps, req Request, actor string) (*plan, error) {
 	sc, err := d.Catalog.Scenario(cfg, req.Scenario)
 	if err != nil {
 		return nil, err
+	}
+	// dependency-down names two faults: a service of depends_on stopped, or a
+	// dependency declared under `dependencies:` unreachable at medic's listener.
+	if sc.Name == "dependency-down" && listenerDependency(cfg, req) != "" {
+		if sc, err = d.Catalog.Scenario(cfg, "dependency-unreachable"); err != nil {
+			return nil, err
+		}
 	}
 	if req.Duration > 0 {
 		sc.Deadline = req.Duration
@@ -177,9 +188,39 @@ func prepare(d *Deps, req Request, actor string) (*plan, error) {
 		}
 		t.Dependency, p.subject.Dependency = dep, dep
 	}
+	if sc.Fault.Kind == "egress" {
+		if t.Dependency = listenerDependency(cfg, req); t.Dependency == "" {
+			return nil, refused("service %s declares no dependency %q under dependencies:", req.Service, req.Dependency)
+		}
+	}
 	p.target = t
 	p.load = loadSpec(d, svc, req)
 	return p, nil
+}
+
+// listenerDependency is the dependency a request names among those its
+// service declares under `dependencies:` (default: the first by name, when
+// the service has no depends_on), or "".
+func listenerDependency(cfg *config.Config, req Request) string {
+	svc := cfg.Services[req.Service]
+	if svc == nil || len(svc.Dependencies) == 0 {
+		return ""
+	}
+	if req.Dependency != "" {
+		if svc.Dependencies[req.Dependency] != nil {
+			return req.Dependency
+		}
+		return ""
+	}
+	if len(svc.DependsOn) > 0 {
+		return ""
+	}
+	names := make([]string, 0, len(svc.Dependencies))
+	for n := range svc.Dependencies {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names[0]
 }
 
 // prepareDatabase checks a drill of a database: it exists on this agent and
@@ -274,7 +315,7 @@ func loadSpec(d *Deps, svc *config.Service, req Request) LoadSpec {
 	}
 	for _, ps := range d.Traffic.Stats() {
 		if ps.Service == req.Service && ps.Mode != config.ProxyModeTCP {
-			l.URL = "http://" + ps.Listen + "/"
+			l.URL = "http://" + ps.Listen + "/" + strings.TrimPrefix(req.Path, "/")
 		}
 	}
 	if l.URL == "" {
