@@ -5,7 +5,9 @@
 // the cluster's view in etcd (which the agent follows with a watch, not a
 // poll). When the primary changes or is lost, connections to the old one
 // are cut at once, so that client pools reconnect instead of hanging on a
-// dead or demoted server.
+// dead or demoted server. A listener with nowhere to route answers the
+// client's startup with SQLSTATE 57P03 "cannot connect now", so that a
+// multi-host connection string moves on to the next agent at once.
 package dbproxy
 
 import (
@@ -76,6 +78,7 @@ func New(o Options) (*Router, error) {
 }
 
 func newProxy(o Options, name, listen string) (*proxy.Proxy, error) {
+	refuse := refuser(o.Cluster)
 	never := 0.0
 	noRetry := 0
 	maxEject := 0
@@ -85,7 +88,8 @@ func newProxy(o Options, name, listen string) (*proxy.Proxy, error) {
 		Retries:      config.ProxyRetries{Max: &noRetry},
 		// The router, not outlier detection, decides who serves.
 		Outlier: config.ProxyOutlier{ErrorRate: &never, ConsecutiveErrors: 1 << 30, MaxEjectionPercent: &maxEject}}
-	p, err := proxy.New(proxy.Options{Service: name, Config: cfg, Clock: o.Clock, Logger: o.Logger, Registerer: o.Registerer, FDs: o.FDs})
+	p, err := proxy.New(proxy.Options{Service: name, Config: cfg, Clock: o.Clock, Logger: o.Logger, Registerer: o.Registerer, FDs: o.FDs,
+		Refuse: refuse})
 	if err != nil {
 		return nil, fmt.Errorf("dbproxy: %w", err)
 	}

@@ -52,11 +52,18 @@ type Options struct {
 	// FDs is the process's descriptor reserve: client connections are
 	// refused before they would take it. Nil: no reserve.
 	FDs *netguard.FDs
+	// Refuse, in tcp mode, answers a client that no instance could take
+	// before its connection is closed: a refusal in the client's protocol
+	// (the database listeners send PostgreSQL's 57P03 "cannot connect now",
+	// on which libpq and pgx try the next host at once; a bare close makes
+	// libpq give up). Nil closes the connection at once.
+	Refuse func(client net.Conn)
 }
 
 // Proxy forwards one service's traffic. Create it with New, feed it
 // instances with SetBackend, run it with Serve.
 type Proxy struct {
+	refuseConn  func(net.Conn) // tcp mode: answers a client no instance took (Options.Refuse)
 	service     string
 	cfg         config.Proxy
 	clock       clock.Clock
@@ -104,10 +111,11 @@ func New(o Options) (*Proxy, error) {
 	}
 	p := &Proxy{
 		service: o.Service, cfg: cfg, clock: clock.Or(o.Clock), m: m,
-		log:    o.Logger,
-		access: o.AccessLog,
-		d:      NewDecision(cfg),
-		dialer: net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second},
+		log:        o.Logger,
+		access:     o.AccessLog,
+		d:          NewDecision(cfg),
+		refuseConn: o.Refuse,
+		dialer:     net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second},
 	}
 	p.pool = p.d.pool
 	if p.log == nil {

@@ -144,6 +144,9 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 	p.errors.Add(1)
 	p.m.errors().Inc()
 	p.logConn(id, client, "", len(tried), start, 0, 0, lastErr)
+	if p.refuseConn != nil && ctx.Err() == nil {
+		p.refuseConn(client)
+	}
 }
 
 // dialTCP applies the instance's fault, then opens a connection to it.
