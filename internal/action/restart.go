@@ -7,8 +7,9 @@ import (
 )
 
 // Restart restarts instances ("restart_instance"): each is stopped
-// gracefully and started again at once, one after the other. It does not
-// check the disruption budget; the engine does before it runs the step.
+// gracefully and started again at once, one after the other. The engine
+// checks the disruption budget before it runs the step, and the supervisor
+// again for each instance (it waits supervise.BudgetWait, then refuses).
 type Restart struct{ Deps }
 
 // Do restarts every instance in.Target names.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,4 +149,52 @@ func TestScaleInRespectsBudget(t *testing.T) {
 	if !instance(s, "web", 1).Ready {
 		t.Fatal("the only ready instance was stopped by a scale-in")
 	}
+}
+
+// TestScaleRefusesAnotherServicesPorts: scaling out must not give an
+// instance a port inside another service's range.
+func TestScaleRefusesAnotherServicesPorts(t *testing.T) {
+	web, api := service("exec sleep 300"), service("exec sleep 301")
+	web.Port, api.Port = 39100, 39102
+	s, _ := start(t, map[string]*config.Service{"web": web, "api": api}, nil)
+	err := s.Scale(context.Background(), "web", 3, "api:dave")
+	if !errors.Is(err, supervise.ErrPortTaken) {
+		t.Fatalf("scale onto api's port: err = %v, want ErrPortTaken", err)
+	}
+	if err := s.Scale(context.Background(), "web", 2, "api:dave"); err != nil {
+		t.Fatalf("scale within the free ports: %v", err)
+	}
+}
+
+// TestReloadStopsReplacedInstancesEvenDetached: with --detach, medic's own
+// shutdown leaves processes running, but an instance a reload replaces is
+// stopped (it used to be left running beside its successor).
+func TestReloadStopsReplacedInstancesEvenDetached(t *testing.T) {
+	dir := t.TempDir()
+	rec := newRecorder()
+	old := service("exec sleep 300")
+	cfg := &config.Config{DataDir: dir, Services: map[string]*config.Service{"web": old}}
+	s, err := supervise.New(supervise.Options{Config: cfg, LogDir: dir, Env: supervise.Env{Emit: rec.emit, Detach: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	eventually(t, 15*time.Second, "running", func() bool { return instance(s, "web", 0).PID != 0 })
+	first := instance(s, "web", 0).PID
+	next := service("exec sleep 302")
+	s.Apply(context.Background(), &config.Config{Services: map[string]*config.Service{"web": next}}, config.Change{Changed: []string{"web"}}, "api:erin")
+	eventually(t, 15*time.Second, "replaced", func() bool {
+		pid := instance(s, "web", 0).PID
+		return pid != 0 && pid != first
+	})
+	eventually(t, 10*time.Second, "the replaced process stopped", func() bool { return !alive(first) })
+	last := instance(s, "web", 0).PID
+	cancel()
+	<-done
+	if !alive(last) {
+		t.Fatal("--detach: medic's shutdown stopped the running instance")
+	}
+	syscall.Kill(last, syscall.SIGKILL)
 }
