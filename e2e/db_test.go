@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,7 +30,7 @@ type dbNode struct {
 	token               string // admin
 	link                *etcdtest.Link
 	cmd                 *exec.Cmd
-	stderr              *bytes.Buffer
+	stderr              *lockedBuffer
 	done                chan error
 }
 
@@ -73,7 +72,7 @@ databases:
 
 func (n *dbNode) start() {
 	n.t.Helper()
-	n.stderr, n.done = &bytes.Buffer{}, make(chan error, 1)
+	n.stderr, n.done = &lockedBuffer{}, make(chan error, 1)
 	n.cmd = exec.Command(medicBin, "run", "-c", filepath.Join(n.dir, "medic.yaml"))
 	n.cmd.Stderr = n.stderr
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ type agent struct {
 	addr   string
 	dir    string
 	cfg    string
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	token  string // default --token for CLI calls
 	done   chan error
 }
@@ -71,7 +72,7 @@ func startAgent(t *testing.T, config string) *agent {
 func startAgentIn(t *testing.T, dir, config string) *agent {
 	t.Helper()
 	apiPort, base := freePort(t, 1), freePort(t, 5)
-	a := &agent{t: t, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", apiPort), cfg: filepath.Join(dir, "medic.yaml"), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	a := &agent{t: t, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", apiPort), cfg: filepath.Join(dir, "medic.yaml"), stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	if err := os.WriteFile(a.cfg, []byte(fmt.Sprintf(config, medicBin, apiPort, base, dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -200,4 +201,24 @@ func containsFlag(args []string, flag string) bool {
 		}
 	}
 	return false
+}
+
+// lockedBuffer is a bytes.Buffer that the process's output copier writes
+// while a test reads it (a failing test prints the agent's stderr while the
+// agent still runs).
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

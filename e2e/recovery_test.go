@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"os"
@@ -143,7 +142,7 @@ services:
 	if syscall.Kill(old, 0) != nil {
 		t.Fatalf("instance %d died with medic: this test needs it alive", old)
 	}
-	b := &agent{t: t, dir: dir, addr: a.addr, cfg: a.cfg, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	b := &agent{t: t, dir: dir, addr: a.addr, cfg: a.cfg, stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	b.cmd = exec.Command(medicBin, "run", "-c", a.cfg)
 	b.cmd.Stderr = b.stderr
 	if err := b.cmd.Start(); err != nil {

@@ -272,7 +272,12 @@ services:
 		}
 		return acted+blocked >= 21
 	})
-	files, _ := filepath.Glob(filepath.Join(dir, "acted-*"))
+	// The decision is audited before its step runs: wait for the steps too.
+	var files []string
+	a.eventually(30*time.Second, "20 actions done", func() bool {
+		files, _ = filepath.Glob(filepath.Join(dir, "acted-*"))
+		return len(files) >= 20
+	})
 	if acted != 20 || blocked != 1 || len(files) != 20 {
 		t.Fatalf("acted %d, blocked by rate %d, files %d; want 20, 1, 20", acted, blocked, len(files))
 	}
