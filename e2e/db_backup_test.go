@@ -145,7 +145,9 @@ func strings1(t *testing.T, addr, query string) []string {
 // TestDBBackupRestoreFailover: a two-member sync cluster archives into a
 // shared pgBackRest repository and takes its first full backup at once.
 // A point-in-time restore (medic db restore) to a moment between two
-// acknowledged writes has the first and not the second. Then, under 100
+// acknowledged writes has the first and not the second. The restore drill
+// (db-restore) under 100 writes/s loses no write acknowledged more than
+// archive.timeout before its target. Then, under 100
 // writes/s, the primary's host is lost: on the new primary pgBackRest's
 // check passes (its WAL reaches the archive: no gap) and the next backup
 // succeeds; a restore to latest has every write acknowledged before the
@@ -203,6 +205,18 @@ func TestDBBackupRestoreFailover(t *testing.T) {
 	}
 	t.Logf("point-in-time restore: files %.1fs, recovery %.1fs", pitr.RestoreSeconds, pitr.RecoverSeconds)
 	stopScratch(pitr.Dir)
+
+	// The restore drill, under the drill's own 100 writes/s: the archive as
+	// it stood at the injection, restored, verified and measured.
+	res := a.drill("db-restore")
+	f := res.Figures
+	t.Logf("restore drill: %s; figures %v", res.Summary, f)
+	if _, ok := f["data_loss_seconds"]; !ok || f["missing_writes_beyond_archive_timeout"] != 0 {
+		t.Fatalf("restore drill: figures %v: want a measured data loss and no write older than archive.timeout missing", f)
+	}
+	if loss := f["data_loss_seconds"]; loss > (archiveTimeout + time.Second).Seconds() {
+		t.Errorf("restore drill lost %.2fs of writes, more than archive.timeout %v (+1s for the push)", loss, archiveTimeout)
+	}
 
 	// A failover during archiving, under load.
 	if _, err := c.Exec(ctx, "CREATE TABLE acks (id int PRIMARY KEY, at timestamptz DEFAULT now())"); err != nil {

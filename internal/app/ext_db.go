@@ -14,6 +14,7 @@ import (
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/api"
 	"github.com/medic-dev/medic/internal/backup"
+	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/dbproxy"
 	"github.com/medic-dev/medic/internal/etcd"
 	"github.com/medic-dev/medic/internal/pgha"
@@ -154,7 +155,10 @@ func buildDB(m *Main) (*component, error) {
 		}
 	}
 	if m.drills != nil {
-		dd := &dbDrills{dbs: dbs, cut: cut}
+		dd := &dbDrills{dbs: dbs, cut: cut, record: m.Record, objs: map[string]*config.Objectives{}}
+		for name, c := range m.cfg.Databases {
+			dd.objs[name] = c.Objectives
+		}
 		dd.register(m.drills.Injectors())
 		m.dbWrites = dd.writes
 	}

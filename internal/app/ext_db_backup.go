@@ -9,10 +9,13 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/api"
 	"github.com/medic-dev/medic/internal/backup"
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/pgha"
 	"github.com/medic-dev/medic/internal/ports"
 )
@@ -198,20 +201,20 @@ func orLatest(s string) string {
 }
 
 // parseTarget reads "latest" (or "") or an RFC 3339 time.
-func parseTarget(s string) (time.Time, error) {
+func parseTarget(s string) (backup.Target, error) {
 	if s == "" || s == "latest" {
 		return backup.Latest, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%q: want latest or an RFC 3339 time such as 2026-03-01T10:00:00Z", s)
+		return backup.Target{}, fmt.Errorf("%q: want latest or an RFC 3339 time such as 2026-03-01T10:00:00Z", s)
 	}
-	return t, nil
+	return backup.Target{Time: t}, nil
 }
 
 // runRestore restores into dir and starts the scratch postgres; without
 // keep it stops it and removes dir once it accepted writes.
-func runRestore(ctx context.Context, mgr *backup.Manager, dir string, target time.Time, keep bool) (RestoreDoc, error) {
+func runRestore(ctx context.Context, mgr *backup.Manager, dir string, target backup.Target, keep bool) (RestoreDoc, error) {
 	var doc RestoreDoc
 	port, err := ports.Free(1)
 	if err != nil {
@@ -222,10 +225,7 @@ func runRestore(ctx context.Context, mgr *backup.Manager, dir string, target tim
 		return doc, err
 	}
 	doc.Dir, doc.Addr, doc.RestoreSeconds = s.Dir, s.Addr(), s.Restore.Seconds()
-	doc.Target = "latest"
-	if !target.IsZero() {
-		doc.Target = target.UTC().Format(time.RFC3339Nano)
-	}
+	doc.Target = target.String()
 	if err := s.Start(ctx); err != nil {
 		_ = s.Stop(context.WithoutCancel(ctx))
 		return doc, err
@@ -237,4 +237,177 @@ func runRestore(ctx context.Context, mgr *backup.Manager, dir string, target tim
 	doc.Running = true
 	doc.Stop = fmt.Sprintf("pg_ctl stop -D %s (as the postgres user), then remove the directory", s.Dir)
 	return doc, nil
+}
+
+// restoreDrillWait bounds the wait for the archive to pass the drill's
+// target, beyond archive.timeout: a longer wait is itself the finding.
+const restoreDrillWait = 30 * time.Second
+
+// restoreDrill is the db-restore injector. At the injection T it reads
+// which WAL segment the primary archived last: if every member were lost at
+// T, a restore would have that and nothing after it. It waits until the
+// next segment reached the archive (recovery must read past its target),
+// restores the newest backup plus the WAL up to the end of that segment
+// into a scratch postgres, starts it, verifies it (pg_amcheck, the drill's
+// writes) and measures: restore time (files, then recovery until it
+// accepts writes) and data loss (the newest write acknowledged before T
+// against the newest the restore holds), with the writes older than
+// archive.timeout before T that are missing (none may be), then compares
+// with the database's objectives. The scratch postgres is removed when the
+// drill restores.
+func (h *dbDrills) restoreDrill(ctx context.Context, t *drill.Target) (drill.Restore, error) {
+	d, err := h.member(t.Service)
+	if err != nil {
+		return nil, err
+	}
+	if d.backup == nil {
+		return nil, fmt.Errorf("database %s has no backup section: nothing to restore from", d.name)
+	}
+	mgr := d.backup.Manager()
+	mi, err := primaryOf(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	primary := pgDSN(mi.Postgres, d.superuser)
+	at := t.Clock.Now()
+	arch, err := backup.ReadArchiver(ctx, primary)
+	if err != nil {
+		return nil, fmt.Errorf("the primary %s: %w", mi.Name, err)
+	}
+	lsn, ok := backup.LSNAfter(arch.LastArchivedWAL, arch.SegmentSize)
+	if !ok {
+		return nil, fmt.Errorf("the primary %s archived no WAL segment of its timeline yet (last: %q): take a backup and let it archive first", mi.Name, arch.LastArchivedWAL)
+	}
+	t.Note("at %s the primary %s had archived up to %s (%.1fs ago): the restore stops at %s", at.Format("15:04:05.000"), mi.Name,
+		arch.LastArchivedWAL, at.Sub(arch.LastArchivedAt).Seconds(), lsn)
+	timeout := mgr.Config().Archive.Timeout.D()
+	deadline := at.Add(timeout + restoreDrillWait)
+	for {
+		a, err := backup.ReadArchiver(ctx, primary)
+		if err == nil && a.LastArchivedWAL != arch.LastArchivedWAL && len(a.LastArchivedWAL) == 24 {
+			break
+		}
+		if t.Clock.Now().After(deadline) {
+			return nil, fmt.Errorf("the archive did not move past %s within archive.timeout %v + %v: archiving is stuck (last %q, %v)",
+				arch.LastArchivedWAL, timeout, restoreDrillWait, a.LastArchivedWAL, err)
+		}
+		tm := t.Clock.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return nil, ctx.Err()
+		case <-tm.C():
+		}
+	}
+	port, err := ports.Free(1)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(filepath.Dir(mgr.ConfigPath()), "drills", fmt.Sprintf("restore-%d", t.Drill))
+	rec := func(kind, reason string, fields map[string]string) {
+		if h.record != nil {
+			h.record(ctx, medic.Event{Time: t.Clock.Now(), Kind: medic.EventKind(kind), Target: t.Service, Actor: t.Actor(), Reason: reason, Fields: fields})
+		}
+	}
+	rec("db.restore.started", fmt.Sprintf("restore of %s to %s (the archive at %s) into %s", d.name, lsn, at.Format("15:04:05.000"), dir), nil)
+	s, err := mgr.Restore(ctx, dir, port, backup.Target{LSN: lsn, Exclusive: true})
+	if err != nil {
+		return nil, err
+	}
+	undo := func(rctx context.Context) error {
+		if err := s.Remove(rctx); err != nil {
+			return err
+		}
+		t.Note("scratch postgres on %s stopped, %s removed", s.Addr(), s.Dir)
+		return nil
+	}
+	if err := s.Start(ctx); err != nil {
+		return undo, err
+	}
+	total := s.Restore + s.Recover
+	t.Figure("restore_seconds", s.Restore.Seconds())
+	t.Figure("recover_seconds", s.Recover.Seconds())
+	t.Figure("rto_seconds", total.Seconds())
+	if bi := d.backup.State().Last; bi != nil && total > 0 {
+		t.Figure("restored_bytes", float64(bi.Size))
+		t.Figure("restore_mb_per_second", float64(bi.Size)/(1<<20)/total.Seconds())
+	}
+	checked, err := mgr.Amcheck(ctx, s.Port)
+	switch {
+	case err != nil:
+		t.Fail("pg_amcheck on the restored data: " + err.Error())
+	case checked:
+		t.Note("pg_amcheck found every table and index of the restore intact")
+	default:
+		t.Note("pg_amcheck is not installed: no structural check")
+	}
+	loss, missing, newest, err := writesLost(ctx, primary, s.DSN(), t.Drill, at, timeout)
+	if err != nil {
+		t.Fail("read the drill's writes back: " + err.Error())
+	} else {
+		t.Figure("data_loss_seconds", loss.Seconds())
+		t.Figure("missing_writes_beyond_archive_timeout", float64(missing))
+		t.Note("the newest write the restore holds was acknowledged %s, %.3fs before the target's newest", newest, loss.Seconds())
+		if missing > 0 {
+			t.Fail(fmt.Sprintf("%d writes acknowledged more than archive.timeout (%v) before the target are missing from the restore", missing, timeout))
+		}
+	}
+	if c := h.objectives(d.name); c != nil {
+		if rto := c.RTO.D(); rto > 0 && total > rto {
+			t.Fail(fmt.Sprintf("restore took %.1fs > RTO %v", total.Seconds(), rto))
+		}
+		if rpo := c.RPO.D(); err == nil && loss > rpo {
+			t.Fail(fmt.Sprintf("data loss %.2fs > RPO %v", loss.Seconds(), rpo))
+		}
+	}
+	rec("db.restore.verified", fmt.Sprintf("restored %s in %.1fs (files %.1fs, recovery %.1fs), data loss %.2fs", d.name, total.Seconds(),
+		s.Restore.Seconds(), s.Recover.Seconds(), loss.Seconds()),
+		map[string]string{"rto_seconds": fmt.Sprintf("%.3f", total.Seconds()), "data_loss_seconds": fmt.Sprintf("%.3f", loss.Seconds())})
+	return undo, nil
+}
+
+func (h *dbDrills) objectives(name string) *config.Objectives {
+	return h.objs[name]
+}
+
+func pgDSN(addr, user string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	return fmt.Sprintf("host=%s port=%s user=%s dbname=postgres sslmode=disable connect_timeout=5", host, port, user)
+}
+
+// writesLost compares the drill's writes (medic_drill_writes, one row per
+// acknowledged transaction, stamped by the server) on the primary with the
+// restore: the loss is the newest write before at on the primary minus the
+// newest in the restore; missing counts the writes older than bound before
+// at that the restore lacks.
+func writesLost(ctx context.Context, primary, restored string, drillID int64, at time.Time, bound time.Duration) (loss time.Duration, missing int, newest string, err error) {
+	q := func(dsn string) (time.Time, int, error) {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(cctx, dsn)
+		if err != nil {
+			return time.Time{}, 0, err
+		}
+		defer c.Close(context.Background())
+		var last time.Time
+		var old int
+		err = c.QueryRow(cctx, `SELECT coalesce(max(at) FILTER (WHERE at <= $2), 'epoch'), count(*) FILTER (WHERE at < $3)
+			FROM medic_drill_writes WHERE drill = $1`, drillID, at, at.Add(-bound)).Scan(&last, &old)
+		return last, old, err
+	}
+	pLast, pOld, err := q(primary)
+	if err != nil {
+		return 0, 0, "", fmt.Errorf("on the primary: %w", err)
+	}
+	rLast, rOld, err := q(restored)
+	if err != nil {
+		return 0, 0, "", fmt.Errorf("on the restore: %w", err)
+	}
+	if pLast.Unix() <= 0 {
+		return 0, 0, "", fmt.Errorf("the primary holds no write of drill %d before the target: no load to measure with", drillID)
+	}
+	if rLast.Unix() <= 0 {
+		return pLast.Sub(at.Add(-time.Hour)), pOld - rOld, "never", nil
+	}
+	return max(0, pLast.Sub(rLast)), max(0, pOld-rOld), rLast.Format("15:04:05.000"), nil
 }

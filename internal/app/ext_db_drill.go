@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/etcd"
 	"github.com/medic-dev/medic/internal/pgha"
@@ -23,6 +25,9 @@ import (
 type dbDrills struct {
 	dbs []*dbMember
 	cut *etcd.Cut // nil: no database allows drills
+	// record makes an event durable (the restore drill's db.restore.*).
+	record func(ctx context.Context, ev medic.Event)
+	objs   map[string]*config.Objectives // declared objectives by database
 }
 
 func (h *dbDrills) register(inj *drill.Injectors) {
@@ -30,6 +35,7 @@ func (h *dbDrills) register(inj *drill.Injectors) {
 	inj.Register("db-kill-postgres", drill.InjectorFunc(h.killPostgres))
 	inj.Register("db-partition", drill.InjectorFunc(h.partition))
 	inj.Register("db-switchover", drill.InjectorFunc(h.switchover))
+	inj.Register("db-restore", drill.InjectorFunc(h.restoreDrill))
 }
 
 func (h *dbDrills) member(name string) (*dbMember, error) {

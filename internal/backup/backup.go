@@ -264,3 +264,35 @@ func (m *Manager) checkpoint(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Config is the backup section the manager runs with.
+func (m *Manager) Config() *config.Backup { return m.o.Config }
+
+// Amcheck verifies every table and index of the postgres at 127.0.0.1:port
+// with pg_amcheck (installing the amcheck extension where missing). It
+// returns false, nil when pg_amcheck is not installed.
+func (m *Manager) Amcheck(ctx context.Context, port int) (bool, error) {
+	bin := filepath.Join(m.o.BinDir, "pg_amcheck")
+	if _, err := os.Stat(bin); err != nil {
+		return false, nil
+	}
+	cmd := m.o.Command(bin, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", m.o.Superuser, "--install-missing", "--heapallindexed", "--all")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return true, fmt.Errorf("backup: pg_amcheck: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return true, fmt.Errorf("backup: pg_amcheck found corruption or failed: %w: %s", err, tail(out.String(), 5))
+		}
+		return true, nil
+	case <-ctx.Done():
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		return true, fmt.Errorf("backup: pg_amcheck: %w", ctx.Err())
+	}
+}

@@ -163,9 +163,9 @@ func TestPointInTimeRestore(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		target time.Time
+		target backup.Target
 		want   string
-	}{{"pitr", target, "first"}, {"latest", backup.Latest, "first,second"}} {
+	}{{"pitr", backup.Target{Time: target}, "first"}, {"latest", backup.Latest, "first,second"}} {
 		port, err := ports.Free(1)
 		if err != nil {
 			t.Fatal(err)

@@ -68,3 +68,17 @@ func TestArchiveLag(t *testing.T) {
 		}
 	}
 }
+
+func TestLSNAfter(t *testing.T) {
+	for _, c := range []struct{ name, want string }{
+		{"000000010000000000000004", "0/5000000"},
+		{"0000000200000001000000FF", "2/0"},
+		{"00000002.history", ""},
+		{"000000010000000000000007.partial", ""},
+	} {
+		got, _ := LSNAfter(c.name, 16<<20)
+		if got != c.want {
+			t.Errorf("LSNAfter(%s) = %q, want %q", c.name, got, c.want)
+		}
+	}
+}

@@ -14,14 +14,46 @@ import (
 )
 
 // Latest as a restore target: the end of the archived WAL.
-var Latest = time.Time{}
+var Latest = Target{}
+
+// Target is where a restore's recovery stops: a time, a WAL position
+// (LSN, "16/B374D848"), or neither for the end of the archive.
+type Target struct {
+	Time time.Time
+	LSN  string
+	// Exclusive stops just before the target instead of just after it.
+	Exclusive bool
+}
+
+// String names the target.
+func (t Target) String() string {
+	switch {
+	case t.LSN != "":
+		return "LSN " + t.LSN
+	case !t.Time.IsZero():
+		return t.Time.UTC().Format(time.RFC3339Nano)
+	}
+	return "latest"
+}
+
+// LSNAfter is the WAL position just past segment name (the start of the
+// next segment): a restore to it with Exclusive replays exactly the
+// segments up to and including name. False for a name that is not a segment.
+func LSNAfter(name string, segSize int64) (string, bool) {
+	n, ok := segNo(name, segSize)
+	if !ok || len(name) != 24 {
+		return "", false
+	}
+	pos := uint64(n+1) * uint64(segSize)
+	return fmt.Sprintf("%X/%X", pos>>32, uint32(pos)), true
+}
 
 // Scratch is a restored data directory and the scratch postgres that runs
 // on it: never a member, never archiving into the repository.
 type Scratch struct {
-	Dir    string    `json:"dir"`
-	Port   int       `json:"port"`
-	Target time.Time `json:"target"` // zero: latest
+	Dir    string `json:"dir"`
+	Port   int    `json:"port"`
+	Target Target `json:"-"`
 	// Restore is pgBackRest's restore of the files; Recover the scratch
 	// postgres's start until it accepts writes (the WAL replayed up to the target).
 	Restore time.Duration `json:"restore_ns"`
@@ -43,7 +75,7 @@ func (s *Scratch) DSN() string {
 // (Latest: all of it) into dir, which must be missing or empty and is never
 // a member's data directory; the scratch postgres will listen on
 // 127.0.0.1:port. Start runs it.
-func (m *Manager) Restore(ctx context.Context, dir string, port int, target time.Time) (*Scratch, error) {
+func (m *Manager) Restore(ctx context.Context, dir string, port int, target Target) (*Scratch, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("backup: restore: %w", err)
@@ -53,10 +85,16 @@ func (m *Manager) Restore(ctx context.Context, dir string, port int, target time
 	}
 	s := &Scratch{Dir: dir, Port: port, Target: target, m: m}
 	args := []string{"--pg1-path=" + dir, "--archive-mode=off", "--link-all=n"}
-	if target.IsZero() {
+	switch {
+	case target.LSN != "":
+		args = append(args, "--type=lsn", "--target="+target.LSN, "--target-action=promote")
+	case !target.Time.IsZero():
+		args = append(args, "--type=time", "--target="+target.Time.UTC().Format("2006-01-02 15:04:05.999999-07"), "--target-action=promote")
+	default:
 		args = append(args, "--type=default")
-	} else {
-		args = append(args, "--type=time", "--target="+target.UTC().Format("2006-01-02 15:04:05.999999-07"), "--target-action=promote")
+	}
+	if target.Exclusive && (target.LSN != "" || !target.Time.IsZero()) {
+		args = append(args, "--target-exclusive")
 	}
 	start := m.clock.Now()
 	if _, err := m.run(ctx, "restore", args...); err != nil {
@@ -82,6 +120,10 @@ func (m *Manager) scratchDir(dir string) error {
 		return fmt.Errorf("backup: restore into %s: refused, the directory is not empty (a restore never overwrites)", dir)
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("backup: restore into %s: %w", dir, err)
+	}
+	// The parents are created traversable: the postgres user must reach dir.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return fmt.Errorf("backup: create %s: %w", filepath.Dir(dir), err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("backup: create %s: %w", dir, err)

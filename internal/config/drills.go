@@ -96,7 +96,7 @@ var BuiltinDrillScenarios = []string{
 	"kill", "hang", "crashloop", "unready", "latency", "errors", "reset", "disk-full", "leak", "dependency-down",
 	"dependency-slow", "dependency-errors", "dependency-unreachable",
 	"crashloop-rollback",
-	"db-kill-primary", "db-kill-postgres", "db-partition", "db-switchover",
+	"db-kill-primary", "db-kill-postgres", "db-partition", "db-switchover", "db-restore",
 }
 
 var drillOn = []string{"", "target", "service", "dependency", "any"}

@@ -139,6 +139,14 @@ func Builtins() []Scenario {
 			Detect: []Match{on(detectDB, "any")}, Recover: []Match{on("db.writes.resumed", "target")},
 			MaxErrorRate: 1, Deadline: dur(time.Minute), Warmup: dur(3 * time.Second), Settle: dur(time.Minute)})
 	}
+	// The restore drill proves backups: the database component's injector
+	// restores the repository to the moment of the injection into a scratch
+	// postgres, verifies it and measures the restore time and the data loss.
+	list = append(list, Scenario{Name: "db-restore", FailureMode: "every database member lost", Scope: ScopeService, Requires: []string{"database"},
+		Description: "restore the newest backup plus the WAL archived by now into a scratch postgres under write load, verify it (pg_amcheck, the newest write) and measure the restore time and the writes lost against the objectives",
+		Fault:       Fault{Kind: "db-restore"},
+		Detect:      []Match{on("db.restore.started", "any")}, Recover: []Match{on("db.restore.verified", "any")},
+		MaxErrorRate: 0.01, Deadline: dur(time.Hour), Warmup: dur(5 * time.Second), Settle: dur(5 * time.Second)})
 	for i := range list {
 		list[i] = list[i].withDefaults()
 	}

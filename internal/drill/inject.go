@@ -62,6 +62,12 @@ type Target struct {
 	// Note records a line of what the injector did; it appears in the report
 	// and the drill.injected audit record.
 	Note func(format string, args ...any)
+	// Figure records a measured figure of the drill (a restore drill's
+	// restore_seconds, data_loss_seconds …): the result's figures.
+	Figure func(name string, v float64)
+	// Fail adds a reason the drill fails, for an injector that measures
+	// something the scenario's events cannot judge (data lost by a restore).
+	Fail func(reason string)
 }
 
 // Actor names the drill in the audit log.

@@ -71,6 +71,12 @@ func (r *Result) summarize() {
 	if r.TTR != nil {
 		s += fmt.Sprintf(", recovered after %.2fs", *r.TTR)
 	}
+	if v, ok := r.Figures["rto_seconds"]; ok {
+		s += fmt.Sprintf("; restored in %.1fs", v)
+		if loss, ok := r.Figures["data_loss_seconds"]; ok {
+			s += fmt.Sprintf(" losing %.2fs of writes", loss)
+		}
+	}
 	if w := r.Writes; w != nil {
 		s += fmt.Sprintf("; %d writes acknowledged, %d lost", w.Acked, w.Lost)
 		if w.RTO != nil {

@@ -47,6 +47,23 @@ type execution struct {
 
 	notesMu sync.Mutex
 	notes   []string
+	figures map[string]float64
+	fails   []string
+}
+
+func (x *execution) figure(name string, v float64) {
+	x.notesMu.Lock()
+	defer x.notesMu.Unlock()
+	if x.figures == nil {
+		x.figures = map[string]float64{}
+	}
+	x.figures[name] = v
+}
+
+func (x *execution) fail(reason string) {
+	x.notesMu.Lock()
+	defer x.notesMu.Unlock()
+	x.fails = append(x.fails, reason)
 }
 
 func (x *execution) note(format string, args ...any) {
@@ -119,7 +136,7 @@ func (m *Manager) execute(ctx context.Context, r *run, p *plan) Result {
 	d := &m.deps
 	id := r.snapshot().ID
 	x := &execution{m: m, id: id, r: r, p: p, actor: fmt.Sprintf("drill:%d", id)}
-	p.target.Drill, p.target.Note = id, x.note
+	p.target.Drill, p.target.Note, p.target.Figure, p.target.Fail = id, x.note, x.figure, x.fail
 	bg := context.WithoutCancel(ctx) // restoring and recording outlive an abort
 	var head int64
 	if d.Audit != nil {
@@ -269,6 +286,10 @@ func (m *Manager) execute(ctx context.Context, r *run, p *plan) Result {
 		meas.Writes = f
 		failures = append(failures, writeReasons(f)...)
 	}
+	x.notesMu.Lock()
+	meas.Figures = x.figures
+	failures = append(failures, x.fails...)
+	x.notesMu.Unlock()
 	state := StatePassed
 	if cause := context.Cause(ctx); ctx.Err() != nil {
 		// An aborted drill is not judged against its scenario: it was cut

@@ -55,6 +55,9 @@ type Measurement struct {
 	Series  []Bucket      `json:"series"`
 	// Writes: the database write load's figures (database drills only).
 	Writes *WriteFigures `json:"writes,omitempty"`
+	// Figures the injector measured itself (restore drills: restore_seconds,
+	// recover_seconds, rto_seconds, data_loss_seconds, missing_writes …).
+	Figures map[string]float64 `json:"figures,omitempty"`
 }
 
 // actionKinds are the events that are decisions or actions of the agent.
