@@ -14,6 +14,7 @@ import (
 
 	"github.com/medic-dev/medic/internal/api"
 	"github.com/medic-dev/medic/internal/egress"
+	"github.com/medic-dev/medic/internal/ui/scorecard"
 )
 
 // Ports: %[3]d pay (the dependency), +1 shop (calls pay through medic), +2
@@ -203,7 +204,7 @@ func TestHangingDependency(t *testing.T) {
 	_, depFailed, _ := shopDep.between(tOpen.Add(500*time.Millisecond), tRecover)
 	t.Logf("shop GET / p99: normal %v (n=%d), dependency hanging behind medic %v (n=%d, failed %.1f%%)", normal, n0, during, n1, 100*failedDuring)
 	t.Logf("direct GET / p99: normal %v, dependency hanging %v (n=%d, failed %.1f%%)", directNormal, directDuring, n2, 100*directFailed)
-	t.Logf("breaker open %v after the hang began, with %d timeouts counted; closed %v after recovery (open_for 2s); shop's /dep calls failed fast %.1f%%",
+	t.Logf("breaker open %v after the hang began, (%d timeouts counted at that instant); closed %v after recovery (open_for 2s); shop's /dep calls failed fast %.1f%%",
 		tOpen.Sub(tHang).Round(time.Millisecond), st.Calls[egress.OutcomeTimeout], tClosed.Sub(tRecover).Round(time.Millisecond), 100*depFailed)
 
 	if failedDuring > 0 {
@@ -224,6 +225,31 @@ func TestHangingDependency(t *testing.T) {
 	}
 	if got := tClosed.Sub(tRecover); got > 2*time.Second+time.Second {
 		t.Errorf("breaker closed %v after recovery, want within one open_for (2s) plus the polling", got)
+	}
+	// Scorecard question 4 is answered from the calls seen: shop yes, with its figures;
+	// pay and direct declare nothing, so medic cannot tell (unknown, never yes).
+	out, err := a.medic("scorecard", "--json")
+	if err != nil && !strings.Contains(out, "{") {
+		t.Fatalf("scorecard: %v", err)
+	}
+	var card scorecard.Card
+	if err := json.Unmarshal([]byte(out), &card); err != nil {
+		t.Fatalf("scorecard --json: %v\n%s", err, out)
+	}
+	for _, it := range card.Items {
+		if it.ID != scorecard.Timeouts {
+			continue
+		}
+		for _, s := range it.Subjects {
+			t.Logf("scorecard timeouts: %s %s %q", s.Name, s.Answer, s.Evidence)
+			want := scorecard.Unknown
+			if s.Name == "shop" {
+				want = scorecard.Yes
+			}
+			if s.Answer != want || s.Name == "shop" && !strings.Contains(strings.Join(s.Evidence, " "), "calls seen through 127.0.0.1:") {
+				t.Errorf("scorecard timeouts for %s: %s %q, want %s", s.Name, s.Answer, s.Evidence, want)
+			}
+		}
 	}
 	// Every transition is in the audit log, with its reason.
 	for _, want := range []string{"shop/pay breaker open: 5 failures within 10s", "breaker half-open", "breaker closed"} {

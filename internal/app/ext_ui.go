@@ -8,6 +8,7 @@ import (
 	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/drill"
+	"github.com/medic-dev/medic/internal/egress"
 	"github.com/medic-dev/medic/internal/sqlite"
 	"github.com/medic-dev/medic/internal/ui"
 	"github.com/medic-dev/medic/internal/ui/scorecard"
@@ -53,6 +54,11 @@ func buildUI(m *Main) (*component, error) {
 // supervisor keeps, and the managed databases.
 func (m *Main) scorecardInput(ctx context.Context, cfg *config.Config) (scorecard.Input, error) {
 	in, err := ScorecardInput(ctx, cfg, m.db, m.sup.Previous)
+	in.Dependencies = []scorecard.DependencySeen{} // known: the running agent sees every listener
+	for _, d := range m.Dependencies() {
+		in.Dependencies = append(in.Dependencies, scorecard.DependencySeen{Service: d.Service, Dependency: d.Dependency,
+			Timeout: d.Timeout, Calls: d.Total(), TimedOut: d.Calls[egress.OutcomeTimeout]})
+	}
 	for _, ps := range m.Proxies() {
 		if in.Listening == nil {
 			in.Listening = map[string]string{}

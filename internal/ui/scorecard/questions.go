@@ -214,29 +214,44 @@ func readiness(in Input, _ time.Time) []Subject {
 	return out
 }
 
+// timeouts answers "is every outbound call bounded by a timeout?" from what
+// medic sees of the calls a service makes: its declared dependencies, each
+// behind a listener that bounds every call, and the calls seen through them.
+// Never from config alone (issue 17): a declared dependency the application
+// does not call through is not proof, and the inbound proxy's timeouts say
+// nothing about the calls the service makes.
 func timeouts(in Input, _ time.Time) []Subject {
-	serving, _ := services(in)
+	serving, workers := services(in)
+	names := append(serving, workers...)
+	sort.Strings(names)
 	var out []Subject
-	for _, name := range serving {
-		p := in.Config.Services[name].Proxy
+	for _, name := range names {
+		svc := in.Config.Services[name]
 		s := subject(name)
-		switch {
-		case p == nil:
-			s.fail("no proxy: medic bounds none of the calls clients make to this service",
-				fmt.Sprintf("add services.%s.proxy; its try_timeout and timeout bound every call", name))
-		case p.Mode == config.ProxyModeTCP:
-			if p.ConnectTimeout.D() <= 0 {
-				s.fail("tcp proxy without connect_timeout", fmt.Sprintf("services.%s.proxy.connect_timeout: 1s", name))
-			} else {
-				s.Evidence = append(s.Evidence, fmt.Sprintf("tcp proxy: connect_timeout %s bounds each connection attempt", p.ConnectTimeout.D()))
-			}
-		case p.TryTimeout.D() <= 0 || p.Timeout.D() <= 0:
-			s.fail("proxy try_timeout or timeout is not set", fmt.Sprintf("set services.%s.proxy.try_timeout (e.g. 2s) and timeout (e.g. 10s)", name))
-		default:
-			s.Evidence = append(s.Evidence, fmt.Sprintf("proxy: connect_timeout %s, try_timeout %s per try, timeout %s overall",
-				p.ConnectTimeout.D(), p.TryTimeout.D(), p.Timeout.D()))
-			if p.TryTimeout.D() >= p.Timeout.D() {
-				s.Evidence = append(s.Evidence, "try_timeout is not below timeout: a hung try leaves no time to retry elsewhere")
+		if len(svc.Dependencies) == 0 {
+			s.add(Unknown, "no dependencies declared: medic sees none of this service's outbound calls and cannot tell whether they are bounded",
+				fmt.Sprintf("declare them under services.%s.dependencies and point the clients at DEP_<NAME>_URL (docs/dependencies.md)", name))
+			out = append(out, s)
+			continue
+		}
+		deps := make([]string, 0, len(svc.Dependencies))
+		for d := range svc.Dependencies {
+			deps = append(deps, d)
+		}
+		sort.Strings(deps)
+		for _, d := range deps {
+			c := svc.Dependencies[d]
+			env := config.DependencyEnv(d, c)
+			seen, known := in.dependency(name, d)
+			switch {
+			case in.Dependencies == nil:
+				s.add(Unknown, fmt.Sprintf("%s: declared with timeout %v; only the running agent knows whether calls go through it", d, c.Timeout.D()),
+					"ask the running agent (medic check without --offline)")
+			case !known || seen.Calls == 0:
+				s.add(Unknown, fmt.Sprintf("%s: declared with timeout %v, but no call seen through %s yet", d, c.Timeout.D(), c.Listen),
+					fmt.Sprintf("make the application call %s through %s (it reads %s)", d, c.Listen, env))
+			default:
+				s.add(Yes, fmt.Sprintf("%s: %d calls seen through %s, each bounded by %v (%d reached it)", d, seen.Calls, c.Listen, seen.Timeout, seen.TimedOut), "")
 			}
 		}
 		out = append(out, s)

@@ -58,6 +58,28 @@ type Input struct {
 	Databases []Database
 	// Required lists the ids of the items a CI gate fails on; nil means DefaultRequired.
 	Required []string
+	// Dependencies are the calls the running agent saw through each dependency
+	// listener; nil when not known (offline), empty when none are declared.
+	Dependencies []DependencySeen
+}
+
+// DependencySeen is one dependency listener's figures, from the running agent.
+type DependencySeen struct {
+	Service    string        `json:"service"`
+	Dependency string        `json:"dependency"`
+	Timeout    time.Duration `json:"timeout"`   // the bound of every call
+	Calls      uint64        `json:"calls"`     // calls seen, any outcome
+	TimedOut   uint64        `json:"timed_out"` // calls cut at the timeout
+}
+
+// dependency returns what the agent saw of service's dependency dep.
+func (in Input) dependency(service, dep string) (DependencySeen, bool) {
+	for _, d := range in.Dependencies {
+		if d.Service == service && d.Dependency == dep {
+			return d, true
+		}
+	}
+	return DependencySeen{}, false
 }
 
 // DrillRun is one recorded drill, as `medic drill --json` reports it.
@@ -136,7 +158,9 @@ const (
 // IDs lists every item id in question order.
 var IDs = []string{InstanceLoss, DBFailover, Readiness, Timeouts, ZeroDowntime, Rollback, Objectives, FailoverDrill}
 
-// DefaultRequired are the items any service can pass from its config alone.
+// DefaultRequired are the items a gate fails on by default. Timeouts is
+// answered from the calls a running agent saw, never from the config alone:
+// offline it is unknown, which does not fail a gate.
 var DefaultRequired = []string{InstanceLoss, Readiness, Timeouts, ZeroDowntime}
 
 // question is one question: how to answer it for each subject.

@@ -19,6 +19,10 @@ var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
 func ptr[T any](v T) *T { return &v }
 
+func payments() map[string]*config.Dependency {
+	return map[string]*config.Dependency{"payments": {Kind: "external", URL: "https://pay.example", Listen: "127.0.0.1:9701"}}
+}
+
 // good is a service that answers yes to every config question: 3 instances
 // behind a proxy with retries, distinct readiness with a 200 ms timeout.
 func good() *config.Service {
@@ -110,9 +114,21 @@ func TestQuestions(t *testing.T) {
 			s.Port, s.Proxy, s.Probes.Readiness = 0, nil, nil
 		}, scorecard.Unknown, ""},
 
-		{scorecard.Timeouts, "proxy defaults bound calls", nil, scorecard.Yes, "try_timeout 5s per try, timeout 30s overall"},
-		{scorecard.Timeouts, "no proxy", func(s *config.Service, in *scorecard.Input) { s.Proxy = nil }, scorecard.No, "try_timeout and timeout bound every call"},
-		{scorecard.Timeouts, "tcp mode", func(s *config.Service, in *scorecard.Input) { s.Proxy.Mode = "tcp" }, scorecard.Yes, "connect_timeout 1s"},
+		{scorecard.Timeouts, "an inbound proxy is no answer", nil, scorecard.Unknown, "no dependencies declared"},
+		{scorecard.Timeouts, "declared, offline", func(s *config.Service, in *scorecard.Input) { s.Dependencies = payments() }, scorecard.Unknown, "only the running agent knows"},
+		{scorecard.Timeouts, "declared, never called", func(s *config.Service, in *scorecard.Input) {
+			s.Dependencies = payments()
+			in.Dependencies = []scorecard.DependencySeen{{Service: "web", Dependency: "payments", Timeout: 5 * time.Second}}
+		}, scorecard.Unknown, "no call seen through 127.0.0.1:9701"},
+		{scorecard.Timeouts, "declared and exercised", func(s *config.Service, in *scorecard.Input) {
+			s.Dependencies = payments()
+			in.Dependencies = []scorecard.DependencySeen{{Service: "web", Dependency: "payments", Timeout: 5 * time.Second, Calls: 120, TimedOut: 3}}
+		}, scorecard.Yes, "payments: 120 calls seen through 127.0.0.1:9701, each bounded by 5s (3 reached it)"},
+		{scorecard.Timeouts, "one of two exercised", func(s *config.Service, in *scorecard.Input) {
+			s.Dependencies = payments()
+			s.Dependencies["cache"] = &config.Dependency{Kind: "cache", Address: "10.0.0.9:6379", Listen: "127.0.0.1:9702"}
+			in.Dependencies = []scorecard.DependencySeen{{Service: "web", Dependency: "payments", Timeout: 5 * time.Second, Calls: 120}}
+		}, scorecard.Unknown, "cache: declared with timeout 500ms, but no call seen"},
 
 		{scorecard.ZeroDowntime, "budget, readiness and proxy", nil, scorecard.Yes, "keeps ≥ 2 of 3"},
 		{scorecard.ZeroDowntime, "budget of zero", func(s *config.Service, in *scorecard.Input) { s.MinAvailable = ptr(0) }, scorecard.No, "min_available: 2"},
