@@ -92,12 +92,17 @@ in the store (the agent may be stopped). Exit 1 when the chain is broken.`,
 				return err
 			}
 			var out struct {
-				OK      bool   `json:"ok"`
-				Records int    `json:"records"`
-				Error   string `json:"error"`
+				OK       bool   `json:"ok"`
+				Records  int    `json:"records"`
+				Degraded bool   `json:"degraded"`
+				Error    string `json:"error"`
 			}
 			if err := cl.getJSON("GET", "/v1/audit/verify", time.Minute, &out); err != nil {
 				return err
+			}
+			if out.Degraded {
+				fmt.Fprintf(os.Stderr, "%s\nthe %d stored records verify, but records are held or lost until appends work again\n", out.Error, out.Records)
+				return errReported
 			}
 			if !out.OK {
 				return report(out.Records, fmt.Errorf("%s", out.Error))

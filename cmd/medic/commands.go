@@ -116,6 +116,10 @@ func statusCmd() *cobra.Command {
 }
 
 func printStatus(w io.Writer, doc api.StatusDoc) {
+	if doc.Audit.Degraded {
+		// First, before the table: while it lasts, medic takes no remediation.
+		fmt.Fprintf(w, "AUDIT DEGRADED: %s; remediation paused until appends work again\n\n", doc.Audit)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "INSTANCE\tSTATE\tREADY\tPID\tPORT\tRESTARTS\tAGE\tRSS\tLAST EXIT / REASON")
 	for _, s := range doc.Services {

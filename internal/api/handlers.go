@@ -222,11 +222,20 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 	return t, nil
 }
 
+// auditVerify checks the stored chain. While appends fail it is not ok even
+// when the stored chain verifies: records are being held or lost, and an
+// "ok" would claim a completeness the log does not have.
 func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request) {
 	n, err := s.Audit.Verify(r.Context())
 	if err != nil {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "records": n, "error": err.Error()})
 		return
+	}
+	if s.AuditHealth != nil {
+		if h := s.AuditHealth(); h.Degraded {
+			writeJSON(w, http.StatusOK, map[string]any{"ok": false, "records": n, "degraded": true, "error": h.String()})
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "records": n})
 }

@@ -71,12 +71,15 @@ type Server struct {
 	Dependencies func() []egress.Stats
 	Hub          *events.Hub
 	Audit        *audit.Log
-	Record       func(ctx context.Context, ev medic.Event)
-	Reload       func(ctx context.Context, actor string) error
-	Metrics      prometheus.Gatherer
-	LogDir       string
-	Logger       *slog.Logger
-	Clock        clock.Clock
+	// AuditHealth reports whether the audit log stores records (nil: always
+	// healthy). Status and /v1/audit/verify show it.
+	AuditHealth func() audit.Health
+	Record      func(ctx context.Context, ev medic.Event)
+	Reload      func(ctx context.Context, actor string) error
+	Metrics     prometheus.Gatherer
+	LogDir      string
+	Logger      *slog.Logger
+	Clock       clock.Clock
 	// Limits bound the listener (zero fields: config.DefaultAPILimits); FDs
 	// is the process's descriptor reserve (nil: none).
 	Limits config.Limits
@@ -93,6 +96,10 @@ type Server struct {
 	mu   sync.Mutex
 	http *http.Server // under mu: Shutdown may run on another goroutine than Serve
 	stop chan struct{}
+	bg   sync.WaitGroup // flushDenials
+
+	denyMu sync.Mutex
+	denied denials
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -135,9 +142,54 @@ func (s *Server) Handler() http.Handler {
 
 func (s *Server) guard(need auth.Role) func(http.Handler) http.Handler {
 	return auth.Middleware(s.Tokens, need, func(r *http.Request, status int, reason string) {
-		s.Record(r.Context(), medic.Event{Kind: medic.EventAPIDenied, Target: r.Method + " " + r.URL.Path,
-			Actor: "api:" + clientOf(r), Reason: fmt.Sprintf("%d: %s", status, reason)})
+		why := fmt.Sprintf("%d: %s", status, reason)
+		s.denyMu.Lock()
+		first, ended := s.denied.observe(s.now(), clientOf(r), why)
+		s.denyMu.Unlock()
+		for _, ev := range ended {
+			s.Record(r.Context(), ev)
+		}
+		if first {
+			s.Record(r.Context(), medic.Event{Kind: medic.EventAPIDenied, Target: r.Method + " " + r.URL.Path,
+				Actor: "api:" + clientOf(r), Reason: why,
+				Fields: map[string]string{"note": "further denials from this source for this reason are counted and recorded once per " + DenialWindow.String()}})
+		}
 	})
+}
+
+func (s *Server) now() time.Time {
+	if s.Clock == nil {
+		return time.Now()
+	}
+	return s.Clock.Now()
+}
+
+// flushDenials records the aggregated refusals whose window ended, every
+// DenialWindow/4 until stop closes, and once more then.
+func (s *Server) flushDenials(stop <-chan struct{}) {
+	t := clock.Or(s.Clock).NewTimer(DenialWindow / 4)
+	defer t.Stop()
+	for {
+		var ended []medic.Event
+		select {
+		case <-t.C():
+			t.Reset(DenialWindow / 4)
+			s.denyMu.Lock()
+			ended = s.denied.due(s.now())
+			s.denyMu.Unlock()
+		case <-stop:
+			s.denyMu.Lock()
+			ended = s.denied.due(s.now().Add(DenialWindow))
+			s.denyMu.Unlock()
+			for _, ev := range ended {
+				s.Record(context.Background(), ev)
+			}
+			return
+		}
+		for _, ev := range ended {
+			s.Record(context.Background(), ev)
+		}
+	}
 }
 
 func clientOf(r *http.Request) string {
@@ -167,6 +219,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.http = hs
 	s.mu.Unlock()
+	s.bg.Add(1)
+	go func() { defer s.bg.Done(); s.flushDenials(s.stop) }()
 	err := hs.Serve(gl)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -183,7 +237,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	close(s.stop)
-	return hs.Shutdown(ctx)
+	err := hs.Shutdown(ctx)
+	s.bg.Wait()
+	return err
 }
 
 // StatusDoc is the body of GET /v1/status.
@@ -194,6 +250,9 @@ type StatusDoc struct {
 	Proxies  []proxy.Stats             `json:"proxies,omitempty"`
 	// Dependencies are the outbound dependency listeners: breaker state, calls by outcome, latency.
 	Dependencies []egress.Stats `json:"dependencies,omitempty"`
+	// Audit is the audit log's health: degraded (appends fail, remediation
+	// paused) with the reason, records held and lost.
+	Audit audit.Health `json:"audit"`
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
@@ -203,6 +262,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.Dependencies != nil {
 		doc.Dependencies = s.Dependencies()
+	}
+	if s.AuditHealth != nil {
+		doc.Audit = s.AuditHealth()
 	}
 	writeJSON(w, http.StatusOK, doc)
 }

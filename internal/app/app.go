@@ -53,6 +53,7 @@ type Main struct {
 	cfg   *config.Config
 	sup   *supervise.Supervisor
 	audit *audit.Log
+	aw    *audit.Writer // every append goes through it: it fails closed
 	hub   *events.Hub
 	mets  *metrics.Metrics
 
@@ -122,6 +123,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open audit log: %w", err)
 	}
+	m.aw = audit.NewWriter(m.audit, audit.WriterOptions{Clock: m.Clock})
 	var tokens *auth.Tokens
 	if f := m.cfg.API.TokensFile; f != "" {
 		if tokens, err = auth.LoadTokens(f); err != nil {
@@ -130,6 +132,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.hub = events.New(1000)
 	m.mets = metrics.New(func() []supervise.ServiceStatus { return m.sup.Status() }, func() float64 { return float64(m.hub.Dropped()) })
+	m.mets.AuditHealth(func() float64 {
+		if m.aw.Health().Degraded {
+			return 1
+		}
+		return 0
+	}, func() float64 { return float64(m.aw.Health().Held) }, func() float64 { return float64(m.aw.Health().LostTotal) })
 	m.traffic = &traffic{proxies: map[string]*proxy.Proxy{}, status: func() []supervise.ServiceStatus { return m.sup.Status() }}
 	if m.accessLog == nil {
 		w, err := logfile.Open(filepath.Join(dataDir, "logs", "access.log"), 50<<20, 3)
@@ -201,16 +209,17 @@ func (m *Main) Run(ctx context.Context) error {
 		Dependencies: func() []egress.Stats {
 			return m.Dependencies()
 		},
-		Hub:     m.hub,
-		Audit:   m.audit,
-		Record:  m.Record,
-		Reload:  m.Reload,
-		Metrics: m.mets.Registry,
-		LogDir:  filepath.Join(dataDir, "logs"),
-		Logger:  m.Logger,
-		Clock:   m.Clock,
-		Limits:  m.cfg.API.Limits,
-		FDs:     m.fds,
+		Hub:         m.hub,
+		Audit:       m.audit,
+		AuditHealth: m.aw.Health,
+		Record:      m.Record,
+		Reload:      m.Reload,
+		Metrics:     m.mets.Registry,
+		LogDir:      filepath.Join(dataDir, "logs"),
+		Logger:      m.Logger,
+		Clock:       m.Clock,
+		Limits:      m.cfg.API.Limits,
+		FDs:         m.fds,
 	}
 	for _, c := range comps {
 		if c.mount != nil {
@@ -225,6 +234,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Listening != nil {
 		m.Listening(ln.Addr())
 	}
+
+	// The audit writer retries a failing log from before the group starts
+	// until after it stopped: components append while they stop.
+	actx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
+	auditDone := make(chan struct{})
+	go func() { defer close(auditDone); m.aw.Serve(actx) }()
 
 	var g run.Group                // Add order is interrupt order; every interrupt cancels and WAITS.
 	supDone := make(chan struct{}) // closed when the supervisor stopped every instance
@@ -284,8 +299,14 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	err = g.Run()
 	m.bg.Wait() // a SIGHUP reload, its context ended with the group's
-	// 8 audit: the last record, appended after every component stopped.
+	// 8 audit: the last record, appended after every component stopped;
+	// then the writer's last try at records held while appends failed.
 	m.Record(context.Background(), medic.Event{Time: m.Clock.Now(), Kind: "agent.stopped", Target: "medic", Actor: "medic", Reason: "medic stopped"})
+	stopAudit()
+	<-auditDone
+	if h := m.aw.Health(); h.Degraded {
+		m.Logger.Error("medic stopped with the audit log degraded: held records are lost", "held", h.Held, "lost", h.Lost, "reason", h.Reason)
+	}
 	var sig signalError
 	if errors.As(err, &sig) || ctx.Err() != nil {
 		return nil // asked to stop: a clean exit
@@ -304,12 +325,22 @@ func (m *Main) Record(ctx context.Context, ev medic.Event) {
 		ev.Time = m.Clock.Now()
 	}
 	ev = m.redactor.Load().Event(ev) // before it is kept, published or sent anywhere
-	_, err := m.audit.Append(context.WithoutCancel(ctx), audit.Record{
+	wasDegraded := m.aw.Health().Degraded
+	_, err := m.aw.Append(context.WithoutCancel(ctx), audit.Record{
 		Time: ev.Time, Actor: ev.Actor, Kind: string(ev.Kind), Target: ev.Target, Reason: ev.Reason, Fields: ev.Fields,
 	})
 	if err != nil {
 		m.mets.AuditError()
-		m.Logger.Error("audit append failed", "kind", ev.Kind, "target", ev.Target, "err", err)
+		if !wasDegraded {
+			// Said once per episode (each record while it lasts is counted in
+			// medic_audit_append_errors_total); the event is held like the rest.
+			h := m.aw.Health()
+			m.Logger.Error("audit append failed: remediation paused, records held", "kind", ev.Kind, "target", ev.Target, "err", err)
+			if h.Degraded {
+				m.Record(ctx, medic.Event{Kind: EventAuditDegraded, Target: "audit", Actor: "medic",
+					Reason: h.String() + "; remediation paused until appends work again"})
+			}
+		}
 	}
 	if m.mets != nil {
 		m.mets.Event(ev.Kind)
@@ -323,6 +354,11 @@ func (m *Main) Record(ctx context.Context, ev medic.Event) {
 		m.OnEvent(ev)
 	}
 }
+
+// EventAuditDegraded is published when audit appends start failing (it is
+// held and written with the others once they work; audit.gap and
+// audit.resumed close the episode).
+const EventAuditDegraded medic.EventKind = "audit.degraded"
 
 type signalError struct{ sig os.Signal }
 

@@ -45,7 +45,7 @@ func buildRemedy(m *Main) (*component, error) {
 		return nil, fmt.Errorf("receivers: %w", err)
 	}
 	a.engine, err = remedy.New(remedy.Options{
-		Config: m.cfg, Supervisor: m.sup, Traffic: m.traffic, Recorder: rec, Notifier: a.notify,
+		Config: m.cfg, Supervisor: m.sup, Traffic: m.traffic, Recorder: rec, Notifier: a.notify, Audit: m.aw,
 		Store: remedy.NewSQLStore(m.db), Clock: m.Clock, Logger: m.Logger,
 		Checker: remedy.CheckerFunc(func(name string, labels map[string]string, now time.Time) (bool, error) {
 			if !a.detect.Has(name) {

@@ -62,6 +62,20 @@ func (m *Metrics) ObserveProbe(id medic.InstanceID, kind medic.ProbeKind, h medi
 // Event counts one event.
 func (m *Metrics) Event(kind medic.EventKind) { m.events.WithLabelValues(string(kind)).Inc() }
 
+// AuditHealth exports the audit log's state: medic_audit_degraded (1 while
+// appends fail and remediation is paused), medic_audit_held_records (records
+// waiting in the bounded buffer) and medic_audit_lost_records_total (records
+// dropped from it when full; a gap record names them once appends work).
+func (m *Metrics) AuditHealth(degraded, held, lost func() float64) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "medic_audit_degraded",
+			Help: "1 while audit appends fail: remediation is paused and records are held."}, degraded),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "medic_audit_held_records",
+			Help: "Audit records held in memory until appends work again."}, held),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "medic_audit_lost_records_total",
+			Help: "Audit records dropped because the hold buffer was full (each loss is stated by a gap record)."}, lost))
+}
+
 // AuditError counts a failed audit append.
 func (m *Metrics) AuditError() { m.auditErrors.Inc() }
 

@@ -48,12 +48,21 @@ func (f CheckerFunc) Holds(name string, labels map[string]string, now time.Time)
 	return f(name, labels, now)
 }
 
+// AuditHealth tells whether the audit log stores records (audit.Writer).
+// While it does not, the engine takes no action: every decision is blocked
+// by GuardAudit, and a step about to run is refused.
+type AuditHealth interface {
+	Degraded() (bool, string)
+}
+
 // Errors returned by the engine's API.
 var (
 	ErrNotFound = errors.New("remedy: not found")
 	ErrDecided  = errors.New("remedy: approval already decided")
 	ErrBlocked  = errors.New("remedy: blocked by a guardrail")
 	ErrStopped  = errors.New("remedy: engine stopped")
+	// ErrAuditDegraded: a step was not run because its record could not be stored.
+	ErrAuditDegraded = errors.New("remedy: audit degraded")
 )
 
 // Options configure an Engine.
@@ -63,8 +72,9 @@ type Options struct {
 	Traffic    Traffic // nil: drain/undrain steps fail
 	Checker    Checker // nil: conditions are never known to hold (preconditions fail, verify by condition fails)
 	Recorder   Recorder
-	Notifier   Notifier // nil: escalations are recorded as not sent
-	Store      Store    // nil: nothing is persisted
+	Notifier   Notifier    // nil: escalations are recorded as not sent
+	Audit      AuditHealth // nil: the audit log is taken as healthy (tests)
+	Store      Store       // nil: nothing is persisted
 	Clock      clock.Clock
 	Logger     *slog.Logger
 	// Actions replaces built-in drivers by name (tests, extensions).
@@ -83,6 +93,7 @@ type Engine struct {
 	checker  Checker
 	rec      Recorder
 	notifier Notifier
+	audit    AuditHealth
 	store    Store
 	traffic  Traffic
 	extra    map[string]action.Action // Options.Actions
@@ -146,7 +157,7 @@ func New(o Options) (*Engine, error) {
 		o.QueueSize = 256
 	}
 	e.in = make(chan Trigger, o.QueueSize)
-	e.traffic, e.extra = o.Traffic, o.Actions
+	e.traffic, e.extra, e.audit = o.Traffic, o.Actions, o.Audit
 	e.dedup = action.NewDedup(o.Config.Automation.IdempotencyWindow.D(), e.clock.Now)
 	if err := e.apply(o.Config); err != nil {
 		return nil, err

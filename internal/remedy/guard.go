@@ -33,6 +33,7 @@ func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil 
 // Guard names, in the order Guards.Check applies them. The same string is
 // recorded in the audit log (Fields["guard"]) and shown by the API.
 const (
+	GuardAudit        = "audit"         // the audit log cannot store records: no action without its record
 	GuardPaused       = "paused"        // automation paused (medic pause)
 	GuardProtected    = "protected"     // a target's service has remedy.protected
 	GuardTrust        = "trust"         // trust observe: alert only
@@ -52,7 +53,7 @@ const (
 // escalating guards tell a human when they block: automation will not fix
 // the problem and nobody else knows. Cooldown, busy and dry-run do not: a
 // remediation is already under way or was just done, or nothing is wanted.
-var escalating = map[string]bool{GuardPaused: true, GuardProtected: true, GuardTrust: true, GuardFlapping: true,
+var escalating = map[string]bool{GuardAudit: true, GuardPaused: true, GuardProtected: true, GuardTrust: true, GuardFlapping: true,
 	GuardRateRunbook: true, GuardRateGlobal: true, GuardBudget: true, GuardNoTargets: true, GuardMaxTargets: true}
 
 // Decision is the result of Guards.Check.
@@ -75,6 +76,7 @@ type Budget struct {
 // besides the Guards' own state, gathered by the engine at one instant.
 type Request struct {
 	Runbook      string
+	AuditDown    string // why the audit log cannot store records; "" when it can
 	Rate         Window // the runbook's limit (Max, Per); its history lives in Guards
 	Target       string // what cooldown and busy are keyed by
 	FlapKey      string // condition and subject whose state changes are counted
@@ -166,6 +168,9 @@ func NewGuards(global Window, flapChanges int, flapWithin time.Duration) *Guards
 func (g *Guards) Check(now time.Time, r Request) Decision {
 	block := func(guard, format string, args ...any) Decision {
 		return Decision{Outcome: OutcomeBlock, Guard: guard, Reason: fmt.Sprintf(format, args...), Escalate: escalating[guard]}
+	}
+	if r.AuditDown != "" {
+		return block(GuardAudit, "%s: remediation is paused until appends work again (no action without its record)", r.AuditDown)
 	}
 	if r.Paused {
 		return block(GuardPaused, "automation is paused")

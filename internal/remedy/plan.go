@@ -72,7 +72,7 @@ func (e *Engine) prepareLocked(now time.Time, rb *runbook, t Trigger, inc *Incid
 	a := e.cfg.Automation
 	req := Request{Runbook: rb.name, Rate: Window{Max: rb.cfg.Rate.Max, Per: rb.cfg.Rate.Per.D()}, Target: pl.target,
 		FlapKey: t.key(), Incident: inc.ID, Paused: e.paused, Level: pl.level, MaxTargets: a.MaxTargets,
-		DryRun: e.dryRun || rb.cfg.DryRun, Approval: rb.cfg.Approve == config.ApproveRequired}
+		DryRun: e.dryRun || rb.cfg.DryRun, Approval: rb.cfg.Approve == config.ApproveRequired, AuditDown: e.auditDown()}
 	removing := map[string]int{}
 	for _, list := range []struct {
 		phase string

@@ -108,6 +108,10 @@ func (e *Engine) runStep(ctx context.Context, pl *plan, st *step) (string, strin
 	}
 	out, err, took := e.do(ctx, pl, st)
 	pl.results = append(pl.results, result{step: st, out: out, err: err, took: took})
+	if errors.Is(err, ErrAuditDegraded) {
+		// Not a failure of the step: no rollback (it would act without a record either).
+		return resultAborted, fmt.Sprintf("aborted before step %d %s: %v", st.index, st.name, err)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return resultAborted, fmt.Sprintf("aborted: shutdown during step %d %s", st.index, st.name)
@@ -121,6 +125,13 @@ func (e *Engine) runStep(ctx context.Context, pl *plan, st *step) (string, strin
 // and records its start and end.
 func (e *Engine) do(ctx context.Context, pl *plan, st *step) (action.Output, error, time.Duration) {
 	e.stepEvent(ctx, pl, st, EventStepStart, fmt.Sprintf("%s step %d: %s", st.phase, st.index, st.line()), nil)
+	// The start record was appended above, synchronously: if the log could
+	// not store it, it is degraded now, and the step must not run.
+	if why := e.auditDown(); why != "" {
+		err := fmt.Errorf("%w: %s", ErrAuditDegraded, why)
+		e.stepEvent(ctx, pl, st, EventStepEnd, "refused: "+err.Error(), fields("ok", "false", "error", err.Error(), "guard", GuardAudit))
+		return action.Output{Summary: "refused: the audit log cannot store records"}, err, 0
+	}
 	e.mu.Lock()
 	drv := e.drivers[st.action] // Update may swap the map
 	e.mu.Unlock()
@@ -161,6 +172,17 @@ func (e *Engine) do(ctx context.Context, pl *plan, st *step) (action.Output, err
 	}
 	e.stepEvent(ctx, pl, st, EventStepEnd, reason, f)
 	return out, err, took
+}
+
+// auditDown says why the audit log cannot store records, or "".
+func (e *Engine) auditDown() string {
+	if e.audit == nil {
+		return ""
+	}
+	if bad, why := e.audit.Degraded(); bad {
+		return why
+	}
+	return ""
 }
 
 // budget checks the disruption budget right before a disruptive step (the
