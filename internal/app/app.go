@@ -23,6 +23,7 @@ import (
 	"github.com/medic-dev/medic/internal/api"
 	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/auth"
+	"github.com/medic-dev/medic/internal/backup"
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/drill"
@@ -65,6 +66,7 @@ type Main struct {
 
 	drills   *drill.Manager                                    // set by the drill component, for the others' injectors
 	dbWrites func(drill.WriteRequest) (drill.WriteLoad, error) // set by the database component
+	backups  func() []backup.State                             // set by the database component; nil without backups
 
 	redactor  atomic.Pointer[redact.Redactor]               // secrets masked in every record and notification
 	observers []func(medic.Event)                           // see observe; set before Run's loops start

@@ -162,6 +162,7 @@ func buildDB(m *Main) (*component, error) {
 		dd.register(m.drills.Injectors())
 		m.dbWrites = dd.writes
 	}
+	m.backups = func() []backup.State { return backupStates(dbs) }
 	h := &dbAPI{dbs: dbs, record: m.Record}
 	return &component{serve: func(ctx context.Context) error { return serveDB(ctx, dbs, cli) }, mount: h.mount}, nil
 }

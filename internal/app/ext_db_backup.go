@@ -18,6 +18,7 @@ import (
 	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/pgha"
 	"github.com/medic-dev/medic/internal/ports"
+	"github.com/medic-dev/medic/internal/signal"
 )
 
 // backupOptions are a database's pgBackRest options before its member
@@ -410,4 +411,35 @@ func writesLost(ctx context.Context, primary, restored string, drillID int64, at
 		return pLast.Sub(at.Add(-time.Hour)), pOld - rOld, "never", nil
 	}
 	return max(0, pLast.Sub(rLast)), max(0, pOld-rOld), rLast.Format("15:04:05.000"), nil
+}
+
+func hasBackups(c *config.Config) bool {
+	for _, d := range c.Databases {
+		if d != nil && d.Backup != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// backupSignals turns the backup states into signals for conditions (a
+// condition on backup_archive_lag_seconds above 5m pages). The archive's
+// lag is the primary's only: a replica archives nothing.
+func backupSignals(now time.Time, states []backup.State) []signal.Sample {
+	var out []signal.Sample
+	for _, st := range states {
+		l := signal.Labels{signal.LabelDatabase: st.Database}
+		add := func(name string, v float64) { out = append(out, signal.Sample{Name: name, Labels: l, T: now, V: v}) }
+		add(signal.BackupFailuresTotal, float64(st.Failures))
+		add(signal.BackupRepositoryFreeBytes, float64(st.RepositoryFreeBytes))
+		if st.Last != nil {
+			add(signal.BackupLastSuccessAgeSeconds, now.Sub(st.Last.Stop).Seconds())
+		}
+		if a := st.Archive; a != nil && st.Primary {
+			add(signal.BackupArchiveLagSeconds, a.Seconds)
+			add(signal.BackupArchiveLagSegments, float64(a.Segments))
+			add(signal.BackupArchiveFailedCount, float64(st.ArchiveFailures))
+		}
+	}
+	return out
 }

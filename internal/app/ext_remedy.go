@@ -77,6 +77,14 @@ func buildRemedy(m *Main) (*component, error) {
 	if m.egress != nil {
 		a.loops = append(a.loops, signal.Poll(a.store, m.Clock, "egress", time.Second, a.pollDependencies))
 	}
+	if hasBackups(m.cfg) {
+		a.loops = append(a.loops, signal.Poll(a.store, m.Clock, "backup", 5*time.Second, func(now time.Time) []signal.Sample {
+			if m.backups == nil {
+				return nil
+			}
+			return backupSignals(now, m.backups())
+		}))
+	}
 	a.loops = append(a.loops, a.scrapers()...)
 	return &component{serve: a.serve, mount: a.mount}, nil
 }

@@ -60,6 +60,15 @@
 //
 //	scrape_up{service,instance}                1 when the scrape succeeded, 0 when not
 //	scrape_duration_seconds{service,instance}
+//
+// Fed by the agent from each database's backups (internal/backup), every 5s:
+//
+//	backup_archive_lag_seconds{database}       seconds since WAL last reached the archive while WAL waits (primary only)
+//	backup_archive_lag_segments{database}      completed WAL segments not yet archived (primary only)
+//	backup_archive_failed_count{database}      failed archive-push attempts (pg_stat_archiver; primary only)
+//	backup_last_success_age_seconds{database}  age of the newest backup in the repository
+//	backup_failures_total{database}            failed backups on this member since medic started
+//	backup_repository_free_bytes{database}     space left on the repository's file system
 package signal
 
 // Label names used by the collectors.
@@ -69,6 +78,7 @@ const (
 	LabelInstance   = "instance"
 	LabelPath       = "path"
 	LabelProbe      = "probe"
+	LabelDatabase   = "database"
 )
 
 // Signal names (see the package comment).
@@ -80,30 +90,37 @@ const (
 	HostMemoryUsedPercent     = "host_memory_used_percent"
 	HostMemoryAvailableBytes  = "host_memory_available_bytes"
 
-	InstanceRSSBytes          = "instance_rss_bytes"
-	InstanceCPUSecondsTotal   = "instance_cpu_seconds_total"
-	InstanceCPUCores          = "instance_cpu_cores"
-	InstanceOpenFDs           = "instance_open_fds"
-	InstanceRestartsTotal     = "instance_restarts_total"
-	InstanceReady             = "instance_ready"
-	ServiceReadyInstances     = "service_ready_instances"
-	ServiceDesiredInstances   = "service_desired_instances"
-	ProbeSuccess              = "probe_success"
-	ProbeDurationSeconds      = "probe_duration_seconds"
-	ProxyRequestsPerSecond    = "proxy_requests_per_second"
-	ProxyErrorsPerSecond      = "proxy_errors_per_second"
-	ProxyErrorRatio           = "proxy_error_ratio"
-	ProxyInflight             = "proxy_inflight"
-	ProxyShedPerSecond        = "proxy_shed_per_second"
-	ProxyConcurrencyLimit     = "proxy_concurrency_limit"
-	ProxyInstanceLatency      = "proxy_instance_latency_seconds"
-	ProxyLatencyP99Seconds    = "proxy_latency_p99_seconds"
-	DependencyBreakerState    = "dependency_breaker_state"
-	DependencyCallsPerSec     = "dependency_calls_per_second"
-	DependencyFailuresPerSec  = "dependency_failures_per_second"
-	DependencyRefusedPerSec   = "dependency_refused_per_second"
-	DependencyFallbacksPerSec = "dependency_fallbacks_per_second"
-	DependencyLatencyP99      = "dependency_latency_p99_seconds"
-	ScrapeUp                  = "scrape_up"
-	ScrapeDurationSeconds     = "scrape_duration_seconds"
+	InstanceRSSBytes        = "instance_rss_bytes"
+	InstanceCPUSecondsTotal = "instance_cpu_seconds_total"
+	InstanceCPUCores        = "instance_cpu_cores"
+	InstanceOpenFDs         = "instance_open_fds"
+	InstanceRestartsTotal   = "instance_restarts_total"
+	InstanceReady           = "instance_ready"
+	ServiceReadyInstances   = "service_ready_instances"
+	ServiceDesiredInstances = "service_desired_instances"
+
+	BackupArchiveLagSeconds     = "backup_archive_lag_seconds"
+	BackupArchiveLagSegments    = "backup_archive_lag_segments"
+	BackupArchiveFailedCount    = "backup_archive_failed_count"
+	BackupLastSuccessAgeSeconds = "backup_last_success_age_seconds"
+	BackupFailuresTotal         = "backup_failures_total"
+	BackupRepositoryFreeBytes   = "backup_repository_free_bytes"
+	ProbeSuccess                = "probe_success"
+	ProbeDurationSeconds        = "probe_duration_seconds"
+	ProxyRequestsPerSecond      = "proxy_requests_per_second"
+	ProxyErrorsPerSecond        = "proxy_errors_per_second"
+	ProxyErrorRatio             = "proxy_error_ratio"
+	ProxyInflight               = "proxy_inflight"
+	ProxyShedPerSecond          = "proxy_shed_per_second"
+	ProxyConcurrencyLimit       = "proxy_concurrency_limit"
+	ProxyInstanceLatency        = "proxy_instance_latency_seconds"
+	ProxyLatencyP99Seconds      = "proxy_latency_p99_seconds"
+	DependencyBreakerState      = "dependency_breaker_state"
+	DependencyCallsPerSec       = "dependency_calls_per_second"
+	DependencyFailuresPerSec    = "dependency_failures_per_second"
+	DependencyRefusedPerSec     = "dependency_refused_per_second"
+	DependencyFallbacksPerSec   = "dependency_fallbacks_per_second"
+	DependencyLatencyP99        = "dependency_latency_p99_seconds"
+	ScrapeUp                    = "scrape_up"
+	ScrapeDurationSeconds       = "scrape_duration_seconds"
 )
