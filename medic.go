@@ -148,6 +148,7 @@ const (
 	EventNotify       EventKind = "instance.notify" // sd_notify message
 	EventScaled       EventKind = "service.scaled"
 	EventLeftover     EventKind = "instance.leftover" // a process group left by a previous medic was stopped
+	EventAdopted      EventKind = "instance.adopted"  // a process left running by a previous medic was taken over
 	EventRolledBack   EventKind = "service.rolledback"
 	EventRolledOut    EventKind = "service.rolledout" // a reload's replacement of a changed service ended (done or stopped)
 	EventConfigReload EventKind = "config.reload"

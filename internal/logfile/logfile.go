@@ -4,6 +4,7 @@ package logfile
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -100,4 +101,71 @@ func (r *Rotating) Failures() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.failures
+}
+
+// CopyTruncate rotates a log file that another process writes with O_APPEND
+// (an instance's output, written straight by the instance so that it survives
+// medic): when path is larger than maxSize it shifts path.1 … path.N-1 up,
+// copies path to path.1 and truncates path to zero; the writer's next append
+// lands at the start of the empty file. Lines written between the copy and
+// the truncation are lost (logrotate's copytruncate has the same window); the
+// copy of a file of maxSize bytes takes milliseconds. With maxFiles 0 the file
+// is only truncated. It reports whether it rotated.
+func CopyTruncate(path string, maxSize int64, maxFiles int) (bool, error) {
+	st, err := os.Stat(path)
+	if err != nil || maxSize <= 0 || st.Size() <= maxSize {
+		return false, nil
+	}
+	for i := maxFiles - 1; i >= 1; i-- {
+		os.Rename(fmt.Sprintf("%s.%d", path, i), fmt.Sprintf("%s.%d", path, i+1))
+	}
+	if maxFiles > 0 {
+		if err := copyFile(path, path+".1"); err != nil {
+			return false, fmt.Errorf("rotate %s: %w", path, err)
+		}
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		return false, fmt.Errorf("rotate %s: truncate: %w", path, err)
+	}
+	return true, nil
+}
+
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.Create(to + ".tmp")
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		os.Remove(to + ".tmp")
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		return err
+	}
+	return os.Rename(to+".tmp", to)
+}
+
+// Tail returns the last n bytes of path ("" when it cannot be read).
+func Tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := st.Size() - n
+	if off < 0 {
+		off = 0
+	}
+	b, _ := io.ReadAll(io.NewSectionReader(f, off, st.Size()-off))
+	return string(b)
 }

@@ -2,11 +2,13 @@ package supervise_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,34 +60,104 @@ func TestCrashKillsSetsidEscapee(t *testing.T) {
 	eventually(t, 5*time.Second, "setsid escapee of the crashed instance killed", func() bool { return !alive(child) })
 }
 
+// medicRun runs a supervisor on dir until until holds, then stops it
+// (detached: leaving its processes as a SIGKILLed medic does).
+func medicRun(t *testing.T, dir string, svcs map[string]*config.Service, detach bool, rec *recorder, until func(*supervise.Supervisor) bool) {
+	t.Helper()
+	cfg := &config.Config{DataDir: dir, Path: filepath.Join(dir, "medic.yaml"), Services: svcs}
+	env := supervise.Env{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Detach: detach}
+	if rec != nil {
+		env.Emit = rec.emit
+	}
+	s, err := supervise.New(supervise.Options{Config: cfg, LogDir: filepath.Join(dir, "logs"), StateDir: dir, Env: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, 15*time.Second, "supervisor reached its state", func() bool { return until(s) })
+}
+
+func running(pid *int) func(*supervise.Supervisor) bool {
+	return func(s *supervise.Supervisor) bool {
+		st := instance(s, "web", 0)
+		if pid != nil {
+			*pid = st.PID
+		}
+		return st.State == medic.StateRunning
+	}
+}
+
 // A medic that died (here: a detached one, which leaves its processes as a
 // SIGKILLed one does) left an instance with a setsid escapee; the next medic
-// on the same data dir finds both.
-func TestNextMedicFindsEscapeesOfTheLast(t *testing.T) {
+// on the same data dir adopts the same process (no restart, same start time)
+// and, when it stops the instance, the escapee goes with it.
+func TestNextMedicAdoptsInsteadOfReplacing(t *testing.T) {
 	requireCgroups(t)
 	dir := t.TempDir()
-	cfg := &config.Config{DataDir: dir, Path: filepath.Join(dir, "medic.yaml"),
-		Services: map[string]*config.Service{"web": escapee(dir)}}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	run := func(detach bool, until func(*supervise.Supervisor) bool) {
-		s, err := supervise.New(supervise.Options{Config: cfg, LogDir: filepath.Join(dir, "logs"), StateDir: dir,
-			Env: supervise.Env{Logger: log, Detach: detach}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { s.Serve(ctx); close(done) }()
-		eventually(t, 15*time.Second, "supervisor reached its state", func() bool { return until(s) })
-		cancel()
-		<-done
-	}
-	run(true, func(s *supervise.Supervisor) bool { return instance(s, "web", 0).State == medic.StateRunning })
+	svcs := map[string]*config.Service{"web": escapee(dir)}
+	var pid1, pid2 int
+	medicRun(t, dir, svcs, true, nil, running(&pid1))
 	child := readPID(t, filepath.Join(dir, "child"))
-	os.Remove(filepath.Join(dir, "child"))
-	if !alive(child) {
-		t.Fatal("the detached medic's escapee is already gone")
+	rec := newRecorder()
+	var st supervise.InstanceStatus
+	medicRun(t, dir, svcs, false, rec, func(s *supervise.Supervisor) bool {
+		st = instance(s, "web", 0)
+		pid2 = st.PID
+		return st.State == medic.StateRunning
+	})
+	if pid2 != pid1 || st.Restarts != 0 {
+		t.Fatalf("after the restart of medic: pid %d (was %d), %d restarts; want the same process adopted", pid2, pid1, st.Restarts)
 	}
-	run(false, func(s *supervise.Supervisor) bool { return instance(s, "web", 0).State == medic.StateRunning })
-	eventually(t, 5*time.Second, "escapee of the previous medic stopped", func() bool { return !alive(child) })
+	if ev, ok := rec.find(medic.EventAdopted, "web/0"); !ok || !strings.Contains(ev.Reason, "same process") {
+		t.Fatalf("no audited adoption: %+v", ev)
+	}
+	eventually(t, 5*time.Second, "escapee stopped with the adopted instance", func() bool { return !alive(child) && !alive(pid1) })
+}
+
+// A changed command is not adopted: the old process (and its escapee) is
+// stopped, a new one started; a service no longer configured is stopped.
+func TestNextMedicReplacesChangedAndStopsRemoved(t *testing.T) {
+	requireCgroups(t)
+	dir := t.TempDir()
+	old := escapee(dir)
+	gone := service("exec sleep 301")
+	var pid1 int
+	medicRun(t, dir, map[string]*config.Service{"web": old, "gone": gone}, true, nil, func(s *supervise.Supervisor) bool {
+		return running(&pid1)(s) && instance(s, "gone", 0).State == medic.StateRunning
+	})
+	child := readPID(t, filepath.Join(dir, "child"))
+	b, _ := os.ReadFile(filepath.Join(dir, "processes.json"))
+	if !strings.Contains(string(b), `"gone/0"`) {
+		t.Fatalf("record lacks gone/0: %s", b)
+	}
+	gonePID := recordedPID(t, b, "gone/0")
+	changed := service(fmt.Sprintf(`setsid sleep 302 & echo $! > %s/child2; exec sleep 300`, dir))
+	rec := newRecorder()
+	var pid2 int
+	medicRun(t, dir, map[string]*config.Service{"web": changed}, false, rec, func(s *supervise.Supervisor) bool {
+		return running(&pid2)(s) && !alive(child) && !alive(gonePID)
+	})
+	if pid2 == pid1 {
+		t.Fatal("a changed command was adopted")
+	}
+	if _, ok := rec.find(medic.EventLeftover, "web/0"); !ok {
+		t.Fatal("the replaced process was stopped without an audited reason")
+	}
+	if _, ok := rec.find(medic.EventLeftover, "gone/0"); !ok {
+		t.Fatal("the removed service's process was stopped without an audited reason")
+	}
+}
+
+func recordedPID(t *testing.T, b []byte, id string) int {
+	t.Helper()
+	var m map[string]struct {
+		PGID int `json:"pgid"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil || m[id].PGID == 0 {
+		t.Fatalf("record %s: %v", b, err)
+	}
+	return m[id].PGID
 }

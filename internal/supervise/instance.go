@@ -15,6 +15,7 @@ import (
 	"github.com/medic-dev/medic/internal/backoff"
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/logfile"
 	"github.com/medic-dev/medic/internal/probe"
 )
 
@@ -34,6 +35,7 @@ type Spec struct {
 	LogPath    string
 	LogMax     int64
 	LogFiles   int
+	Hash       string // of what the process is started with (specHash): adoption needs the same
 }
 
 type cmdKind int
@@ -63,8 +65,8 @@ type Instance struct {
 	st InstanceStatus
 
 	tracker backoff.Tracker // owned by the Serve goroutine
-	stderr  *tail
-	cg      *cgroup // the instance's cgroup, created at first start (nil: none); owned by Serve
+	cg      *cgroup         // the instance's cgroup, created at first start (nil: none); owned by Serve
+	adopt   *procRecord     // what the previous medic recorded for this instance; set before Serve
 
 	cancel context.CancelCauseFunc // set by the supervisor when it starts Serve; a *retired cause names who stops it
 	done   chan struct{}           // closed when Serve returned
@@ -99,7 +101,7 @@ type Hooks interface {
 
 func newInstance(spec Spec, env *Env) *Instance {
 	id := medic.InstanceID{Service: spec.Service, Index: spec.Index}
-	in := &Instance{id: id, spec: spec, env: env, cmds: make(chan command, 4), tracker: backoff.New(spec.Policy), stderr: newTail(4096)}
+	in := &Instance{id: id, spec: spec, env: env, cmds: make(chan command, 4), tracker: backoff.New(spec.Policy)}
 	in.st = InstanceStatus{ID: id.String(), Service: spec.Service, Index: spec.Index, Port: spec.Port, State: medic.StatePending, Since: env.Clock.Now()}
 	return in
 }
@@ -200,7 +202,12 @@ type outcome struct {
 // Serve runs the instance until ctx ends. On return the process is stopped
 // (unless Env.Detach) and every goroutine it started has ended.
 func (in *Instance) Serve(ctx context.Context) error {
-	if in.env.Gate != nil {
+	var adopted *adoption
+	if in.adopt != nil {
+		adopted = in.tryAdopt(ctx, *in.adopt)
+		in.adopt = nil
+	}
+	if in.env.Gate != nil && adopted == nil {
 		in.setState(medic.StatePending, "waiting for dependencies")
 		if err := in.env.Gate(ctx); err != nil {
 			in.setState(medic.StateStopped, "shutdown before start")
@@ -217,8 +224,8 @@ func (in *Instance) Serve(ctx context.Context) error {
 			}
 			pending, want = c, cmdStart
 		}
-		out, err := in.runOnce(ctx, pending)
-		pending = nil
+		out, err := in.runOnce(ctx, pending, adopted)
+		pending, adopted = nil, nil
 		if err != nil {
 			// Could not start at all: treat as a crash so the backoff applies.
 			out = outcome{exit: medic.Exit{Code: -1, At: in.env.Clock.Now(), Reason: err.Error()}}
@@ -251,11 +258,11 @@ func (in *Instance) Serve(ctx context.Context) error {
 		state, kind := medic.StateBackoff, medic.EventRestart
 		if d.CrashLoop {
 			state, kind = medic.StateCrashLoop, medic.EventCrashLoop
-			fields["stderr_tail"] = in.stderr.String()
+			fields["stderr_tail"] = logfile.Tail(in.spec.LogPath, outputTail)
 		}
 		in.update(func(s *InstanceStatus) {
 			if d.CrashLoop {
-				s.Stderr = in.stderr.String()
+				s.Stderr = fields["stderr_tail"]
 			} else {
 				s.Stderr = ""
 			}

@@ -34,6 +34,11 @@ type procRecord struct {
 	// Stop signal and grace of the instance when it started.
 	Signal string        `json:"stop_signal,omitempty"`
 	Grace  time.Duration `json:"grace,omitempty"`
+	// What a next medic needs to adopt the process instead of replacing it.
+	Spec      string    `json:"spec,omitempty"`          // Spec.Hash: adopted only if the config still asks for the same
+	StartedAt time.Time `json:"started_at,omitempty"`    // wall clock: how long it has run across medic restarts
+	Restarts  int       `json:"restarts,omitempty"`      // the instance's restart count so far
+	Notify    string    `json:"notify_socket,omitempty"` // the NOTIFY_SOCKET the process was given
 }
 
 func openLeftovers(dir string) *leftovers {
@@ -68,42 +73,6 @@ func (l *leftovers) saveLocked() {
 	if os.WriteFile(tmp, b, 0o644) == nil {
 		os.Rename(tmp, l.path)
 	}
-}
-
-// reap stops, in parallel, everything a previous medic left: each recorded
-// instance's cgroup (every process in it, setsid escapees included) or, without
-// one, its process group while the leader is still the same process. Each gets
-// its stop signal, then SIGKILL after its grace (defaultGrace when none was
-// recorded). It returns a line per instance it stopped.
-func (l *leftovers) reap(defaultGrace time.Duration) []string {
-	b, err := os.ReadFile(l.path)
-	if err != nil {
-		return nil
-	}
-	var old map[string]procRecord
-	if json.Unmarshal(b, &old) != nil {
-		return nil
-	}
-	var (
-		mu  sync.Mutex
-		out []string
-		wg  sync.WaitGroup
-	)
-	for id, r := range old {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if line := reapOne(id, r, defaultGrace); line != "" {
-				mu.Lock()
-				out = append(out, line)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	sort.Strings(out)
-	os.Remove(l.path)
-	return out
 }
 
 // reapOne stops one recorded instance; "" when nothing of it was left.
@@ -170,4 +139,50 @@ func procStart(pid int) (uint64, error) {
 	var v uint64
 	_, err = fmt.Sscan(f[19], &v) // field 22 overall; f[0] is field 3
 	return v, err
+}
+
+// load reads what the previous medic recorded and keeps it as the current
+// record until each entry is adopted (and recorded again) or stopped: a
+// medic that dies during its start leaves an accurate file.
+func (l *leftovers) load() map[string]procRecord {
+	b, err := os.ReadFile(l.path)
+	if err != nil {
+		return nil
+	}
+	var old map[string]procRecord
+	if json.Unmarshal(b, &old) != nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, r := range old {
+		l.m[id] = r
+	}
+	return old
+}
+
+// reapRecords stops, in parallel, the recorded instances no configured
+// instance adopts, and forgets them.
+func (l *leftovers) reapRecords(recs map[string]procRecord, defaultGrace time.Duration) []string {
+	var (
+		mu  sync.Mutex
+		out []string
+		wg  sync.WaitGroup
+	)
+	for id, r := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			line := reapOne(id, r, defaultGrace)
+			l.exited(id)
+			if line != "" {
+				mu.Lock()
+				out = append(out, line)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Strings(out)
+	return out
 }

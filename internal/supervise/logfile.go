@@ -1,28 +1,11 @@
 package supervise
 
-import "sync"
+import "time"
 
-// tail keeps the last n bytes written to it (the stderr evidence of a crash).
-type tail struct {
-	mu  sync.Mutex
-	n   int
-	buf []byte
-}
+// outputTail is how much of the end of an instance's log a crash loop keeps as evidence.
+const outputTail = 4096
 
-func newTail(n int) *tail { return &tail{n: n} }
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.n {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.n:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
-}
+// logCheckEvery is how often the size of a running instance's log is checked
+// for rotation (copy-truncate); the file may exceed max_size by what the
+// instance writes in that time.
+const logCheckEvery = time.Second

@@ -3,32 +3,36 @@ package supervise
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/medic-dev/medic"
 )
 
 // process is one run of an instance's command, in its own process group and,
-// where cgroups can be used, in its own cgroup.
+// where cgroups can be used, in its own cgroup. It is either our child
+// (started) or a process a previous medic started (adopted).
 type process struct {
-	cmd    *exec.Cmd
 	pid    int
 	cg     *cgroup         // nil: tracked by its process group only
-	exited chan medic.Exit // receives once, when the main process ends (from wait(2), no polling)
-	output chan struct{}   // closed when both output pipes reached EOF
+	exited chan medic.Exit // receives once, when the main process ends (wait(2) or pidfd; no polling)
+	pidfd  *os.File        // adopted: the pidfd watched for the exit; nil for a child
 }
 
-// startProcess starts argv in a new process group with stdout and stderr sent
-// to out (and stderr also to errTail). The pipes are our own os.Pipe so that
-// Wait returns when the process exits even if a grandchild keeps them open.
+// startProcess starts argv in a new process group with stdout and stderr
+// written straight to logPath (opened for appending): the instance's output
+// does not pass through medic, so it survives medic's death and a next medic
+// adopts the instance without losing a line. medic rotates the file by
+// copy-truncate (logfile.CopyTruncate).
 //
 // With cg set, the process is born in that cgroup (clone3 with
 // CLONE_INTO_CGROUP), so not even a fork in its first instruction escapes.
-func startProcess(argv, env []string, dir string, cg *cgroup, out io.Writer, errTail io.Writer, now func() time.Time) (*process, error) {
+func startProcess(argv, env []string, dir string, cg *cgroup, logPath string, now func() time.Time) (*process, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("empty command")
 	}
@@ -39,55 +43,87 @@ func startProcess(argv, env []string, dir string, cg *cgroup, out io.Writer, err
 	if path == "" {
 		path = argv[0]
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("stdout pipe: %w", err)
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return nil, fmt.Errorf("create log dir: %w", err)
 	}
-	errR, errW, err := os.Pipe()
+	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, fmt.Errorf("stderr pipe: %w", err)
+		return nil, fmt.Errorf("open instance log: %w", err)
 	}
+	defer out.Close() // the child has its own copy
 	cmd := &exec.Cmd{
 		Path:        path,
 		Args:        argv,
 		Env:         env,
 		Dir:         dir,
-		Stdout:      outW,
-		Stderr:      errW,
+		Stdout:      out,
+		Stderr:      out,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
 	if cg != nil {
 		d, err := cg.dir()
 		if err != nil {
-			outR.Close()
-			outW.Close()
-			errR.Close()
-			errW.Close()
 			return nil, err
 		}
 		defer d.Close()
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(d.Fd())
 	}
-	err = cmd.Start()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
+	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	p := &process{cmd: cmd, pid: cmd.Process.Pid, cg: cg, exited: make(chan medic.Exit, 1), output: make(chan struct{})}
-	copied := make(chan struct{}, 2)
-	go func() { io.Copy(out, outR); outR.Close(); copied <- struct{}{} }()
-	go func() { io.Copy(io.MultiWriter(out, errTail), errR); errR.Close(); copied <- struct{}{} }()
-	go func() { <-copied; <-copied; close(p.output) }()
+	p := &process{pid: cmd.Process.Pid, cg: cg, exited: make(chan medic.Exit, 1)}
 	go func() {
 		err := cmd.Wait()
 		p.exited <- exitOf(cmd.ProcessState, err, now())
 	}()
 	return p, nil
+}
+
+// errNotSame: the recorded pid is gone or now names another process.
+var errNotSame = errors.New("not the recorded process")
+
+// adoptProcess takes over a process a previous medic started: it opens a
+// pidfd, which pins the process, then checks that its start time is the
+// recorded one (a recycled pid is never adopted). Its exit is seen when the
+// pidfd becomes readable; a non-parent cannot read its exit status.
+func adoptProcess(pid int, start uint64, cg *cgroup, now func() time.Time) (*process, error) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return nil, errNotSame
+		}
+		return nil, fmt.Errorf("open pidfd of %d: %w", pid, err)
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	if st, err := procStart(pid); err != nil || st != start {
+		f.Close()
+		return nil, errNotSame
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("watch pidfd of %d: %w", pid, err)
+	}
+	p := &process{pid: pid, cg: cg, exited: make(chan medic.Exit, 1), pidfd: f}
+	go func() {
+		// Read waits in the runtime's poller until the pidfd is readable (the
+		// process exited), or fails once release closes it.
+		err := rc.Read(func(fd uintptr) bool {
+			n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+			return n > 0
+		})
+		if err == nil {
+			p.exited <- medic.Exit{At: now(), Code: -1, Reason: "exited (adopted process: its exit status goes to its parent, not to medic)"}
+		}
+	}()
+	return p, nil
+}
+
+// release stops watching the process without stopping it (medic detaches).
+func (p *process) release() {
+	if p.pidfd != nil {
+		p.pidfd.Close()
+	}
 }
 
 func exitOf(ps *os.ProcessState, err error, at time.Time) medic.Exit {

@@ -3,6 +3,8 @@ package supervise
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -12,16 +14,25 @@ import (
 	"github.com/medic-dev/medic/internal/probe"
 )
 
-// runOnce starts the process, watches it until it ends (crash, failed probe,
-// command or shutdown) and returns how it ended. Probes and the notify socket
-// live exactly as long as the process: a probe of a stopped instance is cancelled.
-func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error) {
+// runOnce starts the process (or takes over an adopted one), watches it
+// until it ends (crash, failed probe, command or shutdown) and returns how it
+// ended. Probes and the notify socket live exactly as long as the process: a
+// probe of a stopped instance is cancelled.
+func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adoption) (outcome, error) {
 	clk := in.env.Clock
 	var notify *notifySocket
 	env := in.spec.Env
+	notifyPath := in.notifyPath()
+	if adopted != nil && adopted.rec.Notify != "" {
+		notifyPath = adopted.rec.Notify // where the adopted process sends its WATCHDOG=1
+	}
 	if in.spec.Notify != nil && (in.spec.Notify.Ready || in.spec.Notify.Watchdog > 0) {
-		ns, err := listenNotify(in.notifyPath())
+		os.MkdirAll(filepath.Dir(notifyPath), 0o755)
+		ns, err := listenNotify(notifyPath)
 		if err != nil {
+			if adopted != nil {
+				adopted.p.release()
+			}
 			return outcome{}, err
 		}
 		defer ns.close()
@@ -31,43 +42,56 @@ func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error
 			env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(w.Microseconds(), 10))
 		}
 	}
-	logw, err := logfile.Open(in.spec.LogPath, in.spec.LogMax, in.spec.LogFiles)
-	if err != nil {
-		return outcome{}, err
-	}
 	in.update(func(s *InstanceStatus) { s.State = medic.StateStarting })
-	in.openCgroup()
-	p, err := startProcess(in.spec.Argv, env, in.spec.Dir, in.cg, logw, in.stderr, clk.Now)
-	if err != nil {
-		logw.Close()
-		return outcome{}, err
-	}
-	defer func() {
-		// Output goroutines end when every holder of the pipes is gone; the
-		// group kill below makes sure that happens.
-		go func() { <-p.output; logw.Close() }()
-	}()
+	var p *process
 	startedAt := clk.Now()
-	in.tracker = in.tracker.Started(startedAt)
-	if in.env.procs != nil {
-		r := procRecord{PGID: p.pid, Signal: signalName(in.spec.StopSignal)[3:], Grace: in.spec.Grace}
-		if in.cg != nil {
-			r.Mount, r.Group = in.cg.mount, in.cg.group
+	if adopted != nil {
+		p = adopted.p
+		if !adopted.rec.StartedAt.IsZero() {
+			startedAt = adopted.rec.StartedAt
 		}
-		in.env.procs.started(in.id.String(), r) // forgotten in finish; kept on --detach
+	} else {
+		in.openCgroup()
+		var err error
+		p, err = startProcess(in.spec.Argv, env, in.spec.Dir, in.cg, in.spec.LogPath, clk.Now)
+		if err != nil {
+			return outcome{}, err
+		}
 	}
-	needNotify := notify != nil && in.spec.Notify.Ready
+	in.tracker = in.tracker.Started(clk.Now())
+	needNotify := notify != nil && in.spec.Notify.Ready && adopted == nil // an adopted process said READY=1 to the last medic
 	hasReadiness := in.spec.Probes.Readiness != nil
+	var restarts int
 	in.update(func(s *InstanceStatus) {
-		if !s.StartedAt.IsZero() {
+		switch {
+		case adopted != nil:
+			s.Restarts = adopted.rec.Restarts
+		case !s.StartedAt.IsZero():
 			s.Restarts++
 		}
-		s.PID, s.StartedAt, s.Since = p.pid, startedAt, startedAt
+		restarts = s.Restarts
+		s.PID, s.StartedAt, s.Since = p.pid, startedAt, clk.Now()
 		s.State, s.Started, s.Ready, s.Notified = medic.StateStarting, false, false, false
 		s.Probes = map[medic.ProbeKind]ProbeStatus{}
 		s.RSSBytes, s.CPU, s.FDs = 0, 0, 0
 	})
-	in.emit(ctx, medic.EventStarted, fmt.Sprintf("started pid %d", p.pid), map[string]string{"pid": strconv.Itoa(p.pid), "port": strconv.Itoa(in.spec.Port)})
+	if in.env.procs != nil {
+		r := procRecord{PGID: p.pid, Signal: signalName(in.spec.StopSignal)[3:], Grace: in.spec.Grace,
+			Spec: in.spec.Hash, StartedAt: startedAt, Restarts: restarts}
+		if notify != nil {
+			r.Notify = notify.path
+		}
+		if p.cg != nil {
+			r.Mount, r.Group = p.cg.mount, p.cg.group
+		}
+		in.env.procs.started(in.id.String(), r) // forgotten in finish; kept on --detach and when medic dies
+	}
+	if adopted != nil {
+		in.emit(ctx, medic.EventAdopted, adopted.reason, map[string]string{"pid": strconv.Itoa(p.pid), "port": strconv.Itoa(in.spec.Port),
+			"started_at": startedAt.UTC().Format(time.RFC3339Nano), "cgroup": in.cgroupName()})
+	} else {
+		in.emit(ctx, medic.EventStarted, fmt.Sprintf("started pid %d", p.pid), map[string]string{"pid": strconv.Itoa(p.pid), "port": strconv.Itoa(in.spec.Port)})
+	}
 	if reply != nil {
 		reply.done <- nil
 	}
@@ -125,8 +149,17 @@ func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error
 		})
 	}
 
+	logCheck := clk.NewTimer(logCheckEvery)
+	defer func() { logCheck.Stop() }()
+
 	for {
 		select {
+		case <-logCheck.C():
+			if _, err := logfile.CopyTruncate(in.spec.LogPath, in.spec.LogMax, in.spec.LogFiles); err != nil {
+				in.env.Logger.Warn("rotate instance log", "instance", in.id, "err", err)
+			}
+			logCheck = clk.NewTimer(logCheckEvery)
+
 		case ex := <-p.exited:
 			stopProbes()
 			in.killLeftovers(p)
@@ -192,6 +225,7 @@ func (in *Instance) runOnce(ctx context.Context, reply *command) (outcome, error
 			stopProbes()
 			actor, cause, retire := stopCause(ctx)
 			if in.env.Detach && !retire {
+				p.release()
 				in.update(func(s *InstanceStatus) { s.Ready = false })
 				return outcome{detach: true}, nil
 			}

@@ -1,6 +1,9 @@
 package supervise
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sort"
@@ -69,6 +72,7 @@ func Resolve(name string, svc *config.Service, baseDir, logDir string) []Spec {
 			argv[j] = expand(a, lookup)
 		}
 		env := os.Environ()
+		inherited := len(env)
 		keys := make([]string, 0, len(svc.Env))
 		for k := range svc.Env {
 			keys = append(keys, k)
@@ -86,6 +90,7 @@ func Resolve(name string, svc *config.Service, baseDir, logDir string) []Spec {
 			Service: name, Index: i, Argv: argv, Env: env, Dir: dir, Port: port, Policy: pol,
 			StopSignal: parseSignal(svc.Stop.Signal), Grace: svc.Stop.Grace.D(), Probes: svc.Probes, Notify: svc.Notify,
 			LogPath: filepath.Join(logDir, name+"-"+strconv.Itoa(i)+".log"), LogMax: int64(svc.Logs.MaxSize), LogFiles: maxFiles,
+			Hash: specHash(argv, env[inherited:], dir, port),
 		})
 	}
 	return out
@@ -124,4 +129,18 @@ func isName(s string) bool {
 		}
 	}
 	return true
+}
+
+// specHash names what an instance's process was started with — the command,
+// the environment the config sets, the directory and the port; not medic's
+// own environment — so that a next medic adopts a running process only if the
+// config still asks for the same one.
+func specHash(argv, env []string, dir string, port int) string {
+	b, _ := json.Marshal(struct {
+		Argv, Env []string
+		Dir       string
+		Port      int
+	}{argv, env, dir, port})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -141,13 +140,8 @@ func (s *Supervisor) newInstance(spec Spec, deps []string) *Instance {
 // once every process is stopped and every goroutine has ended.
 func (s *Supervisor) Serve(ctx context.Context) error {
 	base := context.WithoutCancel(ctx) // services are stopped explicitly, in order
-	if s.procs != nil && !s.env.Detach {
-		for _, line := range s.procs.reap(10 * time.Second) {
-			s.env.Logger.Warn(line)
-			if s.env.Emit != nil {
-				s.env.Emit(ctx, medic.Event{Time: s.env.Clock.Now(), Kind: medic.EventLeftover, Target: strings.SplitN(line, ":", 2)[0], Actor: "supervisor", Reason: line})
-			}
-		}
+	if s.procs != nil {
+		s.adoptOrReap(ctx)
 	}
 	s.mu.Lock()
 	s.root, s.started = base, true

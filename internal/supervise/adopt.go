@@ -1,0 +1,150 @@
+package supervise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/medic-dev/medic"
+)
+
+// Ownership across medic's lifetimes: a medic owns the processes it started
+// and records each (pid, start time, cgroup, spec hash) in processes.json in
+// the data dir. When it dies (crash, SIGKILL, upgrade) the processes keep
+// running: their output goes straight to their log files, their cgroups are
+// not medic's. The next medic on the same data dir reads the record and, for
+// each configured instance, adopts the recorded process if it is the same one
+// (pidfd opened, then the start time checked: a recycled pid is never
+// adopted) and the config still asks for the same command, environment,
+// directory and port; otherwise it stops what is left of it (every process of
+// its cgroup) within the instance's grace and starts a new one. Recorded
+// instances that are no longer configured are stopped in parallel, each
+// within its grace. Every adoption and every stop is an audited event with
+// its reason.
+
+// adoption is a process a previous medic started, verified and taken over.
+type adoption struct {
+	p      *process
+	rec    procRecord
+	reason string
+}
+
+// tryAdopt verifies the recorded process of this instance and takes it over;
+// it returns nil (after stopping whatever was left of the old run) when the
+// instance must be started anew.
+func (in *Instance) tryAdopt(ctx context.Context, rec procRecord) *adoption {
+	var cg *cgroup
+	if rec.Group != "" {
+		if c, err := loadCgroup(rec.Mount, rec.Group); err == nil {
+			cg = c
+		}
+	}
+	leftover := func(why string) *adoption {
+		line := reapOne(in.id.String(), rec, in.spec.Grace)
+		if in.env.procs != nil {
+			in.env.procs.exited(in.id.String())
+		}
+		if line != "" {
+			in.env.Logger.Warn(line, "why", why)
+			in.emit(ctx, medic.EventLeftover, fmt.Sprintf("not adopted (%s): %s", why, line), map[string]string{"pid": strconv.Itoa(rec.PGID)})
+		}
+		return nil
+	}
+	if rec.Spec == "" || rec.Spec != in.spec.Hash {
+		return leftover("the config asks for another command, environment, directory or port")
+	}
+	p, err := adoptProcess(rec.PGID, rec.Start, cg, in.env.Clock.Now)
+	if err != nil {
+		if !errors.Is(err, errNotSame) {
+			in.env.Logger.Warn("adopt", "instance", in.id, "err", err)
+		}
+		return leftover("the recorded process is gone")
+	}
+	if cg != nil {
+		in.cg = cg
+	}
+	up := in.env.Clock.Now().Sub(rec.StartedAt).Round(time.Millisecond)
+	return &adoption{p: p, rec: rec, reason: fmt.Sprintf("adopted pid %d left running by a previous medic: same process (pidfd, start time) and same config; up %v", rec.PGID, up)}
+}
+
+// adoptOrReap hands each configured instance the record of its last run and
+// stops, in parallel, the recorded instances that are no longer configured
+// and any process in this medic's cgroups that belongs to none of them.
+func (s *Supervisor) adoptOrReap(ctx context.Context) {
+	recs := s.procs.load()
+	configured := map[string]*Instance{}
+	for _, in := range s.Instances() {
+		configured[in.id.String()] = in
+	}
+	orphans := map[string]procRecord{}
+	for id, r := range recs {
+		if in := configured[id]; in != nil {
+			r := r
+			in.adopt = &r
+			continue
+		}
+		orphans[id] = r
+	}
+	lines := s.procs.reapRecords(orphans, 10*time.Second)
+	lines = append(lines, s.sweepCgroups(configured)...)
+	for _, line := range lines {
+		s.env.Logger.Warn(line)
+		if s.env.Emit != nil {
+			id, _, _ := strings.Cut(line, ":")
+			s.env.Emit(ctx, medic.Event{Time: s.env.Clock.Now(), Kind: medic.EventLeftover, Target: id, Actor: "supervisor",
+				Reason: line + "; it belongs to no configured instance"})
+		}
+	}
+}
+
+// sweepCgroups kills, in parallel, the processes of cgroups under this
+// medic's parent group that belong to no configured instance (a crashed
+// medic that could not write its record leaves them).
+func (s *Supervisor) sweepCgroups(configured map[string]*Instance) []string {
+	t := s.env.cgroups
+	if t == nil {
+		return nil
+	}
+	ents, err := os.ReadDir(filepath.Join(t.mount, t.group))
+	if err != nil {
+		return nil
+	}
+	names := map[string]bool{}
+	for _, in := range configured {
+		names[fmt.Sprintf("%s.%d", in.spec.Service, in.spec.Index)] = true
+	}
+	var (
+		mu  sync.Mutex
+		out []string
+		wg  sync.WaitGroup
+	)
+	for _, e := range ents {
+		if !e.IsDir() || names[e.Name()] {
+			continue
+		}
+		cg, err := loadCgroup(t.mount, t.group+"/"+e.Name())
+		if err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := len(cg.pids())
+			if n > 0 {
+				cg.kill(time.Second)
+				mu.Lock()
+				out = append(out, fmt.Sprintf("%s: killed %d unrecorded processes of cgroup %s", e.Name(), n, cg.group))
+				mu.Unlock()
+			}
+			cg.remove()
+		}()
+	}
+	wg.Wait()
+	return out
+}
