@@ -192,4 +192,3 @@ services:
 		t.Fatalf("processes left after medic stopped: %v", left)
 	}
 }
-
