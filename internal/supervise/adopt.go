@@ -82,17 +82,18 @@ func (s *Supervisor) adoptOrReap(ctx context.Context) {
 	for _, in := range s.Instances() {
 		configured[in.id.String()] = in
 	}
-	orphans := map[string]procRecord{}
+	orphans, keep := map[string]procRecord{}, map[string]bool{}
 	for id, r := range recs {
 		if in := configured[id]; in != nil {
 			r := r
 			in.adopt = &r
+			keep[r.Group] = true
 			continue
 		}
 		orphans[id] = r
 	}
 	lines := s.procs.reapRecords(orphans, 10*time.Second)
-	lines = append(lines, s.sweepCgroups(configured)...)
+	lines = append(lines, s.sweepCgroups(keep)...)
 	for _, line := range lines {
 		s.env.Logger.Warn(line)
 		if s.env.Emit != nil {
@@ -103,10 +104,11 @@ func (s *Supervisor) adoptOrReap(ctx context.Context) {
 	}
 }
 
-// sweepCgroups kills, in parallel, the processes of cgroups under this
-// medic's parent group that belong to no configured instance (a crashed
-// medic that could not write its record leaves them).
-func (s *Supervisor) sweepCgroups(configured map[string]*Instance) []string {
+// sweepCgroups kills, in parallel, the processes of every cgroup under this
+// medic's parent group that is not the recorded cgroup of a configured
+// instance (a crashed medic that could not write its record leaves them),
+// and removes the cgroups.
+func (s *Supervisor) sweepCgroups(keep map[string]bool) []string {
 	t := s.env.cgroups
 	if t == nil {
 		return nil
@@ -115,20 +117,17 @@ func (s *Supervisor) sweepCgroups(configured map[string]*Instance) []string {
 	if err != nil {
 		return nil
 	}
-	names := map[string]bool{}
-	for _, in := range configured {
-		names[fmt.Sprintf("%s.%d", in.spec.Service, in.spec.Index)] = true
-	}
 	var (
 		mu  sync.Mutex
 		out []string
 		wg  sync.WaitGroup
 	)
 	for _, e := range ents {
-		if !e.IsDir() || names[e.Name()] {
+		group := t.group + "/" + e.Name()
+		if !e.IsDir() || keep[group] {
 			continue
 		}
-		cg, err := loadCgroup(t.mount, t.group+"/"+e.Name())
+		cg, err := loadCgroup(t.mount, group)
 		if err != nil {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,4 +161,31 @@ func recordedPID(t *testing.T, b []byte, id string) int {
 		t.Fatalf("record %s: %v", b, err)
 	}
 	return m[id].PGID
+}
+
+// A process group frozen with SIGSTOP (the hang drill) is stopped by the
+// liveness probe; the next process, started in the same cgroup, must live.
+func TestRestartAfterStoppedGroupLives(t *testing.T) {
+	requireCgroups(t)
+	dir := t.TempDir()
+	svc := service(fmt.Sprintf(`echo $$ > %s/pid.$$; exec sleep 300`, dir))
+	svc.Stop.Grace = dur(100 * time.Millisecond)
+	svc.Probes.Liveness = execProbe(fmt.Sprintf(`! test -f %s/hang`, dir), 30*time.Millisecond, 2)
+	s, _ := start(t, map[string]*config.Service{"web": svc}, nil)
+	eventually(t, 15*time.Second, "instance running", func() bool { return instance(s, "web", 0).State == medic.StateRunning })
+	first := instance(s, "web", 0).PID
+	syscall.Kill(-first, syscall.SIGSTOP)
+	os.WriteFile(filepath.Join(dir, "hang"), nil, 0o644)
+	eventually(t, 10*time.Second, "liveness restart", func() bool { return instance(s, "web", 0).Restarts >= 1 })
+	os.Remove(filepath.Join(dir, "hang"))
+	var second int
+	eventually(t, 10*time.Second, "new process running", func() bool {
+		st := instance(s, "web", 0)
+		second = st.PID
+		return st.State == medic.StateRunning && st.PID != 0 && st.PID != first
+	})
+	time.Sleep(500 * time.Millisecond)
+	if st := instance(s, "web", 0); st.PID != second || !alive(second) {
+		t.Fatalf("the process after the restart died: pid %d (was %d), %d restarts, last exit %+v", st.PID, second, st.Restarts, st.LastExit)
+	}
 }

@@ -236,20 +236,20 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 	}
 }
 
-// openCgroup creates the instance's cgroup on its first start; without one
-// (cgroups unusable, or the creation failed) the process group is the bound.
+// openCgroup creates a fresh cgroup for the next run of the instance; without
+// one (cgroups unusable, or the creation failed) the process group is the
+// bound. Each run gets its own: a process cloned into a cgroup that was once
+// killed through cgroup.kill is SIGKILLed at birth by some kernels (seen on
+// 6.18), and an empty fresh cgroup needs no check for leftovers.
 func (in *Instance) openCgroup() {
 	if in.cg != nil || in.env.cgroups == nil {
 		return
 	}
-	cg, err := in.env.cgroups.instance(fmt.Sprintf("%s.%d", in.spec.Service, in.spec.Index))
+	name := fmt.Sprintf("%s.%d.%s", in.spec.Service, in.spec.Index, strconv.FormatInt(time.Now().UnixNano(), 36))
+	cg, err := in.env.cgroups.instance(name)
 	if err != nil {
 		in.env.Logger.Warn("instance runs without its own cgroup", "instance", in.id, "err", err)
 		return
-	}
-	if cg.populated() { // a process nobody recorded (a crashed medic that could not write its record)
-		in.env.Logger.Warn("killing unrecorded processes in the instance's cgroup", "instance", in.id, "cgroup", cg.group)
-		cg.kill(time.Second)
 	}
 	in.cg = cg
 }
@@ -318,11 +318,21 @@ func (in *Instance) stopProcessAs(ctx context.Context, p *process, actor, reason
 // killLeftovers SIGKILLs any process left in the cgroup (or, without one, in
 // the process group) after the main process ended, so that no orphaned
 // grandchild or setsid escapee keeps the port or the pipes.
+//
+// The run's cgroup is removed with it: the next run gets a fresh one.
 func (in *Instance) killLeftovers(p *process) {
 	if p.leftoversAlive() {
 		in.env.Logger.Warn("killing leftover processes of the instance", "instance", in.id, "pgid", p.pid, "cgroup", in.cgroupName())
 		if err := p.killAll(); err != nil {
 			in.env.Logger.Warn("kill leftovers", "instance", in.id, "err", err)
+		}
+	}
+	if p.cg != nil {
+		if err := p.cg.remove(); err != nil {
+			in.env.Logger.Warn("remove the cgroup of a finished run", "instance", in.id, "err", err)
+		}
+		if in.cg == p.cg {
+			in.cg = nil
 		}
 	}
 }
