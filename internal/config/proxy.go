@@ -16,6 +16,12 @@ type Proxy struct {
 	// and rate limits. tcp: each connection is spliced to one ready instance
 	// (PostgreSQL, Redis); only connect_timeout, retries.max, outlier and drain_timeout apply.
 	Mode string `yaml:"mode" json:"mode,omitempty" jsonschema:"enum=http,enum=tcp"`
+	// http mode: which code moves the bytes. fast (default): a purpose-built HTTP/1.1 path on
+	// fasthttp's server with kept-alive upstream connections and no goroutine per request;
+	// upgrades (WebSocket), event streams, chunked request bodies and bodies over
+	// retries.max_body still take the net/http path on the same listener. net_http: net/http's
+	// server and ReverseProxy for every request. Both make the same decisions.
+	DataPlane string `yaml:"data_plane" json:"data_plane,omitempty" jsonschema:"enum=fast,enum=net_http"`
 	// Time to open a connection to one instance before trying another. Default 1s.
 	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout,omitempty"`
 	// Time one try may wait for the response headers before it is cut (and retried on
@@ -120,10 +126,19 @@ const (
 	ProxyModeTCP  = "tcp"
 )
 
+// Proxy data planes (http mode).
+const (
+	ProxyDataPlaneFast    = "fast"
+	ProxyDataPlaneNetHTTP = "net_http"
+)
+
 // SetDefaults fills every unset field with its documented default.
 func (p *Proxy) SetDefaults() {
 	if p.Mode == "" {
 		p.Mode = ProxyModeHTTP
+	}
+	if p.DataPlane == "" {
+		p.DataPlane = ProxyDataPlaneFast
 	}
 	proxyDefaultDur(&p.ConnectTimeout, 1e9)
 	proxyDefaultDur(&p.TryTimeout, 5e9)
@@ -185,6 +200,9 @@ func (p *Proxy) Validate() []FieldIssue {
 		bad("listen", "port %q is not a number from 0 to 65535", port)
 	} else if host != "" && net.ParseIP(host) == nil && host != "localhost" {
 		bad("listen", "host %q must be an IP address or localhost", host)
+	}
+	if p.DataPlane != ProxyDataPlaneFast && p.DataPlane != ProxyDataPlaneNetHTTP {
+		bad("data_plane", "must be fast or net_http, not %q", p.DataPlane)
 	}
 	if p.Mode != ProxyModeHTTP && p.Mode != ProxyModeTCP {
 		bad("mode", "must be http or tcp, not %q", p.Mode)

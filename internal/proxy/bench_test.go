@@ -1,9 +1,17 @@
 package proxy_test
 
 import (
+	"bufio"
+	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
+
+	"github.com/medic-dev/medic/internal/config"
 )
 
 // BenchmarkProxyGET measures one proxied GET over keep-alive connections
@@ -29,4 +37,122 @@ func BenchmarkProxyGET(b *testing.B) {
 			res.Body.Close()
 		}
 	})
+}
+
+// BenchmarkHotPath measures the proxy alone on its hot path: a GET with a
+// small response over a kept-alive connection, on each data plane. The
+// client and the instance are raw sockets that allocate nothing, so
+// allocs/op is the proxy's own (go test -bench HotPath -benchmem ./internal/proxy).
+func BenchmarkHotPath(b *testing.B) {
+	for _, plane := range []string{config.ProxyDataPlaneFast, config.ProxyDataPlaneNetHTTP} {
+		b.Run(plane, func(b *testing.B) {
+			cfg := baseConfig()
+			cfg.DataPlane = plane
+			h := mustStartLog(b, cfg, nil, slog.New(slog.DiscardHandler)) // the access log costs what logging costs
+			h.p.SetBackend("web/0", rawBackend(b), true)
+			conn, err := net.Dial("tcp", h.p.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			req := []byte("GET /hot HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+			br := bufio.NewReaderSize(conn, 4096)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := conn.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				if err := readRawResponse(br); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// rawResponse is what rawBackend answers to every request.
+var rawResponse = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n")
+
+// rawBackend is an HTTP/1.1 instance that reads request headers (no bodies)
+// and answers rawResponse, allocating nothing per request.
+func rawBackend(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 4096)
+				for {
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+					}
+					if _, err := c.Write(rawResponse); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	tb.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// readRawResponse reads one response with a Content-Length body.
+func readRawResponse(br *bufio.Reader) error {
+	n := -1
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if len(line) > 16 && (line[0] == 'C' || line[0] == 'c') && strings.EqualFold(string(line[:15]), "Content-Length:") {
+			n = 0
+			for _, c := range line[15:] {
+				if c >= '0' && c <= '9' {
+					n = n*10 + int(c-'0')
+				}
+			}
+		}
+	}
+	if n < 0 {
+		return errors.New("response without Content-Length")
+	}
+	_, err := br.Discard(n)
+	return err
 }

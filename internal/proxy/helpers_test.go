@@ -65,10 +65,17 @@ func baseConfig() config.Proxy {
 // mustStart creates and serves a proxy; clk may be nil.
 func mustStart(t testing.TB, cfg config.Proxy, clk clock.Clock) *harness {
 	t.Helper()
+	return mustStartLog(t, cfg, clk, nil)
+}
+
+// mustStartLog is mustStart with an access log (nil: the JSON logs of the harness).
+func mustStartLog(t testing.TB, cfg config.Proxy, clk clock.Clock, access *slog.Logger) *harness {
+	t.Helper()
 	logs := &syncBuffer{}
 	p, err := proxy.New(proxy.Options{
 		Service: "web", Config: &cfg, Clock: clk,
-		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		Logger:    slog.New(slog.NewJSONHandler(logs, nil)),
+		AccessLog: access,
 	})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
@@ -84,7 +85,14 @@ type Proxy struct {
 
 	requests, errors, retries, shed, rateLimited atomic.Uint64
 	served                                       atomic.Bool
+
+	// The fast HTTP/1.1 plane (data_plane: fast): its upstream connections,
+	// and the listener through which it hands connections to the net/http plane.
+	fast    bool
+	up      *upstreams
+	handoff *handoff
 }
+
 
 // New checks the configuration and binds the listen address, so that a port
 // in use fails here rather than in Serve. The caller must call Serve, or
@@ -118,6 +126,8 @@ func New(o Options) (*Proxy, error) {
 		dialer:     net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second},
 	}
 	p.pool = p.d.pool
+	p.fast = cfg.Mode == config.ProxyModeHTTP && cfg.DataPlane == config.ProxyDataPlaneFast
+	p.up = newUpstreams(&p.dialer)
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -193,6 +203,7 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	}
 	defer p.m.deleteService()
 	defer p.transport.CloseIdleConnections()
+	defer p.up.closeIdle(true)
 	if p.cfg.Mode == config.ProxyModeTCP {
 		return p.serveTCP(ctx)
 	}
@@ -215,20 +226,58 @@ func (p *Proxy) serveHTTP(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
+	var ln net.Listener = p.ln
+	var fast *fasthttp.Server
+	var fastConns connSet
+	var fastErr chan error // nil without the fast plane: never ready
+	if p.fast {
+		fastErr = make(chan error, 1)
+		p.handoff = newHandoff(p.ln.Addr())
+		ln = p.handoff
+		fast = p.newFastServer()
+		fast.ConnState = func(c net.Conn, st fasthttp.ConnState) {
+			fastConns.track(c, st)
+			p.ln.ConnState(c, httpConnState(st)) // the connection guard may evict idle connections
+		}
+		h := fast.Handler
+		fast.Handler = func(c *fasthttp.RequestCtx) {
+			handlers.Add(1)
+			defer handlers.Done()
+			h(c)
+		}
+		go func() { fastErr <- fast.Serve(p.ln) }()
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(p.ln) }()
-	p.log.Info("proxy serving", "listen", p.ln.Addr().String(), "mode", p.cfg.Mode)
+	go func() { errc <- srv.Serve(ln) }()
+	p.log.Info("proxy serving", "listen", p.ln.Addr().String(), "mode", p.cfg.Mode, "data_plane", p.cfg.DataPlane)
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
+	case serveErr = <-fastErr:
+		if serveErr == nil {
+			serveErr = errors.New("fast data plane stopped")
+		}
+		fastErr <- nil
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	t := p.clock.AfterFunc(p.cfg.DrainTimeout.D(), cancel)
+	drained := true
+	if fast != nil {
+		if err := fast.ShutdownWithContext(sctx); err != nil {
+			drained = false
+			fastConns.closeAll()
+		}
+	}
+	// With the fast plane, this closes the hand-off listener too; a
+	// hand-off still waiting is then refused and its connection closed.
 	if err := srv.Shutdown(sctx); err != nil {
-		p.log.Warn("proxy drain timed out; cutting in-flight requests", "drain_timeout", p.cfg.DrainTimeout.D())
+		drained = false
 		_ = srv.Close()
+	}
+	if !drained {
+		p.log.Warn("proxy drain timed out; cutting in-flight requests", "drain_timeout", p.cfg.DrainTimeout.D())
 	}
 	t.Stop()
 	cancel()
@@ -237,10 +286,57 @@ func (p *Proxy) serveHTTP(ctx context.Context) error {
 	if serveErr == nil {
 		serveErr = <-errc
 	}
+	if fastErr != nil {
+		<-fastErr // after Shutdown, its error only says the listener is closed
+	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("proxy %s: serve %s: %w", p.service, p.ln.Addr(), serveErr)
 	}
 	return nil
+}
+
+// connSet tracks the fast plane's client connections, so that a drain
+// that runs out of time can cut them (fasthttp's Shutdown only waits).
+type connSet struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (s *connSet) track(c net.Conn, st fasthttp.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch st {
+	case fasthttp.StateNew:
+		if s.conns == nil {
+			s.conns = map[net.Conn]struct{}{}
+		}
+		s.conns[c] = struct{}{}
+	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		delete(s.conns, c)
+	}
+}
+
+// httpConnState is st as net/http names it.
+func httpConnState(st fasthttp.ConnState) http.ConnState {
+	switch st {
+	case fasthttp.StateActive:
+		return http.StateActive
+	case fasthttp.StateIdle:
+		return http.StateIdle
+	case fasthttp.StateHijacked:
+		return http.StateHijacked
+	case fasthttp.StateClosed:
+		return http.StateClosed
+	}
+	return http.StateNew
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
 }
 
 // SetBackend adds or updates instance id at addr (host:port). It is called on

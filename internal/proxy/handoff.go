@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+)
+
+// handoff is the net/http plane's listener when the fast plane serves the
+// proxy's socket: it yields the connections the fast plane hands over.
+type handoff struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newHandoff(addr net.Addr) *handoff {
+	return &handoff{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (h *handoff) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.conns:
+		return c, nil
+	case <-h.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (h *handoff) Close() error {
+	h.once.Do(func() { close(h.done) })
+	return nil
+}
+
+func (h *handoff) Addr() net.Addr { return h.addr }
+
+// handOff gives the connection of a request the fast plane does not take
+// to the net/http plane, which reads the request again from its header
+// (rebuilt from what fasthttp parsed) and serves the connection until it
+// closes. The body has not been read: a body of known length comes from
+// fasthttp's request stream (bytes it read ahead, then the socket), a
+// chunked one straight from the socket.
+func (p *Proxy) handOff(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Request.Header
+	var head bytes.Buffer
+	head.Write(h.Method())
+	head.WriteByte(' ')
+	head.Write(h.RequestURI())
+	head.WriteByte(' ')
+	head.Write(h.Protocol())
+	head.WriteString("\r\n")
+	for k, v := range h.AllInOrder() {
+		if equalFold(k, strExpect) { // this hop already answered 100 Continue
+			continue
+		}
+		head.Write(k)
+		head.WriteString(": ")
+		head.Write(v)
+		head.WriteString("\r\n")
+	}
+	head.WriteString("\r\n")
+	var body io.Reader = bytes.NewReader(nil)
+	if h.ContentLength() > 0 {
+		body = ctx.RequestBodyStream()
+	}
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		closed := make(chan struct{})
+		hc := &handedConn{Conn: c, r: io.MultiReader(&head, body, c), closed: closed}
+		select {
+		case p.handoff.conns <- hc:
+		case <-p.handoff.done:
+			return
+		}
+		// The request stream (and fasthttp's context behind it) must live
+		// until the net/http plane is done with the connection.
+		<-closed
+	})
+}
+
+// handedConn is a connection handed to the net/http plane: it reads the
+// rebuilt request first, and tells the fast plane when it is closed.
+type handedConn struct {
+	net.Conn
+	r      io.Reader
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (c *handedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+func (c *handedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { close(c.closed) })
+	return err
+}

@@ -1,0 +1,257 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http/httputil"
+	"sync"
+	"time"
+)
+
+// upstreams are the fast data plane's keep-alive connections, one idle
+// stack per instance address. A try takes a connection, writes the request
+// and reads the response on the calling goroutine: no goroutine per
+// connection or per request, unlike net/http's Transport (a read and a
+// write loop per connection, and a hand-off through channels per request).
+type upstreams struct {
+	dialer  *net.Dialer
+	maxIdle int           // idle connections kept per address
+	idleFor time.Duration // an idle connection older than this is closed, not reused
+
+	mu     sync.Mutex
+	byAddr map[string]*idleConns
+	closed bool
+}
+
+// Bounds of the fast data plane's upstream side.
+const (
+	// upstreamMaxIdle matches the net/http path's MaxIdleConnsPerHost.
+	upstreamMaxIdle = 256
+	// upstreamIdleFor is shorter than the usual keep-alive timeouts of
+	// servers (Go's net/http: none; nginx 75 s; Node 5 s is the exception,
+	// covered by the one fresh retry of a stale connection), like net/http's 90 s.
+	upstreamIdleFor = 90 * time.Second
+	// upstreamBufSize bounds the response header an instance may send, and
+	// is the read and write buffer of each connection (HAProxy's bufsize is 16 KiB).
+	upstreamBufSize = 32 << 10
+)
+
+type idleConns struct {
+	conns []*upConn
+}
+
+// upConn is one keep-alive connection to an instance.
+type upConn struct {
+	net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+	addr   string
+}
+
+func newUpstreams(d *net.Dialer) *upstreams {
+	return &upstreams{dialer: d, maxIdle: upstreamMaxIdle, idleFor: upstreamIdleFor, byAddr: map[string]*idleConns{}}
+}
+
+// get returns an idle connection to addr (reused) or dials a new one.
+func (u *upstreams) get(ctx context.Context, addr string, now time.Time) (c *upConn, reused bool, err error) {
+	u.mu.Lock()
+	if ic := u.byAddr[addr]; ic != nil {
+		for n := len(ic.conns); n > 0; n = len(ic.conns) {
+			c = ic.conns[n-1]
+			ic.conns[n-1] = nil
+			ic.conns = ic.conns[:n-1]
+			if now.Sub(c.idleAt) < u.idleFor {
+				u.mu.Unlock()
+				return c, true, nil
+			}
+			_ = c.Close()
+		}
+	}
+	u.mu.Unlock()
+	c, err = u.dial(ctx, addr)
+	return c, false, err
+}
+
+func (u *upstreams) dial(ctx context.Context, addr string) (*upConn, error) {
+	nc, err := u.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &upConn{Conn: nc, br: bufio.NewReaderSize(nc, upstreamBufSize), bw: bufio.NewWriterSize(nc, upstreamBufSize), addr: addr}, nil
+}
+
+// put returns a connection whose last exchange ended cleanly.
+func (u *upstreams) put(c *upConn, now time.Time) {
+	if c.br.Buffered() > 0 { // bytes past the response: the instance broke framing
+		_ = c.Close()
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	c.idleAt = now
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	ic := u.byAddr[c.addr]
+	if ic == nil {
+		ic = &idleConns{}
+		u.byAddr[c.addr] = ic
+	}
+	if u.closed || len(ic.conns) >= u.maxIdle {
+		_ = c.Close()
+		return
+	}
+	ic.conns = append(ic.conns, c)
+}
+
+// closeIdle closes every idle connection; with stop, later puts close theirs.
+func (u *upstreams) closeIdle(stop bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closed = u.closed || stop
+	for addr, ic := range u.byAddr {
+		for _, c := range ic.conns {
+			_ = c.Close()
+		}
+		delete(u.byAddr, addr)
+	}
+}
+
+// Errors of the fast data plane's tries.
+var (
+	errStale         = errors.New("proxy: reused connection closed by the instance before answering")
+	errUpstreamFrame = errors.New("proxy: the instance's response is not valid HTTP/1.1")
+)
+
+// bodyReader streams a response body that was not buffered, then hands its
+// connection back (when the body ended cleanly) or closes it, and ends the
+// try's outstanding count. fasthttp's server closes it after writing the body.
+type bodyReader struct {
+	r       io.Reader
+	c       *upConn
+	chunked bool
+	eof     bool
+	release func(c *upConn, clean bool)
+	once    sync.Once
+}
+
+func newBodyReader(c *upConn, contentLength int, release func(*upConn, bool)) *bodyReader {
+	br := &bodyReader{c: c, release: release}
+	switch {
+	case contentLength >= 0:
+		br.r = io.LimitReader(c.br, int64(contentLength))
+	case contentLength == -1: // chunked
+		br.r, br.chunked = httputil.NewChunkedReader(c.br), true
+	default: // -2: until the instance closes the connection
+		br.r = c.br
+	}
+	return br
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+// Close ends the body. A chunked body's trailer section is read and
+// dropped (the fast path does not forward trailers; the net/http path does).
+func (b *bodyReader) Close() error {
+	b.once.Do(func() {
+		clean := b.eof
+		if clean && b.chunked {
+			clean = skipTrailers(b.c.br) == nil
+		}
+		if _, ok := b.r.(*bufio.Reader); ok {
+			clean = false // delimited by the connection's end: it cannot be reused
+		}
+		b.release(b.c, clean)
+	})
+	return nil
+}
+
+// skipTrailers reads a chunked body's trailer section up to its empty line.
+func skipTrailers(br *bufio.Reader) error {
+	for range 64 {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
+			return nil
+		}
+	}
+	return errUpstreamFrame
+}
+
+// hopHeaders are the connection's own headers, never forwarded (RFC 9110
+// §7.6.1, as net/http's ReverseProxy).
+var hopHeaders = [][]byte{
+	[]byte("Connection"), []byte("Proxy-Connection"), []byte("Keep-Alive"), []byte("Proxy-Authenticate"),
+	[]byte("Proxy-Authorization"), []byte("Te"), []byte("Trailer"), []byte("Transfer-Encoding"), []byte("Upgrade"),
+}
+
+func isHop(key []byte) bool {
+	for _, h := range hopHeaders {
+		if equalFold(key, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// equalFold compares ASCII header names without allocating.
+func equalFold(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// connectionListed reports whether key is named by a Connection header value v.
+func connectionListed(v, key []byte) bool {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		tok := trimOWS(v[:i])
+		if equalFold(tok, key) {
+			return true
+		}
+		if i == len(v) {
+			break
+		}
+		v = v[i+1:]
+	}
+	return false
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// noBodyStatus reports statuses that never carry a body.
+func noBodyStatus(s int) bool { return s < 200 || s == 204 || s == 304 }
