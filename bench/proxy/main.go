@@ -63,7 +63,7 @@ func main() {
 		duration   = flag.Duration("duration", 20*time.Second, "length of the events run")
 		tryTimeout = flag.Duration("try-timeout", 250*time.Millisecond, "per-try (and connect) timeout, the same for every proxy")
 		deadline   = flag.Duration("deadline", 15*time.Minute, "the whole run is cut after this")
-		repeat     = flag.Int("repeat", 1, "run the events scenario this many times (peers interleaved)")
+		repeat     = flag.Int("repeat", 1, "run the events and overhead scenarios this many times (peers interleaved)")
 		tolerance  = flag.Float64("medic-shed-tolerance", 0, "medic's shed.tolerance (0: its default)")
 	)
 	flag.Parse()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -61,18 +62,44 @@ func (r *report) markdown() string {
 
 	if len(r.overhead) > 0 {
 		p("## Overhead: healthy instances, %d connections for 10 s\n\n", r.b.conns)
-		var direct, haproxy overheadRow
+		rounds := 0
 		for _, o := range r.overhead {
-			switch o.target {
-			case "direct":
-				direct = o
-			case "haproxy":
-				haproxy = o
-			}
+			rounds = max(rounds, o.round)
 		}
-		p("| target | req/s | p50 ms | p99 ms | errors | proxy CPU s | req per proxy CPU-s | req/s vs direct | req/s vs HAProxy | req per CPU-s vs HAProxy |\n")
-		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		if rounds > 1 {
+			p("Medians of %d rounds (targets interleaved in each round); ratios are taken within each round, then the median.\n\n", rounds)
+			p("| target | req/s | p99 ms | req per proxy CPU-s | req/s vs HAProxy | req per CPU-s vs HAProxy | p99 vs HAProxy |\n")
+			p("|---|---:|---:|---:|---:|---:|---:|\n")
+			for _, target := range append([]string{"direct"}, r.b.peers...) {
+				var rps, p99, perCPU, vsH, cpuVsH, p99VsH []float64
+				for round := 1; round <= rounds; round++ {
+					o, h, ok := roundRows(r.overhead, round, target)
+					if !ok {
+						continue
+					}
+					rps = append(rps, o.s.perSec)
+					p99 = append(p99, o.s.p99.Seconds()*1000)
+					if h.s.perSec > 0 {
+						vsH = append(vsH, o.s.perSec/h.s.perSec)
+						p99VsH = append(p99VsH, o.s.p99.Seconds()/h.s.p99.Seconds())
+					}
+					if o.cpu > 0 {
+						perCPU = append(perCPU, float64(o.s.n)/o.cpu)
+						if h.cpu > 0 {
+							cpuVsH = append(cpuVsH, (float64(o.s.n)/o.cpu)/(float64(h.s.n)/h.cpu))
+						}
+					}
+				}
+				p("| %s | %s | %s | %s | %s | %s | %s |\n", target, median(rps, "%.0f"), median(p99, "%.1f"), median(perCPU, "%.0f"),
+					median(vsH, "%.2f"), median(cpuVsH, "%.2f"), median(p99VsH, "%.2f"))
+			}
+			p("\nEvery round:\n\n")
+		}
+		p("| target | round | req/s | p50 ms | p99 ms | errors | proxy CPU s | req per proxy CPU-s | req/s vs direct | req/s vs HAProxy | req per CPU-s vs HAProxy |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, o := range r.overhead {
+			direct, _, _ := roundRows(r.overhead, o.round, "direct")
+			_, haproxy, _ := roundRows(r.overhead, o.round, o.target)
 			perCPU, vsH := "–", "–"
 			if o.cpu > 0 {
 				perCPU = fmt.Sprintf("%.0f", float64(o.s.n)/o.cpu)
@@ -80,7 +107,7 @@ func (r *report) markdown() string {
 					vsH = fmt.Sprintf("%.2f", (float64(o.s.n)/o.cpu)/(float64(haproxy.s.n)/haproxy.cpu))
 				}
 			}
-			p("| %s | %.0f | %s | %s | %d | %s | %s | %s | %s | %s |\n", o.target, o.s.perSec, ms(o.s.p50), ms(o.s.p99), o.s.errors(),
+			p("| %s | %d | %.0f | %s | %s | %d | %s | %s | %s | %s | %s |\n", o.target, max(o.round, 1), o.s.perSec, ms(o.s.p50), ms(o.s.p99), o.s.errors(),
 				cpuCell(o.cpu), perCPU, ratio(o.s.perSec, direct.s.perSec), ratio(o.s.perSec, haproxy.s.perSec), vsH)
 		}
 		p("\nThe load generator, the proxies and the instances share the same %d CPUs, so throughput is bounded by the machine; ", runtime.NumCPU())
@@ -123,4 +150,34 @@ func ratio(a, b float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f", a/b)
+}
+
+// roundRows returns target's overhead row of round and HAProxy's row of the same round.
+func roundRows(rows []overheadRow, round int, target string) (o, haproxy overheadRow, ok bool) {
+	for _, x := range rows {
+		if x.round != round {
+			continue
+		}
+		if x.target == target {
+			o, ok = x, true
+		}
+		if x.target == "haproxy" {
+			haproxy = x
+		}
+	}
+	return o, haproxy, ok
+}
+
+// median formats the median of vs, or "–" when there is none.
+func median(vs []float64, format string) string {
+	if len(vs) == 0 {
+		return "–"
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return fmt.Sprintf(format, m)
 }

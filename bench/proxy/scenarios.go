@@ -117,6 +117,7 @@ func medicNotes(path string) string {
 
 type overheadRow struct {
 	target string
+	round  int
 	s      summary
 	cpu    float64 // the proxy's CPU seconds during the run; 0 for direct
 }
@@ -130,13 +131,27 @@ func (b *bench) runOverhead() ([]overheadRow, error) {
 	defer stopProcs(bps...)
 	const d = 10 * time.Second
 	var rows []overheadRow
-	for _, target := range append([]string{"direct"}, b.peers...) {
-		if b.ctx.Err() != nil {
-			break
+	for round := 1; round <= b.repeat; round++ {
+		for _, target := range append([]string{"direct"}, b.peers...) {
+			if b.ctx.Err() != nil {
+				return rows, nil
+			}
+			row, err := b.overheadOnce(target, backends, d)
+			if err != nil {
+				return nil, err
+			}
+			row.round = round
+			rows = append(rows, row)
 		}
+	}
+	return rows, nil
+}
+
+// overheadOnce runs one target of the overhead scenario.
+func (b *bench) overheadOnce(target string, backends []instanceAddr, d time.Duration) (overheadRow, error) {
 		p, port, err := b.startPeer(target, backends, true)
 		if err != nil {
-			return nil, err
+			return overheadRow{}, err
 		}
 		url := "http://" + addr(port) + "/"
 		closedLoop(url, b.conns, time.Second, clientTimeout, nil)
@@ -150,9 +165,7 @@ func (b *bench) runOverhead() ([]overheadRow, error) {
 			cpu1, _ = cpuSeconds(p.pid())
 			stopProcs(p)
 		}
-		rows = append(rows, overheadRow{target: target, s: summarize(ss, 0, d), cpu: cpu1 - cpu0})
-	}
-	return rows, nil
+		return overheadRow{target: target, s: summarize(ss, 0, d), cpu: cpu1 - cpu0}, nil
 }
 
 type overloadRow struct {

@@ -248,6 +248,7 @@ var fieldDocs = map[string]string{
 	"Probes.Startup":                   "Gates the other two until it succeeds once; failure_threshold failures restart the instance.",
 	"Proxy":                            "Proxy is the service's health-aware proxy: clients connect to Listen and\nmedic forwards each request (or, in tcp mode, each connection) to a ready\ninstance, retrying elsewhere and keeping sick instances out of rotation.",
 	"Proxy.ConnectTimeout":             "Time to open a connection to one instance before trying another. Default 1s.",
+	"Proxy.DataPlane":                  "http mode: which code moves the bytes. fast (default): a purpose-built HTTP/1.1 path on\nfasthttp's server with kept-alive upstream connections and no goroutine per request;\nupgrades (WebSocket), event streams, chunked request bodies and bodies over\nretries.max_body still take the net/http path on the same listener. net_http: net/http's\nserver and ReverseProxy for every request. Both make the same decisions.",
 	"Proxy.DrainTimeout":               "When the proxy stops, in-flight requests and connections get this long to finish\nbefore they are cut. Default 10s.",
 	"Proxy.Limits":                     "Connection caps and timeouts of the listener (docs/security.md); tcp mode uses the caps only.",
 	"Proxy.Listen":                     "Address clients connect to, host:port. Required. A port of 0 picks a free one (tests).",

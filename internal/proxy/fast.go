@@ -78,6 +78,7 @@ func (p *Proxy) newFastServer() *fasthttp.Server {
 		ReadTimeout:                  p.cfg.Limits.HeaderTimeout.D(), // the header and the first bytes of the body
 		IdleTimeout:                  p.cfg.Limits.IdleTimeout.D(),
 		CloseOnShutdown:              true,
+		KeepHijackedConns:            true, // the net/http plane closes a handed-over connection
 		Logger:                       fastLogger{p.log},
 	}
 }
@@ -159,13 +160,13 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) {
 			fx.budgetExhausted = fx.budgetExhausted || r.BudgetExhausted
 			break
 		}
-		ctx.Response.Reset() // closes a streamed body, which releases its try
+		resetResponse(&ctx.Response) // closes a streamed body, which releases its try
 		p.retries.Add(1)
 		p.m.retries().Inc()
 		pick = r.Next
 	}
 	if fx.err != nil {
-		ctx.Response.Reset()
+		resetResponse(&ctx.Response)
 		p.fastFail(ctx, &fx)
 		return
 	}
@@ -227,7 +228,7 @@ func (p *Proxy) fastFault(ctx *fasthttp.RequestCtx, f Fault, b *backend, tryTime
 	}
 	switch f.roll() {
 	case faultError:
-		ctx.Response.Reset()
+		resetResponse(&ctx.Response)
 		ctx.Response.SetStatusCode(500)
 		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
 		ctx.Response.SetBodyString("injected fault\n")
@@ -293,7 +294,7 @@ func (p *Proxy) roundTrip(ctx *fasthttp.RequestCtx, c *upConn, b *backend, body 
 		return OutcomeNotSent, fmt.Errorf("try on %s: connection failed before the request was sent: %w", b.id, err), false
 	}
 	res := &ctx.Response
-	res.Reset()
+	resetResponse(res)
 	if _, err := c.br.Peek(1); err != nil {
 		_ = c.Close()
 		if isTimeout(err) {
@@ -316,11 +317,12 @@ func (p *Proxy) roundTrip(ctx *fasthttp.RequestCtx, c *upConn, b *backend, body 
 			break
 		}
 		res.Header.Reset() // 1xx interim answers are not forwarded on the fast plane
+		res.Header.SetNoDefaultContentType(true)
 	}
 	status := res.Header.StatusCode()
 	if status == 101 { // not asked for: upgrades take the net/http plane
 		_ = c.Close()
-		res.Reset()
+		resetResponse(res)
 		return OutcomeReset, fmt.Errorf("try on %s: unrequested 101 Switching Protocols: %w", b.id, errUpstreamFrame), false
 	}
 	keep := !res.Header.ConnectionClose()
@@ -347,7 +349,7 @@ func (p *Proxy) roundTrip(ctx *fasthttp.RequestCtx, c *upConn, b *backend, body 
 			n -= len(chunk)
 			if err != nil {
 				_ = c.Close()
-				res.Reset()
+				resetResponse(res)
 				return OutcomeReset, fmt.Errorf("try on %s: response body cut short: %w", b.id, err), false
 			}
 		}
@@ -364,6 +366,13 @@ func (p *Proxy) roundTrip(ctx *fasthttp.RequestCtx, c *upConn, b *backend, body 
 		p.d.Done(b)
 	}), size)
 	return o, nil, true
+}
+
+// resetResponse empties a response, keeping it free of a default Content-Type
+// (fasthttp's Reset would bring it back).
+func resetResponse(res *fasthttp.Response) {
+	res.Reset()
+	res.Header.SetNoDefaultContentType(true)
 }
 
 // release returns c to the idle stack, or closes it.
@@ -558,7 +567,7 @@ func (p *Proxy) fastFail(ctx *fasthttp.RequestCtx, fx *fastExchange) {
 func (p *Proxy) fastError(ctx *fasthttp.RequestCtx, fx *fastExchange, status int, retryAfter time.Duration, msg string) {
 	fx.status = status
 	res := &ctx.Response
-	res.Reset()
+	resetResponse(res)
 	res.SetStatusCode(status)
 	res.Header.SetBytesV(headerRequestID, fx.id)
 	if retryAfter > 0 {

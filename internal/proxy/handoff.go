@@ -77,8 +77,12 @@ func (p *Proxy) handOff(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		// The request stream (and fasthttp's context behind it) must live
-		// until the net/http plane is done with the connection.
+		// until the net/http plane is done with the connection, and no read
+		// may still be running when fasthttp releases the context.
 		<-closed
+		hc.mu.Lock()
+		hc.done = true
+		hc.mu.Unlock()
 	})
 }
 
@@ -89,9 +93,19 @@ type handedConn struct {
 	r      io.Reader
 	closed chan struct{}
 	once   sync.Once
+
+	mu   sync.RWMutex // held for reading by each Read
+	done bool         // the fast plane's request stream is gone
 }
 
-func (c *handedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+func (c *handedConn) Read(b []byte) (int, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.done {
+		return 0, net.ErrClosed
+	}
+	return c.r.Read(b)
+}
 
 func (c *handedConn) Close() error {
 	err := c.Conn.Close()
