@@ -149,23 +149,23 @@ func (b *bench) runOverhead() ([]overheadRow, error) {
 
 // overheadOnce runs one target of the overhead scenario.
 func (b *bench) overheadOnce(target string, backends []instanceAddr, d time.Duration) (overheadRow, error) {
-		p, port, err := b.startPeer(target, backends, true)
-		if err != nil {
-			return overheadRow{}, err
-		}
-		url := "http://" + addr(port) + "/"
-		closedLoop(url, b.conns, time.Second, clientTimeout, nil)
-		b.logf("overhead: %s for %v", target, d)
-		var cpu0, cpu1 float64
-		if p != nil {
-			cpu0, _ = cpuSeconds(p.pid())
-		}
-		ss := closedLoop(url, b.conns, d, clientTimeout, nil)
-		if p != nil {
-			cpu1, _ = cpuSeconds(p.pid())
-			stopProcs(p)
-		}
-		return overheadRow{target: target, s: summarize(ss, 0, d), cpu: cpu1 - cpu0}, nil
+	p, port, err := b.startPeer(target, backends, true)
+	if err != nil {
+		return overheadRow{}, err
+	}
+	url := "http://" + addr(port) + "/"
+	closedLoop(url, b.conns, time.Second, clientTimeout, nil)
+	b.logf("overhead: %s for %v", target, d)
+	var cpu0, cpu1 float64
+	if p != nil {
+		cpu0, _ = cpuSeconds(p.pid())
+	}
+	ss := closedLoop(url, b.conns, d, clientTimeout, nil)
+	if p != nil {
+		cpu1, _ = cpuSeconds(p.pid())
+		stopProcs(p)
+	}
+	return overheadRow{target: target, s: summarize(ss, 0, d), cpu: cpu1 - cpu0}, nil
 }
 
 type overloadRow struct {

@@ -93,7 +93,6 @@ type Proxy struct {
 	handoff *handoff
 }
 
-
 // New checks the configuration and binds the listen address, so that a port
 // in use fails here rather than in Serve. The caller must call Serve, or
 // Close if it never will.
