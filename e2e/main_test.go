@@ -71,12 +71,20 @@ func startAgent(t *testing.T, config string) *agent {
 // startAgentIn is startAgent with the config written into dir.
 func startAgentIn(t *testing.T, dir, config string) *agent {
 	t.Helper()
+	return startAgentWrapped(t, dir, config)
+}
+
+// startAgentWrapped is startAgentIn with medic run under a wrapper command
+// (such as prlimit --nofile=512:512 --).
+func startAgentWrapped(t *testing.T, dir, config string, wrapper ...string) *agent {
+	t.Helper()
 	apiPort, base := freePort(t, 1), freePort(t, 5)
 	a := &agent{t: t, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", apiPort), cfg: filepath.Join(dir, "medic.yaml"), stderr: &lockedBuffer{}, done: make(chan error, 1)}
 	if err := os.WriteFile(a.cfg, []byte(fmt.Sprintf(config, medicBin, apiPort, base, dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a.cmd = exec.Command(medicBin, "run", "-c", a.cfg)
+	argv := append(append(wrapper[:len(wrapper):len(wrapper)], medicBin), "run", "-c", a.cfg)
+	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Stderr = a.stderr
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := a.cmd.Start(); err != nil {

@@ -211,7 +211,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	lim.SetDefaults(config.DefaultAPILimits)
 	gl := netguard.Wrap(ln, netguard.Options{Name: "api",
 		Limits: netguard.Limits{MaxConns: lim.MaxConnections, MaxPerSource: lim.MaxPerSource},
-		FDs:    s.FDs, Refusal: netguard.HTTP503, Logger: s.Logger, Clock: s.Clock})
+		FDs:    s.FDs, Priority: true, Refusal: netguard.HTTP503, Logger: s.Logger, Clock: s.Clock})
 	// No ReadTimeout: net/http cancels a request's context when it fires,
 	// which would end event streams; bodies are read with a size cap.
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: lim.HeaderTimeout.D(), IdleTimeout: lim.IdleTimeout.D(),

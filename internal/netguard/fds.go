@@ -1,6 +1,7 @@
 package netguard
 
 import (
+	"container/list"
 	"fmt"
 	"os"
 	"runtime"
@@ -35,6 +36,7 @@ type FDs struct {
 	sampled  int       // descriptors open at the last sample
 	at       time.Time // of the last sample
 	sinceNet int       // descriptors listeners admitted (+) and released (−) since
+	idle     list.List // of *Conn over every listener, oldest first: evictable at the reserve
 }
 
 // Raise raises the soft RLIMIT_NOFILE to the hard limit and returns both. A
@@ -101,19 +103,70 @@ func (f *FDs) openLocked() int {
 	return f.sampled + f.sinceNet
 }
 
-// take admits n descriptors for a client connection when that leaves the
-// reserve free, and counts them until give.
-func (f *FDs) take(n int) bool {
+// verdicts of take.
+const (
+	taken     = iota
+	atReserve // the line: only an idle connection's place can be given
+	overShare // under pressure, this listener already holds half of the budget
+)
+
+// take admits n descriptors for a client connection of a listener that
+// holds held, and counts them until give. The budget is Limit − Reserve;
+// a priority listener (the operator's API) may go halfway into the reserve.
+// Once three quarters of the budget are open, a listener holding half of it
+// gets no more: one flooded listener cannot starve the others.
+func (f *FDs) take(held, n int, priority bool) int {
 	if f == nil {
-		return true
+		return taken
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.openLocked()+n > f.limit-f.reserve {
-		return false
+	budget := f.limit - f.reserve
+	line := budget
+	if priority {
+		line += f.reserve / 2
+	}
+	open := f.openLocked()
+	switch {
+	case open+n > line:
+		return atReserve
+	case !priority && open+n > budget*3/4 && held+n > budget/2:
+		return overShare
 	}
 	f.sinceNet += n
-	return true
+	return taken
+}
+
+// popIdle takes the oldest evictable connection of any listener off the list, or nil.
+func (f *FDs) popIdle() *Conn {
+	if f == nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.idle.Front()
+	if e == nil {
+		return nil
+	}
+	c := e.Value.(*Conn)
+	f.idle.Remove(e)
+	c.fdIdleAt = nil
+	return c
+}
+
+func (f *FDs) setIdle(c *Conn, idle bool) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c.fdIdleAt != nil {
+		f.idle.Remove(c.fdIdleAt)
+		c.fdIdleAt = nil
+	}
+	if idle {
+		c.fdIdleAt = f.idle.PushBack(c)
+	}
 }
 
 // force counts n descriptors without asking (a connection that replaces an evicted one).

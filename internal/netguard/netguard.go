@@ -56,6 +56,9 @@ type Options struct {
 	// Cost is the descriptors one connection holds (1; 2 when each client
 	// connection opens one to a backend, as the TCP proxy does). 0 means 1.
 	Cost int
+	// Priority lets the listener go halfway into the reserve and exempts it
+	// from the fair share (the operator's API: `medic status` must answer).
+	Priority bool
 	// Refusal is written to a refused connection before it is closed (nil: close only).
 	Refusal []byte
 	// Logger receives one warning per reason per LogEvery while refusing; nil discards.
@@ -174,13 +177,17 @@ func (l *Listener) admit(c net.Conn) (*Conn, bool) {
 			why = 0
 		}
 	}
-	if why < 0 && !l.o.FDs.take(l.o.Cost) {
-		// The reserve: make room only by closing an idle client connection.
-		if v := l.evictLocked(&l.idle); v != nil {
-			victims = append(victims, v)
-			l.o.FDs.force(l.o.Cost) // the victim's descriptors go to the newcomer
-		} else {
-			why = 2
+	fd := taken
+	if why < 0 {
+		if fd = l.o.FDs.take(l.open*l.o.Cost, l.o.Cost, l.o.Priority); fd == overShare {
+			// This listener holds its share: it may only replace its own idle connections.
+			if v := l.evictLocked(&l.idle); v != nil {
+				victims = append(victims, v)
+				l.o.FDs.force(l.o.Cost) // the victim's descriptors go to the newcomer
+				fd = taken
+			} else {
+				why = 2
+			}
 		}
 	}
 	var gc *Conn
@@ -196,11 +203,44 @@ func (l *Listener) admit(c net.Conn) (*Conn, bool) {
 		l.evicted.Add(1)
 		_ = v.Conn.Close() // the server sees a read error and calls Close, which releases it
 	}
+	if why < 0 && fd == atReserve {
+		// At the reserve: only the oldest idle connection of any listener can give its place.
+		if v := l.o.FDs.popIdle(); v != nil && v.l.evict(v) {
+			l.o.FDs.force(l.o.Cost)
+		} else {
+			l.mu.Lock()
+			gc.released = true // never counted in FDs
+			l.open--
+			s.open--
+			if s.open <= 0 && s.idle.Len() == 0 {
+				delete(l.sources, src)
+			}
+			l.mu.Unlock()
+			why = 2
+		}
+	}
 	if why >= 0 {
 		l.refuse(c, why)
 		return nil, false
 	}
 	return gc, true
+}
+
+// evict closes c, taken off the process's idle list, to give its place;
+// false when it was released meanwhile.
+func (l *Listener) evict(c *Conn) bool {
+	l.mu.Lock()
+	if c.released {
+		l.mu.Unlock()
+		return false
+	}
+	l.unidleLocked(c)
+	c.evicted = true
+	l.releaseLocked(c)
+	l.mu.Unlock()
+	l.evicted.Add(1)
+	_ = c.Conn.Close()
+	return true
 }
 
 // evictLocked takes the oldest evictable connection off the lists, or nil.
@@ -256,6 +296,7 @@ func (l *Listener) releaseLocked(c *Conn) {
 }
 
 func (l *Listener) unidleLocked(c *Conn) {
+	l.o.FDs.setIdle(c, false)
 	if c.idleAt != nil {
 		l.idle.Remove(c.idleAt)
 		c.idleAt = nil
@@ -288,6 +329,7 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 		if s := l.sources[c.src]; s != nil {
 			c.srcIdleAt = s.idle.PushBack(c)
 		}
+		l.o.FDs.setIdle(c, true)
 	case http.StateClosed, http.StateHijacked:
 		if st == http.StateClosed {
 			l.releaseLocked(c)
@@ -304,6 +346,7 @@ type Conn struct {
 	// under l.mu
 	released, evicted bool
 	idleAt, srcIdleAt *list.Element
+	fdIdleAt          *list.Element // under l.o.FDs.mu
 }
 
 // Close closes the connection and releases its place (once).

@@ -186,15 +186,15 @@ func TestFDReserve(t *testing.T) {
 	open := 85
 	f.count = func() (int, error) { return open, nil }
 	for i := range 5 {
-		if !f.take(1) {
+		if !(f.take(0, 1, false) == taken) {
 			t.Fatalf("take %d refused with %d open of 100 (reserve 10)", i, f.Open())
 		}
 	}
-	if f.take(1) {
+	if (f.take(0, 1, false) == taken) {
 		t.Fatal("took a descriptor from the reserve")
 	}
 	f.give(1)
-	if !f.take(1) {
+	if !(f.take(0, 1, false) == taken) {
 		t.Fatal("a given-back descriptor was not available")
 	}
 	// A new sample replaces the estimate.
@@ -267,5 +267,28 @@ func TestOwnShortage(t *testing.T) {
 	wrapped := &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "socket", Err: syscall.EMFILE}}
 	if !OwnShortage(wrapped) || !OwnShortage(errors.New("rpc error: code = Unavailable desc = dial: socket: too many open files")) {
 		t.Fatal("EMFILE not recognised")
+	}
+}
+
+// Under pressure, a listener that holds half of the budget gets no more; the
+// operator's API may go halfway into the reserve.
+func TestFairShareAndPriority(t *testing.T) {
+	clk := clocktest.New(time.Unix(0, 0))
+	f := NewFDs(200, 40, clk) // budget 160
+	open := 130
+	f.count = func() (int, error) { return open, nil }
+	if got := f.take(90, 1, false); got != overShare {
+		t.Fatalf("a listener holding 90 of 160 at 130 open: %d; want refused for its share", got)
+	}
+	if got := f.take(10, 1, false); got != taken {
+		t.Fatalf("a listener holding 10: %d; want admitted", got)
+	}
+	open = 170 // beyond the budget, inside the reserve
+	clk.Advance(sampleEvery)
+	if got := f.take(0, 1, false); got != atReserve {
+		t.Fatalf("inside the reserve: %d; want refused", got)
+	}
+	if got := f.take(0, 1, true); got != taken {
+		t.Fatalf("the priority listener inside the first half of the reserve: %d; want admitted", got)
 	}
 }

@@ -159,13 +159,15 @@ func New(o Options) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy %s: listen on %s: %w", o.Service, cfg.Listen, err)
 	}
-	// Every client connection holds one descriptor; in tcp mode, one more to the instance.
+	// Every client connection holds one descriptor. In tcp mode it holds one
+	// more to the instance, and on Linux each direction's io.Copy splices
+	// through a pipe (two descriptors each): six in all.
 	guard := netguard.Options{Name: "proxy " + o.Service, FDs: o.FDs, Logger: p.log, Clock: p.clock,
 		Limits: netguard.Limits{MaxConns: cfg.Limits.MaxConnections, MaxPerSource: cfg.Limits.MaxPerSource}}
 	if cfg.Mode == config.ProxyModeHTTP {
 		guard.Refusal = netguard.HTTP503
 	} else {
-		guard.Cost = 2
+		guard.Cost = 6
 	}
 	p.ln = netguard.Wrap(ln, guard)
 	return p, nil

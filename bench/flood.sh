@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# bench/flood.sh: the full form of the flood figure (issue 12). Against each
+# listener in turn (the API, the HTTP proxy, the TCP proxy): IDLE idle plus
+# SLOW slowloris connections from 127.0.0.2-5, while a client sends RATE
+# req/s through the HTTP proxy to 3 demoapp instances from 127.0.0.1.
+# Reports the client's error rate and p99 against its p99 before the flood,
+# the slowest `medic status`, and fails on any restart or ejection.
+#
+#   bench/flood.sh                      # 30 000 idle + 2 000 slow, 200 req/s, 20 s per listener
+#   IDLE=5000 SLOW=500 bench/flood.sh   # smaller
+#   NOFILE=4096 bench/flood.sh          # medic under a smaller descriptor limit (prlimit)
+#
+# The test process holds every flood connection, so it raises its own
+# RLIMIT_NOFILE (root, or a hard limit above IDLE+SLOW+2048). The e2e test
+# TestFloodNeverHarmsInstances is the short form CI runs (600 + 100
+# connections against medic under a 512-descriptor limit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench/results
+out=bench/results/flood-$(date +%Y%m%d-%H%M%S).log
+MEDIC_FLOOD_IDLE=${IDLE:-30000} MEDIC_FLOOD_SLOW=${SLOW:-2000} MEDIC_FLOOD_NOFILE=${NOFILE:-0} \
+MEDIC_FLOOD_RATE=${RATE:-200} MEDIC_FLOOD_SECONDS=${DURATION:-20} MEDIC_FLOOD_P99_FLOOR_MS=${P99_FLOOR_MS:-0} \
+	go test -count=1 -timeout 20m -run TestFloodNeverHarmsInstances -v ./e2e/ 2>&1 |
+	grep -v 'level=INFO' | tee "$out"
+echo "written to $out"

@@ -1,0 +1,180 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/medic-dev/medic/internal/testutil/flood"
+)
+
+const floodConfig = `
+data_dir: %[4]s/data
+api: {listen: "127.0.0.1:%[2]d"}
+services:
+  web:
+    command: [%[1]q, demoapp, --listen, "127.0.0.1:${PORT}"]
+    instances: 3
+    port: %[3]d
+    stop: {grace: 1s}
+    proxy: {listen: "127.0.0.1:%[5]d"}
+    probes:
+      liveness:  {http: {path: /healthz/live},  period: 500ms, timeout: 400ms, failure_threshold: 3}
+      readiness: {http: {path: /healthz/ready}, period: 500ms, timeout: 400ms, failure_threshold: 2}
+  raw:
+    command: [%[1]q, demoapp, --listen, "127.0.0.1:${PORT}"]
+    port: %[6]d
+    stop: {grace: 1s}
+    proxy: {listen: "127.0.0.1:%[7]d", mode: tcp}
+    probes:
+      liveness:  {http: {path: /healthz/live},  period: 500ms, timeout: 400ms, failure_threshold: 3}
+`
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// TestFloodNeverHarmsInstances floods each listener in turn (the API, the
+// HTTP proxy, the TCP proxy) with idle and slowloris connections while a
+// client sends steady traffic through the HTTP proxy. The short form runs
+// medic with a small descriptor limit (prlimit) so that the flood exceeds
+// it: before listeners were bounded, medic read its own "too many open
+// files" as liveness failures and restarted healthy instances. The full
+// form (bench/flood.sh) sets MEDIC_FLOOD_* for 30 000 idle and 2 000 slow
+// connections at 200 req/s.
+func TestFloodNeverHarmsInstances(t *testing.T) {
+	var (
+		idle    = envInt("MEDIC_FLOOD_IDLE", 600)
+		slow    = envInt("MEDIC_FLOOD_SLOW", 100)
+		nofile  = envInt("MEDIC_FLOOD_NOFILE", 512) // 0: medic keeps the machine's limit
+		rate    = envInt("MEDIC_FLOOD_RATE", 100)
+		seconds = envInt("MEDIC_FLOOD_SECONDS", 5)
+		floor   = time.Duration(envInt("MEDIC_FLOOD_P99_FLOOR_MS", 50)) * time.Millisecond
+	)
+	// The test process holds every flood connection itself.
+	var lim syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	if need := uint64(idle + slow + 2048); lim.Cur < need {
+		want := syscall.Rlimit{Cur: need, Max: max(need, lim.Max)}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+			t.Skipf("the flood needs %d descriptors in the test process (limit %d): %v", need, lim.Cur, err)
+		}
+		defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	var wrapper []string
+	if nofile > 0 {
+		p, err := exec.LookPath("prlimit")
+		if err != nil {
+			if os.Getenv("MEDIC_REQUIRE_INTEGRATION") == "1" {
+				t.Fatal("prlimit (util-linux) is missing")
+			}
+			t.Skip("prlimit (util-linux) is missing: cannot give medic a small descriptor limit")
+		}
+		wrapper = []string{p, fmt.Sprintf("--nofile=%d:%d", nofile, nofile), "--"}
+	}
+	ports := freePort(t, 3)
+	cfg := strings.NewReplacer("%[5]d", fmt.Sprint(ports), "%[6]d", fmt.Sprint(ports+1), "%[7]d", fmt.Sprint(ports+2)).Replace(floodConfig)
+	a := startAgentWrapped(t, t.TempDir(), cfg, wrapper...)
+	a.eventually(20*time.Second, "3 web instances ready and raw running", func() bool {
+		d := a.status()
+		return len(d.Services) == 2 && d.Services[1].Ready == 3 && d.Services[0].Instances[0].PID != 0 || len(d.Services) == 2 && d.Services[0].Ready == 3
+	})
+	proxyURL := fmt.Sprintf("http://127.0.0.1:%d/", ports)
+	ctx := context.Background()
+
+	normal := flood.Load{URL: proxyURL, Rate: rate, Duration: 3 * time.Second}.Run(ctx)
+	t.Logf("normal: %v", normal)
+	if normal.ErrorRate() > 0.01 {
+		t.Fatalf("errors before any flood: %v %v", normal, normal.FirstErrors)
+	}
+	pids := map[string]int{}
+	for _, s := range a.status().Services {
+		for _, in := range s.Instances {
+			pids[in.ID] = in.PID
+		}
+	}
+
+	targets := []struct{ name, addr string }{
+		{"api", a.addr},
+		{"proxy http", fmt.Sprintf("127.0.0.1:%d", ports)},
+		{"proxy tcp", fmt.Sprintf("127.0.0.1:%d", ports+2)},
+	}
+	for _, tg := range targets {
+		fctx, stop := context.WithCancel(ctx)
+		var counts flood.Counts
+		attackDone := make(chan struct{})
+		go func() {
+			defer close(attackDone)
+			flood.Attack{Addr: tg.addr, Idle: idle, Slow: slow,
+				Sources: []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}}.Run(fctx, &counts)
+		}()
+		// Let the flood build up before measuring.
+		deadline := time.Now().Add(10 * time.Second)
+		for counts.Dials.Load() < int64(idle+slow) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		loadDone := make(chan flood.Result, 1)
+		go func() { loadDone <- flood.Load{URL: proxyURL, Rate: rate, Duration: time.Duration(seconds) * time.Second}.Run(ctx) }()
+		var slowest time.Duration
+		for range 3 {
+			start := time.Now()
+			out, err := a.medic("status", "--json")
+			took := time.Since(start)
+			slowest = max(slowest, took)
+			if err != nil {
+				t.Errorf("%s flood: medic status failed after %v: %v %s", tg.name, took, err, out)
+			}
+			time.Sleep(time.Duration(seconds) * time.Second / 4)
+		}
+		res := <-loadDone
+		open := counts.Open.Load()
+		if os.Getenv("FLOOD_DEBUG") != "" {
+			out, _ := exec.Command("sh", "-c", fmt.Sprintf("ls -l /proc/%d/fd | awk '{print $NF}' | sed 's/[0-9]*//g' | sort | uniq -c; ss -tnp | grep 'pid=%d,' | awk '{print $1, $4, $5}' | sed -E 's/:[0-9]+ / /g' | sort | uniq -c | sort -rn | head", a.cmd.Process.Pid, a.cmd.Process.Pid)).CombinedOutput()
+			t.Logf("descriptors of medic:\n%s", out)
+		}
+		stop()
+		<-attackDone
+		t.Logf("%s flood (%d idle + %d slow, %d dials, %d closed by medic, %d open at the end): client %v; slowest medic status %v",
+			tg.name, idle, slow, counts.Dials.Load(), counts.ClosedByServer.Load(), open, res, slowest)
+		if slowest > time.Second {
+			t.Errorf("%s flood: medic status took %v; want < 1s", tg.name, slowest)
+		}
+		if res.ErrorRate() > 0.01 {
+			t.Errorf("%s flood: client error rate %.2f%% > 1%%: %v", tg.name, 100*res.ErrorRate(), res.FirstErrors)
+		}
+		if p99, bound := res.Quantile(0.99), max(3*normal.Quantile(0.99), floor); p99 > bound {
+			t.Errorf("%s flood: client p99 %v > %v (3× the normal %v, floor %v)", tg.name, p99, bound, normal.Quantile(0.99), floor)
+		}
+	}
+	// Not one instance was restarted or ejected because of the floods.
+	d := a.status()
+	for _, s := range d.Services {
+		for _, in := range s.Instances {
+			if in.Restarts != 0 || in.PID != pids[in.ID] {
+				t.Errorf("instance %s restarted during the floods (restarts %d, pid %d → %d)", in.ID, in.Restarts, pids[in.ID], in.PID)
+			}
+		}
+	}
+	for _, p := range d.Proxies {
+		for _, in := range p.Instances {
+			if in.Ejections != 0 {
+				t.Errorf("proxy %s ejected %s %d times during the floods", p.Service, in.ID, in.Ejections)
+			}
+		}
+	}
+	if nofile > 0 && !strings.Contains(a.stderr.String(), "refusing client connections") {
+		t.Errorf("the flood never reached a limit (no refusal logged); the test does not exercise exhaustion")
+	}
+	if t.Failed() {
+		t.Logf("medic stderr:\n%s", tail(a.stderr.String(), 6000))
+	}
+}
