@@ -123,7 +123,9 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		loadDone := make(chan flood.Result, 1)
-		go func() { loadDone <- flood.Load{URL: proxyURL, Rate: rate, Duration: time.Duration(seconds) * time.Second}.Run(ctx) }()
+		go func() {
+			loadDone <- flood.Load{URL: proxyURL, Rate: rate, Duration: time.Duration(seconds) * time.Second}.Run(ctx)
+		}()
 		var slowest time.Duration
 		for range 3 {
 			start := time.Now()

@@ -190,7 +190,7 @@ func TestFDReserve(t *testing.T) {
 			t.Fatalf("take %d refused with %d open of 100 (reserve 10)", i, f.Open())
 		}
 	}
-	if (f.take(0, 1, false) == taken) {
+	if f.take(0, 1, false) == taken {
 		t.Fatal("took a descriptor from the reserve")
 	}
 	f.give(1)
