@@ -81,6 +81,16 @@ func Open(dir string) (*DB, error) {
 	return db, nil
 }
 
+// Bounds of the write-ahead log.
+const (
+	// WALCheckpointPages: the WAL is copied into the database once it holds
+	// this many pages (128, 512 KiB with 4 KiB pages; SQLite's default is 1 000).
+	WALCheckpointPages = 128
+	// WALSizeLimit: after a checkpoint the WAL file is truncated to at most
+	// this many bytes (1 MiB; SQLite's default leaves it at its largest).
+	WALSizeLimit = 1 << 20
+)
+
 // dsn builds the connection string. The pragmas are per connection, so they
 // go into the DSN, which the driver applies to every connection in the pool.
 // _txlock=immediate makes read-write transactions take the write lock at
@@ -93,6 +103,15 @@ func dsn(path string) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// The WAL is the store's hidden disk use: every commit appends whole
+	// pages (about 12 KiB per audit record), and by default it is copied
+	// back only past 1 000 pages (4 MiB) and never shrinks. On a small or
+	// nearly full data_dir it was the WAL that filled the disk, and after
+	// space was freed the held audit records filled it again (issue 12). So
+	// checkpoint past WALCheckpointPages and cut the file back to
+	// WALSizeLimit after each checkpoint.
+	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", WALCheckpointPages))
+	q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", WALSizeLimit))
 	q.Set("_txlock", "immediate")
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
 	return u.String()
