@@ -249,6 +249,14 @@ func (m *Main) Run(ctx context.Context) error {
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return m.signals(sctx) }, func(error) { cancel() })
 	}
+	{ // 1b medic's own supervisor (systemd Type=notify): READY=1 once every loop
+		// below runs, WATCHDOG=1 while the supervisor answers; STOPPING=1 first on the way down.
+		wctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			notifyReady()
+			return watchdog(wctx, func() bool { m.sup.Status(); return true })
+		}, func(error) { notifyStopping(); cancel() })
+	}
 	{ // 2 api: stop accepting, finish in-flight requests (5 s), close event streams.
 		g.Add(func() error { return srv.Serve(ln) }, func(error) {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
