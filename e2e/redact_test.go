@@ -12,8 +12,9 @@ import (
 
 // TestSecretsNeverLeaveMedic: a crash-looping service prints its env secret
 // and a DSN password to stderr, and a runbook step prints a token; neither
-// the audit log (crash-loop stderr tail, step output) nor the webhook
-// receiver (runbook evidence) ever holds them — only [REDACTED].
+// the audit log (crash-loop stderr tail, step output), the status (the
+// stderr tail) nor the webhook receiver (runbook evidence) ever holds them —
+// only [REDACTED].
 func TestSecretsNeverLeaveMedic(t *testing.T) {
 	var mu sync.Mutex
 	var bodies []string
@@ -63,6 +64,15 @@ services:
 	}
 	if !strings.Contains(out, "[REDACTED]") {
 		t.Errorf("no [REDACTED] in the audit log: the crash-loop evidence is missing\n%s", tail(out, 3000))
+	}
+	status, err := a.medic("status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets {
+		if strings.Contains(status, s) {
+			t.Errorf("the status (crash-loop stderr tail) holds the secret %q", s)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()

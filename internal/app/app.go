@@ -176,6 +176,7 @@ func (m *Main) Run(ctx context.Context) error {
 			Clock:  m.Clock,
 			Logger: m.Logger,
 			Emit:   m.Record,
+			Redact: m.redact,
 			Detach: m.Detach,
 			Hooks:  m.traffic,
 			Observe: func(id medic.InstanceID, kind medic.ProbeKind, o probe.Outcome, took time.Duration) {

@@ -82,9 +82,10 @@ type Env struct {
 	Gate    func(ctx context.Context) error // blocks until dependencies are ready
 	Changed func()                          // any instance changed (for dependency gates)
 	Observe func(id medic.InstanceID, kind medic.ProbeKind, o probe.Outcome, took time.Duration)
-	Detach  bool        // on shutdown, leave processes running
-	procs   *leftovers  // record of started groups (nil: none)
-	cgroups *cgroupTree // parent of the instances' cgroups (nil: cgroups not usable)
+	Detach  bool                // on shutdown, leave processes running
+	Redact  func(string) string // masks secrets in the stderr tail kept in the status (nil: kept as is)
+	procs   *leftovers          // record of started groups (nil: none)
+	cgroups *cgroupTree         // parent of the instances' cgroups (nil: cgroups not usable)
 	// NewProbeSet builds the probe runner; tests replace it.
 	NewProbeSet func(s *probe.Set) interface{ Serve(context.Context) error }
 }
@@ -258,7 +259,7 @@ func (in *Instance) Serve(ctx context.Context) error {
 		state, kind := medic.StateBackoff, medic.EventRestart
 		if d.CrashLoop {
 			state, kind = medic.StateCrashLoop, medic.EventCrashLoop
-			fields["stderr_tail"] = logfile.Tail(in.spec.LogPath, outputTail)
+			fields["stderr_tail"] = in.stderrTail()
 		}
 		in.update(func(s *InstanceStatus) {
 			if d.CrashLoop {
@@ -332,6 +333,16 @@ func (in *Instance) sleep(ctx context.Context, d time.Duration) (*command, bool)
 	case c := <-in.cmds:
 		return &c, true
 	}
+}
+
+// stderrTail is the last of the process's output, secrets masked: it is
+// shown in the status and the dashboard, and sent as crash-loop evidence.
+func (in *Instance) stderrTail() string {
+	tail := logfile.Tail(in.spec.LogPath, outputTail)
+	if in.env.Redact != nil {
+		return in.env.Redact(tail)
+	}
+	return tail
 }
 
 func (in *Instance) notifyPath() string {
