@@ -276,6 +276,14 @@ func post(url string) (int, string) {
 const dependencyDrillConfig = `
 data_dir: %[4]s/data
 api: {listen: "127.0.0.1:%[2]d", tokens_file: tokens.yaml}
+conditions:
+  pay_open: {signal: dependency_breaker_state, labels: {service: shop, dependency: pay}, above: 1.5, for: 1s}
+runbooks:
+  degrade:
+    trigger: {condition: pay_open}
+    target: shop
+    steps: [{action: set_flag, flag: payments, value: false}]
+    trust: act
 services:
   pay:
     command: [%[1]q, demoapp, --listen, "127.0.0.1:${PORT}"]
@@ -287,6 +295,7 @@ services:
     stop: {grace: 1s}
     proxy: {listen: "127.0.0.1:0"}
     drills: {allow: true}
+    flags: {payments: true}
     dependencies:
       pay:
         url: http://127.0.0.1:%[3]d
@@ -299,7 +308,8 @@ services:
 
 // TestDependencyDrills: dependency-slow and dependency-down (run at medic's
 // listener for a declared dependency) pass with the breaker's opening as the
-// detection, and the report tells what the application's calls felt.
+// detection, and the report tells what the application's calls felt. The
+// open breaker is a signal: a runbook turns the payments flag off, audited.
 func TestDependencyDrills(t *testing.T) {
 	dir := t.TempDir()
 	op, _ := writeTokens(t, dir)
@@ -311,6 +321,9 @@ func TestDependencyDrills(t *testing.T) {
 		c, _ := get(fmt.Sprintf("http://127.0.0.1:%d/dep/pay", base))
 		return c == 200
 	})
+	if code, body := getWithToken("http://"+a.addr+"/v1/flags/shop", op); code != 200 || !strings.Contains(body, `"payments": true`) {
+		t.Fatalf("flags before the drills: %d %s", code, body)
+	}
 	for _, scenario := range []string{"dependency-slow", "dependency-down"} {
 		res, err := a.runDrill(scenario, "--service", "shop", "--path", "/dep/pay", "--load", "50")
 		t.Logf("%s: %s; errors %d/%d, p99 before/during/after %.1f/%.1f/%.1f ms", scenario, res.Summary,
@@ -337,5 +350,14 @@ func TestDependencyDrills(t *testing.T) {
 			get(fmt.Sprintf("http://127.0.0.1:%d/dep/pay", base))
 			return depStats(t, a).State == "closed"
 		})
+	}
+	// The runbook saw the breaker open (a signal) and turned the flag off, audited.
+	a.eventually(10*time.Second, "the runbook turns the payments flag off", func() bool {
+		code, body := getWithToken("http://"+a.addr+"/v1/flags/shop", op)
+		return code == 200 && strings.Contains(body, `"payments": false`)
+	})
+	code, body := getWithToken("http://"+a.addr+"/v1/audit?kind=flag.set", op)
+	if code != 200 || !strings.Contains(body, "flag shop/payments set to false (was true)") || !strings.Contains(body, "runbook:degrade") {
+		t.Errorf("audit of the flag: %d %s", code, tail(body, 1500))
 	}
 }

@@ -67,6 +67,8 @@ type Input struct {
 	ReadyTimeout time.Duration // rolling_restart
 
 	Receiver, Message, Severity string // notify
+
+	Flag, FlagValue string // set_flag: the flag of the target service, "true" or "false"
 }
 
 // Output is what an action reports: recorded in the audit log and in the

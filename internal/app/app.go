@@ -29,6 +29,7 @@ import (
 	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/egress"
 	"github.com/medic-dev/medic/internal/events"
+	"github.com/medic-dev/medic/internal/flags"
 	"github.com/medic-dev/medic/internal/logfile"
 	"github.com/medic-dev/medic/internal/metrics"
 	"github.com/medic-dev/medic/internal/netguard"
@@ -61,6 +62,7 @@ type Main struct {
 	fds       *netguard.FDs // the descriptor reserve every listener respects
 	traffic   *traffic
 	egress    *egress.Set // nil when no service declares dependencies
+	flags     *flags.Store
 	accessLog *slog.Logger
 	db        *sqlite.DB
 
@@ -162,6 +164,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.traffic.proxies[name] = p
 	}
 	defer m.traffic.closeAll()
+	m.flags = m.newFlags()
 	if m.egress, err = m.startEgress(); err != nil {
 		return err
 	}

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/action"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/detect"
+	"github.com/medic-dev/medic/internal/flags"
 	"github.com/medic-dev/medic/internal/notify"
 	"github.com/medic-dev/medic/internal/remedy"
 	"github.com/medic-dev/medic/internal/signal"
@@ -47,6 +49,7 @@ func buildRemedy(m *Main) (*component, error) {
 	a.engine, err = remedy.New(remedy.Options{
 		Config: m.cfg, Supervisor: m.sup, Traffic: m.traffic, Recorder: rec, Notifier: a.notify, Audit: m.aw,
 		Store: remedy.NewSQLStore(m.db), Clock: m.Clock, Logger: m.Logger,
+		Actions: map[string]action.Action{"set_flag": flags.Action{Store: m.flags}},
 		Checker: remedy.CheckerFunc(func(name string, labels map[string]string, now time.Time) (bool, error) {
 			if !a.detect.Has(name) {
 				return false, fmt.Errorf("no condition %q", name)

@@ -278,9 +278,23 @@ func (d *Dependency) Validate() []FieldIssue {
 	return is
 }
 
-// validateDependencies checks the dependency names of one service and that
-// no two listeners share an address.
+// FlagEnv is the environment variable holding flag NAME at an instance's
+// start: FLAG_<NAME>, upper-cased, - turned into _.
+func FlagEnv(name string) string {
+	return "FLAG_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// validateDependencies checks the dependency and flag names of one service
+// and that no two listeners share an address.
 func (s *Service) validateDependencies(ck *checker, p string) {
+	for _, f := range sortedKeys(s.Flags) {
+		if !depName.MatchString(f) {
+			ck.add(p+".flags."+f, "invalid flag name %q: use lowercase letters, digits, - and _", f)
+		}
+		if _, ok := s.Env[FlagEnv(f)]; ok {
+			ck.add(p+".flags."+f, "%s is set by medic for this flag; remove it from env", FlagEnv(f))
+		}
+	}
 	seen := map[string]string{}
 	for _, name := range sortedKeys(s.Dependencies) {
 		dp := p + ".dependencies." + name

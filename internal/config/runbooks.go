@@ -107,8 +107,8 @@ type RunbookVerify struct {
 // unless you write one into command.
 type RunbookStep struct {
 	// One of restart_instance, rolling_restart, stop, start, scale, drain, undrain, exec,
-	// http, delete_files, rollback, notify.
-	Action string `yaml:"action" json:"action" jsonschema:"enum=restart_instance,enum=rolling_restart,enum=stop,enum=start,enum=scale,enum=drain,enum=undrain,enum=exec,enum=http,enum=delete_files,enum=rollback,enum=notify"`
+	// http, delete_files, rollback, notify, set_flag.
+	Action string `yaml:"action" json:"action" jsonschema:"enum=restart_instance,enum=rolling_restart,enum=stop,enum=start,enum=scale,enum=drain,enum=undrain,enum=exec,enum=http,enum=delete_files,enum=rollback,enum=notify,enum=set_flag"`
 	// Label in the audit log and notifications. Default: the action.
 	Name string `yaml:"name" json:"name,omitempty"`
 	// What the action applies to: an instance "web/0" or a service "web" (all its instances for
@@ -157,6 +157,10 @@ type RunbookStep struct {
 	Message string `yaml:"message" json:"message,omitempty"`
 	// notify: critical, error, warning or info. Default info.
 	Severity string `yaml:"severity" json:"severity,omitempty" jsonschema:"enum=critical,enum=error,enum=warning,enum=info"`
+	// set_flag: the flag of the target service (declared under services.X.flags).
+	Flag string `yaml:"flag" json:"flag,omitempty"`
+	// set_flag: the value, true or false.
+	Value *bool `yaml:"value" json:"value,omitempty"`
 }
 
 // RunbookRoute names a receiver and the severity of what is sent to it.
@@ -189,7 +193,7 @@ var TrustLevels = []string{TrustObserve, TrustPropose, TrustAct, TrustSilent}
 
 // Actions lists the step actions.
 var Actions = []string{"restart_instance", "rolling_restart", "stop", "start", "scale", "drain", "undrain",
-	"exec", "http", "delete_files", "rollback", "notify"}
+	"exec", "http", "delete_files", "rollback", "notify", "set_flag"}
 
 var severities = []string{"critical", "error", "warning", "info"}
 
@@ -387,11 +391,11 @@ func (s *RunbookStep) validate(is *issues, p string) {
 		"method": s.Method != "", "url": s.URL != "", "headers": len(s.Headers) > 0, "body": s.Body != "",
 		"status": s.Status != "", "root": s.Root != "", "glob": s.Glob != "", "older_than": s.OlderThan != 0,
 		"by": s.By != 0, "to": s.To != 0, "ready_timeout": s.ReadyTimeout != 0, "receiver": s.Receiver != "",
-		"message": s.Message != "", "severity": s.Severity != ""}
+		"message": s.Message != "", "severity": s.Severity != "", "flag": s.Flag != "", "value": s.Value != nil}
 	allowed := map[string][]string{
 		"exec": {"command", "env", "dir"}, "http": {"method", "url", "headers", "body", "status"},
 		"delete_files": {"root", "glob", "older_than"}, "scale": {"by", "to"}, "rolling_restart": {"ready_timeout"},
-		"notify": {"receiver", "message", "severity"},
+		"notify": {"receiver", "message", "severity"}, "set_flag": {"flag", "value"},
 	}[s.Action]
 	for _, f := range sortedKeys(used) {
 		if used[f] && !slices.Contains(allowed, f) {
@@ -433,6 +437,13 @@ func (s *RunbookStep) validate(is *issues, p string) {
 		}
 		if s.To < 0 {
 			is.add(p+".to", "must be at least 1, got %d", s.To)
+		}
+	case "set_flag":
+		if s.Flag == "" {
+			is.add(p+".flag", "required: the flag to set (declared under services.X.flags)")
+		}
+		if s.Value == nil {
+			is.add(p+".value", "required: true or false")
 		}
 	case "notify":
 		if s.Receiver == "" {

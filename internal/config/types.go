@@ -82,6 +82,10 @@ type Service struct {
 	// Outbound dependencies by name ([a-z0-9][a-z0-9_-]*): medic listens for each and bounds every
 	// call the instances make through it (docs/dependencies.md).
 	Dependencies map[string]*Dependency `yaml:"dependencies" json:"dependencies,omitempty"`
+	// Feature flags by name ([a-z0-9][a-z0-9_-]*) and their value at start. Each instance gets
+	// FLAG_<NAME>=true|false; the live values are at GET /v1/flags/SERVICE, and runbooks flip
+	// them with the set_flag action (audited).
+	Flags map[string]bool `yaml:"flags" json:"flags,omitempty"`
 	// Drills may target this service only when allowed.
 	Drills Drills `yaml:"drills" json:"drills,omitempty"`
 	// Prometheus endpoint of each instance, scraped for the metric families that conditions use.

@@ -2,6 +2,7 @@ package remedy
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -122,7 +123,11 @@ func (e *Engine) render(v vars, rb *runbook, inc *Incident, round int, phase str
 	}
 	in := action.Input{Actor: actorOf(rb.name), Incident: inc.ID, Target: v.target, Dir: sc.Dir, Method: sc.Method,
 		Status: sc.Status, Root: sc.Root, Glob: sc.Glob, OlderThan: sc.OlderThan.D(), By: sc.By, To: sc.To,
-		ReadyTimeout: sc.ReadyTimeout.D(), Receiver: sc.Receiver, Severity: sc.Severity, Timeout: st.timeout}
+		ReadyTimeout: sc.ReadyTimeout.D(), Receiver: sc.Receiver, Severity: sc.Severity, Timeout: st.timeout,
+		Flag: sc.Flag}
+	if sc.Value != nil {
+		in.FlagValue = strconv.FormatBool(*sc.Value)
+	}
 	in.Reason = fmt.Sprintf("runbook %s step %d (%s) for %s", rb.name, index, sc.Name, v.t.key())
 	var errs []error
 	do := func(dst *string, src string) {

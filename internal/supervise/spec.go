@@ -48,7 +48,8 @@ func Resolve(name string, svc *config.Service, baseDir, logDir string) []Spec {
 		}
 		vars := map[string]string{"PORT": strconv.Itoa(port), "INSTANCE": strconv.Itoa(i), "SERVICE": name}
 		// Each dependency's listener, DEP_<NAME>_URL or _ADDR, so the instance (and its
-		// command line, as ${DEP_<NAME>_URL}) calls out through medic.
+		// command line, as ${DEP_<NAME>_URL}) calls out through medic; each flag's
+		// value at start, FLAG_<NAME>.
 		depKeys := make([]string, 0, len(svc.Dependencies))
 		for dn, d := range svc.Dependencies {
 			if d != nil {
@@ -56,6 +57,11 @@ func Resolve(name string, svc *config.Service, baseDir, logDir string) []Spec {
 				vars[k] = config.DependencyEnvValue(d)
 				depKeys = append(depKeys, k)
 			}
+		}
+		for f, v := range svc.Flags {
+			k := config.FlagEnv(f)
+			vars[k] = strconv.FormatBool(v)
+			depKeys = append(depKeys, k)
 		}
 		sort.Strings(depKeys)
 		lookup := func(k string) string {
