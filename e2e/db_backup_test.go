@@ -19,6 +19,7 @@ import (
 	"github.com/medic-dev/medic/internal/app"
 	"github.com/medic-dev/medic/internal/backup"
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
+	"github.com/medic-dev/medic/internal/pgha"
 	"github.com/medic-dev/medic/internal/pgha/pgtest"
 )
 
@@ -150,8 +151,9 @@ func strings1(t *testing.T, addr, query string) []string {
 // archive.timeout before its target. Then, under 100
 // writes/s, the primary's host is lost: on the new primary pgBackRest's
 // check passes (its WAL reaches the archive: no gap) and the next backup
-// succeeds; a restore to latest has every write acknowledged before the
-// last archived segment.
+// succeeds; a restore to latest has every acknowledged write. Last, every
+// member is lost with its data: medic db bootstrap --from-backup makes one
+// the primary again with every acknowledged write, and the other clones from it.
 func TestDBBackupRestoreFailover(t *testing.T) {
 	requireBackup(t)
 	srv := etcdtest.Start(t)
@@ -262,5 +264,35 @@ func TestDBBackupRestoreFailover(t *testing.T) {
 		found, len(acked), latest.RestoreSeconds, latest.RecoverSeconds)
 	if found != len(acked) {
 		t.Fatalf("the archive lost %d of %d acknowledged writes across the failover", len(acked)-found, len(acked))
+	}
+	stopScratch(latest.Dir)
+
+	// Every member lost, data directories and all: a bootstraps from the
+	// repository, b clones from it.
+	b.crash()
+	for _, n := range []*dbNode{a, b} {
+		if err := os.RemoveAll(filepath.Join(n.dir, "pg")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.start()
+	b.start()
+	a.eventually(30*time.Second, "no primary left", func(st pgha.Status) bool { return st.Etcd && st.Leader == nil })
+	out, err = a.medic("db", "bootstrap", "--from-backup", "--json")
+	if err != nil {
+		t.Fatalf("%v\nagent stderr:\n%s", err, tail(a.stderr.String(), 3000))
+	}
+	var boot app.BootstrapDoc
+	if err := json.Unmarshal(out, &boot); err != nil || boot.Primary != "a" {
+		t.Fatalf("bootstrap from backup: %v %s", err, out)
+	}
+	a.eventually(90*time.Second, "b clones from the bootstrapped primary", streams("b", "a", true))
+	if err := pgtest.Connect(t, a.pg).QueryRow(ctx, "SELECT count(*) FROM acks WHERE id = ANY($1)", acked).Scan(&found); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("bootstrap from backup after losing every member: a is the primary in %.1fs (files %.1fs, recovery %.1fs); %d of %d acknowledged writes; b streams from it",
+		boot.Seconds, boot.RestoreSeconds, boot.RecoverSeconds, found, len(acked))
+	if found != len(acked) {
+		t.Fatalf("the bootstrapped cluster lacks %d of %d acknowledged writes", len(acked)-found, len(acked))
 	}
 }

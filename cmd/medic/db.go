@@ -25,7 +25,7 @@ primary holds a lease in etcd, replicas stream from it, and a replica takes
 over when the lease is lost. These commands ask the running agent.`,
 	}
 	c.PersistentFlags().String("database", "", "database name (required when the agent keeps more than one)")
-	c.AddCommand(dbStatusCmd(), dbChangeCmd("switchover"), dbChangeCmd("failover"), dbBackupCmd(), dbRestoreCmd())
+	c.AddCommand(dbStatusCmd(), dbChangeCmd("switchover"), dbChangeCmd("failover"), dbBackupCmd(), dbRestoreCmd(), dbBootstrapCmd())
 	return c
 }
 

@@ -139,3 +139,42 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// dbBootstrapCmd is `medic db bootstrap --from-backup`.
+func dbBootstrapCmd() *cobra.Command {
+	var fromBackup, asJSON bool
+	c := &cobra.Command{
+		Use:   "bootstrap --from-backup",
+		Short: "Recover a cluster that lost every member: this agent's member becomes the primary from the repository (operator role; audited)",
+		Long: `Run it against the agent of the member to become the new primary, with its
+postgres.data empty and no primary in the cluster. The agent restores the newest
+backup and the whole WAL archive into the data directory, lets the recovery end
+on a new timeline, starts it and promotes it (a forced failover by you); the
+other members, started with empty data directories, clone from it.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !fromBackup {
+				return usageError{fmt.Errorf("medic db bootstrap needs --from-backup (the only source there is)")}
+			}
+			cl, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			db, _ := cmd.Flags().GetString("database")
+			body, _ := json.Marshal(map[string]string{"database": db})
+			var out app.BootstrapDoc
+			if err := cl.postJSON("/v1/db/bootstrap", string(body), 12*time.Hour, &out); err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(os.Stdout).Encode(out)
+			}
+			fmt.Printf("%s: %s is the primary, restored from backup (files %.1fs, recovery %.1fs, %.1fs in all)\n",
+				out.Database, out.Primary, out.RestoreSeconds, out.RecoverSeconds, out.Seconds)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&fromBackup, "from-backup", false, "restore the newest backup and the whole archive")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON document")
+	return c
+}

@@ -233,6 +233,7 @@ func (h *dbAPI) mount(mux *http.ServeMux, g api.Guards) {
 	mux.Handle("POST /v1/db/failover", g.Operate(http.HandlerFunc(h.failover)))
 	mux.Handle("POST /v1/db/backup", g.Operate(http.HandlerFunc(h.backupNow)))
 	mux.Handle("POST /v1/db/restore", g.Operate(http.HandlerFunc(h.restore)))
+	mux.Handle("POST /v1/db/bootstrap", g.Operate(http.HandlerFunc(h.bootstrap)))
 }
 
 // DBStatusDoc is the body of GET /v1/db/status.

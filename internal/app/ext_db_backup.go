@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -442,4 +443,84 @@ func backupSignals(now time.Time, states []backup.State) []signal.Sample {
 		}
 	}
 	return out
+}
+
+// BootstrapDoc answers medic db bootstrap --from-backup.
+type BootstrapDoc struct {
+	Database       string  `json:"database"`
+	Primary        string  `json:"primary"`
+	RestoreSeconds float64 `json:"restore_seconds"`
+	RecoverSeconds float64 `json:"recover_seconds"`
+	Seconds        float64 `json:"seconds"` // from the request to the new primary
+}
+
+// bootstrap makes this agent's member the new primary of a cluster that
+// lost every member, from the repository: the newest backup and the whole
+// archive are restored into its empty data directory (its loop does
+// nothing meanwhile), the agent starts it, and a forced failover (the
+// operator's) promotes it; the other members clone from it. Refused while
+// the cluster has a primary or this member's data directory holds anything.
+func (h *dbAPI) bootstrap(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Database string `json:"database"`
+	}
+	if err := api.DecodeBody(r, &body); err != nil {
+		api.WriteError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	d, err := h.pick(body.Database)
+	if err != nil {
+		api.WriteError(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	if d.backup == nil {
+		api.WriteError(w, http.StatusConflict, "database %s has no backup section in the config", d.name)
+		return
+	}
+	st := d.agent.Status(r.Context())
+	if !st.Etcd {
+		api.WriteError(w, http.StatusConflict, "this agent cannot reach etcd: it cannot tell whether the cluster has a primary")
+		return
+	}
+	if st.Leader != nil {
+		api.WriteError(w, http.StatusConflict, "database %s has a primary (%s): bootstrap from backup is for a cluster that lost every member", d.name, st.Leader.Member)
+		return
+	}
+	actor := api.ActorOf(r)
+	start := time.Now()
+	h.record(r.Context(), medic.Event{Kind: medic.EventAPIAction, Target: "db/" + d.name, Actor: actor,
+		Reason: fmt.Sprintf("bootstrap of %s from backup on %s started", d.name, d.agent.Name())})
+	var s *backup.Scratch
+	err = d.agent.Exclusive(r.Context(), "restore", func(ctx context.Context) error {
+		port, err := ports.Free(1)
+		if err != nil {
+			return err
+		}
+		s, err = d.backup.Manager().RestoreMember(ctx, port)
+		return err
+	})
+	var primary string
+	if err == nil {
+		// The agent starts the restored data read-only; promote it once it runs.
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+		for {
+			primary, err = d.agent.Failover(ctx, d.agent.Name(), actor)
+			if err == nil || !errors.Is(err, pgha.ErrRefused) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		cancel()
+	}
+	reason := fmt.Sprintf("bootstrap of %s from backup: %s is the primary", d.name, primary)
+	if err != nil {
+		reason = fmt.Sprintf("bootstrap of %s from backup failed: %v", d.name, err)
+	}
+	h.record(r.Context(), medic.Event{Kind: medic.EventAPIAction, Target: "db/" + d.name, Actor: actor, Reason: reason})
+	if err != nil {
+		api.WriteError(w, dbErrStatus(err), "%v", err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, BootstrapDoc{Database: d.name, Primary: primary, RestoreSeconds: s.Restore.Seconds(),
+		RecoverSeconds: s.Recover.Seconds(), Seconds: time.Since(start).Seconds()})
 }

@@ -235,3 +235,96 @@ func (s *Scratch) Remove(ctx context.Context) error {
 	}
 	return nil
 }
+
+// RestoreMember restores the newest backup and the whole archive into this
+// member's own data directory, which must be empty or missing (a cluster
+// that lost every member): the recovery runs in a scratch postgres on
+// 127.0.0.1:port that archives nothing, ends on a new timeline, is
+// checkpointed and stopped cleanly, and the recovery settings pgBackRest
+// wrote are removed, so that the member's agent starts it as any
+// initialized data directory. The caller keeps the agent from acting
+// meanwhile (pgha's Agent.Exclusive).
+func (m *Manager) RestoreMember(ctx context.Context, port int) (*Scratch, error) {
+	dir := m.o.Data
+	if es, err := os.ReadDir(dir); err == nil && len(es) > 0 {
+		return nil, fmt.Errorf("backup: restore into the member's data directory %s: refused, it is not empty", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("backup: create %s: %w", dir, err)
+	}
+	if err := os.Chown(dir, m.o.UID, m.o.GID); err != nil {
+		return nil, fmt.Errorf("backup: chown %s: %w", dir, err)
+	}
+	s := &Scratch{Dir: dir, Port: port, m: m}
+	start := m.clock.Now()
+	if _, err := m.run(ctx, "restore", "--pg1-path="+dir, "--type=default", "--link-all=n"); err != nil {
+		_ = emptyDir(dir)
+		return nil, err
+	}
+	s.Restore = m.clock.Now().Sub(start)
+	fail := func(err error) (*Scratch, error) {
+		_ = s.Stop(context.WithoutCancel(ctx))
+		_ = emptyDir(dir)
+		return nil, err
+	}
+	if err := m.scratchConfig(s); err != nil {
+		return fail(err)
+	}
+	if err := s.Start(ctx); err != nil {
+		return fail(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	c, err := pgx.Connect(cctx, s.DSN())
+	if err == nil {
+		_, err = c.Exec(cctx, "CHECKPOINT")
+		c.Close(context.Background())
+	}
+	cancel()
+	if err != nil {
+		return fail(fmt.Errorf("backup: checkpoint the restored cluster: %w", err))
+	}
+	if err := s.Stop(ctx); err != nil {
+		return fail(err)
+	}
+	if err := cleanAutoConf(filepath.Join(dir, "postgresql.auto.conf")); err != nil {
+		return fail(err)
+	}
+	return s, nil
+}
+
+// cleanAutoConf removes the recovery settings a restore wrote into
+// postgresql.auto.conf (they would steer the member's next recovery).
+func cleanAutoConf(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("backup: read %s: %w", path, err)
+	}
+	var keep []string
+	for _, line := range strings.Split(string(b), "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "restore_command") || strings.HasPrefix(t, "recovery_target") || strings.HasPrefix(t, "archive_mode") {
+			continue
+		}
+		keep = append(keep, line)
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(keep, "\n")), 0o600); err != nil {
+		return fmt.Errorf("backup: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// emptyDir removes what a failed restore left in dir, keeping dir.
+func emptyDir(dir string) error {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
