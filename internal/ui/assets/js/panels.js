@@ -9,6 +9,11 @@ export function renderSummary(root, state) {
   const st = state.status;
   if (!st) return;
   const items = [];
+  const au = st.audit;
+  if (au && au.degraded) {
+    // First: while it lasts, medic takes no remediation and records are held or lost.
+    items.push(["#audit", "DEGRADED", `audit log: ${au.reason}; remediation paused (${au.held} held, ${au.lost} lost)`, "bad"]);
+  }
   const svcs = st.services || [];
   const insts = svcs.flatMap((s) => s.instances || []);
   const healthy = svcs.filter((s) => s.ready === s.desired).length;
@@ -37,7 +42,7 @@ export function renderSummary(root, state) {
     const c = state.scorecard;
     items.push(["#scorecard", `${c.yes}/${c.items.length}`, "scorecard answers yes", c.passed ? (c.no ? "warn" : "ok") : "bad"]);
   }
-  if (state.chain) {
+  if (state.chain && !state.chain.degraded) {
     items.push(["#audit", state.chain.ok ? "intact" : "BROKEN", `audit chain, ${state.chain.records} record${state.chain.records === 1 ? "" : "s"}`, state.chain.ok ? "ok" : "bad"]);
   }
   replace(root, items.map(([href, big, label, cls]) =>
@@ -46,6 +51,10 @@ export function renderSummary(root, state) {
 
 export function renderChain(el, chain) {
   if (!chain) return;
+  if (chain.degraded) {
+    replace(el, h("span", { class: "badge bad", title: chain.error || "" }, `audit DEGRADED: ${chain.error}`));
+    return;
+  }
   replace(el, chain.ok
     ? h("span", { class: "badge ok", title: "every record's hash chains to the one before" }, `chain verified · ${chain.records} record${chain.records === 1 ? "" : "s"}`)
     : h("span", { class: "badge bad", title: chain.error || "" }, `chain BROKEN: ${chain.error || "verification failed"}`));
