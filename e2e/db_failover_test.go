@@ -132,7 +132,10 @@ func waitAcks(t *testing.T, w *writer, n int, within time.Duration) {
 	deadline := time.Now().Add(within)
 	for w.count() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("the writer has %d acknowledged writes, want %d within %v (%d errors)", w.count(), n, within, w.errs)
+			w.mu.Lock()
+			last := w.lastErr
+			w.mu.Unlock()
+			t.Fatalf("the writer has %d acknowledged writes, want %d within %v (%d errors, the last: %v)", w.count(), n, within, w.errs, last)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
 	"github.com/medic-dev/medic/internal/pgha"
@@ -178,10 +180,12 @@ func streams(m, from string, syncStandby bool) func(pgha.Status) bool {
 // agents' primary listeners (a multi-host DSN over both proxies, as an
 // application would), logging every acknowledgment.
 type writer struct {
-	dsn  string
-	mu   sync.Mutex
-	acks []ack
-	errs int
+	dsn      string
+	mu       sync.Mutex
+	acks     []ack
+	errs     int
+	readOnly int // errors of a write that reached a read-only server (SQLSTATE 25006)
+	lastErr  error
 }
 
 type ack struct {
@@ -210,6 +214,7 @@ func (w *writer) run(ctx context.Context) {
 			if err != nil {
 				w.mu.Lock()
 				w.errs++
+				w.lastErr = err
 				w.mu.Unlock()
 				continue
 			}
@@ -224,6 +229,10 @@ func (w *writer) run(ctx context.Context) {
 			w.acks = append(w.acks, ack{id, time.Now()})
 		} else {
 			w.errs++
+			w.lastErr = err
+			if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "25006" {
+				w.readOnly++
+			}
 			conn.Close(context.Background())
 			conn = nil
 		}
