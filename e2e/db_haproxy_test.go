@@ -138,21 +138,3 @@ func TestDBPatroniHAProxySample(t *testing.T) {
 		t.Logf("%s: %d acknowledged writes, %d errors, %d on a read-only server", c.name, c.w.count(), c.w.errs, c.w.readOnly)
 	}
 }
-
-// lockedBuffer collects a child's output safely.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
