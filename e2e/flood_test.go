@@ -1,12 +1,15 @@
 package e2e_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -58,18 +61,11 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 		nofile  = envInt("MEDIC_FLOOD_NOFILE", 512) // 0: medic keeps the machine's limit
 		rate    = envInt("MEDIC_FLOOD_RATE", 100)
 		seconds = envInt("MEDIC_FLOOD_SECONDS", 5)
-		floor   = time.Duration(envInt("MEDIC_FLOOD_P99_FLOOR_MS", 50)) * time.Millisecond
+		// p99 is held to 3× the normal p99, but never below floor: on a
+		// shared CI machine (load 16 on 2 cores) a p99 of a few ms jumps
+		// by tens of ms with no flood at all. bench/flood.sh sets it to 0.
+		floor = time.Duration(envInt("MEDIC_FLOOD_P99_FLOOR_MS", 250)) * time.Millisecond
 	)
-	// The test process holds every flood connection itself.
-	var lim syscall.Rlimit
-	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	if need := uint64(idle + slow + 2048); lim.Cur < need {
-		want := syscall.Rlimit{Cur: need, Max: max(need, lim.Max)}
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-			t.Skipf("the flood needs %d descriptors in the test process (limit %d): %v", need, lim.Cur, err)
-		}
-		defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
 	var wrapper []string
 	if nofile > 0 {
 		p, err := exec.LookPath("prlimit")
@@ -109,19 +105,8 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 		{"proxy tcp", fmt.Sprintf("127.0.0.1:%d", ports+2)},
 	}
 	for _, tg := range targets {
-		fctx, stop := context.WithCancel(ctx)
-		var counts flood.Counts
-		attackDone := make(chan struct{})
-		go func() {
-			defer close(attackDone)
-			flood.Attack{Addr: tg.addr, Idle: idle, Slow: slow,
-				Sources: []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}}.Run(fctx, &counts)
-		}()
-		// Let the flood build up before measuring.
-		deadline := time.Now().Add(10 * time.Second)
-		for counts.Dials.Load() < int64(idle+slow) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
+		fl := startFlood(t, tg.addr, idle, slow)
+		time.Sleep(time.Duration(2+(idle+slow)/5000) * time.Second) // let the flood build up
 		loadDone := make(chan flood.Result, 1)
 		go func() {
 			loadDone <- flood.Load{URL: proxyURL, Rate: rate, Duration: time.Duration(seconds) * time.Second}.Run(ctx)
@@ -138,15 +123,13 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 			time.Sleep(time.Duration(seconds) * time.Second / 4)
 		}
 		res := <-loadDone
-		open := counts.Open.Load()
 		if os.Getenv("FLOOD_DEBUG") != "" {
 			out, _ := exec.Command("sh", "-c", fmt.Sprintf("ls -l /proc/%d/fd | awk '{print $NF}' | sed 's/[0-9]*//g' | sort | uniq -c; ss -tnp | grep 'pid=%d,' | awk '{print $1, $4, $5}' | sed -E 's/:[0-9]+ / /g' | sort | uniq -c | sort -rn | head", a.cmd.Process.Pid, a.cmd.Process.Pid)).CombinedOutput()
 			t.Logf("descriptors of medic:\n%s", out)
 		}
-		stop()
-		<-attackDone
+		counts := fl.stop()
 		t.Logf("%s flood (%d idle + %d slow, %d dials, %d closed by medic, %d open at the end): client %v; slowest medic status %v",
-			tg.name, idle, slow, counts.Dials.Load(), counts.ClosedByServer.Load(), open, res, slowest)
+			tg.name, idle, slow, counts.Dials, counts.ClosedByServer, counts.Open, res, slowest)
 		if slowest > time.Second {
 			t.Errorf("%s flood: medic status took %v; want < 1s", tg.name, slowest)
 		}
@@ -179,4 +162,87 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 	if t.Failed() {
 		t.Logf("medic stderr:\n%s", tail(a.stderr.String(), 6000))
 	}
+}
+
+// floodHelper runs in a child process (the test binary run again): it holds
+// MEDIC_FLOOD_HELPER_IDLE idle and _SLOW slowloris connections to _ADDR
+// until SIGTERM, then prints its counts. Children spread the connections
+// over processes whose descriptor limit could not hold them all.
+func TestFloodHelper(t *testing.T) {
+	addr := os.Getenv("MEDIC_FLOOD_HELPER_ADDR")
+	if addr == "" {
+		t.Skip("runs only as the child of TestFloodNeverHarmsInstances")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	var c flood.Counts
+	var open atomic.Int64
+	go func() { <-sig; open.Store(c.Open.Load()); cancel() }()
+	flood.Attack{Addr: addr, Idle: envInt("MEDIC_FLOOD_HELPER_IDLE", 0), Slow: envInt("MEDIC_FLOOD_HELPER_SLOW", 0),
+		Sources: []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}}.Run(ctx, &c)
+	fmt.Printf("FLOODCOUNTS %d %d %d %d\n", c.Dials.Load(), c.DialErrors.Load(), c.ClosedByServer.Load(), open.Load())
+}
+
+type floodCounts struct{ Dials, DialErrors, ClosedByServer, Open int64 }
+
+type floodRun struct {
+	t     *testing.T
+	procs []*exec.Cmd
+	outs  []*bytes.Buffer
+}
+
+// startFlood starts helper processes holding idle + slow connections to
+// addr, at most perProc each (the descriptor limit of one process).
+func startFlood(t *testing.T, addr string, idle, slow int) *floodRun {
+	t.Helper()
+	var lim syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	perProc := max(1000, int(lim.Cur)-1024)
+	n := (idle + slow + perProc - 1) / perProc
+	fr := &floodRun{t: t}
+	for i := range n {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFloodHelper$", "-test.v")
+		cmd.Env = append(os.Environ(), "MEDIC_FLOOD_HELPER_ADDR="+addr,
+			fmt.Sprintf("MEDIC_FLOOD_HELPER_IDLE=%d", share(idle, n, i)), fmt.Sprintf("MEDIC_FLOOD_HELPER_SLOW=%d", share(slow, n, i)))
+		out := &bytes.Buffer{}
+		cmd.Stdout = out
+		if err := cmd.Start(); err != nil {
+			fr.stop()
+			t.Fatal(err)
+		}
+		fr.procs, fr.outs = append(fr.procs, cmd), append(fr.outs, out)
+	}
+	t.Cleanup(func() { fr.stop() })
+	return fr
+}
+
+func share(total, n, i int) int { return total/n + map[bool]int{true: 1}[i < total%n] }
+
+// stop ends the helpers (by PID) and sums their counts; safe to call twice.
+func (fr *floodRun) stop() floodCounts {
+	var sum floodCounts
+	for i, p := range fr.procs {
+		if p.ProcessState == nil {
+			p.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { p.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				p.Process.Kill()
+				<-done
+			}
+		}
+		var c floodCounts
+		if j := strings.Index(fr.outs[i].String(), "FLOODCOUNTS "); j >= 0 {
+			fmt.Sscan(fr.outs[i].String()[j+len("FLOODCOUNTS "):], &c.Dials, &c.DialErrors, &c.ClosedByServer, &c.Open)
+		}
+		sum.Dials += c.Dials
+		sum.DialErrors += c.DialErrors
+		sum.ClosedByServer += c.ClosedByServer
+		sum.Open += c.Open
+	}
+	return sum
 }

@@ -149,6 +149,23 @@ func tokenCmd() *cobra.Command {
 	}
 	add.Flags().StringVar(&role, "role", "viewer", "viewer, operator or admin")
 	add.Flags().StringVarP(&file, "file", "f", "", "tokens file")
-	c.AddCommand(add)
+	var rmFile string
+	remove := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Remove the token NAME from -f FILE; a running medic refuses it after `medic reload` (or SIGHUP)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if rmFile == "" {
+				return usageError{fmt.Errorf("token remove needs -f FILE (the api.tokens_file)")}
+			}
+			if err := auth.RemoveToken(rmFile, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "removed token %s from %s; run `medic reload` (or send SIGHUP) so that the agent refuses it\n", args[0], rmFile)
+			return nil
+		},
+	}
+	remove.Flags().StringVarP(&rmFile, "file", "f", "", "tokens file")
+	c.AddCommand(add, remove)
 	return c
 }

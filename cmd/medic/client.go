@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -24,20 +26,49 @@ type client struct {
 }
 
 func newClient(cmd *cobra.Command) (*client, error) {
-	addr, _ := cmd.Flags().GetString("addr")
-	if addr == "" {
-		if path := configPath(cmd); path != "" {
-			if _, err := os.Stat(path); err == nil {
-				cfg, err := config.Load(path)
-				if err != nil {
-					return nil, fmt.Errorf("read the agent address from %s: %w", path, err)
-				}
-				addr = cfg.API.Listen
-			}
+	addr, implicit, err := agentAddr(cmd, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	token, _ := cmd.Flags().GetString("token")
+	if token == "" {
+		token = os.Getenv("MEDIC_TOKEN")
+	}
+	if token != "" && implicit != "" && !loopbackURL(addr) {
+		return nil, fmt.Errorf("the agent address %s comes from %s found in the current directory, not from you: "+
+			"medic does not send your token there; pass --addr or -c to point at it", addr, implicit)
+	}
+	return &client{base: addr, token: token, http: &http.Client{}}, nil
+}
+
+// agentAddr decides where the CLI talks to: --addr, then the api.listen of
+// an explicit -c FILE, then $MEDIC_ADDR, then the api.listen of a medic.yaml
+// in the current directory, then 127.0.0.1:7070. implicit names that
+// medic.yaml when the address came from it (the user did not point there).
+func agentAddr(cmd *cobra.Command, getenv func(string) string) (addr, implicit string, err error) {
+	fromConfig := func(path string) (string, error) {
+		cfg, err := config.Load(path)
+		if err != nil {
+			return "", fmt.Errorf("read the agent address from %s: %w", path, err)
+		}
+		return cfg.API.Listen, nil
+	}
+	addr, _ = cmd.Flags().GetString("addr")
+	if p, _ := cmd.Flags().GetString("config"); addr == "" && p != "" {
+		if addr, err = fromConfig(p); err != nil {
+			return "", "", err
 		}
 	}
 	if addr == "" {
-		addr = os.Getenv("MEDIC_ADDR")
+		addr = getenv("MEDIC_ADDR")
+	}
+	if addr == "" {
+		if _, err := os.Stat("medic.yaml"); err == nil {
+			if addr, err = fromConfig("medic.yaml"); err != nil {
+				return "", "", err
+			}
+			implicit = "medic.yaml"
+		}
 	}
 	if addr == "" {
 		addr = "127.0.0.1:7070"
@@ -45,11 +76,21 @@ func newClient(cmd *cobra.Command) (*client, error) {
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
-	token, _ := cmd.Flags().GetString("token")
-	if token == "" {
-		token = os.Getenv("MEDIC_TOKEN")
+	return strings.TrimRight(addr, "/"), implicit, nil
+}
+
+// loopbackURL reports whether u names this machine (a loopback IP or localhost).
+func loopbackURL(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
 	}
-	return &client{base: strings.TrimRight(addr, "/"), token: token, http: &http.Client{}}, nil
+	h := pu.Hostname()
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // configPath returns -c, or medic.yaml when it exists, or "".

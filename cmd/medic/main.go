@@ -55,7 +55,7 @@ Start with 'medic demo'.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.PersistentFlags().String("addr", "", "agent API address (default: api.listen of -c, else $MEDIC_ADDR, else 127.0.0.1:7070)")
+	root.PersistentFlags().String("addr", "", "agent API address (default: api.listen of -c, else $MEDIC_ADDR, else api.listen of ./medic.yaml, else 127.0.0.1:7070)")
 	root.PersistentFlags().String("token", "", "bearer token for the API (default $MEDIC_TOKEN)")
 	root.PersistentFlags().StringP("config", "c", "", "config file (default medic.yaml when it exists)")
 	root.AddCommand(

@@ -118,3 +118,30 @@ func TestAPICapsConnections(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Without a tokens file, only requests for localhost or the listen address
+// are answered: a page on a rebinding name must not read the API (it could).
+func TestTokenlessRefusesForeignHost(t *testing.T) {
+	f := newFixture(t)
+	f.srv.Tokens = nil
+	addr := serve(t, f)
+	_, port, _ := net.SplitHostPort(addr)
+	for host, want := range map[string]int{
+		"evil.example:" + port: http.StatusMisdirectedRequest,
+		"evil.example":         http.StatusMisdirectedRequest,
+		"localhost:" + port:    200,
+		"127.0.0.1:" + port:    200,
+		"[::1]:" + port:        200,
+	} {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/status", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s: %d; want %d", host, resp.StatusCode, want)
+		}
+	}
+}

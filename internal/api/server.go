@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/medic-dev/medic/internal/events"
 	"github.com/medic-dev/medic/internal/netguard"
 	"github.com/medic-dev/medic/internal/proxy"
+	"github.com/medic-dev/medic/internal/safetext"
 	"github.com/medic-dev/medic/internal/supervise"
 )
 
@@ -64,7 +66,10 @@ func DecodeBody(r *http.Request, v any) error { return decodeBody(r, v) }
 
 // Server serves the API. Fields are set before Serve and not changed after.
 type Server struct {
-	Tokens     *auth.Tokens // nil: reads open, mutations refused
+	Tokens *auth.Tokens // nil: reads open, mutations refused
+	// LiveTokens, if set, replaces Tokens with the tokens file as reloaded:
+	// a token removed on reload is refused from the next request on.
+	LiveTokens *auth.Live
 	Supervisor Supervisor
 	Traffic    Traffic // may be nil: no proxies
 	// Dependencies returns the dependency listeners' figures; nil when there are none.
@@ -140,21 +145,65 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-func (s *Server) guard(need auth.Role) func(http.Handler) http.Handler {
-	return auth.Middleware(s.Tokens, need, func(r *http.Request, status int, reason string) {
-		why := fmt.Sprintf("%d: %s", status, reason)
-		s.denyMu.Lock()
-		first, ended := s.denied.observe(s.now(), clientOf(r), why)
-		s.denyMu.Unlock()
-		for _, ev := range ended {
-			s.Record(r.Context(), ev)
+// hostCheck refuses, in token-less mode, a request whose Host header names
+// neither this machine (localhost, a loopback address) nor the listen
+// address: a web page on another name that resolves to 127.0.0.1 (DNS
+// rebinding) must not read status, logs or the audit log.
+func (s *Server) hostCheck(next http.Handler, listen net.Addr) http.Handler {
+	listenHost, _, _ := net.SplitHostPort(listen.String())
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.tokens() != nil || allowedHost(r.Host, listenHost) {
+			next.ServeHTTP(w, r)
+			return
 		}
-		if first {
-			s.Record(r.Context(), medic.Event{Kind: medic.EventAPIDenied, Target: r.Method + " " + r.URL.Path,
-				Actor: "api:" + clientOf(r), Reason: why,
-				Fields: map[string]string{"note": "further denials from this source for this reason are counted and recorded once per " + DenialWindow.String()}})
-		}
+		writeError(w, http.StatusMisdirectedRequest, "Host %q is not this agent: without a tokens file medic answers only requests for localhost or %s", safetext.Line(r.Host), listenHost)
 	})
+}
+
+func allowedHost(hostport, listenHost string) bool {
+	h := hostport
+	if sh, _, err := net.SplitHostPort(hostport); err == nil {
+		h = sh
+	}
+	h = strings.Trim(h, "[]")
+	if strings.EqualFold(h, "localhost") || h == listenHost {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && (ip.IsLoopback() || listenHost != "" && ip.Equal(net.ParseIP(listenHost)))
+}
+
+// tokens are the tokens in force.
+func (s *Server) tokens() *auth.Tokens {
+	if s.LiveTokens != nil {
+		return s.LiveTokens.Tokens()
+	}
+	return s.Tokens
+}
+
+func (s *Server) guard(need auth.Role) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Built per request: the tokens in force change on reload.
+			auth.Middleware(s.tokens(), need, s.auditDenied)(next).ServeHTTP(w, r)
+		})
+	}
+}
+
+// auditDenied audits a refused request (aggregated per source and reason).
+func (s *Server) auditDenied(r *http.Request, status int, reason string) {
+	why := fmt.Sprintf("%d: %s", status, reason)
+	s.denyMu.Lock()
+	first, ended := s.denied.observe(s.now(), clientOf(r), why)
+	s.denyMu.Unlock()
+	for _, ev := range ended {
+		s.Record(r.Context(), ev)
+	}
+	if first {
+		s.Record(r.Context(), medic.Event{Kind: medic.EventAPIDenied, Target: r.Method + " " + r.URL.Path,
+			Actor: "api:" + clientOf(r), Reason: why,
+			Fields: map[string]string{"note": "further denials from this source for this reason are counted and recorded once per " + DenialWindow.String()}})
+	}
 }
 
 func (s *Server) now() time.Time {
@@ -207,6 +256,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.Wrap != nil {
 		h = s.Wrap(h)
 	}
+	h = s.hostCheck(h, ln.Addr())
 	lim := s.Limits
 	lim.SetDefaults(config.DefaultAPILimits)
 	gl := netguard.Wrap(ln, netguard.Options{Name: "api",

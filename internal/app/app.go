@@ -60,6 +60,7 @@ type Main struct {
 	mets  *metrics.Metrics
 
 	fds       *netguard.FDs // the descriptor reserve every listener respects
+	tokens    *auth.Live    // nil without a tokens file; reloaded with the config
 	traffic   *traffic
 	egress    *egress.Set // nil when no service declares dependencies
 	flags     *flags.Store
@@ -128,9 +129,8 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("open audit log: %w", err)
 	}
 	m.aw = audit.NewWriter(m.audit, audit.WriterOptions{Clock: m.Clock})
-	var tokens *auth.Tokens
 	if f := m.cfg.API.TokensFile; f != "" {
-		if tokens, err = auth.LoadTokens(f); err != nil {
+		if m.tokens, err = auth.OpenLive(f); err != nil {
 			return fmt.Errorf("load tokens: %w", err)
 		}
 	}
@@ -209,7 +209,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 	srv := &api.Server{
-		Tokens:     tokens,
+		LiveTokens: m.tokens,
 		Supervisor: m.sup,
 		Traffic:    m.traffic,
 		Dependencies: func() []egress.Stats {
@@ -402,6 +402,7 @@ func (m *Main) signals(ctx context.Context) error {
 func (m *Main) Reload(ctx context.Context, actor string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.reloadTokens(ctx, actor) // whatever the config file holds: a removed token must stop working now
 	next, err := loadWithin(ctx, m.loadConfig(), m.cfg.Path, ReloadTimeout)
 	if err != nil {
 		m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "config", Actor: actor,
@@ -440,6 +441,26 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	m.cfg = next
 	m.setSecrets(next)
 	return nil
+}
+
+// reloadTokens reads the tokens file again and audits what changed; on an
+// error the tokens in force stay, and the rejection is audited.
+func (m *Main) reloadTokens(ctx context.Context, actor string) {
+	if m.tokens == nil {
+		return
+	}
+	added, removed, err := m.tokens.Reload()
+	if err != nil {
+		m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "tokens", Actor: actor,
+			Reason: "tokens file rejected, the tokens in force stay: " + firstLine(err.Error())})
+		return
+	}
+	if len(added)+len(removed) == 0 {
+		return
+	}
+	m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "tokens", Actor: actor,
+		Reason: fmt.Sprintf("tokens reloaded: %d added, %d removed; removed tokens are refused from now on", len(added), len(removed)),
+		Fields: map[string]string{"added": join(added), "removed": join(removed)}})
 }
 
 func firstLine(s string) string {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/egress"
@@ -25,18 +24,11 @@ const drillsForScorecard = 500
 // history in the store. It is stopped last among the components (order 40):
 // the sampler only reads.
 func buildUI(m *Main) (*component, error) {
-	var tokens *auth.Tokens
-	if f := m.cfg.API.TokensFile; f != "" {
-		var err error
-		if tokens, err = auth.LoadTokens(f); err != nil { // the file Run loaded a moment ago
-			return nil, fmt.Errorf("load tokens for the dashboard: %w", err)
-		}
-	}
 	var cur atomic.Pointer[config.Config]
 	cur.Store(m.cfg)
 	m.onReload(func(_ context.Context, cfg *config.Config) error { cur.Store(cfg); return nil })
 	opts := ui.Options{
-		Tokens: tokens, Clock: m.Clock, Logger: m.Logger.With("component", "ui"), Record: m.Record,
+		Live: m.tokens, Clock: m.Clock, Logger: m.Logger.With("component", "ui"), Record: m.Record,
 		Sample: func() ui.Snapshot {
 			return ui.Snapshot{Services: m.sup.Status(), Proxies: m.traffic.Stats(), Latency: ui.LatencyFrom(m.mets.Registry)}
 		},

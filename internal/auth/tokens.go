@@ -47,6 +47,19 @@ func (t *Tokens) Len() int {
 	return len(t.entries)
 }
 
+// Holds reports whether a token named id.Name with role id.Role is in t.
+func (t *Tokens) Holds(id Identity) bool {
+	if t == nil {
+		return false
+	}
+	for _, e := range t.entries {
+		if e.name == id.Name && e.role == id.Role {
+			return true
+		}
+	}
+	return false
+}
+
 // Authenticate returns the identity whose digest is SHA-256(bearer). It
 // compares against every entry in constant time and does not stop at the
 // first match, so the response time says nothing about which token, if any,
@@ -74,10 +87,15 @@ func (t *Tokens) Authenticate(bearer string) (Identity, bool) {
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // LoadTokens reads and parses the tokens file at path (see ParseTokens).
+//
+// A file that its group or others may write is refused with the reason.
 func LoadTokens(path string) (*Tokens, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("auth: load tokens: %w", err)
+	}
+	if err := checkMode(path); err != nil {
+		return nil, err
 	}
 	return ParseTokens(path, data)
 }

@@ -43,12 +43,13 @@ type SessionDoc struct {
 //     answer 401 and the page asks to sign in again.
 func (u *UI) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(r.Header.Values("Authorization")) > 0 || u.opts.Tokens == nil {
+		if len(r.Header.Values("Authorization")) > 0 || u.tokens() == nil {
 			next.ServeHTTP(w, r)
 			return
 		}
 		sess, _, ok := u.cookieSession(r)
-		if !ok {
+		if !ok || !u.tokens().Holds(sess.id) { // its token was removed on reload: the session is over
+
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -88,7 +89,7 @@ type loginBody struct {
 // browser's Origin, when sent, must be this origin.
 func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 	anon := "ui:" + clientAddr(r)
-	if u.opts.Tokens == nil {
+	if u.tokens() == nil {
 		u.deny(w, r, http.StatusForbidden, "no tokens_file configured: the dashboard is read-only and nobody signs in", anon)
 		return
 	}
@@ -105,7 +106,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	id, ok := u.opts.Tokens.Authenticate(body.Token)
+	id, ok := u.tokens().Authenticate(body.Token)
 	if !ok {
 		u.deny(w, r, http.StatusUnauthorized, "sign-in refused: invalid token", anon)
 		return
@@ -148,7 +149,7 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request) {
 // readable only by same-origin scripts (no CORS headers are ever sent).
 func (u *UI) session(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if u.opts.Tokens == nil {
+	if u.tokens() == nil {
 		api.WriteJSON(w, http.StatusOK, SessionDoc{Name: auth.AnonymousName, Role: auth.RoleViewer, Auth: "none", Endpoints: u.endpoints()})
 		return
 	}

@@ -44,6 +44,9 @@ type Options struct {
 	// Tokens authenticate sign-ins; nil (no tokens file) makes the page
 	// read-only for everyone and refuses sign-ins.
 	Tokens *auth.Tokens
+	// Live, if set, is the tokens file as reloaded, and replaces Tokens: a
+	// token removed on reload no longer signs in, and its sessions end.
+	Live   *auth.Live
 	Clock  clock.Clock
 	Logger *slog.Logger
 	// Record audits sign-ins, sign-outs and refused requests.
@@ -173,4 +176,12 @@ func (u *UI) scorecard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, scorecard.Evaluate(in, u.clock.Now()))
+}
+
+// tokens are the tokens in force.
+func (u *UI) tokens() *auth.Tokens {
+	if u.opts.Live != nil {
+		return u.opts.Live.Tokens()
+	}
+	return u.opts.Tokens
 }
