@@ -50,23 +50,29 @@ func BenchmarkHotPath(b *testing.B) {
 			cfg.DataPlane = plane
 			h := mustStartLog(b, cfg, nil, slog.New(slog.DiscardHandler)) // the access log costs what logging costs
 			h.p.SetBackend("web/0", rawBackend(b), true)
-			conn, err := net.Dial("tcp", h.p.Addr().String())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
 			req := []byte("GET /hot HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
-			br := bufio.NewReaderSize(conn, 4096)
 			b.ReportAllocs()
+			b.SetParallelism(8) // 16 keep-alive client connections on 2 CPUs
 			b.ResetTimer()
-			for b.Loop() {
-				if _, err := conn.Write(req); err != nil {
-					b.Fatal(err)
+			b.RunParallel(func(pb *testing.PB) {
+				conn, err := net.Dial("tcp", h.p.Addr().String())
+				if err != nil {
+					b.Error(err)
+					return
 				}
-				if err := readRawResponse(br); err != nil {
-					b.Fatal(err)
+				defer conn.Close()
+				br := bufio.NewReaderSize(conn, 4096)
+				for pb.Next() {
+					if _, err := conn.Write(req); err != nil {
+						b.Error(err)
+						return
+					}
+					if err := readRawResponse(br); err != nil {
+						b.Error(err)
+						return
+					}
 				}
-			}
+			})
 		})
 	}
 }

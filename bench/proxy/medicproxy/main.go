@@ -49,11 +49,12 @@ func main() {
 		rise       = flag.Int("rise", 2, "successes that make it ready again")
 		accessLog  = flag.Bool("access-log", false, "write the JSON access log to stderr")
 		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+		dataPlane  = flag.String("data-plane", "", "data_plane: fast or net_http (empty: the default)")
 	)
 	flag.Var(&bs, "backend", "instance as id=host:port (repeatable)")
 	flag.Parse()
 	err := profiled(*cpuprofile, func() error {
-		return run(bs, *listen, *tryTimeout, *connect, *noShed, *tolerance, *probePath, *period, *probeTO, *fall, *rise, *accessLog)
+		return run(bs, *listen, *tryTimeout, *connect, *noShed, *tolerance, *probePath, *period, *probeTO, *fall, *rise, *accessLog, *dataPlane)
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "medicproxy:", err)
@@ -79,11 +80,11 @@ func profiled(path string, fn func() error) error {
 }
 
 func run(bs backends, listen string, tryTimeout, connect time.Duration, noShed bool, tolerance float64, probePath string,
-	period, probeTO time.Duration, fall, rise int, accessLog bool) error {
+	period, probeTO time.Duration, fall, rise int, accessLog bool, dataPlane string) error {
 	if len(bs) == 0 {
 		return errors.New("no -backend given")
 	}
-	cfg := &config.Proxy{Listen: listen, TryTimeout: config.Duration(tryTimeout), ConnectTimeout: config.Duration(connect)}
+	cfg := &config.Proxy{Listen: listen, TryTimeout: config.Duration(tryTimeout), ConnectTimeout: config.Duration(connect), DataPlane: dataPlane}
 	if noShed {
 		off := false
 		cfg.Shed.Enabled = &off
