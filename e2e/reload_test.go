@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,9 +42,15 @@ func TestReloadUnderLoadDropsNothing(t *testing.T) {
 	a.eventually(15*time.Second, "2 ready", func() bool { return a.status().Services[0].Ready == 2 })
 	url := "http://" + a.status().Proxies[0].Listen + "/"
 
+	// MEDIC_RELOAD_CYCLES (1 to 50, default 1) repeats the 2 → 3 → 2 cycle
+	// for a longer figure outside CI.
+	cycles := 1
+	if v, err := strconv.Atoi(os.Getenv("MEDIC_RELOAD_CYCLES")); err == nil && v >= 1 && v <= 50 {
+		cycles = v
+	}
 	// 4 clients, each a request then 20 ms of pause: about 200 requests/s,
-	// for at most 45 s and 20 000 requests.
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	// for at most 45 s per cycle and 5 000 requests per client and cycle.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cycles)*45*time.Second)
 	defer cancel()
 	var requests, failures atomic.Int64
 	var firstErr atomic.Value
@@ -53,7 +60,7 @@ func TestReloadUnderLoadDropsNothing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for n := 0; n < 5000 && ctx.Err() == nil; n++ {
+			for n := 0; n < 5000*cycles && ctx.Err() == nil; n++ {
 				resp, err := client.Get(url)
 				if ctx.Err() != nil {
 					return
@@ -102,10 +109,14 @@ func TestReloadUnderLoadDropsNothing(t *testing.T) {
 		})
 	}
 	time.Sleep(time.Second)
-	reload(`VERSION: "1"`, `VERSION: "2"`, 3)
-	time.Sleep(time.Second)
-	reload(`VERSION: "2"`, `VERSION: "3"`, 2)
-	time.Sleep(time.Second)
+	version := 1
+	for c := 0; c < cycles; c++ {
+		reload(fmt.Sprintf(`VERSION: "%d"`, version), fmt.Sprintf(`VERSION: "%d"`, version+1), 3)
+		time.Sleep(time.Second)
+		reload(fmt.Sprintf(`VERSION: "%d"`, version+1), fmt.Sprintf(`VERSION: "%d"`, version+2), 2)
+		time.Sleep(time.Second)
+		version += 2
+	}
 	cancel()
 	wg.Wait()
 	if requests.Load() < 500 {
@@ -121,5 +132,5 @@ func TestReloadUnderLoadDropsNothing(t *testing.T) {
 	if strings.Contains(out, "medic is shutting down") || !strings.Contains(out, "signal:SIGHUP") {
 		t.Fatalf("stops by the reload are not audited with its actor and cause:\n%s", out)
 	}
-	t.Logf("%d requests through the proxy during reloads 2→3→2 with env changes: 0 errors", requests.Load())
+	t.Logf("%d requests through the proxy during %d reload cycles 2→3→2 with env changes: 0 errors", requests.Load(), cycles)
 }
