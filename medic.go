@@ -151,6 +151,7 @@ const (
 	EventAdopted      EventKind = "instance.adopted"  // a process left running by a previous medic was taken over
 	EventRolledBack   EventKind = "service.rolledback"
 	EventRolledOut    EventKind = "service.rolledout" // a reload's replacement of a changed service ended (done or stopped)
+	EventRolloutStuck EventKind = "service.rollout.waiting" // a rollout has waited RolloutStuckAfter on one step
 	EventConfigReload EventKind = "config.reload"
 	EventAPIDenied    EventKind = "api.denied"
 	EventAPIAction    EventKind = "api.action"

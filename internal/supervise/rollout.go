@@ -8,12 +8,19 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
 )
 
 // ErrInProgress is returned when the caller stopped waiting for a change
 // (a rollback, a scale) that goes on within the disruption budget.
 var ErrInProgress = errors.New("supervise: the change continues within the disruption budget")
+
+// RolloutStuckAfter is how long a rollout (reload, rollback, scale) waits
+// on one step — the budget, or a new instance to be ready — before it
+// records a service.rollout.waiting event naming the step; it keeps
+// waiting. Default 1m.
+var RolloutStuckAfter = time.Minute
 
 // BudgetWait bounds how long a single instance's restart or stop (API,
 // runbook step) waits for the other instances to satisfy min_available
@@ -127,10 +134,25 @@ func (s *Supervisor) converge(ctx context.Context, sv *service, r *rollout, acto
 	cfg := sv.cfg
 	s.mu.Unlock()
 	specs := Resolve(sv.name, cfg, s.baseDir, s.logDir)
+	var stuck clock.Timer // records a step that waits too long
+	defer func() {
+		if stuck != nil {
+			stuck.Stop()
+		}
+	}()
 	setStep := func(format string, args ...any) {
+		step := fmt.Sprintf(format, args...)
 		s.mu.Lock()
-		r.step = fmt.Sprintf(format, args...)
+		r.step = step
 		s.mu.Unlock()
+		if stuck != nil {
+			stuck.Stop()
+		}
+		stuck = s.env.Clock.AfterFunc(RolloutStuckAfter, func() {
+			s.record(ctx, medic.EventRolloutStuck, sv.name, actor,
+				fmt.Sprintf("%s of %s has been %s for %v; it goes on waiting (a new reload, a rollback or a fix of the instance moves it)",
+					why, sv.name, step, RolloutStuckAfter))
+		})
 	}
 
 	s.mu.Lock()

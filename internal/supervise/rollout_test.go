@@ -198,3 +198,24 @@ func TestReloadStopsReplacedInstancesEvenDetached(t *testing.T) {
 	}
 	syscall.Kill(last, syscall.SIGKILL)
 }
+
+// TestStuckRolloutIsRecorded: a new version that never gets ready holds the
+// rollout (the old instances keep serving) and a record says what it waits for.
+func TestStuckRolloutIsRecorded(t *testing.T) {
+	defer func(d time.Duration) { supervise.RolloutStuckAfter = d }(supervise.RolloutStuckAfter)
+	supervise.RolloutStuckAfter = 200 * time.Millisecond
+	hooks := &readyHooks{ready: map[string]bool{}, min: 99}
+	s, rec := start(t, map[string]*config.Service{"web": readyService(2)}, hooks)
+	eventually(t, 15*time.Second, "2 ready", func() bool { return hooks.count() == 2 })
+	bad := readyService(2)
+	bad.Probes.Readiness = execProbe("false", 30*time.Millisecond, 1)
+	s.Apply(context.Background(), &config.Config{Services: map[string]*config.Service{"web": bad}}, config.Change{Changed: []string{"web"}}, "api:frank")
+	eventually(t, 10*time.Second, "a stuck-rollout record", func() bool { return rec.count(medic.EventRolloutStuck, "web") > 0 })
+	ev, _ := rec.find(medic.EventRolloutStuck, "web")
+	if ev.Actor != "api:frank" || !strings.Contains(ev.Reason, "to be ready") {
+		t.Fatalf("stuck record = %+v", ev)
+	}
+	if st := s.Status()[0]; st.Ready != 1 || !strings.Contains(st.Rollout, "waiting for web/") {
+		t.Fatalf("during a stuck rollout: %d ready, rollout %q; want the other instance serving and the step shown", st.Ready, st.Rollout)
+	}
+}
