@@ -150,7 +150,7 @@ const (
 	EventLeftover     EventKind = "instance.leftover" // a process group left by a previous medic was stopped
 	EventAdopted      EventKind = "instance.adopted"  // a process left running by a previous medic was taken over
 	EventRolledBack   EventKind = "service.rolledback"
-	EventRolledOut    EventKind = "service.rolledout" // a reload's replacement of a changed service ended (done or stopped)
+	EventRolledOut    EventKind = "service.rolledout"       // a reload's replacement of a changed service ended (done or stopped)
 	EventRolloutStuck EventKind = "service.rollout.waiting" // a rollout has waited RolloutStuckAfter on one step
 	EventConfigReload EventKind = "config.reload"
 	EventAPIDenied    EventKind = "api.denied"
