@@ -118,7 +118,7 @@ func (s *Supervisor) Rollback(ctx context.Context, name, actor string) error {
 	started := s.started
 	s.mu.Unlock()
 	if started {
-		r := s.startRollout(sv, actor, "rollback", nil)
+		r := s.startRollout(sv, actor, "rollback to the previous version", nil)
 		if r == nil {
 			return fmt.Errorf("roll back %s: medic is stopping", name)
 		}

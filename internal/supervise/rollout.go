@@ -205,7 +205,7 @@ func (s *Supervisor) converge(ctx context.Context, sv *service, r *rollout, acto
 			return fmt.Errorf("%s: replace %s: %w", why, old.id, err)
 		}
 		setStep("replacing %s", old.id)
-		s.retire(old, actor, why+": replaced by the new version")
+		s.retire(old, actor, why+": instance replaced")
 		in := s.newInstance(spec, cfg.DependsOn)
 		s.mu.Lock()
 		sv.instances[i] = in

@@ -219,3 +219,40 @@ func TestStuckRolloutIsRecorded(t *testing.T) {
 		t.Fatalf("during a stuck rollout: %d ready, rollout %q; want the other instance serving and the step shown", st.Ready, st.Rollout)
 	}
 }
+
+// TestRollbackAndScaleStopsNameTheirActor: a rollback's and a scale-in's
+// stops are recorded with their actor and cause.
+func TestRollbackAndScaleStopsNameTheirActor(t *testing.T) {
+	s, rec := start(t, map[string]*config.Service{"web": readyService(2)}, nil)
+	eventually(t, 15*time.Second, "2 ready", func() bool { return s.Status()[0].Ready == 2 })
+	next := readyService(2)
+	next.Env = map[string]string{"VERSION": "2"}
+	s.Apply(context.Background(), &config.Config{Services: map[string]*config.Service{"web": next}}, config.Change{Changed: []string{"web"}}, "api:gina")
+	eventually(t, 15*time.Second, "rolled out", func() bool { return rec.count(medic.EventRolledOut, "web") == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := s.Rollback(ctx, "web", "runbook:crashloop_rollback"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Scale(ctx, "web", 1, "api:hal"); err != nil {
+		t.Fatal(err)
+	}
+	var rollback, scale bool
+	rec.mu.Lock()
+	for _, ev := range rec.events {
+		if ev.Kind != medic.EventStopping {
+			continue
+		}
+		if ev.Actor == shutdownActorForTest {
+			t.Errorf("a stop recorded as the supervisor's own: %+v", ev)
+		}
+		rollback = rollback || ev.Actor == "runbook:crashloop_rollback" && strings.Contains(ev.Reason, "rollback to the previous version")
+		scale = scale || ev.Actor == "api:hal" && ev.Target == "web/1" && strings.Contains(ev.Reason, "scale from 2 to 1")
+	}
+	rec.mu.Unlock()
+	if !rollback || !scale {
+		t.Fatalf("rollback stop named: %v, scale-in stop named: %v", rollback, scale)
+	}
+}
+
+const shutdownActorForTest = "supervisor"
