@@ -23,10 +23,13 @@ func notifyStopping() { daemon.SdNotify(false, daemon.SdNotifyStopping) }
 // watchdog sends WATCHDOG=1 at half the interval systemd asks for
 // (WatchdogSec= sets WATCHDOG_USEC), until ctx ends. alive reports whether
 // medic's own loops still turn; a false skips the ping so that systemd kills
-// and restarts a medic that hangs. Without a watchdog it returns at once.
+// and restarts a medic that hangs. Without a watchdog it waits for ctx all
+// the same: it is a member of the run group, whose first member to return
+// stops medic.
 func watchdog(ctx context.Context, alive func() bool) error {
 	every, err := daemon.SdWatchdogEnabled(false)
 	if err != nil || every <= 0 {
+		<-ctx.Done()
 		return nil
 	}
 	t := time.NewTicker(every / 2)
