@@ -43,8 +43,9 @@ func rollback(in Input, _ time.Time) []Subject {
 		case svc.Stop.Grace.D() >= rollbackMax:
 			s.fail(fmt.Sprintf("stop grace %s alone exceeds %s", svc.Stop.Grace.D(), rollbackMax), fmt.Sprintf("services.%s.stop.grace: 10s", name))
 		default:
-			s.Evidence = append(s.Evidence, fmt.Sprintf("the previous version is kept; a rollback stops the service (grace %s) and starts it", svc.Stop.Grace.D()),
-				"no rollback drill yet: `medic drill crashloop-rollback --service "+name+"` would measure the time")
+			// Kept is not proven: only a measured rollback answers yes.
+			s.add(Unknown, fmt.Sprintf("the previous version is kept, but no rollback has been measured (a rollback stops the service within grace %s and starts it)", svc.Stop.Grace.D()),
+				"prove it: `medic drill crashloop-rollback --service "+name+"` measures the time back to the good version")
 		}
 		out = append(out, s)
 	}

@@ -290,8 +290,33 @@ func zeroDowntime(in Input, _ time.Time) []Subject {
 		}
 		if s.Answer == Yes {
 			s.Evidence = append(s.Evidence, fmt.Sprintf("rolling restart keeps ≥ %d of %d instances ready; readiness gates each step; the proxy drains before each stop", ma, svc.Instances))
+			s.add(replacementProof(in, name))
 		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// replacementDrills replace a service's instances one by one under load: a
+// deploy, or the leak runbook's rolling restart.
+var replacementDrills = []string{"deploy-rolling", "deploy-blue-green", "deploy-canary", "leak"}
+
+// replacementProof answers "deployed without downtime?" from the latest
+// measured replacement under load: configuration alone never says yes.
+func replacementProof(in Input, name string) (Answer, string, string) {
+	run := "medic drill leak --service " + name
+	if !in.DrillsKnown {
+		return Unknown, "drill records are not available here", "run this against the agent (`medic scorecard`), which keeps the drill records"
+	}
+	d, ok := latest(in, name, replacementDrills)
+	switch {
+	case !ok:
+		return Unknown, "no replacement of its instances has been measured under load yet", "prove it: `" + run + "` (a rolling restart under load, client errors counted)"
+	case !d.UnderLoad:
+		return Unknown, fmt.Sprintf("the last %s drill (%s) ran without client load: nothing measured what clients saw", d.Scenario, day(d.Started)), "run it with load: `" + run + " --load 100`"
+	case !d.Passed || d.ClientErrors > 0:
+		return No, fmt.Sprintf("the last %s drill (%s) replaced instances with %d client errors", d.Scenario, day(d.Started), d.ClientErrors),
+			"read the drill's report (readiness that passes too early, a drain shorter than the slowest request)"
+	}
+	return Yes, fmt.Sprintf("the last %s drill (%s) replaced instances under load with 0 client errors", d.Scenario, day(d.Started)), ""
 }

@@ -130,12 +130,23 @@ func TestQuestions(t *testing.T) {
 			in.Dependencies = []scorecard.DependencySeen{{Service: "web", Dependency: "payments", Timeout: 5 * time.Second, Calls: 120}}
 		}, scorecard.Unknown, "cache: declared with timeout 500ms, but no call seen"},
 
-		{scorecard.ZeroDowntime, "budget, readiness and proxy", nil, scorecard.Yes, "keeps ≥ 2 of 3"},
+		{scorecard.ZeroDowntime, "configured, never measured", nil, scorecard.Unknown, "no replacement of its instances has been measured"},
+		{scorecard.ZeroDowntime, "a rolling restart under load without errors", func(s *config.Service, in *scorecard.Input) {
+			in.Drills = []scorecard.DrillRun{drill("leak", true, day, 9, true)}
+		}, scorecard.Yes, "replaced instances under load with 0 client errors"},
+		{scorecard.ZeroDowntime, "a rolling restart with client errors", func(s *config.Service, in *scorecard.Input) {
+			d := drill("leak", true, day, 9, true)
+			d.ClientErrors = 4
+			in.Drills = []scorecard.DrillRun{d}
+		}, scorecard.No, "with 4 client errors"},
+		{scorecard.ZeroDowntime, "measured without load", func(s *config.Service, in *scorecard.Input) {
+			in.Drills = []scorecard.DrillRun{drill("leak", true, day, 9, false)}
+		}, scorecard.Unknown, "without client load"},
 		{scorecard.ZeroDowntime, "budget of zero", func(s *config.Service, in *scorecard.Input) { s.MinAvailable = ptr(0) }, scorecard.No, "min_available: 2"},
 		{scorecard.ZeroDowntime, "budget leaves no room", func(s *config.Service, in *scorecard.Input) { s.MinAvailable = ptr(3) }, scorecard.No, "can never take one out"},
 		{scorecard.ZeroDowntime, "no readiness", func(s *config.Service, in *scorecard.Input) { s.Probes.Readiness = nil }, scorecard.No, "before it can serve"},
 
-		{scorecard.Rollback, "previous kept", nil, scorecard.Yes, "previous version is kept"},
+		{scorecard.Rollback, "previous kept, never measured", nil, scorecard.Unknown, "no rollback has been measured"},
 		{scorecard.Rollback, "nothing kept", func(s *config.Service, in *scorecard.Input) { in.Previous = map[string]bool{} }, scorecard.No, "medic reload"},
 		{scorecard.Rollback, "offline: unknown", func(s *config.Service, in *scorecard.Input) { in.Previous = nil }, scorecard.Unknown, "running agent"},
 		{scorecard.Rollback, "a slow grace", func(s *config.Service, in *scorecard.Input) { s.Stop.Grace = config.Duration(90 * time.Second) }, scorecard.No, "stop.grace: 10s"},
