@@ -3,6 +3,8 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,10 +94,59 @@ func TestDBPrimaryCutFromEtcd(t *testing.T) {
 	defer func() { cancel(); <-wdone }()
 	waitAcks(t, w, 100, 20*time.Second)
 
+	// Metrics on the REST port, every series present from the start.
+	for _, want := range []struct {
+		n      *dbNode
+		series string
+		value  float64
+	}{
+		{a, `medic_db_fences_total{cluster="pg",member="a"}`, 0},
+		{a, `medic_db_lease_renewal_failures_total{cluster="pg",member="a"}`, -1},
+		{a, `medic_db_replica_repairs_total{cluster="pg",member="a"}`, 0},
+		{a, `medic_db_role{cluster="pg",member="a",role="primary"}`, 1},
+		{b, `medic_db_role{cluster="pg",member="b",role="replica"}`, 1},
+		{b, `medic_db_streaming{cluster="pg",member="b"}`, 1},
+		{b, `medic_db_ready{cluster="pg",member="b"}`, 1},
+		{a, `medic_db_timeline{cluster="pg",member="a"}`, -1},
+		{a, `medic_db_redundancy_condition{cluster="pg",condition="no_streaming_replica"}`, 0},
+		{a, `medic_db_sync_standby_present{cluster="pg",member="a"}`, 0},
+	} {
+		v, ok := metric(t, want.n.rest, want.series)
+		if !ok || (want.value >= 0 && v != want.value) {
+			t.Errorf("%s: %s = %v (present %v), want %v", want.n.name, want.series, v, ok, want.value)
+		}
+	}
+
 	stop := make(chan struct{})
 	pdone := make(chan struct{})
 	var rounds int
 	var both []string
+	// medic_db_role as Prometheus would scrape it from both agents: never
+	// two primaries (issue 14: a member cut from etcd kept reporting itself
+	// primary, sum(medic_db_role{role="primary"}) read 2 in 15 samples).
+	var scrapes int
+	var twoPrimaries []string
+	var aUnknown bool
+	mdone := make(chan struct{})
+	go func() {
+		defer close(mdone)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			pa, _ := metric(t, a.rest, `medic_db_role{cluster="pg",member="a",role="primary"}`)
+			pb, _ := metric(t, b.rest, `medic_db_role{cluster="pg",member="b",role="primary"}`)
+			if ua, _ := metric(t, a.rest, `medic_db_role{cluster="pg",member="a",role="unknown"}`); ua == 1 {
+				aUnknown = true
+			}
+			scrapes++
+			if pa+pb > 1 {
+				twoPrimaries = append(twoPrimaries, time.Now().Format("15:04:05.000"))
+			}
+		}
+	}()
 	go func() {
 		defer close(pdone)
 		for {
@@ -117,9 +168,15 @@ func TestDBPrimaryCutFromEtcd(t *testing.T) {
 	waitAcks(t, w, n+100, 30*time.Second)
 	close(stop)
 	<-pdone
+	<-mdone
 	if len(both) > 0 {
 		t.Fatalf("two members accepted writes during the cut, at %v", both)
 	}
+	if len(twoPrimaries) > 0 || !aUnknown {
+		t.Errorf("medic_db_role: %d of %d scrapes of both agents showed two primaries (at %v); the cut member reported unknown: %v",
+			len(twoPrimaries), scrapes, twoPrimaries, aUnknown)
+	}
+	t.Logf("%d scrapes of both agents' /metrics during the cut: never two primaries; the cut member reported role unknown", scrapes)
 	rto, _, _ := w.outage(cut.Add(-time.Second))
 	t.Logf("%d probe rounds of both members during the cut: never two writable; client-visible outage %v", rounds, rto.Round(time.Millisecond))
 
@@ -148,4 +205,19 @@ func port(addr string) string {
 		}
 	}
 	return addr
+}
+
+// metric reads one series from the agent's REST /metrics (value, present).
+func metric(t *testing.T, rest, series string) (float64, bool) {
+	code, body := get("http://" + rest + "/metrics")
+	if code != 200 {
+		return 0, false
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/api"
 	"github.com/medic-dev/medic/internal/backup"
@@ -131,6 +133,7 @@ func buildDB(m *Main) (*component, error) {
 		d.agent, err = pgha.New(pgha.Options{Cluster: name, Member: member, Config: &cfg, Etcd: cli, Prefix: e.Prefix, Proxy: proxyAddr,
 			Settings: settings,
 			StateDir: filepath.Join(m.cfg.DataDir, "db"), Clock: m.Clock, Logger: log, Record: m.Record, Metrics: mets, FDs: m.fds,
+			MetricsHandler: promhttp.HandlerFor(m.mets.Registry, promhttp.HandlerOpts{}),
 			OnView: func(v pgha.View) {
 				if router != nil {
 					router.Route(routes(v))

@@ -41,6 +41,10 @@ type Options struct {
 	Metrics *Metrics
 	// FDs is the process's descriptor reserve the REST listener respects; nil: none.
 	FDs *netguard.FDs
+	// MetricsHandler, if set, serves GET /metrics on the REST listener
+	// (Patroni serves its metrics there too): the agent's whole Prometheus
+	// registry, so that a database host needs one scrape target.
+	MetricsHandler http.Handler
 	// Proxy is this agent's primary listener for the database, published
 	// with the member ("" when it has none).
 	Proxy string
@@ -119,6 +123,7 @@ func New(o Options) (*Agent, error) {
 	a.pg, a.pr = pg, &prober{dsn: pg.ConnString + " connect_timeout=2", clock: a.clock}
 	a.member = NewMember(o.Member, a.pol)
 	o.Metrics.start(o.Cluster, o.Member)
+	o.Metrics.roleFunc(o.Cluster, o.Member, a.currentRole)
 	host, _ := os.Hostname()
 	a.me = MemberInfo{Name: o.Member, Postgres: c.Postgres.ConnectAddress, Host: host, AgentPID: os.Getpid(), Proxy: o.Proxy, Protected: c.Protected}
 	if c.REST != nil {

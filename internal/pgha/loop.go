@@ -236,18 +236,37 @@ func (a *Agent) statusOf(l Local, v View) MemberInfo {
 	return mi
 }
 
-// setMetrics exports what the member publishes. The role is "unknown"
-// once the lease cannot be confirmed (etcd has not answered within the
-// fence margin): a member cut off from etcd does not know whether it still
-// leads, and must not be counted as the primary.
+// setMetrics exports what the member publishes (the role is read at
+// scrape time: currentRole).
 func (a *Agent) setMetrics(mi MemberInfo, l Local, v View) {
-	role := mi.Role
-	if !v.Fresh {
-		role = RoleUnknown
-	}
-	a.o.Metrics.setRole(a.o.Cluster, a.o.Member, role)
 	a.o.Metrics.setLag(a.o.Cluster, a.o.Member, mi.LagBytes, mi.LagSeconds)
 	streaming := l.Running && l.Ready && l.InRecovery && l.Streaming
 	ready := v.Fresh && ((mi.Role == RolePrimary && a.leading()) || (mi.Role == RoleReplica && streaming && mi.Problem == ""))
 	a.o.Metrics.state(a.o.Cluster, a.o.Member, streaming, ready, v.Sync.Standby != "" && a.pol.Sync, l.Timeline)
+}
+
+// currentRole is the member's role now, for medic_db_role: "unknown" once
+// the lease cannot be confirmed (etcd has not answered within the fence
+// margin: a member cut off from etcd does not know whether it still leads),
+// and "primary" only while this member leads and its fence deadline has not
+// passed, so that no scrape sees it primary after a replica may have won.
+func (a *Agent) currentRole() Role {
+	a.mu.Lock()
+	l, v, lastOK, el, s := a.local, a.view, a.lastOK, a.election, a.session
+	a.mu.Unlock()
+	now := a.clock.Now()
+	if v.Rev == 0 || lastOK.IsZero() || now.Sub(lastOK) >= a.pol.TTL-a.pol.RetryTimeout {
+		return RoleUnknown
+	}
+	switch {
+	case !l.Running:
+		return RoleStopped
+	case !l.Ready:
+		return RoleUnknown
+	case l.InRecovery:
+		return RoleReplica
+	case el != nil && s != nil && now.Before(a.pol.FenceAt(s.SafeUntil())):
+		return RolePrimary
+	}
+	return RoleUnknown
 }

@@ -3,13 +3,14 @@ package pgha
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metrics are the medic_db_* series of the members this agent runs.
 type Metrics struct {
-	role        *prometheus.GaugeVec
+	role        *roleCollector
 	lagBytes    *prometheus.GaugeVec
 	lagSeconds  *prometheus.GaugeVec
 	failovers   *prometheus.CounterVec
@@ -28,8 +29,10 @@ type Metrics struct {
 // agents (one per database) share one Metrics.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
-		role: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "medic_db_role",
-			Help: "1 for the member's current role (primary, replica, stopped), 0 for the others."}, []string{"cluster", "member", "role"}),
+		role: &roleCollector{desc: prometheus.NewDesc("medic_db_role",
+			"1 for the member's current role (primary, replica, stopped, unknown), 0 for the others; evaluated at scrape time: "+
+				"primary only while the member's lease is provably held, unknown once etcd cannot confirm it.",
+			[]string{"cluster", "member", "role"}, nil), fns: map[[2]string]func() Role{}},
 		lagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "medic_db_replication_lag_bytes",
 			Help: "WAL bytes the member's postgres is behind the primary's last published position."}, []string{"cluster", "member"}),
 		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "medic_db_replication_lag_seconds",
@@ -72,16 +75,37 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-func (m *Metrics) setRole(cluster, member string, r Role) {
+// roleFunc makes fn the source of the member's medic_db_role series, read
+// at every scrape.
+func (m *Metrics) roleFunc(cluster, member string, fn func() Role) {
 	if m == nil {
 		return
 	}
-	for _, x := range []Role{RolePrimary, RoleReplica, RoleStopped, RoleUnknown} {
-		v := 0.0
-		if x == r {
-			v = 1
+	m.role.mu.Lock()
+	defer m.role.mu.Unlock()
+	m.role.fns[[2]string{cluster, member}] = fn
+}
+
+// roleCollector reports each member's role as its agent knows it at the
+// moment of the scrape. A gauge set once per loop could say "primary" after
+// the fence deadline passed (the loop is stuck in an etcd call, or not yet
+// round): two agents then both read primary for a scrape (issue 14).
+type roleCollector struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	fns  map[[2]string]func() Role
+}
+
+func (c *roleCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *roleCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, fn := range c.fns {
+		r := fn()
+		for _, x := range []Role{RolePrimary, RoleReplica, RoleStopped, RoleUnknown} {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, b2f(x == r), k[0], k[1], x.String())
 		}
-		m.role.WithLabelValues(cluster, member, x.String()).Set(v)
 	}
 }
 
@@ -95,7 +119,6 @@ func (m *Metrics) start(cluster, member string) {
 	for _, c := range []*prometheus.CounterVec{m.renewals, m.renewFails, m.fences, m.failovers, m.repairs} {
 		c.WithLabelValues(cluster, member)
 	}
-	m.setRole(cluster, member, RoleUnknown)
 	for _, c := range RedundancyConditions {
 		m.redundancyC.WithLabelValues(cluster, c)
 	}

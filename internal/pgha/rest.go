@@ -25,6 +25,7 @@ import (
 //	/liveness                        the member's loop ran within the lease TTL (2 × TTL on replicas)
 //	/readiness[?lag=N]               the leader, or a replica that is up and streaming
 //	/patroni                         status only (200)
+//	/metrics                         the agent's Prometheus metrics (GET), when Options.MetricsHandler is set
 //
 // lag is bytes or a size (16MB, 1GB …); ?replication_state=streaming on
 // the replica endpoints asks for a streaming WAL receiver (always the case
@@ -33,6 +34,10 @@ import (
 // hold data the primary lacks, or lack data it has.
 func (a *Agent) RESTHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" && a.o.MetricsHandler != nil && r.Method == http.MethodGet {
+			a.o.MetricsHandler.ServeHTTP(w, r)
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
