@@ -279,3 +279,40 @@ func writeResponse(out *strings.Builder, res *http.Response) {
 	res.Body.Close()
 	fmt.Fprintf(out, "  length %d te=%v close=%v body %d bytes %q err=%v\n", res.ContentLength, res.TransferEncoding, res.Close, len(body), clip(body), err)
 }
+
+// TestFastPlaneReusesNoDeadConnection: an instance that restarted closed
+// the proxy's idle connections; a POST (which cannot be retried once sent)
+// must not be written to one of them.
+func TestFastPlaneReusesNoDeadConnection(t *testing.T) {
+	h := mustStart(t, baseConfig(), nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	serve := func(ln net.Listener) *http.Server {
+		s := &http.Server{Handler: named("a")}
+		go func() { _ = s.Serve(ln) }()
+		return s
+	}
+	s1 := serve(ln)
+	h.p.SetBackend("web/0", addr, true)
+	c := client(t)
+	post := func() result { return do(c, "POST", h.url+"/", []byte("x"), nil) }
+	if r := post(); r.status != 200 {
+		t.Fatalf("first POST: %d %v", r.status, r.err)
+	}
+	_ = s1.Close() // the instance goes, closing its kept-alive connections
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the instance's port was taken meanwhile: %v", err)
+	}
+	s2 := serve(ln2)
+	defer s2.Close()
+	time.Sleep(20 * time.Millisecond) // the close has reached the proxy's idle connection
+	for i := range 3 {
+		if r := post(); r.status != 200 {
+			t.Fatalf("POST %d after the restart: %d %v (%s)", i, r.status, r.err, r.body)
+		}
+	}
+}

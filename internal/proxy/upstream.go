@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http/httputil"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -64,7 +65,8 @@ func (u *upstreams) get(ctx context.Context, addr string, now time.Time) (c *upC
 			c = ic.conns[n-1]
 			ic.conns[n-1] = nil
 			ic.conns = ic.conns[:n-1]
-			if now.Sub(c.idleAt) < u.idleFor {
+			idle := now.Sub(c.idleAt)
+			if idle < u.idleFor && (idle < checkIdleAfter || alive(c)) {
 				u.mu.Unlock()
 				return c, true, nil
 			}
@@ -74,6 +76,38 @@ func (u *upstreams) get(ctx context.Context, addr string, now time.Time) (c *upC
 	u.mu.Unlock()
 	c, err = u.dial(ctx, addr)
 	return c, false, err
+}
+
+// checkIdleAfter: a connection idle this long is checked before it is
+// reused (one non-blocking peek): an instance that restarted has closed it,
+// and a request written to it would fail after it may have been sent, which
+// a POST cannot retry. net/http's Transport learns the same from the read
+// loop it keeps on every idle connection. Below this, the connection was in
+// use an instant ago and the check would cost a syscall per request.
+const checkIdleAfter = time.Millisecond
+
+// alive reports whether an idle connection is still open: nothing to read
+// (EAGAIN) is alive; EOF, an error or unexpected bytes are not.
+func alive(c *upConn) bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok = false
+	var b [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		return true
+	})
+	return ok
 }
 
 func (u *upstreams) dial(ctx context.Context, addr string) (*upConn, error) {
