@@ -54,7 +54,7 @@ func runCmd() *cobra.Command {
 			if logJSON {
 				h = slog.NewJSONHandler(os.Stderr, nil)
 			}
-			m := &app.Main{Config: cfg, Logger: slog.New(h), Detach: detach}
+			m := &app.Main{Config: cfg, Logger: slog.New(h), Detach: detach, Upgrades: true}
 			return m.Run(context.Background())
 		},
 	}

@@ -64,7 +64,7 @@ Start with 'medic demo'.`,
 		runbooksCmd(), incidentsCmd(), conditionsCmd(), approvalsCmd(), approveCmd(), denyCmd(), pauseCmd(), resumeCmd(),
 		drillCmd(), drillsCmd(),
 		dbCmd(),
-		scorecardCmd(),
+		scorecardCmd(), upgradeCmd(),
 	)
 	return root
 }

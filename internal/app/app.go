@@ -46,6 +46,9 @@ type Main struct {
 	Logger *slog.Logger
 	Clock  clock.Clock
 	Detach bool // leave services running when medic stops
+	// Upgrades enables the seamless upgrade (SIGUSR2, `medic upgrade`): at most
+	// one Main per process may set it (cmd/medic run does).
+	Upgrades bool
 	// OnEvent, if set, sees every event after it is recorded (the demo prints them).
 	OnEvent func(medic.Event)
 	// Listening, if set, receives the API's address once it accepts connections.
@@ -71,7 +74,9 @@ type Main struct {
 	dbWrites func(drill.WriteRequest) (drill.WriteLoad, error) // set by the database component
 	backups  func() []backup.State                             // set by the database component; nil without backups
 
-	redactor  atomic.Pointer[redact.Redactor]               // secrets masked in every record and notification
+	redactor atomic.Pointer[redact.Redactor] // secrets masked in every record and notification
+	handover *handover                       // the listeners a seamless upgrade passes on
+
 	observers []func(medic.Event)                           // see observe; set before Run's loops start
 	reloaders []func(context.Context, *config.Config) error // see onReload
 
@@ -117,6 +122,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir %s: %w", dataDir, err)
 	}
+	h, err := newHandover(dataDir, m.Upgrades)
+	if err != nil {
+		return err
+	}
+	m.handover = h
+	defer m.handover.stop()
 	// The store is opened before the group and closed after it: nothing may outlive it.
 	db, err := sqlite.Open(dataDir)
 	if err != nil {
@@ -156,7 +167,7 @@ func (m *Main) Run(ctx context.Context) error {
 			continue
 		}
 		p, err := proxy.New(proxy.Options{Service: name, Config: svc.Proxy, Clock: m.Clock, Logger: m.Logger.With("proxy", name),
-			AccessLog: m.accessLog, Registerer: m.mets.Registry, FDs: m.fds})
+			AccessLog: m.accessLog, Registerer: m.mets.Registry, FDs: m.fds, Listen: m.handover.listen})
 		if err != nil {
 			m.traffic.closeAll()
 			return fmt.Errorf("start proxy for %s: %w", name, err)
@@ -191,7 +202,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", m.cfg.API.Listen)
+	ln, err := m.handover.listen("tcp", m.cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("listen for the API on %s: %w", m.cfg.API.Listen, err)
 	}
@@ -253,13 +264,34 @@ func (m *Main) Run(ctx context.Context) error {
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return m.signals(sctx) }, func(error) { cancel() })
 	}
-	{ // 1b medic's own supervisor (systemd Type=notify): READY=1 once every loop
-		// below runs, WATCHDOG=1 while the supervisor answers; STOPPING=1 first on the way down.
+	warm := make(chan struct{}) // closed when the proxies may take traffic
+	{                           // 1b medic's own supervisor (systemd Type=notify) and the upgrade handover:
+		// a medic started by an upgrade waits (UpgradeWarmup at most) for the
+		// instances it adopted to be ready, then its proxies accept, the old
+		// medic is told to go, and systemd gets READY=1 with the new MAINPID;
+		// WATCHDOG=1 while the supervisor answers; STOPPING=1 on the way down
+		// (not after a handover: the new medic serves).
 		wctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
+			if m.handover.upgrading() {
+				t0 := time.Now()
+				c, stop := context.WithTimeout(wctx, UpgradeWarmup)
+				err := m.sup.WaitAllReady(c)
+				stop()
+				m.Logger.Info("upgrade: taking over", "waited", time.Since(t0), "all_ready", err == nil)
+			}
+			close(warm)
+			if err := m.handover.ready(); err != nil {
+				m.Logger.Warn("upgrade: could not tell the previous medic", "err", err)
+			}
 			notifyReady()
 			return watchdog(wctx, func() bool { m.sup.Status(); return true })
-		}, func(error) { notifyStopping(); cancel() })
+		}, func(err error) {
+			if !errors.Is(err, errHandedOver) {
+				notifyStopping()
+			}
+			cancel()
+		})
 	}
 	{ // 2 api: stop accepting, finish in-flight requests (5 s), close event streams.
 		g.Add(func() error { return srv.Serve(ln) }, func(error) {
@@ -287,6 +319,11 @@ func (m *Main) Run(ctx context.Context) error {
 	for name, p := range m.traffic.proxies {
 		pctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
+			select { // after an upgrade, the old medic serves until the instances are ready here
+			case <-warm:
+			case <-pctx.Done():
+				return nil
+			}
 			if err := p.Serve(pctx); err != nil {
 				return fmt.Errorf("proxy %s: %w", name, err)
 			}
@@ -322,7 +359,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger.Error("medic stopped with the audit log degraded: held records are lost", "held", h.Held, "lost", h.Lost, "reason", h.Reason)
 	}
 	var sig signalError
-	if errors.As(err, &sig) || ctx.Err() != nil {
+	if errors.As(err, &sig) || errors.Is(err, errHandedOver) || ctx.Err() != nil {
 		return nil // asked to stop: a clean exit
 	}
 	return err
@@ -380,7 +417,7 @@ func (e signalError) Error() string { return "received " + e.sig.String() }
 
 func (m *Main) signals(ctx context.Context) error {
 	ch := make(chan os.Signal, 4)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR2)
 	defer signal.Stop(ch)
 	for {
 		select {
@@ -390,6 +427,14 @@ func (m *Main) signals(ctx context.Context) error {
 			if s == syscall.SIGHUP {
 				m.reloadAsync(ctx, "signal:SIGHUP")
 				continue
+			}
+			if s == syscall.SIGUSR2 {
+				if err := m.upgrade(ctx); err != nil {
+					m.Logger.Error("upgrade failed; this medic keeps serving", "err", err)
+					continue
+				}
+				m.Logger.Info("upgrade: handed over; draining and exiting")
+				return errHandedOver
 			}
 			m.Logger.Info("stopping", "signal", s.String())
 			return signalError{s}

@@ -111,7 +111,7 @@ func buildDB(m *Main) (*component, error) {
 		log := m.Logger.With("component", "db")
 		if cfg.Proxy != nil {
 			if d.router, err = dbproxy.New(dbproxy.Options{Cluster: name, Config: cfg.Proxy, Clock: m.Clock,
-				Logger: log, Registerer: m.mets.Registry, FDs: m.fds}); err != nil {
+				Logger: log, Registerer: m.mets.Registry, FDs: m.fds, Listen: m.handover.listen}); err != nil {
 				closeAll()
 				return nil, fmt.Errorf("database %s: %w", name, err)
 			}
@@ -132,7 +132,7 @@ func buildDB(m *Main) (*component, error) {
 		}
 		d.agent, err = pgha.New(pgha.Options{Cluster: name, Member: member, Config: &cfg, Etcd: cli, Prefix: e.Prefix, Proxy: proxyAddr,
 			Settings: settings,
-			StateDir: filepath.Join(m.cfg.DataDir, "db"), Clock: m.Clock, Logger: log, Record: m.Record, Metrics: mets, FDs: m.fds,
+			StateDir: filepath.Join(m.cfg.DataDir, "db"), Clock: m.Clock, Logger: log, Record: m.Record, Metrics: mets, FDs: m.fds, Listen: m.handover.listen,
 			MetricsHandler: promhttp.HandlerFor(m.mets.Registry, promhttp.HandlerOpts{}),
 			OnView: func(v pgha.View) {
 				if router != nil {

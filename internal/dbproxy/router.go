@@ -40,6 +40,9 @@ type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // medic_proxy_* series; nil registers nothing
 	FDs        *netguard.FDs         // the process's descriptor reserve; nil: none
+	// Listen binds the database listeners; nil means net.Listen (the agent
+	// passes the function that hands sockets over on an upgrade).
+	Listen func(network, addr string) (net.Listener, error)
 }
 
 // Router owns the two proxies. Route may be called at any time, Serve once.
@@ -89,7 +92,7 @@ func newProxy(o Options, name, listen string) (*proxy.Proxy, error) {
 		// The router, not outlier detection, decides who serves.
 		Outlier: config.ProxyOutlier{ErrorRate: &never, ConsecutiveErrors: 1 << 30, MaxEjectionPercent: &maxEject}}
 	p, err := proxy.New(proxy.Options{Service: name, Config: cfg, Clock: o.Clock, Logger: o.Logger, Registerer: o.Registerer, FDs: o.FDs,
-		Refuse: refuse})
+		Refuse: refuse, Listen: o.Listen})
 	if err != nil {
 		return nil, fmt.Errorf("dbproxy: %w", err)
 	}

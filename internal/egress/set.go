@@ -38,6 +38,9 @@ type Options struct {
 	// OnTransition sees every breaker transition, in order, from Serve's
 	// loop (never under a breaker's lock): the app records it as an event.
 	OnTransition func(Transition)
+	// Listen binds the dependency listeners; nil means net.Listen (the agent
+	// passes the function that hands sockets over on an upgrade).
+	Listen func(network, addr string) (net.Listener, error)
 }
 
 // Set is every dependency listener of the config.
@@ -86,7 +89,11 @@ func New(o Options) (*Set, error) {
 				}
 				e.http, e.stats = h, h.Stats
 			}
-			ln, err := net.Listen("tcp", cfg.Listen)
+			listen := o.Listen
+			if listen == nil {
+				listen = net.Listen
+			}
+			ln, err := listen("tcp", cfg.Listen)
 			if err != nil {
 				s.Close()
 				return nil, fmt.Errorf("dependency %s/%s: listen on %s: %w", svcName, name, cfg.Listen, err)

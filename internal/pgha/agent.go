@@ -27,6 +27,10 @@ const (
 
 // Options configure an Agent.
 type Options struct {
+	// Listen binds the REST endpoints' socket; nil means net.Listen (the
+	// agent passes the function that hands sockets over on an upgrade).
+	Listen func(network, addr string) (net.Listener, error)
+
 	Cluster  string           // the database's name in the config; a key segment in etcd
 	Member   string           // this member's name, unique in the cluster
 	Config   *config.Database // defaults applied; postgres.data absolute
@@ -155,7 +159,11 @@ func (a *Agent) Serve(ctx context.Context) error {
 	}()
 	var rest *http.Server
 	if r := a.o.Config.REST; r != nil {
-		ln, err := net.Listen("tcp", r.Listen)
+		listen := a.o.Listen
+		if listen == nil {
+			listen = net.Listen
+		}
+		ln, err := listen("tcp", r.Listen)
 		if err != nil {
 			stopWatch()
 			a.wg.Wait()

@@ -59,6 +59,9 @@ type Options struct {
 	// on which libpq and pgx try the next host at once; a bare close makes
 	// libpq give up). Nil closes the connection at once.
 	Refuse func(client net.Conn)
+	// Listen binds the proxy's listening socket; nil means net.Listen. The
+	// agent passes the one function that hands sockets over on an upgrade.
+	Listen func(network, addr string) (net.Listener, error)
 }
 
 // Proxy forwards one service's traffic. Create it with New, feed it
@@ -155,7 +158,11 @@ func New(o Options) (*Proxy, error) {
 		// FlushInterval 0: ReverseProxy already flushes at once for
 		// text/event-stream and for bodies of unknown length (chunked streams).
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	listen := o.Listen
+	if listen == nil {
+		listen = net.Listen
+	}
+	ln, err := listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("proxy %s: listen on %s: %w", o.Service, cfg.Listen, err)
 	}

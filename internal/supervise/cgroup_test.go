@@ -170,7 +170,8 @@ func TestRestartAfterStoppedGroupLives(t *testing.T) {
 	dir := t.TempDir()
 	svc := service(fmt.Sprintf(`echo $$ > %s/pid.$$; exec sleep 300`, dir))
 	svc.Stop.Grace = dur(100 * time.Millisecond)
-	svc.Probes.Liveness = execProbe(fmt.Sprintf(`! test -f %s/hang`, dir), 30*time.Millisecond, 2)
+	svc.Probes.Liveness = execProbe(fmt.Sprintf(`! test -f %s/hang`, dir), 50*time.Millisecond, 2)
+	svc.Probes.Liveness.Timeout = dur(5 * time.Second) // a loaded machine must not fail it by timeout
 	s, _ := start(t, map[string]*config.Service{"web": svc}, nil)
 	eventually(t, 15*time.Second, "instance running", func() bool { return instance(s, "web", 0).State == medic.StateRunning })
 	first := instance(s, "web", 0).PID

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,18 +75,19 @@ type Instance struct {
 
 // Env is what every instance shares with its supervisor.
 type Env struct {
-	Clock   clock.Clock
-	Logger  *slog.Logger
-	Emit    func(ctx context.Context, ev medic.Event) // durable record; may block briefly
-	Hooks   Hooks
-	RunDir  string                          // short directory for sd_notify sockets
-	Gate    func(ctx context.Context) error // blocks until dependencies are ready
-	Changed func()                          // any instance changed (for dependency gates)
-	Observe func(id medic.InstanceID, kind medic.ProbeKind, o probe.Outcome, took time.Duration)
-	Detach  bool                // on shutdown, leave processes running
-	Redact  func(string) string // masks secrets in the stderr tail kept in the status (nil: kept as is)
-	procs   *leftovers          // record of started groups (nil: none)
-	cgroups *cgroupTree         // parent of the instances' cgroups (nil: cgroups not usable)
+	Clock    clock.Clock
+	Logger   *slog.Logger
+	Emit     func(ctx context.Context, ev medic.Event) // durable record; may block briefly
+	Hooks    Hooks
+	RunDir   string                          // short directory for sd_notify sockets
+	Gate     func(ctx context.Context) error // blocks until dependencies are ready
+	Changed  func()                          // any instance changed (for dependency gates)
+	Observe  func(id medic.InstanceID, kind medic.ProbeKind, o probe.Outcome, took time.Duration)
+	Detach   bool                // on shutdown, leave processes running
+	Redact   func(string) string // masks secrets in the stderr tail kept in the status (nil: kept as is)
+	handover *atomic.Bool        // set by Supervisor.Handover: shut down as with Detach (shared by every instance)
+	procs    *leftovers          // record of started groups (nil: none)
+	cgroups  *cgroupTree         // parent of the instances' cgroups (nil: cgroups not usable)
 	// NewProbeSet builds the probe runner; tests replace it.
 	NewProbeSet func(s *probe.Set) interface{ Serve(context.Context) error }
 }
@@ -296,7 +298,7 @@ func (in *Instance) Serve(ctx context.Context) error {
 			in.emitAs(context.WithoutCancel(ctx), actor, medic.EventStopped, cause, nil)
 		}
 	}
-	if in.cg != nil && !in.env.Detach {
+	if in.cg != nil && !in.env.detached() {
 		in.cg.remove()
 	}
 	if in.env.Hooks != nil {
@@ -348,3 +350,7 @@ func (in *Instance) stderrTail() string {
 func (in *Instance) notifyPath() string {
 	return filepath.Join(in.env.RunDir, fmt.Sprintf("%s-%d.sock", in.spec.Service, in.spec.Index))
 }
+
+// detached reports whether a shutdown leaves the processes running (--detach,
+// or a handover to a new medic).
+func (e *Env) detached() bool { return e.Detach || e.handover != nil && e.handover.Load() }

@@ -224,7 +224,7 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 		case <-ctx.Done():
 			stopProbes()
 			actor, cause, retire := stopCause(ctx)
-			if in.env.Detach && !retire {
+			if in.env.detached() && !retire {
 				p.release()
 				in.update(func(s *InstanceStatus) { s.Ready = false })
 				return outcome{detach: true}, nil

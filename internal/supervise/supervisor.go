@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/medic-dev/medic"
@@ -85,6 +86,7 @@ func New(o Options) (*Supervisor, error) {
 		s.env.RunDir = d
 	}
 	s.env.Changed = s.anyReady.Notify
+	s.env.handover = new(atomic.Bool)
 	if o.StateDir != "" {
 		s.procs = openLeftovers(o.StateDir)
 		s.env.procs = s.procs
@@ -164,7 +166,7 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
-	if s.env.cgroups != nil && !s.env.Detach {
+	if s.env.cgroups != nil && !s.env.detached() {
 		s.env.cgroups.remove()
 	}
 	os.RemoveAll(s.env.RunDir)
@@ -414,4 +416,32 @@ func (s *Supervisor) instancesOf(sv *service) []*Instance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*Instance(nil), sv.instances...)
+}
+
+// Handover makes the shutdown that follows leave every instance running, as
+// with Env.Detach: a new medic (a seamless upgrade) has adopted them.
+func (s *Supervisor) Handover() { s.env.handover.Store(true) }
+
+// WaitAllReady blocks until every instance is ready, or ctx ends (then it
+// returns ctx's error). A new medic waits for the instances it adopted
+// before its proxies take traffic.
+func (s *Supervisor) WaitAllReady(ctx context.Context) error {
+	for {
+		ch := s.anyReady.Wait()
+		all := true
+		for _, in := range s.Instances() {
+			if !in.Status().Ready {
+				all = false
+				break
+			}
+		}
+		if all {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
 }

@@ -1,0 +1,149 @@
+package e2e_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestUpgradeUnderLoad: `medic upgrade` under load through the proxy hands
+// the listeners and the 3 instances to a new medic process: 0 client errors,
+// the same instance pids, 0 restarts, the handover audited.
+func TestUpgradeUnderLoad(t *testing.T) {
+	requireCgroups(t)
+	dir := t.TempDir()
+	proxyPort := freePort(t, 1)
+	cfg := strings.ReplaceAll(`
+data_dir: %[4]s/data
+api: {listen: "127.0.0.1:%[2]d"}
+services:
+  web:
+    command: [%[1]q, demoapp, --listen, "127.0.0.1:${PORT}"]
+    instances: 3
+    port: %[3]d
+    probes:
+      readiness: {http: {path: /healthz/ready}, period: 100ms, timeout: 100ms}
+    proxy: {listen: "127.0.0.1:PROXYPORT"}
+`, "PROXYPORT", strconv.Itoa(proxyPort))
+	a := startAgentIn(t, dir, cfg)
+	a.eventually(15*time.Second, "3 instances ready", func() bool {
+		doc, ok := statusOf(a.addr)
+		return ok && len(doc.Services) == 1 && doc.Services[0].Ready == 3
+	})
+	before := map[int]int{}
+	for i := 0; i < 3; i++ {
+		before[i] = a.instance("web", i).PID
+	}
+	pidFile := filepath.Join(dir, "data", "medic.pid")
+	t.Cleanup(func() { // the new medic is not the test's child: stop it by its pid
+		if pid, err := readPIDFile(pidFile); err == nil && pid != a.cmd.Process.Pid {
+			syscall.Kill(pid, syscall.SIGTERM)
+			for i := 0; i < 600 && syscall.Kill(pid, 0) == nil; i++ {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	})
+
+	var (
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		ok, fail int
+		errs     []string
+		lat      []time.Duration
+		client   = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		url      = fmt.Sprintf("http://127.0.0.1:%d/", proxyPort)
+		deadline = time.Now().Add(60 * time.Second)
+	)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; n < 20000 && !stop.Load() && time.Now().Before(deadline); n++ {
+				t0 := time.Now()
+				resp, err := client.Get(url)
+				d := time.Since(t0)
+				mu.Lock()
+				if err == nil && resp.StatusCode == 200 {
+					ok++
+					lat = append(lat, d)
+				} else {
+					fail++
+					if err != nil {
+						errs = append(errs, err.Error())
+					} else {
+						errs = append(errs, resp.Status)
+					}
+				}
+				mu.Unlock()
+				if err == nil {
+					resp.Body.Close()
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	out, err := a.medic("upgrade", "-c", a.cfg)
+	if err != nil {
+		stop.Store(true)
+		wg.Wait()
+		t.Fatalf("medic upgrade: %v\n%s\nagent stderr:\n%s", err, out, tail(a.stderr.String(), 3000))
+	}
+	// medic upgrade returned once the old medic exited; a.done waits for the
+	// stderr pipe too, which the new medic inherited: it is not waited for.
+	if syscall.Kill(a.cmd.Process.Pid, 0) == nil && !isZombie(a.cmd.Process.Pid) {
+		t.Fatalf("the old medic (pid %d) still runs after medic upgrade returned", a.cmd.Process.Pid)
+	}
+	newPID, err := readPIDFile(pidFile)
+	if err != nil || newPID == a.cmd.Process.Pid {
+		t.Fatalf("pid file after the upgrade: %d %v", newPID, err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	doc, okStatus := statusOf(a.addr)
+	if !okStatus || len(doc.Services) != 1 {
+		t.Fatalf("the new medic does not answer on the API address")
+	}
+	for i, in := range doc.Services[0].Instances {
+		if in.PID != before[i] || in.Restarts != 0 {
+			t.Fatalf("web/%d after the upgrade: pid %d (was %d), %d restarts; want handed over untouched", i, in.PID, before[i], in.Restarts)
+		}
+	}
+	evs, _ := a.medic("audit", "list")
+	if !strings.Contains(evs, "agent.handover") || strings.Count(evs, "instance.adopted") < 3 {
+		t.Fatalf("the handover and the 3 adoptions are not audited:\n%s", tail(evs, 3000))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p99 := time.Duration(0)
+	if len(lat) > 0 {
+		p99 = lat[len(lat)*99/100]
+	}
+	t.Logf("figures: upgrade under load: %d ok, %d failed, p99 %v over the run (old pid %d → new pid %d)", ok, fail, p99, a.cmd.Process.Pid, newPID)
+	if fail != 0 {
+		t.Fatalf("%d client errors during the upgrade: %v", fail, errs[:min(len(errs), 5)])
+	}
+}
+
+func readPIDFile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err != nil || strings.Contains(string(b), ") Z")
+}
