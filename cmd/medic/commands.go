@@ -149,7 +149,11 @@ func printStatus(w io.Writer, doc api.StatusDoc) {
 	}
 	tw.Flush()
 	for _, s := range doc.Services {
-		fmt.Fprintf(w, "%s: %d/%d ready (min_available %d)\n", s.Name, s.Ready, s.Desired, s.MinAvailable)
+		rollout := ""
+		if s.Rollout != "" {
+			rollout = "; rollout " + trim(s.Rollout, 80)
+		}
+		fmt.Fprintf(w, "%s: %d/%d ready (min_available %d)%s\n", s.Name, s.Ready, s.Desired, s.MinAvailable, rollout)
 	}
 }
 
