@@ -94,9 +94,10 @@ services:
 		doc, ok := statusOf(a.addr)
 		return ok && len(doc.Services) == 1 && doc.Services[0].Ready == 3
 	})
-	before := map[int]int{}
+	before, startedAt := map[int]int{}, map[int]time.Time{}
 	for i := 0; i < 3; i++ {
-		before[i] = a.instance("web", i).PID
+		st := a.instance("web", i)
+		before[i], startedAt[i] = st.PID, st.StartedAt
 	}
 	procsBefore := marked(mark)
 	if len(procsBefore) != 9 {
@@ -173,6 +174,8 @@ services:
 	for i := 0; i < 3; i++ {
 		if st := b.instance("web", i); st.Restarts != 0 || st.PID != before[i] {
 			t.Fatalf("web/%d: pid %d (was %d), %d restarts; want adopted", i, st.PID, before[i], st.Restarts)
+		} else if !st.StartedAt.Equal(startedAt[i]) {
+			t.Fatalf("web/%d: started_at %v after the adoption, was %v: the uptime must carry over", i, st.StartedAt, startedAt[i])
 		}
 	}
 	if after := marked(mark); fmt.Sprint(after) != fmt.Sprint(procsBefore) {

@@ -121,7 +121,9 @@ func printStatus(w io.Writer, doc api.StatusDoc) {
 		fmt.Fprintf(w, "AUDIT DEGRADED: %s; remediation paused until appends work again\n\n", doc.Audit)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tSTATE\tREADY\tPID\tPORT\tRESTARTS\tAGE\tRSS\tLAST EXIT / REASON")
+	// UP is how long the process has run, across medic restarts (an adopted
+	// process keeps its start); AGE is how long the instance is in its state.
+	fmt.Fprintln(tw, "INSTANCE\tSTATE\tREADY\tPID\tUP\tPORT\tRESTARTS\tAGE\tRSS\tLAST EXIT / REASON")
 	for _, s := range doc.Services {
 		for _, in := range s.Instances {
 			ready := "no"
@@ -136,15 +138,18 @@ func printStatus(w io.Writer, doc api.StatusDoc) {
 			if in.RSSBytes > 0 {
 				rss = fmt.Sprintf("%.1fMiB", float64(in.RSSBytes)/(1<<20))
 			}
-			pid := "-"
+			pid, up := "-", "-"
 			if in.PID > 0 {
 				pid = fmt.Sprint(in.PID)
+				if !in.StartedAt.IsZero() {
+					up = shortDur(doc.Time.Sub(in.StartedAt))
+				}
 			}
 			why := in.Reason
 			if in.LastExit != nil && in.State == medic.StateRunning {
 				why = "last: " + in.LastExit.Reason
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", in.ID, in.State, ready, pid, in.Port, in.Restarts, age, rss, trim(why, 80))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", in.ID, in.State, ready, pid, up, in.Port, in.Restarts, age, rss, trim(why, 80))
 		}
 	}
 	tw.Flush()
