@@ -214,3 +214,12 @@ func (c *Client) TimeToLive(ctx context.Context, lease int64) (time.Duration, er
 	}
 	return time.Duration(resp.TTL) * time.Second, nil
 }
+
+// Revoke revokes lease id, deleting every key bound to it; a lease already
+// gone is not an error.
+func (c *Client) Revoke(ctx context.Context, id int64) error {
+	if _, err := c.cli.Revoke(ctx, clientv3.LeaseID(id)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("etcd: revoke lease %x: %w", id, err)
+	}
+	return nil
+}

@@ -92,7 +92,10 @@ type Agent struct {
 	fenceT    clock.Timer
 	loopAt    time.Time // last completed iteration (liveness)
 	leaderFor time.Time // when this member last became leader
-	redNow    []string  // redundancy conditions firing, with what was seen (status)
+	// pendingRevoke is the lease of a session dropped while etcd could not
+	// be reached (0: none); keepLease revokes it once etcd answers.
+	pendingRevoke int64
+	redNow        []string // redundancy conditions firing, with what was seen (status)
 
 	// loop only
 	redSince  map[string]time.Time // redundancy conditions holding since

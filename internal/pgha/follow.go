@@ -18,6 +18,7 @@ func (m Member) follow(o Observation) (Member, []Action) {
 		return m, []Action{{Kind: ActFence, Reason: "postgres runs read-write but this member does not hold the lease"}}
 	}
 	if !v.Fresh {
+		m.followSince = time.Time{} // the stream is judged again from the time etcd answers
 		// Cut off from etcd: stay read-only; a stopped postgres is started in
 		// recovery so that reads keep working.
 		// Data that last ran read-write waits: started in recovery now, it

@@ -3,6 +3,7 @@ package pgha
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/medic-dev/medic/internal/etcd"
@@ -64,6 +65,7 @@ func (a *Agent) keepLease(ctx context.Context) {
 		if s != nil {
 			a.dropLeadership()
 		}
+		a.revokePending(ctx)
 		rctx, cancel := context.WithTimeout(ctx, a.pol.RetryTimeout)
 		ns, err := a.o.Etcd.NewSession(rctx, a.pol.TTL, a.clock)
 		cancel()
@@ -140,11 +142,47 @@ func (a *Agent) dropLeadership() {
 		a.fenceT = nil
 	}
 	a.mu.Unlock()
-	if s != nil && !s.Expired() {
-		ctx, cancel := context.WithTimeout(context.Background(), a.pol.RetryTimeout)
-		s.Close(ctx)
-		cancel()
+	if s == nil {
+		return
 	}
+	// Revoke even a lease believed expired: an etcd that restarts extends
+	// every lease it holds, and would revive our leader key, routing the
+	// proxies to a postgres that was fenced and now runs in recovery
+	// (issue 14: ~5 s of read-only errors after a 10 s etcd outage). When
+	// etcd cannot be reached, the revoke is retried until it answers.
+	ctx, cancel := context.WithTimeout(context.Background(), a.pol.RetryTimeout)
+	err := s.Close(ctx)
+	cancel()
+	if err != nil {
+		a.log.Warn("the dropped lease could not be revoked; retried once etcd answers", "lease", s.Lease(), "err", err)
+		a.mu.Lock()
+		a.pendingRevoke = s.Lease()
+		a.mu.Unlock()
+	}
+}
+
+// revokePending revokes the lease of a session dropped while etcd could not
+// be reached, once it can: before a new session, so that no key of the
+// old one outlives the member's decision to drop it.
+func (a *Agent) revokePending(ctx context.Context) {
+	a.mu.Lock()
+	id := a.pendingRevoke
+	a.mu.Unlock()
+	if id == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, a.pol.RetryTimeout)
+	err := a.o.Etcd.Revoke(rctx, id)
+	cancel()
+	if err != nil {
+		a.log.Debug("revoke of a dropped lease failed; retried", "lease", id, "err", err)
+		return
+	}
+	a.mu.Lock()
+	a.pendingRevoke = 0
+	a.mu.Unlock()
+	a.record(ctx, "db.lease_revoked", fmt.Sprintf("etcd answers again: the lease %x this member dropped while it could not be reached "+
+		"is revoked, so that no key of it (the leader key) routes clients to this member", id))
 }
 
 // observe reads the local postgres.

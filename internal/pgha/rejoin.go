@@ -35,6 +35,9 @@ func (m Member) followLeader(o Observation, L *LeaderInfo) (Member, []Action) {
 		m.followFor, m.followSince, m.streamedAt, m.repairs = L.Member, now, time.Time{}, 0
 		m.problem = ""
 	}
+	if m.followSince.IsZero() {
+		m.followSince = now // back from a time etcd could not be read
+	}
 	if l.Busy != "" {
 		m.followSince, m.busy = now, true
 		return m, nil
@@ -88,7 +91,15 @@ func (m Member) followLeader(o Observation, L *LeaderInfo) (Member, []Action) {
 		since = m.streamedAt
 	}
 	p := m.Policy
-	if !serving || now.Sub(since) < p.streamTimeout() {
+	// Judged only against a leader that shows it serves now: its own
+	// member key says it runs as the primary and was written within the
+	// TTL (after an etcd outage the leader key can outlive its postgres).
+	live := known && lm.Role == RolePrimary && lm.Ready && now.Sub(lm.Updated) <= p.TTL
+	if !serving || !live {
+		m.followSince = now
+		return m, nil
+	}
+	if now.Sub(since) < p.streamTimeout() {
 		return m, nil
 	}
 	leaderTL := "unknown"

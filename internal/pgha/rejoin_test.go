@@ -13,10 +13,38 @@ import (
 func following() pgha.Observation {
 	o := pgha.Observation{View: view(), Lease: pgha.Lease{ID: 1}}
 	o.View.Leader = leaderKey("b", pgha.LeaderPrimary, 20, 2)
-	o.View.Members["b"] = pgha.MemberInfo{Name: "b", Role: pgha.RolePrimary, Ready: true, Timeline: 3, Updated: t0}
+	// b keeps reporting as the primary (its Updated stays within the TTL of every step).
+	o.View.Members["b"] = pgha.MemberInfo{Name: "b", Role: pgha.RolePrimary, Ready: true, Timeline: 3, Updated: t0.Add(time.Hour)}
 	o.Local = replica()
 	o.Local.Upstream, o.Local.Timeline = "b", 2
 	return o
+}
+
+func TestNotStreamingIsJudgedOnlyAgainstALiveLeader(t *testing.T) {
+	// After an etcd outage the leader key of a fenced primary can come back
+	// with its lease: its member key is old, so the replica waits instead of
+	// "repairing" itself against a postgres that is down.
+	o := following()
+	mi := o.View.Members["b"]
+	mi.Updated = t0
+	o.View.Members["b"] = mi
+	run(t, pgha.NewMember("a", policy), o, []step{
+		{at: 0, want: none()},
+		{at: 30 * time.Second, want: none()},
+		// b reports again: the clock runs from the last step that saw it silent (30 s).
+		{at: 31 * time.Second, obs: func(o *pgha.Observation) { mi.Updated = t0.Add(time.Hour); o.View.Members["b"] = mi }, want: none()},
+		{at: 39 * time.Second, want: none()},
+		{at: 40 * time.Second, want: kinds(pgha.ActNotStreaming, pgha.ActRewind)},
+	})
+	// etcd could not be read for a while: the replica is judged from the time it answers again.
+	o = following()
+	run(t, pgha.NewMember("a", policy), o, []step{
+		{at: 0, want: none()},
+		{at: 5 * time.Second, obs: func(o *pgha.Observation) { o.View.Fresh = false }, want: none()},
+		{at: 20 * time.Second, obs: func(o *pgha.Observation) { o.View.Fresh = true }, want: none()},
+		{at: 29 * time.Second, want: none()},
+		{at: 30 * time.Second, want: kinds(pgha.ActNotStreaming, pgha.ActRewind)},
+	})
 }
 
 func TestReplicaNotStreamingIsReportedAndRepaired(t *testing.T) {
