@@ -38,6 +38,7 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 func runCmd() *cobra.Command {
 	var detach bool
 	var logJSON bool
+	var superviseSelfFlag bool
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run the agent: supervise the services of -c FILE",
@@ -46,6 +47,15 @@ func runCmd() *cobra.Command {
 			cfg, err := loadConfig(cmd)
 			if err != nil {
 				return err
+			}
+			if superviseSelfFlag {
+				var rest []string
+				for _, a := range os.Args[1:] {
+					if a != "--supervise-self" && a != "--supervise-self=true" {
+						rest = append(rest, a)
+					}
+				}
+				return superviseSelf(cfg, rest)
 			}
 			for _, w := range config.Lint(cfg) {
 				fmt.Fprintln(os.Stderr, w)
@@ -60,6 +70,7 @@ func runCmd() *cobra.Command {
 	}
 	c.Flags().BoolVar(&detach, "detach", false, "on exit, leave the services running (for an upgrade of medic)")
 	c.Flags().BoolVar(&logJSON, "log-json", false, "write logs as JSON lines")
+	c.Flags().BoolVar(&superviseSelfFlag, "supervise-self", false, "run the agent as a child and start it again when it dies (for hosts without systemd); the services are adopted, not restarted")
 	return c
 }
 
