@@ -117,7 +117,7 @@ services:
 		if cycles > 1 {
 			time.Sleep(time.Duration(100+rand.IntN(900)) * time.Millisecond) // a random moment
 		}
-		gap0 := ld.maxGap()
+		gap0 := ld.maxGap() // since the last cycle settled: the steady state
 		ld.resetGap()
 		killedAt := time.Now()
 		syscall.Kill(cur.cmd.Process.Pid, syscall.SIGKILL)
@@ -163,11 +163,12 @@ services:
 			}
 		}
 		gap := ld.maxGap()
-		t.Logf("figures: cycle %d: agent start to every instance supervised and ready %v; client-visible gap %v (medic down %v before its restart, no handover); gap before the kill %v",
+		t.Logf("figures: cycle %d: agent start to every instance supervised and ready %v; client-visible gap %v (medic down %v before its restart, no handover); longest gap in the quiet time before the kill %v",
 			c, supervised.Round(time.Millisecond), gap.Round(time.Millisecond), t0.Sub(killedAt).Round(time.Millisecond), gap0.Round(time.Millisecond))
 		if supervised > worst {
 			worst = supervised
 		}
+		ld.resetGap()
 		cur = b
 	}
 	okN, failN := ld.finish()
