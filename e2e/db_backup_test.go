@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -182,6 +183,19 @@ func TestDBBackupRestoreFailover(t *testing.T) {
 	}
 	if out, err := a.medic("db", "status"); err != nil || !strings.Contains(string(out), "WAL archive lag") {
 		t.Fatalf("medic db status shows no archive lag: %v\n%s", err, out)
+	}
+	req, _ := http.NewRequest("GET", "http://"+a.api+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, m := range []string{`medic_backup_last_success_timestamp_seconds{database="pg"}`, `medic_backup_archive_lag_seconds{database="pg"}`} {
+			if !strings.Contains(string(b), m) {
+				t.Errorf("/metrics has no %s", m)
+			}
+		}
 	}
 
 	// Point in time: between two acknowledged writes.

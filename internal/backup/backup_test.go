@@ -149,6 +149,9 @@ func TestPointInTimeRestore(t *testing.T) {
 	if last := info.Last(); last == nil || last.Type != "full" || last.Size <= 0 {
 		t.Fatalf("after a full backup the repository lists %+v", info)
 	}
+	// pgBackRest records the backup's stop in whole seconds; a time target
+	// needs a backup that stopped before it.
+	time.Sleep(1100 * time.Millisecond)
 	write(t, c, "first")
 	time.Sleep(300 * time.Millisecond)
 	target := time.Now()

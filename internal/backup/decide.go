@@ -96,3 +96,24 @@ func segNo(name string, segSize int64) (int64, bool) {
 	}
 	return log*(0x100000000/segSize) + seg, true
 }
+
+// Segment is the WAL segment the primary writes and since when medic has
+// seen it being written.
+type Segment struct {
+	Name  string
+	Since time.Time
+}
+
+// SwitchDue says whether the primary must switch to a new WAL segment at
+// now so that archive.timeout holds: the current segment has held writes
+// not yet archivable for timeout. PostgreSQL's own archive_timeout is set
+// too, but on PostgreSQL 15.18 (Debian 12) it did not switch segments
+// under a steady trickle of writes in our tests, so medic enforces it from
+// the loop as well (pg_switch_wal() does nothing on a segment without
+// writes). It returns the segment to remember.
+func SwitchDue(now time.Time, seen Segment, a Archiver, timeout time.Duration) (Segment, bool) {
+	if a.CurrentWAL != seen.Name {
+		return Segment{Name: a.CurrentWAL, Since: now}, false
+	}
+	return seen, a.CurrentOffset > 0 && timeout > 0 && now.Sub(seen.Since) >= timeout
+}

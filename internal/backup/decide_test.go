@@ -82,3 +82,24 @@ func TestLSNAfter(t *testing.T) {
 		}
 	}
 }
+
+func TestSwitchDue(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	seg := func(name string, off int64) Archiver { return Archiver{CurrentWAL: name, CurrentOffset: off} }
+	seen, due := SwitchDue(t0, Segment{}, seg("000000010000000000000003", 100), time.Minute)
+	if due || seen.Name != "000000010000000000000003" || !seen.Since.Equal(t0) {
+		t.Fatalf("first sight: %+v %t", seen, due)
+	}
+	if _, due := SwitchDue(t0.Add(59*time.Second), seen, seg("000000010000000000000003", 900), time.Minute); due {
+		t.Error("due before archive.timeout")
+	}
+	if _, due := SwitchDue(t0.Add(time.Minute), seen, seg("000000010000000000000003", 900), time.Minute); !due {
+		t.Error("not due after archive.timeout with writes in the segment")
+	}
+	if _, due := SwitchDue(t0.Add(time.Hour), seen, seg("000000010000000000000003", 0), time.Minute); due {
+		t.Error("due without writes in the segment")
+	}
+	if s, due := SwitchDue(t0.Add(2*time.Minute), seen, seg("000000010000000000000004", 10), time.Minute); due || !s.Since.Equal(t0.Add(2*time.Minute)) {
+		t.Errorf("a new segment restarts the clock: %+v %t", s, due)
+	}
+}

@@ -82,6 +82,7 @@ type Loop struct {
 	stanzaOK  bool // created while this member is the primary
 	retryAt   time.Time
 	wasLeader bool
+	segment   Segment // the primary's current WAL segment, for SwitchDue
 }
 
 // NewLoop checks the schedule.
@@ -123,11 +124,25 @@ func (l *Loop) State() State {
 	return st
 }
 
-// Serve runs the loop until ctx ends.
+// archivePeriod is how often the primary's current segment is checked
+// against archive.timeout: a quarter of it, between 250ms and 5s.
+func archivePeriod(timeout time.Duration) time.Duration {
+	return min(max(timeout/4, 250*time.Millisecond), 5*time.Second)
+}
+
+// Serve runs the loop until ctx ends: Step every period, and on the
+// primary the archive.timeout check every archivePeriod.
 func (l *Loop) Serve(ctx context.Context) error {
+	next := l.m.clock.Now()
 	for {
-		l.Step(ctx)
-		t := l.m.clock.NewTimer(l.o.Period)
+		if now := l.m.clock.Now(); !now.Before(next) {
+			l.Step(ctx)
+			next = l.m.clock.Now().Add(l.o.Period)
+		}
+		if l.o.Primary() {
+			l.enforceArchiveTimeout(ctx)
+		}
+		t := l.m.clock.NewTimer(min(archivePeriod(l.m.o.Config.Archive.Timeout.D()), max(0, next.Sub(l.m.clock.Now()))))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -135,6 +150,35 @@ func (l *Loop) Serve(ctx context.Context) error {
 		case <-t.C():
 		}
 	}
+}
+
+// enforceArchiveTimeout switches the primary's WAL segment when it has held
+// writes for archive.timeout (see SwitchDue).
+func (l *Loop) enforceArchiveTimeout(ctx context.Context) {
+	a, err := ReadArchiver(ctx, l.m.LocalDSN())
+	if err != nil {
+		return
+	}
+	now := l.m.clock.Now()
+	l.mu.Lock()
+	seen, due := SwitchDue(now, l.segment, a, l.m.o.Config.Archive.Timeout.D())
+	l.segment = seen
+	l.mu.Unlock()
+	if !due {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(cctx, l.m.LocalDSN())
+	if err != nil {
+		return
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(cctx, "SELECT pg_switch_wal()"); err != nil {
+		l.m.log.Warn("backup: switch WAL for archive.timeout", "err", err)
+		return
+	}
+	l.m.log.Debug("backup: WAL switched: the segment held writes for archive.timeout", "segment", a.CurrentWAL)
 }
 
 // Step is one iteration: observe, and on the primary create the stanza
