@@ -76,7 +76,13 @@ func TestGuardEach(t *testing.T) {
 		{"propose", nil, func(r *remedy.Request) { r.Level = remedy.LevelPropose }, remedy.OutcomePropose, remedy.GuardApproval, "trust level propose"},
 		{"approve required", nil, func(r *remedy.Request) { r.Approval = true }, remedy.OutcomePropose, remedy.GuardApproval, "approve: required"},
 		{"approved", nil, func(r *remedy.Request) { r.Level, r.Approved = remedy.LevelPropose, true }, remedy.OutcomeAct, "", ""},
-		// Order: paused outranks everything, dry-run comes after every real guard.
+		// Order: a degraded audit log outranks everything (even an approval:
+		// no action without its record), paused comes next, dry-run after
+		// every real guard.
+		{"audit degraded", nil, func(r *remedy.Request) { r.AuditDown = "audit degraded since t: disk full" }, remedy.OutcomeBlock, remedy.GuardAudit, "no action without its record"},
+		{"audit before paused and approved", nil, func(r *remedy.Request) {
+			r.AuditDown, r.Paused, r.Approved = "audit degraded since t: disk full", true, true
+		}, remedy.OutcomeBlock, remedy.GuardAudit, ""},
 		{"paused before protected", nil, func(r *remedy.Request) { r.Paused, r.Protected = true, "db" }, remedy.OutcomeBlock, remedy.GuardPaused, ""},
 		{"budget before dry run", nil, func(r *remedy.Request) {
 			r.DryRun = true
