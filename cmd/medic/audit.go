@@ -15,6 +15,7 @@ import (
 	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/clock"
+	"github.com/medic-dev/medic/internal/safetext"
 	"github.com/medic-dev/medic/internal/sqlite"
 )
 
@@ -53,7 +54,8 @@ func auditCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tKIND\tTARGET\tREASON")
 			for _, r := range out.Records {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time.Local().Format("2006-01-02 15:04:05.000"), r.Actor, r.Kind, r.Target, trim(r.Reason, 100))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time.Local().Format("2006-01-02 15:04:05.000"),
+					safetext.Line(r.Actor), safetext.Line(r.Kind), safetext.Line(r.Target), trim(safetext.Line(r.Reason), 100))
 			}
 			return tw.Flush()
 		},

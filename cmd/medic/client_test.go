@@ -4,6 +4,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/supervise"
 )
 
 // The address comes from --addr, then -c, then $MEDIC_ADDR, then a
@@ -60,5 +63,18 @@ func TestAgentAddressPrecedence(t *testing.T) {
 	t.Setenv("MEDIC_TOKEN", "medic_secret")
 	if got, err := addr("", "-c", "medic.yaml"); err != nil || got != "http://10.9.9.9:7070" {
 		t.Errorf("explicit -c: %s, %v", got, err)
+	}
+}
+
+// Control characters and ANSI escapes from events reach the terminal as
+// escapes (a request path like /\x1b[2J cleared the operator's screen).
+func TestStatusEscapesControlCharacters(t *testing.T) {
+	var b strings.Builder
+	doc := api.StatusDoc{Services: []supervise.ServiceStatus{{Name: "web\x1b[31m",
+		Instances: []supervise.InstanceStatus{{ID: "web/0", Reason: "GET /\x1b[2J\x1b[H\u202eevil"}}}}}
+	printStatus(&b, doc)
+	out := b.String()
+	if strings.ContainsAny(out, "\x1b\u202e") || !strings.Contains(out, `\x1b[2J`) || !strings.Contains(out, `web\x1b[31m`) {
+		t.Fatalf("status printed raw control characters:\n%q", out)
 	}
 }

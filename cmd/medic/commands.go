@@ -20,6 +20,7 @@ import (
 	"github.com/medic-dev/medic/internal/app"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/demoapp"
+	"github.com/medic-dev/medic/internal/safetext"
 )
 
 func loadConfig(cmd *cobra.Command) (*config.Config, error) {
@@ -129,7 +130,7 @@ func statusCmd() *cobra.Command {
 func printStatus(w io.Writer, doc api.StatusDoc) {
 	if doc.Audit.Degraded {
 		// First, before the table: while it lasts, medic takes no remediation.
-		fmt.Fprintf(w, "AUDIT DEGRADED: %s; remediation paused until appends work again\n\n", doc.Audit)
+		fmt.Fprintf(w, "AUDIT DEGRADED: %s; remediation paused until appends work again\n\n", safetext.Line(fmt.Sprint(doc.Audit)))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	// UP is how long the process has run, across medic restarts (an adopted
@@ -160,16 +161,16 @@ func printStatus(w io.Writer, doc api.StatusDoc) {
 			if in.LastExit != nil && in.State == medic.StateRunning {
 				why = "last: " + in.LastExit.Reason
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", in.ID, in.State, ready, pid, up, in.Port, in.Restarts, age, rss, trim(why, 80))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", safetext.Line(in.ID), in.State, ready, pid, up, in.Port, in.Restarts, age, rss, trim(safetext.Line(why), 80))
 		}
 	}
 	tw.Flush()
 	for _, s := range doc.Services {
 		rollout := ""
 		if s.Rollout != "" {
-			rollout = "; rollout " + trim(s.Rollout, 80)
+			rollout = "; rollout " + trim(safetext.Line(s.Rollout), 80)
 		}
-		fmt.Fprintf(w, "%s: %d/%d ready (min_available %d)%s\n", s.Name, s.Ready, s.Desired, s.MinAvailable, rollout)
+		fmt.Fprintf(w, "%s: %d/%d ready (min_available %d)%s\n", safetext.Line(s.Name), s.Ready, s.Desired, s.MinAvailable, rollout)
 	}
 }
 
@@ -222,7 +223,7 @@ func eventsCmd() *cobra.Command {
 				if err := json.Unmarshal(data, &ev); err != nil {
 					return err
 				}
-				fmt.Printf("%s  %-18s %-10s %s\n", ev.Time.Local().Format("15:04:05.000"), ev.Kind, ev.Target, ev.Reason)
+				fmt.Printf("%s  %-18s %-10s %s\n", ev.Time.Local().Format("15:04:05.000"), safetext.Line(string(ev.Kind)), safetext.Line(ev.Target), safetext.Line(ev.Reason))
 				return nil
 			})
 		},

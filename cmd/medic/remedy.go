@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/medic-dev/medic/internal/safetext"
 	"github.com/spf13/cobra"
 )
 
@@ -52,8 +53,8 @@ func runbooksCmd() *cobra.Command {
 				tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "RUNBOOK\tTRUST\tRUNS\tTOWARD PROMOTION\tSUCCESS\tMEDIAN TTR\tCONDITION")
 				for _, r := range doc.Runbooks {
-					fmt.Fprintf(tw, "%v\t%v\t%v\t%v/%v\t%v\t%vs\t%v\n", r["name"], r["level"], num(r["runs"]), num(r["consecutive"]), num(r["promote_after"]),
-						pct(r["success_rate"]), num(r["median_ttr_seconds"]), r["condition"])
+					fmt.Fprintf(tw, "%v\t%v\t%v\t%v/%v\t%v\t%vs\t%v\n", sv(r["name"]), sv(r["level"]), num(r["runs"]), num(r["consecutive"]), num(r["promote_after"]),
+						pct(r["success_rate"]), num(r["median_ttr_seconds"]), sv(r["condition"]))
 				}
 				tw.Flush()
 				fmt.Printf("automation: paused=%v dry_run=%v\n", doc.Paused, doc.DryRun)
@@ -80,8 +81,8 @@ func incidentsCmd() *cobra.Command {
 				tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "INCIDENT\tTARGET\tSTATE\tOPENED\tOUTCOME\tTTD\tTTR\tCONDITIONS\tRUNBOOKS")
 				for _, in := range doc.Incidents {
-					fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%vs\t%vs\t%v\t%v\n", in["id"], in["target"], in["state"], in["opened"],
-						num(in["outcome"]), num(in["ttd_seconds"]), num(in["ttr_seconds"]), in["conditions"], in["runbooks"])
+					fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%vs\t%vs\t%v\t%v\n", sv(in["id"]), sv(in["target"]), sv(in["state"]), sv(in["opened"]),
+						num(in["outcome"]), num(in["ttd_seconds"]), num(in["ttr_seconds"]), sv(in["conditions"]), sv(in["runbooks"]))
 				}
 				return tw.Flush()
 			})
@@ -107,7 +108,7 @@ func conditionsCmd() *cobra.Command {
 				fmt.Fprintln(tw, "CONDITION\tSTATE\tLABELS\tVALUE\tSINCE\tREASON")
 				for _, a := range doc.Alerts {
 					labels, _ := json.Marshal(a["labels"])
-					fmt.Fprintf(tw, "%v\t%v\t%s\t%v\t%v\t%s\n", a["condition"], a["state"], labels, a["value"], a["active_at"], trim(fmt.Sprint(a["reason"]), 70))
+					fmt.Fprintf(tw, "%v\t%v\t%s\t%v\t%v\t%s\n", sv(a["condition"]), sv(a["state"]), safetext.Line(string(labels)), sv(a["value"]), sv(a["active_at"]), trim(sv((a["reason"])), 70))
 				}
 				return tw.Flush()
 			})
@@ -132,7 +133,7 @@ func approvalsCmd() *cobra.Command {
 				tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tRUNBOOK\tTARGET\tDEADLINE\tWHAT")
 				for _, a := range doc.Approvals {
-					fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%s\n", a["id"], a["runbook"], a["target"], a["deadline"], trim(fmt.Sprint(a["summary"]), 80))
+					fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%s\n", sv(a["id"]), sv(a["runbook"]), sv(a["target"]), sv(a["deadline"]), trim(sv(a["summary"]), 80))
 				}
 				return tw.Flush()
 			})
@@ -203,3 +204,6 @@ func pct(v any) string {
 	}
 	return "-"
 }
+
+// sv renders one untrusted value for a table cell, control characters escaped.
+func sv(v any) string { return safetext.Line(fmt.Sprint(v)) }

@@ -13,6 +13,7 @@ const (
 	DefaultStatus    = "200-399"
 	DefaultLogSize   = ByteSize(10 << 20)
 	DefaultLogFiles  = 3
+	DefaultLogMode   = 0o640
 	DefaultJitter    = 0.2
 	// DefaultProbeTimeout is a probe's timeout when none is set, capped at
 	// its period.
@@ -96,6 +97,7 @@ func (s *Service) setDefaults(d filler, p, base string) {
 	}
 	d.bytes(p+".logs.max_size", &s.Logs.MaxSize, DefaultLogSize)
 	d.int(p+".logs.max_files", &s.Logs.MaxFiles, DefaultLogFiles)
+	d.str(p+".logs.mode", &s.Logs.Mode, "0640")
 }
 
 func (pr *Probe) setDefaults(d filler, p string) {

@@ -54,7 +54,7 @@ func TestServiceDefaults(t *testing.T) {
 			Readiness: &config.Probe{HTTP: &config.HTTPProbe{Path: "/", Host: "127.0.0.1", Scheme: "http", Status: "200-399"}, Period: d("10s"), Timeout: d("1s"), SuccessThreshold: 1, FailureThreshold: 3},
 		},
 		MinAvailable: ptr(0),
-		Logs:         config.Logs{MaxSize: 10 << 20, MaxFiles: 3},
+		Logs:         config.Logs{MaxSize: 10 << 20, MaxFiles: 3, Mode: "0640"},
 	}
 	if got := c.Services["web"]; !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Limits bound what clients can hold of one listener (docs/security.md). A
 // connection beyond a cap is refused at once (an HTTP listener answers 503
@@ -38,4 +41,13 @@ func (l *Limits) SetDefaults(def Limits) {
 	if l.IdleTimeout == 0 {
 		l.IdleTimeout = def.IdleTimeout
 	}
+}
+
+// FileMode is the parsed Mode (DefaultLogMode when unset or malformed: validation reports it).
+func (l Logs) FileMode() uint32 {
+	var m uint32
+	if _, err := fmt.Sscanf(l.Mode, "%o", &m); err != nil || l.Mode == "" || m > 0o777 {
+		return DefaultLogMode
+	}
+	return m
 }

@@ -214,6 +214,7 @@ var fieldDocs = map[string]string{
 	"Logs":                             "Logs configures size-rotated per-instance log files under data_dir/logs.",
 	"Logs.MaxFiles":                    "Rotated files kept. Default 3.",
 	"Logs.MaxSize":                     "Rotate when a file reaches this size. Default 10MiB.",
+	"Logs.Mode":                        "File mode of the instance's log files, in octal. Default \"0640\": the owner's group may\nread them (a log shipper), others may not; the API guards them too.",
 	"Metrics":                          "Metrics is a service's Prometheus endpoint on each instance's port.",
 	"Metrics.Path":                     "Path of the endpoint. Default /metrics.",
 	"Metrics.Period":                   "Time between scrapes. Default 10s, at least 1s.",

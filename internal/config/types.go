@@ -218,6 +218,9 @@ type Logs struct {
 	MaxSize ByteSize `yaml:"max_size" json:"max_size,omitempty"`
 	// Rotated files kept. Default 3.
 	MaxFiles int `yaml:"max_files" json:"max_files,omitempty" jsonschema:"minimum=0"`
+	// File mode of the instance's log files, in octal. Default "0640": the owner's group may
+	// read them (a log shipper), others may not; the API guards them too.
+	Mode string `yaml:"mode" json:"mode,omitempty" jsonschema:"pattern=^0?[0-7]{3}$"`
 }
 
 // Drills are fault-injection exercises.

@@ -175,6 +175,11 @@ func (s *Service) validate(ck *checker, p string, all map[string]*Service) {
 	if s.Logs.MaxSize <= 0 {
 		ck.add(p+".logs.max_size", "must be greater than 0")
 	}
+	if m := s.Logs.Mode; m != "" && (len(m) < 3 || len(m) > 4 || strings.Trim(m, "01234567") != "" || len(m) == 4 && m[0] != '0') {
+		ck.add(p+".logs.mode", "want an octal file mode such as 0640, got %q", m)
+	} else if s.Logs.FileMode()&0o002 != 0 {
+		ck.add(p+".logs.mode", "%s lets anyone write the instance's log; drop the others' write bit", m)
+	}
 	if s.Logs.MaxFiles < 0 {
 		ck.add(p+".logs.max_files", "must not be negative, got %d", s.Logs.MaxFiles)
 	}

@@ -10,6 +10,10 @@ import (
 	"sync"
 )
 
+// DefaultMode is the mode of log files: readable by the owner's group (for
+// a log shipper), not by others, since the API guards them too.
+const DefaultMode = 0o640
+
 // Rotating is an io.Writer appending to path and rotating it to path.1 …
 // path.N when it reaches maxSize. Writes are serialised; a failed write is
 // counted, never fatal to the instance (a full disk must not kill the service).
@@ -36,7 +40,7 @@ func Open(path string, maxSize int64, maxFiles int) (*Rotating, error) {
 }
 
 func (r *Rotating) open() error {
-	f, err := os.OpenFile(r.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(r.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, DefaultMode)
 	if err != nil {
 		return fmt.Errorf("open log %s: %w", r.path, err)
 	}
@@ -136,7 +140,11 @@ func copyFile(from, to string) error {
 		return err
 	}
 	defer src.Close()
-	dst, err := os.Create(to + ".tmp")
+	var mode os.FileMode = DefaultMode
+	if st, err := src.Stat(); err == nil {
+		mode = st.Mode().Perm() // a rotated file is as private as the log it came from
+	}
+	dst, err := os.OpenFile(to+".tmp", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
 	if err != nil {
 		return err
 	}

@@ -83,9 +83,10 @@ type Listener struct {
 	sources map[netip.Addr]*source
 	idle    list.List // of *Conn, oldest first: evictable (HTTP: new or idle)
 
-	refused [3]atomic.Uint64 // by reason index
-	evicted atomic.Uint64
-	lastLog [3]time.Time
+	refused      [3]atomic.Uint64 // by reason index
+	evicted      atomic.Uint64
+	lastLog      [3]time.Time
+	lastEvictLog time.Time
 }
 
 type source struct {
@@ -203,6 +204,9 @@ func (l *Listener) admit(c net.Conn) (*Conn, bool) {
 		l.evicted.Add(1)
 		_ = v.Conn.Close() // the server sees a read error and calls Close, which releases it
 	}
+	if len(victims) > 0 {
+		l.noteEviction()
+	}
 	if why < 0 && fd == atReserve {
 		// At the reserve: only the oldest idle connection of any listener can give its place.
 		if v := l.o.FDs.popIdle(); v != nil && v.l.evict(v) {
@@ -240,7 +244,24 @@ func (l *Listener) evict(c *Conn) bool {
 	l.mu.Unlock()
 	l.evicted.Add(1)
 	_ = c.Conn.Close()
+	l.noteEviction()
 	return true
+}
+
+// noteEviction logs, at most once per LogEvery, that idle connections are
+// being closed to admit new ones.
+func (l *Listener) noteEviction() {
+	now := l.o.Clock.Now()
+	l.mu.Lock()
+	log := now.Sub(l.lastEvictLog) >= LogEvery
+	if log {
+		l.lastEvictLog = now
+	}
+	l.mu.Unlock()
+	if log {
+		l.o.Logger.Warn("closing idle client connections to admit new ones", "listener", l.o.Name,
+			"open", l.Stats().Open, "max_connections", l.o.MaxConns, "max_per_source", l.o.MaxPerSource, "evicted_total", l.evicted.Load())
+	}
 }
 
 // evictLocked takes the oldest evictable connection off the lists, or nil.

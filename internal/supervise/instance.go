@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -36,7 +37,8 @@ type Spec struct {
 	LogPath    string
 	LogMax     int64
 	LogFiles   int
-	Hash       string // of what the process is started with (specHash): adoption needs the same
+	LogMode    os.FileMode // of the log file; enforced at every start
+	Hash       string      // of what the process is started with (specHash): adoption needs the same
 }
 
 type cmdKind int

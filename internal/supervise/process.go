@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/logfile"
 )
 
 // process is one run of an instance's command, in its own process group and,
@@ -32,7 +33,7 @@ type process struct {
 //
 // With cg set, the process is born in that cgroup (clone3 with
 // CLONE_INTO_CGROUP), so not even a fork in its first instruction escapes.
-func startProcess(argv, env []string, dir string, cg *cgroup, logPath string, now func() time.Time) (*process, error) {
+func startProcess(argv, env []string, dir string, cg *cgroup, logPath string, logMode os.FileMode, now func() time.Time) (*process, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("empty command")
 	}
@@ -46,11 +47,18 @@ func startProcess(argv, env []string, dir string, cg *cgroup, logPath string, no
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
-	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if logMode == 0 {
+		logMode = logfile.DefaultMode
+	}
+	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, logMode)
 	if err != nil {
 		return nil, fmt.Errorf("open instance log: %w", err)
 	}
 	defer out.Close() // the child has its own copy
+	// A log created by an older medic (0644) or under another umask gets the mode it should have.
+	if err := out.Chmod(logMode); err != nil {
+		return nil, fmt.Errorf("set the mode of instance log %s: %w", logPath, err)
+	}
 	cmd := &exec.Cmd{
 		Path:        path,
 		Args:        argv,

@@ -53,7 +53,7 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 	} else {
 		in.openCgroup()
 		var err error
-		p, err = startProcess(in.spec.Argv, env, in.spec.Dir, in.cg, in.spec.LogPath, clk.Now)
+		p, err = startProcess(in.spec.Argv, env, in.spec.Dir, in.cg, in.spec.LogPath, in.spec.LogMode, clk.Now)
 		if err != nil {
 			return outcome{}, err
 		}

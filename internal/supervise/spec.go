@@ -96,7 +96,8 @@ func Resolve(name string, svc *config.Service, baseDir, logDir string) []Spec {
 			Service: name, Index: i, Argv: argv, Env: env, Dir: dir, Port: port, Policy: pol,
 			StopSignal: parseSignal(svc.Stop.Signal), Grace: svc.Stop.Grace.D(), Probes: svc.Probes, Notify: svc.Notify,
 			LogPath: filepath.Join(logDir, name+"-"+strconv.Itoa(i)+".log"), LogMax: int64(svc.Logs.MaxSize), LogFiles: maxFiles,
-			Hash: specHash(argv, env[inherited:], dir, port),
+			LogMode: os.FileMode(svc.Logs.FileMode()),
+			Hash:    specHash(argv, env[inherited:], dir, port),
 		})
 	}
 	return out

@@ -19,8 +19,19 @@ function append(el, children) {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;
     if (Array.isArray(c)) append(el, c);
-    else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    else el.append(c instanceof Node ? c : document.createTextNode(safe(String(c))));
   }
+}
+
+// safe shows control characters and bidirectional overrides (from request
+// paths, process output, event reasons) as escapes, as the CLI does
+// (internal/safetext): they must not reorder or hide what the page shows.
+const unsafeChars = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+export function safe(s) {
+  return s.replace(unsafeChars, (ch) => {
+    const n = ch.charCodeAt(0);
+    return n < 0x100 ? "\\x" + n.toString(16).padStart(2, "0") : "\\u" + n.toString(16).padStart(4, "0");
+  });
 }
 
 // replace swaps el's children for the given ones.
