@@ -37,6 +37,7 @@ func TestDataPlanesAgree(t *testing.T) {
 	}{
 		{name: "GET", send: []string{"GET /echo?x=1&y=%2F HTTP/1.1\r\nHost: svc\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n"}},
 		{name: "GET HTTP/1.0", send: []string{"GET /echo HTTP/1.0\r\nHost: svc\r\n\r\n"}},
+		{name: "GET HTTP/1.0 without Host", send: []string{"GET /echo HTTP/1.0\r\n\r\n"}},
 		{name: "HEAD", send: []string{"HEAD /echo HTTP/1.1\r\nHost: svc\r\n\r\n"}, head: true},
 		{name: "repeated and mixed-case headers", send: []string{"GET /echo HTTP/1.1\r\nHost: svc\r\nx-multi: a\r\nX-Multi: b\r\nCookie: a=1; b=2\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"}},
 		{name: "hop-by-hop headers", send: []string{"GET /echo HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: x\r\n\r\n"}},
@@ -127,7 +128,11 @@ func (r *recorder) String() string {
 func (r *recorder) handler(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s %s host=%s len=%d te=%v\n", req.Method, req.RequestURI, req.Proto, req.Host, req.ContentLength, req.TransferEncoding)
+	host := req.Host
+	if strings.HasPrefix(host, "127.0.0.1:") {
+		host = "<the instance's address>" // each plane has its own instance
+	}
+	fmt.Fprintf(&b, "%s %s %s host=%s len=%d te=%v\n", req.Method, req.RequestURI, req.Proto, host, req.ContentLength, req.TransferEncoding)
 	keys := make([]string, 0, len(req.Header))
 	for k := range req.Header {
 		keys = append(keys, k)

@@ -399,7 +399,11 @@ func (p *Proxy) writeRequest(c *upConn, ctx *fasthttp.RequestCtx, body, id []byt
 	_, _ = w.Write(uri)
 	_, _ = w.WriteString(" HTTP/1.1\r\nHost: ")
 	host := h.Host()
-	_, _ = w.Write(host)
+	if len(host) > 0 {
+		_, _ = w.Write(host)
+	} else {
+		_, _ = w.WriteString(c.addr) // an HTTP/1.0 request without Host: the instance's address, as net/http sends
+	}
 	_, _ = w.WriteString("\r\n")
 	conn := h.Peek("Connection")
 	for k, v := range h.AllInOrder() {
@@ -416,10 +420,8 @@ func (p *Proxy) writeRequest(c *upConn, ctx *fasthttp.RequestCtx, body, id []byt
 	}
 	_, _ = w.WriteString("X-Forwarded-For: ")
 	writeClientIP(w, ctx.RemoteAddr())
-	if len(host) > 0 {
-		_, _ = w.WriteString("\r\nX-Forwarded-Host: ")
-		_, _ = w.Write(host)
-	}
+	_, _ = w.WriteString("\r\nX-Forwarded-Host: ") // empty without Host, as net/http's SetXForwarded
+	_, _ = w.Write(host)
 	_, _ = w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Request-Id: ")
 	_, _ = w.Write(id)
 	_, _ = w.WriteString("\r\n")
