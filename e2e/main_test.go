@@ -83,6 +83,24 @@ func startAgentWrapped(t *testing.T, dir, config string, wrapper ...string) *age
 	if err := os.WriteFile(a.cfg, []byte(fmt.Sprintf(config, medicBin, apiPort, base, dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	a.launch(wrapper...)
+	return a
+}
+
+// restart stops the agent (SIGTERM) and starts medic again on the same
+// config file, data directory and API address.
+func (a *agent) restart() *agent {
+	a.t.Helper()
+	a.stop()
+	b := &agent{t: a.t, dir: a.dir, addr: a.addr, cfg: a.cfg, token: a.token, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	b.launch()
+	return b
+}
+
+// launch runs medic on a.cfg (under wrapper, if any) and waits for its API.
+func (a *agent) launch(wrapper ...string) {
+	t := a.t
+	t.Helper()
 	argv := append(append(wrapper[:len(wrapper):len(wrapper)], medicBin), "run", "-c", a.cfg)
 	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Stderr = a.stderr
@@ -99,7 +117,6 @@ func startAgentWrapped(t *testing.T, dir, config string, wrapper ...string) *age
 		}
 		return err == nil && resp.StatusCode == 200
 	})
-	return a
 }
 
 // stop sends SIGTERM and waits; then makes sure no process of the test is left.

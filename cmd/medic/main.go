@@ -65,6 +65,7 @@ Start with 'medic demo'.`,
 		drillCmd(), drillsCmd(),
 		dbCmd(),
 		scorecardCmd(), upgradeCmd(),
+		deployCmd(), rollbackCmd(), releasesCmd(),
 	)
 	return root
 }

@@ -19,6 +19,7 @@ type actionBody struct {
 	Reason       string `json:"reason"`
 	ReadyTimeout string `json:"ready_timeout"` // rolling restart: per-instance wait, e.g. "30s"
 	Instances    *int   `json:"instances"`     // scale: the new count
+	To           string `json:"to"`            // rollback: the release version (default: the last live one before)
 }
 
 // decodeBody reads an optional JSON body strictly: unknown fields, trailing

@@ -362,6 +362,16 @@ func (s *Server) rollbackService(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 	defer cancel()
+	if s.Releases != nil {
+		rel, err := s.Releases.Rollback(ctx, name, body.To, actorOf(r))
+		s.action(r, name, "rollback to "+rel.Version, err)
+		s.answerRelease(w, rel, err)
+		return
+	}
+	if body.To != "" {
+		writeError(w, http.StatusBadRequest, "body.to: this agent keeps no release history")
+		return
+	}
 	err := s.Supervisor.Rollback(ctx, name, actorOf(r))
 	s.action(r, name, "rollback", err)
 	if err != nil {

@@ -71,7 +71,9 @@ type Server struct {
 	// a token removed on reload is refused from the next request on.
 	LiveTokens *auth.Live
 	Supervisor Supervisor
-	Traffic    Traffic // may be nil: no proxies
+	// Releases, if set, serves deploys, the history and rollbacks to a kept release.
+	Releases Releases
+	Traffic  Traffic // may be nil: no proxies
 	// Dependencies returns the dependency listeners' figures; nil when there are none.
 	Dependencies func() []egress.Stats
 	Hub          *events.Hub
@@ -135,6 +137,10 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/services/{name}/restart", op(http.HandlerFunc(s.restartService)))
 	mux.Handle("POST /v1/services/{name}/scale", op(http.HandlerFunc(s.scaleService)))
 	mux.Handle("POST /v1/services/{name}/rollback", op(http.HandlerFunc(s.rollbackService)))
+	if s.Releases != nil {
+		mux.Handle("POST /v1/services/{name}/deploy", op(http.HandlerFunc(s.deployService)))
+		mux.Handle("GET /v1/services/{name}/releases", view(http.HandlerFunc(s.listReleases)))
+	}
 	mux.Handle("POST /v1/instances/{service}/{index}/{action}", op(http.HandlerFunc(s.instanceAction)))
 	mux.Handle("PUT /v1/instances/{service}/{index}/fault", op(http.HandlerFunc(s.setFault)))
 	mux.Handle("DELETE /v1/instances/{service}/{index}/fault", op(http.HandlerFunc(s.setFault)))

@@ -36,6 +36,7 @@ import (
 	"github.com/medic-dev/medic/internal/probe"
 	"github.com/medic-dev/medic/internal/proxy"
 	"github.com/medic-dev/medic/internal/redact"
+	"github.com/medic-dev/medic/internal/release"
 	"github.com/medic-dev/medic/internal/sqlite"
 	"github.com/medic-dev/medic/internal/supervise"
 )
@@ -54,13 +55,14 @@ type Main struct {
 	// Listening, if set, receives the API's address once it accepts connections.
 	Listening func(addr net.Addr)
 
-	mu    sync.Mutex
-	cfg   *config.Config
-	sup   *supervise.Supervisor
-	audit *audit.Log
-	aw    *audit.Writer // every append goes through it: it fails closed
-	hub   *events.Hub
-	mets  *metrics.Metrics
+	mu       sync.Mutex
+	cfg      *config.Config
+	sup      *supervise.Supervisor
+	releases *release.Manager
+	audit    *audit.Log
+	aw       *audit.Writer // every append goes through it: it fails closed
+	hub      *events.Hub
+	mets     *metrics.Metrics
 
 	fds       *netguard.FDs // the descriptor reserve every listener respects
 	tokens    *auth.Live    // nil without a tokens file; reloaded with the config
@@ -182,8 +184,15 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.egress != nil {
 		defer m.egress.Close()
 	}
+	// The releases' history decides what runs: a deploy made through the API
+	// outlives a restart as long as the config file did not change since.
+	m.releases = &release.Manager{Store: release.NewStore(db.SQL()), Traffic: m.traffic, Validate: m.validateSpec, Clock: m.Clock}
+	runCfg, err := m.releases.Start(ctx, m.cfg, "medic")
+	if err != nil {
+		return fmt.Errorf("read the release history: %w", err)
+	}
 	m.sup, err = supervise.New(supervise.Options{
-		Config:   m.cfg,
+		Config:   runCfg,
 		LogDir:   filepath.Join(dataDir, "logs"),
 		StateDir: dataDir,
 		Env: supervise.Env{
@@ -201,6 +210,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.releases.Supervisor = m.sup
+	m.observe(m.releaseRolledOut)
 
 	ln, err := m.handover.listen("tcp", m.cfg.API.Listen)
 	if err != nil {
@@ -222,6 +233,7 @@ func (m *Main) Run(ctx context.Context) error {
 	srv := &api.Server{
 		LiveTokens: m.tokens,
 		Supervisor: m.sup,
+		Releases:   m.releases,
 		Traffic:    m.traffic,
 		Dependencies: func() []egress.Stats {
 			return m.Dependencies()
@@ -478,6 +490,9 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	next.DataDir = m.cfg.DataDir
 	next.Name, next.Etcd, next.Databases = m.cfg.Name, m.cfg.Etcd, m.cfg.Databases
 	m.sup.Apply(ctx, next, ch, actor)
+	if err := m.releases.Reloaded(ctx, next, ch.Changed, ch.Added, actor); err != nil {
+		m.Logger.Warn("reload: the release history was not updated", "err", err)
+	}
 	for _, f := range m.reloaders {
 		if err := f(ctx, next); err != nil {
 			m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "config", Actor: actor, Reason: "reload: " + err.Error()})

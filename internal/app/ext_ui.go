@@ -8,6 +8,7 @@ import (
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/egress"
+	"github.com/medic-dev/medic/internal/release"
 	"github.com/medic-dev/medic/internal/sqlite"
 	"github.com/medic-dev/medic/internal/ui"
 	"github.com/medic-dev/medic/internal/ui/scorecard"
@@ -119,6 +120,23 @@ func ScorecardInput(ctx context.Context, cfg *config.Config, db *sqlite.DB, prev
 			}
 		}
 		in.Drills = append(in.Drills, d)
+	}
+	rels, err := release.NewStore(db.SQL()).List(ctx, "")
+	if err != nil {
+		return in, fmt.Errorf("read the release history: %w", err)
+	}
+	for _, r := range rels {
+		if r.Ended == nil {
+			continue
+		}
+		rr := scorecard.ReleaseRun{Service: r.Service, Version: r.Version, Source: r.Source, Outcome: r.Outcome, Ended: *r.Ended}
+		if r.DurationSeconds != nil {
+			rr.DurationSeconds = *r.DurationSeconds
+		}
+		if r.Requests != nil && r.ClientErrors != nil {
+			rr.Requests, rr.ClientErrors = *r.Requests, *r.ClientErrors
+		}
+		in.Releases = append(in.Releases, rr)
 	}
 	return in, nil
 }

@@ -102,3 +102,14 @@ func (t *traffic) closeAll() {
 		p.Close()
 	}
 }
+
+// Counts implements release.Traffic: the requests through a service's proxy
+// so far and those that failed (5xx or no answer).
+func (t *traffic) Counts(service string) (requests, errors uint64, ok bool) {
+	p := t.get(service)
+	if p == nil {
+		return 0, 0, false
+	}
+	st := p.Stats()
+	return st.Requests, st.Errors, true
+}

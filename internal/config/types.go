@@ -73,6 +73,10 @@ type Service struct {
 	DependsOn []string `yaml:"depends_on" json:"depends_on,omitempty"`
 	// Disruption budget: voluntary restarts never leave fewer ready instances. Default instances-1 (0 for one instance).
 	MinAvailable *int `yaml:"min_available" json:"min_available,omitempty" jsonschema:"minimum=0"`
+	// Version label of this spec, recorded with its release (medic releases). Default: r<N>, N the release's sequence number.
+	Version string `yaml:"version" json:"version,omitempty" jsonschema:"maxLength=64"`
+	// How many releases of the service the history keeps (medic releases, medic rollback --to). Default 10.
+	ReleaseHistory int `yaml:"release_history" json:"release_history,omitempty" jsonschema:"minimum=0,maximum=1000"`
 	// sd_notify readiness and watchdog.
 	Notify *Notify `yaml:"notify" json:"notify,omitempty"`
 	// Per-instance stdout/stderr log files.

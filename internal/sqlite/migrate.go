@@ -116,6 +116,30 @@ CREATE TABLE drills (
 ) STRICT;
 CREATE INDEX drills_mode ON drills (failure_mode, started_ns);
 `,
+	// 5: releases (internal/release): each version of a service's spec that
+	// medic ran, with who deployed it, how and its outcome. A row is written
+	// when the release starts and its outcome columns once, when it ends;
+	// rows past a service's history length are deleted oldest first.
+	`
+CREATE TABLE releases (
+	seq           INTEGER PRIMARY KEY,
+	service       TEXT    NOT NULL,
+	version       TEXT    NOT NULL,
+	source        TEXT    NOT NULL,     -- config | deploy | rollback
+	base          TEXT    NOT NULL,     -- hash of the config file's spec it was made from
+	spec          TEXT    NOT NULL,     -- JSON config.Service
+	actor         TEXT    NOT NULL,
+	reason        TEXT    NOT NULL,
+	created_ns    INTEGER NOT NULL,     -- UTC Unix nanoseconds
+	outcome       TEXT    NOT NULL,     -- rolling-out | live | failed | superseded
+	ended_ns      INTEGER,              -- NULL: under way
+	duration_s    REAL,
+	requests      INTEGER,              -- through the proxy while it rolled out; NULL: not measured
+	client_errors INTEGER,
+	detail        TEXT    NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX releases_service ON releases (service, seq);
+`,
 }
 
 // migrate applies list[v:] where v is the database's user_version, all in

@@ -143,3 +143,58 @@ func (s *Supervisor) Previous(name string) *config.Service {
 	}
 	return nil
 }
+
+// Spec returns the spec a service runs (or is rolling out to), or nil for an
+// unknown service. The caller must not change it.
+func (s *Supervisor) Spec(name string) *config.Service {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sv := s.services[name]; sv != nil {
+		return sv.cfg
+	}
+	return nil
+}
+
+// Deploy replaces a service's instances with spec, one at a time within its
+// disruption budget, on behalf of actor for why (a deploy, a rollback to a
+// release). done, when set, runs once the rollout ends (err nil: every
+// instance runs spec), also when Deploy itself returned ErrInProgress
+// because ctx ended first, and when a later change took over. The spec it
+// replaces stays the target of Rollback.
+func (s *Supervisor) Deploy(ctx context.Context, name string, spec *config.Service, actor, why string, done func(error)) error {
+	s.mu.Lock()
+	sv := s.services[name]
+	if sv == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("service %s: %w", name, ErrNotFound)
+	}
+	if spec.Port != sv.cfg.Port || spec.Instances != sv.cfg.Instances {
+		if err := s.portsFreeLocked(sv, max(spec.Instances, len(sv.instances))); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("deploy %s: %w", name, err)
+		}
+	}
+	old := sv.cfg
+	sv.prev = old
+	s.desireLocked(sv, spec)
+	if !s.started {
+		next := s.build(name, spec)
+		next.prev = old
+		s.services[name] = next
+		s.mu.Unlock()
+		if done != nil {
+			done(nil)
+		}
+		return nil
+	}
+	s.mu.Unlock()
+	r := s.startRollout(sv, actor, why, done)
+	if r == nil {
+		return fmt.Errorf("deploy %s: medic is stopping", name)
+	}
+	if err := r.wait(ctx); err != nil {
+		return fmt.Errorf("deploy %s: %w", name, err)
+	}
+	s.env.Changed()
+	return nil
+}

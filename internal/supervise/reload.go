@@ -56,11 +56,14 @@ func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config, change confi
 	for _, sv := range roll {
 		name := sv.name
 		s.startRollout(sv, actor, "reload", func(err error) {
-			reason := "reload rolled out: every instance runs the new version"
+			reason, outcome := "reload rolled out: every instance runs the new version", "done"
 			if err != nil {
-				reason = "reload rollout stopped: " + err.Error()
+				reason, outcome = "reload rollout stopped: "+err.Error(), "stopped"
 			}
-			s.record(ctx, medic.EventRolledOut, name, actor, reason)
+			if s.env.Emit != nil {
+				s.env.Emit(context.WithoutCancel(ctx), medic.Event{Time: s.env.Clock.Now(), Kind: medic.EventRolledOut, Target: name, Actor: actor,
+					Reason: reason, Fields: map[string]string{"outcome": outcome}})
+			}
 		})
 	}
 }

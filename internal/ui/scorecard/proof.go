@@ -20,6 +20,18 @@ func rollback(in Input, _ time.Time) []Subject {
 	for _, name := range names {
 		svc := in.Config.Services[name]
 		s := subject(name)
+		r, rok := latestRelease(in, name, func(r ReleaseRun) bool { return r.Source == "rollback" && r.Outcome == "live" })
+		if d, ok := latest(in, name, rollbackDrills); rok && (!ok || r.Ended.After(d.Started)) {
+			took := time.Duration(r.DurationSeconds * float64(time.Second))
+			if took > rollbackMax {
+				s.fail(fmt.Sprintf("the last rollback (to %s, %s) took %s > %s", r.Version, day(r.Ended), secs(r.DurationSeconds), rollbackMax),
+					fmt.Sprintf("shorten the way back: services.%s.stop.grace and readiness bound each step of the rollout", name))
+			} else {
+				s.Evidence = append(s.Evidence, fmt.Sprintf("the last rollback (to %s, %s) took %s", r.Version, day(r.Ended), secs(r.DurationSeconds)))
+			}
+			out = append(out, s)
+			continue
+		}
 		if d, ok := latest(in, name, rollbackDrills); ok && in.DrillsKnown {
 			ttr := time.Duration(d.TTRSeconds * float64(time.Second))
 			switch {

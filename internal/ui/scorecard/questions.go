@@ -309,6 +309,13 @@ func replacementProof(in Input, name string) (Answer, string, string) {
 		return Unknown, "drill records are not available here", "run this against the agent (`medic scorecard`), which keeps the drill records"
 	}
 	d, ok := latest(in, name, replacementDrills)
+	if r, rok := latestRelease(in, name, func(r ReleaseRun) bool { return r.Requests > 0 && (r.Outcome == "live" || r.ClientErrors > 0) }); rok && (!ok || r.Ended.After(d.Started)) {
+		if r.ClientErrors > 0 {
+			return No, fmt.Sprintf("the last measured rollout (%s %s, %s) had %d client errors in %d requests", r.Source, r.Version, day(r.Ended), r.ClientErrors, r.Requests),
+				"read the rollout's audit records (readiness that passes too early, a drain shorter than the slowest request)"
+		}
+		return Yes, fmt.Sprintf("the last measured rollout (%s %s, %s) replaced every instance under load: %d requests, 0 client errors", r.Source, r.Version, day(r.Ended), r.Requests), ""
+	}
 	switch {
 	case !ok:
 		return Unknown, "no replacement of its instances has been measured under load yet", "prove it: `" + run + "` (a rolling restart under load, client errors counted)"
@@ -319,4 +326,16 @@ func replacementProof(in Input, name string) (Answer, string, string) {
 			"read the drill's report (readiness that passes too early, a drain shorter than the slowest request)"
 	}
 	return Yes, fmt.Sprintf("the last %s drill (%s) replaced instances under load with 0 client errors", d.Scenario, day(d.Started)), ""
+}
+
+// latestRelease returns the service's most recently ended rollout that ok accepts.
+func latestRelease(in Input, name string, ok func(ReleaseRun) bool) (ReleaseRun, bool) {
+	var best ReleaseRun
+	found := false
+	for _, r := range in.Releases {
+		if r.Service == name && ok(r) && (!found || r.Ended.After(best.Ended)) {
+			best, found = r, true
+		}
+	}
+	return best, found
 }

@@ -61,6 +61,23 @@ type Input struct {
 	// Dependencies are the calls the running agent saw through each dependency
 	// listener; nil when not known (offline), empty when none are declared.
 	Dependencies []DependencySeen
+	// Releases are the rollouts recorded in the release history (deploys,
+	// reloads, rollbacks), in any order.
+	Releases []ReleaseRun
+}
+
+// ReleaseRun is one recorded rollout of a release and what clients saw.
+type ReleaseRun struct {
+	Service string    `json:"service"`
+	Version string    `json:"version"`
+	Source  string    `json:"source"`  // config, deploy or rollback
+	Outcome string    `json:"outcome"` // live, failed, superseded
+	Ended   time.Time `json:"ended"`
+	// Seconds the rollout took.
+	DurationSeconds float64 `json:"duration_seconds"`
+	// Requests and ClientErrors through the proxy during the rollout; Requests 0: not measured under load.
+	Requests     int64 `json:"requests"`
+	ClientErrors int64 `json:"client_errors"`
 }
 
 // DependencySeen is one dependency listener's figures, from the running agent.

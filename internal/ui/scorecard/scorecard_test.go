@@ -139,6 +139,16 @@ func TestQuestions(t *testing.T) {
 			d.ClientErrors = 4
 			in.Drills = []scorecard.DrillRun{d}
 		}, scorecard.No, "with 4 client errors"},
+		{scorecard.ZeroDowntime, "a deploy measured under load", func(s *config.Service, in *scorecard.Input) {
+			in.Releases = []scorecard.ReleaseRun{{Service: "web", Version: "v2", Source: "deploy", Outcome: "live", Ended: now.Add(-day), Requests: 900}}
+		}, scorecard.Yes, "deploy v2, 2026-05-31 12:00 UTC) replaced every instance under load: 900 requests, 0 client errors"},
+		{scorecard.ZeroDowntime, "the latest deploy had errors", func(s *config.Service, in *scorecard.Input) {
+			in.Drills = []scorecard.DrillRun{drill("leak", true, 3*day, 9, true)}
+			in.Releases = []scorecard.ReleaseRun{{Service: "web", Version: "v3", Source: "deploy", Outcome: "live", Ended: now.Add(-day), Requests: 900, ClientErrors: 7}}
+		}, scorecard.No, "7 client errors in 900 requests"},
+		{scorecard.ZeroDowntime, "a deploy without load proves nothing", func(s *config.Service, in *scorecard.Input) {
+			in.Releases = []scorecard.ReleaseRun{{Service: "web", Version: "v2", Source: "deploy", Outcome: "live", Ended: now.Add(-day)}}
+		}, scorecard.Unknown, "no replacement of its instances has been measured"},
 		{scorecard.ZeroDowntime, "measured without load", func(s *config.Service, in *scorecard.Input) {
 			in.Drills = []scorecard.DrillRun{drill("leak", true, day, 9, false)}
 		}, scorecard.Unknown, "without client load"},
@@ -147,6 +157,12 @@ func TestQuestions(t *testing.T) {
 		{scorecard.ZeroDowntime, "no readiness", func(s *config.Service, in *scorecard.Input) { s.Probes.Readiness = nil }, scorecard.No, "before it can serve"},
 
 		{scorecard.Rollback, "previous kept, never measured", nil, scorecard.Unknown, "no rollback has been measured"},
+		{scorecard.Rollback, "a rollback measured", func(s *config.Service, in *scorecard.Input) {
+			in.Releases = []scorecard.ReleaseRun{{Service: "web", Version: "v1", Source: "rollback", Outcome: "live", Ended: now.Add(-day), DurationSeconds: 4.2}}
+		}, scorecard.Yes, "the last rollback (to v1, 2026-05-31 12:00 UTC) took 4.2s"},
+		{scorecard.Rollback, "a slow rollback", func(s *config.Service, in *scorecard.Input) {
+			in.Releases = []scorecard.ReleaseRun{{Service: "web", Version: "v1", Source: "rollback", Outcome: "live", Ended: now.Add(-day), DurationSeconds: 95}}
+		}, scorecard.No, "took 1m35s > 1m0s"},
 		{scorecard.Rollback, "nothing kept", func(s *config.Service, in *scorecard.Input) { in.Previous = map[string]bool{} }, scorecard.No, "medic reload"},
 		{scorecard.Rollback, "offline: unknown", func(s *config.Service, in *scorecard.Input) { in.Previous = nil }, scorecard.Unknown, "running agent"},
 		{scorecard.Rollback, "a slow grace", func(s *config.Service, in *scorecard.Input) { s.Stop.Grace = config.Duration(90 * time.Second) }, scorecard.No, "stop.grace: 10s"},
