@@ -38,6 +38,8 @@ func main() {
 	medicBin := flag.String("medic", "", "medic binary (default: go build ./cmd/medic)")
 	out := flag.String("out", "", "also write the markdown table to this file")
 	keep := flag.Bool("keep", false, "keep the working directory (logs)")
+	flag.DurationVar(&backAfter, "back", 0, "kill: start the lost member again this long after the kill (issue 14's quick return: 1s, 5s, 30s), "+
+		"and count it as a failure when it does not stream from the new primary within 30s of its return; 0: start it once the failover is over")
 	flag.Parse()
 
 	work, err := os.MkdirTemp("", "medic-bench-db-")

@@ -91,6 +91,13 @@ func (b *bench) afterFailover(p string, t time.Time, within time.Duration) (time
 	return b.w.gap(t.Add(-time.Second)), nil
 }
 
+// backAfter is -back: how long after a kill the lost member starts again (0: after the failover).
+var backAfter time.Duration
+
+// rejoinBound is issue 14's bound: a member back from a kill streams from
+// the new primary within 30 s of its return.
+const rejoinBound = 30 * time.Second
+
 func (b *bench) kill(r *result) error {
 	p, err := b.ready()
 	if err != nil {
@@ -99,6 +106,31 @@ func (b *bench) kill(r *result) error {
 	before, _ := lost(b.c.pg(p), b.w.ids())
 	t := time.Now()
 	b.c.crash(p)
+	if backAfter > 0 {
+		time.Sleep(backAfter)
+		if err := b.c.start(p); err != nil {
+			return err
+		}
+		back := time.Now()
+		rto, err := b.afterFailover(p, t, 180*time.Second)
+		if err != nil {
+			return err
+		}
+		err = waitUntil(rejoinBound, "the old primary streams from the new one", func() bool { return b.c.healthy() && b.c.primary() == other(p) })
+		rejoin := time.Since(back)
+		ids := b.w.ids()
+		n, lerr := lost(b.c.pg(other(p)), ids)
+		if lerr != nil {
+			return lerr
+		}
+		r.rtos, r.lost, r.acked = append(r.rtos, rto), r.lost+n-before, len(ids)
+		b.log("  kill %s, back after %v: RTO %v, %d acknowledged writes lost, streams from %s %v after its return",
+			p, backAfter, rto.Round(time.Millisecond), n-before, other(p), rejoin.Round(100*time.Millisecond))
+		if err != nil {
+			r.errs = append(r.errs, fmt.Sprintf("kill %s, back after %v: not streaming from %s within %v of its return", p, backAfter, other(p), rejoinBound))
+		}
+		return nil
+	}
 	rto, err := b.afterFailover(p, t, 180*time.Second)
 	if err != nil {
 		return err
