@@ -172,6 +172,27 @@ func printStatus(w io.Writer, doc api.StatusDoc) {
 		}
 		fmt.Fprintf(w, "%s: %d/%d ready (min_available %d)%s\n", safetext.Line(s.Name), s.Ready, s.Desired, s.MinAvailable, rollout)
 	}
+	printDependencies(w, doc)
+}
+
+// printDependencies lists the dependency listeners: breaker, calls, what medic refused or answered itself.
+func printDependencies(w io.Writer, doc api.StatusDoc) {
+	if len(doc.Dependencies) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEPENDENCY\tLISTEN\tTARGET\tBREAKER\tTIMEOUT\tCALLS\tFAILED\tTIMED OUT\tREFUSED\tFALLBACKS\tP99")
+	for _, d := range doc.Dependencies {
+		state := d.State
+		if d.Fault != nil {
+			state += " (drill fault)"
+		}
+		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%v\t%d\t%d\t%d\t%d\t%d\t%s\n", d.Service, d.Dependency, d.Listen, trim(d.Target, 40), state,
+			d.Timeout, d.Total(), d.Calls["error"], d.Calls["timeout"], d.Calls["open"]+d.Calls["shed"], d.Fallbacks,
+			time.Duration(d.LatencyP99*float64(time.Second)).Round(time.Microsecond))
+	}
+	tw.Flush()
 }
 
 func shortDur(d time.Duration) string {

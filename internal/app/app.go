@@ -466,8 +466,12 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 			Reason: "reload rejected, running config kept: " + firstLine(err.Error()), Fields: map[string]string{"errors": err.Error()}})
 		return fmt.Errorf("reload %s: %w", m.cfg.Path, err)
 	}
+	depsKept := keepDependencies(m.cfg, next)
 	ch := config.Diff(m.cfg, next)
 	reason := fmt.Sprintf("reload applied: %d added, %d removed, %d changed, %d unchanged", len(ch.Added), len(ch.Removed), len(ch.Changed), len(ch.Unchanged))
+	if len(depsKept) > 0 {
+		reason += "; dependencies of " + join(depsKept) + " change on restart only (the running listeners keep theirs)"
+	}
 	if ch.APIChanged {
 		reason += "; api settings change on restart only"
 	}

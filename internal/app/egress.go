@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/egress"
 )
@@ -32,6 +35,26 @@ func (m *Main) startEgress() (*egress.Set, error) {
 		return nil, nil
 	}
 	return set, nil
+}
+
+// keepDependencies gives next the dependencies the running listeners serve:
+// the listeners are opened once, at start, so a reload that changed them
+// would hand restarted instances addresses nobody listens on (or settings
+// nobody enforces). It returns the services whose dependencies differed.
+func keepDependencies(cur, next *config.Config) []string {
+	var kept []string
+	for name, svc := range next.Services {
+		var running map[string]*config.Dependency
+		if old := cur.Services[name]; old != nil {
+			running = old.Dependencies
+		}
+		if !reflect.DeepEqual(svc.Dependencies, running) {
+			kept = append(kept, name)
+			svc.Dependencies = running
+		}
+	}
+	sort.Strings(kept)
+	return kept
 }
 
 // Dependencies returns the dependency listeners' figures (nil without any).

@@ -55,6 +55,11 @@ export class Services {
     const empty = this.root.querySelector(":scope > p.empty");
     if (empty) empty.remove();
     const proxies = new Map((st.proxies || []).map((p) => [p.service, p]));
+    const deps = new Map();
+    for (const d of st.dependencies || []) {
+      if (!deps.has(d.service)) deps.set(d.service, []);
+      deps.get(d.service).push(d);
+    }
     let prev = null;
     for (const svc of st.services) {
       seen.add(svc.name);
@@ -68,6 +73,7 @@ export class Services {
       if (want !== e.el) this.root.insertBefore(e.el, want);
       prev = e.el;
       this.update(e, svc, proxies.get(svc.name), state);
+      this.dependencies(e, deps.get(svc.name) || []);
     }
     for (const [name, e] of this.svcs) {
       if (!seen.has(name)) {
@@ -87,6 +93,7 @@ export class Services {
     e.el = h("article", { class: "svc", id: "svc-" + name, dataset: { service: name } },
       h("div", { class: "svc-head" }, h("h3", {}, name), e.ready, e.budget, h("span", { class: "actions" }, e.roll)),
       e.figures,
+      (e.deps = h("div", { class: "figures deps", "aria-label": `${name} dependencies`, hidden: true })),
       h("div", { class: "table-wrap" }, h("table", { class: "stack" },
         h("caption", { class: "visually-hidden" }, `Instances of ${name}`),
         h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c === "Restarts" ? "num" : null }, c)))),
@@ -121,6 +128,19 @@ export class Services {
         e.rows.delete(id);
       }
     }
+  }
+
+  // dependencies shows each outbound dependency: its breaker, calls, and what medic refused or answered.
+  dependencies(e, list) {
+    e.deps.hidden = list.length === 0;
+    e.deps.replaceChildren(...list.map((d) => {
+      const calls = Object.values(d.calls || {}).reduce((a, b) => a + b, 0);
+      const c = d.calls || {};
+      const b = h("span", { class: "badge" });
+      badge(b, `${d.dependency}: ${d.state}`, d.state === "closed" ? "ok" : d.state === "half-open" ? "warn" : "bad");
+      return h("span", { title: `${d.target} through ${d.listen}, timeout ${dur(d.timeout / 1e9)}` }, b,
+        ` ${calls} calls, ${(c.error || 0) + (c.timeout || 0)} failed, ${(c.open || 0) + (c.shed || 0)} refused, ${d.fallbacks || 0} fallbacks, p99 ${dur(d.latency_p99_seconds)}`);
+    }));
   }
 
   figures(e, name, px, state) {
