@@ -132,6 +132,7 @@ export class Services {
 
   // dependencies shows each outbound dependency: its breaker, calls, and what medic refused or answered.
   dependencies(e, list) {
+    if (list.length === 0 && e.deps.hidden) return; // nothing declared: no work per render
     e.deps.hidden = list.length === 0;
     e.deps.replaceChildren(...list.map((d) => {
       const calls = Object.values(d.calls || {}).reduce((a, b) => a + b, 0);
