@@ -129,16 +129,8 @@ func TestAuditFailsClosedOnAFullDisk(t *testing.T) {
 	if after := a.services()["filler"].Instances[0].Restarts; after <= restartsBefore {
 		t.Errorf("supervision stopped restarting while the audit log was degraded: %d → %d restarts", restartsBefore, after)
 	}
-	// Remediation while degraded: decided, blocked by the audit guard, no action.
-	for i := range 5 {
-		alert(fmt.Sprintf("during%d", i))
-	}
-	time.Sleep(time.Second) // time for the engine to decide (and, before the fix, to act)
-	if got := acted(); len(got) != 1 {
-		t.Fatalf("remediation acted while the audit log was degraded: %v", got)
-	}
-
-	// Free the space: appends resume on their own within the retry period.
+	// End the crash loop (the disk stays full), so that what follows is
+	// held, not pushed out of the buffer by the flood.
 	if err := os.Remove(filepath.Join(dir, "fill")); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +139,19 @@ func TestAuditFailsClosedOnAFullDisk(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		return restarts(a.services()["filler"].Instances) == before
 	})
+	// Remediation while degraded: decided, blocked by the audit guard, no action.
+	for i := range 5 {
+		alert(fmt.Sprintf("during%d", i))
+	}
+	time.Sleep(time.Second) // time for the engine to decide (and, before the fix, to act)
+	if got := acted(); len(got) != 1 {
+		t.Fatalf("remediation acted while the audit log was degraded: %v", got)
+	}
+	if !a.status().Audit.Degraded {
+		t.Fatal("the audit log recovered while the disk was still full")
+	}
+
+	// Free the space: appends resume on their own within the retry period.
 	fills, _ := filepath.Glob(filepath.Join(data, "fill.*"))
 	for _, f := range fills {
 		os.Remove(f)
