@@ -23,6 +23,8 @@ type Config struct {
 	Receivers map[string]*Receiver `yaml:"receivers" json:"receivers,omitempty"`
 	// The etcd cluster that holds database leader leases (never a home-made election).
 	Etcd *Etcd `yaml:"etcd" json:"etcd,omitempty"`
+	// Membership in a fleet of medic agents on many hosts, through etcd (docs/fleet.md). Default: none.
+	Fleet *Fleet `yaml:"fleet" json:"fleet,omitempty"`
 	// Managed PostgreSQL clusters by name.
 	Databases map[string]*Database `yaml:"databases" json:"databases,omitempty"`
 	// Drill schedules and custom scenarios.

@@ -1,0 +1,108 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Fleet makes this agent a member of a fleet of medic agents on many hosts,
+// coordinated through the top-level etcd cluster (never a gossip layer of
+// medic's own). The agent joins with a lease under
+// <etcd.prefix>/fleet/<name>/hosts/<host>, the host being the top-level name;
+// a host whose lease expired is suspect, and lost once its key has been gone
+// for grace (docs/fleet.md).
+type Fleet struct {
+	// Name of the fleet, the same on every host of it: [A-Za-z0-9][A-Za-z0-9_.-]*. Required.
+	Name string `yaml:"name" json:"name"`
+	// Address (IP or DNS name, no port) at which the other hosts and load balancers reach this
+	// host's proxies and instances. Required.
+	Address string `yaml:"address" json:"address"`
+	// Instances of fleet services this host can run, published with its membership. 0 = no
+	// limit. Default 0.
+	Capacity int `yaml:"capacity" json:"capacity,omitempty" jsonschema:"minimum=0,maximum=100000"`
+	// Time to live of the host's lease in etcd, whole seconds, from 2s to 5m; the agent renews it
+	// every lease_ttl/3. A host that stops renewing loses its key this long after its last
+	// renewal. Default 10s.
+	LeaseTTL Duration `yaml:"lease_ttl" json:"lease_ttl,omitempty"`
+	// Time a host's key must stay gone before the host counts as lost (its share moves to the
+	// others); until then it is suspect. At least lease_ttl, at most 1h. Default 40s (the
+	// Kubernetes node grace).
+	Grace Duration `yaml:"grace" json:"grace,omitempty"`
+}
+
+// The fleet defaults: a 10s lease renewed every 3.3s survives two lost
+// renewals, and a 40s grace (Kubernetes' node-monitor-grace-period) lets an
+// agent whose lease expired during an etcd hiccup rejoin several times over
+// before its host counts as lost.
+const (
+	DefaultFleetLeaseTTL = 10 * time.Second
+	DefaultFleetGrace    = 40 * time.Second
+	// MaxFleetLeaseTTL and MaxFleetGrace bound the settings: a longer lease
+	// or grace leaves a dead host's share unserved for longer than anyone wants.
+	MaxFleetLeaseTTL = 5 * time.Minute
+	MaxFleetGrace    = time.Hour
+)
+
+var fleetName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// SetDefaults fills the unset fleet settings.
+func (f *Fleet) SetDefaults() {
+	dbDefaultDur(&f.LeaseTTL, DefaultFleetLeaseTTL)
+	dbDefaultDur(&f.Grace, DefaultFleetGrace)
+}
+
+// Validate checks the fleet on its own, lease_ttl and grace together.
+func (f *Fleet) Validate() []FieldIssue {
+	var is []FieldIssue
+	bad := func(field, format string, args ...any) {
+		is = append(is, FieldIssue{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	switch {
+	case f.Name == "":
+		bad("name", "required: the fleet's name, the same on every host, such as prod")
+	case len(f.Name) > 64 || !fleetName.MatchString(f.Name):
+		bad("name", "%q must match %s and be at most 64 characters (it is an etcd key segment)", f.Name, fleetName)
+	}
+	switch a := f.Address; {
+	case a == "":
+		bad("address", "required: the IP or DNS name other hosts reach this host at, such as 10.0.0.5")
+	case strings.ContainsAny(a, " /\t"):
+		bad("address", "%q is not an IP or DNS name", a)
+	default:
+		if _, _, err := net.SplitHostPort(a); err == nil {
+			bad("address", "%q has a port: write the host only (each service has its own ports)", a)
+		}
+	}
+	ttl, grace := f.LeaseTTL.D(), f.Grace.D()
+	switch {
+	case ttl < 2*time.Second:
+		bad("lease_ttl", "%v is below 2s, the shortest lease etcd grants", ttl)
+	case ttl > MaxFleetLeaseTTL:
+		bad("lease_ttl", "%v is above %v", ttl, MaxFleetLeaseTTL)
+	case ttl%time.Second != 0:
+		bad("lease_ttl", "%v is not whole seconds: etcd leases are granted in seconds", ttl)
+	}
+	switch {
+	case grace < ttl:
+		bad("grace", "%v is shorter than lease_ttl %v: an agent whose lease expired must have at least one "+
+			"lease_ttl to rejoin before its host counts as lost", grace, ttl)
+	case grace > MaxFleetGrace:
+		bad("grace", "%v is above %v", grace, MaxFleetGrace)
+	}
+	return is
+}
+
+// ValidateIn checks what the fleet needs from the rest of the config.
+func (f *Fleet) ValidateIn(c *Config) []FieldIssue {
+	var is []FieldIssue
+	if c.Etcd == nil {
+		is = append(is, FieldIssue{"name", "a fleet needs the top-level etcd section: membership lives in etcd"})
+	}
+	if c.Name != "" && (len(c.Name) > 64 || !fleetName.MatchString(c.Name)) {
+		is = append(is, FieldIssue{"name", fmt.Sprintf("the host name %q (top-level name) must match %s and be at most 64 characters", c.Name, fleetName)})
+	}
+	return is
+}
