@@ -204,7 +204,7 @@ func TestHangingDependency(t *testing.T) {
 	_, depFailed, _ := shopDep.between(tOpen.Add(500*time.Millisecond), tRecover)
 	t.Logf("shop GET / p99: normal %v (n=%d), dependency hanging behind medic %v (n=%d, failed %.1f%%)", normal, n0, during, n1, 100*failedDuring)
 	t.Logf("direct GET / p99: normal %v, dependency hanging %v (n=%d, failed %.1f%%)", directNormal, directDuring, n2, 100*directFailed)
-	t.Logf("breaker open %v after the hang began, (%d timeouts counted at that instant); closed %v after recovery (open_for 2s); shop's /dep calls failed fast %.1f%%",
+	t.Logf("breaker open %v after the hang began (%d timeouts counted at that instant); closed %v after recovery (open_for 2s); shop's /dep calls failed fast %.1f%%",
 		tOpen.Sub(tHang).Round(time.Millisecond), st.Calls[egress.OutcomeTimeout], tClosed.Sub(tRecover).Round(time.Millisecond), 100*depFailed)
 
 	if failedDuring > 0 {

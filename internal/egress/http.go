@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go"
@@ -104,9 +105,19 @@ func newHTTP(d *dependency) (*httpDep, error) {
 		ModifyResponse: h.modify,
 		ErrorHandler:   h.failed,
 		FlushInterval:  -1, // stream (server-sent events from model providers)
+		BufferPool:     copyBuffers,
 	}
 	return h, nil
 }
+
+// copyBuffers are the 32 KiB buffers the reverse proxy copies bodies with,
+// reused across calls instead of allocated for each one.
+var copyBuffers httputil.BufferPool = &bufferPool{sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
 

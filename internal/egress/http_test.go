@@ -46,7 +46,7 @@ func newUpstream(t *testing.T) *upstream {
 	return u
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,7 +57,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // startSet serves one dependency "dep" of service "app" and returns its listen address.
-func startSet(t *testing.T, d *config.Dependency) (*egress.Set, string, *transitions) {
+func startSet(t testing.TB, d *config.Dependency) (*egress.Set, string, *transitions) {
 	t.Helper()
 	d.Listen = freeAddr(t)
 	cfg := &config.Config{Services: map[string]*config.Service{"app": {Command: []string{"x"}, Dependencies: map[string]*config.Dependency{"dep": d}}}}
