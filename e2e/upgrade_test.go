@@ -17,7 +17,8 @@ import (
 
 // TestUpgradeUnderLoad: `medic upgrade` under load through the proxy hands
 // the listeners and the 3 instances to a new medic process: 0 client errors,
-// the same instance pids, 0 restarts, the handover audited.
+// the same instance pids, 0 restarts (their sd_notify watchdog keeps
+// arriving), the handover audited.
 func TestUpgradeUnderLoad(t *testing.T) {
 	requireCgroups(t)
 	dir := t.TempDir()
@@ -32,6 +33,7 @@ services:
     port: %[3]d
     probes:
       readiness: {http: {path: /healthz/ready}, period: 100ms, timeout: 100ms}
+    notify: {ready: true, watchdog: 1s}
     proxy: {listen: "127.0.0.1:PROXYPORT"}
 `, "PROXYPORT", strconv.Itoa(proxyPort))
 	a := startAgentIn(t, dir, cfg)
@@ -112,7 +114,9 @@ services:
 	if err != nil || newPID == a.cmd.Process.Pid {
 		t.Fatalf("pid file after the upgrade: %d %v", newPID, err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// The instances' sd_notify watchdog (1s) keeps reaching the new medic:
+	// the old one must not remove the sockets the new one listens on.
+	time.Sleep(2500 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
 	doc, okStatus := statusOf(a.addr)

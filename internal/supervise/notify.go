@@ -15,6 +15,7 @@ type notifySocket struct {
 	conn *net.UnixConn
 	msgs chan map[string]string
 	done chan struct{}
+	keep bool // close leaves the path: a next medic (an upgrade) has bound it for the same process
 }
 
 func listenNotify(path string) (*notifySocket, error) {
@@ -51,7 +52,9 @@ func (n *notifySocket) read() {
 func (n *notifySocket) close() {
 	n.conn.Close()
 	<-n.done
-	os.Remove(n.path)
+	if !n.keep {
+		os.Remove(n.path)
+	}
 }
 
 // parseNotify reads newline-separated KEY=VALUE assignments (sd_notify(3)).

@@ -226,6 +226,9 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 			actor, cause, retire := stopCause(ctx)
 			if in.env.detached() && !retire {
 				p.release()
+				if notify != nil {
+					notify.keep = true // the process keeps sending there; the next medic listens on it
+				}
 				in.update(func(s *InstanceStatus) { s.Ready = false })
 				return outcome{detach: true}, nil
 			}

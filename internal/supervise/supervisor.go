@@ -169,7 +169,11 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 	if s.env.cgroups != nil && !s.env.detached() {
 		s.env.cgroups.remove()
 	}
-	os.RemoveAll(s.env.RunDir)
+	if !s.env.detached() {
+		// Detached (or handed over), the sockets stay: the processes still
+		// send to them, and the next medic binds the same paths.
+		os.RemoveAll(s.env.RunDir)
+	}
 	return nil
 }
 
