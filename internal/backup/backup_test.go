@@ -191,3 +191,69 @@ func TestPointInTimeRestore(t *testing.T) {
 		}
 	}
 }
+
+// TestFailingArchiveShowsLag: when archive-push fails (the repository's
+// archive cannot be written), the primary's archiver reports failures and
+// the lag grows in segments and seconds, which the signals page on; once
+// the repository is writable again the lag returns to nothing.
+func TestFailingArchiveShowsLag(t *testing.T) {
+	requirePgBackRest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := startPrimary(t)
+	if err := p.m.StanzaCreate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(p.dir, "repo", "archive")
+	if err := os.Chmod(archive, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(archive, 0o750) })
+	c := pgtest.Connect(t, p.addr)
+	for i := 0; i < 2; i++ {
+		if _, err := c.Exec(ctx, "CREATE TABLE IF NOT EXISTS filler (x int); INSERT INTO filler SELECT generate_series(1, 1000); SELECT pg_switch_wal()"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	broken := time.Now()
+	var a backup.Archiver
+	for {
+		var err error
+		a, err = backup.ReadArchiver(ctx, p.m.LocalDSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.FailedCount > 0 && time.Since(broken) > 2*time.Second {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("archive-push never failed: %+v", a)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	lag := backup.ArchiveLag(time.Now(), a)
+	t.Logf("archive broken: %+v → lag %+v", a, lag)
+	if lag.Segments < 1 || lag.Seconds < 2 {
+		t.Fatalf("a failing archive shows lag %+v, want segments ≥ 1 and seconds ≥ 2", lag)
+	}
+	if err := os.Chmod(archive, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		a, err := backup.ReadArchiver(ctx, p.m.LocalDSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l := backup.ArchiveLag(time.Now(), a); l.Segments == 0 && a.LastArchivedAt.After(broken) {
+			t.Logf("archive repaired: lag %+v", l)
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the archive did not catch up: %+v", a)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
