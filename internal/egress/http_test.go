@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -243,5 +244,53 @@ func waitFor(t *testing.T, ok func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestHTTPRetries: a GET that fails once is retried and succeeds; a POST is
+// never sent twice; a POST with an Idempotency-Key is.
+func TestHTTPRetries(t *testing.T) {
+	var calls, failNext atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if failNext.Add(-1) >= 0 { // the next failNext calls fail
+			http.Error(w, "flaky", http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	d := &config.Dependency{URL: srv.URL, Retries: config.DependencyRetries{Max: ptr(2), Backoff: config.Duration(time.Millisecond)},
+		Breaker: config.DependencyBreaker{Failures: 100}}
+	set, addr, _ := startSet(t, d)
+	failNext.Store(1)
+	if resp, body, _ := get(t, addr, "/"); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("GET after one failed try: %d %q", resp.StatusCode, body)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("GET reached the dependency %d times, want 2", n)
+	}
+	post := func(key string) int {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/charge", strings.NewReader(`{"amount":1}`))
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	failNext.Store(1)
+	if code := post(""); code != http.StatusBadGateway || calls.Load() != 3 {
+		t.Fatalf("POST: %d after %d calls, want the failure passed through after 1 try", code, calls.Load())
+	}
+	failNext.Store(1)
+	if code := post("k-1"); code != 200 || calls.Load() != 5 {
+		t.Fatalf("POST with Idempotency-Key: %d after %d calls, want a retry", code, calls.Load())
+	}
+	if st := set.Stats()[0]; st.Retries != 2 {
+		t.Fatalf("retries %d, want 2", st.Retries)
 	}
 }
