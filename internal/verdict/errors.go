@@ -38,10 +38,11 @@ func errorRate(cfg Config, class Class, canary, baseline []Outcome) Metric {
 		kc, nc, 100*m.CanaryValue, kb, nb, 100*m.BaselineValue, m.LogLR)
 	switch m.Decision {
 	case Fail:
-		m.Reason = fmt.Sprintf("%s >= %.2f: the canary errs at %.2f%% rather than %.2f%% (false-fail bound %.2g)",
-			seen, upper, 100*p1, 100*p0, cfg.Alpha/(1-cfg.Beta))
+		m.Reason = fmt.Sprintf("%s >= %.2f: %.3g%% errors is %.0f times likelier than %.3g%% (false-fail bound %.2g)",
+			seen, upper, 100*p1, math.Exp(m.LogLR), 100*p0, cfg.Alpha/(1-cfg.Beta))
 	case Pass:
-		m.Reason = fmt.Sprintf("%s <= %.2f: no worse than the baseline's %.2f%%", seen, lower, 100*p0)
+		m.Reason = fmt.Sprintf("%s <= %.2f: %.3g%% errors is %.0f times likelier than %.3g%%: no worse than the baseline",
+			seen, lower, 100*p0, math.Exp(-m.LogLR), 100*p1)
 	default:
 		m.Need = need
 		m.Reason = fmt.Sprintf("%s between %.2f and %.2f: at least %d more clean requests to pass", seen, lower, upper, m.Need)

@@ -77,13 +77,15 @@ func shift(cfg Config, x, y []int64) Metric {
 		m.Decision = Pass
 		m.Reason = fmt.Sprintf("%s: the upper bound is inside the %.0f%% tolerance", seen, 100*cfg.LatencyTolerance)
 	default:
-		// The bounds' half width shrinks as 1/sqrt(n): how many requests
-		// until they no longer straddle the tolerance.
+		// The bounds' half width shrinks as 1/sqrt(n): about how many
+		// requests until they no longer straddle the tolerance, taking the
+		// shift at least half the tolerance away from it (an estimate right
+		// at the tolerance would ask for any number).
 		half := (relUpper - relLower) / 2
-		gap := math.Abs(cfg.LatencyTolerance - m.Effect)
-		need := float64(min(n, k)) * (math.Pow(half/math.Max(gap, 1e-3), 2) - 1)
+		gap := math.Max(math.Abs(cfg.LatencyTolerance-m.Effect), cfg.LatencyTolerance/2)
+		need := float64(min(n, k)) * (math.Pow(half/gap, 2) - 1)
 		m.Need = max(1, int(math.Ceil(math.Min(need, 1e6))))
-		m.Reason = fmt.Sprintf("%s: not yet clear of the %.0f%% tolerance", seen, 100*cfg.LatencyTolerance)
+		m.Reason = fmt.Sprintf("%s: not yet clear of the %.0f%% tolerance, about %d more requests", seen, 100*cfg.LatencyTolerance, m.Need)
 	}
 	return m
 }
