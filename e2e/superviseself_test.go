@@ -14,7 +14,6 @@ import (
 // the agent again when it is SIGKILLed; the new agent adopts the instances
 // (same pids); SIGTERM to the supervisor stops everything.
 func TestSuperviseSelfRestartsADeadAgent(t *testing.T) {
-	requireCgroups(t)
 	dir := t.TempDir()
 	mark := "MEDIC_E2E_MARK=" + dir
 	apiPort, base := freePort(t, 1), freePort(t, 2)
