@@ -350,3 +350,14 @@ func TestProtectedMemberIsNeverPromotedAutomatically(t *testing.T) {
 	o.View.Members["c"] = pgha.MemberInfo{Name: "c", Role: pgha.RoleReplica, Ready: true, LSN: 2000, Updated: t0, Protected: true}
 	run(t, pgha.NewMember("b", policy), o, []step{{at: 0, want: kinds(pgha.ActCampaign)}})
 }
+
+func TestAsyncLeaderEmptiesTheSyncKey(t *testing.T) {
+	// After a switch from sync to async mode the sync key still names the
+	// old standby: medic db status went on naming a "sync standby" (issue 14).
+	o := leading()
+	o.View.Sync = pgha.SyncInfo{Leader: "a", Standby: "b"}
+	run(t, pgha.NewMember("a", policy), o, []step{
+		{at: 0, want: kinds(pgha.ActWriteSync), reason: "names no standby"},
+		{at: time.Second, obs: func(o *pgha.Observation) { o.View.Sync.Standby = "" }, want: none()},
+	})
+}
