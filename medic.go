@@ -158,6 +158,14 @@ const (
 	// EventBreaker is a dependency's circuit breaker changing state (closed, open,
 	// half-open); Fields hold service, dependency, from and to.
 	EventBreaker EventKind = "dependency.breaker"
+	// Fleet membership as this agent sees it (internal/fleet); Target is
+	// "fleet/<fleet>/<host>", Fields hold from, to, address, lease.
+	EventHostJoined   EventKind = "fleet.host.joined"   // a host's key appeared, or this agent joined
+	EventHostSuspect  EventKind = "fleet.host.suspect"  // a host's key is gone; lost after the grace
+	EventHostLost     EventKind = "fleet.host.lost"     // a host's key stayed gone for the grace
+	EventHostReturned EventKind = "fleet.host.returned" // a suspect or lost host's key is back
+	EventHostUpdated  EventKind = "fleet.host.updated"  // a host rejoined with a new lease or new information
+	EventFleetView    EventKind = "fleet.view"          // the hosts present when this agent started watching
 )
 
 // Event is one typed observation or decision. Every event carries a Reason; the
