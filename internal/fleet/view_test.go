@@ -28,9 +28,9 @@ func TestViewTimeline(t *testing.T) {
 	}{
 		{0, hosts{"a": a1, "b": b1}, "a unknown→up (initial); b unknown→up (initial)", "a=up b=up"},
 		{1 * time.Second, hosts{"a": a1, "b": b1, "c": c1}, "c unknown→up", "a=up b=up c=up"},
-		{2 * time.Second, hosts{"a": a1, "b": b1, "c": c1}, "", "a=up b=up c=up"},                      // nothing changed: nothing to audit
-		{10 * time.Second, hosts{"a": a1, "c": c1}, "b up→suspect", "a=up b=suspect c=up"},             // b's lease expired
-		{49 * time.Second, nil, "", "a=up b=suspect c=up"},                                            // 39s gone: still suspect
+		{2 * time.Second, hosts{"a": a1, "b": b1, "c": c1}, "", "a=up b=up c=up"},          // nothing changed: nothing to audit
+		{10 * time.Second, hosts{"a": a1, "c": c1}, "b up→suspect", "a=up b=suspect c=up"}, // b's lease expired
+		{49 * time.Second, nil, "", "a=up b=suspect c=up"},                                 // 39s gone: still suspect
 	}
 	v := fleet.NewView(grace)
 	for i, s := range steps[:5] {
