@@ -3,28 +3,40 @@ package verdict
 import (
 	"fmt"
 	"math"
+
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // errorRate judges one status class with Wald's SPRT on the canary's
-// outcomes: H0 the canary errs at p0 = max(baseline rate, ErrorFloor), H1 at
-// p1 = p0 + ErrorIncrease. The log likelihood ratio after n requests with k
+// outcomes: H0 the canary errs at p0 = max(the baseline rate's upper bound,
+// ErrorFloor), H1 at p1 = p0 + ErrorIncrease. The log likelihood ratio after n requests with k
 // errors is k·ln(p1/p0) + (n-k)·ln((1-p1)/(1-p0)); it fails at
 // A = ln((1-Beta)/Alpha) and passes at B = ln(Beta/(1-Alpha)).
 //
 // The ratio is recomputed from the whole sample at each evaluation, so a
 // canary that passed and later errs fails then: under H0 the likelihood
 // ratio is a nonnegative martingale, and Ville's inequality bounds the chance
-// that it ever reaches e^A by e^-A = Alpha/(1-Beta), however often one looks.
+// that it ever reaches e^A by e^-A = Alpha/(1-Beta), however often one looks,
+// as long as the canary's true rate is at most p0.
 func errorRate(cfg Config, class Class, canary, baseline []Outcome) Metric {
 	kc, nc := count(class, canary)
 	kb, nb := count(class, baseline)
 	m := Metric{Name: "errors " + class.String(), Test: "sprt", Canary: nc, Baseline: nb}
 	m.CanaryValue, m.BaselineValue = rate(kc, nc), rate(kb, nb)
 	m.Effect = m.CanaryValue - m.BaselineValue
-	p0 := max(m.BaselineValue, cfg.ErrorFloor)
+	// The baseline's rate is itself a measurement: H0 takes its one-sided
+	// 1-Alpha upper bound (normal approximation), so that a baseline that
+	// happened to err less than it really does is not read as a clean one.
+	// A baseline without errors gives the floor: that is the assumption of
+	// this test (the old release errs below ErrorFloor unless its baseline
+	// shows otherwise); when the old release really errs at a few percent
+	// and its baseline shows none, a canary as good as it fails more often
+	// than Alpha (docs/deploys.md gives the measured rates).
+	bound := m.BaselineValue + distuv.UnitNormal.Quantile(1-cfg.Alpha)*math.Sqrt(m.BaselineValue*(1-m.BaselineValue)/float64(max(nb, 1)))
+	p0 := min(max(bound, cfg.ErrorFloor), 0.99)
 	p1 := min(p0+cfg.ErrorIncrease, 0.999)
 	t := newSPRT(p0, p1, cfg.Alpha, cfg.Beta)
-	m.Threshold = fmt.Sprintf("H0 %s rate %.2f%%, H1 %.2f%%; fail at log LR >= %.2f (alpha %.3g), pass at <= %.2f (beta %.3g)",
+	m.Threshold = fmt.Sprintf("H0 %s rate %.2f%% (the baseline's upper bound, at least the floor), H1 %.2f%%; fail at log LR >= %.2f (alpha %.3g), pass at <= %.2f (beta %.3g)",
 		class, 100*p0, 100*p1, t.upper, cfg.Alpha, t.lower, cfg.Beta)
 	if short := cfg.MinSamples - min(nc, nb); short > 0 {
 		m.Need = short
