@@ -280,7 +280,9 @@ type Verdict struct {
 // Evaluate judges canary against baseline at now. Fail when any metric
 // fails; Pass when every metric passes and the canary has had traffic for
 // MinDuration; Continue otherwise. A Config that does not Validate gives
-// Continue with the error as its reason: never a guess.
+// Continue with the error as its reason: never a guess. Evaluate neither
+// modifies nor keeps the samples' slices, so a caller may pass views of
+// buffers it keeps appending to between calls.
 func Evaluate(cfg Config, canary, baseline Sample, now time.Time) Verdict {
 	if err := cfg.Validate(); err != nil {
 		return Verdict{Decision: Continue, Reason: err.Error()}

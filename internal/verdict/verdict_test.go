@@ -1,6 +1,7 @@
 package verdict_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -93,6 +94,9 @@ func TestBadCanaryFailsWithinTensOfRequests(t *testing.T) {
 			t.Fatalf("seed %d: after %d requests: %s, want a fail on errors 5xx", seed, n, v.Reason)
 		}
 		took = append(took, n)
+		if _, err := json.Marshal(v); err != nil { // the audit and the API carry it as JSON
+			t.Fatalf("seed %d: %v", seed, err)
+		}
 	}
 	t.Logf("5%% 500s: failed after median %d, p95 %d, max %d canary requests (%d runs)",
 		percentile(took, 0.5), percentile(took, 0.95), percentile(took, 1), runs)
