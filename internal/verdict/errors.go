@@ -18,7 +18,7 @@ import (
 // ratio is a nonnegative martingale, and Ville's inequality bounds the chance
 // that it ever reaches e^A by e^-A = Alpha/(1-Beta), however often one looks,
 // as long as the canary's true rate is at most p0.
-func errorRate(cfg Config, class Class, canary, baseline []Outcome) Metric {
+func errorRate(cfg Config, class Class, canary, baseline []Outcome, stable Counts) Metric {
 	kc, nc := count(class, canary)
 	kb, nb := count(class, baseline)
 	m := Metric{Name: "errors " + class.String(), Test: "sprt", Canary: nc, Baseline: nb}
@@ -32,7 +32,12 @@ func errorRate(cfg Config, class Class, canary, baseline []Outcome) Metric {
 	// shows otherwise); when the old release really errs at a few percent
 	// and its baseline shows none, a canary as good as it fails more often
 	// than Alpha (docs/deploys.md gives the measured rates).
-	bound := m.BaselineValue + distuv.UnitNormal.Quantile(1-cfg.Alpha)*math.Sqrt(m.BaselineValue*(1-m.BaselineValue)/float64(max(nb, 1)))
+	z := distuv.UnitNormal.Quantile(1 - cfg.Alpha)
+	bound := upperBound(m.BaselineValue, nb, z)
+	ks, ns := stable.ByClass[class], stable.Requests
+	if ns > 0 {
+		bound = max(bound, upperBound(rate(ks, ns), ns, z))
+	}
 	p0 := min(max(bound, cfg.ErrorFloor), 0.99)
 	p1 := min(p0+cfg.ErrorIncrease, 0.999)
 	t := newSPRT(p0, p1, cfg.Alpha, cfg.Beta)
@@ -48,6 +53,10 @@ func errorRate(cfg Config, class Class, canary, baseline []Outcome) Metric {
 	upper, lower := t.upper, t.lower
 	seen := fmt.Sprintf("%d of %d (%.2f%%) vs baseline %d of %d (%.2f%%), log LR %.2f",
 		kc, nc, 100*m.CanaryValue, kb, nb, 100*m.BaselineValue, m.LogLR)
+	if ns > 0 {
+		seen = fmt.Sprintf("%d of %d (%.2f%%) vs baseline %d of %d (%.2f%%) and stable %d of %d (%.2f%%), log LR %.2f",
+			kc, nc, 100*m.CanaryValue, kb, nb, 100*m.BaselineValue, ks, ns, 100*rate(ks, ns), m.LogLR)
+	}
 	switch m.Decision {
 	case Fail:
 		m.Reason = fmt.Sprintf("%s >= %.2f: %.3g%% errors is %.0f times likelier than %.3g%% (false-fail bound %.2g)",
@@ -60,6 +69,12 @@ func errorRate(cfg Config, class Class, canary, baseline []Outcome) Metric {
 		m.Reason = fmt.Sprintf("%s between %.2f and %.2f: at least %d more clean requests to pass", seen, lower, upper, m.Need)
 	}
 	return m
+}
+
+// upperBound is the one-sided upper bound of a rate measured as p in n
+// trials (normal approximation; 0 for a rate of 0, which the floor covers).
+func upperBound(p float64, n int, z float64) float64 {
+	return p + z*math.Sqrt(p*(1-p)/float64(max(n, 1)))
 }
 
 // count returns the outcomes of class and the total.

@@ -94,6 +94,24 @@ type Sample struct {
 	// Outcomes in arrival order (the latency tests keep the newest
 	// Config.MaxSamples).
 	Outcomes []Outcome
+	// Stable, for the baseline only and optional: the old release's
+	// long-running instances' requests over a recent window. The error
+	// tests bound the old release's rate by the larger of the baseline's
+	// and these, so that a few lucky baseline requests do not pass for a
+	// clean old release.
+	Stable Counts
+}
+
+// Counts are request totals by status class.
+type Counts struct {
+	Requests int
+	ByClass  [6]int // indexed by Class: [0] no response, [2] 2xx … [5] 5xx
+}
+
+// Add counts one outcome.
+func (c *Counts) Add(o Outcome) {
+	c.Requests++
+	c.ByClass[ClassOf(o.Status)]++
 }
 
 // Config holds the tests' settings. The zero value of a field means its
@@ -290,7 +308,7 @@ func Evaluate(cfg Config, canary, baseline Sample, now time.Time) Verdict {
 	cfg = cfg.withDefaults()
 	var ms []Metric
 	for _, c := range cfg.ErrorClasses {
-		ms = append(ms, errorRate(cfg, c, canary.Outcomes, baseline.Outcomes))
+		ms = append(ms, errorRate(cfg, c, canary.Outcomes, baseline.Outcomes, baseline.Stable))
 	}
 	cl := latencies(cfg, canary.Outcomes)
 	bl := latencies(cfg, baseline.Outcomes)

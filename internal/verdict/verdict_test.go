@@ -205,6 +205,57 @@ func TestErringBaselineFalseFails(t *testing.T) {
 	}
 }
 
+// With the old release's stable instances' counts (5 000 requests at the
+// same rate), the error test knows the old release errs and an identical
+// canary no longer fails for it.
+func TestStableCountsPreventFalseFails(t *testing.T) {
+	for _, rate := range []float64{0.02, 0.05} {
+		fails := 0
+		for seed := range uint64(100) {
+			c, b := newGroup(seed+1000, 1), newGroup(seed+1000, 2)
+			c.errRate, b.errRate = rate, rate
+			stable := newGroup(seed+1000, 3)
+			stable.errRate = rate
+			var cs, bs verdict.Sample
+			for range 5000 {
+				bs.Stable.Add(stable.next())
+			}
+			for n := 1; n <= 1500; n++ {
+				cs.Outcomes = append(cs.Outcomes, c.next())
+				bs.Outcomes = append(bs.Outcomes, b.next())
+				if n%5 != 0 {
+					continue
+				}
+				v := verdict.Evaluate(verdict.Config{}, cs, bs, t0)
+				if v.Decision == verdict.Fail {
+					fails++
+					t.Logf("%.0f%% seed %d: %s", 100*rate, seed, v.Reason)
+				}
+				if v.Decision != verdict.Continue {
+					break
+				}
+			}
+		}
+		t.Logf("%.0f%% errors everywhere, stable counts given: %d false fails in 100 runs", 100*rate, fails)
+		if fails > 1 {
+			t.Errorf("%.0f%%: %d false fails in 100 runs, want <= 1", 100*rate, fails)
+		}
+	}
+	// and a 5 % canary beside a clean old release still fails at once
+	c, b := newGroup(1, 1), newGroup(1, 2)
+	c.errRate = 0.05
+	var cs, bs verdict.Sample
+	for range 5000 {
+		bs.Stable.Add(verdict.Outcome{Status: 200})
+	}
+	for n := 1; n <= 30; n++ {
+		cs.Outcomes, bs.Outcomes = append(cs.Outcomes, c.next()), append(bs.Outcomes, b.next())
+	}
+	if v := verdict.Evaluate(verdict.Config{}, cs, bs, t0); v.Decision != verdict.Fail {
+		t.Fatalf("5%% canary, clean stable: %s", v.Reason)
+	}
+}
+
 // Low traffic gives continue, never a guess, and says how much more is needed.
 func TestLowTrafficContinues(t *testing.T) {
 	ok := func(n int) verdict.Outcome {
