@@ -105,8 +105,12 @@ type Segment struct {
 }
 
 // SwitchDue says whether the primary must switch to a new WAL segment at
-// now so that archive.timeout holds: the current segment has held writes
-// not yet archivable for timeout. PostgreSQL's own archive_timeout is set
+// now so that archive.timeout holds: the current segment, seen since
+// seen.Since, has held writes for SwitchAfter(timeout) — early enough that
+// a write made just after the segment began is archived within timeout,
+// counting the loop's period twice (the segment may have begun up to one
+// period before it was seen, and the switch comes up to one period late)
+// and a second for the push. PostgreSQL's own archive_timeout is set
 // too, but on PostgreSQL 15.18 (Debian 12) it did not switch segments
 // under a steady trickle of writes in our tests, so medic enforces it from
 // the loop as well (pg_switch_wal() does nothing on a segment without
@@ -115,5 +119,19 @@ func SwitchDue(now time.Time, seen Segment, a Archiver, timeout time.Duration) (
 	if a.CurrentWAL != seen.Name {
 		return Segment{Name: a.CurrentWAL, Since: now}, false
 	}
-	return seen, a.CurrentOffset > 0 && timeout > 0 && now.Sub(seen.Since) >= timeout
+	return seen, a.CurrentOffset > 0 && timeout > 0 && now.Sub(seen.Since) >= SwitchAfter(timeout)
+}
+
+// ArchivePeriod is how often the primary's current segment is checked
+// against archive.timeout: an eighth of it, between 100ms and 2s.
+func ArchivePeriod(timeout time.Duration) time.Duration {
+	return min(max(timeout/8, 100*time.Millisecond), 2*time.Second)
+}
+
+// SwitchAfter is how long a segment may hold writes before medic switches
+// it: archive.timeout less two check periods and a second for the push,
+// and at least one period.
+func SwitchAfter(timeout time.Duration) time.Duration {
+	p := ArchivePeriod(timeout)
+	return max(timeout-2*p-time.Second, p)
 }

@@ -90,11 +90,21 @@ func TestSwitchDue(t *testing.T) {
 	if due || seen.Name != "000000010000000000000003" || !seen.Since.Equal(t0) {
 		t.Fatalf("first sight: %+v %t", seen, due)
 	}
-	if _, due := SwitchDue(t0.Add(59*time.Second), seen, seg("000000010000000000000003", 900), time.Minute); due {
-		t.Error("due before archive.timeout")
+	// archive.timeout 60s: checked every 2s, switched after 55s.
+	if _, due := SwitchDue(t0.Add(54*time.Second), seen, seg("000000010000000000000003", 900), time.Minute); due {
+		t.Error("due 54s into a segment")
 	}
-	if _, due := SwitchDue(t0.Add(time.Minute), seen, seg("000000010000000000000003", 900), time.Minute); !due {
-		t.Error("not due after archive.timeout with writes in the segment")
+	if _, due := SwitchDue(t0.Add(55*time.Second), seen, seg("000000010000000000000003", 900), time.Minute); !due {
+		t.Error("not due 55s into a segment with writes: a write at its start would outlive archive.timeout")
+	}
+	for _, c := range []struct{ timeout, period, after time.Duration }{
+		{time.Minute, 2 * time.Second, 55 * time.Second},
+		{2 * time.Second, 250 * time.Millisecond, 500 * time.Millisecond},
+		{time.Second, 125 * time.Millisecond, 125 * time.Millisecond},
+	} {
+		if p, a := ArchivePeriod(c.timeout), SwitchAfter(c.timeout); p != c.period || a != c.after {
+			t.Errorf("archive.timeout %v: period %v, switch after %v; want %v, %v", c.timeout, p, a, c.period, c.after)
+		}
 	}
 	if _, due := SwitchDue(t0.Add(time.Hour), seen, seg("000000010000000000000003", 0), time.Minute); due {
 		t.Error("due without writes in the segment")

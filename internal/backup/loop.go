@@ -124,14 +124,8 @@ func (l *Loop) State() State {
 	return st
 }
 
-// archivePeriod is how often the primary's current segment is checked
-// against archive.timeout: a quarter of it, between 250ms and 5s.
-func archivePeriod(timeout time.Duration) time.Duration {
-	return min(max(timeout/4, 250*time.Millisecond), 5*time.Second)
-}
-
 // Serve runs the loop until ctx ends: Step every period, and on the
-// primary the archive.timeout check every archivePeriod.
+// primary the archive.timeout check every ArchivePeriod.
 func (l *Loop) Serve(ctx context.Context) error {
 	next := l.m.clock.Now()
 	for {
@@ -142,7 +136,7 @@ func (l *Loop) Serve(ctx context.Context) error {
 		if l.o.Primary() {
 			l.enforceArchiveTimeout(ctx)
 		}
-		t := l.m.clock.NewTimer(min(archivePeriod(l.m.o.Config.Archive.Timeout.D()), max(0, next.Sub(l.m.clock.Now()))))
+		t := l.m.clock.NewTimer(min(ArchivePeriod(l.m.o.Config.Archive.Timeout.D()), max(0, next.Sub(l.m.clock.Now()))))
 		select {
 		case <-ctx.Done():
 			t.Stop()
