@@ -63,7 +63,7 @@ Start with 'medic demo'.`,
 		reloadCmd(), auditCmd(), tokenCmd(), schemaCmd(), versionCmd(), demoCmd(), demoappCmd(), demodbCmd(),
 		runbooksCmd(), incidentsCmd(), conditionsCmd(), approvalsCmd(), approveCmd(), denyCmd(), pauseCmd(), resumeCmd(),
 		drillCmd(), drillsCmd(),
-		dbCmd(),
+		dbCmd(), hostsCmd(),
 		scorecardCmd(), upgradeCmd(),
 		deployCmd(), rollbackCmd(), releasesCmd(),
 	)

@@ -481,7 +481,7 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	// first: `medic db switchover`).
 	var kept []string
 	for _, sec := range ch.Sections {
-		if sec == "databases" || sec == "etcd" || sec == "name" {
+		if sec == "databases" || sec == "etcd" || sec == "name" || sec == "fleet" {
 			kept = append(kept, sec)
 		}
 	}
@@ -492,7 +492,7 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 		Fields: map[string]string{"added": join(ch.Added), "removed": join(ch.Removed), "changed": join(ch.Changed)}})
 	next.API = m.cfg.API
 	next.DataDir = m.cfg.DataDir
-	next.Name, next.Etcd, next.Databases = m.cfg.Name, m.cfg.Etcd, m.cfg.Databases
+	next.Name, next.Etcd, next.Databases, next.Fleet = m.cfg.Name, m.cfg.Etcd, m.cfg.Databases, m.cfg.Fleet
 	m.sup.Apply(ctx, next, ch, actor)
 	if err := m.releases.Reloaded(ctx, next, ch.Changed, ch.Added, actor); err != nil {
 		m.Logger.Warn("reload: the release history was not updated", "err", err)

@@ -61,17 +61,7 @@ func buildDB(m *Main) (*component, error) {
 			cut = &etcd.Cut{}
 		}
 	}
-	ecfg := etcd.Config{Endpoints: e.Endpoints, DialTimeout: e.DialTimeout.D(), Username: e.Username,
-		Password: os.Getenv("ETCD_PASSWORD"), Cut: cut}
-	if t := e.TLS; t != nil {
-		ca, cert, key := t.Files(m.cfg.Path)
-		tc, err := etcd.TLSConfig(ca, cert, key, t.ServerName)
-		if err != nil {
-			return nil, err
-		}
-		ecfg.TLS = tc
-	}
-	cli, err := etcd.Dial(ecfg)
+	cli, err := dialEtcd(m, cut)
 	if err != nil {
 		return nil, err
 	}

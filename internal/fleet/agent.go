@@ -89,10 +89,10 @@ type Status struct {
 	SafeUntil time.Time `json:"safe_until,omitzero"`
 	// Watching: the watch of the hosts' keys has delivered a snapshot; until
 	// then Hosts is empty, not a fleet without hosts.
-	Watching bool          `json:"watching"`
-	LeaseTTL time.Duration `json:"lease_ttl_ns"`
-	Grace    time.Duration `json:"grace_ns"`
-	Hosts    []Member      `json:"hosts"`
+	Watching bool     `json:"watching"`
+	LeaseTTL float64  `json:"lease_ttl_seconds"`
+	Grace    float64  `json:"grace_seconds"`
+	Hosts    []Member `json:"hosts"`
 }
 
 // Status returns the current membership.
@@ -100,7 +100,7 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return Status{Fleet: a.o.Fleet, Self: a.o.Host, Joined: a.joined, Lease: a.lease, SafeUntil: a.safe,
-		Watching: a.watching, LeaseTTL: a.o.LeaseTTL, Grace: a.o.Grace, Hosts: a.view.Members()}
+		Watching: a.watching, LeaseTTL: a.o.LeaseTTL.Seconds(), Grace: a.o.Grace.Seconds(), Hosts: a.view.Members()}
 }
 
 // Serve joins the fleet and keeps the view until ctx ends, then leaves

@@ -46,6 +46,17 @@ func (s State) String() string {
 // MarshalText writes the state's name.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a state's name; a name it does not know is Unknown.
+func (s *State) UnmarshalText(b []byte) error {
+	*s = Unknown
+	for _, c := range []State{Up, Suspect, Lost} {
+		if string(b) == c.String() {
+			*s = c
+		}
+	}
+	return nil
+}
+
 // Info is what a host publishes about itself in its key.
 type Info struct {
 	Host     string `json:"host"`
