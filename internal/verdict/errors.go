@@ -9,9 +9,10 @@ import (
 
 // errorRate judges one status class with Wald's SPRT on the canary's
 // outcomes: H0 the canary errs at p0 = max(the baseline rate's upper bound,
-// ErrorFloor), H1 at p1 = p0 + ErrorIncrease. The log likelihood ratio after n requests with k
-// errors is k·ln(p1/p0) + (n-k)·ln((1-p1)/(1-p0)); it fails at
-// A = ln((1-Beta)/Alpha) and passes at B = ln(Beta/(1-Alpha)).
+// the stable rate's upper bound, ErrorFloor), H1 at p1 = p0 + ErrorIncrease.
+// The log likelihood ratio after n requests with k errors is
+// k·ln(p1/p0) + (n-k)·ln((1-p1)/(1-p0)); it fails at A = ln((1-Beta)/Alpha)
+// and passes at B = ln(Beta/(1-Alpha)).
 //
 // The ratio is recomputed from the whole sample at each evaluation, so a
 // canary that passed and later errs fails then: under H0 the likelihood
@@ -41,7 +42,7 @@ func errorRate(cfg Config, class Class, canary, baseline []Outcome, stable Count
 	p0 := min(max(bound, cfg.ErrorFloor), 0.99)
 	p1 := min(p0+cfg.ErrorIncrease, 0.999)
 	t := newSPRT(p0, p1, cfg.Alpha, cfg.Beta)
-	m.Threshold = fmt.Sprintf("H0 %s rate %.2f%% (the baseline's upper bound, at least the floor), H1 %.2f%%; fail at log LR >= %.2f (alpha %.3g), pass at <= %.2f (beta %.3g)",
+	m.Threshold = fmt.Sprintf("H0 %s rate %.2f%% (the old release's upper bound, at least the floor), H1 %.2f%%; fail at log LR >= %.2f (alpha %.3g), pass at <= %.2f (beta %.3g)",
 		class, 100*p0, 100*p1, t.upper, cfg.Alpha, t.lower, cfg.Beta)
 	if short := cfg.MinSamples - min(nc, nb); short > 0 {
 		m.Need = short
@@ -59,10 +60,10 @@ func errorRate(cfg Config, class Class, canary, baseline []Outcome, stable Count
 	}
 	switch m.Decision {
 	case Fail:
-		m.Reason = fmt.Sprintf("%s >= %.2f: %.3g%% errors is %.0f times likelier than %.3g%% (false-fail bound %.2g)",
+		m.Reason = fmt.Sprintf("%s >= %.2f: %.3g%% errors is %.3g times likelier than %.3g%% (false-fail bound %.2g)",
 			seen, upper, 100*p1, math.Exp(m.LogLR), 100*p0, cfg.Alpha/(1-cfg.Beta))
 	case Pass:
-		m.Reason = fmt.Sprintf("%s <= %.2f: %.3g%% errors is %.0f times likelier than %.3g%%: no worse than the baseline",
+		m.Reason = fmt.Sprintf("%s <= %.2f: %.3g%% errors is %.3g times likelier than %.3g%%: no worse than the baseline",
 			seen, lower, 100*p0, math.Exp(-m.LogLR), 100*p1)
 	default:
 		m.Need = need
