@@ -79,14 +79,36 @@ func (p *Proxy) newFastServer() *fasthttp.Server {
 		IdleTimeout:                  p.cfg.Limits.IdleTimeout.D(),
 		CloseOnShutdown:              true,
 		KeepHijackedConns:            true, // the net/http plane closes a handed-over connection
-		Logger:                       fastLogger{p.log},
+		Logger:                       &fastLogger{l: p.log},
 	}
 }
 
-type fastLogger struct{ l *slog.Logger }
+// fastLogger turns fasthttp's per-connection errors (a client that never
+// sends its headers, a reset) into at most one warning per fastLogEvery,
+// with the count of those folded into it: any client can cause them, so
+// they must not grow the log at the client's rate.
+type fastLogger struct {
+	l      *slog.Logger
+	mu     sync.Mutex
+	next   time.Time
+	folded int
+}
 
-func (f fastLogger) Printf(format string, args ...any) {
-	f.l.Warn("proxy server: " + fmt.Sprintf(format, args...))
+// fastLogEvery is the least time between two fasthttp warnings.
+const fastLogEvery = 10 * time.Second
+
+func (f *fastLogger) Printf(format string, args ...any) {
+	now := time.Now()
+	f.mu.Lock()
+	if now.Before(f.next) {
+		f.folded++
+		f.mu.Unlock()
+		return
+	}
+	n := f.folded
+	f.folded, f.next = 0, now.Add(fastLogEvery)
+	f.mu.Unlock()
+	f.l.Warn("proxy server: "+fmt.Sprintf(format, args...), "similar_since_last", n)
 }
 
 // slowPath reports requests the fast plane hands to the net/http plane.
