@@ -60,7 +60,16 @@ type Manager struct {
 	stanza string
 	clock  clock.Clock
 	log    *slog.Logger
+	// repoLock admits one of medic's own pgBackRest commands that take the
+	// repository's lock (backup, stanza-create, check, expire) at a time:
+	// a backup asked for through the API while the schedule's or a new
+	// term's stanza-create runs waits for it instead of failing on
+	// pgBackRest's lock file.
+	repoLock chan struct{}
 }
+
+// locking lists the pgBackRest commands serialized by repoLock.
+var locking = map[string]bool{"backup": true, "stanza-create": true, "stanza-upgrade": true, "check": true, "expire": true}
 
 // New checks the options. Prepare writes the files.
 func New(o Options) (*Manager, error) {
@@ -73,7 +82,7 @@ func New(o Options) (*Manager, error) {
 	if o.BinDir == "" {
 		o.BinDir = config.DefaultPostgresBinDir
 	}
-	m := &Manager{o: o, stanza: o.Config.Stanza, clock: clock.Or(o.Clock), log: o.Logger}
+	m := &Manager{o: o, stanza: o.Config.Stanza, clock: clock.Or(o.Clock), log: o.Logger, repoLock: make(chan struct{}, 1)}
 	if m.stanza == "" {
 		m.stanza = o.Cluster
 	}
@@ -166,6 +175,14 @@ func (m *Manager) Prepare() error {
 // run runs one pgBackRest command with medic's config and the stanza, and
 // returns its standard output; a failure carries the tail of its output.
 func (m *Manager) run(ctx context.Context, command string, args ...string) ([]byte, error) {
+	if locking[command] {
+		select {
+		case m.repoLock <- struct{}{}:
+			defer func() { <-m.repoLock }()
+		case <-ctx.Done():
+			return nil, fmt.Errorf("backup: pgbackrest %s: waiting for medic's other pgBackRest command: %w", command, ctx.Err())
+		}
+	}
 	full := append([]string{"--config=" + m.ConfigPath(), "--stanza=" + m.stanza}, args...)
 	full = append(full, command)
 	cmd := m.o.Command(Binary, full...)
