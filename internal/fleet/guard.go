@@ -1,0 +1,214 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/medic-dev/medic/internal/clock"
+)
+
+// Sentinel errors of the guardrails; test with errors.Is.
+var (
+	// ErrHeld: another remediation (on this host or another) holds the target.
+	ErrHeld = errors.New("fleet: target held")
+	// ErrCutOff: this host's lease may have expired (it is cut from etcd, or
+	// not joined): it takes no fleet-wide action.
+	ErrCutOff = errors.New("fleet: this host is cut off from the fleet")
+)
+
+// Guard is the fleet-wide state of the guardrails that the remedy engine
+// asks before acting. Local serves one host; the agent's EtcdGuard serves a
+// fleet. Windows are fixed: [k·per, (k+1)·per) of Unix time, the same on
+// every host, so a limit of max per window holds exactly across hosts (two
+// adjacent windows may together admit 2·max within one per).
+type Guard interface {
+	// Take takes one token of the window key (max per per). ok false
+	// carries the reason: the count and when the window ends.
+	Take(ctx context.Context, key string, max int, per time.Duration) (ok bool, reason string, err error)
+	// Hold takes target's lock for one remediation. The fence increases
+	// with every hold of any target; an action that writes to etcd compares
+	// it. It returns ErrHeld when the target is held.
+	Hold(ctx context.Context, target string) (fence int64, release func(context.Context) error, err error)
+}
+
+var (
+	_ Guard = (*Local)(nil)
+	_ Guard = (*EtcdGuard)(nil)
+)
+
+func windowOf(now time.Time, per time.Duration) (start, end time.Time) {
+	start = now.Truncate(per)
+	return start, start.Add(per)
+}
+
+func refusal(n, max int, per time.Duration, end time.Time) string {
+	return fmt.Sprintf("%d runs in the window of %v ending %s (limit %d)", n, per, end.UTC().Format(time.RFC3339), max)
+}
+
+// Local is the Guard of a single host: windows and locks in memory.
+type Local struct {
+	clk   clock.Clock
+	mu    sync.Mutex
+	count map[string]int // key + window start → tokens taken
+	held  map[string]int64
+	fence int64
+}
+
+// NewLocal returns an empty local guard; clk may be nil (wall clock).
+func NewLocal(clk clock.Clock) *Local {
+	return &Local{clk: clock.Or(clk), count: map[string]int{}, held: map[string]int64{}}
+}
+
+// Take implements Guard.
+func (l *Local) Take(_ context.Context, key string, max int, per time.Duration) (bool, string, error) {
+	now := l.clk.Now()
+	start, end := windowOf(now, per)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k := range l.count { // forget ended windows: the map holds one entry per live window
+		if _, w, _ := cutWindow(k); w.Add(per * 2).Before(now) {
+			delete(l.count, k)
+		}
+	}
+	k := key + "\x00" + strconv.FormatInt(start.UnixNano(), 10)
+	if n := l.count[k]; n >= max {
+		return false, refusal(n, max, per, end), nil
+	}
+	l.count[k]++
+	return true, "", nil
+}
+
+func cutWindow(k string) (string, time.Time, bool) {
+	for i := len(k) - 1; i >= 0; i-- {
+		if k[i] == 0 {
+			n, err := strconv.ParseInt(k[i+1:], 10, 64)
+			return k[:i], time.Unix(0, n), err == nil
+		}
+	}
+	return k, time.Time{}, false
+}
+
+// Hold implements Guard.
+func (l *Local) Hold(_ context.Context, target string) (int64, func(context.Context) error, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.held[target]; ok {
+		return 0, nil, fmt.Errorf("%s: %w", target, ErrHeld)
+	}
+	l.fence++
+	f := l.fence
+	l.held[target] = f
+	return f, func(context.Context) error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.held[target] == f {
+			delete(l.held, target)
+		}
+		return nil
+	}, nil
+}
+
+// EtcdGuard is the fleet-wide Guard, kept in etcd under
+// <prefix>/fleet/<fleet>/{rate,locks}/. Make it with Agent.Guard.
+type EtcdGuard struct{ a *Agent }
+
+// Guard returns the fleet-wide guard of a's fleet. It refuses with
+// ErrCutOff whenever this host is not joined or its lease is past its
+// SafeUntil.
+func (a *Agent) Guard() *EtcdGuard { return &EtcdGuard{a: a} }
+
+// maxTakeTries bounds the compare-and-swap retries of one Take under
+// contention (each retry means another host took a token meanwhile).
+const maxTakeTries = 32
+
+func (g *EtcdGuard) lease() (int64, error) {
+	a := g.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.joined || !a.clk.Now().Before(a.safe) {
+		return 0, fmt.Errorf("fleet %s: %w (joined %v, lease safe until %s)", a.o.Fleet, ErrCutOff, a.joined, a.safe.Format(time.RFC3339Nano))
+	}
+	return a.lease, nil
+}
+
+// Take implements Guard: the window's counter is one key, incremented by a
+// transaction that compares its mod revision with the one read, so that two
+// hosts never both take the last token. The counter is bound to a lease of
+// two windows, which deletes it after its window.
+func (g *EtcdGuard) Take(ctx context.Context, key string, max int, per time.Duration) (bool, string, error) {
+	if _, err := g.lease(); err != nil {
+		return false, "", err
+	}
+	a := g.a
+	cli := a.o.Etcd.Raw()
+	start, end := windowOf(a.clk.Now(), per)
+	k := fmt.Sprintf("%s/fleet/%s/rate/%s/%d", a.o.Prefix, a.o.Fleet, url.PathEscape(key), start.Unix())
+	for range maxTakeTries {
+		resp, err := cli.Get(ctx, k)
+		if err != nil {
+			return false, "", fmt.Errorf("fleet %s: read the rate window %s: %w", a.o.Fleet, k, err)
+		}
+		n, rev, lease := 0, int64(0), clientv3.LeaseID(0)
+		if len(resp.Kvs) > 0 {
+			kv := resp.Kvs[0]
+			n, _ = strconv.Atoi(string(kv.Value))
+			rev, lease = kv.ModRevision, clientv3.LeaseID(kv.Lease)
+		}
+		if n >= max {
+			return false, refusal(n, max, per, end), nil
+		}
+		if lease == 0 {
+			gr, err := cli.Grant(ctx, int64(math.Ceil((2 * per).Seconds())))
+			if err != nil {
+				return false, "", fmt.Errorf("fleet %s: grant the lease of the rate window %s: %w", a.o.Fleet, k, err)
+			}
+			lease = gr.ID
+		}
+		tx, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).
+			Then(clientv3.OpPut(k, strconv.Itoa(n+1), clientv3.WithLease(lease))).Commit()
+		if err != nil {
+			return false, "", fmt.Errorf("fleet %s: take a token of %s: %w", a.o.Fleet, k, err)
+		}
+		if tx.Succeeded {
+			return true, "", nil
+		}
+	}
+	return false, "", fmt.Errorf("fleet %s: take a token of %s: %d conflicting transactions in a row", a.o.Fleet, k, maxTakeTries)
+}
+
+// Hold implements Guard: the lock is a key created only if absent, bound to
+// this host's lease (a host that loses its lease loses its locks); its
+// create revision is the fence, and release deletes it only while it is
+// still that key.
+func (g *EtcdGuard) Hold(ctx context.Context, target string) (int64, func(context.Context) error, error) {
+	lease, err := g.lease()
+	if err != nil {
+		return 0, nil, err
+	}
+	a := g.a
+	cli := a.o.Etcd.Raw()
+	k := fmt.Sprintf("%s/fleet/%s/locks/%s", a.o.Prefix, a.o.Fleet, url.PathEscape(target))
+	tx, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, a.o.Host, clientv3.WithLease(clientv3.LeaseID(lease)))).
+		Else(clientv3.OpGet(k)).Commit()
+	if err != nil {
+		return 0, nil, fmt.Errorf("fleet %s: lock %s: %w", a.o.Fleet, target, err)
+	}
+	if !tx.Succeeded {
+		by := "?"
+		if r := tx.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
+			by = string(r.Kvs[0].Value)
+		}
+		return 0, nil, fmt.Errorf("%s held by host %s: %w", target, by, ErrHeld)
+	}
+	fence := tx.Header.Revision
+	return fence, func(ctx context.Context) error { return a.o.Etcd.DeleteIfRev(ctx, k, fence) }, nil
+}

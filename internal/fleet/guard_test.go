@@ -1,0 +1,109 @@
+package fleet_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/medic-dev/medic/internal/etcd/etcdtest"
+	"github.com/medic-dev/medic/internal/fleet"
+)
+
+// TestEtcdGuard: two hosts taking tokens of one fleet-wide window at once
+// get exactly max between them; a target held by one host is refused to the
+// other until released, and the next hold has a larger fence; a host that
+// left the fleet takes no fleet-wide action.
+func TestEtcdGuard(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a := startAgent(t, srv.Endpoint, "h1", 2*time.Second, 2*time.Second)
+	b := startAgent(t, srv.Endpoint, "h2", 2*time.Second, 2*time.Second)
+	waitStates(t, a, "h1=up h2=up ", 5*time.Second)
+	waitJoined(t, b)
+	ctx := context.Background()
+	const max, per = 20, time.Hour
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	ok := 0
+	gate := make(chan struct{}) // every take starts at once: the most contention
+	for _, at := range []*agentT{a, b} {
+		for range 25 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				got, why, err := at.Guard().Take(ctx, "restart-web", max, per)
+				if err != nil {
+					t.Error(err)
+				}
+				if !got && why == "" {
+					t.Error("a refusal without a reason")
+				}
+				mu.Lock()
+				if got {
+					ok++
+				}
+				mu.Unlock()
+			}()
+		}
+	}
+	close(gate)
+	wg.Wait()
+	if ok != max {
+		t.Fatalf("%d tokens taken across two hosts, want exactly %d", ok, max)
+	}
+	fa, release, err := a.Guard().Hold(ctx, "web/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Guard().Hold(ctx, "web/0"); !errors.Is(err, fleet.ErrHeld) {
+		t.Fatalf("h2 holds web/0 while h1 does: %v", err)
+	}
+	if err := release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fb, _, err := b.Guard().Hold(ctx, "web/0")
+	if err != nil || fb <= fa {
+		t.Fatalf("h2's hold after h1's release: fence %d (h1's %d), %v", fb, fa, err)
+	}
+	b.stop() // its lease revoked: its locks go with it
+	if _, _, err := a.Guard().Hold(ctx, "web/0"); err != nil {
+		t.Fatalf("web/0 still held after h2 left: %v", err)
+	}
+	if _, _, err := b.Guard().Take(ctx, "restart-web", max, per); !errors.Is(err, fleet.ErrCutOff) {
+		t.Fatalf("a host out of the fleet took a fleet-wide token: %v", err)
+	}
+}
+
+func waitJoined(t *testing.T, at *agentT) {
+	t.Helper()
+	for start := time.Now(); !at.Status().Joined; time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("not joined after 5s")
+		}
+	}
+}
+
+// TestLocalGuard: the single-host guard keeps the same rules in memory.
+func TestLocalGuard(t *testing.T) {
+	g := fleet.NewLocal(nil)
+	ctx := context.Background()
+	for i := range 4 {
+		ok, why, _ := g.Take(ctx, "k", 3, time.Hour)
+		if want := i < 3; ok != want || (!ok && why == "") {
+			t.Fatalf("take %d: %v %q, want %v", i, ok, why, want)
+		}
+	}
+	f1, rel, err := g.Hold(ctx, "web/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := g.Hold(ctx, "web/0"); !errors.Is(err, fleet.ErrHeld) {
+		t.Fatalf("second hold: %v", err)
+	}
+	rel(ctx)
+	if f2, _, err := g.Hold(ctx, "web/0"); err != nil || f2 <= f1 {
+		t.Fatalf("hold after release: %d (was %d), %v", f2, f1, err)
+	}
+}
