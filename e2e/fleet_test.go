@@ -72,6 +72,10 @@ func TestFleetMembership(t *testing.T) {
 	if m := hostsOf(t, a).Hosts[1]; m.Since.Sub(m.GoneAt) < 3*time.Second {
 		t.Fatalf("h2 lost %v after its key went, before the 3s grace", m.Since.Sub(m.GoneAt))
 	}
+	if _, body := get("http://" + a.addr + "/metrics"); !strings.Contains(body, `medic_fleet_hosts{state="lost"} 1`) ||
+		!strings.Contains(body, `medic_fleet_hosts{state="up"} 1`) {
+		t.Fatalf("metrics lack the fleet's hosts by state:\n%s", body)
+	}
 	code, body := get("http://" + a.addr + "/v1/audit?target=fleet/prod/h2")
 	if code != 200 || !strings.Contains(body, "fleet.host.suspect") || !strings.Contains(body, "fleet.host.lost") {
 		t.Fatalf("audit of h2: HTTP %d %s", code, body)

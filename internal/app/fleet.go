@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/api"
 	"github.com/medic-dev/medic/internal/fleet"
@@ -46,6 +48,29 @@ func buildFleet(m *Main) (*component, error) {
 		cli.Close()
 		return nil, err
 	}
+	for _, st := range []fleet.State{fleet.Up, fleet.Suspect, fleet.Lost} {
+		err := m.mets.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "medic_fleet_hosts", Help: "Hosts of the fleet as this agent sees them, by state (up, suspect, lost).",
+			ConstLabels: prometheus.Labels{"state": st.String()},
+		}, func() float64 { return float64(countHosts(a.Status(), st)) }))
+		if err != nil {
+			cli.Close()
+			return nil, fmt.Errorf("fleet metrics: %w", err)
+		}
+	}
+	if err := m.mets.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "medic_fleet_lease_safe_seconds",
+		Help: "How long this host's fleet lease lives at least (0 when it is not joined): counts down on a host cut from etcd.",
+	}, func() float64 {
+		st := a.Status()
+		if !st.Joined {
+			return 0
+		}
+		return max(st.SafeUntil.Sub(m.Clock.Now()).Seconds(), 0)
+	})); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("fleet metrics: %w", err)
+	}
 	return &component{
 		serve: func(ctx context.Context) error {
 			defer cli.Close()
@@ -57,4 +82,14 @@ func buildFleet(m *Main) (*component, error) {
 			})))
 		},
 	}, nil
+}
+
+func countHosts(st fleet.Status, s fleet.State) int {
+	n := 0
+	for _, m := range st.Hosts {
+		if m.State == s {
+			n++
+		}
+	}
+	return n
 }

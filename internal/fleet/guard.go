@@ -57,14 +57,19 @@ func refusal(n, max int, per time.Duration, end time.Time) string {
 type Local struct {
 	clk   clock.Clock
 	mu    sync.Mutex
-	count map[string]int // key + window start → tokens taken
+	count map[string]window // key + window start → tokens taken
 	held  map[string]int64
 	fence int64
 }
 
+type window struct {
+	n   int
+	end time.Time
+}
+
 // NewLocal returns an empty local guard; clk may be nil (wall clock).
 func NewLocal(clk clock.Clock) *Local {
-	return &Local{clk: clock.Or(clk), count: map[string]int{}, held: map[string]int64{}}
+	return &Local{clk: clock.Or(clk), count: map[string]window{}, held: map[string]int64{}}
 }
 
 // Take implements Guard.
@@ -73,27 +78,18 @@ func (l *Local) Take(_ context.Context, key string, max int, per time.Duration) 
 	start, end := windowOf(now, per)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for k := range l.count { // forget ended windows: the map holds one entry per live window
-		if _, w, _ := cutWindow(k); w.Add(per * 2).Before(now) {
+	for k, w := range l.count { // forget ended windows: the map holds one entry per live window
+		if !now.Before(w.end) {
 			delete(l.count, k)
 		}
 	}
-	k := key + "\x00" + strconv.FormatInt(start.UnixNano(), 10)
-	if n := l.count[k]; n >= max {
-		return false, refusal(n, max, per, end), nil
+	k := key + "\x00" + strconv.FormatInt(start.UnixNano(), 10) + "\x00" + per.String()
+	w := l.count[k]
+	if w.n >= max {
+		return false, refusal(w.n, max, per, end), nil
 	}
-	l.count[k]++
+	l.count[k] = window{n: w.n + 1, end: end}
 	return true, "", nil
-}
-
-func cutWindow(k string) (string, time.Time, bool) {
-	for i := len(k) - 1; i >= 0; i-- {
-		if k[i] == 0 {
-			n, err := strconv.ParseInt(k[i+1:], 10, 64)
-			return k[:i], time.Unix(0, n), err == nil
-		}
-	}
-	return k, time.Time{}, false
 }
 
 // Hold implements Guard.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medic-dev/medic/internal/clock/clocktest"
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
 	"github.com/medic-dev/medic/internal/fleet"
 )
@@ -87,12 +88,32 @@ func waitJoined(t *testing.T, at *agentT) {
 
 // TestLocalGuard: the single-host guard keeps the same rules in memory.
 func TestLocalGuard(t *testing.T) {
-	g := fleet.NewLocal(nil)
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	clk := clocktest.New(t0)
+	g := fleet.NewLocal(clk)
 	ctx := context.Background()
-	for i := range 4 {
-		ok, why, _ := g.Take(ctx, "k", 3, time.Hour)
-		if want := i < 3; ok != want || (!ok && why == "") {
-			t.Fatalf("take %d: %v %q, want %v", i, ok, why, want)
+	steps := []struct {
+		at   time.Duration
+		key  string
+		per  time.Duration
+		want bool
+	}{
+		{0, "k", time.Hour, true},
+		{time.Minute, "k", time.Hour, true},
+		{2 * time.Minute, "k", time.Hour, true},
+		{3 * time.Minute, "k", time.Hour, false},  // 3 per hour taken
+		{4 * time.Minute, "s", time.Second, true}, // a short window of another key does not
+		{5 * time.Minute, "k", time.Hour, false},  // forget the long one
+		{59 * time.Minute, "k", time.Hour, false}, // still the same window
+		{60 * time.Minute, "k", time.Hour, true},  // the next window
+	}
+	var prev time.Duration
+	for i, s := range steps {
+		clk.Advance(s.at - prev)
+		prev = s.at
+		ok, why, _ := g.Take(ctx, s.key, 3, s.per)
+		if ok != s.want || (!ok && why == "") {
+			t.Fatalf("step %d (+%v %s): %v %q, want %v", i, s.at, s.key, ok, why, s.want)
 		}
 	}
 	f1, rel, err := g.Hold(ctx, "web/0")
