@@ -145,7 +145,10 @@ func TestPartitionedHostIsLostAndRejoins(t *testing.T) {
 		// The lease lives at least TTL after the last renewal, at most TTL/3 before the cut.
 		t.Fatalf("suspect %v after the cut, sooner than the lease allows", d)
 	}
+	suspect := time.Since(cut)
 	waitStates(t, a, "h1=up h2=lost ", grace+time.Second)
+	t.Logf("lease_ttl %v, grace %v: h2 cut from etcd; suspect after %v, lost after %v",
+		ttl, grace, suspect.Round(10*time.Millisecond), time.Since(cut).Round(10*time.Millisecond))
 	link.Restore()
 	waitStates(t, a, "h1=up h2=up ", 3*ttl)
 	if nl := b.Status().Lease; nl == lease || nl == 0 {
