@@ -256,6 +256,14 @@ func (a *Agent) watch(ctx context.Context) {
 		}
 		a.mu.Lock()
 		a.latest, a.watching = present, true
+		if _, ok := present[a.o.Host]; !ok && a.joined {
+			// This host's key is gone while its lease may live (deleted by
+			// hand, or etcd restored from a snapshot): keep writes it again at
+			// its next renewal. A snapshot older than the key's creation
+			// does the same harmlessly: create finds the key under its own
+			// lease and counts that as joined.
+			a.joined = false
+		}
 		a.mu.Unlock()
 		select {
 		case a.wake <- struct{}{}:

@@ -159,3 +159,30 @@ func TestPartitionedHostIsLostAndRejoins(t *testing.T) {
 		t.Fatalf("h1 recorded %v for h2, want %v", got, want)
 	}
 }
+
+// TestDeletedKeyIsWrittenAgain: this host's key deleted while its lease
+// lives (by hand, or etcd restored from a snapshot) comes back at the next
+// renewal instead of leaving a live host suspect, then lost.
+func TestDeletedKeyIsWrittenAgain(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a := startAgent(t, srv.Endpoint, "h1", 3*time.Second, 3*time.Second)
+	waitStates(t, a, "h1=up ", 5*time.Second)
+	cli, err := etcd.Dial(etcd.Config{Endpoints: []string{srv.Endpoint}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if err := cli.Delete(context.Background(), fleet.HostsPrefix("/medic", "prod")+"/h1"); err != nil {
+		t.Fatal(err)
+	}
+	// Suspect for at most one renewal period (1s), then back.
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		got := a.kinds("h1")
+		if len(got) >= 2 && got[len(got)-1] == medic.EventHostReturned && a.states() == "h1=up " {
+			break
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("after 3s: h1 is %s, recorded %v; want its key gone and back", a.states(), got)
+		}
+	}
+}
