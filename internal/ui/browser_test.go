@@ -294,6 +294,17 @@ func TestBrowserDashboard(t *testing.T) {
 	if got := rem.decided(); got != "apr-1 approve by api:ops" {
 		t.Fatalf("approval decision = %q", got)
 	}
+	// Each database's backups: the last backup, the archive's lag and failed pushes, failures, free space.
+	b.waitFor(t, "the backups of pg", `document.querySelector('#databases-body [data-backup="pg"]') !== null`)
+	backups := eval[string](t, b, `document.querySelector('#databases-body [data-backup="pg"]').innerText`)
+	for _, want := range []string{"full", "2h 0m ago", "1.5 GiB in 1m 35s", "7m 0s · 4 segments", "20 GiB"} {
+		if !strings.Contains(backups, want) {
+			t.Errorf("the backups of pg lack %q:\n%s", want, backups)
+		}
+	}
+	if n := eval[int](t, b, `document.querySelectorAll('#databases-body [data-backup="pg"] .error-text').length`); n != 3 {
+		t.Errorf("%d figures of pg's backups are marked as failing, want 3 (lag above 5m, failed pushes, failures)", n)
+	}
 	b.waitFor(t, "the scorecard", `document.querySelectorAll("#scorecard-body details").length === 8`)
 	b.waitFor(t, "the chain status", `document.getElementById("chain").innerText.includes("chain verified")`)
 
@@ -439,7 +450,13 @@ func mountFakeRemedy(f *fixture) *fakeRemedy {
 		return map[string]any{"databases": []map[string]any{{"cluster": "pg", "member": "a", "mode": "async", "etcd_reachable": true,
 			"leader": map[string]any{"member": "a", "state": "running", "lease_expires_in_seconds": 3.2, "lease_ttl_seconds": 4},
 			"members": []map[string]any{{"name": "a", "role": "primary", "state": "running", "timeline": 2, "lag_bytes": 0, "ready": true},
-				{"name": "b", "role": "replica", "state": "running", "timeline": 2, "lag_bytes": 8192, "lag_seconds": 0.02, "ready": true, "streaming": true}}}}}
+				{"name": "b", "role": "replica", "state": "running", "timeline": 2, "lag_bytes": 8192, "lag_seconds": 0.02, "ready": true, "streaming": true}}}},
+			// internal/backup.State of the primary: an archive that fails to push.
+			"backups": []map[string]any{{"database": "pg", "stanza": "pg", "primary": true, "repository": "/var/lib/medic/repo", "backups": 3,
+				"last": map[string]any{"label": "20261206-010000F", "type": "full", "start": now.Add(-2*time.Hour - 95*time.Second), "stop": now.Add(-2 * time.Hour),
+					"size_bytes": 3 << 29, "repository_size_bytes": 1 << 28},
+				"failures": 1, "last_error": "pgbackrest backup: exit status 82", "archive_lag": map[string]any{"segments": 4, "seconds": 420},
+				"archive_failures": 7, "repository_free_bytes": 20 << 30, "at": now}}}
 	})
 	// The approval route is guarded and strict as the real one: operators
 	// only, an empty body.

@@ -116,10 +116,34 @@ export function renderPause(stateEl, button, paused, canOperate) {
   button.dataset.action = paused ? "resume" : "pause";
 }
 
-// renderDatabases shows each cluster's members: role, lag, lease holder
-// (GET /v1/db/status: {databases: [{cluster, member, leader, members}]}).
+// renderBackup shows a database's backup state (one entry of
+// GET /v1/db/status's backups, internal/backup.State): the last successful
+// backup, the WAL archive's lag, failed pushes, failed backups and the
+// repository's free space. The archive figures exist on the primary only.
+export function renderBackup(b) {
+  const last = b.last;
+  const took = last && (Date.parse(last.stop) - Date.parse(last.start)) / 1000;
+  const lag = b.archive_lag;
+  const lagBad = lag && lag.seconds > 300;
+  return h("div", { class: "table-wrap", dataset: { backup: b.database } }, h("table", { class: "stack" },
+    h("caption", {}, "Backups", b.running ? h("span", { class: "badge warn" }, ` ${b.running} backup running`) : null),
+    h("thead", {}, h("tr", {}, ["Last backup", "Archive lag", "Failed pushes", "Failures", "Repository free"].map((x) => h("th", { scope: "col" }, x)))),
+    h("tbody", {}, h("tr", {},
+      h("td", { "data-label": "Last backup" }, last ? [h("b", {}, last.type || "backup"), ` ${ago(last.stop)} · ${bytes(last.size_bytes)} in ${dur(took)}`]
+        : h("span", { class: "error-text" }, "none yet")),
+      h("td", { "data-label": "Archive lag" }, lag ? h("span", { class: lagBad ? "error-text" : "" }, `${dur(lag.seconds || 0)} · ${lag.segments ?? 0} segments`)
+        : h("span", { class: "muted" }, "on the primary")),
+      h("td", { "data-label": "Failed pushes", class: "num" }, lag ? h("span", { class: b.archive_failures > 0 ? "error-text" : "" }, String(b.archive_failures ?? 0)) : "–"),
+      h("td", { "data-label": "Failures", class: "num", title: b.last_error || "" }, b.failures > 0 ? h("span", { class: "error-text" }, String(b.failures)) : "0"),
+      h("td", { "data-label": "Repository free" }, bytes(b.repository_free_bytes))))));
+}
+
+// renderDatabases shows each cluster's members: role, lag, lease holder, and
+// its backups (GET /v1/db/status: {databases: [{cluster, member, leader,
+// members}], backups: [{database, ...}]}).
 export function renderDatabases(root, doc) {
   const list = listOf(doc, "databases", "clusters");
+  const backups = new Map(listOf(doc, "backups").map((b) => [b.database, b]));
   if (list.length === 0) {
     replace(root, h("p", { class: "empty" }, "No database is managed."));
     return;
@@ -144,7 +168,8 @@ export function renderDatabases(root, doc) {
           h("td", { "data-label": "State" }, m.state || "–"),
           h("td", { "data-label": "Ready" }, m.ready ? "yes" : h("span", { class: "error-text" }, "no")),
           h("td", { "data-label": "Lag" }, m.role === "primary" ? "–" : `${bytes(m.lag_bytes) === "–" ? "0 B" : bytes(m.lag_bytes)} · ${dur(m.lag_seconds || 0)}`),
-          h("td", { "data-label": "Timeline", class: "num" }, m.timeline ?? "–")))))));
+          h("td", { "data-label": "Timeline", class: "num" }, m.timeline ?? "–")))))),
+      backups.has(name) ? renderBackup(backups.get(name)) : null);
   }));
 }
 
