@@ -75,6 +75,7 @@ type Main struct {
 	drills   *drill.Manager                                    // set by the drill component, for the others' injectors
 	dbWrites func(drill.WriteRequest) (drill.WriteLoad, error) // set by the database component
 	backups  func() []backup.State                             // set by the database component; nil without backups
+	fleet    *fleetGuard                                       // made by remedy when fleet: is configured, bound by the fleet component
 
 	redactor atomic.Pointer[redact.Redactor] // secrets masked in every record and notification
 	handover *handover                       // the listeners a seamless upgrade passes on

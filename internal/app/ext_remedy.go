@@ -46,8 +46,13 @@ func buildRemedy(m *Main) (*component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("receivers: %w", err)
 	}
+	var fg remedy.FleetGuard // nil: a single host
+	if m.cfg.Fleet != nil {
+		m.fleet = &fleetGuard{}
+		fg = m.fleet
+	}
 	a.engine, err = remedy.New(remedy.Options{
-		Config: m.cfg, Supervisor: m.sup, Traffic: m.traffic, Recorder: rec, Notifier: a.notify, Audit: m.aw,
+		Fleet: fg, Config: m.cfg, Supervisor: m.sup, Traffic: m.traffic, Recorder: rec, Notifier: a.notify, Audit: m.aw,
 		Store: remedy.NewSQLStore(m.db), Clock: m.Clock, Logger: m.Logger,
 		Actions: map[string]action.Action{"set_flag": flags.Action{Store: m.flags}},
 		Checker: remedy.CheckerFunc(func(name string, labels map[string]string, now time.Time) (bool, error) {

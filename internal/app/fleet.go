@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -48,6 +50,9 @@ func buildFleet(m *Main) (*component, error) {
 		cli.Close()
 		return nil, err
 	}
+	if m.fleet != nil {
+		m.fleet.g.Store(a.Guard())
+	}
 	for _, st := range []fleet.State{fleet.Up, fleet.Suspect, fleet.Lost} {
 		err := m.mets.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "medic_fleet_hosts", Help: "Hosts of the fleet as this agent sees them, by state (up, suspect, lost).",
@@ -82,6 +87,29 @@ func buildFleet(m *Main) (*component, error) {
 			})))
 		},
 	}, nil
+}
+
+// fleetGuard is the fleet agent's guard as the remedy engine, built before
+// the agent, sees it: until the agent is bound it refuses with
+// fleet.ErrCutOff (no fleet-wide action before this host is a member).
+type fleetGuard struct {
+	g atomic.Pointer[fleet.EtcdGuard]
+}
+
+func (f *fleetGuard) Take(ctx context.Context, key string, max int, per time.Duration) (bool, string, error) {
+	g := f.g.Load()
+	if g == nil {
+		return false, "", fmt.Errorf("fleet agent not started: %w", fleet.ErrCutOff)
+	}
+	return g.Take(ctx, key, max, per)
+}
+
+func (f *fleetGuard) Hold(ctx context.Context, target string) (int64, func(context.Context) error, error) {
+	g := f.g.Load()
+	if g == nil {
+		return 0, nil, fmt.Errorf("fleet agent not started: %w", fleet.ErrCutOff)
+	}
+	return g.Hold(ctx, target)
 }
 
 func countHosts(st fleet.Status, s fleet.State) int {

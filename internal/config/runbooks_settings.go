@@ -23,6 +23,11 @@ type Automation struct {
 	DryRun bool `yaml:"dry_run" json:"dry_run,omitempty"`
 	// Runs allowed per window over all runbooks. Default 50 per 1h.
 	Rate ActionRate `yaml:"rate" json:"rate,omitempty"`
+	// Runs allowed per fixed window over all runbooks on every host of the fleet together, kept in
+	// etcd and checked after this host's own rate; only with a fleet section. Windows are fixed
+	// ([k·per, (k+1)·per) of Unix time), so two adjacent windows may admit 2·max within one per.
+	// Default: the values of rate.
+	FleetRate ActionRate `yaml:"fleet_rate" json:"fleet_rate,omitempty"`
 	// A step acting on more targets than this (instances, services) is refused. Default 3.
 	MaxTargets int `yaml:"max_targets" json:"max_targets,omitempty" jsonschema:"minimum=1"`
 	// Consecutive verified successes that promote a runbook one trust level. Default 25.
@@ -106,6 +111,10 @@ type ServiceRemedy struct {
 // SetDefaults fills every unset field with its documented default.
 func (a *Automation) SetDefaults() {
 	a.Rate.setDefaults(50)
+	if a.FleetRate == (ActionRate{}) {
+		a.FleetRate = a.Rate
+	}
+	a.FleetRate.setDefaults(a.Rate.Max)
 	defInt(&a.MaxTargets, 3)
 	defInt(&a.PromoteAfter, 25)
 	defDur(&a.ApprovalTimeout, 15*time.Minute)
@@ -139,6 +148,7 @@ func (s *ServiceRemedy) SetDefaults() { defInt(&s.MinInstances, 1) }
 func (a *Automation) Validate() []FieldIssue {
 	var is issues
 	a.Rate.validate(&is, "rate")
+	a.FleetRate.validate(&is, "fleet_rate")
 	for _, f := range []struct {
 		name string
 		v    int

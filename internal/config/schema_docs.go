@@ -19,6 +19,7 @@ var fieldDocs = map[string]string{
 	"Automation.DryRun":                "Every runbook only records what it would do. Default false.",
 	"Automation.Escalate":              "Receiver of escalations: failures, expired approvals, and conditions no runbook handles.",
 	"Automation.Flap":                  "Flap detection per condition and target.",
+	"Automation.FleetRate":             "Runs allowed per fixed window over all runbooks on every host of the fleet together, kept in\netcd and checked after this host's own rate; only with a fleet section. Windows are fixed\n([k·per, (k+1)·per) of Unix time), so two adjacent windows may admit 2·max within one per.\nDefault: the values of rate.",
 	"Automation.IdempotencyWindow":     "Steps with the same key within this window run once. Default 1h.",
 	"Automation.MaxTargets":            "A step acting on more targets than this (instances, services) is refused. Default 3.",
 	"Automation.Notify":                "Receiver of notices: actions taken and proposals waiting for approval.",

@@ -128,6 +128,9 @@ func (e *Engine) stillLocked(t Trigger, now time.Time) bool {
 func (e *Engine) decideLocked(ctx context.Context, now time.Time, pl *plan) error {
 	pl.req.Approved = pl.approvedBy != ""
 	d := e.guards.Check(now, pl.req)
+	if d.Outcome == OutcomeAct && e.fleet != nil {
+		d = e.fleetLocked(ctx, pl)
+	}
 	rb, inc := pl.rb, pl.inc
 	inc.noteRunbook(rb.name)
 	if inc.Decided.IsZero() {
@@ -139,7 +142,7 @@ func (e *Engine) decideLocked(ctx context.Context, now time.Time, pl *plan) erro
 	}
 	e.record(ctx, medic.Event{Kind: EventDecision, Target: pl.target, Actor: actorOf(rb.name), Reason: reason,
 		Fields: fields("incident", inc.ID, "runbook", rb.name, "condition", pl.trig.Condition, "outcome", d.Outcome.String(),
-			"guard", d.Guard, "level", pl.level.String(), "round", fmt.Sprint(pl.round), "approved_by", pl.approvedBy)})
+			"guard", d.Guard, "level", pl.level.String(), "round", fmt.Sprint(pl.round), "approved_by", pl.approvedBy, "fence", fenceField(pl.fence))})
 	inc.add(now, "decision", actorOf(rb.name), d.Outcome.String()+": "+reason)
 	repeat := rb.cfg.Trigger.Repeat.D()
 	switch d.Outcome {

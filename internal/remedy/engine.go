@@ -77,6 +77,10 @@ type Options struct {
 	Store      Store       // nil: nothing is persisted
 	Clock      clock.Clock
 	Logger     *slog.Logger
+	// Fleet is the fleet-wide guard (the fleet agent's, when `fleet:` is
+	// configured), asked after this host's guards. nil: a single host, whose
+	// own guards are the whole story.
+	Fleet FleetGuard
 	// Actions replaces built-in drivers by name (tests, extensions).
 	Actions map[string]action.Action
 	// QueueSize bounds the trigger queue. Default 256.
@@ -96,6 +100,7 @@ type Engine struct {
 	audit    AuditHealth
 	store    Store
 	traffic  Traffic
+	fleet    FleetGuard
 	extra    map[string]action.Action // Options.Actions
 	dedup    *action.Dedup
 	in       chan Trigger
@@ -157,7 +162,7 @@ func New(o Options) (*Engine, error) {
 		o.QueueSize = 256
 	}
 	e.in = make(chan Trigger, o.QueueSize)
-	e.traffic, e.extra, e.audit = o.Traffic, o.Actions, o.Audit
+	e.traffic, e.extra, e.audit, e.fleet = o.Traffic, o.Actions, o.Audit, o.Fleet
 	e.dedup = action.NewDedup(o.Config.Automation.IdempotencyWindow.D(), e.clock.Now)
 	if err := e.apply(o.Config); err != nil {
 		return nil, err

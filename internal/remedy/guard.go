@@ -47,6 +47,9 @@ const (
 	GuardNoTargets    = "no_targets"    // a step resolves to no target (or its inputs cannot be rendered)
 	GuardMaxTargets   = "max_targets"   // a step acts on more than automation.max_targets
 	GuardDryRun       = "dry_run"       // dry-run: recorded, not done
+	GuardFleetBusy    = "fleet_busy"    // another remediation holds the target's fleet-wide lock (asked after every guard above, before the approval's act)
+	GuardFleetRate    = "fleet_rate"    // automation.fleet_rate over every host of the fleet
+	GuardFleetCutOff  = "fleet_cut_off" // this host is cut from etcd (or the fleet guard did not answer): no fleet-wide action
 	GuardApproval     = "approval"      // trust propose or approve: required: waits for a human
 )
 
@@ -54,7 +57,8 @@ const (
 // the problem and nobody else knows. Cooldown, busy and dry-run do not: a
 // remediation is already under way or was just done, or nothing is wanted.
 var escalating = map[string]bool{GuardAudit: true, GuardPaused: true, GuardProtected: true, GuardTrust: true, GuardFlapping: true,
-	GuardRateRunbook: true, GuardRateGlobal: true, GuardBudget: true, GuardNoTargets: true, GuardMaxTargets: true}
+	GuardRateRunbook: true, GuardRateGlobal: true, GuardBudget: true, GuardNoTargets: true, GuardMaxTargets: true,
+	GuardFleetRate: true, GuardFleetCutOff: true}
 
 // Decision is the result of Guards.Check.
 type Decision struct {

@@ -1,6 +1,7 @@
 package remedy
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -25,6 +26,10 @@ type plan struct {
 	rollback   []step
 	req        Request
 	approvedBy string
+	// The fleet-wide lock held for the run (Options.Fleet): its fence and
+	// its release, called once by finish.
+	fence        int64
+	fleetRelease func(context.Context) error
 
 	// Written by the run's goroutine only.
 	results []result

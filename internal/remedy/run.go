@@ -34,6 +34,7 @@ var errStepTimeout = errors.New("step timeout")
 // held (Guards.Admit) until the run finishes.
 func (e *Engine) startLocked(ctx context.Context, pl *plan) {
 	if e.stopping || e.runCtx == nil {
+		e.releaseFleet(ctx, pl.target, pl.fleetRelease)
 		e.guards.Release(e.clock.Now(), pl.target, pl.rb.name, pl.inc.ID, 0, false)
 		pl.inc.running--
 		e.record(ctx, medic.Event{Kind: EventRunEnd, Target: pl.target, Actor: actorOf(pl.rb.name), Reason: "aborted: shutdown",
@@ -362,6 +363,7 @@ func (e *Engine) rollback(ctx context.Context, pl *plan) {
 // finish releases the target, learns from the result, notifies or
 // escalates, and updates the incident.
 func (e *Engine) finish(ctx context.Context, pl *plan, res, why string) {
+	e.releaseFleet(ctx, pl.target, pl.fleetRelease) // before the engine's lock: it asks etcd
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.clock.Now()

@@ -1,0 +1,92 @@
+package remedy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/medic-dev/medic/internal/fleet"
+)
+
+// FleetGuard is the fleet-wide half of the guardrails, asked after every
+// guard of this host has allowed a run (fleet.Guard implements it: the
+// fleet agent's etcd guard, or fleet.NewLocal). A single-host medic has
+// none: its own guards are the whole story.
+type FleetGuard interface {
+	// Take takes one token of the fixed window key (max per per).
+	Take(ctx context.Context, key string, max int, per time.Duration) (ok bool, reason string, err error)
+	// Hold takes target's lock for one remediation; release frees it.
+	Hold(ctx context.Context, target string) (fence int64, release func(context.Context) error, err error)
+}
+
+// fleetTimeout bounds each request to the fleet guard (Hold, Take, release).
+// They are made while the engine decides, so a slow etcd delays decisions by
+// at most 2·fleetTimeout; a request that times out refuses the run
+// (fleet_cut_off): the fleet's consent is not proven.
+const fleetTimeout = 2 * time.Second
+
+// fleetRateKey is the fleet-wide window of automation.fleet_rate.
+const fleetRateKey = "automation"
+
+// fleetLocked asks the fleet guard for a run the host's guards allowed:
+// first the target's fleet-wide lock (held for the whole run, released by
+// finish), then a token of the fleet-wide rate. A refusal is a blocked
+// decision naming the fleet guard; on OutcomeAct pl holds the lock.
+func (e *Engine) fleetLocked(ctx context.Context, pl *plan) Decision {
+	block := func(guard, format string, args ...any) Decision {
+		return Decision{Outcome: OutcomeBlock, Guard: guard, Reason: fmt.Sprintf(format, args...), Escalate: escalating[guard]}
+	}
+	refused := func(what string, err error) Decision {
+		if errors.Is(err, fleet.ErrHeld) {
+			return block(GuardFleetBusy, "a remediation on another host (or this one) holds %s fleet-wide: %v", pl.target, err)
+		}
+		if errors.Is(err, fleet.ErrCutOff) {
+			return block(GuardFleetCutOff, "this host takes no fleet-wide action: %v", err)
+		}
+		return block(GuardFleetCutOff, "the fleet guard could not be asked (%s): %v; no action without the fleet's consent", what, err)
+	}
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fleetTimeout)
+	fence, release, err := e.fleet.Hold(hctx, pl.target)
+	cancel()
+	if err != nil {
+		return refused("lock "+pl.target, err)
+	}
+	r := e.cfg.Automation.FleetRate
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fleetTimeout)
+	ok, why, err := e.fleet.Take(tctx, fleetRateKey, r.Max, r.Per.D())
+	cancel()
+	if err != nil || !ok {
+		e.releaseFleet(ctx, pl.target, release)
+		if err != nil {
+			return refused("fleet rate", err)
+		}
+		return block(GuardFleetRate, "all runbooks on every host of the fleet: %s", why)
+	}
+	pl.fence, pl.fleetRelease = fence, release
+	return Decision{Outcome: OutcomeAct, Reason: fmt.Sprintf("all guardrails passed (fleet lock fence %d)", fence)}
+}
+
+// releaseFleet frees a fleet lock, bounded by fleetTimeout. A lock that
+// cannot be freed is logged: it is bound to this host's lease, so it goes
+// at the latest with the lease.
+func (e *Engine) releaseFleet(ctx context.Context, target string, release func(context.Context) error) {
+	if release == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fleetTimeout)
+	defer cancel()
+	if err := release(rctx); err != nil {
+		e.log.Error("release the fleet lock", "target", target, "err", err)
+	}
+}
+
+// fenceField renders a fence for the decision's record; "" (left out) when
+// no fleet lock was taken.
+func fenceField(f int64) string {
+	if f == 0 {
+		return ""
+	}
+	return strconv.FormatInt(f, 10)
+}

@@ -1,0 +1,209 @@
+package remedy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/fleet"
+	"github.com/medic-dev/medic/internal/notify"
+	"github.com/medic-dev/medic/internal/remedy"
+)
+
+// fakeFleet is a FleetGuard over fleet.Local that can be cut off and
+// counts the holds it released.
+type fakeFleet struct {
+	*fleet.Local
+	mu       sync.Mutex
+	cut      error // returned by Take and Hold when set
+	released int
+}
+
+func (f *fakeFleet) Take(ctx context.Context, key string, max int, per time.Duration) (bool, string, error) {
+	f.mu.Lock()
+	cut := f.cut
+	f.mu.Unlock()
+	if cut != nil {
+		return false, "", cut
+	}
+	return f.Local.Take(ctx, key, max, per)
+}
+
+func (f *fakeFleet) Hold(ctx context.Context, target string) (int64, func(context.Context) error, error) {
+	f.mu.Lock()
+	cut := f.cut
+	f.mu.Unlock()
+	if cut != nil {
+		return 0, nil, cut
+	}
+	fence, release, err := f.Local.Hold(ctx, target)
+	if err != nil {
+		return 0, nil, err
+	}
+	return fence, func(ctx context.Context) error {
+		f.mu.Lock()
+		f.released++
+		f.mu.Unlock()
+		return release(ctx)
+	}, nil
+}
+
+func restartFast(fleetRate int) *config.Config {
+	cfg := restartStuck("act")
+	cfg.Runbooks["restart_stuck"].Verify = nil
+	cfg.Runbooks["restart_stuck"].Cooldown = config.Duration(time.Nanosecond)
+	cfg.Automation.FleetRate = config.ActionRate{Max: fleetRate, Per: config.Duration(time.Hour)}
+	return cfg
+}
+
+// decisionOn waits for the decision of restart_stuck on target.
+func (h *harness) decisionOn(target string) (outcome, guard string, fields map[string]string) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, ev := range h.rec.all() {
+			if ev.Kind == remedy.EventDecision && ev.Target == target && ev.Fields["runbook"] == "restart_stuck" {
+				return ev.Fields["outcome"], ev.Fields["guard"], ev.Fields
+			}
+		}
+		if time.Now().After(deadline) {
+			h.dump()
+			h.t.Fatalf("no decision on %s", target)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The fleet-wide rate is asked after the host's own: with fleet_rate 2 and
+// the host's rate at its default of 50, the third run on a third target is
+// blocked with guard fleet_rate, recorded and escalated; every fleet lock
+// taken was released.
+func TestFleetRateBlocks(t *testing.T) {
+	sup := newFakeSup(map[string][2]int{"web": {3, 0}})
+	var ff *fakeFleet
+	h := start(t, restartFast(2), sup, func(o *remedy.Options) {
+		ff = &fakeFleet{Local: fleet.NewLocal(o.Clock)}
+		o.Fleet = ff
+	})
+	want := []string{"act", "act", "blocked"}
+	for i := range 3 {
+		target := fmt.Sprintf("web/%d", i)
+		h.fire("stuck", "instance", target, "service", "web")
+		outcome, guard, f := h.decisionOn(target)
+		if outcome != want[i] {
+			t.Fatalf("run %d: %s (guard %q), want %s", i+1, outcome, guard, want[i])
+		}
+		if outcome == "act" && f["fence"] == "" {
+			t.Errorf("run %d: the act decision records no fence: %v", i+1, f)
+		}
+		if outcome == "blocked" && guard != remedy.GuardFleetRate {
+			t.Fatalf("run %d blocked by %q, want %s", i+1, guard, remedy.GuardFleetRate)
+		}
+	}
+	if _, ok := h.notes.find("oncall", notify.KindTrigger, "blocked by fleet_rate"); !ok {
+		h.dump()
+		t.Error("a fleet_rate refusal was not escalated")
+	}
+	h.waitCount(2, remedy.EventRunEnd, "runbook", "restart_stuck")
+	ff.mu.Lock()
+	released := ff.released
+	ff.mu.Unlock()
+	if released != 3 { // the two runs', and the refused one's (held, then refused by the rate)
+		t.Errorf("%d fleet locks released, want 3", released)
+	}
+	if got := len(sup.Calls()); got != 2 {
+		t.Errorf("%d actions, want 2", got)
+	}
+}
+
+// A remediation holds its target's fleet lock for its whole run: another
+// host's hold is refused while it runs, and succeeds after; a target held
+// elsewhere is refused here with guard fleet_busy (not escalated: someone
+// is on it).
+func TestFleetLockHeldForTheRun(t *testing.T) {
+	sup := newFakeSup(map[string][2]int{"web": {3, 0}})
+	sup.block = make(chan struct{})
+	var ff *fakeFleet
+	h := start(t, restartFast(10), sup, func(o *remedy.Options) {
+		ff = &fakeFleet{Local: fleet.NewLocal(o.Clock)}
+		o.Fleet = ff
+	})
+	ctx := context.Background()
+	h.fire("stuck", "instance", "web/1", "service", "web")
+	if outcome, guard, _ := h.decisionOn("web/1"); outcome != "act" {
+		t.Fatalf("web/1: %s (%s)", outcome, guard)
+	}
+	if _, _, err := ff.Local.Hold(ctx, "web/1"); !errors.Is(err, fleet.ErrHeld) {
+		t.Fatalf("another host held web/1 during its remediation: %v", err)
+	}
+	close(sup.block)
+	h.wait(remedy.EventRunEnd, "runbook", "restart_stuck")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, release, err := ff.Local.Hold(ctx, "web/1")
+		if err == nil {
+			release(ctx) //nolint:errcheck // local
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("web/1 still held after its run ended: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	_, release, err := ff.Local.Hold(ctx, "web/2") // another host remediates web/2
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release(ctx) //nolint:errcheck // local
+	h.fire("stuck", "instance", "web/2", "service", "web")
+	if outcome, guard, _ := h.decisionOn("web/2"); outcome != "blocked" || guard != remedy.GuardFleetBusy {
+		t.Fatalf("web/2 held elsewhere: %s (%s), want blocked by %s", outcome, guard, remedy.GuardFleetBusy)
+	}
+	if _, ok := h.notes.find("oncall", notify.KindTrigger, "blocked by fleet_busy"); ok {
+		t.Error("fleet_busy escalated: another host is already on the target")
+	}
+	if got := sup.Calls(); len(got) != 1 {
+		t.Errorf("actions %v, want only the restart of web/1", got)
+	}
+}
+
+// A host cut from etcd takes no fleet-wide action: blocked with guard
+// fleet_cut_off and escalated; so does a fleet guard that does not answer.
+func TestFleetCutOff(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		why  string
+	}{
+		{"cut off", fmt.Errorf("fleet prod: %w", fleet.ErrCutOff), "takes no fleet-wide action"},
+		{"etcd error", errors.New("context deadline exceeded"), "could not be asked"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sup := newFakeSup(map[string][2]int{"web": {3, 0}})
+			h := start(t, restartFast(10), sup, func(o *remedy.Options) {
+				o.Fleet = &fakeFleet{Local: fleet.NewLocal(o.Clock), cut: tc.err}
+			})
+			h.fire("stuck", "instance", "web/0", "service", "web")
+			outcome, guard, _ := h.decisionOn("web/0")
+			if outcome != "blocked" || guard != remedy.GuardFleetCutOff {
+				t.Fatalf("%s (%s), want blocked by %s", outcome, guard, remedy.GuardFleetCutOff)
+			}
+			ev := h.wait(remedy.EventDecision, "guard", remedy.GuardFleetCutOff)
+			if !strings.Contains(ev.Reason, tc.why) {
+				t.Errorf("reason %q lacks %q", ev.Reason, tc.why)
+			}
+			if _, ok := h.notes.find("oncall", notify.KindTrigger, "blocked by fleet_cut_off"); !ok {
+				t.Error("fleet_cut_off not escalated")
+			}
+			if got := sup.Calls(); len(got) != 0 {
+				t.Errorf("a host cut from the fleet acted: %v", got)
+			}
+		})
+	}
+}
