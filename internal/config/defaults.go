@@ -57,6 +57,7 @@ func (c *Config) SetDefaults() {
 		}
 		s.setDefaults(d, "services."+name, base)
 	}
+	c.addBackupConditions() // before the sections' defaults, which fill theirs
 	c.sectionDefaults()
 }
 
