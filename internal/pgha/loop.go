@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/medic-dev/medic/internal/etcd"
 )
 
@@ -61,11 +64,27 @@ func (a *Agent) keepLease(ctx context.Context) {
 	a.mu.Lock()
 	s, due := a.session, now.Sub(a.lastRenew) >= a.pol.LoopWait-a.pol.LoopWait/10
 	a.mu.Unlock()
+	// A lease dropped while etcd could not be reached is revoked on every
+	// pass until etcd answers, whether or not a new session was made since:
+	// retried only while there was no session, it stayed pending for good
+	// once a session was granted in the same pass as a failed revoke (the
+	// connection came back in between), and etcd, which extends every lease
+	// it holds when it restarts, kept the fenced leader's key for a whole
+	// TTL more (issue 14: the write outage was etcd's outage + ~5 s).
 	if s == nil || s.Expired() {
 		if s != nil {
 			a.dropLeadership()
 		}
-		a.revokePending(ctx)
+		if err := a.revokePending(ctx); err != nil && unanswered(err) {
+			// etcd did not answer the revoke: a session now would be
+			// granted, at best, by the same etcd a moment later; the next
+			// pass tries both again without spending retry_timeout twice
+			// (a pass ends sooner, so the first one after etcd returns
+			// starts sooner). An etcd that answers with an error does not
+			// hold the session back: the revoke is retried beside it.
+			a.o.Metrics.inc(cntRenewFail, a.o.Cluster, a.o.Member)
+			return
+		}
 		rctx, cancel := context.WithTimeout(ctx, a.pol.RetryTimeout)
 		ns, err := a.o.Etcd.NewSession(rctx, a.pol.TTL, a.clock)
 		cancel()
@@ -84,6 +103,7 @@ func (a *Agent) keepLease(ctx context.Context) {
 	if !due {
 		return
 	}
+	a.revokePending(ctx)
 	timeout := a.pol.RetryTimeout
 	if a.leading() {
 		if left := a.pol.FenceAt(s.SafeUntil()).Sub(now); left < timeout {
@@ -164,25 +184,41 @@ func (a *Agent) dropLeadership() {
 // revokePending revokes the lease of a session dropped while etcd could not
 // be reached, once it can: before a new session, so that no key of the
 // old one outlives the member's decision to drop it.
-func (a *Agent) revokePending(ctx context.Context) {
+//
+// It returns nil when nothing is pending.
+func (a *Agent) revokePending(ctx context.Context) error {
 	a.mu.Lock()
 	id := a.pendingRevoke
 	a.mu.Unlock()
 	if id == 0 {
-		return
+		return nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, a.pol.RetryTimeout)
 	err := a.o.Etcd.Revoke(rctx, id)
 	cancel()
 	if err != nil {
 		a.log.Debug("revoke of a dropped lease failed; retried", "lease", id, "err", err)
-		return
+		return fmt.Errorf("pgha: revoke the dropped lease %x: %w", id, err)
 	}
 	a.mu.Lock()
 	a.pendingRevoke = 0
 	a.mu.Unlock()
 	a.record(ctx, "db.lease_revoked", fmt.Sprintf("etcd answers again: the lease %x this member dropped while it could not be reached "+
 		"is revoked, so that no key of it (the leader key) routes clients to this member", id))
+	return nil
+}
+
+// unanswered reports whether err means etcd did not answer (a deadline, no
+// connection), rather than answering with a refusal.
+func unanswered(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	switch status.Code(err) { // wrapped status errors are found too
+	case codes.DeadlineExceeded, codes.Unavailable:
+		return true
+	}
+	return false
 }
 
 // observe reads the local postgres.
