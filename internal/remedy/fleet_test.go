@@ -207,3 +207,44 @@ func TestFleetCutOff(t *testing.T) {
 		})
 	}
 }
+
+// The host's own guards come first: a run this host refuses (here its own
+// rate) spends no fleet-wide token and takes no fleet lock; a dry run asks
+// the fleet nothing either.
+func TestFleetAskedLast(t *testing.T) {
+	cfg := restartFast(10)
+	cfg.Automation.Rate = config.ActionRate{Max: 1, Per: config.Duration(time.Hour)}
+	sup := newFakeSup(map[string][2]int{"web": {3, 0}})
+	var ff *fakeFleet
+	h := start(t, cfg, sup, func(o *remedy.Options) {
+		ff = &fakeFleet{Local: fleet.NewLocal(o.Clock)}
+		o.Fleet = ff
+	})
+	h.fire("stuck", "instance", "web/0", "service", "web")
+	if outcome, _, _ := h.decisionOn("web/0"); outcome != "act" {
+		t.Fatalf("first run: %s", outcome)
+	}
+	h.fire("stuck", "instance", "web/1", "service", "web")
+	if outcome, guard, _ := h.decisionOn("web/1"); guard != remedy.GuardRateGlobal {
+		t.Fatalf("second run: %s (%s), want blocked by the host's %s", outcome, guard, remedy.GuardRateGlobal)
+	}
+	h.eng.SetDryRun(context.Background(), true, "test")
+	h.fire("stuck", "instance", "web/2", "service", "web")
+	h.decisionOn("web/2")
+	ctx := context.Background()
+	for _, target := range []string{"web/1", "web/2"} {
+		_, release, err := ff.Local.Hold(ctx, target)
+		if err != nil {
+			t.Fatalf("%s held in the fleet after this host refused (or dry-ran) it: %v", target, err)
+		}
+		release(ctx) //nolint:errcheck // local
+	}
+	for i := range 9 { // the first run took 1 of the fleet's 10 tokens
+		if ok, why, _ := ff.Local.Take(ctx, "automation", 10, time.Hour); !ok {
+			t.Fatalf("fleet token %d of the 9 left refused: %s", i+2, why)
+		}
+	}
+	if ok, _, _ := ff.Local.Take(ctx, "automation", 10, time.Hour); ok {
+		t.Fatal("the fleet window had more than 9 tokens left: the first run took none")
+	}
+}
