@@ -82,7 +82,7 @@ var fieldDocs = map[string]string{
 	"Config":                           "Config is the whole medic.yaml. Field docs are the reference: the README's\nconfig section and the generated JSON Schema are built from them.",
 	"Config.API":                       "The HTTP API.",
 	"Config.Automation":                "Guardrails and trust that apply to all automation.",
-	"Config.Conditions":                "Signals turned into conditions: thresholds held for a duration, trends, anomalies.",
+	"Config.Conditions":                "Signals turned into conditions: thresholds held for a duration, trends, anomalies. With a\ndatabase backup section, medic adds backup_archive_lagging and backup_archive_failing unless\na condition of that name or on that signal is written here (see docs/backup.md).",
 	"Config.DataDir":                   "Directory for the embedded store (audit log) and instance logs. Default ./.medic.",
 	"Config.Databases":                 "Managed PostgreSQL clusters by name.",
 	"Config.Drills":                    "Drill schedules and custom scenarios.",

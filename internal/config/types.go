@@ -13,7 +13,9 @@ type Config struct {
 	API API `yaml:"api" json:"api,omitempty"`
 	// Supervised services by name. Names: [a-z0-9][a-z0-9_-]*.
 	Services map[string]*Service `yaml:"services" json:"services,omitempty"`
-	// Signals turned into conditions: thresholds held for a duration, trends, anomalies.
+	// Signals turned into conditions: thresholds held for a duration, trends, anomalies. With a
+	// database backup section, medic adds backup_archive_lagging and backup_archive_failing unless
+	// a condition of that name or on that signal is written here (see docs/backup.md).
 	Conditions map[string]*Condition `yaml:"conditions" json:"conditions,omitempty"`
 	// Remediation runbooks by name.
 	Runbooks map[string]*Runbook `yaml:"runbooks" json:"runbooks,omitempty"`
