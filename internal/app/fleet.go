@@ -112,6 +112,16 @@ func (f *fleetGuard) Hold(ctx context.Context, target string) (int64, func(conte
 	return g.Hold(ctx, target)
 }
 
+// Safe reports whether this host still holds its fleet lease (remedy checks
+// it before each step of a run holding a fleet lock).
+func (f *fleetGuard) Safe() error {
+	g := f.g.Load()
+	if g == nil {
+		return fmt.Errorf("fleet agent not started: %w", fleet.ErrCutOff)
+	}
+	return g.Safe()
+}
+
 func countHosts(st fleet.Status, s fleet.State) int {
 	n := 0
 	for _, m := range st.Hosts {

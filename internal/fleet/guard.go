@@ -121,6 +121,15 @@ type EtcdGuard struct{ a *Agent }
 // SafeUntil.
 func (a *Agent) Guard() *EtcdGuard { return &EtcdGuard{a: a} }
 
+// Safe returns nil while this host is joined and its lease is within its
+// SafeUntil, and an error wrapping ErrCutOff otherwise: a remediation
+// holding a lock checks it before each step, since the lock goes with the
+// lease. It asks nothing of etcd.
+func (g *EtcdGuard) Safe() error {
+	_, err := g.lease()
+	return err
+}
+
 // maxTakeTries bounds the compare-and-swap retries of one Take under
 // contention (each retry means another host took a token meanwhile).
 const maxTakeTries = 32

@@ -68,7 +68,13 @@ func TestEtcdGuard(t *testing.T) {
 	if err != nil || fb <= fa {
 		t.Fatalf("h2's hold after h1's release: fence %d (h1's %d), %v", fb, fa, err)
 	}
+	if err := a.Guard().Safe(); err != nil {
+		t.Fatalf("h1 joined, yet not safe: %v", err)
+	}
 	b.stop() // its lease revoked: its locks go with it
+	if err := b.Guard().Safe(); !errors.Is(err, fleet.ErrCutOff) {
+		t.Fatalf("h2 out of the fleet is safe: %v", err)
+	}
 	if _, _, err := a.Guard().Hold(ctx, "web/0"); err != nil {
 		t.Fatalf("web/0 still held after h2 left: %v", err)
 	}

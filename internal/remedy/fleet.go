@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic/internal/fleet"
+	"github.com/medic-dev/medic/internal/notify"
 )
 
 // FleetGuard is the fleet-wide half of the guardrails, asked after every
@@ -19,6 +20,48 @@ type FleetGuard interface {
 	Take(ctx context.Context, key string, max int, per time.Duration) (ok bool, reason string, err error)
 	// Hold takes target's lock for one remediation; release frees it.
 	Hold(ctx context.Context, target string) (fence int64, release func(context.Context) error, err error)
+}
+
+// fleetSafety is what a fleet guard may also tell: whether this host still
+// holds its fleet lease (fleet.EtcdGuard does). A guard without it is
+// always safe (fleet.Local: one host).
+type fleetSafety interface {
+	Safe() error
+}
+
+// errFleetCutOff: a step of a run holding a fleet lock was not run because
+// this host may have lost its lease, and the lock with it.
+var errFleetCutOff = errors.New("remedy: cut from the fleet")
+
+// fleetSafe is checked before every step (and rollback step) of a run that
+// holds a fleet lock: a host cut from etcd mid-run stops acting, since its
+// lock goes with its lease and another host may take the target.
+func (e *Engine) fleetSafe(pl *plan) error {
+	if pl.fleetRelease == nil {
+		return nil
+	}
+	s, ok := e.fleet.(fleetSafety)
+	if !ok {
+		return nil
+	}
+	if err := s.Safe(); err != nil {
+		return fmt.Errorf("%w: %w", errFleetCutOff, err)
+	}
+	return nil
+}
+
+// escalateCutOff tells a human that a run stopped midway because its host
+// was cut from the fleet.
+func (e *Engine) escalateCutOff(ctx context.Context, pl *plan, why string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rb, inc := pl.rb, pl.inc
+	if inc.escalateOnce(GuardFleetCutOff + ":run:" + rb.name) {
+		e.send(ctx, e.escalateRoute(rb), notify.Notification{Kind: notify.KindTrigger, Severity: e.escalateSeverity(rb),
+			Summary: fmt.Sprintf("%s on %s: runbook %s stopped midway, this host is cut from the fleet", pl.trig.Condition, pl.target, rb.name),
+			Text:    e.evidence(pl, why), Target: pl.target, Actor: actorOf(rb.name),
+			Fields: fields("guard", GuardFleetCutOff)}, true, inc, GuardFleetCutOff)
+	}
 }
 
 // fleetTimeout bounds each request to the fleet guard (Hold, Take, release).

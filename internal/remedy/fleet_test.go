@@ -21,7 +21,14 @@ type fakeFleet struct {
 	*fleet.Local
 	mu       sync.Mutex
 	cut      error // returned by Take and Hold when set
+	unsafe   error // returned by Safe when set
 	released int
+}
+
+func (f *fakeFleet) Safe() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.unsafe
 }
 
 func (f *fakeFleet) Take(ctx context.Context, key string, max int, per time.Duration) (bool, string, error) {
@@ -246,5 +253,46 @@ func TestFleetAskedLast(t *testing.T) {
 	}
 	if ok, _, _ := ff.Local.Take(ctx, "automation", 10, time.Hour); ok {
 		t.Fatal("the fleet window had more than 9 tokens left: the first run took none")
+	}
+}
+
+// A host cut from etcd in the middle of a run stops acting: the step after
+// the cut is refused (guard fleet_cut_off, no rollback: it would act too),
+// the run ends aborted and a human is told.
+func TestFleetCutOffMidRun(t *testing.T) {
+	cfg := restartFast(10)
+	rb := cfg.Runbooks["restart_stuck"]
+	rb.Steps = append(rb.Steps, step("restart_instance", "web/2"))
+	rb.Rollback = []config.RunbookStep{step("restart_instance", "web/0")}
+	sup := newFakeSup(map[string][2]int{"web": {3, 0}})
+	sup.block = make(chan struct{})
+	var ff *fakeFleet
+	h := start(t, cfg, sup, func(o *remedy.Options) {
+		ff = &fakeFleet{Local: fleet.NewLocal(o.Clock)}
+		o.Fleet = ff
+	})
+	h.fire("stuck", "instance", "web/1", "service", "web")
+	if outcome, guard, _ := h.decisionOn("web/1"); outcome != "act" {
+		t.Fatalf("web/1: %s (%s)", outcome, guard)
+	}
+	h.wait(remedy.EventStepStart, "runbook", "restart_stuck")
+	ff.mu.Lock()
+	ff.unsafe = fmt.Errorf("fleet prod: %w", fleet.ErrCutOff)
+	ff.mu.Unlock()
+	close(sup.block)
+	end := h.wait(remedy.EventRunEnd, "runbook", "restart_stuck")
+	if end.Fields["result"] != "aborted" || !strings.Contains(end.Reason, "before step 2") {
+		h.dump()
+		t.Fatalf("run ended %q: %s", end.Fields["result"], end.Reason)
+	}
+	if got := sup.Calls(); len(got) != 1 || got[0] != "restart web/1" {
+		t.Fatalf("actions %v, want only step 1's restart of web/1 (no step 2, no rollback)", got)
+	}
+	if h.count(remedy.EventStepEnd, "guard", remedy.GuardFleetCutOff) != 1 {
+		h.dump()
+		t.Error("the refused step is not recorded with guard fleet_cut_off")
+	}
+	if _, ok := h.notes.find("oncall", notify.KindTrigger, "cut from the fleet"); !ok {
+		t.Error("a run stopped by the cut was not escalated")
 	}
 }

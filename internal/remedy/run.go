@@ -113,6 +113,12 @@ func (e *Engine) runStep(ctx context.Context, pl *plan, st *step) (string, strin
 		// Not a failure of the step: no rollback (it would act without a record either).
 		return resultAborted, fmt.Sprintf("aborted before step %d %s: %v", st.index, st.name, err)
 	}
+	if errors.Is(err, errFleetCutOff) {
+		// No rollback either: it would act without the fleet lock. A human is told.
+		why := fmt.Sprintf("aborted before step %d %s: %v", st.index, st.name, err)
+		e.escalateCutOff(ctx, pl, why)
+		return resultAborted, why
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return resultAborted, fmt.Sprintf("aborted: shutdown during step %d %s", st.index, st.name)
@@ -132,6 +138,10 @@ func (e *Engine) do(ctx context.Context, pl *plan, st *step) (action.Output, err
 		err := fmt.Errorf("%w: %s", ErrAuditDegraded, why)
 		e.stepEvent(ctx, pl, st, EventStepEnd, "refused: "+err.Error(), fields("ok", "false", "error", err.Error(), "guard", GuardAudit))
 		return action.Output{Summary: "refused: the audit log cannot store records"}, err, 0
+	}
+	if err := e.fleetSafe(pl); err != nil {
+		e.stepEvent(ctx, pl, st, EventStepEnd, "refused: "+err.Error(), fields("ok", "false", "error", err.Error(), "guard", GuardFleetCutOff))
+		return action.Output{Summary: "refused: this host is cut from the fleet"}, err, 0
 	}
 	e.mu.Lock()
 	drv := e.drivers[st.action] // Update may swap the map
