@@ -170,6 +170,11 @@ func (e *Engine) decideLocked(ctx context.Context, now time.Time, pl *plan) erro
 		switch {
 		case repeat > 0:
 			e.scheduleLocked(scheduled{at: now.Add(repeat), trig: pl.trig, runbook: rb.name, round: pl.round})
+		case d.Guard == GuardFleetBusy:
+			// Another host holds the target's name (until placement names
+			// instances fleet-wide, it may be its own copy of it): decide
+			// again while the condition holds, rather than never.
+			e.scheduleLocked(scheduled{at: now.Add(fleetBusyRetry), trig: pl.trig, runbook: rb.name, round: pl.round})
 		case d.Guard == GuardCooldown:
 			// Decide again when the cooldown ends if the condition still
 			// holds: edge-triggered conditions will not fire again by themselves.

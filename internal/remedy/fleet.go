@@ -70,6 +70,11 @@ func (e *Engine) escalateCutOff(ctx context.Context, pl *plan, why string) {
 // (fleet_cut_off): the fleet's consent is not proven.
 const fleetTimeout = 2 * time.Second
 
+// fleetBusyRetry is how long after a fleet_busy refusal the engine decides
+// again, if the condition still holds (edge-triggered conditions do not
+// fire again by themselves).
+const fleetBusyRetry = 15 * time.Second
+
 // fleetRateKey is the fleet-wide window of automation.fleet_rate.
 const fleetRateKey = "automation"
 

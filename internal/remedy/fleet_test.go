@@ -178,6 +178,21 @@ func TestFleetLockHeldForTheRun(t *testing.T) {
 	if got := sup.Calls(); len(got) != 1 {
 		t.Errorf("actions %v, want only the restart of web/1", got)
 	}
+	// The other host finishes: 15s later, the condition still firing, this
+	// host decides again and acts.
+	release(ctx) //nolint:errcheck // local
+	retryBy := time.Now().Add(10 * time.Second)
+	for len(sup.Calls()) < 2 {
+		if time.Now().After(retryBy) {
+			h.dump()
+			t.Fatalf("web/2 never remediated after the other host released it: %v", sup.Calls())
+		}
+		h.clk.Advance(time.Second)
+		time.Sleep(time.Millisecond)
+	}
+	if got := sup.Calls(); got[1] != "restart web/2" {
+		t.Errorf("actions %v", got)
+	}
 }
 
 // A host cut from etcd takes no fleet-wide action: blocked with guard
