@@ -103,7 +103,6 @@ func (a *Agent) keepLease(ctx context.Context) {
 	if !due {
 		return
 	}
-	a.revokePending(ctx)
 	timeout := a.pol.RetryTimeout
 	if a.leading() {
 		if left := a.pol.FenceAt(s.SafeUntil()).Sub(now); left < timeout {
@@ -130,6 +129,9 @@ func (a *Agent) keepLease(ctx context.Context) {
 	if a.leading() {
 		a.armFence(safe)
 	}
+	// After the renewal, so that a revoke etcd is slow to answer never
+	// delays the renewal a leader's fence depends on.
+	a.revokePending(ctx)
 }
 
 // armFence (re)sets the fence timer and the watchdog for a lease safe until safe.
