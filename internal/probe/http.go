@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -183,6 +184,11 @@ func (h *httpChecker) checkRaw(ctx context.Context) Outcome {
 
 // failed is the outcome of a check that got no response.
 func (h *httpChecker) failed(ctx context.Context, start time.Time, err error) Outcome {
+	// The socket carries ctx's deadline, and may report it a moment before
+	// ctx does: that is the probe's timeout, not the instance's error.
+	if dl, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(dl) {
+		<-ctx.Done()
+	}
 	if ctx.Err() != nil {
 		return ended(ctx, start)
 	}
