@@ -355,13 +355,8 @@ func (m *Manager) roll(ctx context.Context, service string, spec *config.Service
 		// Refused before any rollout started: done never runs.
 		m.Store.Finish(context.WithoutCancel(ctx), r.Seq, Finished{Outcome: Failed, Ended: m.Clock.Now(), Detail: derr.Error()}) //nolint:errcheck // best effort, as above
 	}
-	if got, lerr := m.Store.List(context.WithoutCancel(ctx), service); lerr == nil {
-		for _, g := range got {
-			if g.Seq == r.Seq {
-				r = g
-				break
-			}
-		}
+	if got, gerr := m.Store.Get(context.WithoutCancel(ctx), r.Seq); gerr == nil {
+		r = got // with the outcome and figures Finish recorded
 	}
 	return r, derr
 }

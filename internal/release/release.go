@@ -168,6 +168,26 @@ func (s *Store) List(ctx context.Context, service string) ([]Release, error) {
 	return out, nil
 }
 
+// Get returns release seq, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, seq int64) (Release, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM releases WHERE seq = ?`, seq)
+	if err != nil {
+		return Release{}, fmt.Errorf("release store: get %d: %w", seq, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return Release{}, fmt.Errorf("release store: get %d: %w", seq, err)
+		}
+		return Release{}, fmt.Errorf("release %d: %w", seq, ErrNotFound)
+	}
+	r, err := scan(rows)
+	if err != nil {
+		return Release{}, fmt.Errorf("release store: get %d: %w", seq, err)
+	}
+	return r, nil
+}
+
 func scan(rows *sql.Rows) (Release, error) {
 	var (
 		r                 Release

@@ -21,7 +21,8 @@ func rollback(in Input, _ time.Time) []Subject {
 		svc := in.Config.Services[name]
 		s := subject(name)
 		r, rok := latestRelease(in, name, func(r ReleaseRun) bool { return r.Source == "rollback" && r.Outcome == "live" })
-		if d, ok := latest(in, name, rollbackDrills); rok && (!ok || r.Ended.After(d.Started)) {
+		d, ok := latest(in, name, rollbackDrills)
+		if rok && (!ok || r.Ended.After(d.Started)) {
 			took := time.Duration(r.DurationSeconds * float64(time.Second))
 			if took > rollbackMax {
 				s.fail(fmt.Sprintf("the last rollback (to %s, %s) took %s > %s", r.Version, day(r.Ended), secs(r.DurationSeconds), rollbackMax),
@@ -32,7 +33,7 @@ func rollback(in Input, _ time.Time) []Subject {
 			out = append(out, s)
 			continue
 		}
-		if d, ok := latest(in, name, rollbackDrills); ok && in.DrillsKnown {
+		if ok && in.DrillsKnown {
 			ttr := time.Duration(d.TTRSeconds * float64(time.Second))
 			switch {
 			case !d.Passed:
