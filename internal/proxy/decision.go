@@ -245,9 +245,10 @@ func (d *Decision) Retry(now time.Time, o Outcome, status int, t Traits, attempt
 // Record counts the outcome of one try on b that took elapsed: the outlier
 // state, the latency estimate (a success's time to headers, or a timeout's
 // duration as a penalty that steers the balancer away even without
-// ejection), and the concurrency limit's sample. limit is the new
-// concurrency limit when it moved, else -1.
-func (d *Decision) Record(now time.Time, b *backend, o Outcome, elapsed time.Duration) (evs []event, limit int) {
+// ejection), the concurrency limit's sample, and the try in its instance's
+// group with status (the instance's answer; 0 when it gave none). limit is
+// the new concurrency limit when it moved, else -1.
+func (d *Decision) Record(now time.Time, b *backend, o Outcome, status int, elapsed time.Duration) (evs []event, limit int) {
 	limit = -1
 	if o == OutcomeCanceled {
 		d.pool.abandon(b)
@@ -269,7 +270,10 @@ func (d *Decision) Record(now time.Time, b *backend, o Outcome, elapsed time.Dur
 	case OutcomeTimeout:
 		sample = elapsed
 	}
-	return d.pool.record(b, now, !o.Failed(), sample), limit
+	if o != OutcomeOK && o != OutcomeStatus {
+		status = 0
+	}
+	return d.pool.record(b, now, !o.Failed(), sample, status, elapsed), limit
 }
 
 // Done ends one outstanding try (or TCP connection) on b.

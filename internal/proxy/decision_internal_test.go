@@ -44,7 +44,7 @@ func TestDecisionTimeline(t *testing.T) {
 		}, "picked"},
 		{time.Millisecond, "a reset GET is retried on the other instance", func(now time.Time) string {
 			first := held[0]
-			d.Record(now, first.backend, OutcomeReset, time.Millisecond)
+			d.Record(now, first.backend, OutcomeReset, 0, time.Millisecond)
 			r := d.Retry(now, OutcomeReset, 0, get, 1, []*backend{first.backend})
 			if r.Next.backend == nil || r.Next.Instance() == first.Instance() {
 				return "not elsewhere: " + r.Next.Instance()
@@ -75,7 +75,7 @@ func TestDecisionTimeline(t *testing.T) {
 			b := d.pool.byID["web/0"]
 			var evs []event
 			for range 3 {
-				e, _ := d.Record(now, b, OutcomeConnect, 0)
+				e, _ := d.Record(now, b, OutcomeConnect, 0, 0)
 				evs = append(evs, e...)
 			}
 			return kinds(evs)
@@ -98,7 +98,7 @@ func TestDecisionTimeline(t *testing.T) {
 		}, "web/0 panic"},
 		{time.Minute, "the ejection has ended: web/0 gets its trial", func(now time.Time) string {
 			p := d.First(now)
-			ev, _ := d.Record(now, p.backend, OutcomeOK, time.Millisecond)
+			ev, _ := d.Record(now, p.backend, OutcomeOK, 200, time.Millisecond)
 			d.Done(p.backend)
 			return p.Instance() + " " + kinds(ev)
 		}, "web/0 returned"},

@@ -229,7 +229,11 @@ func (p *Proxy) fastTry(ctx *fasthttp.RequestCtx, fx *fastExchange, pick Pick, b
 			err = fmt.Errorf("try on %s: no response headers within %v: %w", b.id, p.cfg.TryTimeout.D(), ErrTryTimeout)
 		}
 	}
-	p.recordTry(now, b, o, elapsed)
+	status := 0
+	if err == nil {
+		status = ctx.Response.StatusCode()
+	}
+	p.recordTry(now, b, o, status, elapsed)
 	if !streaming {
 		p.d.Done(b)
 	}

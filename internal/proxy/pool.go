@@ -24,6 +24,7 @@ type backend struct {
 	drained     chan struct{}         // closed when a draining backend has nothing in flight
 	conns       map[net.Conn]net.Conn // tcp mode: client → instance side
 	cuts        uint64                // tcp mode: how often its connections were cut
+	grp         *group                // its deploy group (groups.go)
 
 	requests, failures, ejections uint64
 }
@@ -46,10 +47,17 @@ type pool struct {
 	maxEjectPct int
 	panicking   bool
 	faults      map[string]Fault // by instance id; survives re-adds of the instance
+
+	groups   []*group          // deploy groups, in creation order; groups[0] is DefaultGroup
+	groupOf  map[string]string // group by instance id; survives re-adds
+	weighted bool              // first tries are split between groups by weight
 }
 
 func newPool(policy OutlierPolicy, maxEjectPct int) *pool {
-	return &pool{byID: map[string]*backend{}, policy: policy, maxEjectPct: maxEjectPct, faults: map[string]Fault{}}
+	p := &pool{byID: map[string]*backend{}, policy: policy, maxEjectPct: maxEjectPct, faults: map[string]Fault{},
+		groupOf: map[string]string{}}
+	_, _ = p.groupLocked(DefaultGroup)
+	return p
 }
 
 // event is a state change the pool reports for logging and metrics outside its lock.
@@ -69,16 +77,18 @@ const latencyFloor = 50e-6
 // weighted by the latency EWMA. Instances in tried are skipped. When trial is
 // set and an instance's ejection has ended, it gets this request as its trial.
 // With no instance in rotation but some ready (all ejected), it picks among
-// the ready ones (panic mode). It returns nil when no instance can be used,
-// and counts the pick as outstanding.
+// the ready ones (panic mode). With group weights, the instances are those
+// of the group chosen first (groups.go). It returns nil when no instance can
+// be used, and counts the pick as outstanding.
 func (p *pool) pick(now time.Time, tried []*backend, trial bool) (*backend, Fault, []event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var buf [16]*backend
 	eligible := buf[:0]
 	var chosen *backend
+	g := p.chooseGroupLocked(now, tried, trial)
 	for _, b := range p.list {
-		if !b.ready || b.draining || slices.Contains(tried, b) {
+		if !b.ready || b.draining || slices.Contains(tried, b) || g != nil && b.grp != g {
 			continue
 		}
 		switch b.outlier.State(now) {
@@ -93,7 +103,7 @@ func (p *pool) pick(now time.Time, tried []*backend, trial bool) (*backend, Faul
 	var evs []event
 	if chosen == nil && len(eligible) == 0 {
 		for _, b := range p.list {
-			if b.ready && !b.draining && !slices.Contains(tried, b) {
+			if b.ready && !b.draining && !slices.Contains(tried, b) && (g == nil || b.grp == g) {
 				eligible = append(eligible, b)
 			}
 		}
@@ -152,9 +162,14 @@ func score(now time.Time, b *backend) float64 {
 
 // record counts the outcome of one try at now. lat > 0 is a latency sample
 // (a success's time to headers, or a timeout's duration as a penalty).
-func (p *pool) record(b *backend, now time.Time, ok bool, lat time.Duration) []event {
+// status >= 0 (0: no answer) counts the try in b's group with took, its
+// time to headers or to the failure; tcp mode passes -1.
+func (p *pool) record(b *backend, now time.Time, ok bool, lat time.Duration, status int, took time.Duration) []event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if status >= 0 && b.grp != nil {
+		b.grp.add(status, took)
+	}
 	b.requests++
 	if !ok {
 		b.failures++
@@ -231,6 +246,11 @@ func (p *pool) set(id, addr string, ready bool) []event {
 	b, ok := p.byID[id]
 	if !ok {
 		b = &backend{id: id, ready: ready, outlier: NewOutlier(p.policy)}
+		gname := p.groupOf[id]
+		if gname == "" {
+			gname = DefaultGroup
+		}
+		b.grp, _ = p.groupLocked(gname) // exists: created with the pool or by setGroup
 		b.addrP.Store(&addr)
 		b.lat = ewma{v: p.meanLatencyLocked(nil)}
 		p.byID[id] = b

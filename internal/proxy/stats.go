@@ -26,12 +26,15 @@ type Stats struct {
 	// Injected faults by instance id.
 	Faults    map[string]Fault `json:"faults,omitempty"`
 	Instances []InstanceStats  `json:"instances"`
+	// Groups: the instances' deploy groups and their counters (groups.go).
+	Groups []GroupStats `json:"groups,omitempty"`
 }
 
 // InstanceStats is one instance as the proxy sees it.
 type InstanceStats struct {
 	ID       string `json:"id"`
 	Addr     string `json:"addr"`
+	Group    string `json:"group"`
 	Ready    bool   `json:"ready"`
 	Draining bool   `json:"draining"`
 	// InRotation: ready, not draining, breaker not open.
@@ -57,6 +60,7 @@ func (p *Proxy) Stats() Stats {
 		Shed: p.shed.Load(), RateLimited: p.rateLimited.Load(),
 	}
 	s.ConcurrencyLimit = p.d.Limit()
+	s.Groups = p.pool.groupStats(now)
 	p.pool.mu.Lock()
 	defer p.pool.mu.Unlock()
 	s.Panic = p.pool.panicking
@@ -70,7 +74,7 @@ func (p *Proxy) Stats() Stats {
 	for _, b := range p.pool.list {
 		st := b.outlier.State(now)
 		is := InstanceStats{
-			ID: b.id, Addr: b.addr(), Ready: b.ready, Draining: b.draining,
+			ID: b.id, Addr: b.addr(), Group: b.grp.name, Ready: b.ready, Draining: b.draining,
 			InRotation: b.ready && !b.draining && st != Open,
 			Breaker:    st, Ejections: b.ejections, Outstanding: b.outstanding,
 			LatencySeconds: b.lat.value(now), Requests: b.requests, Errors: b.failures,

@@ -110,7 +110,7 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 		p.m.try(b.id, err != nil, elapsed)
 		if err != nil {
 			if ctx.Err() == nil && !netguard.OwnShortage(err) { // medic's own shortage is not the instance's fault
-				p.emit(p.pool.record(b, p.clock.Now(), false, 0))
+				p.emit(p.pool.record(b, p.clock.Now(), false, 0, -1, 0))
 			} else {
 				p.pool.abandon(b)
 			}
@@ -121,7 +121,7 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 			}
 			continue
 		}
-		p.emit(p.pool.record(b, p.clock.Now(), true, elapsed))
+		p.emit(p.pool.record(b, p.clock.Now(), true, elapsed, -1, 0))
 		if !p.pool.track(b, client, up, gen) {
 			// Cut or removed while we dialed: another instance, or none.
 			_ = up.Close()

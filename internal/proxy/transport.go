@@ -140,7 +140,11 @@ func (t *retrier) try(ctx context.Context, req *http.Request, b *backend, fault 
 		o = OutcomeStatus
 	}
 	ex.sent = ex.sent || o.Sent()
-	p.recordTry(now, b, o, elapsed)
+	status := 0
+	if res != nil {
+		status = res.StatusCode
+	}
+	p.recordTry(now, b, o, status, elapsed)
 
 	if res == nil {
 		tcancel(nil)
@@ -194,8 +198,8 @@ func isIdempotent(r *http.Request) bool {
 }
 
 // recordTry hands one try's outcome to the decision and counts it.
-func (p *Proxy) recordTry(now time.Time, b *backend, o Outcome, elapsed time.Duration) {
-	evs, limit := p.d.Record(now, b, o, elapsed)
+func (p *Proxy) recordTry(now time.Time, b *backend, o Outcome, status int, elapsed time.Duration) {
+	evs, limit := p.d.Record(now, b, o, status, elapsed)
 	p.emit(evs)
 	if limit >= 0 {
 		p.m.limit().Set(float64(limit))
