@@ -106,3 +106,67 @@ func (f *Fleet) ValidateIn(c *Config) []FieldIssue {
 	}
 	return is
 }
+
+// ServiceFleet is a service's fleet-wide placement (docs/fleet.md,
+// Placement): instances spread over the fleet's hosts by a fixed rule, a
+// lost host's share taken over by the others, a returned host rebalanced
+// one instance at a time.
+type ServiceFleet struct {
+	// Instances of the service across the whole fleet, 1 to 1000. Required.
+	Instances int `yaml:"instances" json:"instances" jsonschema:"minimum=1,maximum=1000"`
+	// How instances are spread: host (as evenly as possible over the hosts, by name). Default
+	// host, the only value.
+	Spread string `yaml:"spread" json:"spread,omitempty" jsonschema:"enum=host"`
+	// Only these hosts (their top-level names) run the service. Default: every host of the fleet.
+	Hosts []string `yaml:"hosts" json:"hosts,omitempty"`
+	// Most instances one host runs; what fits nowhere is reported short. 0 = no limit. The
+	// service's ports run from port to port+max_per_host (one more for a rebalance's surge).
+	// Default 0.
+	MaxPerHost int `yaml:"max_per_host" json:"max_per_host,omitempty" jsonschema:"minimum=0,maximum=1000"`
+}
+
+// SpreadHost is the only spread: even over hosts.
+const SpreadHost = "host"
+
+// MaxShare is the most instances one host may run of the service: its cap
+// (or all of them) plus one for a rebalance's surge, bounded by 1000.
+func (f *ServiceFleet) MaxShare() int {
+	n := f.Instances
+	if f.MaxPerHost > 0 && f.MaxPerHost < n {
+		n = f.MaxPerHost
+	}
+	return min(n+1, maxInstances)
+}
+
+func (f *ServiceFleet) validate(ck *checker, p string, c *Config) {
+	if c.Fleet == nil {
+		ck.add(p, "a fleet-wide placement needs the top-level fleet section (docs/fleet.md)")
+	}
+	switch {
+	case f.Instances < 1:
+		ck.add(p+".instances", "required: the instances across the fleet, at least 1, got %d", f.Instances)
+	case f.Instances > maxInstances:
+		ck.add(p+".instances", "must be at most %d, got %d", maxInstances, f.Instances)
+	}
+	if f.Spread != "" && f.Spread != SpreadHost {
+		ck.add(p+".spread", "must be %q (even over the hosts), got %q", SpreadHost, f.Spread)
+	}
+	seen := map[string]bool{}
+	for i, h := range f.Hosts {
+		hp := fmt.Sprintf("%s.hosts[%d]", p, i)
+		switch {
+		case len(h) > 64 || !fleetName.MatchString(h):
+			ck.add(hp, "%q is not a host name: want %s, at most 64 characters (a host's top-level name)", h, fleetName)
+		case seen[h]:
+			ck.add(hp, "%q is listed twice", h)
+		}
+		seen[h] = true
+	}
+	switch {
+	case f.MaxPerHost < 0:
+		ck.add(p+".max_per_host", "must not be negative, got %d", f.MaxPerHost)
+	case f.MaxPerHost > 0 && len(f.Hosts) > 0 && f.MaxPerHost*len(f.Hosts) < f.Instances:
+		ck.add(p+".max_per_host", "%d on each of the %d hosts listed holds %d, fewer than the %d instances",
+			f.MaxPerHost, len(f.Hosts), f.MaxPerHost*len(f.Hosts), f.Instances)
+	}
+}

@@ -18,6 +18,7 @@ func checkPortOverlap(ck *checker, c *Config) {
 		lo, hi   int
 		location string
 		scaled   bool // the range reaches past instances to remedy.max_instances
+		fleet    bool // ... to this host's largest fleet share
 	}
 	var spans []span
 	for _, name := range sortedKeys(c.Services) {
@@ -29,12 +30,18 @@ func checkPortOverlap(ck *checker, c *Config) {
 		if s.Remedy != nil && s.Remedy.MaxInstances > n && s.Remedy.MaxInstances <= maxInstances {
 			n = s.Remedy.MaxInstances
 		}
-		spans = append(spans, span{name, s.Port, s.Port + n - 1, "services." + name + ".port", n > s.Instances})
+		fleet := false
+		if s.Fleet != nil && s.Fleet.Instances >= 1 && s.Fleet.Instances <= maxInstances && s.Fleet.MaxShare() > n {
+			n, fleet = s.Fleet.MaxShare(), true // this host's largest share of the fleet, with a rebalance's surge
+		}
+		spans = append(spans, span{name, s.Port, s.Port + n - 1, "services." + name + ".port", n > s.Instances, fleet})
 	}
 	_, apiPort, err := splitHostPort(c.API.Listen)
 	for j, b := range spans {
 		use := uses(b.lo, b.hi)
-		if b.scaled {
+		if b.fleet {
+			use = fmt.Sprintf("with this host's largest fleet share (%d, fleet.max_per_host or fleet.instances, +1 while rebalancing), instances use ports %d-%d", b.hi-b.lo+1, b.lo, b.hi)
+		} else if b.scaled {
 			use = fmt.Sprintf("scaled out to remedy.max_instances (%d), instances use ports %d-%d", b.hi-b.lo+1, b.lo, b.hi)
 		}
 		if err == nil && apiPort > 0 && b.lo <= apiPort && apiPort <= b.hi {

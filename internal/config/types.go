@@ -102,6 +102,11 @@ type Service struct {
 	Objectives *Objectives `yaml:"objectives" json:"objectives,omitempty"`
 	// What automation may do to this service (protection, scaling bounds).
 	Remedy *ServiceRemedy `yaml:"remedy" json:"remedy,omitempty"`
+	// Fleet-wide placement: how many instances run across the hosts of the fleet and where
+	// (docs/fleet.md, Placement). Needs the top-level fleet section. This host runs the share
+	// the placement in etcd gives it, starting with instances until it has read it. Default:
+	// none (this host runs instances, alone).
+	Fleet *ServiceFleet `yaml:"fleet" json:"fleet,omitempty"`
 }
 
 // Restart says when and how fast a stopped instance is started again.

@@ -71,6 +71,9 @@ func (c *Config) validate() Errors {
 		}
 		if s := c.Services[name]; s != nil {
 			s.validate(ck, p, c.Services)
+			if s.Fleet != nil {
+				s.Fleet.validate(ck, p+".fleet", c)
+			}
 		}
 	}
 	checkPortOverlap(ck, c)
