@@ -127,13 +127,19 @@ func entryName(n ast.Node) string {
 
 // checkMode refuses a tokens file that others than its owner may change.
 func checkMode(path string) error {
+	return checkFileMode(path, "tokens file", "give themselves any role")
+}
+
+// checkFileMode refuses a file of secrets' digests (what) that its group or
+// others may write: whoever can write it can do what it grants (power).
+func checkFileMode(path, what, power string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
 	if m := fi.Mode().Perm(); m&0o022 != 0 {
-		return fmt.Errorf("auth: tokens file %s is writable by %s (mode %04o): whoever can write it can give themselves any role; run chmod go-w %s",
-			path, writers(m), m, path)
+		return fmt.Errorf("auth: %s %s is writable by %s (mode %04o): whoever can write it can %s; run chmod go-w %s",
+			what, path, writers(m), m, power, path)
 	}
 	return nil
 }

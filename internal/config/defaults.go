@@ -91,6 +91,9 @@ func (s *Service) setDefaults(d filler, p, base string) {
 		m := max(s.Instances-1, 0)
 		s.MinAvailable = &m
 	}
+	if s.Proxy != nil && s.Proxy.Clients != nil && s.Proxy.Clients.KeysFile != "" {
+		s.Proxy.Clients.KeysFile = resolve(base, s.Proxy.Clients.KeysFile)
+	}
 	for _, dep := range s.Dependencies {
 		if dep != nil && dep.Fallback != nil && dep.Fallback.File != "" {
 			dep.Fallback.File = resolve(base, dep.Fallback.File)

@@ -40,6 +40,9 @@ type Proxy struct {
 	Shed ProxyShed `yaml:"shed" json:"shed,omitempty"`
 	// Per-client rate limits (http mode). Off unless rate is set.
 	RateLimit ProxyRateLimit `yaml:"rate_limit" json:"rate_limit,omitempty"`
+	// Client classes by verified API key, each with its rate, share of the concurrency limit
+	// and retry budget (http mode; docs/dependencies.md). Off unless set.
+	Clients *ProxyClients `yaml:"clients" json:"clients,omitempty"`
 	// Connection caps and timeouts of the listener (docs/security.md); tcp mode uses the caps only.
 	Limits Limits `yaml:"limits" json:"limits,omitempty"`
 }
@@ -112,7 +115,9 @@ type ProxyRateLimit struct {
 	Rate float64 `yaml:"rate" json:"rate,omitempty"`
 	// Requests a client may send at once above the rate. Default max(1, rate).
 	Burst int `yaml:"burst" json:"burst,omitempty"`
-	// Request header naming the client (an API key); without it, the client's IP address. Default X-API-Key.
+	// Request header naming the client (an API key). It names the client only when the key is
+	// verified against clients.keys_file; otherwise the client is its IP address, so that a
+	// made-up key per request gains nothing. Default X-API-Key.
 	KeyHeader string `yaml:"key_header" json:"key_header,omitempty"`
 	// Clients tracked at once; the least recently seen is forgotten first. Default 10000.
 	MaxClients int `yaml:"max_clients" json:"max_clients,omitempty"`
@@ -183,6 +188,9 @@ func (p *Proxy) SetDefaults() {
 	}
 	proxyDefaultInt(&l.MaxClients, 10000)
 	proxyDefaultDur(&l.Idle, 600e9)
+	if p.Clients != nil {
+		p.Clients.setDefaults(*r.Budget)
+	}
 	p.Limits.SetDefaults(DefaultProxyLimits)
 }
 
@@ -265,6 +273,12 @@ func (p *Proxy) Validate() []FieldIssue {
 	}
 	if l.MaxClients < 1 {
 		bad("rate_limit.max_clients", "must be at least 1")
+	}
+	if p.Clients != nil {
+		if p.Mode == ProxyModeTCP {
+			bad("clients", "client classes need mode http")
+		}
+		p.Clients.validate(bad)
 	}
 	return is
 }

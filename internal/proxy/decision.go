@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"errors"
 	"sync"
 	"time"
 
+	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/config"
 )
 
@@ -25,8 +27,12 @@ type Decision struct {
 	pool  *pool
 	retry RetryPolicy
 
-	budMu  sync.Mutex
-	budget Budget
+	budMu   sync.Mutex
+	budgets []Budget // one per client class; one without classes
+
+	// classes are the client classes; nil without them. Their seats are
+	// under limMu, their rate buckets under rlMu.
+	classes *classes
 
 	limMu   sync.Mutex
 	limiter *Limiter // nil when shedding is off
@@ -49,9 +55,17 @@ type RetryPolicy struct {
 func NewDecision(cfg config.Proxy) *Decision {
 	d := &Decision{
 		pool:      newPool(OutlierPolicyFrom(cfg.Outlier), *cfg.Outlier.MaxEjectionPercent),
-		budget:    NewBudget(*cfg.Retries.Budget, *cfg.Retries.MinPerSecond),
 		retry:     RetryPolicy{Max: *cfg.Retries.Max},
 		keyHeader: cfg.RateLimit.KeyHeader,
+	}
+	if cfg.Clients.Enabled() && cfg.Mode == config.ProxyModeHTTP {
+		d.classes = newClasses(cfg.Clients)
+		d.keyHeader = cfg.Clients.KeyHeader
+		for _, name := range cfg.Clients.ClassNames() {
+			d.budgets = append(d.budgets, NewBudget(*cfg.Clients.Classes[name].RetryBudget, *cfg.Retries.MinPerSecond))
+		}
+	} else {
+		d.budgets = []Budget{NewBudget(*cfg.Retries.Budget, *cfg.Retries.MinPerSecond)}
 	}
 	for _, s := range cfg.Retries.OnStatus {
 		d.retry.OnStatus[s] = true
@@ -86,48 +100,152 @@ type Admission struct {
 	// Held: the request holds a slot of the concurrency limit; the data
 	// plane calls Release when the request ends.
 	Held bool
+	// Class is the client's class (Client.Class).
+	Class int
 }
 
-// Admit decides whether a request from client (see ClientKey) is served at
-// now. longLived requests (upgrades, event streams) bypass the concurrency
-// limit, whose latency signal they would distort. An admitted request is
-// counted by the retry budget.
-func (d *Decision) Admit(now time.Time, client string, longLived bool) Admission {
-	if d.limits != nil {
+// Admit decides whether a request from c (see Identify) is served at now:
+// its class's rate, then its own rate (rate_limit), then a seat of the
+// concurrency limit (its class's share, see classes.seat). longLived
+// requests (upgrades, event streams) bypass the concurrency limit, whose
+// latency signal they would distort. An admitted request is counted by its
+// class's retry budget.
+func (d *Decision) Admit(now time.Time, c Client, longLived bool) Admission {
+	var cl *class
+	if d.classes != nil {
+		cl = &d.classes.list[c.Class]
+	}
+	if cl != nil && cl.bucket != nil {
 		d.rlMu.Lock()
-		ok, wait := d.limits.Allow(now, client)
+		ok, wait := allowBucket(cl.bucket, now)
 		d.rlMu.Unlock()
 		if !ok {
-			return Admission{Refusal: RateLimited, Status: 429, RetryAfter: wait, Reason: "rate limit exceeded for this client"}
+			cl.limited.Add(1)
+			return Admission{Refusal: RateLimited, Status: 429, RetryAfter: wait, Class: c.Class, Reason: "rate limit exceeded for client class " + cl.name}
 		}
 	}
-	var a Admission
+	if d.limits != nil {
+		d.rlMu.Lock()
+		ok, wait := d.limits.Allow(now, c.Key)
+		d.rlMu.Unlock()
+		if !ok {
+			if cl != nil {
+				cl.limited.Add(1)
+			}
+			return Admission{Refusal: RateLimited, Status: 429, RetryAfter: wait, Class: c.Class, Reason: "rate limit exceeded for this client"}
+		}
+	}
+	a := Admission{Class: c.Class}
 	if d.limiter != nil && !longLived {
 		d.limMu.Lock()
-		ok := d.limiter.Acquire()
+		var ok bool
+		if cl == nil {
+			ok = d.limiter.Acquire()
+		} else if ok = d.classes.seat(c.Class, d.limiter.Limit(), d.limiter.Inflight()); ok {
+			d.limiter.Take()
+			cl.inflight++
+		} else {
+			d.limiter.Refuse()
+		}
 		d.limMu.Unlock()
 		if !ok {
+			if cl != nil {
+				cl.shed.Add(1)
+				return Admission{Refusal: Shed, Status: 503, RetryAfter: time.Second, Class: c.Class, Reason: "overloaded: no seat left for client class " + cl.name}
+			}
 			return Admission{Refusal: Shed, Status: 503, RetryAfter: time.Second, Reason: "overloaded: concurrency limit reached"}
 		}
 		a.Held = true
 	}
+	if cl != nil {
+		cl.admitted.Add(1)
+	}
 	d.budMu.Lock()
-	d.budget.Request(now)
+	d.budgets[c.Class].Request(now)
 	d.budMu.Unlock()
 	return a
 }
 
-// RateLimits reports whether Admit needs a client key (a rate limit is set).
-func (d *Decision) RateLimits() bool { return d.limits != nil }
+// NeedsClient reports whether Admit needs Identify's answer (a rate limit or
+// client classes are set); otherwise Client{} will do.
+func (d *Decision) NeedsClient() bool { return d.limits != nil || d.classes != nil }
 
-// KeyHeader is the header that names a client for its rate limit.
+// KeyHeader is the header that carries a client's API key.
 func (d *Decision) KeyHeader() string { return d.keyHeader }
 
+// Identify says who sent a request presenting key (the KeyHeader's value or
+// a bearer token; empty when none) from address ip. Only a key verified
+// against the client keys file names a client or a class; without one the
+// client is its address, in the default class, so a made-up key per request
+// gains nothing.
+func (d *Decision) Identify(key []byte, ip string) Client {
+	if d.classes != nil {
+		return d.classes.identify(key, ip, d.limits != nil)
+	}
+	if d.limits == nil {
+		return Client{}
+	}
+	return Client{Key: "ip:" + ip}
+}
+
+// SetClientKeys installs the verified client keys; every class they name
+// must be defined. Without classes it is an error to give keys.
+func (d *Decision) SetClientKeys(k *auth.ClientKeys) error {
+	if d.classes == nil {
+		return errors.New("client keys given but no client classes are configured")
+	}
+	d.limMu.Lock()
+	defer d.limMu.Unlock()
+	return d.classes.setKeys(k)
+}
+
 // Release returns the concurrency slot of an admitted request that Held one.
-func (d *Decision) Release() {
+func (d *Decision) Release(a Admission) {
 	d.limMu.Lock()
 	d.limiter.Release()
+	if d.classes != nil {
+		d.classes.list[a.Class].inflight--
+	}
 	d.limMu.Unlock()
+}
+
+// ClassNames are the client classes by index (Client.Class); nil without classes.
+func (d *Decision) ClassNames() []string {
+	if d.classes == nil {
+		return nil
+	}
+	names := make([]string, len(d.classes.list))
+	for i := range d.classes.list {
+		names[i] = d.classes.list[i].name
+	}
+	return names
+}
+
+// ClassStats is a snapshot of the client classes; nil without classes.
+func (d *Decision) ClassStats() []ClassStats {
+	if d.classes == nil {
+		return nil
+	}
+	d.limMu.Lock()
+	defer d.limMu.Unlock()
+	limit := 0
+	if d.limiter != nil {
+		limit = d.limiter.Limit()
+	}
+	out := make([]ClassStats, len(d.classes.list))
+	for i := range d.classes.list {
+		c := &d.classes.list[i]
+		n, g := d.classes.seats(i, limit)
+		if d.limiter == nil {
+			n, g = 0, 0
+		}
+		out[i] = ClassStats{
+			Name: c.name, Priority: c.priority, Share: c.share, NominalSeats: n, GuaranteedSeats: g,
+			Inflight: c.inflight, Admitted: c.admitted.Load(), Shed: c.shed.Load(), RateLimited: c.limited.Load(),
+			Default: i == d.classes.def,
+		}
+	}
+	return out
 }
 
 // Limit is the current concurrency limit; 0 when shedding is off.
@@ -195,6 +313,8 @@ type Traits struct {
 	Replayable bool
 	// Untouched: no try has read any of a streaming body.
 	Untouched bool
+	// Class is the client's class, whose retry budget pays for a retry.
+	Class int
 }
 
 // Retryable applies the retry rules to one try's outcome and status: a try
@@ -233,7 +353,7 @@ func (d *Decision) Retry(now time.Time, o Outcome, status int, t Traits, attempt
 		return Retry{Next: Pick{Events: evs}}
 	}
 	d.budMu.Lock()
-	ok := d.budget.Allow(now)
+	ok := d.budgets[t.Class].Allow(now)
 	d.budMu.Unlock()
 	if !ok {
 		d.pool.done(b)

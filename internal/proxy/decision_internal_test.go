@@ -30,13 +30,13 @@ func TestDecisionTimeline(t *testing.T) {
 		do   func(now time.Time) string
 		want string
 	}{
-		{0, "admit a", func(now time.Time) string { return admit(d.Admit(now, "a", false)) }, "admitted held"},
-		{0, "admit a again", func(now time.Time) string { return admit(d.Admit(now, "a", false)) }, "admitted held"},
-		{0, "a's burst is spent", func(now time.Time) string { return admit(d.Admit(now, "a", false)) }, "refused 429 after 1s"},
-		{0, "b finds the limit of 2 full", func(now time.Time) string { return admit(d.Admit(now, "b", false)) }, "refused 503 after 1s"},
-		{0, "an upgrade bypasses the limit", func(now time.Time) string { return admit(d.Admit(now, "b", true)) }, "admitted"},
-		{0, "release one slot", func(time.Time) string { d.Release(); return "" }, ""},
-		{0, "c gets it", func(now time.Time) string { return admit(d.Admit(now, "c", false)) }, "admitted held"},
+		{0, "admit a", func(now time.Time) string { return admit(d.Admit(now, Client{Key: "a"}, false)) }, "admitted held"},
+		{0, "admit a again", func(now time.Time) string { return admit(d.Admit(now, Client{Key: "a"}, false)) }, "admitted held"},
+		{0, "a's burst is spent", func(now time.Time) string { return admit(d.Admit(now, Client{Key: "a"}, false)) }, "refused 429 after 1s"},
+		{0, "b finds the limit of 2 full", func(now time.Time) string { return admit(d.Admit(now, Client{Key: "b"}, false)) }, "refused 503 after 1s"},
+		{0, "an upgrade bypasses the limit", func(now time.Time) string { return admit(d.Admit(now, Client{Key: "b"}, true)) }, "admitted"},
+		{0, "release one slot", func(time.Time) string { d.Release(Admission{}); return "" }, ""},
+		{0, "c gets it", func(now time.Time) string { return admit(d.Admit(now, Client{Key: "c"}, false)) }, "admitted held"},
 		{0, "first try goes somewhere", func(now time.Time) string {
 			p := d.First(now)
 			held = append(held, p)

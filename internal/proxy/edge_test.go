@@ -17,6 +17,9 @@ import (
 	"github.com/medic-dev/medic/internal/proxy"
 )
 
+// TestPerClientRateLimit: without a client keys file an API key header is
+// not trusted, so a client making up a fresh key per request (the old bypass:
+// 20 of 20 answered) stays in its address's bucket.
 func TestPerClientRateLimit(t *testing.T) {
 	cfg := baseConfig()
 	cfg.RateLimit = config.ProxyRateLimit{Rate: 5, Burst: 5}
@@ -25,8 +28,8 @@ func TestPerClientRateLimit(t *testing.T) {
 	c := client(t)
 
 	limited := 0
-	for range 30 {
-		r := do(c, http.MethodGet, h.url+"/", nil, map[string]string{"X-API-Key": "noisy-agent"})
+	for i := range 30 {
+		r := do(c, http.MethodGet, h.url+"/", nil, map[string]string{"X-API-Key": fmt.Sprintf("fresh-%d", i)})
 		switch r.status {
 		case 200:
 		case http.StatusTooManyRequests:
@@ -39,12 +42,7 @@ func TestPerClientRateLimit(t *testing.T) {
 		}
 	}
 	if limited < 20 {
-		t.Fatalf("noisy client sent 30 requests at once with burst 5: %d limited, want at least 20", limited)
-	}
-	for i := range 5 {
-		if r := do(c, http.MethodGet, h.url+"/", nil, map[string]string{"X-API-Key": "quiet-user"}); r.status != 200 {
-			t.Fatalf("quiet client request %d: %d; the noisy one starved it", i, r.status)
-		}
+		t.Fatalf("a fresh made-up key per request, 30 requests at once with burst 5: %d limited, want at least 20", limited)
 	}
 	if s := h.p.Stats(); s.RateLimited != uint64(limited) {
 		t.Fatalf("stats count %d rate-limited, clients saw %d", s.RateLimited, limited)

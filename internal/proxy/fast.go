@@ -137,18 +137,19 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) {
 	p.m.requests().Inc()
 	defer p.finishFast(ctx, &fx, start)
 
-	key := ""
-	if p.d.RateLimits() {
-		key = fastClientKey(ctx, p.d.KeyHeader())
+	var c Client
+	if p.d.NeedsClient() {
+		c = p.d.Identify(fastPresentedKey(ctx, p.d.KeyHeader()), ctx.RemoteIP().String())
 	}
-	adm := p.d.Admit(start, key, false)
+	adm := p.d.Admit(start, c, false)
+	p.countClass(adm)
 	if adm.Refusal != Admitted {
 		p.countRefusal(adm.Refusal)
 		p.fastError(ctx, &fx, adm.Status, adm.RetryAfter, "medic: "+adm.Reason)
 		return
 	}
 	if adm.Held {
-		defer p.d.Release()
+		defer p.d.Release(adm)
 	}
 	p.m.inflight().Inc()
 	defer p.m.inflight().Dec()
@@ -172,7 +173,7 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) {
 		if err == nil {
 			status = ctx.Response.StatusCode()
 		}
-		traits := Traits{Idempotent: idempotent, Replayable: true, Untouched: true}
+		traits := Traits{Idempotent: idempotent, Replayable: true, Untouched: true, Class: c.Class}
 		r := p.d.Retry(p.clock.Now(), o, status, traits, fx.attempts, fx.triedList())
 		p.emit(r.Next.Events)
 		if r.Next.backend == nil || fx.ntried == len(fx.tried) {
@@ -541,15 +542,16 @@ func fastIdempotent(ctx *fasthttp.RequestCtx) bool {
 	return len(h.Peek("Idempotency-Key")) > 0 || len(h.Peek("X-Idempotency-Key")) > 0
 }
 
-// fastClientKey is clientKey for a fasthttp request.
-func fastClientKey(ctx *fasthttp.RequestCtx, header string) string {
-	if k := ctx.Request.Header.Peek(header); len(k) > 0 {
-		if len(k) > 256 {
-			k = k[:256]
-		}
-		return "key:" + string(k)
+// fastPresentedKey is presentedKey for a fasthttp request.
+func fastPresentedKey(ctx *fasthttp.RequestCtx, header string) []byte {
+	h := &ctx.Request.Header
+	if k := h.Peek(header); len(k) > 0 {
+		return k
 	}
-	return "ip:" + ctx.RemoteIP().String()
+	if a := h.Peek("Authorization"); len(a) > 7 && bytes.EqualFold(a[:7], []byte("bearer ")) {
+		return bytes.TrimSpace(a[7:])
+	}
+	return nil
 }
 
 // idBuffers hold new request ids while they are copied into the header.

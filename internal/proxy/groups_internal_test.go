@@ -146,7 +146,7 @@ func TestGroupRetries(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := d.pool.byID[first]
-		d.Admit(t0, "", false) // the retry budget counts admitted requests
+		d.Admit(t0, Client{}, false) // the retry budget counts admitted requests
 		r := d.Retry(t0, OutcomeReset, 0, get, 1, []*backend{b})
 		if r.Next.backend == nil {
 			return "none"

@@ -26,6 +26,7 @@ type exchange struct {
 	instance        string // the instance of the last try
 	sent            bool   // some try reached an instance
 	budgetExhausted bool
+	class           int // the client's class (Client.Class)
 	status          int
 	err             error
 }
@@ -47,18 +48,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.m.requests().Inc()
 	defer func() { p.finishRequest(r, ex, start) }()
 
-	key := ""
-	if p.d.RateLimits() {
-		key = clientKey(r, p.d.KeyHeader())
+	var c Client
+	if p.d.NeedsClient() {
+		c = p.d.Identify(presentedKey(r.Header, p.d.KeyHeader()), remoteIP(r.RemoteAddr))
 	}
-	adm := p.d.Admit(start, key, longLived(r))
+	ex.class = c.Class
+	adm := p.d.Admit(start, c, longLived(r))
+	p.countClass(adm)
 	if adm.Refusal != Admitted {
 		p.countRefusal(adm.Refusal)
 		p.refuse(w, ex, adm.Status, adm.RetryAfter, adm.Reason)
 		return
 	}
 	if adm.Held {
-		defer p.d.Release()
+		defer p.d.Release(adm)
 	}
 	p.m.inflight().Inc()
 	defer p.m.inflight().Dec()
@@ -124,6 +127,21 @@ func (p *Proxy) countRefusal(r Refusal) {
 	}
 }
 
+// countClass counts an admission by its client class, when classes are set.
+func (p *Proxy) countClass(a Admission) {
+	if p.classNames == nil {
+		return
+	}
+	result := "admitted"
+	switch a.Refusal {
+	case RateLimited:
+		result = "rate_limited"
+	case Shed:
+		result = "shed"
+	}
+	p.m.class(p.classNames[a.Class], result).Inc()
+}
+
 // refuse answers a request medic does not forward (429 or 503) with Retry-After.
 func (p *Proxy) refuse(w http.ResponseWriter, ex *exchange, status int, wait time.Duration, msg string) {
 	ex.status = status
@@ -153,6 +171,9 @@ func (p *Proxy) finishRequest(r *http.Request, ex *exchange, start time.Time) {
 		slog.Int("status", ex.status),
 		slog.Float64("duration_seconds", d.Seconds()),
 	}
+	if p.classNames != nil {
+		attrs = append(attrs, slog.String("class", p.classNames[ex.class]))
+	}
 	if ex.budgetExhausted {
 		attrs = append(attrs, slog.Bool("retry_budget_exhausted", true))
 	}
@@ -176,20 +197,25 @@ func requestID(in string) string {
 	return hex.EncodeToString(b[:])
 }
 
-// clientKey names the client for rate limiting: the key header if present
-// (bounded in length), else the client's IP address.
-func clientKey(r *http.Request, header string) string {
-	if k := r.Header.Get(header); k != "" {
-		if len(k) > 256 {
-			k = k[:256]
-		}
-		return "key:" + k
+// presentedKey is the API key a request presents: the key header, else a
+// bearer token. Decision.Identify verifies it.
+func presentedKey(h http.Header, header string) []byte {
+	if k := h.Get(header); k != "" {
+		return []byte(k)
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if a := h.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return []byte(strings.TrimSpace(a[7:]))
+	}
+	return nil
+}
+
+// remoteIP is the address part of a RemoteAddr.
+func remoteIP(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		host = r.RemoteAddr
+		return addr
 	}
-	return "ip:" + host
+	return host
 }
 
 // longLived reports requests that may hold a connection open for long

@@ -120,6 +120,16 @@ func (l *Limiter) Acquire() bool {
 	return true
 }
 
+// Take takes a slot whatever the limit: the client classes decided (see
+// classes.seat), and may briefly hold more than the limit.
+func (l *Limiter) Take() {
+	l.inflight++
+	l.peak = max(l.peak, l.inflight)
+}
+
+// Refuse counts a request refused a slot (demand above the limit).
+func (l *Limiter) Refuse() { l.refused++ }
+
 // Release frees a slot.
 func (l *Limiter) Release() { l.inflight-- }
 

@@ -23,9 +23,12 @@ func (m *metrics) errors() prometheus.Counter      { return m.v.errors.WithLabel
 func (m *metrics) retries() prometheus.Counter     { return m.v.retries.WithLabelValues(m.service) }
 func (m *metrics) shed() prometheus.Counter        { return m.v.shed.WithLabelValues(m.service) }
 func (m *metrics) rateLimited() prometheus.Counter { return m.v.rateLimited.WithLabelValues(m.service) }
-func (m *metrics) duration() prometheus.Observer   { return m.v.duration.WithLabelValues(m.service) }
-func (m *metrics) inflight() prometheus.Gauge      { return m.v.inflight.WithLabelValues(m.service) }
-func (m *metrics) limit() prometheus.Gauge         { return m.v.limit.WithLabelValues(m.service) }
+func (m *metrics) class(name, result string) prometheus.Counter {
+	return m.v.classRequests.WithLabelValues(m.service, name, result)
+}
+func (m *metrics) duration() prometheus.Observer { return m.v.duration.WithLabelValues(m.service) }
+func (m *metrics) inflight() prometheus.Gauge    { return m.v.inflight.WithLabelValues(m.service) }
+func (m *metrics) limit() prometheus.Gauge       { return m.v.limit.WithLabelValues(m.service) }
 
 // try counts one try (tcp mode: connection attempt) on instance id.
 func (m *metrics) try(id string, failed bool, d time.Duration) {
@@ -52,6 +55,7 @@ type vecs struct {
 	inflight, limit                              *prometheus.GaugeVec
 	instRequests, instErrors, instEjections      *prometheus.CounterVec
 	instDuration                                 *prometheus.HistogramVec
+	classRequests                                *prometheus.CounterVec
 }
 
 // latencyBuckets reach from half a millisecond (a proxied loopback hop) to 10 s.
@@ -82,12 +86,13 @@ func newVecs() *vecs {
 		instErrors:    counter("medic_proxy_instance_errors_total", "Tries that failed at an instance: connect error, reset, timeout or 5xx.", inst),
 		instEjections: counter("medic_proxy_instance_ejections_total", "Times an instance was ejected by outlier detection.", inst),
 		instDuration:  hist("medic_proxy_instance_request_duration_seconds", "Time of one try to an instance, until its response headers.", inst),
+		classRequests: counter("medic_proxy_class_requests_total", "Client requests by client class and result: admitted, shed (503, no seat) or rate_limited (429).", []string{"service", "class", "result"}),
 	}
 }
 
 // register adds the vectors to reg, sharing those another proxy registered first.
 func (v *vecs) register(reg prometheus.Registerer) error {
-	for _, c := range []*prometheus.CounterVec{v.requests, v.errors, v.retries, v.shed, v.rateLimited, v.instRequests, v.instErrors, v.instEjections} {
+	for _, c := range []*prometheus.CounterVec{v.requests, v.errors, v.retries, v.shed, v.rateLimited, v.instRequests, v.instErrors, v.instEjections, v.classRequests} {
 		if err := registerShared(reg, c, func(e prometheus.Collector) { *c = *e.(*prometheus.CounterVec) }); err != nil {
 			return err
 		}
@@ -138,7 +143,7 @@ func (m *metrics) deleteInstance(id string) {
 func (m *metrics) deleteService() {
 	v := m.v
 	l := prometheus.Labels{"service": m.service}
-	for _, c := range []*prometheus.CounterVec{v.requests, v.errors, v.retries, v.shed, v.rateLimited, v.instRequests, v.instErrors, v.instEjections} {
+	for _, c := range []*prometheus.CounterVec{v.requests, v.errors, v.retries, v.shed, v.rateLimited, v.instRequests, v.instErrors, v.instEjections, v.classRequests} {
 		c.DeletePartialMatch(l)
 	}
 	v.duration.DeletePartialMatch(l)

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
+	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/netguard"
@@ -85,6 +86,8 @@ type Proxy struct {
 	// d decides where each request goes; the code here and in handler.go,
 	// transport.go and tcp.go moves the bytes.
 	d *Decision
+	// classNames are the client classes by index; nil without classes.
+	classNames []string
 
 	requests, errors, retries, shed, rateLimited atomic.Uint64
 	served                                       atomic.Bool
@@ -128,6 +131,16 @@ func New(o Options) (*Proxy, error) {
 		dialer:     net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second},
 	}
 	p.pool = p.d.pool
+	p.classNames = p.d.ClassNames()
+	if c := cfg.Clients; c.Enabled() && c.KeysFile != "" {
+		keys, err := auth.LoadClientKeys(c.KeysFile)
+		if err == nil {
+			err = p.d.SetClientKeys(keys)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("proxy %s: clients.keys_file: %w", o.Service, err)
+		}
+	}
 	p.fast = cfg.Mode == config.ProxyModeHTTP && cfg.DataPlane == config.ProxyDataPlaneFast
 	p.up = newUpstreams(&p.dialer)
 	if p.log == nil {

@@ -28,6 +28,8 @@ type Stats struct {
 	Instances []InstanceStats  `json:"instances"`
 	// Groups: the instances' deploy groups and their counters (groups.go).
 	Groups []GroupStats `json:"groups,omitempty"`
+	// Client classes (proxy.clients), by name; absent without classes.
+	Classes []ClassStats `json:"classes,omitempty"`
 }
 
 // InstanceStats is one instance as the proxy sees it.
@@ -61,6 +63,7 @@ func (p *Proxy) Stats() Stats {
 	}
 	s.ConcurrencyLimit = p.d.Limit()
 	s.Groups = p.pool.groupStats(now)
+	s.Classes = p.d.ClassStats()
 	p.pool.mu.Lock()
 	defer p.pool.mu.Unlock()
 	s.Panic = p.pool.panicking

@@ -66,7 +66,7 @@ func (t *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		if res != nil {
 			status = res.StatusCode
 		}
-		traits := Traits{Idempotent: idempotent, Replayable: body.replayable(), Untouched: body.untouched()}
+		traits := Traits{Idempotent: idempotent, Replayable: body.replayable(), Untouched: body.untouched(), Class: ex.class}
 		r := p.d.Retry(p.clock.Now(), o, status, traits, ex.attempts, ex.tried)
 		p.emit(r.Next.Events)
 		if r.Next.backend == nil {
