@@ -81,6 +81,8 @@ type Service struct {
 	Version string `yaml:"version" json:"version,omitempty" jsonschema:"maxLength=64"`
 	// How many releases of the service the history keeps (medic releases, medic rollback --to). Default 10.
 	ReleaseHistory int `yaml:"release_history" json:"release_history,omitempty" jsonschema:"minimum=0,maximum=1000"`
+	// How a new release rolls out: rolling (default) or canary, and the canary's steps and verdict.
+	Deploy *Deploy `yaml:"deploy" json:"deploy,omitempty"`
 	// sd_notify readiness and watchdog.
 	Notify *Notify `yaml:"notify" json:"notify,omitempty"`
 	// Per-instance stdout/stderr log files.

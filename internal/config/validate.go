@@ -139,6 +139,9 @@ func (s *Service) validate(ck *checker, p string, all map[string]*Service) {
 		ck.add(p+".port", "instances use ports %d-%d, beyond 65535", s.Port, last)
 	}
 	s.Restart.validate(ck, p+".restart")
+	if s.Deploy != nil {
+		s.Deploy.validate(ck, p+".deploy", s)
+	}
 	s.validateDependencies(ck, p)
 	if !slices.Contains(signals, s.Stop.Signal) {
 		ck.add(p+".stop.signal", "must be one of %s, got %q", strings.Join(signals, ", "), s.Stop.Signal)

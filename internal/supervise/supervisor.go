@@ -69,6 +69,10 @@ type service struct {
 	minAvail  int
 	rolling   lock     // one rolling restart or rollout at a time
 	rollout   *rollout // the rollout under way (nil: none); guarded by Supervisor.mu
+	// groups run beside the instances from other specs (groups.go);
+	// guarded by Supervisor.mu.
+	groups         map[string]*group
+	nextGroupIndex int
 }
 
 // New builds a supervisor for cfg. Nothing starts until Serve.

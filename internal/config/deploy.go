@@ -1,0 +1,123 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/medic-dev/medic/internal/verdict"
+)
+
+// Deploy says how a new release of the service (medic deploy, the API) rolls out (docs/deploys.md).
+type Deploy struct {
+	// rolling (one instance at a time within the disruption budget) or canary (traffic steps judged
+	// against a baseline of the old release, rolled back automatically). Default rolling.
+	Strategy string `yaml:"strategy" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=canary"`
+	// Canary: the canary's share of the requests at each step, in percent, increasing; the last is 100
+	// (the promotion: the stable instances roll out to the new release). Default [5, 25, 50, 100].
+	Steps []int `yaml:"steps" json:"steps,omitempty" jsonschema:"maxItems=20"`
+	// Canary: instances of the canary and of the baseline (the old release, started beside it) each. Default 1.
+	CanaryInstances int `yaml:"canary_instances" json:"canary_instances,omitempty" jsonschema:"minimum=0,maximum=100"`
+	// Canary: requests the canary must receive at a step before the step is promoted. Default 50.
+	StepMinRequests int `yaml:"step_min_requests" json:"step_min_requests,omitempty" jsonschema:"minimum=0,maximum=1000000"`
+	// Canary: the longest a step waits for a verdict; still undecided, the canary is rolled back (no
+	// promotion without proof). Default 10m.
+	StepMaxDuration Duration `yaml:"step_max_duration" json:"step_max_duration,omitempty"`
+	// Canary: how long the canary and baseline instances have to become ready (and to be ready again
+	// after losing readiness). Default 2m.
+	ReadyTimeout Duration `yaml:"ready_timeout" json:"ready_timeout,omitempty"`
+	// Canary: restarts of the canary's instances tolerated; one more is a crash loop, rolled back. Default 2.
+	MaxRestarts int `yaml:"max_restarts" json:"max_restarts,omitempty" jsonschema:"minimum=0,maximum=1000"`
+	// Canary: act (promote each passed step and roll back on its own) or propose (each promotion waits
+	// for an approval: medic deploy approve SERVICE; rollbacks still act). Default act.
+	Trust string `yaml:"trust" json:"trust,omitempty" jsonschema:"enum=act,enum=propose"`
+	// Canary: the statistical tests' settings (docs/deploys.md, "The verdict").
+	Verdict DeployVerdict `yaml:"verdict" json:"verdict,omitempty"`
+}
+
+// DeployVerdict holds the canary verdict's settings; 0 means the default.
+type DeployVerdict struct {
+	// The error and tail tests' false-fail bound: a canary as good as its baseline fails with probability
+	// at most alpha/(1-beta). Default 0.01.
+	Alpha float64 `yaml:"alpha" json:"alpha,omitempty" jsonschema:"minimum=0,maximum=1"`
+	// The chance to pass a canary at the alternative error rate. Default 0.05.
+	Beta float64 `yaml:"beta" json:"beta,omitempty" jsonschema:"minimum=0,maximum=1"`
+	// The lowest error rate assumed of the old release. Default 0.005.
+	ErrorFloor float64 `yaml:"error_floor" json:"error_floor,omitempty" jsonschema:"minimum=0,maximum=1"`
+	// The error regression the test is tuned to detect, in points over the baseline's rate. Default 0.025.
+	ErrorIncrease float64 `yaml:"error_increase" json:"error_increase,omitempty" jsonschema:"minimum=0,maximum=1"`
+	// Mann-Whitney significance of the latency tests. Default 0.01.
+	LatencyAlpha float64 `yaml:"latency_alpha" json:"latency_alpha,omitempty" jsonschema:"minimum=0,maximum=1"`
+	// The largest median slowdown accepted, relative to the baseline's median. Default 0.10.
+	LatencyTolerance float64 `yaml:"latency_tolerance" json:"latency_tolerance,omitempty" jsonschema:"minimum=0"`
+	// Slack over the baseline's p99 before a canary request counts as slow. Default 0.25.
+	TailTolerance float64 `yaml:"tail_tolerance" json:"tail_tolerance,omitempty" jsonschema:"minimum=0"`
+	// Drop latencies beyond k × IQR outside the quartiles before Mann-Whitney (Kayenta: 3). Default 0: off.
+	OutlierIQR float64 `yaml:"outlier_iqr" json:"outlier_iqr,omitempty" jsonschema:"minimum=0"`
+	// Requests per group before any metric decides. Default 20.
+	MinSamples int `yaml:"min_samples" json:"min_samples,omitempty" jsonschema:"minimum=0"`
+	// Traffic time of the canary before a pass. Default 0.
+	MinDuration Duration `yaml:"min_duration" json:"min_duration,omitempty"`
+}
+
+// The deploy strategies.
+const (
+	StrategyRolling = "rolling"
+	StrategyCanary  = "canary"
+)
+
+// VerdictConfig returns the verdict package's settings.
+func (v DeployVerdict) VerdictConfig() verdict.Config {
+	return verdict.Config{Alpha: v.Alpha, Beta: v.Beta, ErrorFloor: v.ErrorFloor, ErrorIncrease: v.ErrorIncrease,
+		LatencyAlpha: v.LatencyAlpha, LatencyTolerance: v.LatencyTolerance, TailTolerance: v.TailTolerance,
+		OutlierIQR: v.OutlierIQR, MinSamples: v.MinSamples, MinDuration: v.MinDuration.D()}
+}
+
+func (d *Deploy) validate(ck *checker, p string, s *Service) {
+	switch d.Strategy {
+	case "", StrategyRolling:
+	case StrategyCanary:
+		if s.Proxy == nil || s.Proxy.Mode != ProxyModeHTTP {
+			ck.add(p+".strategy", "canary needs the service's HTTP proxy (services.X.proxy, mode http): the verdict judges the requests it sees")
+		}
+		if s.Port == 0 {
+			ck.add(p+".strategy", "canary needs a port: the canary and baseline instances listen on spare ports given as PORT")
+		}
+	default:
+		ck.add(p+".strategy", "must be rolling or canary, got %q", d.Strategy)
+	}
+	if len(d.Steps) > 20 {
+		ck.add(p+".steps", "at most 20 steps, got %d", len(d.Steps))
+	}
+	prev := 0
+	for i, v := range d.Steps {
+		if v <= prev || v > 100 {
+			ck.add(fmt.Sprintf("%s.steps[%d]", p, i), "want increasing percentages from 1 to 100, got %d after %d", v, prev)
+			break
+		}
+		prev = v
+	}
+	if len(d.Steps) > 0 && prev != 100 && prev == d.Steps[len(d.Steps)-1] {
+		ck.add(p+".steps", "the last step must be 100 (the promotion), got %d", prev)
+	}
+	if d.CanaryInstances < 0 || d.CanaryInstances > 100 {
+		ck.add(p+".canary_instances", "must be from 1 to 100, got %d", d.CanaryInstances)
+	}
+	if d.StepMinRequests < 0 || d.StepMinRequests > 1_000_000 {
+		ck.add(p+".step_min_requests", "must be from 0 to 1000000, got %d", d.StepMinRequests)
+	}
+	if d.StepMaxDuration != 0 && d.StepMaxDuration.D().Seconds() < 1 {
+		ck.add(p+".step_max_duration", "must be at least 1s, got %s", d.StepMaxDuration)
+	}
+	if d.ReadyTimeout != 0 && d.ReadyTimeout.D().Seconds() < 1 {
+		ck.add(p+".ready_timeout", "must be at least 1s, got %s", d.ReadyTimeout)
+	}
+	if d.MaxRestarts < 0 || d.MaxRestarts > 1000 {
+		ck.add(p+".max_restarts", "must be from 0 to 1000, got %d", d.MaxRestarts)
+	}
+	if d.Trust != "" && d.Trust != "act" && d.Trust != "propose" {
+		ck.add(p+".trust", "must be act or propose, got %q", d.Trust)
+	}
+	if err := d.Verdict.VerdictConfig().Validate(); err != nil {
+		ck.add(p+".verdict", "%s", strings.TrimPrefix(err.Error(), "verdict: "))
+	}
+}
