@@ -147,8 +147,9 @@ const (
 	EventUnready      EventKind = "instance.unready"
 	EventNotify       EventKind = "instance.notify" // sd_notify message
 	EventScaled       EventKind = "service.scaled"
-	EventLeftover     EventKind = "instance.leftover" // a process group left by a previous medic was stopped
-	EventAdopted      EventKind = "instance.adopted"  // a process left running by a previous medic was taken over
+	EventLeftover     EventKind = "instance.leftover"   // a process group left by a previous medic was stopped
+	EventAdopted      EventKind = "instance.adopted"    // a process left running by a previous medic was taken over
+	EventOOMKilled    EventKind = "instance.oom_killed" // the instance reached its memory limit and the kernel's OOM killer ended it
 	EventRolledBack   EventKind = "service.rolledback"
 	EventRolledOut    EventKind = "service.rolledout"       // a reload's replacement of a changed service ended (done or stopped)
 	EventRolloutStuck EventKind = "service.rollout.waiting" // a rollout has waited RolloutStuckAfter on one step

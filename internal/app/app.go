@@ -462,6 +462,9 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	defer m.mu.Unlock()
 	m.reloadTokens(ctx, actor) // whatever the config file holds: a removed token must stop working now
 	next, err := loadWithin(ctx, m.loadConfig(), m.cfg.Path, ReloadTimeout)
+	if err == nil {
+		err = m.sup.CheckLimits(next) // limits this host cannot apply
+	}
 	if err != nil {
 		m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "config", Actor: actor,
 			Reason: "reload rejected, running config kept: " + firstLine(err.Error()), Fields: map[string]string{"errors": err.Error()}})

@@ -167,7 +167,7 @@ var (
 	// eventKinds are the events an event condition may name.
 	eventKinds = []medic.EventKind{medic.EventStarted, medic.EventExited, medic.EventRestart, medic.EventCrashLoop,
 		medic.EventGiveUp, medic.EventStopping, medic.EventStopped, medic.EventReady, medic.EventUnready,
-		medic.EventScaled, medic.EventRolledBack}
+		medic.EventScaled, medic.EventRolledBack, medic.EventOOMKilled}
 	eventLabels = []string{"service", "instance"}
 )
 

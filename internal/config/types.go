@@ -87,6 +87,10 @@ type Service struct {
 	Notify *Notify `yaml:"notify" json:"notify,omitempty"`
 	// Per-instance stdout/stderr log files.
 	Logs Logs `yaml:"logs" json:"logs,omitempty"`
+	// Per-instance resource limits, applied through the instance's cgroup (docs/config.md,
+	// "Resource limits"). medic refuses to start (or to reload) a config that sets them on a host
+	// where the memory and pids controllers cannot be used, and says why.
+	Limits *ResourceLimits `yaml:"limits" json:"limits,omitempty"`
 	// Health-aware proxy in front of the instances.
 	Proxy *Proxy `yaml:"proxy" json:"proxy,omitempty"`
 	// Outbound dependencies by name ([a-z0-9][a-z0-9_-]*): medic listens for each and bounds every

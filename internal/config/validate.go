@@ -189,6 +189,9 @@ func (s *Service) validate(ck *checker, p string, all map[string]*Service) {
 	if s.Logs.MaxFiles < 0 {
 		ck.add(p+".logs.max_files", "must not be negative, got %d", s.Logs.MaxFiles)
 	}
+	if l := s.Limits; l != nil {
+		l.validate(ck, p+".limits")
+	}
 }
 
 func (r *Restart) validate(ck *checker, p string) {

@@ -69,6 +69,7 @@ func (in *Instance) tryAdopt(ctx context.Context, rec procRecord) *adoption {
 	if cg != nil {
 		in.cg = cg
 	}
+	p.lr = adoptLimits(rec, cg, in.spec.Limits, in.env.limits)
 	up := in.env.Clock.Now().Sub(rec.StartedAt).Round(time.Millisecond)
 	return &adoption{p: p, rec: rec, reason: fmt.Sprintf("adopted pid %d left running by a previous medic: same process (pidfd, start time) and same config; up %v", rec.PGID, up)}
 }
@@ -88,6 +89,9 @@ func (s *Supervisor) adoptOrReap(ctx context.Context) {
 			r := r
 			in.adopt = &r
 			keep[r.Group] = true
+			for _, d := range r.V1 {
+				keep[d] = true
+			}
 			continue
 		}
 		orphans[id] = r
@@ -110,12 +114,9 @@ func (s *Supervisor) adoptOrReap(ctx context.Context) {
 // and removes the cgroups.
 func (s *Supervisor) sweepCgroups(keep map[string]bool) []string {
 	t := s.env.cgroups
-	if t == nil {
-		return nil
-	}
-	ents, err := os.ReadDir(filepath.Join(t.mount, t.group))
-	if err != nil {
-		return nil
+	var ents []os.DirEntry
+	if t != nil {
+		ents, _ = os.ReadDir(filepath.Join(t.mount, t.group))
 	}
 	var (
 		mu  sync.Mutex
@@ -145,5 +146,22 @@ func (s *Supervisor) sweepCgroups(keep map[string]bool) []string {
 		}()
 	}
 	wg.Wait()
+	for _, c := range limitControllers {
+		t, ok := s.env.limits.v1[c]
+		if !ok {
+			continue
+		}
+		ents, _ := os.ReadDir(t.dir)
+		for _, e := range ents {
+			dir := filepath.Join(t.dir, e.Name())
+			if !e.IsDir() || keep[dir] {
+				continue
+			}
+			if n := len(v1Procs(dir)); n > 0 {
+				out = append(out, fmt.Sprintf("%s: killed %d unrecorded processes of cgroup v1 %s", e.Name(), n, dir))
+			}
+			removeV1(dir)
+		}
+	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,8 +36,9 @@ import (
 
 // cgroupTree is the parent cgroup of this supervisor's instances.
 type cgroupTree struct {
-	mount string // where cgroup2 is mounted, e.g. /sys/fs/cgroup or /sys/fs/cgroup/unified
-	group string // the parent group relative to mount, starting with "/"
+	mount       string   // where cgroup2 is mounted, e.g. /sys/fs/cgroup or /sys/fs/cgroup/unified
+	group       string   // the parent group relative to mount, starting with "/"
+	controllers []string // enabled for the instance cgroups (limits.go): memory, pids
 }
 
 // cgroup is one instance's cgroup.
@@ -57,8 +59,7 @@ func openCgroupTree(key string) (*cgroupTree, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256([]byte(key))
-	t := &cgroupTree{mount: mount, group: filepath.Join(own, "medic-"+hex.EncodeToString(sum[:4]))}
+	t := &cgroupTree{mount: mount, group: filepath.Join(own, treeName(key))}
 	// Check that it can be created; it is created again with the first
 	// instance, so a supervisor that never starts one leaves nothing behind.
 	dir := filepath.Join(mount, t.group)
@@ -72,11 +73,30 @@ func openCgroupTree(key string) (*cgroupTree, error) {
 	return t, nil
 }
 
-// instance creates (or finds) the cgroup of one instance, empty of any
-// leftover: a process found there is killed first.
-func (t *cgroupTree) instance(name string) (*cgroup, error) {
+// treeName names this medic's parent group (in v2 and in each v1 hierarchy)
+// after key, the absolute state dir.
+func treeName(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "medic-" + hex.EncodeToString(sum[:4])
+}
+
+// instance creates the cgroup of one run of an instance, with the limits of
+// l that the unified tree can apply (memory.max, pids.max).
+func (t *cgroupTree) instance(name string, l Limits) (*cgroup, error) {
 	group := t.group + "/" + name
-	m, err := cgroup2.NewManager(t.mount, group, &cgroup2.Resources{})
+	res := &cgroup2.Resources{}
+	if slices.Contains(t.controllers, "memory") && l.Memory > 0 {
+		res.Memory = &cgroup2.Memory{Max: &l.Memory}
+	}
+	if slices.Contains(t.controllers, "pids") && l.Pids > 0 {
+		res.Pids = &cgroup2.Pids{Max: l.Pids}
+	}
+	if res.Memory != nil || res.Pids != nil {
+		if err := t.enableInTree(); err != nil {
+			return nil, err
+		}
+	}
+	m, err := cgroup2.NewManager(t.mount, group, res)
 	if err != nil {
 		return nil, fmt.Errorf("create cgroup %s: %w", group, err)
 	}

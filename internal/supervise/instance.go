@@ -38,6 +38,7 @@ type Spec struct {
 	LogMax     int64
 	LogFiles   int
 	LogMode    os.FileMode // of the log file; enforced at every start
+	Limits     Limits      // memory and pids of each run (limits.go); zero: none
 	Hash       string      // of what the process is started with (specHash): adoption needs the same
 }
 
@@ -69,6 +70,7 @@ type Instance struct {
 
 	tracker backoff.Tracker // owned by the Serve goroutine
 	cg      *cgroup         // the instance's cgroup, created at first start (nil: none); owned by Serve
+	lr      *limitRun       // the limits of the next run (nil: none); owned by Serve
 	adopt   *procRecord     // what the previous medic recorded for this instance; set before Serve
 
 	cancel context.CancelCauseFunc // set by the supervisor when it starts Serve; a *retired cause names who stops it
@@ -90,6 +92,7 @@ type Env struct {
 	handover *atomic.Bool        // set by Supervisor.Handover: shut down as with Detach (shared by every instance)
 	procs    *leftovers          // record of started groups (nil: none)
 	cgroups  *cgroupTree         // parent of the instances' cgroups (nil: cgroups not usable)
+	limits   limitPlan           // how resource limits are applied here (limits.go)
 	// NewProbeSet builds the probe runner; tests replace it.
 	NewProbeSet func(s *probe.Set) interface{ Serve(context.Context) error }
 }

@@ -31,6 +31,8 @@ type procRecord struct {
 	// process in it belongs to the instance, whatever its pid or group.
 	Mount string `json:"cgroup_mount,omitempty"`
 	Group string `json:"cgroup,omitempty"`
+	// The run's cgroups in v1 hierarchies (limits, or tracking without v2).
+	V1 []string `json:"cgroups_v1,omitempty"`
 	// Stop signal and grace of the instance when it started.
 	Signal string        `json:"stop_signal,omitempty"`
 	Grace  time.Duration `json:"grace,omitempty"`
@@ -75,8 +77,28 @@ func (l *leftovers) saveLocked() {
 	}
 }
 
-// reapOne stops one recorded instance; "" when nothing of it was left.
+// reapOne stops one recorded instance; "" when nothing of it was left. What
+// is left in the run's v1 cgroups after the stop (an escapee when v2 was not
+// used) is SIGKILLed, and the v1 cgroups removed.
 func reapOne(id string, r procRecord, grace time.Duration) string {
+	line := reapMain(id, r, grace)
+	n := 0
+	for _, dir := range r.V1 {
+		n += len(v1Procs(dir))
+		removeV1(dir)
+	}
+	if n > 0 {
+		if line != "" {
+			line += "; "
+		} else {
+			line = id + ": "
+		}
+		line += fmt.Sprintf("killed %d processes left in its cgroup v1 %s", n, strings.Join(r.V1, ", "))
+	}
+	return line
+}
+
+func reapMain(id string, r procRecord, grace time.Duration) string {
 	if r.Grace > 0 {
 		grace = r.Grace
 	}

@@ -21,6 +21,7 @@ import (
 type process struct {
 	pid    int
 	cg     *cgroup         // nil: tracked by its process group only
+	lr     *limitRun       // its limits (nil: none)
 	exited chan medic.Exit // receives once, when the main process ends (wait(2) or pidfd; no polling)
 	pidfd  *os.File        // adopted: the pidfd watched for the exit; nil for a child
 }
@@ -33,7 +34,7 @@ type process struct {
 //
 // With cg set, the process is born in that cgroup (clone3 with
 // CLONE_INTO_CGROUP), so not even a fork in its first instruction escapes.
-func startProcess(argv, env []string, dir string, cg *cgroup, logPath string, logMode os.FileMode, now func() time.Time) (*process, error) {
+func startProcess(argv, env []string, dir string, cg *cgroup, lr *limitRun, logPath string, logMode os.FileMode, now func() time.Time) (*process, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("empty command")
 	}
@@ -76,10 +77,10 @@ func startProcess(argv, env []string, dir string, cg *cgroup, logPath string, lo
 		defer d.Close()
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(d.Fd())
 	}
-	if err := cmd.Start(); err != nil {
+	if err := lr.start(cmd.Start); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	p := &process{pid: cmd.Process.Pid, cg: cg, exited: make(chan medic.Exit, 1)}
+	p := &process{pid: cmd.Process.Pid, cg: cg, lr: lr, exited: make(chan medic.Exit, 1)}
 	go func() {
 		err := cmd.Wait()
 		p.exited <- exitOf(cmd.ProcessState, err, now())
@@ -168,6 +169,9 @@ func (p *process) signal(sig syscall.Signal) error {
 	if p.cg != nil {
 		p.cg.signal(sig)
 	}
+	for _, pid := range p.lr.pids() {
+		syscall.Kill(pid, sig)
+	}
 	return err
 }
 
@@ -177,7 +181,7 @@ func (p *process) leftoversAlive() bool {
 	if p.cg != nil {
 		return p.cg.populated()
 	}
-	return groupAlive(p.pid)
+	return groupAlive(p.pid) || len(p.lr.pids()) > 0
 }
 
 // killAll SIGKILLs every process of this run and, with a cgroup, waits up to
@@ -185,6 +189,9 @@ func (p *process) leftoversAlive() bool {
 // milliseconds; the next run starts in the same cgroup).
 func (p *process) killAll() error {
 	if p.cg == nil {
+		for _, pid := range p.lr.pids() {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 		return signalGroup(p.pid, syscall.SIGKILL)
 	}
 	signalGroup(p.pid, syscall.SIGKILL)

@@ -51,12 +51,17 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 			startedAt = adopted.rec.StartedAt
 		}
 	} else {
-		in.openCgroup()
-		var err error
-		p, err = startProcess(in.spec.Argv, env, in.spec.Dir, in.cg, in.spec.LogPath, in.spec.LogMode, clk.Now)
-		if err != nil {
+		if err := in.openCgroup(); err != nil {
 			return outcome{}, err
 		}
+		var err error
+		p, err = startProcess(in.spec.Argv, env, in.spec.Dir, in.cg, in.lr, in.spec.LogPath, in.spec.LogMode, clk.Now)
+		if err != nil {
+			in.lr.remove()
+			in.lr = nil
+			return outcome{}, err
+		}
+		in.lr = nil // the run's now
 	}
 	in.tracker = in.tracker.Started(clk.Now())
 	needNotify := notify != nil && in.spec.Notify.Ready && adopted == nil // an adopted process said READY=1 to the last medic
@@ -84,6 +89,7 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 		if p.cg != nil {
 			r.Mount, r.Group = p.cg.mount, p.cg.group
 		}
+		r.V1 = p.lr.v1Dirs()
 		in.env.procs.started(in.id.String(), r) // forgotten in finish; kept on --detach and when medic dies
 	}
 	if adopted != nil {
@@ -162,6 +168,10 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 
 		case ex := <-p.exited:
 			stopProbes()
+			if n, ok := p.lr.oomKilled(); ok {
+				ex.Reason = fmt.Sprintf("oom_killed: the memory limit of %d bytes was reached and the kernel's OOM killer killed %d process(es) of the instance; the main process %s", in.spec.Limits.Memory, n, ex.Reason)
+				in.emit(ctx, medic.EventOOMKilled, ex.Reason, map[string]string{"pid": strconv.Itoa(p.pid), "memory_limit": strconv.FormatInt(in.spec.Limits.Memory, 10), "oom_kills": strconv.FormatInt(n, 10)})
+			}
 			in.killLeftovers(p)
 			in.finish(ex)
 			return outcome{exit: ex}, nil
@@ -244,17 +254,30 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 // bound. Each run gets its own: a process cloned into a cgroup that was once
 // killed through cgroup.kill is SIGKILLed at birth by some kernels (seen on
 // 6.18), and an empty fresh cgroup needs no check for leftovers.
-func (in *Instance) openCgroup() {
-	if in.cg != nil || in.env.cgroups == nil {
-		return
-	}
+//
+// The run's limits come with it (its v2 cgroup's memory.max and pids.max,
+// or its own v1 cgroups): an instance whose limits cannot be applied does
+// not start (the error is its start failure; the config check at start and
+// reload makes this rare).
+func (in *Instance) openCgroup() error {
 	name := fmt.Sprintf("%s.%d.%s", in.spec.Service, in.spec.Index, strconv.FormatInt(time.Now().UnixNano(), 36))
-	cg, err := in.env.cgroups.instance(name)
-	if err != nil {
-		in.env.Logger.Warn("instance runs without its own cgroup", "instance", in.id, "err", err)
-		return
+	if in.cg == nil && in.env.cgroups != nil {
+		cg, err := in.env.cgroups.instance(name, in.spec.Limits)
+		switch {
+		case err != nil && in.spec.Limits.set():
+			return fmt.Errorf("apply the limits: %w", err)
+		case err != nil:
+			in.env.Logger.Warn("instance runs without its own cgroup", "instance", in.id, "err", err)
+		default:
+			in.cg = cg
+		}
 	}
-	in.cg = cg
+	lr, err := in.env.limits.open(name, in.spec.Limits, in.cg)
+	if err != nil {
+		return fmt.Errorf("apply the limits: %w", err)
+	}
+	in.lr = lr
+	return nil
 }
 
 func (in *Instance) cgroupName() string {
@@ -330,6 +353,7 @@ func (in *Instance) killLeftovers(p *process) {
 			in.env.Logger.Warn("kill leftovers", "instance", in.id, "err", err)
 		}
 	}
+	p.lr.remove()
 	if p.cg != nil {
 		if err := p.cg.remove(); err != nil {
 			in.env.Logger.Warn("remove the cgroup of a finished run", "instance", in.id, "err", err)

@@ -92,12 +92,16 @@ func Resolve(name string, svc *config.Service, baseDir, logDir string) []Spec {
 		}
 		env = append(env, "PORT="+vars["PORT"], "MEDIC_SERVICE="+name, "MEDIC_INSTANCE="+name+"/"+vars["INSTANCE"])
 		maxFiles := svc.Logs.MaxFiles
+		var lim Limits
+		if l := svc.Limits; l != nil {
+			lim = Limits{Memory: int64(l.Memory), Pids: int64(l.Pids)}
+		}
 		out = append(out, Spec{
 			Service: name, Index: i, Argv: argv, Env: env, Dir: dir, Port: port, Policy: pol,
 			StopSignal: parseSignal(svc.Stop.Signal), Grace: svc.Stop.Grace.D(), Probes: svc.Probes, Notify: svc.Notify,
 			LogPath: filepath.Join(logDir, name+"-"+strconv.Itoa(i)+".log"), LogMax: int64(svc.Logs.MaxSize), LogFiles: maxFiles,
-			LogMode: os.FileMode(svc.Logs.FileMode()),
-			Hash:    specHash(argv, env[inherited:], dir, port),
+			LogMode: os.FileMode(svc.Logs.FileMode()), Limits: lim,
+			Hash: specHash(argv, env[inherited:], dir, port, lim),
 		})
 	}
 	return out
@@ -142,12 +146,20 @@ func isName(s string) bool {
 // the environment the config sets, the directory and the port; not medic's
 // own environment — so that a next medic adopts a running process only if the
 // config still asks for the same one.
-func specHash(argv, env []string, dir string, port int) string {
+//
+// Limits count only when set, so the processes of a medic that knew no
+// limits are adopted by one that does.
+func specHash(argv, env []string, dir string, port int, lim Limits) string {
+	var l *Limits
+	if lim.set() {
+		l = &lim
+	}
 	b, _ := json.Marshal(struct {
 		Argv, Env []string
 		Dir       string
 		Port      int
-	}{argv, env, dir, port})
+		Limits    *Limits `json:",omitempty"`
+	}{argv, env, dir, port, l})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }

@@ -99,11 +99,22 @@ func New(o Options) (*Supervisor, error) {
 	if o.StateDir != "" {
 		key, _ = filepath.Abs(o.StateDir)
 	}
-	if t, err := openCgroupTree(key); err != nil {
-		s.env.Logger.Warn("cgroups cannot be used: instances are tracked by process group and the record of their ids; a setsid escapee of a crashed medic is not found", "reason", err)
+	t, treeErr := openCgroupTree(key)
+	if treeErr != nil {
+		s.env.Logger.Warn("cgroups cannot be used: instances are tracked by process group and the record of their ids; a setsid escapee of a crashed medic is not found", "reason", treeErr)
+		t = nil
 	} else {
 		s.env.cgroups = t
 		s.env.Logger.Info("every instance runs in its own cgroup", "parent", filepath.Join(t.mount, t.group))
+	}
+	s.env.limits = planLimits(t, treeErr, treeName(key))
+	if how, ok := s.env.limits.summary(); ok {
+		s.env.Logger.Info("resource limits (services.*.limits) are applied", "how", how)
+	} else {
+		s.env.Logger.Warn("resource limits (services.*.limits) cannot all be applied here: a config that sets them is refused", "how", how)
+	}
+	if err := s.env.limits.check(o.Config); err != nil {
+		return nil, err
 	}
 	if o.Config.Path != "" {
 		s.baseDir = filepath.Dir(o.Config.Path)
@@ -172,6 +183,11 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 	s.wg.Wait()
 	if s.env.cgroups != nil && !s.env.detached() {
 		s.env.cgroups.remove()
+	}
+	if !s.env.detached() {
+		for _, t := range s.env.limits.v1 {
+			os.Remove(t.dir)
+		}
 	}
 	if !s.env.detached() {
 		// Detached (or handed over), the sockets stay: the processes still
