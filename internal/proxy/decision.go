@@ -404,3 +404,14 @@ func (d *Decision) Abandon(b *backend) { d.pool.abandon(b) }
 
 // Set adds or updates instance id at addr (see Proxy.SetBackend).
 func (d *Decision) Set(id, addr string, ready bool) []event { return d.pool.set(id, addr, ready) }
+
+// SetRemote adds or updates instance id at addr on another host of the
+// fleet: it is picked only when no local instance can take a try (see
+// Proxy.SetRemoteBackend).
+func (d *Decision) SetRemote(id, addr string, ready bool) []event {
+	evs := d.pool.set(id, addr, ready)
+	d.pool.mu.Lock()
+	d.pool.byID[id].remote = true
+	d.pool.mu.Unlock()
+	return evs
+}

@@ -25,6 +25,7 @@ type backend struct {
 	conns       map[net.Conn]net.Conn // tcp mode: client → instance side
 	cuts        uint64                // tcp mode: how often its connections were cut
 	grp         *group                // its deploy group (groups.go)
+	remote      bool                  // on another host of the fleet: used only when no local instance is in rotation
 
 	requests, failures, ejections uint64
 }
@@ -116,13 +117,35 @@ func (p *pool) pick(now time.Time, tried []*backend, trial bool) (*backend, Faul
 		evs = append(evs, event{kind: "panic over", reason: "an instance is back in rotation"})
 	}
 	if chosen == nil {
-		chosen = p.choose(now, eligible)
+		chosen = p.choose(now, preferLocal(eligible))
 	}
 	if chosen == nil {
 		return nil, Fault{}, evs
 	}
 	chosen.outstanding++
 	return chosen, p.faults[chosen.id], evs
+}
+
+// preferLocal keeps the local instances of bs when there is one (in place):
+// a fleet proxy sends a try to another host's instance only when none of
+// its own host's can take it (docs/fleet.md, Discovery and traffic).
+func preferLocal(bs []*backend) []*backend {
+	local := 0
+	for _, b := range bs {
+		if !b.remote {
+			local++
+		}
+	}
+	if local == 0 || local == len(bs) {
+		return bs
+	}
+	out := bs[:0]
+	for _, b := range bs {
+		if !b.remote {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 func (p *pool) choose(now time.Time, bs []*backend) *backend {

@@ -369,6 +369,16 @@ func (p *Proxy) SetBackend(id, addr string, ready bool) {
 	p.emit(p.d.Set(id, addr, ready))
 }
 
+// SetRemoteBackend is SetBackend for an instance on another host of the
+// fleet (fleet discovery): it takes a try only when no local instance in
+// rotation can, and leaves with RemoveBackend when its host's
+// publication does (its lease expired) or with the proxy's own passive
+// checks, whichever comes first.
+func (p *Proxy) SetRemoteBackend(id, addr string, ready bool) {
+	p.m.addInstance(id)
+	p.emit(p.d.SetRemote(id, addr, ready))
+}
+
 // RemoveBackend forgets instance id, deletes its metric series and, in tcp
 // mode, cuts its open connections. HTTP requests in flight on it run on.
 func (p *Proxy) RemoveBackend(id string) {

@@ -34,11 +34,13 @@ type Stats struct {
 
 // InstanceStats is one instance as the proxy sees it.
 type InstanceStats struct {
-	ID       string `json:"id"`
-	Addr     string `json:"addr"`
-	Group    string `json:"group"`
-	Ready    bool   `json:"ready"`
-	Draining bool   `json:"draining"`
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	Group string `json:"group"`
+	// Remote: on another host of the fleet (taken only when no local one can).
+	Remote   bool `json:"remote,omitempty"`
+	Ready    bool `json:"ready"`
+	Draining bool `json:"draining"`
 	// InRotation: ready, not draining, breaker not open.
 	InRotation   bool         `json:"in_rotation"`
 	Breaker      BreakerState `json:"breaker"`
@@ -77,7 +79,7 @@ func (p *Proxy) Stats() Stats {
 	for _, b := range p.pool.list {
 		st := b.outlier.State(now)
 		is := InstanceStats{
-			ID: b.id, Addr: b.addr(), Group: b.grp.name, Ready: b.ready, Draining: b.draining,
+			ID: b.id, Addr: b.addr(), Group: b.grp.name, Remote: b.remote, Ready: b.ready, Draining: b.draining,
 			InRotation: b.ready && !b.draining && st != Open,
 			Breaker:    st, Ejections: b.ejections, Outstanding: b.outstanding,
 			LatencySeconds: b.lat.value(now), Requests: b.requests, Errors: b.failures,
