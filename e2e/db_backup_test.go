@@ -91,6 +91,32 @@ func archivedSince(t *testing.T, addr string, at time.Time, within time.Duration
 	}
 }
 
+// archivedNow waits until the postgres at addr archived the WAL segment
+// holding its current position: every write acknowledged before the call
+// is in the archive (a recovery to a time before the newest of them finds
+// a commit past its target and ends there).
+func archivedNow(t *testing.T, addr string, within time.Duration) {
+	t.Helper()
+	c := pgtest.Connect(t, addr)
+	ctx := context.Background()
+	var seg string
+	if err := c.QueryRow(ctx, "SELECT pg_walfile_name(pg_current_wal_lsn())").Scan(&seg); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(within)
+	for {
+		var last string
+		err := c.QueryRow(ctx, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver").Scan(&last)
+		if err == nil && len(last) == 24 && last >= seg {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not archive %s within %v (last %q, %v)", addr, seg, within, last, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // restoreInto runs medic db restore on n and returns where the scratch
 // postgres runs; it is stopped when the test ends.
 func (n *dbNode) restoreInto(t *testing.T, to string) app.RestoreDoc {
@@ -169,21 +195,8 @@ func TestDBBackupRestoreFailover(t *testing.T) {
 	b.start()
 	a.eventually(60*time.Second, "b is the synchronous standby", streams("b", "a", true))
 
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		st, err := a.backupState()
-		if err == nil && st.Backups >= 1 && st.Last != nil && st.Last.Type == backup.Full {
-			t.Logf("first full backup %s: %d bytes in %v", st.Last.Label, st.Last.Size, st.Last.Duration())
-			// pgBackRest records the stop in whole seconds; a time target
-			// needs a backup that stopped before it.
-			time.Sleep(time.Until(st.Last.Stop.Add(2 * time.Second)))
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no full backup within 60s: %+v %v\nstderr:\n%s", st, err, tail(a.stderr.String(), 3000))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	st := a.firstFullBackup(t, 60*time.Second)
+	t.Logf("first full backup %s: %d bytes in %v", st.Last.Label, st.Last.Size, st.Last.Duration())
 	if out, err := a.medic("db", "status"); err != nil || !strings.Contains(string(out), "WAL archive lag") {
 		t.Fatalf("medic db status shows no archive lag: %v\n%s", err, out)
 	}
@@ -216,8 +229,7 @@ func TestDBBackupRestoreFailover(t *testing.T) {
 	if _, err := c.Exec(ctx, "INSERT INTO marks (v) VALUES ('second')"); err != nil {
 		t.Fatal(err)
 	}
-	second := time.Now()
-	archivedSince(t, a.pg, second, 10*archiveTimeout)
+	archivedNow(t, a.pg, 10*archiveTimeout)
 	pitr := a.restoreInto(t, target.UTC().Format(time.RFC3339Nano))
 	if got := strings.Join(strings1(t, pitr.Addr, "SELECT v FROM marks ORDER BY id"), ","); got != "first" {
 		t.Fatalf("restore to %s (between the writes): rows %q, want \"first\"", pitr.Target, got)
@@ -312,4 +324,156 @@ func TestDBBackupRestoreFailover(t *testing.T) {
 	if found != len(acked) {
 		t.Fatalf("the bootstrapped cluster lacks %d of %d acknowledged writes", len(acked)-found, len(acked))
 	}
+}
+
+// firstFullBackup waits until n's agent took its first full backup, then
+// until a time target can follow it (pgBackRest records the stop in whole
+// seconds: a time target needs a backup that stopped before it).
+func (n *dbNode) firstFullBackup(t *testing.T, within time.Duration) backup.State {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, err := n.backupState()
+		if err == nil && st.Backups >= 1 && st.Last != nil && st.Last.Type == backup.Full {
+			time.Sleep(time.Until(st.Last.Stop.Add(2 * time.Second)))
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no full backup within %v: %+v %v\nstderr:\n%s", n.name, within, st, err, tail(n.stderr.String(), 3000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestDBBootstrapToTime: a one-member cluster archives and backs up; two
+// writes are acknowledged with a known moment between them; the member is
+// lost with its data. medic db bootstrap --from-backup --to <that moment>
+// makes it the primary again holding the first write and not the second,
+// on a new timeline whose WAL reaches the archive (pgbackrest check
+// passes on it).
+func TestDBBootstrapToTime(t *testing.T) {
+	requireBackup(t)
+	srv := etcdtest.Start(t)
+	repo := filepath.Join(t.TempDir(), "repo")
+	os.Chmod(filepath.Dir(repo), 0o755)
+	const archiveTimeout = 2 * time.Second
+	a := newDBNode(t, "a", srv.Endpoint, "async")
+	a.withBackup(repo, archiveTimeout)
+	a.start()
+	a.eventually(60*time.Second, "a leads", leaderIs("a"))
+	a.firstFullBackup(t, 60*time.Second)
+
+	c := pgtest.Connect(t, a.pg)
+	ctx := context.Background()
+	for _, q := range []string{"CREATE TABLE marks (id serial PRIMARY KEY, v text NOT NULL)", "INSERT INTO marks (v) VALUES ('first')"} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	target := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	if _, err := c.Exec(ctx, "INSERT INTO marks (v) VALUES ('second')"); err != nil {
+		t.Fatal(err)
+	}
+	archivedNow(t, a.pg, 10*archiveTimeout)
+	c.Close(ctx)
+
+	a.crash()
+	if err := os.RemoveAll(filepath.Join(a.dir, "pg")); err != nil {
+		t.Fatal(err)
+	}
+	a.start()
+	a.eventually(60*time.Second, "no primary left", func(st pgha.Status) bool { return st.Etcd && st.Leader == nil })
+	out, err := a.medic("db", "bootstrap", "--from-backup", "--to", target.UTC().Format(time.RFC3339Nano), "--json")
+	if err != nil {
+		t.Fatalf("%v\nagent stderr:\n%s", err, tail(a.stderr.String(), 3000))
+	}
+	var boot app.BootstrapDoc
+	if err := json.Unmarshal(out, &boot); err != nil || boot.Primary != "a" {
+		t.Fatalf("bootstrap from backup: %v %s", err, out)
+	}
+	if got := strings.Join(strings1(t, a.pg, "SELECT v FROM marks ORDER BY id"), ","); got != "first" {
+		t.Fatalf("bootstrap to %s (between the writes): rows %q, want \"first\"", boot.Target, got)
+	}
+	t.Logf("bootstrap from backup to %s: a is the primary in %.1fs (files %.1fs, recovery %.1fs) with the first write and not the second",
+		boot.Target, boot.Seconds, boot.RestoreSeconds, boot.RecoverSeconds)
+
+	// The new timeline archives: pgBackRest's check switches a segment and
+	// waits for it in the repository.
+	check := exec.Command("runuser", "-u", "postgres", "--", backup.Binary,
+		"--config="+filepath.Join(a.dir, "pg.backup", "pgbackrest.conf"), "--stanza=pg", "check")
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("pgbackrest check on the bootstrapped primary: %v\n%s", err, out)
+	}
+}
+
+// waitBackup waits until n's backup state satisfies ok.
+func (n *dbNode) waitBackup(t *testing.T, within time.Duration, what string, ok func(backup.State) bool) backup.State {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, err := n.backupState()
+		if err == nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s not within %v: %+v %v\nstderr:\n%s", n.name, what, within, st, err, tail(n.stderr.String(), 3000))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// TestDBBackupFromStandby: with a replica streaming, the scheduled backups
+// copy their files from it (pgBackRest --backup-standby, the replica as
+// pg2), recorded with which member and why; a restore to latest of such a
+// backup holds the rows written before it. With the replica gone, the next
+// scheduled backup falls back to the primary, saying why.
+func TestDBBackupFromStandby(t *testing.T) {
+	requireBackup(t)
+	srv := etcdtest.Start(t)
+	repo := filepath.Join(t.TempDir(), "repo")
+	os.Chmod(filepath.Dir(repo), 0o755)
+	a, b := newDBNode(t, "a", srv.Endpoint, "async"), newDBNode(t, "b", srv.Endpoint, "async")
+	for _, n := range []*dbNode{a, b} {
+		appendFile(t, filepath.Join(n.dir, "medic.yaml"), fmt.Sprintf("    backup: {repository: %s, schedule: {diff: \"@every 20s\"}, archive: {timeout: 2s}}\n", repo))
+	}
+	a.start()
+	a.eventually(60*time.Second, "a leads", leaderIs("a"))
+	a.firstFullBackup(t, 60*time.Second)
+	b.start()
+	a.eventually(90*time.Second, "b streams from a", streams("b", "a", false))
+
+	c := pgtest.Connect(t, a.pg)
+	ctx := context.Background()
+	if _, err := c.Exec(ctx, "CREATE TABLE before_standby_backup AS SELECT g AS id FROM generate_series(1, 1000) g"); err != nil {
+		t.Fatal(err)
+	}
+	written := time.Now()
+	st := a.waitBackup(t, 120*time.Second, "a scheduled differential backup from b", func(st backup.State) bool {
+		return st.Last != nil && st.Last.Type == backup.Diff && st.LastFrom == "b" && st.Last.Start.After(written)
+	})
+	if st.LastFromWhy != "" {
+		t.Errorf("a backup from the replica says why not a replica: %q", st.LastFromWhy)
+	}
+	t.Logf("scheduled %s backup %s copied from replica b: %d bytes in %v", st.Last.Type, st.Last.Label, st.Last.Size, st.Last.Duration())
+	fromStandby := st.Last.Label
+
+	// The backup restores: the rows written before it are there.
+	archivedSince(t, a.pg, written, 20*time.Second)
+	latest := a.restoreInto(t, "latest")
+	if got := strings1(t, latest.Addr, "SELECT count(*)::text FROM before_standby_backup"); len(got) != 1 || got[0] != "1000" {
+		t.Fatalf("restore of the backup taken from the replica: %v rows, want 1000", got)
+	}
+	stopScratch(latest.Dir)
+
+	// The replica is lost: the next scheduled backup copies from the primary.
+	b.crash()
+	st = a.waitBackup(t, 120*time.Second, "a scheduled backup from the primary once b is gone", func(st backup.State) bool {
+		return st.Last != nil && st.Last.Label != fromStandby && st.LastFrom == "a"
+	})
+	if st.LastFromWhy == "" {
+		t.Errorf("a backup from the primary does not say why not from a replica")
+	}
+	t.Logf("with b gone: %s backup %s from the primary a (%s)", st.Last.Type, st.Last.Label, st.LastFromWhy)
 }

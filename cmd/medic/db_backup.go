@@ -143,12 +143,14 @@ func orDash(s string) string {
 // dbBootstrapCmd is `medic db bootstrap --from-backup`.
 func dbBootstrapCmd() *cobra.Command {
 	var fromBackup, asJSON bool
+	var to string
 	c := &cobra.Command{
-		Use:   "bootstrap --from-backup",
+		Use:   "bootstrap --from-backup [--to TIME|latest]",
 		Short: "Recover a cluster that lost every member: this agent's member becomes the primary from the repository (operator role; audited)",
 		Long: `Run it against the agent of the member to become the new primary, with its
 postgres.data empty and no primary in the cluster. The agent restores the newest
-backup and the whole WAL archive into the data directory, lets the recovery end
+backup and the whole WAL archive (with --to TIME: the newest backup that ended
+before TIME and the WAL up to it) into the data directory, lets the recovery end
 on a new timeline, starts it and promotes it (a forced failover by you); the
 other members, started with empty data directories, clone from it.`,
 		Args: exactArgs(0),
@@ -161,7 +163,7 @@ other members, started with empty data directories, clone from it.`,
 				return err
 			}
 			db, _ := cmd.Flags().GetString("database")
-			body, _ := json.Marshal(map[string]string{"database": db})
+			body, _ := json.Marshal(map[string]string{"database": db, "to": to})
 			var out app.BootstrapDoc
 			if err := cl.postJSON("/v1/db/bootstrap", string(body), 12*time.Hour, &out); err != nil {
 				return err
@@ -169,12 +171,13 @@ other members, started with empty data directories, clone from it.`,
 			if asJSON {
 				return json.NewEncoder(os.Stdout).Encode(out)
 			}
-			fmt.Printf("%s: %s is the primary, restored from backup (files %.1fs, recovery %.1fs, %.1fs in all)\n",
-				out.Database, out.Primary, out.RestoreSeconds, out.RecoverSeconds, out.Seconds)
+			fmt.Printf("%s: %s is the primary, restored from backup to %s (files %.1fs, recovery %.1fs, %.1fs in all)\n",
+				out.Database, out.Primary, out.Target, out.RestoreSeconds, out.RecoverSeconds, out.Seconds)
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&fromBackup, "from-backup", false, "restore the newest backup and the whole archive")
+	c.Flags().BoolVar(&fromBackup, "from-backup", false, "restore from the repository (the newest backup before --to and the WAL up to it)")
+	c.Flags().StringVar(&to, "to", "latest", "recovery target: an RFC 3339 time, or latest (the whole archive)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON document")
 	return c
 }

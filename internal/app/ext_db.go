@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -116,6 +117,7 @@ func buildDB(m *Main) (*component, error) {
 			closeAll()
 			return nil, fmt.Errorf("database %s: backup: %w", name, err)
 		}
+		view := &atomic.Pointer[pgha.View]{} // the newest, for the backups' choice of a replica
 		var settings map[string]string
 		if bopts != nil {
 			settings = backup.Settings(*bopts)
@@ -125,6 +127,7 @@ func buildDB(m *Main) (*component, error) {
 			StateDir: filepath.Join(m.cfg.DataDir, "db"), Clock: m.Clock, Logger: log, Record: m.Record, Metrics: mets, FDs: m.fds, Listen: m.handover.listen,
 			MetricsHandler: promhttp.HandlerFor(m.mets.Registry, promhttp.HandlerOpts{}),
 			OnView: func(v pgha.View) {
+				view.Store(&v)
 				if router != nil {
 					router.Route(routes(v))
 				}
@@ -141,7 +144,7 @@ func buildDB(m *Main) (*component, error) {
 					return nil, err
 				}
 			}
-			if d.backup, err = startBackup(m, bopts, d.agent, bmets); err != nil {
+			if d.backup, err = startBackup(m, bopts, d.agent, bmets, view); err != nil {
 				closeAll()
 				return nil, fmt.Errorf("database %s: backup: %w", name, err)
 			}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,12 +45,12 @@ func backupOptions(m *Main, name string, cfg *config.Database) (*backup.Options,
 		}
 	}
 	return &backup.Options{Cluster: name, Config: b, Repository: repo, Data: cfg.Postgres.Data, Port: port,
-		Superuser: cfg.Postgres.Superuser, BinDir: cfg.Postgres.BinDir, StateDir: cfg.Postgres.Data + ".backup",
+		Superuser: cfg.Postgres.Superuser, BinDir: cfg.Postgres.BinDir, StateDir: backup.StateDirOf(cfg.Postgres.Data),
 		Clock: m.Clock, Logger: m.Logger.With("component", "backup", "db", name)}, nil
 }
 
 // startBackup makes the member's backup loop once its postgres manager exists.
-func startBackup(m *Main, o *backup.Options, agent *pgha.Agent, mets *backup.Metrics) (*backup.Loop, error) {
+func startBackup(m *Main, o *backup.Options, agent *pgha.Agent, mets *backup.Metrics, view *atomic.Pointer[pgha.View]) (*backup.Loop, error) {
 	pg := agent.Postgres()
 	o.Command = pg.Command
 	o.UID, o.GID = pg.Owner()
@@ -60,7 +62,15 @@ func startBackup(m *Main, o *backup.Options, agent *pgha.Agent, mets *backup.Met
 		return nil, err
 	}
 	name := o.Cluster
-	return backup.NewLoop(backup.LoopOptions{Manager: mgr, Metrics: mets,
+	host, _ := os.Hostname()
+	return backup.NewLoop(backup.LoopOptions{Manager: mgr, Metrics: mets, Member: agent.Name(),
+		Standby: func() (backup.Standby, string, bool) {
+			v := view.Load()
+			if v == nil {
+				return backup.Standby{}, "the cluster's members are not known yet", false
+			}
+			return backup.ChooseStandby(agent.Name(), host, standbyCandidates(*v))
+		},
 		Primary: func() bool {
 			_, writable, _, _ := pg.State()
 			return writable
@@ -69,6 +79,16 @@ func startBackup(m *Main, o *backup.Options, agent *pgha.Agent, mets *backup.Met
 			m.Record(ctx, medic.Event{Time: m.Clock.Now(), Kind: medic.EventKind(kind), Actor: "db:" + agent.Name(),
 				Target: "db/" + name, Reason: reason, Fields: fields})
 		}})
+}
+
+// standbyCandidates are the members of v as backup.ChooseStandby reads them.
+func standbyCandidates(v pgha.View) []backup.Candidate {
+	var cs []backup.Candidate
+	for _, mi := range v.Members {
+		cs = append(cs, backup.Candidate{Member: mi.Name, Host: mi.Host, Data: mi.Data, Postgres: mi.Postgres,
+			Replica: mi.Role == pgha.RoleReplica, Streaming: mi.Streaming, Upstream: mi.Upstream, Ready: mi.Ready, LagBytes: mi.LagBytes})
+	}
+	return cs
 }
 
 // backupStates returns the backup state of every database that has backups.
@@ -447,8 +467,10 @@ func backupSignals(now time.Time, states []backup.State) []signal.Sample {
 
 // BootstrapDoc answers medic db bootstrap --from-backup.
 type BootstrapDoc struct {
-	Database       string  `json:"database"`
-	Primary        string  `json:"primary"`
+	Database string `json:"database"`
+	Primary  string `json:"primary"`
+	// Target is where the recovery stopped: "latest" or the time asked for.
+	Target         string  `json:"target"`
 	RestoreSeconds float64 `json:"restore_seconds"`
 	RecoverSeconds float64 `json:"recover_seconds"`
 	Seconds        float64 `json:"seconds"` // from the request to the new primary
@@ -463,9 +485,16 @@ type BootstrapDoc struct {
 func (h *dbAPI) bootstrap(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Database string `json:"database"`
+		// To is an RFC 3339 time, or "latest" (default): the end of the archive.
+		To string `json:"to,omitempty"`
 	}
 	if err := api.DecodeBody(r, &body); err != nil {
 		api.WriteError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	target, err := parseTarget(body.To)
+	if err != nil {
+		api.WriteError(w, http.StatusBadRequest, "to: %v", err)
 		return
 	}
 	d, err := h.pick(body.Database)
@@ -489,14 +518,14 @@ func (h *dbAPI) bootstrap(w http.ResponseWriter, r *http.Request) {
 	actor := api.ActorOf(r)
 	start := time.Now()
 	h.record(r.Context(), medic.Event{Kind: medic.EventAPIAction, Target: "db/" + d.name, Actor: actor,
-		Reason: fmt.Sprintf("bootstrap of %s from backup on %s started", d.name, d.agent.Name())})
+		Reason: fmt.Sprintf("bootstrap of %s from backup to %s on %s started", d.name, target, d.agent.Name())})
 	var s *backup.Scratch
 	err = d.agent.Exclusive(r.Context(), "restore", func(ctx context.Context) error {
 		port, err := ports.Free(1)
 		if err != nil {
 			return err
 		}
-		s, err = d.backup.Manager().RestoreMember(ctx, port)
+		s, err = d.backup.Manager().RestoreMember(ctx, port, target)
 		return err
 	})
 	var primary string
@@ -512,15 +541,15 @@ func (h *dbAPI) bootstrap(w http.ResponseWriter, r *http.Request) {
 		}
 		cancel()
 	}
-	reason := fmt.Sprintf("bootstrap of %s from backup: %s is the primary", d.name, primary)
+	reason := fmt.Sprintf("bootstrap of %s from backup to %s: %s is the primary", d.name, target, primary)
 	if err != nil {
-		reason = fmt.Sprintf("bootstrap of %s from backup failed: %v", d.name, err)
+		reason = fmt.Sprintf("bootstrap of %s from backup to %s failed: %v", d.name, target, err)
 	}
 	h.record(r.Context(), medic.Event{Kind: medic.EventAPIAction, Target: "db/" + d.name, Actor: actor, Reason: reason})
 	if err != nil {
 		api.WriteError(w, dbErrStatus(err), "%v", err)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, BootstrapDoc{Database: d.name, Primary: primary, RestoreSeconds: s.Restore.Seconds(),
+	api.WriteJSON(w, http.StatusOK, BootstrapDoc{Database: d.name, Primary: primary, Target: target.String(), RestoreSeconds: s.Restore.Seconds(),
 		RecoverSeconds: s.Recover.Seconds(), Seconds: time.Since(start).Seconds()})
 }

@@ -100,7 +100,7 @@ func (m *Manager) ConfigPath() string { return filepath.Join(m.o.StateDir, "pgba
 
 // SocketDir is where postgres puts its unix socket: pgBackRest reaches
 // postgres only through one.
-func (m *Manager) SocketDir() string { return filepath.Join(m.o.StateDir, "sock") }
+func (m *Manager) SocketDir() string { return socketDirOf(m.o.StateDir) }
 
 // Settings are the postgres settings archiving needs, for every member:
 // with archive_mode on (not always) only the primary archives, so a
@@ -243,9 +243,18 @@ const (
 	Incr = "incr"
 )
 
-// Backup takes one backup of the given type from the primary and expires
-// what the retention no longer keeps. It returns what pgBackRest recorded.
+// Backup takes one backup of the given type from the primary (this
+// member) and expires what the retention no longer keeps. It returns what
+// pgBackRest recorded.
 func (m *Manager) Backup(ctx context.Context, typ string) (Info, error) {
+	return m.BackupFrom(ctx, typ, nil)
+}
+
+// BackupFrom is Backup copying the data files from the replica sb when it
+// is not nil (pgBackRest --backup-standby, sb as pg2): the backup starts and
+// stops on this member, the primary. pgBackRest refuses when sb is not a
+// standby of this primary or does not answer.
+func (m *Manager) BackupFrom(ctx context.Context, typ string, sb *Standby) (Info, error) {
 	if typ != Full && typ != Diff && typ != Incr {
 		return Info{}, fmt.Errorf("backup: type %q: want full, diff or incr", typ)
 	}
@@ -254,7 +263,12 @@ func (m *Manager) Backup(ctx context.Context, typ string) (Info, error) {
 	if err := m.checkpoint(ctx); err != nil {
 		return Info{}, err
 	}
-	if _, err := m.run(ctx, "backup", "--type="+typ); err != nil {
+	args := []string{"--type=" + typ}
+	if sb != nil {
+		args = append(args, "--backup-standby", "--pg2-path="+sb.Path, "--pg2-port="+strconv.Itoa(sb.Port),
+			"--pg2-socket-path="+sb.Socket, "--pg2-user="+m.o.Superuser)
+	}
+	if _, err := m.run(ctx, "backup", args...); err != nil {
 		return Info{}, err
 	}
 	info, err := m.Info(ctx)

@@ -34,6 +34,11 @@ type LoopOptions struct {
 	// Record makes an event durable (the audit log): kind db.backup.*, a
 	// reason and fields. nil drops them.
 	Record func(ctx context.Context, kind, reason string, fields map[string]string)
+	// Member is this member's name, for the backups' records.
+	Member string
+	// Standby picks the replica backups copy from (ChooseStandby on the
+	// cluster's members), or says why there is none; nil: always the primary.
+	Standby func() (Standby, string, bool)
 	// Metrics may be nil.
 	Metrics *Metrics
 	// Period of the loop. Default DefaultPeriod.
@@ -51,6 +56,11 @@ type State struct {
 	Repository string      `json:"repository"`
 	Backups    int         `json:"backups"`
 	Last       *BackupInfo `json:"last,omitempty"`
+	// LastFrom is the member medic's newest backup copied its files from
+	// (a streaming replica when there is one, else the primary), and
+	// LastFromWhy why not a replica ("" when it was one).
+	LastFrom    string `json:"last_from,omitempty"`
+	LastFromWhy string `json:"last_from_why,omitempty"`
 	// LastFull is the newest full backup's start.
 	LastFull time.Time `json:"last_full,omitzero"`
 	// Failures counts failed backups since medic started; LastError is the newest.
@@ -272,19 +282,48 @@ func (l *Loop) Backup(ctx context.Context, typ, by string) (BackupInfo, error) {
 		l.st.Running = ""
 		l.mu.Unlock()
 	}()
-	l.record(ctx, "db.backup.started", fmt.Sprintf("%s backup of %s started (%s)", typ, l.m.o.Cluster, by), map[string]string{"type": typ})
+	sb, why, ok := Standby{}, "no replica lookup on this agent", false
+	if l.o.Standby != nil {
+		sb, why, ok = l.o.Standby()
+	}
+	from, role := l.o.Member, "primary"
+	if ok {
+		from, role = sb.Member, "replica"
+	}
+	l.record(ctx, "db.backup.started", fmt.Sprintf("%s backup of %s started (%s), from %s %s", typ, l.m.o.Cluster, by, role, from),
+		map[string]string{"type": typ, "from": from, "from_role": role, "why": why})
 	bctx, cancel := context.WithTimeout(ctx, backupTimeout)
-	info, err := l.m.Backup(bctx, typ)
+	var info Info
+	var err error
+	if ok {
+		if info, err = l.m.BackupFrom(bctx, typ, &sb); err != nil {
+			// The replica went away or fell behind: the backup is due, take it from the primary.
+			why = fmt.Sprintf("the backup from replica %s failed: %v", sb.Member, err)
+			from, role = l.o.Member, "primary"
+			l.record(ctx, "db.backup.fallback", fmt.Sprintf("%s backup of %s: %s; taking it from the primary", typ, l.m.o.Cluster, why),
+				map[string]string{"type": typ, "replica": sb.Member})
+		}
+	}
+	if !ok || err != nil {
+		info, err = l.m.Backup(bctx, typ)
+	}
 	cancel()
 	if err != nil {
 		l.failed(ctx, typ+" backup", err)
 		return BackupInfo{}, err
 	}
 	l.setInfo(info)
+	l.mu.Lock()
+	l.st.LastFrom, l.st.LastFromWhy = from, why
+	l.mu.Unlock()
 	last := *info.Last()
-	l.record(ctx, "db.backup.done", fmt.Sprintf("%s backup %s: %d bytes in %v", typ, last.Label, last.Size, last.Duration()),
+	reason := fmt.Sprintf("%s backup %s from %s %s: %d bytes in %v", typ, last.Label, role, from, last.Size, last.Duration())
+	if why != "" {
+		reason += " (" + why + ")"
+	}
+	l.record(ctx, "db.backup.done", reason,
 		map[string]string{"type": typ, "label": last.Label, "size_bytes": fmt.Sprint(last.Size),
-			"duration_seconds": fmt.Sprintf("%.0f", last.Duration().Seconds())})
+			"duration_seconds": fmt.Sprintf("%.0f", last.Duration().Seconds()), "from": from, "from_role": role, "why": why})
 	return last, nil
 }
 

@@ -84,18 +84,7 @@ func (m *Manager) Restore(ctx context.Context, dir string, port int, target Targ
 		return nil, err
 	}
 	s := &Scratch{Dir: dir, Port: port, Target: target, m: m}
-	args := []string{"--pg1-path=" + dir, "--archive-mode=off", "--link-all=n"}
-	switch {
-	case target.LSN != "":
-		args = append(args, "--type=lsn", "--target="+target.LSN, "--target-action=promote")
-	case !target.Time.IsZero():
-		args = append(args, "--type=time", "--target="+target.Time.UTC().Format("2006-01-02 15:04:05.999999-07"), "--target-action=promote")
-	default:
-		args = append(args, "--type=default")
-	}
-	if target.Exclusive && (target.LSN != "" || !target.Time.IsZero()) {
-		args = append(args, "--target-exclusive")
-	}
+	args := append([]string{"--pg1-path=" + dir, "--archive-mode=off", "--link-all=n"}, targetArgs(target)...)
 	start := m.clock.Now()
 	if _, err := m.run(ctx, "restore", args...); err != nil {
 		_ = os.RemoveAll(dir)
@@ -107,6 +96,25 @@ func (m *Manager) Restore(ctx context.Context, dir string, port int, target Targ
 		return nil, err
 	}
 	return s, nil
+}
+
+// targetArgs are pgbackrest restore's options for target: a time or an LSN
+// ends the recovery there and promotes; Latest replays the whole archive.
+// For a time target pgBackRest picks the newest backup that ended before it.
+func targetArgs(target Target) []string {
+	var args []string
+	switch {
+	case target.LSN != "":
+		args = append(args, "--type=lsn", "--target="+target.LSN, "--target-action=promote")
+	case !target.Time.IsZero():
+		args = append(args, "--type=time", "--target="+target.Time.UTC().Format("2006-01-02 15:04:05.999999-07"), "--target-action=promote")
+	default:
+		args = append(args, "--type=default")
+	}
+	if target.Exclusive && (target.LSN != "" || !target.Time.IsZero()) {
+		args = append(args, "--target-exclusive")
+	}
+	return args
 }
 
 // scratchDir checks that dir may receive a restore and creates it owned by
@@ -182,6 +190,14 @@ func (s *Scratch) Start(ctx context.Context) error {
 		} else if ctx.Err() != nil {
 			return fmt.Errorf("backup: the scratch postgres on %s did not finish recovery: %w (last: %v)", s.Dir, ctx.Err(), err)
 		}
+		// pg_ctl -w returns once a hot standby accepts reads; the recovery
+		// may still fail after that (a target past the archive's end), and
+		// the postmaster then exits, removing its pid file.
+		if _, err := os.Stat(filepath.Join(s.Dir, "postmaster.pid")); errors.Is(err, os.ErrNotExist) {
+			s.Started = false
+			log, _ := os.ReadFile(s.LogPath())
+			return fmt.Errorf("backup: the scratch postgres on %s stopped during recovery: %s (log %s)", s.Dir, tail(string(log), 4), s.LogPath())
+		}
 		t := s.m.clock.NewTimer(100 * time.Millisecond)
 		select {
 		case <-ctx.Done():
@@ -236,15 +252,21 @@ func (s *Scratch) Remove(ctx context.Context) error {
 	return nil
 }
 
-// RestoreMember restores the newest backup and the whole archive into this
-// member's own data directory, which must be empty or missing (a cluster
-// that lost every member): the recovery runs in a scratch postgres on
+// RestoreMember restores the newest backup before target and the archived
+// WAL up to target (Latest: the whole archive) into this member's own data
+// directory, which must be empty or missing (a cluster that lost every
+// member): the recovery runs in a scratch postgres on
 // 127.0.0.1:port that archives nothing, ends on a new timeline, is
 // checkpointed and stopped cleanly, and the recovery settings pgBackRest
 // wrote are removed, so that the member's agent starts it as any
 // initialized data directory. The caller keeps the agent from acting
 // meanwhile (pgha's Agent.Exclusive).
-func (m *Manager) RestoreMember(ctx context.Context, port int) (*Scratch, error) {
+//
+// A time target ends the recovery there on a new timeline: PostgreSQL picks
+// a timeline no history file in the archive uses yet (it asks
+// restore_command), so the later timelines of the lost cluster stay in the
+// archive and the new primary's WAL never collides with them.
+func (m *Manager) RestoreMember(ctx context.Context, port int, target Target) (*Scratch, error) {
 	dir := m.o.Data
 	if es, err := os.ReadDir(dir); err == nil && len(es) > 0 {
 		return nil, fmt.Errorf("backup: restore into the member's data directory %s: refused, it is not empty", dir)
@@ -255,9 +277,9 @@ func (m *Manager) RestoreMember(ctx context.Context, port int) (*Scratch, error)
 	if err := os.Chown(dir, m.o.UID, m.o.GID); err != nil {
 		return nil, fmt.Errorf("backup: chown %s: %w", dir, err)
 	}
-	s := &Scratch{Dir: dir, Port: port, m: m}
+	s := &Scratch{Dir: dir, Port: port, Target: target, m: m}
 	start := m.clock.Now()
-	if _, err := m.run(ctx, "restore", "--pg1-path="+dir, "--type=default", "--link-all=n"); err != nil {
+	if _, err := m.run(ctx, "restore", append([]string{"--pg1-path=" + dir, "--link-all=n"}, targetArgs(target)...)...); err != nil {
 		_ = emptyDir(dir)
 		return nil, err
 	}

@@ -132,7 +132,8 @@ func New(o Options) (*Agent, error) {
 	o.Metrics.start(o.Cluster, o.Member)
 	o.Metrics.roleFunc(o.Cluster, o.Member, a.currentRole)
 	host, _ := os.Hostname()
-	a.me = MemberInfo{Name: o.Member, Postgres: c.Postgres.ConnectAddress, Host: host, AgentPID: os.Getpid(), Proxy: o.Proxy, Protected: c.Protected}
+	a.me = MemberInfo{Name: o.Member, Postgres: c.Postgres.ConnectAddress, Host: host, AgentPID: os.Getpid(), Proxy: o.Proxy, Protected: c.Protected,
+		Data: c.Postgres.Data}
 	if c.REST != nil {
 		a.me.REST = c.REST.Listen
 	}

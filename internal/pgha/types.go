@@ -139,6 +139,9 @@ type MemberInfo struct {
 	Proxy       string `json:"proxy,omitempty"`
 	// Protected members are never promoted by an automatic failover.
 	Protected bool `json:"protected,omitempty"`
+	// Data is the member's data directory (absolute): a backup on the same
+	// host copies from a replica through it (pgBackRest --backup-standby).
+	Data string `json:"data,omitempty"`
 }
 
 // SyncInfo is the sync key: in sync mode, the only members that may be
