@@ -196,6 +196,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Config:   runCfg,
 		LogDir:   filepath.Join(dataDir, "logs"),
 		StateDir: dataDir,
+		Cgroups:  os.Getenv("MEDIC_CGROUPS"), // auto (default), v1, none: docs/design.md
 		Env: supervise.Env{
 			Clock:  m.Clock,
 			Logger: m.Logger,

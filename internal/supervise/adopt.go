@@ -146,7 +146,7 @@ func (s *Supervisor) sweepCgroups(keep map[string]bool) []string {
 		}()
 	}
 	wg.Wait()
-	for _, c := range limitControllers {
+	for _, c := range v1Order {
 		t, ok := s.env.limits.v1[c]
 		if !ok {
 			continue

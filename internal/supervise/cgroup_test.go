@@ -65,12 +65,18 @@ func TestCrashKillsSetsidEscapee(t *testing.T) {
 // (detached: leaving its processes as a SIGKILLed medic does).
 func medicRun(t *testing.T, dir string, svcs map[string]*config.Service, detach bool, rec *recorder, until func(*supervise.Supervisor) bool) {
 	t.Helper()
+	medicRunWith(t, "", dir, svcs, detach, rec, until)
+}
+
+// medicRunWith is medicRun with Options.Cgroups set to mode.
+func medicRunWith(t *testing.T, mode, dir string, svcs map[string]*config.Service, detach bool, rec *recorder, until func(*supervise.Supervisor) bool) {
+	t.Helper()
 	cfg := &config.Config{DataDir: dir, Path: filepath.Join(dir, "medic.yaml"), Services: svcs}
 	env := supervise.Env{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Detach: detach}
 	if rec != nil {
 		env.Emit = rec.emit
 	}
-	s, err := supervise.New(supervise.Options{Config: cfg, LogDir: filepath.Join(dir, "logs"), StateDir: dir, Env: env})
+	s, err := supervise.New(supervise.Options{Config: cfg, LogDir: filepath.Join(dir, "logs"), StateDir: dir, Env: env, Cgroups: mode})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,10 +81,32 @@ func (l *leftovers) saveLocked() {
 // is left in the run's v1 cgroups after the stop (an escapee when v2 was not
 // used) is SIGKILLed, and the v1 cgroups removed.
 func reapOne(id string, r procRecord, grace time.Duration) string {
-	line := reapMain(id, r, grace)
+	if r.Grace > 0 {
+		grace = r.Grace
+	}
 	n := 0
+	if r.Group == "" && len(r.V1) > 0 {
+		// Tracked in v1 only: every process of the run gets the stop signal
+		// (a setsid escapee too), then the grace, shared with the group's.
+		sig := syscall.SIGTERM
+		if r.Signal != "" {
+			sig = parseSignal(r.Signal)
+		}
+		for _, dir := range r.V1 {
+			ps := v1Procs(dir)
+			n = max(n, len(ps))
+			for _, pid := range ps {
+				syscall.Kill(pid, sig)
+			}
+		}
+	}
+	deadline := time.Now().Add(grace)
+	line := reapMain(id, r, grace)
 	for _, dir := range r.V1 {
-		n += len(v1Procs(dir))
+		for len(v1Procs(dir)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		n = max(n, len(v1Procs(dir)))
 		removeV1(dir)
 	}
 	if n > 0 {
@@ -93,7 +115,7 @@ func reapOne(id string, r procRecord, grace time.Duration) string {
 		} else {
 			line = id + ": "
 		}
-		line += fmt.Sprintf("killed %d processes left in its cgroup v1 %s", n, strings.Join(r.V1, ", "))
+		line += fmt.Sprintf("stopped %d processes of its cgroup v1 %s", n, strings.Join(r.V1, ", "))
 	}
 	return line
 }

@@ -51,6 +51,10 @@ func (l Limits) set() bool { return l.Memory > 0 || l.Pids > 0 }
 // limitControllers are the controllers limits need, in a stable order.
 var limitControllers = []string{"memory", "pids"}
 
+// v1Order is every v1 controller a run may use (limits, or tracking), in a
+// stable order.
+var v1Order = []string{"memory", "pids", "freezer"}
+
 // limitPlan is how this host applies limits: each controller through v2
 // (enabled for the instance cgroups), or through its v1 hierarchy, or not at
 // all (why names the reason).
@@ -58,6 +62,10 @@ type limitPlan struct {
 	v2  map[string]bool   // controller enabled in the unified tree
 	v1  map[string]v1Tree // controller → its v1 tree
 	why map[string]string // controller → why it cannot be used
+	// track is the v1 controller whose hierarchy tracks every process of an
+	// instance when cgroup v2 cannot be used (pids or freezer; "" when v2
+	// tracks them, or nothing can: process groups then).
+	track string
 }
 
 // v1Tree is this medic's parent group in one v1 hierarchy.
@@ -134,7 +142,56 @@ func (p limitPlan) summary() (string, bool) {
 // planLimits finds how this host can apply limits, enabling the v2
 // controllers in tree t (nil: no usable unified tree) on the way. key names
 // this medic's groups in the v1 hierarchies, as in the v2 tree.
-func planLimits(t *cgroupTree, treeErr error, name string) limitPlan {
+func planLimits(t *cgroupTree, treeErr error, name string, mode string) limitPlan {
+	if mode == CgroupsNone {
+		why := "cgroups are not used (cgroups: none)"
+		return limitPlan{v2: map[string]bool{}, v1: map[string]v1Tree{}, why: map[string]string{"memory": why, "pids": why}}
+	}
+	p := planLimitsOf(t, treeErr, name)
+	if t != nil {
+		return p
+	}
+	usable := map[string]bool{}
+	for c := range p.v1 {
+		usable[c] = true
+	}
+	trees := map[string]v1Tree{}
+	for _, c := range trackControllers {
+		if usable[c] {
+			continue
+		}
+		if tr, err := openV1Tree(c, name); err == nil {
+			usable[c], trees[c] = true, tr
+		}
+	}
+	p.track = chooseTracking(false, usable)
+	if tr, ok := trees[p.track]; ok {
+		p.v1[p.track] = tr
+	}
+	return p
+}
+
+// trackControllers are the v1 hierarchies that can track an instance's
+// processes without v2, in order of preference: pids (a kill can first forbid
+// every fork: pids.max 0), then freezer (freeze, kill, thaw).
+var trackControllers = []string{"pids", "freezer"}
+
+// chooseTracking decides how every process of an instance is tracked: "v2"
+// (the unified hierarchy), else the first usable v1 hierarchy of
+// trackControllers, else "" (process groups and the record of their ids).
+func chooseTracking(v2 bool, v1 map[string]bool) string {
+	if v2 {
+		return "v2"
+	}
+	for _, c := range trackControllers {
+		if v1[c] {
+			return c
+		}
+	}
+	return ""
+}
+
+func planLimitsOf(t *cgroupTree, treeErr error, name string) limitPlan {
 	var v2 []string
 	v2Why := ""
 	if t == nil {
@@ -329,8 +386,10 @@ type limitRun struct {
 
 // openLimits creates the v1 cgroups of one run (v2 limits were written when
 // its cgroup was created) and returns nil when no limit is set.
+//
+// With a v1 tracking hierarchy, every run gets a cgroup there, limits or not.
 func (p limitPlan) open(name string, l Limits, cg *cgroup) (*limitRun, error) {
-	if !l.set() {
+	if !l.set() && p.track == "" {
 		return nil, nil
 	}
 	if err := p.refuse(l); err != nil {
@@ -340,9 +399,9 @@ func (p limitPlan) open(name string, l Limits, cg *cgroup) (*limitRun, error) {
 	if l.Memory > 0 && p.v2["memory"] {
 		r.v2 = cg
 	}
-	for _, c := range limitControllers {
+	for _, c := range v1Order {
 		t, ok := p.v1[c]
-		if !ok || c == "memory" && l.Memory == 0 || c == "pids" && l.Pids == 0 {
+		if !ok || c != p.track && (c == "memory" && l.Memory == 0 || c == "pids" && l.Pids == 0 || c == "freezer") {
 			continue
 		}
 		dir := filepath.Join(t.dir, name)
@@ -352,10 +411,10 @@ func (p limitPlan) open(name string, l Limits, cg *cgroup) (*limitRun, error) {
 		}
 		r.v1[c], r.v1Own[c] = dir, filepath.Join(t.mount, t.own)
 		var err error
-		switch c {
-		case "memory":
+		switch {
+		case c == "memory" && l.Memory > 0:
 			err = os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.FormatInt(l.Memory, 10)), 0)
-		case "pids":
+		case c == "pids" && l.Pids > 0:
 			// One more while medic's starting thread is in it (see start).
 			err = os.WriteFile(filepath.Join(dir, "pids.max"), []byte(strconv.FormatInt(l.Pids+1, 10)), 0)
 		}
@@ -388,7 +447,7 @@ func (r *limitRun) start(fork func() error) error {
 			}
 			return ok
 		}
-		for _, c := range limitControllers {
+		for _, c := range v1Order {
 			dir, ok := r.v1[c]
 			if !ok {
 				continue
@@ -408,7 +467,7 @@ func (r *limitRun) start(fork func() error) error {
 			// this goroutine, and it never runs anything of medic's again.
 			runtime.UnlockOSThread()
 		}
-		if dir, ok := r.v1["pids"]; ok {
+		if dir, ok := r.v1["pids"]; ok && r.lim.Pids > 0 {
 			if werr := os.WriteFile(filepath.Join(dir, "pids.max"), []byte(strconv.FormatInt(r.lim.Pids, 10)), 0); werr != nil && err == nil {
 				err = fmt.Errorf("set the pids limit in %s: %w", dir, werr)
 			}
@@ -471,7 +530,7 @@ func (r *limitRun) v1Dirs() []string {
 		return nil
 	}
 	var out []string
-	for _, c := range limitControllers {
+	for _, c := range v1Order {
 		if d := r.v1[c]; d != "" {
 			out = append(out, d)
 		}
@@ -483,6 +542,17 @@ func (r *limitRun) v1Dirs() []string {
 // cgroup can only be removed once empty; SIGKILLed processes leave within
 // milliseconds).
 func removeV1(dir string) {
+	// No fork gets in between: a pids cgroup allows none more, a freezer
+	// cgroup is frozen (its SIGKILLed tasks die when thawed).
+	freezer := false
+	if len(v1Procs(dir)) > 0 {
+		if _, err := os.Stat(filepath.Join(dir, "pids.max")); err == nil {
+			os.WriteFile(filepath.Join(dir, "pids.max"), []byte("0"), 0)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "freezer.state")); err == nil {
+			freezer = os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("FROZEN"), 0) == nil
+		}
+	}
 	for range 200 {
 		ps := v1Procs(dir)
 		if len(ps) == 0 {
@@ -490,6 +560,10 @@ func removeV1(dir string) {
 		}
 		for _, pid := range ps {
 			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if freezer {
+			os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("THAWED"), 0)
+			freezer = false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -562,7 +636,7 @@ func sortedServiceNames(cfg *config.Config) []string {
 // adoptLimits rebuilds the limits of an adopted run from its record; its
 // OOM kills count from now.
 func adoptLimits(rec procRecord, cg *cgroup, l Limits, plan limitPlan) *limitRun {
-	if !l.set() {
+	if !l.set() && len(rec.V1) == 0 {
 		return nil
 	}
 	r := &limitRun{lim: l, v1: map[string]string{}, v1Own: map[string]string{}}
@@ -604,4 +678,18 @@ func LimitSupport() error {
 		v1[c] = t
 	}
 	return chooseLimits(v2, v2Why, v1, v1Why).refuse(Limits{Memory: 1, Pids: 1})
+}
+
+// V1TrackingSupport reports why no v1 hierarchy (pids, freezer) can track
+// instances here (nil: one can).
+func V1TrackingSupport() error {
+	var errs []error
+	for _, c := range trackControllers {
+		if _, err := openV1Tree(c, fmt.Sprintf("support-check-%d", os.Getpid())); err == nil {
+			return nil
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -77,3 +77,22 @@ func TestKeyedValue(t *testing.T) {
 }
 
 func writeFileForTest(p, s string) error { return os.WriteFile(p, []byte(s), 0o644) }
+
+func TestChooseTracking(t *testing.T) {
+	cases := []struct {
+		v2   bool
+		v1   map[string]bool
+		want string
+	}{
+		{v2: true, v1: map[string]bool{"pids": true}, want: "v2"},
+		{v1: map[string]bool{"pids": true, "freezer": true}, want: "pids"},
+		{v1: map[string]bool{"freezer": true}, want: "freezer"},
+		{v1: map[string]bool{"memory": true}, want: ""},
+		{want: ""},
+	}
+	for _, c := range cases {
+		if got := chooseTracking(c.v2, c.v1); got != c.want {
+			t.Errorf("chooseTracking(%v, %v) = %q, want %q", c.v2, c.v1, got, c.want)
+		}
+	}
+}

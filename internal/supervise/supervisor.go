@@ -34,7 +34,18 @@ type Options struct {
 	// StateDir keeps the record of started process groups, so that the next
 	// medic stops what a crashed one left behind. Empty: no record.
 	StateDir string
+	// Cgroups chooses how instances are tracked: CgroupsAuto ("" too): cgroup
+	// v2, else a v1 hierarchy (pids, freezer), else process groups;
+	// CgroupsV1: skip v2; CgroupsNone: process groups only (MEDIC_CGROUPS).
+	Cgroups string
 }
+
+// The values of Options.Cgroups.
+const (
+	CgroupsAuto = "auto"
+	CgroupsV1   = "v1"
+	CgroupsNone = "none"
+)
 
 // Supervisor owns every service's instances.
 type Supervisor struct {
@@ -99,15 +110,32 @@ func New(o Options) (*Supervisor, error) {
 	if o.StateDir != "" {
 		key, _ = filepath.Abs(o.StateDir)
 	}
-	t, treeErr := openCgroupTree(key)
-	if treeErr != nil {
-		s.env.Logger.Warn("cgroups cannot be used: instances are tracked by process group and the record of their ids; a setsid escapee of a crashed medic is not found", "reason", treeErr)
-		t = nil
-	} else {
-		s.env.cgroups = t
-		s.env.Logger.Info("every instance runs in its own cgroup", "parent", filepath.Join(t.mount, t.group))
+	var (
+		t       *cgroupTree
+		treeErr error
+	)
+	switch o.Cgroups {
+	case "", CgroupsAuto:
+		t, treeErr = openCgroupTree(key)
+	case CgroupsV1, CgroupsNone:
+		treeErr = fmt.Errorf("cgroup v2 is not used (cgroups: %s)", o.Cgroups)
+	default:
+		return nil, fmt.Errorf("cgroups: want %s, %s or %s, got %q", CgroupsAuto, CgroupsV1, CgroupsNone, o.Cgroups)
 	}
-	s.env.limits = planLimits(t, treeErr, treeName(key))
+	if treeErr != nil {
+		t = nil
+	}
+	s.env.limits = planLimits(t, treeErr, treeName(key), o.Cgroups)
+	switch {
+	case t != nil:
+		s.env.cgroups = t
+		s.env.Logger.Info("every instance runs in its own cgroup (v2)", "parent", filepath.Join(t.mount, t.group))
+	case s.env.limits.track != "":
+		s.env.Logger.Warn("cgroup v2 cannot be used: every instance runs in its own cgroup v1 of the "+s.env.limits.track+" hierarchy", "reason", treeErr,
+			"parent", s.env.limits.v1[s.env.limits.track].dir)
+	default:
+		s.env.Logger.Warn("cgroups cannot be used: instances are tracked by process group and the record of their ids; a setsid escapee of a crashed medic is not found", "reason", treeErr)
+	}
 	if how, ok := s.env.limits.summary(); ok {
 		s.env.Logger.Info("resource limits (services.*.limits) are applied", "how", how)
 	} else {
