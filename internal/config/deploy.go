@@ -3,15 +3,26 @@ package config
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/medic-dev/medic/internal/verdict"
 )
 
 // Deploy says how a new release of the service (medic deploy, the API) rolls out (docs/deploys.md).
 type Deploy struct {
-	// rolling (one instance at a time within the disruption budget) or canary (traffic steps judged
-	// against a baseline of the old release, rolled back automatically). Default rolling.
-	Strategy string `yaml:"strategy" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=canary"`
+	// rolling (new instances beside the old ones, max_surge at a time, within the disruption budget),
+	// blue-green (the whole new set beside the old, one proxy switch, the old kept warm for
+	// keep_previous) or canary (traffic steps judged against a baseline of the old release, rolled
+	// back automatically). Default rolling.
+	Strategy string `yaml:"strategy" json:"strategy,omitempty" jsonschema:"enum=rolling,enum=blue-green,enum=canary"`
+	// Rolling: new instances started beside the old ones at once, on the spare ports up to
+	// remedy.max_instances (fewer when fewer are spare; 0 replaces in place within min_available). Default 1.
+	MaxSurge *int `yaml:"max_surge" json:"max_surge,omitempty" jsonschema:"minimum=0,maximum=1000"`
+	// Rolling: how long a new instance must stay ready before an old one stops for it. Default 0.
+	MinReady Duration `yaml:"min_ready" json:"min_ready,omitempty"`
+	// Blue-green: how long the previous instances stay running, warm, after the switch, so that
+	// medic rollback is a proxy switch. Default 10m.
+	KeepPrevious Duration `yaml:"keep_previous" json:"keep_previous,omitempty"`
 	// Canary: the canary's share of the requests at each step, in percent, increasing; the last is 100
 	// (the promotion: the stable instances roll out to the new release). Default [5, 25, 50, 100].
 	Steps []int `yaml:"steps" json:"steps,omitempty" jsonschema:"maxItems=20"`
@@ -61,9 +72,61 @@ type DeployVerdict struct {
 
 // The deploy strategies.
 const (
-	StrategyRolling = "rolling"
-	StrategyCanary  = "canary"
+	StrategyRolling   = "rolling"
+	StrategyBlueGreen = "blue-green"
+	StrategyCanary    = "canary"
 )
+
+// DefaultKeepPrevious is how long blue-green keeps the previous instances warm.
+const DefaultKeepPrevious = 10 * time.Minute
+
+// maxKeepPrevious bounds keep_previous: the old set costs its memory meanwhile.
+const maxKeepPrevious = 24 * time.Hour
+
+// StrategyOrDefault is the strategy of d, rolling when d or its strategy is unset.
+func (d *Deploy) StrategyOrDefault() string {
+	if d == nil || d.Strategy == "" {
+		return StrategyRolling
+	}
+	return d.Strategy
+}
+
+// MaxSurgeOrDefault is max_surge, 1 when unset.
+func (d *Deploy) MaxSurgeOrDefault() int {
+	if d == nil || d.MaxSurge == nil {
+		return 1
+	}
+	return *d.MaxSurge
+}
+
+// MinReadyOrDefault is min_ready (0 when d is nil).
+func (d *Deploy) MinReadyOrDefault() time.Duration {
+	if d == nil {
+		return 0
+	}
+	return d.MinReady.D()
+}
+
+// KeepPreviousOrDefault is keep_previous, DefaultKeepPrevious when unset.
+func (d *Deploy) KeepPreviousOrDefault() time.Duration {
+	if d == nil || d.KeepPrevious == 0 {
+		return DefaultKeepPrevious
+	}
+	return d.KeepPrevious.D()
+}
+
+// validateRollout checks the rolling and blue-green settings.
+func (d *Deploy) validateRollout(ck *checker, p string, s *Service) {
+	if d.MaxSurge != nil && (*d.MaxSurge < 0 || *d.MaxSurge > maxInstances) {
+		ck.add(p+".max_surge", "must be 0 to %d, got %d", maxInstances, *d.MaxSurge)
+	}
+	if d.MinReady < 0 || d.MinReady.D() > time.Hour {
+		ck.add(p+".min_ready", "must be 0 to 1h, got %v", d.MinReady)
+	}
+	if d.KeepPrevious < 0 || d.KeepPrevious.D() > maxKeepPrevious {
+		ck.add(p+".keep_previous", "must be 0 (default %v) to %v, got %v", DefaultKeepPrevious, maxKeepPrevious, d.KeepPrevious)
+	}
+}
 
 // VerdictConfig returns the verdict package's settings.
 func (v DeployVerdict) VerdictConfig() verdict.Config {
@@ -73,8 +136,16 @@ func (v DeployVerdict) VerdictConfig() verdict.Config {
 }
 
 func (d *Deploy) validate(ck *checker, p string, s *Service) {
+	d.validateRollout(ck, p, s)
 	switch d.Strategy {
 	case "", StrategyRolling:
+	case StrategyBlueGreen:
+		if s.Proxy == nil || s.Proxy.Mode != ProxyModeHTTP {
+			ck.add(p+".strategy", "blue-green switches traffic in medic's HTTP proxy: the service needs services.X.proxy, mode http")
+		}
+		if s.Port == 0 {
+			ck.add(p+".strategy", "blue-green needs a port: the green instances listen on spare ports given as PORT")
+		}
 	case StrategyCanary:
 		if s.Proxy == nil || s.Proxy.Mode != ProxyModeHTTP {
 			ck.add(p+".strategy", "canary needs the service's HTTP proxy (services.X.proxy, mode http): the verdict judges the requests it sees")
@@ -83,7 +154,7 @@ func (d *Deploy) validate(ck *checker, p string, s *Service) {
 			ck.add(p+".strategy", "canary needs a port: the canary and baseline instances listen on spare ports given as PORT")
 		}
 	default:
-		ck.add(p+".strategy", "must be rolling or canary, got %q", d.Strategy)
+		ck.add(p+".strategy", "must be rolling, blue-green or canary, got %q", d.Strategy)
 	}
 	if len(d.Steps) > 20 {
 		ck.add(p+".steps", "at most 20 steps, got %d", len(d.Steps))

@@ -10,6 +10,7 @@ import (
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/rollplan"
 )
 
 // ErrInProgress is returned when the caller stopped waiting for a change
@@ -184,40 +185,129 @@ func (s *Supervisor) converge(ctx context.Context, sv *service, r *rollout, acto
 		s.retire(in, actor, why+": instance no longer wanted")
 	}
 
+	return s.replaceAll(ctx, sv, cfg, specs, actor, why, setStep)
+}
+
+// surgeRoom is how many surge copies sv may run beside its instances: the
+// deploy's max_surge, within the spare ports up to remedy.max_instances
+// (instance i owns port+i); unlimited by ports when the service has none.
+func surgeRoom(cfg *config.Service, want int) int {
+	if st := cfg.Deploy.StrategyOrDefault(); st != config.StrategyRolling {
+		return 0 // the other strategies start their own groups; their rollouts replace in place
+	}
+	surge := cfg.Deploy.MaxSurgeOrDefault()
+	if cfg.Port > 0 {
+		reserved := want
+		if cfg.Remedy != nil && cfg.Remedy.MaxInstances > reserved {
+			reserved = cfg.Remedy.MaxInstances
+		}
+		surge = min(surge, reserved-want)
+	}
+	return max(surge, 0)
+}
+
+// replaceAll moves every instance of sv to its spec in specs, step by step
+// as rollplan.Next says: surge copies of the new spec first (on spare
+// ports), an old instance drained and stopped only when the budget holds
+// without it, its slot restarted with the new spec, the copies stopped
+// last. A new spec that never becomes ready stops no ready instance while
+// there is room to surge.
+func (s *Supervisor) replaceAll(ctx context.Context, sv *service, cfg *config.Service, specs []Spec, actor, why string, setStep func(string, ...any)) error {
+	want := len(specs)
+	surge := surgeRoom(cfg, want)
+	all := specs
+	if surge > 0 {
+		c := *cfg
+		c.Instances = want + surge
+		all = Resolve(sv.name, &c, s.baseDir, s.logDir)
+	}
+	minReady := cfg.Deploy.MinReadyOrDefault()
+	s.mu.Lock()
+	need := sv.minAvail
+	s.mu.Unlock()
+	readySince := map[*Instance]time.Time{}
 	for {
-		// Unready instances go first: they serve nothing, and a rollback
-		// from a crash-looping version must not wait for them to be ready.
-		i, old := -1, (*Instance)(nil)
-		for j, in := range s.instancesOf(sv) {
-			if j >= len(specs) || reflect.DeepEqual(in.spec, specs[j]) {
+		ch := s.anyReady.Wait()
+		now := s.env.Clock.Now()
+		ins := s.instancesOf(sv)
+		st := rollplan.State{Now: now, Want: want, MaxSurge: surge, MinAvailable: need, MinReady: minReady}
+		for j, in := range ins {
+			ready := in.Status().Ready
+			if !ready {
+				delete(readySince, in)
+			} else if _, ok := readySince[in]; !ok {
+				readySince[in] = now
+			}
+			st.Instances = append(st.Instances, rollplan.Instance{Index: j, Ready: ready, ReadySince: readySince[in],
+				Current: j < len(all) && reflect.DeepEqual(in.spec, all[j])})
+		}
+		step := rollplan.Next(st)
+		switch step.Kind {
+		case rollplan.Done:
+			return nil
+		case rollplan.Start:
+			if step.Index != len(ins) || step.Index >= len(all) {
+				return fmt.Errorf("%s: the plan starts instance %d of %d: %s", why, step.Index, len(ins), step.Reason)
+			}
+			setStep("starting %s/%d (%s)", sv.name, step.Index, step.Reason)
+			in := s.newInstance(all[step.Index], cfg.DependsOn)
+			s.mu.Lock()
+			sv.instances = append(sv.instances, in)
+			s.startInstanceLocked(sv, in)
+			s.mu.Unlock()
+			s.env.Changed()
+		case rollplan.Retire:
+			if step.Index >= len(ins) {
+				return fmt.Errorf("%s: the plan retires instance %d of %d", why, step.Index, len(ins))
+			}
+			old := ins[step.Index]
+			if step.Index >= want { // a surge copy: the last one
+				if step.Index != len(ins)-1 {
+					return fmt.Errorf("%s: the plan retires surge copy %d before %d", why, step.Index, len(ins)-1)
+				}
+				setStep("stopping surge copy %s (%s)", old.id, step.Reason)
+				s.mu.Lock()
+				sv.instances = sv.instances[:step.Index]
+				s.mu.Unlock()
+				s.retire(old, actor, why+": surge copy no longer needed")
+				s.env.Changed()
 				continue
 			}
-			if old == nil || old.Status().Ready && !in.Status().Ready {
-				i, old = j, in
+			setStep("waiting for the budget to replace %s", old.id)
+			if err := s.awaitBudget(ctx, sv, old, want); err != nil {
+				return fmt.Errorf("%s: replace %s: %w", why, old.id, err)
+			}
+			setStep("replacing %s (%s)", old.id, step.Reason)
+			s.retire(old, actor, why+": instance replaced")
+			in := s.newInstance(all[step.Index], cfg.DependsOn)
+			s.mu.Lock()
+			sv.instances[step.Index] = in
+			s.startInstanceLocked(sv, in)
+			s.mu.Unlock()
+			s.env.Changed()
+		case rollplan.Wait:
+			setStep("waiting for %s", step.Reason)
+			var timeout <-chan time.Time
+			var t clock.Timer
+			if !step.Until.IsZero() {
+				t = s.env.Clock.NewTimer(step.Until.Sub(now))
+				timeout = t.C()
+			}
+			var err error
+			select {
+			case <-ctx.Done():
+				err = fmt.Errorf("%s: %s: %w", why, step.Reason, ctx.Err())
+			case <-ch:
+			case <-timeout:
+			}
+			if t != nil {
+				t.Stop()
+			}
+			if err != nil {
+				return err
 			}
 		}
-		if old == nil {
-			break
-		}
-		spec := specs[i]
-		setStep("waiting for the budget to replace %s", old.id)
-		if err := s.awaitBudget(ctx, sv, old, len(specs)); err != nil {
-			return fmt.Errorf("%s: replace %s: %w", why, old.id, err)
-		}
-		setStep("replacing %s", old.id)
-		s.retire(old, actor, why+": instance replaced")
-		in := s.newInstance(spec, cfg.DependsOn)
-		s.mu.Lock()
-		sv.instances[i] = in
-		s.startInstanceLocked(sv, in)
-		s.mu.Unlock()
-		s.env.Changed()
-		setStep("waiting for %s to be ready", in.id)
-		if err := in.WaitReady(ctx); err != nil {
-			return fmt.Errorf("%s: %w", why, err)
-		}
 	}
-	return nil
 }
 
 // retire stops in for good on behalf of actor, and waits until it stopped.

@@ -200,23 +200,30 @@ func TestReloadStopsReplacedInstancesEvenDetached(t *testing.T) {
 }
 
 // TestStuckRolloutIsRecorded: a new version that never gets ready holds the
-// rollout (the old instances keep serving) and a record says what it waits for.
+// rollout (the old instances keep serving) and a record says what it waits
+// for. With room to surge (the default max_surge 1) no old instance stops;
+// without (max_surge 0), one is replaced in place within min_available.
 func TestStuckRolloutIsRecorded(t *testing.T) {
 	defer func(d time.Duration) { supervise.RolloutStuckAfter = d }(supervise.RolloutStuckAfter)
 	supervise.RolloutStuckAfter = 200 * time.Millisecond
-	hooks := &readyHooks{ready: map[string]bool{}, min: 99}
-	s, rec := start(t, map[string]*config.Service{"web": readyService(2)}, hooks)
-	eventually(t, 15*time.Second, "2 ready", func() bool { return hooks.count() == 2 })
-	bad := readyService(2)
-	bad.Probes.Readiness = execProbe("false", 30*time.Millisecond, 1)
-	s.Apply(context.Background(), &config.Config{Services: map[string]*config.Service{"web": bad}}, config.Change{Changed: []string{"web"}}, "api:frank")
-	eventually(t, 10*time.Second, "a stuck-rollout record", func() bool { return rec.count(medic.EventRolloutStuck, "web") > 0 })
-	ev, _ := rec.find(medic.EventRolloutStuck, "web")
-	if ev.Actor != "api:frank" || !strings.Contains(ev.Reason, "to be ready") {
-		t.Fatalf("stuck record = %+v", ev)
-	}
-	if st := s.Status()[0]; st.Ready != 1 || !strings.Contains(st.Rollout, "waiting for web/") {
-		t.Fatalf("during a stuck rollout: %d ready, rollout %q; want the other instance serving and the step shown", st.Ready, st.Rollout)
+	for _, c := range []struct {
+		surge, ready int
+	}{{1, 2}, {0, 1}} {
+		hooks := &readyHooks{ready: map[string]bool{}, min: 99}
+		s, rec := start(t, map[string]*config.Service{"web": readyService(2)}, hooks)
+		eventually(t, 15*time.Second, "2 ready", func() bool { return hooks.count() == 2 })
+		bad := readyService(2)
+		bad.Deploy = &config.Deploy{MaxSurge: &c.surge}
+		bad.Probes.Readiness = execProbe("false", 30*time.Millisecond, 1)
+		s.Apply(context.Background(), &config.Config{Services: map[string]*config.Service{"web": bad}}, config.Change{Changed: []string{"web"}}, "api:frank")
+		eventually(t, 10*time.Second, "a stuck-rollout record", func() bool { return rec.count(medic.EventRolloutStuck, "web") > 0 })
+		ev, _ := rec.find(medic.EventRolloutStuck, "web")
+		if ev.Actor != "api:frank" || !strings.Contains(ev.Reason, "to be ready") {
+			t.Fatalf("max_surge %d: stuck record = %+v", c.surge, ev)
+		}
+		if st := s.Status()[0]; st.Ready != c.ready || !strings.Contains(st.Rollout, "to be ready") {
+			t.Fatalf("max_surge %d: during a stuck rollout: %d ready, rollout %q; want %d serving and the step shown", c.surge, st.Ready, st.Rollout, c.ready)
+		}
 	}
 }
 
@@ -256,3 +263,37 @@ func TestRollbackAndScaleStopsNameTheirActor(t *testing.T) {
 }
 
 const shutdownActorForTest = "supervisor"
+
+// TestRollingSurgeKeepsFullCapacity: with room to surge (a service without
+// a port, max_surge 2, min_ready 100ms), a rollout of 3 instances starts new
+// copies first and never has fewer than 3 ready; it ends with 3 instances,
+// all on the new spec, and the copies stopped.
+func TestRollingSurgeKeepsFullCapacity(t *testing.T) {
+	hooks := &readyHooks{ready: map[string]bool{}, min: 99}
+	s, rec := start(t, map[string]*config.Service{"web": readyService(3)}, hooks)
+	eventually(t, 15*time.Second, "3 ready", func() bool { return hooks.count() == 3 })
+	before := pids(s, "web")
+	hooks.track()
+	next := readyService(3)
+	two := 2
+	next.Deploy = &config.Deploy{MaxSurge: &two, MinReady: config.Duration(100 * time.Millisecond)}
+	next.Env = map[string]string{"VERSION": "2"}
+	s.Apply(context.Background(), &config.Config{Services: map[string]*config.Service{"web": next}}, config.Change{Changed: []string{"web"}}, "api:ivy")
+	eventually(t, 20*time.Second, "rolled out", func() bool { return rec.count(medic.EventRolledOut, "web") == 1 })
+	if m := hooks.minSeen(); m < 3 {
+		t.Errorf("%d ready at the lowest during the surge rollout, want 3", m)
+	}
+	if !hooks.seen("web/3") || !hooks.seen("web/4") {
+		t.Error("no surge copy (web/3, web/4) was ever ready")
+	}
+	after := pids(s, "web")
+	if len(after) != 3 {
+		t.Fatalf("after the rollout: instances %v, want 3", after)
+	}
+	for i, pid := range after {
+		if pid == 0 || pid == before[i] {
+			t.Errorf("instance %d: pid %d (before %d): not replaced", i, pid, before[i])
+		}
+	}
+	eventually(t, 10*time.Second, "surge copies out of rotation", func() bool { return !hooks.is("web/3") && !hooks.is("web/4") })
+}

@@ -352,6 +352,7 @@ func TestRollingRestartRespectsBudget(t *testing.T) {
 type readyHooks struct {
 	mu       sync.Mutex
 	ready    map[string]bool
+	ever     map[string]bool // ids that were ready once
 	tracking bool
 	min      int
 }
@@ -360,6 +361,12 @@ func (h *readyHooks) Ready(id medic.InstanceID, port int, ready bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ready[id.String()] = ready
+	if ready {
+		if h.ever == nil {
+			h.ever = map[string]bool{}
+		}
+		h.ever[id.String()] = true
+	}
 	if h.tracking {
 		if n := h.countLocked(); n < h.min {
 			h.min = n
@@ -374,6 +381,12 @@ func (h *readyHooks) is(id string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.ready[id]
+}
+
+func (h *readyHooks) seen(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ever[id]
 }
 
 func (h *readyHooks) countLocked() int {
