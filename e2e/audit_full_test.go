@@ -150,6 +150,14 @@ func TestAuditFailsClosedOnAFullDisk(t *testing.T) {
 	if !a.status().Audit.Degraded {
 		t.Fatal("the audit log recovered while the disk was still full")
 	}
+	// An operator's action is refused like automation's: no action without its record.
+	pid := a.services()["filler"].Instances[0].PID
+	if out, err := a.medic("restart", "filler/0"); err == nil || !strings.Contains(err.Error()+out, "audit degraded") {
+		t.Errorf("medic restart filler/0 while the audit log was degraded: %v %s; want a refusal saying audit degraded", err, out)
+	}
+	if now := a.services()["filler"].Instances[0].PID; now != pid {
+		t.Errorf("filler/0 was restarted (pid %d → %d) while the audit log was degraded", pid, now)
+	}
 
 	// Free the space: appends resume on their own within the retry period.
 	fills, _ := filepath.Glob(filepath.Join(data, "fill.*"))

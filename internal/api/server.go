@@ -119,6 +119,12 @@ func (s *Server) logger() *slog.Logger {
 // Guards wrap a handler with the role it needs (and audit denials).
 type Guards struct {
 	View, Operate, Admin func(http.Handler) http.Handler
+	// Act is Operate for an action that changes what runs (stops, starts or
+	// replaces instances, injects a fault, moves a database primary): it is
+	// refused with 503 while the audit log is degraded, as automation is
+	// paused then. Undoing (abort a drill, clear a fault, pause automation)
+	// stays under Operate.
+	Act func(http.Handler) http.Handler
 }
 
 // Handler returns the API's routes.
@@ -127,6 +133,7 @@ func (s *Server) Handler() http.Handler {
 	view := s.guard(auth.RoleViewer)
 	op := s.guard(auth.RoleOperator)
 	admin := s.guard(auth.RoleAdmin)
+	act := func(h http.Handler) http.Handler { return op(s.audited(h)) }
 	mux.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }))
 	mux.Handle("GET /metrics", view(promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{})))
 	mux.Handle("GET /v1/status", view(http.HandlerFunc(s.status)))
@@ -134,21 +141,45 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/audit", view(http.HandlerFunc(s.auditList)))
 	mux.Handle("GET /v1/audit/verify", view(http.HandlerFunc(s.auditVerify)))
 	mux.Handle("GET /v1/logs/{service}/{index}", view(http.HandlerFunc(s.logs)))
-	mux.Handle("POST /v1/services/{name}/restart", op(http.HandlerFunc(s.restartService)))
-	mux.Handle("POST /v1/services/{name}/scale", op(http.HandlerFunc(s.scaleService)))
-	mux.Handle("POST /v1/services/{name}/rollback", op(http.HandlerFunc(s.rollbackService)))
+	mux.Handle("POST /v1/services/{name}/restart", act(http.HandlerFunc(s.restartService)))
+	mux.Handle("POST /v1/services/{name}/scale", act(http.HandlerFunc(s.scaleService)))
+	mux.Handle("POST /v1/services/{name}/rollback", act(http.HandlerFunc(s.rollbackService)))
 	if s.Releases != nil {
-		mux.Handle("POST /v1/services/{name}/deploy", op(http.HandlerFunc(s.deployService)))
+		mux.Handle("POST /v1/services/{name}/deploy", act(http.HandlerFunc(s.deployService)))
 		mux.Handle("GET /v1/services/{name}/releases", view(http.HandlerFunc(s.listReleases)))
 	}
-	mux.Handle("POST /v1/instances/{service}/{index}/{action}", op(http.HandlerFunc(s.instanceAction)))
-	mux.Handle("PUT /v1/instances/{service}/{index}/fault", op(http.HandlerFunc(s.setFault)))
-	mux.Handle("DELETE /v1/instances/{service}/{index}/fault", op(http.HandlerFunc(s.setFault)))
-	mux.Handle("POST /v1/reload", admin(http.HandlerFunc(s.reload)))
+	mux.Handle("POST /v1/instances/{service}/{index}/{action}", act(http.HandlerFunc(s.instanceAction)))
+	mux.Handle("PUT /v1/instances/{service}/{index}/fault", act(http.HandlerFunc(s.setFault)))
+	mux.Handle("DELETE /v1/instances/{service}/{index}/fault", op(http.HandlerFunc(s.setFault))) // clearing a fault only undoes
+	mux.Handle("POST /v1/reload", admin(s.audited(http.HandlerFunc(s.reload))))
 	for _, m := range s.Mounts {
-		m(mux, Guards{View: view, Operate: op, Admin: admin})
+		m(mux, Guards{View: view, Operate: op, Admin: admin, Act: act})
 	}
 	return mux
+}
+
+// ReasonAuditDegraded starts the refusal of an operator action while the
+// audit log cannot store records.
+const ReasonAuditDegraded = "audit degraded"
+
+// audited refuses the action next with 503 while the audit log is degraded:
+// an operator's action, like a runbook's, never runs without its durable
+// record (docs/security.md, "Audit log").
+func (s *Server) audited(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.AuditHealth != nil {
+			if h := s.AuditHealth(); h.Degraded {
+				// Not recorded: a held record would push the supervisor's
+				// own records out of the bounded hold buffer.
+				s.logger().Warn("operator action refused: audit degraded", "request", r.Method+" "+safetext.Line(r.URL.Path), "actor", actorOf(r))
+				w.Header().Set("Retry-After", "5")
+				writeError(w, http.StatusServiceUnavailable, "%s: %s: medic refuses operator actions until appends work again (no action without its record); "+
+					"status shows when the log is healthy", ReasonAuditDegraded, h.Reason)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // hostCheck refuses, in token-less mode, a request whose Host header names

@@ -225,11 +225,11 @@ type dbAPI struct {
 
 func (h *dbAPI) mount(mux *http.ServeMux, g api.Guards) {
 	mux.Handle("GET /v1/db/status", g.View(http.HandlerFunc(h.status)))
-	mux.Handle("POST /v1/db/switchover", g.Operate(http.HandlerFunc(h.switchover)))
-	mux.Handle("POST /v1/db/failover", g.Operate(http.HandlerFunc(h.failover)))
+	mux.Handle("POST /v1/db/switchover", g.Act(http.HandlerFunc(h.switchover)))
+	mux.Handle("POST /v1/db/failover", g.Act(http.HandlerFunc(h.failover)))
 	mux.Handle("POST /v1/db/backup", g.Operate(http.HandlerFunc(h.backupNow)))
-	mux.Handle("POST /v1/db/restore", g.Operate(http.HandlerFunc(h.restore)))
-	mux.Handle("POST /v1/db/bootstrap", g.Operate(http.HandlerFunc(h.bootstrap)))
+	mux.Handle("POST /v1/db/restore", g.Act(http.HandlerFunc(h.restore)))
+	mux.Handle("POST /v1/db/bootstrap", g.Act(http.HandlerFunc(h.bootstrap)))
 }
 
 // DBStatusDoc is the body of GET /v1/db/status.

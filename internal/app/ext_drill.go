@@ -72,7 +72,7 @@ func components(m *Main) []string {
 type drillAPI struct{ mgr *drill.Manager }
 
 func (h *drillAPI) mount(mux *http.ServeMux, g api.Guards) {
-	mux.Handle("POST /v1/drills", g.Operate(http.HandlerFunc(h.start)))
+	mux.Handle("POST /v1/drills", g.Act(http.HandlerFunc(h.start)))
 	mux.Handle("POST /v1/drills/abort", g.Operate(http.HandlerFunc(h.abort)))
 	mux.Handle("GET /v1/drills", g.View(http.HandlerFunc(h.list)))
 	mux.Handle("GET /v1/drills/scenarios", g.View(http.HandlerFunc(h.scenarios)))

@@ -27,7 +27,7 @@ func (a *automation) mount(mux *http.ServeMux, g api.Guards) {
 	mux.Handle("GET /v1/approvals", g.View(h(func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]any{"approvals": a.engine.Pending()})
 	})))
-	mux.Handle("POST /v1/approvals/{id}/approve", g.Operate(h(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /v1/approvals/{id}/approve", g.Act(h(func(w http.ResponseWriter, r *http.Request) {
 		var body struct{}
 		if err := api.DecodeBody(r, &body); err != nil {
 			api.WriteError(w, http.StatusBadRequest, "%v", err)
