@@ -67,7 +67,7 @@ func demoDrills(ctx context.Context, addr, token, service string) error {
 			r.Latency.During.P99*1000, strings.ToUpper(r.State))
 	}
 	tw.Flush()
-	fmt.Printf("  reports: %s/v1/drills/ID/report.html while the demo runs (--keep)\n", cl.base)
+	fmt.Printf("  reports: %s/v1/drills/ID/report.html while the demo runs (--keep)\n", cl.web)
 	if failed > 0 {
 		return fmt.Errorf("demo: %d of %d drills failed", failed, len(results))
 	}

@@ -99,7 +99,7 @@ func runDrill(cmd *cobra.Command, req drill.Request, reportDir string, asJSON bo
 		}
 		res.Report = path
 	} else {
-		res.Report = fmt.Sprintf("%s/v1/drills/%d/report.html", cl.base, res.ID)
+		res.Report = fmt.Sprintf("%s/v1/drills/%d/report.html", cl.web, res.ID)
 	}
 	if asJSON {
 		enc := json.NewEncoder(os.Stdout)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/adminsock"
 	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/clock"
@@ -100,10 +102,15 @@ type Server struct {
 	// session cookie, turned into the request's auth.Identity before the guards).
 	Wrap func(http.Handler) http.Handler
 
-	mu   sync.Mutex
-	http *http.Server // under mu: Shutdown may run on another goroutine than Serve
-	stop chan struct{}
-	bg   sync.WaitGroup // flushDenials
+	// TrustPeer decides whether an admin socket's peer acts without a token
+	// (nil: root and the agent's own user, adminsock.Trusted).
+	TrustPeer func(adminsock.Peer) bool
+
+	mu       sync.Mutex
+	servers  []*http.Server // under mu: Shutdown may run on another goroutine than Serve
+	stopOnce sync.Once
+	stop     chan struct{}
+	bg       sync.WaitGroup // flushDenials
 
 	denyMu sync.Mutex
 	denied denials
@@ -286,9 +293,31 @@ func clientOf(r *http.Request) string {
 	return host
 }
 
+// init makes what Serve and ServeUnix share; once.
+func (s *Server) init() {
+	s.stopOnce.Do(func() {
+		s.stop = make(chan struct{})
+		s.bg.Add(1)
+		go func() { defer s.bg.Done(); s.flushDenials(s.stop) }()
+	})
+}
+
+// start registers hs for Shutdown; false when Shutdown already ran.
+func (s *Server) start(hs *http.Server) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.stop:
+		return false
+	default:
+	}
+	s.servers = append(s.servers, hs)
+	return true
+}
+
 // Serve serves on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.stop = make(chan struct{})
+	s.init()
 	h := s.Handler()
 	if s.Wrap != nil {
 		h = s.Wrap(h)
@@ -303,11 +332,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	// which would end event streams; bodies are read with a size cap.
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: lim.HeaderTimeout.D(), IdleTimeout: lim.IdleTimeout.D(),
 		ConnState: gl.ConnState, ErrorLog: slog.NewLogLogger(s.logger().Handler(), slog.LevelWarn)}
-	s.mu.Lock()
-	s.http = hs
-	s.mu.Unlock()
-	s.bg.Add(1)
-	go func() { defer s.bg.Done(); s.flushDenials(s.stop) }()
+	if !s.start(hs) {
+		return nil
+	}
 	err := hs.Serve(gl)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -315,16 +342,72 @@ func (s *Server) Serve(ln net.Listener) error {
 	return fmt.Errorf("serve API: %w", err)
 }
 
-// Shutdown stops accepting, ends event streams and waits for in-flight requests within ctx.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	hs := s.http
-	s.mu.Unlock()
-	if hs == nil {
+// AdminSocketLimits bound the admin socket: its own caps, apart from the TCP
+// listener's, so that a flood of the API port never queues the operator.
+var AdminSocketLimits = config.Limits{MaxConnections: 64, HeaderTimeout: config.Duration(5 * time.Second), IdleTimeout: config.Duration(30 * time.Second)}
+
+// ServeUnix serves the API on the admin socket ln (internal/adminsock) until
+// Shutdown. A peer that TrustPeer admits (root and the agent's user) acts
+// with the admin role, named "unix:<user>" in the audit log, without a
+// token; any other peer the socket's mode lets in is judged by its token as
+// on the TCP listener. There is no Host check: no browser reaches a unix socket.
+func (s *Server) ServeUnix(ln net.Listener) error {
+	s.init()
+	h := s.Handler()
+	if s.Wrap != nil {
+		h = s.Wrap(h)
+	}
+	trust := s.TrustPeer
+	if trust == nil {
+		uid := uint32(os.Getuid())
+		trust = func(p adminsock.Peer) bool { return adminsock.Trusted(p, uid) }
+	}
+	inner := h
+	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := adminsock.PeerFrom(r.Context())
+		if !ok {
+			writeError(w, http.StatusForbidden, "admin socket: the peer's credentials could not be read")
+			return
+		}
+		r2 := r.Clone(r.Context())
+		r2.RemoteAddr = p.Name() // names the client in denials
+		if trust(p) {
+			r2 = r2.WithContext(auth.WithPeerIdentity(r2.Context(), auth.Identity{Name: p.Name(), Role: auth.RoleAdmin}))
+		}
+		inner.ServeHTTP(w, r2)
+	})
+	lim := AdminSocketLimits
+	gl := netguard.Wrap(ln, netguard.Options{Name: "admin socket", Limits: netguard.Limits{MaxConns: lim.MaxConnections},
+		FDs: s.FDs, Priority: true, Refusal: netguard.HTTP503, Logger: s.Logger, Clock: s.Clock})
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: lim.HeaderTimeout.D(), IdleTimeout: lim.IdleTimeout.D(),
+		ConnState: gl.ConnState, ConnContext: adminsock.ConnContext, ErrorLog: slog.NewLogLogger(s.logger().Handler(), slog.LevelWarn)}
+	if !s.start(hs) {
 		return nil
 	}
+	err := hs.Serve(gl)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("serve the admin socket: %w", err)
+}
+
+// Shutdown stops accepting, ends event streams and waits for in-flight requests within ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init() // a Shutdown before Serve: later Serve calls return at once
+	s.mu.Lock()
+	select {
+	case <-s.stop:
+		s.mu.Unlock()
+		return nil
+	default:
+	}
 	close(s.stop)
-	err := hs.Shutdown(ctx)
+	servers := s.servers
+	s.mu.Unlock()
+	var err error
+	for _, hs := range servers {
+		err = errors.Join(err, hs.Shutdown(ctx))
+	}
 	s.bg.Wait()
 	return err
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/oklog/run"
 
 	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/adminsock"
 	"github.com/medic-dev/medic/internal/api"
 	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/auth"
@@ -219,6 +220,18 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen for the API on %s: %w", m.cfg.API.Listen, err)
 	}
+	// The admin socket: the same API for the operator on this machine, outside
+	// the TCP listener's caps (internal/adminsock). Without it the CLI uses TCP.
+	var sock *adminsock.Listener
+	if p := m.cfg.API.SocketPath(); p != "" {
+		mode, _ := m.cfg.API.SocketFileMode()
+		if sock, err = adminsock.Listen(p, os.FileMode(mode), m.handover.upgrading()); err != nil {
+			m.Logger.Warn("admin socket not served; the CLI reaches the agent over TCP", "err", err)
+			sock = nil
+		} else {
+			defer sock.Close()
+		}
+	}
 	// Components beyond the core (remediation, drills, databases, dashboard), each
 	// built by one ext_*.go file from the config; nil when not configured.
 	var comps []*component
@@ -261,7 +274,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 	m.Record(ctx, medic.Event{Time: m.Clock.Now(), Kind: "agent.started", Target: "medic", Actor: "medic",
-		Reason: fmt.Sprintf("medic %s started with %d services, API on %s", medic.Version, len(m.cfg.Services), ln.Addr())})
+		Reason: fmt.Sprintf("medic %s started with %d services, API on %s%s", medic.Version, len(m.cfg.Services), ln.Addr(), socketNote(sock))})
 	if m.Listening != nil {
 		m.Listening(ln.Addr())
 	}
@@ -313,6 +326,13 @@ func (m *Main) Run(ctx context.Context) error {
 			defer cancel()
 			srv.Shutdown(sctx)
 		})
+		if sock != nil { // the same server: one Shutdown ends both
+			g.Add(func() error { return srv.ServeUnix(sock) }, func(error) {
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.Shutdown(sctx)
+			})
+		}
 	}
 	// 3 components, in builder order: no new decisions, drills abort and restore,
 	// databases follow their own stop rules; each Serve returns once stopped.
@@ -558,4 +578,12 @@ func (m *Main) Proxies() []proxy.Stats {
 		return nil
 	}
 	return m.traffic.Stats()
+}
+
+// socketNote names the admin socket for the agent.started record.
+func socketNote(l *adminsock.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return " and unix:" + l.Path()
 }

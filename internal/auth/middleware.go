@@ -20,6 +20,16 @@ func WithIdentity(ctx context.Context, id Identity) context.Context {
 	return context.WithValue(ctx, ctxKey{}, id)
 }
 
+type peerKey struct{}
+
+// WithPeerIdentity returns ctx carrying an identity the kernel proved (the
+// admin socket's peer credentials, internal/adminsock). Middleware judges
+// such a request by that identity alone: with or without a tokens file, and
+// whatever Authorization header it carries.
+func WithPeerIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, peerKey{}, id)
+}
+
 // IdentityFrom returns the identity Middleware put in ctx.
 func IdentityFrom(ctx context.Context) (Identity, bool) {
 	id, ok := ctx.Value(ctxKey{}).(Identity)
@@ -37,6 +47,8 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 //     needing more gets 403 with ReasonNoTokensFile.
 //   - need == RoleNone: everyone is served; a token, if present, must be
 //     valid and names the identity, otherwise Anonymous.
+//   - A request whose context holds a peer identity (WithPeerIdentity) is
+//     judged by that identity's role alone.
 //   - A request without an Authorization header whose context already holds
 //     an Identity (WithIdentity, from an in-process middleware such as the
 //     dashboard's session cookie) is judged by that identity's role, when t
@@ -51,6 +63,9 @@ func Middleware(t *Tokens, need Role, onDenied func(r *http.Request, status int,
 			id, status, reason := decide(t, need, r.Header.Values("Authorization"))
 			if pre, ok := IdentityFrom(r.Context()); ok && t != nil && len(r.Header.Values("Authorization")) == 0 {
 				id, status, reason = admit(pre, need) // a session cookie, already checked (internal/ui)
+			}
+			if peer, ok := r.Context().Value(peerKey{}).(Identity); ok {
+				id, status, reason = admit(peer, need) // the admin socket's peer, proved by the kernel
 			}
 			if status != http.StatusOK {
 				if onDenied != nil {

@@ -14,7 +14,11 @@ const (
 	DefaultLogSize   = ByteSize(10 << 20)
 	DefaultLogFiles  = 3
 	DefaultLogMode   = 0o640
-	DefaultJitter    = 0.2
+	// DefaultSocketName is the admin socket's file in data_dir (api.socket).
+	DefaultSocketName = "medic.sock"
+	// SocketOff as api.socket serves no admin socket.
+	SocketOff     = "none"
+	DefaultJitter = 0.2
 	// DefaultProbeTimeout is a probe's timeout when none is set, capped at
 	// its period.
 	DefaultProbeTimeout = time.Second
@@ -47,6 +51,14 @@ func (c *Config) SetDefaults() {
 		}
 	}
 	c.DataDir = resolve(base, c.DataDir)
+	switch c.API.Socket {
+	case "":
+		c.API.Socket = filepath.Join(c.DataDir, DefaultSocketName)
+	case SocketOff:
+	default:
+		c.API.Socket = resolve(base, c.API.Socket)
+	}
+	d.str("api.socket_mode", &c.API.SocketMode, "0600")
 	if c.API.TokensFile != "" {
 		c.API.TokensFile = resolve(base, c.API.TokensFile)
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -55,7 +56,7 @@ func Diff(old, next *Config) Change {
 			ch.Changed = append(ch.Changed, name)
 		}
 	}
-	ch.APIChanged = !reflect.DeepEqual(old.API, next.API)
+	ch.APIChanged = !reflect.DeepEqual(old.apiOwn(), next.apiOwn())
 	ov, nv := reflect.ValueOf(old).Elem(), reflect.ValueOf(next).Elem()
 	t := ov.Type()
 	for i := range t.NumField() {
@@ -70,4 +71,14 @@ func Diff(old, next *Config) Change {
 	}
 	slices.Sort(ch.Sections)
 	return ch
+}
+
+// apiOwn is the api section without what follows data_dir (the default
+// admin socket lives in it): a changed data_dir is its own section.
+func (c *Config) apiOwn() API {
+	a := c.API
+	if a.Socket == filepath.Join(c.DataDir, DefaultSocketName) {
+		a.Socket = ""
+	}
+	return a
 }

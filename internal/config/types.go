@@ -53,6 +53,12 @@ type API struct {
 	// connections on every listener are refused before they would take them. medic raises
 	// its soft RLIMIT_NOFILE to the hard limit at start. Default min(1024, limit/4).
 	FDReserve int `yaml:"fd_reserve" json:"fd_reserve,omitempty" jsonschema:"minimum=0"`
+	// Admin socket: the API also served on this unix socket, outside the TCP listener's caps.
+	// root and the agent's user need no token on it; others the mode lets in need one.
+	// Relative to the config file. Default <data_dir>/medic.sock; "none" turns it off.
+	Socket string `yaml:"socket" json:"socket,omitempty"`
+	// Mode of the admin socket, octal: "0600" (the agent's user and root) or "0660" (its group too). Default "0600".
+	SocketMode string `yaml:"socket_mode" json:"socket_mode,omitempty" jsonschema:"enum=0600,enum=0660"`
 }
 
 // Service is one supervised program run as N instances.

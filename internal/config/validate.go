@@ -91,6 +91,35 @@ func (a *API) validate(ck *checker) {
 	if a.TokensFile == "" && !isLoopback(host) {
 		ck.add("api.listen", "%q is not a loopback address: without api.tokens_file anyone who can reach it could read the status; set tokens_file or listen on 127.0.0.1", a.Listen)
 	}
+	if ck.src.set("api.socket") && a.Socket != SocketOff && len(a.Socket) > maxSocketPath {
+		ck.add("api.socket", "%s is %d bytes; a unix socket path may not exceed %d", a.Socket, len(a.Socket), maxSocketPath)
+	}
+	if _, ok := a.SocketFileMode(); !ok {
+		ck.add("api.socket_mode", "%q: want \"0600\" (the agent's user and root) or \"0660\" (its group too); others never get the admin socket", a.SocketMode)
+	}
+}
+
+// maxSocketPath is the longest unix socket path (adminsock.MaxPath).
+const maxSocketPath = 107
+
+// SocketPath is the admin socket's path, or "" when it is off.
+func (a API) SocketPath() string {
+	if a.Socket == SocketOff {
+		return ""
+	}
+	return a.Socket
+}
+
+// SocketFileMode is the parsed socket_mode (0600 when unset); false when it
+// is not one of the two allowed.
+func (a API) SocketFileMode() (uint32, bool) {
+	switch a.SocketMode {
+	case "", "0600", "600":
+		return 0o600, true
+	case "0660", "660":
+		return 0o660, true
+	}
+	return 0o600, false
 }
 
 // splitHostPort checks a listen address "host:port" (port 0 picks a free one).
