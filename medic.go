@@ -167,6 +167,10 @@ const (
 	EventHostReturned EventKind = "fleet.host.returned" // a suspect or lost host's key is back
 	EventHostUpdated  EventKind = "fleet.host.updated"  // a host rejoined with a new lease or new information
 	EventFleetView    EventKind = "fleet.view"          // the hosts present when this agent started watching
+	// EventPlacement: this host, coordinating, wrote a fleet service's new
+	// assignment (internal/placement); Target is the service, Fields hold
+	// from, to and storm.
+	EventPlacement EventKind = "fleet.placement"
 )
 
 // Event is one typed observation or decision. Every event carries a Reason; the

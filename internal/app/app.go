@@ -31,6 +31,7 @@ import (
 	"github.com/medic-dev/medic/internal/egress"
 	"github.com/medic-dev/medic/internal/events"
 	"github.com/medic-dev/medic/internal/flags"
+	"github.com/medic-dev/medic/internal/fleet"
 	"github.com/medic-dev/medic/internal/logfile"
 	"github.com/medic-dev/medic/internal/metrics"
 	"github.com/medic-dev/medic/internal/netguard"
@@ -77,6 +78,9 @@ type Main struct {
 	dbWrites func(drill.WriteRequest) (drill.WriteLoad, error) // set by the database component
 	backups  func() []backup.State                             // set by the database component; nil without backups
 	fleet    *fleetGuard                                       // made by remedy when fleet: is configured, bound by the fleet component
+	// Set by the fleet component for the fleet services' (fleet_services.go).
+	fleetAgent *fleet.Agent
+	fleetHost  string
 
 	redactor atomic.Pointer[redact.Redactor] // secrets masked in every record and notification
 	handover *handover                       // the listeners a seamless upgrade passes on

@@ -53,6 +53,7 @@ func buildFleet(m *Main) (*component, error) {
 	if m.fleet != nil {
 		m.fleet.g.Store(a.Guard())
 	}
+	m.fleetAgent, m.fleetHost = a, host
 	for _, st := range []fleet.State{fleet.Up, fleet.Suspect, fleet.Lost} {
 		err := m.mets.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "medic_fleet_hosts", Help: "Hosts of the fleet as this agent sees them, by state (up, suspect, lost).",

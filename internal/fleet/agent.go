@@ -348,3 +348,15 @@ func (a *Agent) emit(ctx context.Context, ev medic.Event) {
 		a.o.Record(ctx, ev)
 	}
 }
+
+// Lease is this host's membership lease while it is joined and within its
+// safe time, else 0: what fleet-wide publications are bound to (they go
+// with it when this host dies or is cut from etcd).
+func (a *Agent) Lease() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.joined || !a.clk.Now().Before(a.safe) {
+		return 0
+	}
+	return a.lease
+}

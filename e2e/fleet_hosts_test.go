@@ -1,0 +1,311 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/placement"
+	"github.com/medic-dev/medic/internal/testutil/netns"
+)
+
+// hostConfig is a medic config for one host of fleet prod, run in its own
+// network namespace: every host uses the same ports (API 7070, proxy 8000,
+// instances from 9000), each on its own address.
+const hostConfig = `
+name: {HOST}
+data_dir: {DIR}/data
+api: {listen: "{ADDR}:7070", tokens_file: tokens.yaml}
+etcd: {endpoints: [{ETCD}]}
+fleet: {name: prod, address: {ADDR}, lease_ttl: 2s, grace: 2s}
+services:
+  web:
+    command: [{BIN}, demoapp, --listen, "0.0.0.0:${PORT}"]
+    port: 9000
+    stop: {grace: 1s}
+    fleet: {instances: 6, spread: host}
+    proxy: {listen: "0.0.0.0:8000", try_timeout: 300ms}
+    probes:
+      liveness:  {http: {path: /healthz/live},  period: 300ms, timeout: 200ms, failure_threshold: 2}
+      readiness: {http: {path: /healthz/ready}, period: 200ms, timeout: 150ms, failure_threshold: 1}
+`
+
+// nsAgent is a `medic run` in a host's namespace.
+type nsAgent struct {
+	t      *testing.T
+	h      *netns.Host
+	dir    string
+	token  string
+	stderr *lockedBuffer
+	proc   *netns.Proc
+}
+
+func startHostAgent(t *testing.T, h *netns.Host, etcdEndpoints []string) *nsAgent {
+	t.Helper()
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.yaml")
+	out, err := runMedic("token", "add", "test", "--role", "admin", "-f", tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.NewReplacer("{HOST}", h.Name, "{DIR}", dir, "{ADDR}", h.Addr.String(),
+		"{ETCD}", strings.Join(etcdEndpoints, ", "), "{BIN}", fmt.Sprintf("%q", medicBin)).Replace(hostConfig)
+	if err := os.WriteFile(filepath.Join(dir, "medic.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &nsAgent{t: t, h: h, dir: dir, token: strings.TrimSpace(lastLine(out))}
+	a.launch()
+	return a
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func (a *nsAgent) launch() {
+	a.t.Helper()
+	a.stderr = &lockedBuffer{}
+	cmd := a.h.Command(medicBin, "run", "-c", filepath.Join(a.dir, "medic.yaml"))
+	cmd.Stderr = a.stderr
+	p, err := a.h.Start(cmd)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.proc = p
+	a.t.Cleanup(func() { p.Stop(30 * time.Second) })
+	a.eventually(15*time.Second, a.h.Name+"'s API up", func() bool {
+		code, _ := getWithToken(a.url("/healthz"), a.token)
+		return code == 200
+	})
+}
+
+func (a *nsAgent) url(path string) string { return "http://" + a.h.Addr.String() + ":7070" + path }
+
+func (a *nsAgent) eventually(within time.Duration, what string, cond func() bool) {
+	a.t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			a.t.Fatalf("after %v: %s\n%s's stderr:\n%s", within, what, a.h.Name, tail(a.stderr.String(), 4000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ready is the number of ready instances of web on this host; -1 when the
+// agent does not answer.
+func (a *nsAgent) ready() int {
+	code, body := getWithToken(a.url("/v1/status"), a.token)
+	if code != 200 {
+		return -1
+	}
+	var doc api.StatusDoc
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		return -1
+	}
+	for _, s := range doc.Services {
+		if s.Name == "web" {
+			n := 0
+			for _, in := range s.Instances {
+				if in.Ready {
+					n++
+				}
+			}
+			return n
+		}
+	}
+	return -1
+}
+
+// assignment reads web's placement from etcd.
+func assignment(t *testing.T, c *netns.Cluster) placement.Record {
+	t.Helper()
+	cli, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	r, err := cli.Get(ctx, placement.Key("/medic", "prod", "web"))
+	if err != nil || len(r.Kvs) == 0 {
+		return placement.Record{}
+	}
+	var rec placement.Record
+	_ = json.Unmarshal(r.Kvs[0].Value, &rec)
+	return rec
+}
+
+// load sends GETs at about rate per second, round robin over the proxies,
+// until stop is closed; it counts requests and failures (not 200).
+type loadResult struct {
+	sent, failed atomic.Int64
+	mu           sync.Mutex
+	firstErrs    []string
+}
+
+func runLoad(stop <-chan struct{}, rate int, proxies []string, res *loadResult) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 3 * time.Second}
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer tick.Stop()
+		for i := 0; i < rate*600; i++ { // bounded: 10 minutes at most
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			url := "http://" + proxies[i%len(proxies)] + "/"
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res.sent.Add(1)
+				resp, err := client.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != 200 {
+					res.failed.Add(1)
+					res.mu.Lock()
+					if len(res.firstErrs) < 5 {
+						if err != nil {
+							res.firstErrs = append(res.firstErrs, err.Error())
+						} else {
+							res.firstErrs = append(res.firstErrs, resp.Status)
+						}
+					}
+					res.mu.Unlock()
+				}
+			}()
+		}
+	}()
+	return &wg
+}
+
+// TestFleetHostKill: three hosts (network namespaces) with a real 3-member
+// etcd, web placed 6 instances spread by host. Under GET load through the
+// proxies of h1 and h2, h3 is killed (every process of it by PID, its link
+// down): h1 and h2 take over its share (3 each) within lease_ttl + grace +
+// start + readiness + slack, with no client error; when h3 returns the
+// fleet rebalances to 2 each, one instance at a time, with no client error.
+func TestFleetHostKill(t *testing.T) {
+	n := netns.Require(t)
+	c := n.MustStartCluster(t, 3)
+	var agents []*nsAgent
+	for _, name := range []string{"h1", "h2", "h3"} {
+		agents = append(agents, startHostAgent(t, n.MustAddHost(t, name), c.Endpoints))
+	}
+	h1, h2, h3 := agents[0], agents[1], agents[2]
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rec := assignment(t, c)
+		if rec.Assign.String() == "h1=2 h2=2 h3=2" && h1.ready() == 2 && h2.ready() == 2 && h3.ready() == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no 2 ready on each host after 30s: placement %q (%s), ready %d %d %d\nh1 stderr:\n%s",
+				rec.Assign, rec.Why, h1.ready(), h2.ready(), h3.ready(), tail(h1.stderr.String(), 3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Each proxy also knows the other hosts' instances (remote backends).
+	remote := func(a *nsAgent) int {
+		_, body := getWithToken(a.url("/v1/status"), a.token)
+		var doc api.StatusDoc
+		if err := json.Unmarshal([]byte(body), &doc); err != nil || len(doc.Proxies) != 1 {
+			return -1
+		}
+		n := 0
+		for _, in := range doc.Proxies[0].Instances {
+			if in.Remote && in.InRotation {
+				n++
+			}
+		}
+		return n
+	}
+	h1.eventually(5*time.Second, "h1's proxy lists h2's and h3's 4 instances as remote, in rotation", func() bool { return remote(h1) == 4 })
+	if code, body := get(h1.url("/v1/fleet/services/web/health")); code != 200 || !strings.Contains(body, `"local_in_rotation": 2`) {
+		t.Fatalf("h1's health for web: HTTP %d %s", code, body)
+	}
+
+	stop := make(chan struct{})
+	var res loadResult
+	wg := runLoad(stop, 100, []string{h1.h.Addr.String() + ":8000", h2.h.Addr.String() + ":8000"}, &res)
+	time.Sleep(2 * time.Second)
+	killed := time.Now()
+	if err := h3.h.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	var restored time.Duration
+	for {
+		rec := assignment(t, c)
+		if rec.Assign.String() == "h1=3 h2=3" && h1.ready() == 3 && h2.ready() == 3 {
+			restored = time.Since(killed)
+			break
+		}
+		if time.Since(killed) > 40*time.Second {
+			t.Fatalf("6 ready not restored on h1 and h2 40s after h3's death: placement %q (%s), ready %d %d",
+				rec.Assign, rec.Why, h1.ready(), h2.ready())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("h3 killed: 6 ready on h1+h2 after %v (lease_ttl 2s + grace 2s + start + readiness)", restored.Round(10*time.Millisecond))
+	// lease_ttl + grace + start and readiness (~0.5s) + 1s is 5.5s; the
+	// bound leaves room for a loaded CI machine.
+	if restored > 12*time.Second {
+		t.Errorf("capacity restored after %v, want ≤ 12s", restored)
+	}
+	code, body := getWithToken(h1.url("/v1/audit?target=web"), h1.token)
+	if code != 200 || !strings.Contains(body, "fleet.placement") || !strings.Contains(body, "lost h3") {
+		t.Errorf("the take-over is not audited on h1: HTTP %d %s", code, tail(body, 2000))
+	}
+
+	// h3 returns: a new agent on its host; the fleet rebalances.
+	if err := h3.h.Revive(); err != nil {
+		t.Fatal(err)
+	}
+	returned := time.Now()
+	h3.launch()
+	for {
+		rec := assignment(t, c)
+		if rec.Assign.String() == "h1=2 h2=2 h3=2" && h1.ready() == 2 && h2.ready() == 2 && h3.ready() == 2 {
+			break
+		}
+		if time.Since(returned) > 60*time.Second {
+			t.Fatalf("no rebalance 60s after h3 returned: placement %q (%s), ready %d %d %d",
+				rec.Assign, rec.Why, h1.ready(), h2.ready(), h3.ready())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("h3 returned: rebalanced to 2 each after %v", time.Since(returned).Round(10*time.Millisecond))
+	// One instance at a time: the coordinator (h1) audited each step.
+	_, body = getWithToken(h1.url("/v1/audit?target=web"), h1.token)
+	for _, step := range []string{"one more on h3 (h1=3 h2=3 h3=1)", "one fewer on h1 (h1=2 h2=3 h3=1)",
+		"one more on h3 (h1=2 h2=3 h3=2)", "one fewer on h2 (h1=2 h2=2 h3=2)"} {
+		if !strings.Contains(body, step) {
+			t.Errorf("the rebalance step %q is not in h1's audit:\n%s", step, tail(body, 3000))
+		}
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("load: %d GETs through h1 and h2, %d failed %v", res.sent.Load(), res.failed.Load(), res.firstErrs)
+	if res.failed.Load() != 0 {
+		t.Errorf("%d of %d GETs failed through the surviving proxies: %v", res.failed.Load(), res.sent.Load(), res.firstErrs)
+	}
+}
