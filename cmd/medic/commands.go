@@ -392,6 +392,12 @@ func demoappCmd() *cobra.Command {
 		Short: "Run the demo service: a web server that can crash, hang, leak or slow down on command",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !(o.ErrorRate >= 0 && o.ErrorRate <= 1) {
+				return usageError{fmt.Errorf("--error-rate %v: want a share from 0 to 1", o.ErrorRate)}
+			}
+			if o.Latency < 0 || o.Latency > time.Minute || !(o.LatencySpread >= 0 && o.LatencySpread <= 3) {
+				return usageError{fmt.Errorf("--latency %s, --latency-spread %v: want 0 to 1m and 0 to 3", o.Latency, o.LatencySpread)}
+			}
 			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -401,5 +407,8 @@ func demoappCmd() *cobra.Command {
 	c.Flags().StringVar(&o.Listen, "listen", "127.0.0.1:8080", "address to serve on")
 	c.Flags().StringVar(&o.ID, "id", "", "instance id (default $MEDIC_INSTANCE, else the listen address)")
 	c.Flags().DurationVar(&o.StartupDelay, "startup-delay", 0, "wait this long before listening")
+	c.Flags().DurationVar(&o.Latency, "latency", 0, "answer GET / after this long (the median with --latency-spread)")
+	c.Flags().Float64Var(&o.LatencySpread, "latency-spread", 0, "sigma of the log-normal latency around --latency (0.3: p99 about 2x the median)")
+	c.Flags().Float64Var(&o.ErrorRate, "error-rate", 0, "answer this share of GET / with 500 (0 to 1)")
 	return c
 }

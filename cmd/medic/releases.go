@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/medic-dev/medic/internal/canary"
 	"github.com/medic-dev/medic/internal/release"
 	"github.com/medic-dev/medic/internal/safetext"
 )
@@ -62,7 +63,70 @@ service changes.`,
 	c.Flags().StringArrayVar(&sets, "set", nil, "KEY=VALUE change to the running spec (command, dir, instances, env.NAME)")
 	c.Flags().StringVar(&version, "version", "", "version label of the release (default r<N>)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the release as one JSON document")
+	c.AddCommand(canaryStatusCmd(), canaryAnswerCmd(true), canaryAnswerCmd(false))
 	return c
+}
+
+// canaryView is the agent's answer about a canary (GET /v1/services/S/canary).
+type canaryView struct {
+	canary.Report
+	Text                  string  `json:"text"`
+	TimeToVerdictSeconds  float64 `json:"time_to_verdict_seconds,omitempty"`
+	TimeToRollbackSeconds float64 `json:"time_to_rollback_seconds,omitempty"`
+}
+
+// canaryStatusCmd is `medic deploy status SERVICE`.
+func canaryStatusCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status SERVICE",
+		Short: "Show the service's canary under way, or its last one: phase, weights, the verdict metric by metric, timeline",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			var v canaryView
+			if err := cl.getJSON("GET", "/v1/services/"+url.PathEscape(args[0])+"/canary", 10*time.Second, &v); err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(os.Stdout).Encode(v)
+			}
+			for _, l := range strings.Split(strings.TrimRight(v.Text, "\n"), "\n") {
+				fmt.Println(safetext.Line(l))
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the canary as one JSON document")
+	return c
+}
+
+// canaryAnswerCmd is `medic deploy approve|deny SERVICE`.
+func canaryAnswerCmd(ok bool) *cobra.Command {
+	use, short, path := "approve SERVICE", "Approve the promotion a canary waits for (deploy.trust: propose; operator role; audited)", "approve"
+	if !ok {
+		use, short, path = "deny SERVICE", "Refuse the promotion a canary waits for: it is rolled back (operator role; audited)", "deny"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			var v canaryView
+			if err := cl.postJSON("/v1/services/"+url.PathEscape(args[0])+"/canary/"+path, "{}", 10*time.Second, &v); err != nil {
+				return err
+			}
+			fmt.Printf("%s: %s\n", safetext.Line(args[0]), safetext.Line(v.State.Reason))
+			return nil
+		},
+	}
 }
 
 // rollbackCmd is `medic rollback SERVICE [--to VERSION]`.

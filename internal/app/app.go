@@ -25,6 +25,7 @@ import (
 	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/backup"
+	"github.com/medic-dev/medic/internal/canary"
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/drill"
@@ -61,6 +62,7 @@ type Main struct {
 	cfg      *config.Config
 	sup      *supervise.Supervisor
 	releases *release.Manager
+	canaries *canary.Runner // nil until built (ext_canary.go)
 	audit    *audit.Log
 	aw       *audit.Writer // every append goes through it: it fails closed
 	hub      *events.Hub

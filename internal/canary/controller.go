@@ -32,6 +32,17 @@ func (p Phase) String() string {
 // MarshalText writes the phase as its name.
 func (p Phase) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
 
+// UnmarshalText reads a phase's name.
+func (p *Phase) UnmarshalText(b []byte) error {
+	for i, n := range phaseNames {
+		if n == string(b) {
+			*p = Phase(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown canary phase %q", b)
+}
+
 // Done reports a final phase.
 func (p Phase) Done() bool { return p == Promoted || p == RolledBack }
 
@@ -99,6 +110,17 @@ func (k Kind) String() string {
 
 // MarshalText writes the kind as its name.
 func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText reads a kind's name.
+func (k *Kind) UnmarshalText(b []byte) error {
+	for i, n := range kindNames {
+		if n == string(b) {
+			*k = Kind(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown canary action %q", b)
+}
 
 // Action is the controller's answer.
 type Action struct {

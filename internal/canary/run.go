@@ -38,10 +38,14 @@ type Groups interface {
 // Traffic is what a canary needs of the service's proxy.
 type Traffic interface {
 	// SetWeights sets the groups' shares of the next requests (percent by
-	// group name; a group left out gets none).
+	// group name; a group left out gets none); nil ends the weighting (the
+	// groups are gone: every instance in rotation serves).
 	SetWeights(service string, weights map[string]int) error
-	// Outcomes returns the outcomes of the group's requests after cursor
-	// (0: from the group's start) and the cursor to ask from next.
+	// Cursor is where the group's next request will be (its counters may
+	// hold an earlier canary's requests).
+	Cursor(service, group string) uint64
+	// Outcomes returns the outcomes of the group's requests from cursor on
+	// and the cursor to ask from next.
 	Outcomes(service, group string, cursor uint64) ([]verdict.Outcome, uint64)
 	// Counts are the service's requests through the proxy and those answered
 	// 5xx or not at all; ok is false without a proxy.
@@ -142,7 +146,7 @@ func (r *Runner) Run(ctx context.Context, service string, cfg Config, old, next 
 	}
 
 	var o Observation
-	var curC, curB uint64
+	curC, curB := r.Traffic.Cursor(service, Canary), r.Traffic.Cursor(service, Baseline)
 	t := clk.NewTimer(tick)
 	defer t.Stop()
 	for {
@@ -230,6 +234,9 @@ func (r *Runner) rollBack(ctx context.Context, ru *run, s State, actor string, s
 	}
 	back := clk.Now()
 	serr := stop(ctx)
+	if werr == nil {
+		werr = r.Traffic.SetWeights(service, nil) // no groups left: no weights
+	}
 	s.Phase = RolledBack
 	ru.update(func(rep *Report) {
 		rep.State, rep.Weights, rep.TrafficBack, rep.Ended, rep.Outcome = s, WeightsAt(0), back, clk.Now(), "rolled-back"
@@ -255,6 +262,9 @@ func (r *Runner) promote(ctx context.Context, ru *run, s State, next *config.Ser
 	perr := r.Promoter.Promote(ctx, service, next, actor, fmt.Sprintf("canary %s promoted", next.Version))
 	werr := r.Traffic.SetWeights(service, WeightsAt(0).Map())
 	serr := stop(context.WithoutCancel(ctx))
+	if werr == nil {
+		werr = r.Traffic.SetWeights(service, nil)
+	}
 	s.Phase = Promoted
 	out := "promoted"
 	if perr != nil {

@@ -2,6 +2,7 @@ package canary_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -64,9 +65,16 @@ func (f *fakeFleet) StopGroup(_ context.Context, service, group string) error {
 	return nil
 }
 
+func (f *fakeFleet) Cursor(string, string) uint64 { return 0 }
+
 func (f *fakeFleet) SetWeights(_ string, w map[string]int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if w == nil {
+		f.note("weights cleared")
+		f.weights = map[string]int{"stable": 100}
+		return nil
+	}
 	f.weights = w
 	f.note(fmt.Sprintf("weights stable=%d canary=%d baseline=%d", w["stable"], w["canary"], w["baseline"]))
 	return nil
@@ -136,7 +144,7 @@ func TestRunnerRollsBackBadCanary(t *testing.T) {
 	if rep.Outcome != "rolled-back" || rep.State.Phase != canary.RolledBack || rep.TrafficBack.IsZero() || rep.TimeToRollback() <= 0 {
 		t.Fatalf("report: %s", rep.Text())
 	}
-	want := "start web canary v2×1\nstart web baseline v1×1\nweights stable=90 canary=5 baseline=5\nweights stable=100 canary=0 baseline=0\nstop canary\nstop baseline"
+	want := "start web canary v2×1\nstart web baseline v1×1\nweights stable=90 canary=5 baseline=5\nweights stable=100 canary=0 baseline=0\nstop canary\nstop baseline\nweights cleared"
 	if got := f.logText(); got != want {
 		t.Fatalf("calls:\n%s\nwant:\n%s", got, want)
 	}
@@ -181,7 +189,7 @@ func TestRunnerPromotesGoodCanary(t *testing.T) {
 	if rep.Outcome != "promoted" || f.promoted != newSpec {
 		t.Fatalf("report:\n%s", rep.Text())
 	}
-	want := "start web canary v2×1\nstart web baseline v1×1\nweights stable=90 canary=5 baseline=5\nweights stable=50 canary=25 baseline=25\nweights stable=0 canary=50 baseline=50\npromote v2\nweights stable=100 canary=0 baseline=0\nstop canary\nstop baseline"
+	want := "start web canary v2×1\nstart web baseline v1×1\nweights stable=90 canary=5 baseline=5\nweights stable=50 canary=25 baseline=25\nweights stable=0 canary=50 baseline=50\npromote v2\nweights stable=100 canary=0 baseline=0\nstop canary\nstop baseline\nweights cleared"
 	if got := f.logText(); got != want {
 		t.Fatalf("calls:\n%s\nwant:\n%s", got, want)
 	}
@@ -262,7 +270,7 @@ func TestRunnerCrashAndInterrupt(t *testing.T) {
 	}
 	cancel()
 	rep = <-done
-	if rep.Outcome != "rolled-back" || !strings.Contains(rep.State.Reason, "interrupted") || !strings.HasSuffix(f.logText(), "weights stable=100 canary=0 baseline=0\nstop canary\nstop baseline") {
+	if rep.Outcome != "rolled-back" || !strings.Contains(rep.State.Reason, "interrupted") || !strings.HasSuffix(f.logText(), "weights stable=100 canary=0 baseline=0\nstop canary\nstop baseline\nweights cleared") {
 		t.Fatalf("interrupted:\n%s\n%s", rep.Text(), f.logText())
 	}
 }
@@ -273,5 +281,26 @@ func TestRunnerRefusesInvalid(t *testing.T) {
 	_, err := newRunner(f).Run(context.Background(), "web", canary.Config{Steps: []int{50}}, oldSpec, newSpec, "ops")
 	if !errors.Is(err, canary.ErrInvalid) || f.logText() != "" {
 		t.Fatalf("err %v, calls %q", err, f.logText())
+	}
+}
+
+// A report read back from its JSON (the API's answer) is the same.
+func TestReportJSON(t *testing.T) {
+	f := newFleet(7)
+	f.groups["canary"].errRate = 0.3
+	rep, err := newRunner(f).Run(context.Background(), "web", canary.Config{}, oldSpec, newSpec, "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back canary.Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Text() != rep.Text() || back.State.Phase != canary.RolledBack || back.State.Verdict.Decision != verdict.Fail {
+		t.Fatalf("read back:\n%s\nwant:\n%s", back.Text(), rep.Text())
 	}
 }

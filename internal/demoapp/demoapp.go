@@ -68,6 +68,16 @@ type Options struct {
 	Getenv func(key string) string
 	// LeakLimit bounds the bytes the leak fault holds. Default DefaultLeakLimit.
 	LeakLimit int64
+	// Latency is the release's own time to answer GET /: each request
+	// takes Latency × e^(LatencySpread·Z), Z standard normal (log-normal
+	// around Latency). Default 0: at once. It is no fault: /fault/reset
+	// keeps it. Deploy drills run a canary with more of it.
+	Latency time.Duration
+	// LatencySpread is the σ of the log-normal latency. Default 0: exactly Latency.
+	LatencySpread float64
+	// ErrorRate is the release's own share of GET / answered 500, 0 to 1
+	// (kept by /fault/reset, like Latency). Default 0.
+	ErrorRate float64
 }
 
 // CrashExitCode is the status the process exits with on /fault/crash.
@@ -112,6 +122,10 @@ type App struct {
 	done      chan struct{} // closed when Serve begins shutting down: releases hung requests
 	serveOnce sync.Once
 	faults    faults
+
+	latency       time.Duration
+	latencySpread float64
+	ownErrorRate  float64
 }
 
 // New returns an App configured by o. Nothing runs until Serve or ServeHTTP.
@@ -125,6 +139,10 @@ func New(o Options) *App {
 		getenv:    o.Getenv,
 		leakLimit: o.LeakLimit,
 		done:      make(chan struct{}),
+
+		latency:       o.Latency,
+		latencySpread: o.LatencySpread,
+		ownErrorRate:  o.ErrorRate,
 	}
 	if a.log == nil {
 		a.log = slog.Default()

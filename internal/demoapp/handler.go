@@ -49,12 +49,22 @@ func (a *App) routes() *http.ServeMux {
 
 func (a *App) root(w http.ResponseWriter, r *http.Request) {
 	s := a.faults.state()
+	if a.latency > 0 {
+		d := a.latency
+		if a.latencySpread > 0 {
+			d = time.Duration(float64(d) * math.Exp(a.latencySpread*rand.NormFloat64()))
+		}
+		if !a.sleep(r.Context(), d) {
+			http.Error(w, "request ended during its latency", http.StatusServiceUnavailable)
+			return
+		}
+	}
 	if s.SlowMS > 0 && !a.sleep(r.Context(), time.Duration(s.SlowMS)*time.Millisecond) {
 		http.Error(w, "request ended during injected delay", http.StatusServiceUnavailable)
 		return
 	}
 	id := Identity{Instance: a.id, PID: a.pid}
-	if s.ErrorRate > 0 && rand.Float64() < s.ErrorRate {
+	if a.ownErrorRate > 0 && rand.Float64() < a.ownErrorRate || s.ErrorRate > 0 && rand.Float64() < s.ErrorRate {
 		id.Error = "injected error"
 		writeJSON(w, http.StatusInternalServerError, id)
 		return

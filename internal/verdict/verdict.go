@@ -49,6 +49,17 @@ func (d Decision) String() string {
 // MarshalText writes the decision as its name.
 func (d Decision) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// UnmarshalText reads a decision's name.
+func (d *Decision) UnmarshalText(b []byte) error {
+	for _, x := range []Decision{Continue, Pass, Fail} {
+		if x.String() == string(b) {
+			*d = x
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown verdict decision %q", b)
+}
+
 // Outcome is one request as the proxy saw it.
 type Outcome struct {
 	// Status is the HTTP status sent to the client; 0 means no response

@@ -1,0 +1,184 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medic-dev/medic/internal/canary"
+	"github.com/medic-dev/medic/internal/release"
+)
+
+// canaryConfig: web runs 2 instances of the demo service answering in about
+// 20 ms (log-normal, σ 0.3), behind its proxy, deployed as a canary in steps
+// of 25 %, 50 %, 100 %. The proxy retries a 500 on another instance: a
+// canary's failed try goes to a stable instance (the retry group), so its
+// clients are spared while the verdict still counts the failure.
+const canaryConfig = `
+data_dir: %[4]s/data
+api: {listen: "127.0.0.1:%[2]d", tokens_file: tokens.yaml}
+services:
+  web:
+    command: [%[1]q, demoapp, --listen, "127.0.0.1:${PORT}", --latency, 20ms, --latency-spread, "0.3"]
+    instances: 2
+    port: %[3]d
+    stop: {grace: 2s}
+    restart: {initial: 200ms, max: 1s}
+    proxy: {listen: "127.0.0.1:0", try_timeout: 2s, retries: {on_status: [500, 502, 503, 504]}}
+    probes:
+      liveness:  {http: {path: /healthz/live},  period: 300ms, timeout: 200ms, failure_threshold: 2}
+      readiness: {http: {path: /healthz/ready}, period: 100ms}
+    deploy:
+      strategy: canary
+      steps: [25, 50, 100]
+      ready_timeout: 20s
+      step_max_duration: 2m
+`
+
+// canaryCommand is the demo service's command with extra flags, as a JSON
+// array for --set command=.
+func canaryCommand(extra ...string) string {
+	argv := append([]string{medicBin, "demoapp", "--listen", "127.0.0.1:${PORT}", "--latency", "20ms", "--latency-spread", "0.3"}, extra...)
+	b, _ := json.Marshal(argv)
+	return string(b)
+}
+
+type canaryDoc struct {
+	canary.Report
+	Text                  string  `json:"text"`
+	TimeToVerdictSeconds  float64 `json:"time_to_verdict_seconds"`
+	TimeToRollbackSeconds float64 `json:"time_to_rollback_seconds"`
+}
+
+// deployCanary deploys web with the canary's extra flags under 100 req/s
+// through the proxy and returns the release, the canary's report and what
+// the clients saw.
+func deployCanary(t *testing.T, a *agent, version string, extra ...string) (release.Release, canaryDoc, int, int) {
+	t.Helper()
+	load := startLoad("http://"+a.status().Proxies[0].Listen+"/", 100, 170*time.Second)
+	time.Sleep(time.Second)
+	out, err := a.medic("deploy", "web", "--set", "command="+canaryCommand(extra...), "--version", version, "--json")
+	time.Sleep(time.Second)
+	ok, failed := load.finish()
+	var rel release.Release
+	if jerr := json.Unmarshal([]byte(out), &rel); jerr != nil {
+		t.Fatalf("deploy %s: %v (%v)\n%s\nmedic stderr:\n%s", version, jerr, err, out, tail(a.stderr.String(), 3000))
+	}
+	out, err = a.medic("deploy", "status", "web", "--json")
+	if err != nil {
+		t.Fatalf("deploy status: %v\n%s", err, out)
+	}
+	var doc canaryDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("deploy status --json: %v\n%s", err, out)
+	}
+	t.Logf("%s: release %s (%s); clients %d ok, %d failed\n%s", version, rel.Outcome, rel.Detail, ok, failed, doc.Text)
+	return rel, doc, ok, failed
+}
+
+// versionsOf returns the command line of each of web's own instances.
+func (a *agent) webCommands(t *testing.T) []string {
+	var out []string
+	for _, in := range a.status().Services[0].Instances {
+		if in.PID == 0 {
+			return nil
+		}
+		b, _ := readCmdline(in.PID)
+		out = append(out, b)
+	}
+	return out
+}
+
+// TestCanary: the real binary under 100 req/s through its proxy.
+//   - A canary answering 5 % 500s is rolled back ≤ 15 s after it gets
+//     traffic, with ≤ 0.5 % of all requests failed; the stable instances
+//     were never touched.
+//   - A canary 20 % slower is rolled back (on the latency median) ≤ 60 s.
+//   - A crash-looping canary is rolled back.
+//   - The same binary as a canary is promoted: every instance runs it.
+func TestCanary(t *testing.T) {
+	dir := t.TempDir()
+	op, _ := writeTokens(t, dir)
+	a := startAgentIn(t, dir, canaryConfig)
+	a.token = op
+	a.eventually(15*time.Second, "2 ready", func() bool { return a.status().Services[0].Ready == 2 })
+	stablePIDs := fmt.Sprint(a.pids("web"))
+
+	t.Run("bad", func(t *testing.T) {
+		rel, doc, ok, failed := deployCanary(t, a, "v2-bad", "--error-rate", "0.05")
+		if rel.Outcome != release.Failed || !strings.Contains(rel.Detail, "rolled-back") || !strings.Contains(rel.Detail, "errors 5xx") {
+			t.Fatalf("release %s: %s", rel.Outcome, rel.Detail)
+		}
+		if doc.Outcome != "rolled-back" || doc.TimeToRollbackSeconds <= 0 || doc.TimeToRollbackSeconds > 15 {
+			t.Fatalf("rolled back %.2fs after the canary's first traffic, want ≤ 15s", doc.TimeToRollbackSeconds)
+		}
+		if total := ok + failed; float64(failed) > 0.005*float64(total) {
+			t.Fatalf("%d of %d requests failed, more than 0.5 %%", failed, total)
+		}
+		if got := fmt.Sprint(a.pids("web")); got != stablePIDs {
+			t.Fatalf("the stable instances changed: %s → %s", stablePIDs, got)
+		}
+		if !strings.Contains(doc.Text, "errors 5xx         fail") {
+			t.Fatalf("the report does not explain the verdict:\n%s", doc.Text)
+		}
+	})
+
+	t.Run("crash", func(t *testing.T) {
+		rel, doc, _, failed := deployCanary(t, a, "v2-crash", "--listen-nowhere")
+		if rel.Outcome != release.Failed || doc.Outcome != "rolled-back" || !strings.Contains(doc.State.Reason, "crash-loops") {
+			t.Fatalf("release %s (%s), canary %s: %s", rel.Outcome, rel.Detail, doc.Outcome, doc.State.Reason)
+		}
+		if failed != 0 {
+			t.Fatalf("%d requests failed while the canary crash-looped (it never got traffic)", failed)
+		}
+		if got := fmt.Sprint(a.pids("web")); got != stablePIDs {
+			t.Fatalf("the stable instances changed: %s → %s", stablePIDs, got)
+		}
+	})
+
+	t.Run("slow", func(t *testing.T) {
+		rel, doc, _, _ := deployCanary(t, a, "v2-slow", "--latency", "24ms")
+		if rel.Outcome != release.Failed || doc.Outcome != "rolled-back" || !strings.Contains(doc.State.Reason, "latency") {
+			t.Fatalf("release %s (%s), canary %s: %s", rel.Outcome, rel.Detail, doc.Outcome, doc.State.Reason)
+		}
+		if doc.TimeToRollbackSeconds > 60 {
+			t.Fatalf("rolled back %.2fs after the canary's first traffic, want ≤ 60s", doc.TimeToRollbackSeconds)
+		}
+	})
+
+	t.Run("good", func(t *testing.T) {
+		rel, doc, ok, failed := deployCanary(t, a, "v2", "--id", "v2")
+		if rel.Outcome != release.Live || doc.Outcome != "promoted" {
+			t.Fatalf("release %s (%s), canary %s: %s", rel.Outcome, rel.Detail, doc.Outcome, doc.State.Reason)
+		}
+		if failed != 0 || ok < 100 {
+			t.Fatalf("%d failed, %d answered during a good canary", failed, ok)
+		}
+		a.eventually(10*time.Second, "every instance runs v2", func() bool {
+			cmds := a.webCommands(t)
+			return len(cmds) == 2 && strings.Contains(cmds[0], "--id v2") && strings.Contains(cmds[1], "--id v2")
+		})
+	})
+}
+
+// pids returns the pid of each of the service's own instances.
+func (a *agent) pids(service string) []int {
+	var out []int
+	for _, s := range a.status().Services {
+		if s.Name == service {
+			for _, in := range s.Instances {
+				out = append(out, in.PID)
+			}
+		}
+	}
+	return out
+}
+
+// readCmdline returns a process's command line, words joined by spaces.
+func readCmdline(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "), err
+}

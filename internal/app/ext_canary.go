@@ -1,0 +1,274 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/canary"
+	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/proxy"
+	"github.com/medic-dev/medic/internal/release"
+	"github.com/medic-dev/medic/internal/supervise"
+	"github.com/medic-dev/medic/internal/verdict"
+)
+
+func init() { register(5, "canary", buildCanary) }
+
+// buildCanary routes the deploys of services whose strategy is canary
+// through the canary runner: the release manager's supervisor is wrapped,
+// so medic deploy and POST /v1/services/S/deploy start a canary beside the
+// stable instances instead of a rolling replacement. Rollbacks and reloads
+// stay rolling. It stops first among the components (order 5): a canary
+// under way when medic stops is rolled back (traffic to stable, groups
+// stopped) while the supervisor and the proxies still run.
+func buildCanary(m *Main) (*component, error) {
+	if m.releases == nil || m.sup == nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cd := &canaryDeployer{
+		inner: m.sup,
+		runner: &canary.Runner{
+			Groups:   canaryGroups{m.sup},
+			Traffic:  canaryTraffic{m.traffic},
+			Promoter: canaryPromoter{m.sup},
+			Emit:     m.Record,
+			Clock:    m.Clock,
+		},
+		ctx: ctx,
+		current: func(service string) string {
+			list, err := m.releases.List(context.Background(), service)
+			if err != nil {
+				return ""
+			}
+			for _, r := range list {
+				if r.Outcome == release.Live {
+					return r.Version
+				}
+			}
+			return ""
+		},
+	}
+	m.releases.Supervisor = cd
+	m.canaries = cd.runner
+	serve := func(run context.Context) error {
+		<-run.Done()
+		cancel()
+		cd.wg.Wait()
+		return nil
+	}
+	return &component{serve: serve, mount: cd.mount}, nil
+}
+
+// canaryDeployer is release.Supervisor: a deploy of a canary service runs a
+// canary, anything else the supervisor's rolling rollout.
+type canaryDeployer struct {
+	inner  *supervise.Supervisor
+	runner *canary.Runner
+	ctx    context.Context // ends when medic stops: the canaries roll back
+	wg     sync.WaitGroup
+	// current is the version of the service's newest live release (the
+	// label of the baseline when the spec carries none).
+	current func(service string) string
+}
+
+func (c *canaryDeployer) Spec(service string) *config.Service { return c.inner.Spec(service) }
+
+// CanaryConfig returns the canary settings of a service's deploy section.
+func CanaryConfig(d *config.Deploy) canary.Config {
+	return canary.Config{
+		Steps: d.Steps, Instances: d.CanaryInstances, StepMinRequests: d.StepMinRequests,
+		StepMaxDuration: d.StepMaxDuration.D(), ReadyTimeout: d.ReadyTimeout.D(), MaxRestarts: d.MaxRestarts,
+		Approve: d.Trust == "propose", Verdict: d.Verdict.VerdictConfig(),
+	}
+}
+
+// Deploy runs a canary when the new spec's strategy is canary and this is
+// a deploy (not a rollback to a release); done gets nil when the canary was
+// promoted, else the reason it was rolled back.
+func (c *canaryDeployer) Deploy(ctx context.Context, service string, spec *config.Service, actor, why string, done func(error)) error {
+	old := c.inner.Spec(service)
+	if old == nil || spec.Deploy == nil || spec.Deploy.Strategy != config.StrategyCanary || strings.HasPrefix(why, "rollback") {
+		return c.inner.Deploy(ctx, service, spec, actor, why, done)
+	}
+	if c.ctx.Err() != nil {
+		return fmt.Errorf("deploy %s: medic is stopping", service)
+	}
+	if rep, ok := c.runner.Status(service); ok && rep.Outcome == "" {
+		return fmt.Errorf("deploy %s: %w", service, canary.ErrRunning)
+	}
+	if old.Version == "" && c.current != nil {
+		labelled := *old
+		labelled.Version = c.current(service)
+		old = &labelled
+	}
+	finished := make(chan struct{})
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(finished)
+		rep, err := c.runner.Run(c.ctx, service, CanaryConfig(spec.Deploy), old, spec, actor)
+		var res error
+		switch {
+		case rep.Outcome == "promoted" && err == nil:
+		case rep.Outcome == "":
+			res = fmt.Errorf("canary: %w", err)
+		default:
+			res = fmt.Errorf("canary %s: %s", rep.Outcome, rep.State.Reason)
+			if err != nil {
+				res = fmt.Errorf("%w (%v)", res, err)
+			}
+		}
+		if done != nil {
+			done(res)
+		}
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("deploy %s: %w (%v)", service, supervise.ErrInProgress, ctx.Err())
+	}
+}
+
+var _ release.Supervisor = (*canaryDeployer)(nil)
+
+// mount adds the canary routes: its report, and the answer to a promotion
+// that waits for an approval.
+func (c *canaryDeployer) mount(mux *http.ServeMux, g api.Guards) {
+	h := func(f http.HandlerFunc) http.Handler { return f }
+	mux.Handle("GET /v1/services/{name}/canary", g.View(h(func(w http.ResponseWriter, r *http.Request) {
+		rep, ok := c.runner.Status(r.PathValue("name"))
+		if !ok {
+			api.WriteError(w, http.StatusNotFound, "service %s: no canary since medic started", r.PathValue("name"))
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, canaryView{Report: rep, Text: rep.Text(),
+			TimeToVerdictSeconds: rep.TimeToVerdict().Seconds(), TimeToRollbackSeconds: rep.TimeToRollback().Seconds()})
+	})))
+	answer := func(ok bool) http.Handler {
+		return g.Operate(h(func(w http.ResponseWriter, r *http.Request) {
+			var body struct{}
+			if err := api.DecodeBody(r, &body); err != nil {
+				api.WriteError(w, http.StatusBadRequest, "%v", err)
+				return
+			}
+			if err := c.runner.Answer(r.PathValue("name"), api.ActorOf(r), ok); err != nil {
+				api.WriteError(w, http.StatusConflict, "%v", err)
+				return
+			}
+			rep, _ := c.runner.Status(r.PathValue("name"))
+			api.WriteJSON(w, http.StatusOK, canaryView{Report: rep, Text: rep.Text()})
+		}))
+	}
+	mux.Handle("POST /v1/services/{name}/canary/approve", answer(true))
+	mux.Handle("POST /v1/services/{name}/canary/deny", answer(false))
+}
+
+// canaryView is the API's answer about a canary.
+type canaryView struct {
+	canary.Report
+	Text                  string  `json:"text"`
+	TimeToVerdictSeconds  float64 `json:"time_to_verdict_seconds,omitempty"`
+	TimeToRollbackSeconds float64 `json:"time_to_rollback_seconds,omitempty"`
+}
+
+// canaryGroups is canary.Groups on the supervisor.
+type canaryGroups struct{ s *supervise.Supervisor }
+
+func (g canaryGroups) StartGroup(ctx context.Context, service, group string, spec *config.Service, n int) error {
+	return g.s.StartGroup(ctx, service, group, spec, n)
+}
+
+func (g canaryGroups) GroupStatus(service, group string) canary.GroupStatus {
+	st := g.s.GroupStatus(service, group)
+	return canary.GroupStatus{Want: st.Want, Ready: st.Ready, Restarts: st.Restarts}
+}
+
+func (g canaryGroups) StopGroup(ctx context.Context, service, group string) error {
+	return g.s.StopGroup(ctx, service, group)
+}
+
+// canaryPromoter rolls the stable instances out with the supervisor's
+// rolling rollout and waits for it.
+type canaryPromoter struct{ s *supervise.Supervisor }
+
+func (p canaryPromoter) Promote(ctx context.Context, service string, spec *config.Service, actor, why string) error {
+	ended := make(chan error, 1)
+	if err := p.s.Deploy(ctx, service, spec, actor, why, func(err error) { ended <- err }); err != nil && !errors.Is(err, supervise.ErrInProgress) {
+		return err
+	}
+	select {
+	case err := <-ended:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("promote %s: %w", service, ctx.Err())
+	}
+}
+
+// canaryTraffic is canary.Traffic on the services' proxies.
+type canaryTraffic struct{ t *traffic }
+
+func (c canaryTraffic) SetWeights(service string, w map[string]int) error {
+	p := c.t.get(service)
+	if p == nil {
+		return fmt.Errorf("service %s has no proxy", service)
+	}
+	if w == nil {
+		p.ClearWeights()
+		return nil
+	}
+	ws := proxy.Weights{Retry: canary.Stable}
+	for _, g := range []string{canary.Stable, canary.Canary, canary.Baseline} {
+		ws.Groups = append(ws.Groups, proxy.GroupWeight{Group: g, Weight: w[g]})
+	}
+	if w[canary.Stable] == 0 {
+		ws.Retry = "" // the heaviest group: a retry goes where there is traffic
+	}
+	return p.SetWeights(ws)
+}
+
+// Cursor is the sequence number of the group's next try (its counters may
+// hold a previous canary's tries).
+func (c canaryTraffic) Cursor(service, group string) uint64 {
+	if p := c.t.get(service); p != nil {
+		for _, g := range p.GroupStats() {
+			if g.Group == group {
+				return g.Seq
+			}
+		}
+	}
+	return 0
+}
+
+// Outcomes reads the group's tries from cursor on.
+func (c canaryTraffic) Outcomes(service, group string, cursor uint64) ([]verdict.Outcome, uint64) {
+	p := c.t.get(service)
+	if p == nil {
+		return nil, cursor
+	}
+	got, next, _ := p.GroupOutcomes(nil, group, cursor)
+	out := make([]verdict.Outcome, len(got))
+	for i, o := range got {
+		out[i] = verdict.Outcome{Status: o.Status, Latency: o.Latency}
+	}
+	return out, next
+}
+
+func (c canaryTraffic) Counts(service string) (uint64, uint64, bool) { return c.t.Counts(service) }
+
+// Grouped implements supervise.GroupHooks: a group's instance joins its
+// proxy group before it can become ready.
+func (t *traffic) Grouped(id medic.InstanceID, group string) {
+	if p := t.get(id.Service); p != nil {
+		// The names are medic's own (canary, baseline, green) and at most a
+		// few: SetGroup refuses only an empty or long name or a 17th group.
+		_ = p.SetGroup(id.String(), group)
+	}
+}
