@@ -33,7 +33,7 @@ func buildCanary(m *Main) (*component, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cd := &canaryDeployer{
-		inner: m.sup,
+		inner: m.releases.Supervisor, // the supervisor, or the router of the other strategies
 		runner: &canary.Runner{
 			Groups:   canaryGroups{m.sup},
 			Traffic:  canaryTraffic{m.traffic},
@@ -69,7 +69,7 @@ func buildCanary(m *Main) (*component, error) {
 // canaryDeployer is release.Supervisor: a deploy of a canary service runs a
 // canary, anything else the supervisor's rolling rollout.
 type canaryDeployer struct {
-	inner  *supervise.Supervisor
+	inner  release.Supervisor
 	runner *canary.Runner
 	ctx    context.Context // ends when medic stops: the canaries roll back
 	wg     sync.WaitGroup
