@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,6 +124,24 @@ func (a *nsAgent) ready() int {
 				}
 			}
 			return n
+		}
+	}
+	return -1
+}
+
+// desired is web's desired count on this host; -1 when the agent does not answer.
+func desired(a *nsAgent) int {
+	code, body := getWithToken(a.url("/v1/status"), a.token)
+	if code != 200 {
+		return -1
+	}
+	var doc api.StatusDoc
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		return -1
+	}
+	for _, s := range doc.Services {
+		if s.Name == "web" {
+			return s.Desired
 		}
 	}
 	return -1
@@ -300,6 +319,30 @@ func TestFleetHostKill(t *testing.T) {
 		if !strings.Contains(body, step) {
 			t.Errorf("the rebalance step %q is not in h1's audit:\n%s", step, tail(body, 3000))
 		}
+	}
+	// A reload that changes web on h1 rolls its instances at h1's share
+	// (2), not at the file's instances (1, the starting count).
+	cfgPath := filepath.Join(h1.dir, "medic.yaml")
+	b, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = []byte(strings.Replace(string(b), "    port: 9000\n", "    port: 9000\n    env: {RELOADED: \"1\"}\n", 1))
+	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(h1.proc.Cmd.Process.Pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	h1.eventually(20*time.Second, "h1 reloaded web at its share", func() bool {
+		_, body := getWithToken(h1.url("/v1/audit?target=config"), h1.token)
+		return strings.Contains(body, "reload applied") && h1.ready() == 2 && desired(h1) == 2
+	})
+	for range 10 {
+		if d := desired(h1); d != 2 {
+			t.Fatalf("after a reload h1 wants %d instances of web, want its share 2", d)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
 	close(stop)

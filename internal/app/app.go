@@ -524,7 +524,7 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	next.API = m.cfg.API
 	next.DataDir = m.cfg.DataDir
 	next.Name, next.Etcd, next.Databases, next.Fleet = m.cfg.Name, m.cfg.Etcd, m.cfg.Databases, m.cfg.Fleet
-	m.sup.Apply(ctx, next, ch, actor)
+	m.sup.Apply(ctx, withFleetShares(next, m.sup.Status()), ch, actor)
 	if err := m.releases.Reloaded(ctx, next, ch.Changed, ch.Added, actor); err != nil {
 		m.Logger.Warn("reload: the release history was not updated", "err", err)
 	}

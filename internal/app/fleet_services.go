@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -240,4 +241,22 @@ func (fs *fleetServices) health(w http.ResponseWriter, service, self string) {
 	}
 	api.WriteJSON(w, code, map[string]any{"service": service, "host": self, "local_in_rotation": local,
 		"remote_in_rotation": remote, "serving": code == http.StatusOK})
+}
+
+// withFleetShares is next as the supervisor applies it on a reload: a fleet
+// service keeps the number of instances its placement gives this host (its
+// running desired count), not the instances of the file, which is only
+// what it starts with. next itself is left as loaded (the running config
+// compared with the next reload).
+func withFleetShares(next *config.Config, running []supervise.ServiceStatus) *config.Config {
+	c := *next
+	c.Services = maps.Clone(next.Services)
+	for _, st := range running {
+		if s := c.Services[st.Name]; s != nil && s.Fleet != nil && st.Desired > 0 && st.Desired != s.Instances {
+			cp := *s
+			cp.Instances = st.Desired
+			c.Services[st.Name] = &cp
+		}
+	}
+	return &c
 }
