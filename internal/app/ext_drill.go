@@ -63,6 +63,12 @@ func components(m *Main) []string {
 	if len(cfg.Runbooks) > 0 {
 		out = append(out, "remedy")
 	}
+	for _, s := range cfg.Services {
+		if s.Proxy != nil && s.Proxy.Clients.Enabled() {
+			out = append(out, "classes")
+			break
+		}
+	}
 	if len(cfg.Databases) > 0 {
 		out = append(out, "database")
 	}

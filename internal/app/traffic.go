@@ -113,3 +113,15 @@ func (t *traffic) Counts(service string) (requests, errors uint64, ok bool) {
 	st := p.Stats()
 	return st.Requests, st.Errors, true
 }
+
+// ClientKey makes a key that stands for a client of class at service's
+// proxy until remove is called (the drills' class traffic), and names the
+// header that carries it.
+func (t *traffic) ClientKey(service, name, class string) (header, key string, remove func(), err error) {
+	p := t.get(service)
+	if p == nil {
+		return "", "", nil, fmt.Errorf("service %s has no proxy", service)
+	}
+	key, remove, err = p.ClientKey(name, class)
+	return p.KeyHeader(), key, remove, err
+}

@@ -94,7 +94,7 @@ type DrillSchedule struct {
 // (internal/drill's catalog; a test keeps the two lists equal).
 var BuiltinDrillScenarios = []string{
 	"kill", "hang", "crashloop", "unready", "latency", "errors", "reset", "disk-full", "leak", "dependency-down",
-	"dependency-slow", "dependency-errors", "dependency-unreachable",
+	"dependency-slow", "dependency-errors", "dependency-unreachable", "agent-retry-storm",
 	"crashloop-rollback",
 	"db-kill-primary", "db-kill-postgres", "db-partition", "db-switchover", "db-restore",
 }

@@ -21,6 +21,8 @@ const (
 	ObservedAvoided  = "observed.avoided" // in rotation, but the balancer sends it nothing
 	ObservedUsed     = "observed.used"    // traffic reaches it again
 	ObservedFailing  = "observed.failing" // the proxy counts failed tries to it (passive health)
+	// ObservedClassRefused: the proxy starts refusing a client class (429 or 503); field class.
+	ObservedClassRefused = "observed.class.refused"
 )
 
 func on(kind, who string, fields ...string) Match {
@@ -104,6 +106,14 @@ func Builtins() []Scenario {
 			Description: "make one of the service's declared dependencies refuse every connection: the breaker opens after its failures (dependency-down runs this for a dependency under `dependencies:`)",
 			Fault:       Fault{Kind: "egress", Params: map[string]string{"down": "true"}},
 			Detect:      breakerOpen, MaxErrorRate: 1, Hold: dur(3 * time.Second)},
+		// Client classes (proxy.clients): one class storms, the load is sent as
+		// another; containment (the storming class refused while the load is
+		// served) is the recovery.
+		{Name: "agent-retry-storm", FailureMode: "client retry storm", Scope: ScopeService, Requires: []string{"classes"},
+			Description:  "clients of the agent class try at 10× the load's rate, retrying every refusal with no backoff, a tenth with fresh made-up keys, while the load is sent as the human class: the agent class is refused (its rate, its seats), made-up keys land in the default class, and the humans keep their error rate ≤ 0.1% and p99 ≤ 1.5× normal",
+			Fault:        Fault{Kind: "client-storm", Params: map[string]string{"class": "agent", "load_class": "human", "ratio": "10", "spoof": "0.1"}},
+			Detect:       []Match{on(ObservedClassRefused, "service", "class", "agent")},
+			MaxErrorRate: 0.001, MaxLatencyRatio: 1.5, Warmup: dur(5 * time.Second), Hold: dur(10 * time.Second), Settle: dur(5 * time.Second)},
 		{Name: "disk-full", FailureMode: "disk full", Scope: ScopeHost, Requires: []string{"remedy"},
 			Description:  "fill a directory's disk to 97% with a file dated 2h back: the disk_cleanup runbook deletes it and verifies",
 			Fault:        Fault{Kind: "disk", Params: map[string]string{"usage": "0.97", "age": "2h"}},

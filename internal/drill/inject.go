@@ -59,6 +59,8 @@ type Target struct {
 	Traffic    Traffic // nil when no service has a proxy
 	Clock      clock.Clock
 	Logger     *slog.Logger
+	// LoadRPS is the rate of the drill's own load (0: closed loop or none).
+	LoadRPS float64
 	// Note records a line of what the injector did; it appears in the report
 	// and the drill.injected audit record.
 	Note func(format string, args ...any)
@@ -105,7 +107,7 @@ type Injectors struct {
 }
 
 // DefaultInjectors returns the built-in injectors: kill, sigstop, crashloop,
-// http, proxy, disk and stop-dependency.
+// http, proxy, disk, stop-dependency and client-storm.
 func DefaultInjectors() *Injectors {
 	r := &Injectors{m: map[string]Injector{}}
 	r.Register("kill", InjectorFunc(injectKill))
@@ -115,6 +117,7 @@ func DefaultInjectors() *Injectors {
 	r.Register("proxy", InjectorFunc(injectProxy))
 	r.Register("disk", InjectorFunc(injectDisk))
 	r.Register("stop-dependency", InjectorFunc(injectStopDependency))
+	r.Register("client-storm", InjectorFunc(injectClientStorm))
 	return r
 }
 

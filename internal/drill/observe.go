@@ -23,12 +23,19 @@ type snapshot struct {
 	instances map[string]rotation // by instance id
 	full      map[string]string   // by service: "" when at full capacity, else why not
 	requests  map[string]uint64   // by service: client requests the proxy took so far
+	// refused counts each client class's refusals (429 and 503), by classKey;
+	// refusing marks the classes whose count grew since the snapshot before.
+	refused  map[classKey]uint64
+	refusing map[classKey]bool
 }
+
+type classKey struct{ service, class string }
 
 // takeSnapshot reads the watched services' instances: in rotation per the
 // service's proxy when it has one, else per readiness.
 func takeSnapshot(services []supervise.ServiceStatus, proxies []proxy.Stats, watch ...string) snapshot {
-	sn := snapshot{instances: map[string]rotation{}, full: map[string]string{}, requests: map[string]uint64{}}
+	sn := snapshot{instances: map[string]rotation{}, full: map[string]string{}, requests: map[string]uint64{},
+		refused: map[classKey]uint64{}, refusing: map[classKey]bool{}}
 	byService := map[string]*proxy.Stats{}
 	for i := range proxies {
 		byService[proxies[i].Service] = &proxies[i]
@@ -40,6 +47,9 @@ func takeSnapshot(services []supervise.ServiceStatus, proxies []proxy.Stats, wat
 		px := byService[st.Name]
 		if px != nil {
 			sn.requests[st.Name] = px.Requests
+			for _, c := range px.Classes {
+				sn.refused[classKey{st.Name, c.Name}] = c.Shed + c.RateLimited
+			}
 		}
 		in := 0
 		for _, is := range st.Instances {
@@ -121,6 +131,25 @@ func changes(prev, next snapshot, now time.Time) []Observation {
 			out = append(out, Observation{Time: now, Kind: ObservedFull, Target: s, Reason: "every instance ready and in rotation"})
 		case why != "" && was == "":
 			out = append(out, Observation{Time: now, Kind: ObservedDegraded, Target: s, Reason: why})
+		}
+	}
+	keys := make([]classKey, 0, len(next.refused))
+	for k := range next.refused {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i].service < keys[j].service || keys[i].service == keys[j].service && keys[i].class < keys[j].class
+	})
+	for _, k := range keys {
+		was, known := prev.refused[k]
+		n := next.refused[k]
+		if !known || n <= was {
+			continue
+		}
+		next.refusing[k] = true
+		if !prev.refusing[k] { // the edge: it was not refused at the poll before
+			out = append(out, Observation{Time: now, Kind: ObservedClassRefused, Target: k.service, Fields: map[string]string{"class": k.class},
+				Reason: fmt.Sprintf("the proxy refuses client class %s (%d requests since the last look)", k.class, n-was)})
 		}
 	}
 	return out

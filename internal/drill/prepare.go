@@ -81,6 +81,8 @@ type LoadSpec struct {
 	RPS         float64 `json:"rps,omitempty"`
 	Connections int     `json:"connections,omitempty"`
 	Note        string  `json:"note,omitempty"`
+	// Class is the client class the load is sent as (fault param load_class).
+	Class string `json:"class,omitempty"`
 }
 
 // plan is a checked request, ready to run.
@@ -191,6 +193,11 @@ func prepare(d *Deps, req Request, actor string) (*plan, error) {
 	if sc.Fault.Kind == "egress" {
 		if t.Dependency = listenerDependency(cfg, req); t.Dependency == "" {
 			return nil, refused("service %s declares no dependency %q under dependencies:", req.Service, req.Dependency)
+		}
+	}
+	if sc.Fault.Kind == "client-storm" {
+		if err := stormClasses(svc, req.Service, sc.Fault.Params); err != nil {
+			return nil, err
 		}
 	}
 	p.target = t
@@ -322,4 +329,24 @@ func loadSpec(d *Deps, svc *config.Service, req Request) LoadSpec {
 		return LoadSpec{Note: "no load: the service's proxy is not an HTTP proxy"}
 	}
 	return l
+}
+
+// stormClasses checks the classes a client storm names exist at the service's proxy.
+func stormClasses(svc *config.Service, name string, params map[string]string) error {
+	if svc.Proxy == nil || !svc.Proxy.Clients.Enabled() {
+		return refused("service %s has no client classes (proxy.clients): nothing to storm against", name)
+	}
+	for _, p := range []string{"class", "load_class"} {
+		c := params[p]
+		if p == "class" && c == "" {
+			c = "agent"
+		}
+		if c == "" {
+			continue
+		}
+		if _, ok := svc.Proxy.Clients.Classes[c]; !ok {
+			return refused("service %s has no client class %q (%s); its classes: %v", name, c, p, svc.Proxy.Clients.ClassNames())
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package drill
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -137,6 +138,7 @@ func (m *Manager) execute(ctx context.Context, r *run, p *plan) Result {
 	id := r.snapshot().ID
 	x := &execution{m: m, id: id, r: r, p: p, actor: fmt.Sprintf("drill:%d", id)}
 	p.target.Drill, p.target.Note, p.target.Figure, p.target.Fail = id, x.note, x.figure, x.fail
+	p.target.LoadRPS = p.load.RPS
 	bg := context.WithoutCancel(ctx) // restoring and recording outlive an abort
 	var head int64
 	if d.Audit != nil {
@@ -169,12 +171,28 @@ func (m *Manager) execute(ctx context.Context, r *run, p *plan) Result {
 			}()
 		}
 	}
+	var loadHeader http.Header
+	if c := p.sc.Fault.Params["load_class"]; c != "" && p.load.URL != "" {
+		// The load is sent as a client of that class, with a key made for
+		// this drill and removed at its end.
+		ct, ok := d.Traffic.(ClassTraffic)
+		if !ok {
+			x.fail("the load cannot be sent as client class " + c + ": the proxies make no client keys")
+		} else if h, key, remove, err := ct.ClientKey(p.subject.Service, fmt.Sprintf("drill-%d-load", id), c); err != nil {
+			x.fail("the load cannot be sent as client class " + c + ": " + err.Error())
+		} else {
+			defer remove()
+			loadHeader = http.Header{h: {key}}
+			p.load.Class = c
+			r.set(func(res *Result) { res.Load = p.load })
+		}
+	}
 	if p.load.URL != "" {
 		loadWG.Add(1)
 		go func() {
 			defer loadWG.Done()
 			err := load.Run(lctx, load.Options{URL: p.load.URL, Rate: p.load.RPS, Connections: p.load.Connections,
-				Clock: d.Clock, OnSample: rec.Add})
+				Clock: d.Clock, OnSample: rec.Add, Header: loadHeader})
 			if err != nil {
 				x.note("load: %v", err)
 			}

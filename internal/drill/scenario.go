@@ -104,6 +104,10 @@ type Scenario struct {
 	Forbid []Match `json:"forbid,omitempty"`
 	// MaxErrorRate is the share of requests allowed to fail client-side.
 	MaxErrorRate float64 `json:"max_error_rate"`
+	// MaxLatencyRatio, when set, bounds the load's p99 while the fault is
+	// injected to this multiple of its normal p99: the worse of the p99
+	// before and after the fault (agent-retry-storm: 1.5).
+	MaxLatencyRatio float64 `json:"max_latency_ratio,omitempty"`
 	// Warmup is the baseline load before the injection.
 	Warmup config.Duration `json:"warmup"`
 	// Deadline is the time allowed from injection to recovery.

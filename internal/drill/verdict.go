@@ -127,6 +127,18 @@ func Evaluate(in Input) Measurement {
 				m.ClientErrors, m.Requests, 100*rate, 100*sc.MaxErrorRate, kinds(m.ErrorKinds))
 		}
 	}
+	if r, l := sc.MaxLatencyRatio, m.Latency; r > 0 && l.Before.Count > 0 && l.During.Count > 0 {
+		// Normal is the worse of before and after the fault: a shared host
+		// that slows down on its own during the drill is not blamed on the fault.
+		normal, when := l.Before.P99, "before"
+		if l.After.Count > 0 && l.After.P99 > normal {
+			normal, when = l.After.P99, "after"
+		}
+		if l.During.P99 > r*normal {
+			fail("p99 latency %.1fms while the fault was injected, %.2f× the normal %.1fms (p99 %s the fault); allowed %.2f×",
+				1000*l.During.P99, l.During.P99/normal, 1000*normal, when, r)
+		}
+	}
 	m.Passed = len(m.Reasons) == 0
 	return m
 }

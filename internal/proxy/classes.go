@@ -1,7 +1,11 @@
 package proxy
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
 	"sort"
 	"sync/atomic"
@@ -32,7 +36,9 @@ type classes struct {
 	byName   map[string]int
 	def      int
 	header   string
-	keys     *auth.ClientKeys
+	keys     atomic.Pointer[auth.ClientKeys]
+	// extra are keys made for drills (AddKey), by SHA-256; copied on write.
+	extra    atomic.Pointer[map[[sha256.Size]byte]auth.ClientKey]
 	sumShare float64
 }
 
@@ -76,15 +82,42 @@ func (cs *classes) setKeys(k *auth.ClientKeys) error {
 		sort.Strings(missing)
 		return fmt.Errorf("client keys name classes not defined under proxy.clients.classes: %v", missing)
 	}
-	cs.keys = k
+	cs.keys.Store(k)
 	return nil
+}
+
+// addKey lets key stand for class until the returned func is called.
+func (cs *classes) addKey(key []byte, name, class string) (func(), error) {
+	if _, ok := cs.byName[class]; !ok {
+		return nil, fmt.Errorf("no client class %q", class)
+	}
+	d := sha256.Sum256(key)
+	edit := func(f func(m map[[sha256.Size]byte]auth.ClientKey)) {
+		for {
+			old := cs.extra.Load()
+			m := map[[sha256.Size]byte]auth.ClientKey{}
+			if old != nil {
+				maps.Copy(m, *old)
+			}
+			f(m)
+			if cs.extra.CompareAndSwap(old, &m) {
+				return
+			}
+		}
+	}
+	edit(func(m map[[sha256.Size]byte]auth.ClientKey) { m[d] = auth.ClientKey{Name: name, Class: class} })
+	return func() { edit(func(m map[[sha256.Size]byte]auth.ClientKey) { delete(m, d) }) }, nil
 }
 
 // identify maps a presented key (possibly empty) and the client's address to
 // a Client. Only a key found in the keys file names a client or a class;
 // anything else is the default class, keyed by address.
 func (cs *classes) identify(key []byte, ip string, needKey bool) Client {
-	if ck, ok := cs.keys.Verify(key); ok {
+	ck, ok := cs.keys.Load().Verify(key)
+	if m := cs.extra.Load(); !ok && m != nil && len(key) > 0 && len(key) <= auth.MaxClientKeyLen {
+		ck, ok = (*m)[sha256.Sum256(key)]
+	}
+	if ok {
 		c := Client{Class: cs.byName[ck.Class]}
 		if needKey {
 			c.Key = "key:" + ck.Name
@@ -167,3 +200,21 @@ type ClassStats struct {
 	RateLimited uint64 `json:"rate_limited"`
 	Default     bool   `json:"default,omitempty"`
 }
+
+// ClientKey makes a random key that stands for a client of class until
+// remove is called; the drills send their classes' traffic with it.
+func (p *Proxy) ClientKey(name, class string) (key string, remove func(), err error) {
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", nil, err
+	}
+	key = "medic_drill_" + hex.EncodeToString(raw[:])
+	remove, err = p.d.AddClientKey([]byte(key), name, class)
+	if err != nil {
+		return "", nil, fmt.Errorf("proxy %s: %w", p.service, err)
+	}
+	return key, remove, nil
+}
+
+// KeyHeader is the header that carries a client's API key.
+func (p *Proxy) KeyHeader() string { return p.d.KeyHeader() }

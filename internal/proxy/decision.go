@@ -194,9 +194,16 @@ func (d *Decision) SetClientKeys(k *auth.ClientKeys) error {
 	if d.classes == nil {
 		return errors.New("client keys given but no client classes are configured")
 	}
-	d.limMu.Lock()
-	defer d.limMu.Unlock()
 	return d.classes.setKeys(k)
+}
+
+// AddClientKey lets key stand for a client named name in class until the
+// returned func is called: the drills' own clients (agent-retry-storm).
+func (d *Decision) AddClientKey(key []byte, name, class string) (remove func(), err error) {
+	if d.classes == nil {
+		return nil, errors.New("no client classes are configured (proxy.clients)")
+	}
+	return d.classes.addKey(key, name, class)
 }
 
 // Release returns the concurrency slot of an admitted request that Held one.

@@ -57,6 +57,8 @@ type Options struct {
 	// MaxInFlight caps concurrent requests in open loop: due requests wait
 	// for a slot, and their latency grows from the time they were due. Default 1000.
 	MaxInFlight int
+	// Header is added to every request (a client class's key).
+	Header http.Header
 	// Client sends the requests. Default: a client with its own transport,
 	// no proxy from the environment and keep-alive connections.
 	Client *http.Client
@@ -178,6 +180,9 @@ func send(ctx context.Context, o Options, due time.Time) (Sample, bool) {
 		s.Err = "bad request"
 		s.Latency = o.Clock.Now().Sub(due)
 		return s, true
+	}
+	for k, v := range o.Header {
+		req.Header[k] = v
 	}
 	resp, err := o.Client.Do(req)
 	if err == nil {
