@@ -32,11 +32,11 @@ type Client struct {
 // retry budget. The seat rule is a pure function of the in-flight counts and
 // the limit (seat), tested by tables.
 type classes struct {
-	list     []class
-	byName   map[string]int
-	def      int
-	header   string
-	keys     atomic.Pointer[auth.ClientKeys]
+	list   []class
+	byName map[string]int
+	def    int
+	header string
+	keys   atomic.Pointer[auth.ClientKeys]
 	// extra are keys made for drills (AddKey), by SHA-256; copied on write.
 	extra    atomic.Pointer[map[[sha256.Size]byte]auth.ClientKey]
 	sumShare float64
