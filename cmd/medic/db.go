@@ -116,6 +116,18 @@ func printDBStatus(w io.Writer, st pgha.Status) {
 	for _, c := range st.Redundancy {
 		fmt.Fprintf(w, "redundancy: %s\n", c)
 	}
+	if f := st.Failsafe; f.Active && f.Leader == st.Member {
+		fmt.Fprintf(w, "failsafe: ACTIVE: etcd does not answer; every other member confirmed this primary, writable until %s\n", f.Until.Format("15:04:05.000"))
+	} else if f.Active {
+		fmt.Fprintf(w, "failsafe: ACTIVE: promised %s not to campaign before %s\n", f.Leader, f.Until.Format("15:04:05.000"))
+	} else if f.Enabled && len(f.Members) > 0 {
+		fmt.Fprintf(w, "failsafe: on, inactive (members asked: %s)\n", strings.Join(f.Members, ", "))
+	} else if !f.Enabled {
+		fmt.Fprintf(w, "failsafe: off on this member\n")
+	}
+	if f := st.Failsafe; f.Last != "" {
+		fmt.Fprintf(w, "failsafe: last round: %s\n", f.Last)
+	}
 	if r := st.Request; r != nil {
 		kind := "switchover"
 		if r.Forced {

@@ -164,14 +164,15 @@ func buildDB(m *Main) (*component, error) {
 }
 
 // routes turns a view into the router's backends. A view that cannot be
-// trusted (this agent is cut off from etcd) routes no primary.
+// trusted (this agent is cut off from etcd) routes no primary, unless the
+// DCS failsafe vouches for its leader (docs/failover.md).
 func routes(v pgha.View) (*dbproxy.Backend, []dbproxy.Backend) {
 	var reps []dbproxy.Backend
 	for _, mi := range v.Replicas() {
 		reps = append(reps, dbproxy.Backend{Member: mi.Name, Addr: mi.Postgres})
 	}
 	member, addr, ok := v.Primary()
-	if !ok || !v.Fresh {
+	if !ok || !(v.Fresh || v.Failsafe) {
 		return nil, reps
 	}
 	return &dbproxy.Backend{Member: member, Addr: addr}, reps

@@ -99,6 +99,13 @@ type Database struct {
 	// operator's switchover or failover naming it does), and no drill acts on it. Its own safety
 	// (demoting without the lease, following the primary) is unchanged. Default false.
 	Protected bool `yaml:"protected" json:"protected,omitempty"`
+	// DCS failsafe, as Patroni's failsafe_mode: while etcd does not answer, the primary stays
+	// writable as long as every other member's agent confirms over its REST endpoint (signed with
+	// a key only readers of the cluster's etcd keys know) that it cannot reach etcd either, sees
+	// this primary leading and will not campaign for a lease TTL; any member that cannot be
+	// reached or refuses fences the primary as without it. Needs rest on every member. The
+	// leader's setting counts: set it the same on every member. Default true.
+	Failsafe *bool `yaml:"failsafe" json:"failsafe,omitempty"`
 	// Backups and WAL archiving to a pgBackRest repository. Default: none.
 	Backup *Backup `yaml:"backup" json:"backup,omitempty"`
 	// Recovery objectives (RTO, RPO) the scorecard holds the failover and restore drills to.
@@ -301,6 +308,17 @@ func (d *Database) SetDefaults() {
 	if d.Proxy != nil && d.Proxy.ConnectTimeout == 0 {
 		d.Proxy.ConnectTimeout = Duration(time.Second)
 	}
+}
+
+// DefaultFailsafe is databases.NAME.failsafe when unset (docs/failover.md says why).
+const DefaultFailsafe = true
+
+// FailsafeOn reports whether the DCS failsafe is on.
+func (d *Database) FailsafeOn() bool {
+	if d.Failsafe == nil {
+		return DefaultFailsafe
+	}
+	return *d.Failsafe
 }
 
 func dbDefaultDur(d *Duration, def time.Duration) {

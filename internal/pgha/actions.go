@@ -20,7 +20,7 @@ func (a *Agent) do(ctx context.Context, act Action, v View, l Local) error {
 	a.mu.Unlock()
 	epoch := a.pg.Epoch()
 	switch act.Kind {
-	case ActProclaim, ActWriteSync, ActPromote, ActHandoff, ActStartPrimary:
+	case ActProclaim, ActWriteSync, ActPromote, ActHandoff, ActStartPrimary, ActWriteFailsafe:
 		if el == nil {
 			// Leadership was dropped since the step that decided this.
 			return fmt.Errorf("pgha: %s: %w", act.Kind, etcd.ErrNotLeader)
@@ -29,7 +29,14 @@ func (a *Agent) do(ctx context.Context, act Action, v View, l Local) error {
 	switch act.Kind {
 	case ActRefuse:
 		a.record(ctx, "db.promotion_refused", act.Reason)
+	case ActWriteFailsafe:
+		return a.writeFailsafe(rctx, act)
 	case ActFence:
+		a.mu.Lock()
+		if a.fs.why != "" {
+			act.Reason += " (failsafe: " + a.fs.why + ")"
+		}
+		a.mu.Unlock()
 		a.pg.Kill()
 		a.o.Metrics.inc(cntFence, a.o.Cluster, a.o.Member)
 		if el != nil {
@@ -162,6 +169,18 @@ func (a *Agent) campaign(ctx context.Context, act Action, l Local, s *etcd.Sessi
 	state := LeaderPromoting
 	if l.Writable && l.Ready && !l.InRecovery {
 		state = LeaderPrimary // bootstrap: it already serves
+	}
+	a.mu.Lock()
+	promised := a.fs.promUntil
+	a.campaigning = true
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.campaigning = false
+		a.mu.Unlock()
+	}()
+	if a.clock.Now().Before(promised) {
+		return fmt.Errorf("pgha: campaign: promised a leader in failsafe not to campaign before %s", promised.Format("15:04:05.000"))
 	}
 	el := s.Election(a.k.leader())
 	if err := el.Campaign(ctx, a.leaderValue(state)); err != nil {

@@ -96,6 +96,9 @@ type Agent struct {
 	// be reached (0: none); keepLease revokes it once etcd answers.
 	pendingRevoke int64
 	redNow        []string // redundancy conditions firing, with what was seen (status)
+	fs            failsafeState
+	campaigning   bool // a campaign is in flight (a failsafe request is refused meanwhile)
+	fsClient      *http.Client
 
 	// loop only
 	redSince  map[string]time.Time // redundancy conditions holding since
@@ -119,7 +122,11 @@ func New(o Options) (*Agent, error) {
 	a.log = a.log.With("db", o.Cluster, "member", o.Member)
 	a.pol = Policy{TTL: c.LeaseTTL.D(), LoopWait: c.LoopWait.D(), RetryTimeout: c.RetryTimeout.D(),
 		PrimaryStartTimeout: c.PrimaryStartTimeout.D(), MaxLag: uint64(c.MaximumLagOnFailover),
-		Sync: c.Replication.Mode == config.ReplicationSync, Protected: c.Protected}
+		Sync: c.Replication.Mode == config.ReplicationSync, Protected: c.Protected, Failsafe: c.FailsafeOn()}
+	// Failsafe questions go to the other agents' REST endpoints directly
+	// (no proxy from the environment), bounded by retry_timeout.
+	a.fsClient = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	pg, err := NewPostgres(PostgresOptions{Member: o.Member, BinDir: c.Postgres.BinDir, Data: c.Postgres.Data,
 		Listen: c.Postgres.Listen, User: c.Postgres.User, Superuser: c.Postgres.Superuser, Parameters: c.Postgres.Parameters,
 		Settings: o.Settings, HBA: c.Postgres.HBA, LogPath: filepath.Join(o.StateDir, o.Cluster+"-postgres.log"),

@@ -66,6 +66,19 @@ func (m Member) follow(o Observation) (Member, []Action) {
 			return m, nil
 		}
 	}
+	if o.Now.Before(o.NoCampaignUntil) {
+		// A leader in failsafe counts on this promise to stay writable.
+		return m, nil
+	}
+	if !v.FailsafeKey.listed(m.Name) {
+		why := fmt.Sprintf("the failsafe key of %s does not list this member: a leader in failsafe would not ask it, "+
+			"so it does not campaign until a leader lists it", v.FailsafeKey.Leader)
+		if why == m.refused {
+			return m, nil
+		}
+		m.refused = why
+		return m, []Action{{Kind: ActRefuse, Reason: why}}
+	}
 	m.refused = ""
 	return m, []Action{{Kind: ActCampaign, Reason: why}}
 }

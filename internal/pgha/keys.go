@@ -14,6 +14,7 @@ import (
 //	failover         a switchover or failover request (Failover)
 //	initialize       InitInfo: who bootstraps, and whether it is done
 //	optime           the leader's last WAL position (fenced), for lag after it is gone
+//	failsafe         FailsafeInfo (fenced): who a leader in failsafe asks, and their key
 type keys struct{ base string }
 
 func (k keys) leader() string            { return k.base + "/leader" }
@@ -23,6 +24,7 @@ func (k keys) sync() string              { return k.base + "/sync" }
 func (k keys) failover() string          { return k.base + "/failover" }
 func (k keys) initialize() string        { return k.base + "/initialize" }
 func (k keys) optime() string            { return k.base + "/optime" }
+func (k keys) failsafe() string          { return k.base + "/failsafe" }
 
 // viewOf decodes a snapshot of the cluster's keys. Undecodable values are
 // skipped: a member never acts on a key it cannot read.
@@ -54,6 +56,12 @@ func viewOf(s etcd.Snapshot, k keys) View {
 	}
 	if kv, ok := s.KVs[k.initialize()]; ok {
 		_ = json.Unmarshal(kv.Value, &v.Init)
+	}
+	if kv, ok := s.KVs[k.failsafe()]; ok {
+		var f FailsafeInfo
+		if json.Unmarshal(kv.Value, &f) == nil && f.Leader != "" {
+			v.FailsafeKey = &f
+		}
 	}
 	if kv, ok := s.KVs[k.optime()]; ok {
 		_ = json.Unmarshal(kv.Value, &v.Optime)

@@ -28,8 +28,20 @@ func (a *Agent) iterate(ctx context.Context) {
 		lease.ID, lease.SafeUntil = a.session.Lease(), a.session.SafeUntil()
 	}
 	if a.election != nil {
-		lease.Rev = a.election.Rev()
+		lease.Rev, lease.FailsafeUntil = a.election.Rev(), a.fs.until
 	}
+	// While etcd does not answer, the failsafe vouches for the leader the
+	// view shows: on the leader, until the deadline its peers confirmed;
+	// elsewhere, while this member's promise to that leader holds.
+	if L := v.Leader; !v.Fresh && L != nil {
+		if a.election != nil {
+			v.Failsafe = L.Member == a.o.Member && L.Rev == lease.Rev && now.Before(a.fs.until)
+		} else {
+			v.Failsafe = L.Member == a.fs.promLeader && L.Rev == a.fs.promRev && now.Before(a.fs.promUntil)
+		}
+	}
+	promised := a.fs.promUntil
+	a.o.Metrics.failsafeState(a.o.Cluster, a.o.Member, (a.election != nil && now.Before(a.fs.until)) || (a.election == nil && now.Before(promised)))
 	if v.Leader != nil {
 		if mi, ok := v.Members[v.Leader.Member]; ok && mi.Role == RolePrimary && mi.LSN > v.Optime {
 			v.Optime = mi.LSN // fresher than the optime key
@@ -37,7 +49,7 @@ func (a *Agent) iterate(ctx context.Context) {
 	}
 	a.view, a.local = v, local
 	var acts []Action
-	a.member, acts = a.member.Step(Observation{Now: now, Local: local, View: v, Lease: lease})
+	a.member, acts = a.member.Step(Observation{Now: now, Local: local, View: v, Lease: lease, NoCampaignUntil: promised})
 	a.mu.Unlock()
 	if a.o.OnView != nil {
 		a.o.OnView(v) // routes first: they depend on the view only
@@ -76,6 +88,7 @@ func (a *Agent) keepLease(ctx context.Context) {
 			a.dropLeadership()
 		}
 		if err := a.revokePending(ctx); err != nil && unanswered(err) {
+			a.setEtcdOK(false)
 			// etcd did not answer the revoke: a session now would be
 			// granted, at best, by the same etcd a moment later; the next
 			// pass tries both again without spending retry_timeout twice
@@ -93,6 +106,7 @@ func (a *Agent) keepLease(ctx context.Context) {
 		if err == nil {
 			a.session, a.lastOK = ns, now
 		}
+		a.fs.etcdOK = err == nil
 		a.mu.Unlock()
 		if err != nil {
 			a.o.Metrics.inc(cntRenewFail, a.o.Cluster, a.o.Member)
@@ -105,7 +119,7 @@ func (a *Agent) keepLease(ctx context.Context) {
 	}
 	timeout := a.pol.RetryTimeout
 	if a.leading() {
-		if left := a.pol.FenceAt(s.SafeUntil()).Sub(now); left < timeout {
+		if left := a.fenceAt(s).Sub(now); left < timeout {
 			timeout = max(left, time.Millisecond)
 		}
 	}
@@ -117,15 +131,23 @@ func (a *Agent) keepLease(ctx context.Context) {
 	if err == nil {
 		a.lastOK = now
 	}
+	a.fs.etcdOK = err == nil
 	a.mu.Unlock()
 	if err != nil {
 		a.o.Metrics.inc(cntRenewFail, a.o.Cluster, a.o.Member)
 		if errors.Is(err, etcd.ErrLeaseExpired) {
 			a.log.Warn("the member's lease expired", "err", err)
+			return
+		}
+		// etcd did not answer (or answered with an error other than
+		// "lease gone"): a leader with the failsafe on asks its peers.
+		if a.pol.Failsafe && a.leading() {
+			a.failsafeRound(ctx)
 		}
 		return
 	}
 	a.o.Metrics.inc(cntRenewal, a.o.Cluster, a.o.Member)
+	a.endFailsafe(ctx)
 	if a.leading() {
 		a.armFence(safe)
 	}
@@ -134,9 +156,29 @@ func (a *Agent) keepLease(ctx context.Context) {
 	a.revokePending(ctx)
 }
 
+// setEtcdOK records whether the loop's last etcd request was answered.
+func (a *Agent) setEtcdOK(ok bool) {
+	a.mu.Lock()
+	a.fs.etcdOK = ok
+	a.mu.Unlock()
+}
+
+// fenceAt is the leader's fence deadline: the lease's, or later while the
+// failsafe confirms it.
+func (a *Agent) fenceAt(s *etcd.Session) time.Time {
+	a.mu.Lock()
+	until := a.fs.until
+	a.mu.Unlock()
+	return Lease{SafeUntil: s.SafeUntil(), FailsafeUntil: until}.FenceAt(a.pol)
+}
+
 // armFence (re)sets the fence timer and the watchdog for a lease safe until safe.
 func (a *Agent) armFence(safe time.Time) {
-	at := a.pol.FenceAt(safe)
+	a.armFenceAt(a.pol.FenceAt(safe))
+}
+
+// armFenceAt (re)sets the fence timer and the watchdog for the deadline at.
+func (a *Agent) armFenceAt(at time.Time) {
 	left := at.Sub(a.clock.Now())
 	a.pg.Arm(left)
 	a.mu.Lock()
@@ -159,6 +201,7 @@ func (a *Agent) dropLeadership() {
 	a.mu.Lock()
 	s := a.session
 	a.election, a.session = nil, nil
+	a.fs.until, a.fs.why = time.Time{}, ""
 	if a.fenceT != nil {
 		a.fenceT.Stop()
 		a.fenceT = nil
@@ -328,10 +371,12 @@ func (a *Agent) setMetrics(mi MemberInfo, l Local, v View) {
 // passed, so that no scrape sees it primary after a replica may have won.
 func (a *Agent) currentRole() Role {
 	a.mu.Lock()
-	l, v, lastOK, el, s := a.local, a.view, a.lastOK, a.election, a.session
+	l, v, lastOK, el, s, fsUntil := a.local, a.view, a.lastOK, a.election, a.session, a.fs.until
 	a.mu.Unlock()
 	now := a.clock.Now()
-	if v.Rev == 0 || lastOK.IsZero() || now.Sub(lastOK) >= a.pol.TTL-a.pol.RetryTimeout {
+	// A leader in failsafe knows it leads: its peers confirmed it.
+	failsafe := el != nil && now.Before(fsUntil)
+	if !failsafe && (v.Rev == 0 || lastOK.IsZero() || now.Sub(lastOK) >= a.pol.TTL-a.pol.RetryTimeout) {
 		return RoleUnknown
 	}
 	switch {
@@ -341,7 +386,7 @@ func (a *Agent) currentRole() Role {
 		return RoleUnknown
 	case l.InRecovery:
 		return RoleReplica
-	case el != nil && s != nil && now.Before(a.pol.FenceAt(s.SafeUntil())):
+	case el != nil && s != nil && now.Before(Lease{SafeUntil: s.SafeUntil(), FailsafeUntil: fsUntil}.FenceAt(a.pol)):
 		return RolePrimary
 	}
 	return RoleUnknown

@@ -15,6 +15,10 @@ type Policy struct {
 	MaxLag              uint64        // maximum_lag_on_failover, bytes (async mode)
 	Sync                bool          // synchronous replication
 	Protected           bool          // this member is never promoted automatically (databases.NAME.protected)
+	// Failsafe: while leading, keep the failsafe key and, while etcd does
+	// not answer, stay writable on every other member's confirmation
+	// (databases.NAME.failsafe).
+	Failsafe bool
 	// RequestTimeout drops a switchover or failover request not carried out
 	// within it. 0 means 30s.
 	RequestTimeout time.Duration
@@ -109,10 +113,14 @@ func (m Member) Step(o Observation) (Member, []Action) {
 func (m Member) lead(o Observation) (Member, []Action) {
 	p, l, now := m.Policy, o.Local, o.Now
 	m.refused = ""
-	if fenceAt := p.FenceAt(o.Lease.SafeUntil); !now.Before(fenceAt) {
-		return m, []Action{{Kind: ActFence, Reason: fmt.Sprintf(
-			"the lease was not renewed in time: it may expire at %s, so postgres is stopped %v before that",
-			o.Lease.SafeUntil.Format("15:04:05.000"), p.RetryTimeout)}}
+	if fenceAt := o.Lease.FenceAt(p); !now.Before(fenceAt) {
+		why := fmt.Sprintf("the lease was not renewed in time: it may expire at %s, so postgres is stopped %v before that",
+			o.Lease.SafeUntil.Format("15:04:05.000"), p.RetryTimeout)
+		if o.Lease.FailsafeUntil.After(p.FenceAt(o.Lease.SafeUntil)) {
+			why = fmt.Sprintf("the lease was not renewed and the failsafe could not be confirmed again before %s: "+
+				"postgres is stopped before any member that promised not to campaign may do so", fenceAt.Format("15:04:05.000"))
+		}
+		return m, []Action{{Kind: ActFence, Reason: why}}
 	}
 	// The watch shows a newer revision in which our key is gone: someone
 	// deleted it (a forced failover) or etcd expired it while we could not see.
@@ -167,6 +175,9 @@ func (m Member) lead(o Observation) (Member, []Action) {
 	if v := o.View.Leader; v != nil && v.State != LeaderPrimary {
 		acts = append(acts, Action{Kind: ActProclaim, Reason: "postgres accepts writes"})
 	}
+	if o.View.Fresh {
+		acts = append(acts, m.keepFailsafe(o)...)
+	}
 	if p.Sync {
 		m, acts = m.manageSync(o, acts)
 	} else {
@@ -180,6 +191,31 @@ func (m Member) lead(o Observation) (Member, []Action) {
 		}
 	}
 	return m, acts
+}
+
+// keepFailsafe keeps the failsafe key: with the failsafe on, it lists
+// every member (and this leader's token); with it off, there is none (a
+// leader that will not ask must not restrict who may campaign).
+func (m Member) keepFailsafe(o Observation) []Action {
+	fi := o.View.FailsafeKey
+	if !m.Policy.Failsafe {
+		if fi != nil {
+			return []Action{{Kind: ActWriteFailsafe, Reason: "the failsafe is off: no failsafe key"}}
+		}
+		return nil
+	}
+	self := o.View.Members[m.Name]
+	want := failsafeMembers(m.Name, self.REST, o.View)
+	if fi != nil && fi.Leader == m.Name && fi.Rev == o.Lease.Rev && fi.sameMembers(want) {
+		return nil
+	}
+	names := make([]string, 0, len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return []Action{{Kind: ActWriteFailsafe, Target: m.Name, Members: want,
+		Reason: fmt.Sprintf("failsafe key written: while etcd does not answer, this leader asks every other member of %v", names)}}
 }
 
 // manageSync keeps one streaming replica as the synchronous standby and

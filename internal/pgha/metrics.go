@@ -23,6 +23,8 @@ type Metrics struct {
 	ready       *prometheus.GaugeVec
 	syncPresent *prometheus.GaugeVec
 	redundancyC *prometheus.GaugeVec
+	failsafe    *prometheus.GaugeVec
+	fsRounds    *prometheus.CounterVec
 }
 
 // NewMetrics registers the series on reg (nil: not registered). Several
@@ -59,10 +61,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "1 while the primary on this agent sees the redundancy condition (no_streaming_replica, no_sync_standby, " +
 				"replica_old_timeline, replica_not_streaming, replica_lagging) for longer than the stream bound; 0 otherwise."},
 			[]string{"cluster", "condition"}),
+		failsafe: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "medic_db_failsafe_active",
+			Help: "1 while the DCS failsafe holds: on the leader, etcd does not answer and every other member confirmed it " +
+				"(it stays writable on their word); on another member, it promised a leader in failsafe not to campaign. 0 otherwise."},
+			[]string{"cluster", "member"}),
+		fsRounds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medic_db_failsafe_rounds_total",
+			Help: "Failsafe rounds of the leader while etcd did not answer, by result: confirmed (every other member accepted) " +
+				"or unconfirmed (one did not: the fence deadline stays where the lease put it)."}, []string{"cluster", "member", "result"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.role, m.lagBytes, m.lagSeconds, m.failovers, m.fences, m.renewals, m.renewFails, m.repairs,
-			m.streaming, m.timeline, m.ready, m.syncPresent, m.redundancyC} {
+			m.streaming, m.timeline, m.ready, m.syncPresent, m.redundancyC, m.failsafe, m.fsRounds} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if errors.As(err, &are) {
@@ -122,8 +131,11 @@ func (m *Metrics) start(cluster, member string) {
 	for _, c := range RedundancyConditions {
 		m.redundancyC.WithLabelValues(cluster, c)
 	}
-	for _, g := range []*prometheus.GaugeVec{m.streaming, m.timeline, m.ready, m.syncPresent, m.lagBytes, m.lagSeconds} {
+	for _, g := range []*prometheus.GaugeVec{m.streaming, m.timeline, m.ready, m.syncPresent, m.lagBytes, m.lagSeconds, m.failsafe} {
 		g.WithLabelValues(cluster, member)
+	}
+	for _, r := range []string{"confirmed", "unconfirmed"} {
+		m.fsRounds.WithLabelValues(cluster, member, r)
 	}
 }
 
@@ -177,4 +189,24 @@ func (m *Metrics) redundancy(cluster, cond string, firing bool) {
 		return
 	}
 	m.redundancyC.WithLabelValues(cluster, cond).Set(b2f(firing))
+}
+
+// failsafeState sets medic_db_failsafe_active.
+func (m *Metrics) failsafeState(cluster, member string, active bool) {
+	if m == nil {
+		return
+	}
+	m.failsafe.WithLabelValues(cluster, member).Set(b2f(active))
+}
+
+// failsafeRound counts one round of the leader's failsafe.
+func (m *Metrics) failsafeRound(cluster, member string, confirmed bool) {
+	if m == nil {
+		return
+	}
+	r := "unconfirmed"
+	if confirmed {
+		r = "confirmed"
+	}
+	m.fsRounds.WithLabelValues(cluster, member, r).Inc()
 }

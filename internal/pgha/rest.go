@@ -26,6 +26,7 @@ import (
 //	/readiness[?lag=N]               the leader, or a replica that is up and streaming
 //	/patroni                         status only (200)
 //	/metrics                         the agent's Prometheus metrics (GET), when Options.MetricsHandler is set
+//	POST /failsafe                   a leader in failsafe asks this member to confirm it (HMAC-signed, failsafe.go)
 //
 // lag is bytes or a size (16MB, 1GB …); ?replication_state=streaming on
 // the replica endpoints asks for a streaming WAL receiver (always the case
@@ -36,6 +37,10 @@ func (a *Agent) RESTHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" && a.o.MetricsHandler != nil && r.Method == http.MethodGet {
 			a.o.MetricsHandler.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Path == "/failsafe" && r.Method == http.MethodPost {
+			a.serveFailsafe(w, r)
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {

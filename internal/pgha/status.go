@@ -31,6 +31,21 @@ type Status struct {
 	// Redundancy is the conditions the primary on this agent sees (see
 	// Redundancy), "condition: what was seen"; empty elsewhere.
 	Redundancy []string `json:"redundancy,omitempty"`
+	// Failsafe is the DCS failsafe as this agent sees it.
+	Failsafe FailsafeStatus `json:"failsafe"`
+}
+
+// FailsafeStatus is the DCS failsafe on one agent.
+type FailsafeStatus struct {
+	Enabled bool     `json:"enabled"`           // this agent's setting (the leader's counts)
+	Members []string `json:"members,omitempty"` // who the failsafe key lists: the members a leader asks, the only ones that may campaign
+	// Active: on the leader, etcd does not answer and every other member
+	// confirmed it (writable until Until); elsewhere, this member promised
+	// Leader not to campaign before Until.
+	Active bool      `json:"active"`
+	Leader string    `json:"leader,omitempty"`
+	Until  time.Time `json:"until,omitzero"`
+	Last   string    `json:"last,omitempty"` // leader: the outcome of its last round
 }
 
 // LeaderStatus is the lease holder and when its lease expires.
@@ -50,9 +65,22 @@ func (a *Agent) Status(ctx context.Context) Status {
 	v, me, since := a.view, a.o.Member, a.leaderFor
 	leading := a.election != nil
 	red := append([]string(nil), a.redNow...)
+	now := a.clock.Now()
+	fs := FailsafeStatus{Enabled: a.pol.Failsafe, Last: a.fs.why}
+	if leading && now.Before(a.fs.until) {
+		fs.Active, fs.Leader, fs.Until = true, me, a.fs.until
+	} else if !leading && now.Before(a.fs.promUntil) {
+		fs.Active, fs.Leader, fs.Until = true, a.fs.promLeader, a.fs.promUntil
+	}
+	if fi := v.FailsafeKey; fi != nil {
+		for n := range fi.Members {
+			fs.Members = append(fs.Members, n)
+		}
+		sort.Strings(fs.Members)
+	}
 	a.mu.Unlock()
 	st := Status{Cluster: a.o.Cluster, Member: me, Mode: a.o.Config.Replication.Mode, Etcd: v.Fresh, Request: v.Failover, Optime: v.Optime,
-		Redundancy: red}
+		Redundancy: red, Failsafe: fs}
 	// The sync key outlives a switch to async mode: it names no standby then.
 	if v.Sync.Leader != "" && a.pol.Sync {
 		s := v.Sync

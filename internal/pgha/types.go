@@ -93,6 +93,14 @@ type View struct {
 	Failover *Failover
 	Init     InitInfo
 	Optime   uint64 // the last WAL position the leader published
+	// FailsafeKey is the failsafe key (nil: none): the members a leader in
+	// failsafe asks, and only they may campaign.
+	FailsafeKey *FailsafeInfo
+	// Failsafe: etcd is not answering (the view is not fresh) but the
+	// failsafe confirms Leader: on the leader, every other member confirmed
+	// it within the fence deadline; on another member, it promised not to
+	// campaign while Leader leads with this token. The proxies route to it.
+	Failsafe bool
 }
 
 // LeaderInfo is the leader key: who holds the election and whether it serves yet.
@@ -173,6 +181,19 @@ type Lease struct {
 	ID        int64     // the session's lease; 0 without one
 	Rev       int64     // creation revision of our leader key while we lead, else 0
 	SafeUntil time.Time // earliest moment the lease can expire
+	// FailsafeUntil is the fence deadline the last failsafe round allowed
+	// (zero: none): while etcd does not answer, the leader stays writable
+	// until the later of it and SafeUntil − retry_timeout.
+	FailsafeUntil time.Time
+}
+
+// FenceAt is when the leader must have stopped accepting writes.
+func (l Lease) FenceAt(p Policy) time.Time {
+	at := p.FenceAt(l.SafeUntil)
+	if l.FailsafeUntil.After(at) {
+		return l.FailsafeUntil
+	}
+	return at
 }
 
 // Observation is everything Step decides on.
@@ -181,6 +202,9 @@ type Observation struct {
 	Local Local
 	View  View
 	Lease Lease
+	// NoCampaignUntil: this member promised a leader in failsafe not to
+	// campaign before then.
+	NoCampaignUntil time.Time
 }
 
 // ActionKind names what the shell must do.
@@ -209,11 +233,12 @@ const (
 	ActReclone                   // clone afresh from Target, keeping the old data until the copy is complete
 	ActNotStreaming              // record (and escalate) that the replica does not stream from Target
 	ActStreaming                 // record that the replica streams from Target again
+	ActWriteFailsafe             // (leader) write the failsafe key listing Members ("" Target: delete it)
 )
 
 var actionNames = [...]string{"none", "bootstrap", "campaign", "promote", "proclaim", "fence", "handoff", "resign",
 	"start-primary", "start-replica", "follow", "rewind", "basebackup", "set-sync-standby", "write-sync",
-	"clear-failover", "refuse", "stop", "forget-primary", "reclone", "not-streaming", "streaming"}
+	"clear-failover", "refuse", "stop", "forget-primary", "reclone", "not-streaming", "streaming", "write-failsafe"}
 
 func (k ActionKind) String() string {
 	if k < 0 || int(k) >= len(actionNames) {
@@ -227,6 +252,8 @@ type Action struct {
 	Kind   ActionKind
 	Target string
 	Reason string
+	// Members: ActWriteFailsafe's list (name → REST address); nil deletes the key.
+	Members map[string]string
 }
 
 func (a Action) String() string {
