@@ -47,6 +47,8 @@ type outageRun struct {
 	both          []string      // probe rounds that found two writable members
 	rounds        int
 	roBefore      int
+	errs          int   // writes that failed from just before etcd stopped until the writer was stopped
+	lastErr       error // the last of them
 	mid           [2]pgha.Status // a's and b's status halfway through the outage
 }
 
@@ -93,6 +95,9 @@ func etcdOutage(t *testing.T, failsafe bool, freeze, thaw func(a, b *dbNode)) *o
 	defer func() { cancel(); <-wdone; <-pdone }()
 	waitAcks(t, r.w, 200, 20*time.Second)
 
+	r.w.mu.Lock()
+	errsBefore := r.w.errs
+	r.w.mu.Unlock()
 	if freeze != nil {
 		freeze(a, b)
 	}
@@ -115,7 +120,10 @@ func etcdOutage(t *testing.T, failsafe bool, freeze, thaw func(a, b *dbNode)) *o
 	b.eventually(30*time.Second, "a primary serves again", serving)
 	n := r.w.count()
 	waitAcks(t, r.w, n+200, 30*time.Second)
-	cancel()
+	r.w.mu.Lock()
+	r.errs, r.lastErr = r.w.errs-errsBefore, r.w.lastErr
+	r.w.mu.Unlock()
+	cancel() // the write in flight fails now: not counted
 	<-wdone
 	<-pdone
 	return r
@@ -172,9 +180,7 @@ func TestDBEtcdOutageFailsafe(t *testing.T) {
 	r := etcdOutage(t, true, nil, nil)
 	from := r.stopped.Add(-time.Second)
 	gap, before, after := r.w.outage(from)
-	r.w.mu.Lock()
-	errs, lastErr := r.w.errs, r.w.lastErr
-	r.w.mu.Unlock()
+	errs, lastErr := r.errs, r.lastErr
 	t.Logf("failsafe on: etcd stopped %v at %s (answering again after %v): longest gap between acks %v (%s to %s); %d failed writes (last: %v); "+
 		"%d acks; %d probe rounds; a mid-outage: failsafe %+v; b: %+v",
 		etcdDown, r.stopped.Format("15:04:05.000"), r.down.Round(10*time.Millisecond), gap.Round(time.Millisecond),
