@@ -47,8 +47,8 @@ type outageRun struct {
 	both          []string      // probe rounds that found two writable members
 	rounds        int
 	roBefore      int
-	errs          int   // writes that failed from just before etcd stopped until the writer was stopped
-	lastErr       error // the last of them
+	errs          int            // writes that failed from just before etcd stopped until the writer was stopped
+	lastErr       error          // the last of them
 	mid           [2]pgha.Status // a's and b's status halfway through the outage
 }
 
