@@ -105,6 +105,7 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 		{"proxy tcp", fmt.Sprintf("127.0.0.1:%d", ports+2)},
 	}
 	for _, tg := range targets {
+		cpu0 := cpuTime(a.cmd.Process.Pid)
 		fl := startFlood(t, tg.addr, idle, slow)
 		time.Sleep(time.Duration(2+(idle+slow)/5000) * time.Second) // let the flood build up
 		loadDone := make(chan flood.Result, 1)
@@ -138,8 +139,10 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 			t.Logf("descriptors of medic:\n%s", out)
 		}
 		counts := fl.stop()
-		t.Logf("%s flood (%d idle + %d slow, %d dials, %d closed by medic, %d open at the end): client %v; slowest medic status %v (admin socket), %v (TCP)",
-			tg.name, idle, slow, counts.Dials, counts.ClosedByServer, counts.Open, res, slowest, slowestTCP)
+		cpu := cpuTime(a.cmd.Process.Pid) - cpu0
+		t.Logf("%s flood (%d idle + %d slow, %d dials, %d closed by medic, %d open at the end): client %v; slowest medic status %v (admin socket), %v (TCP); medic's CPU %v (%v per dial)",
+			tg.name, idle, slow, counts.Dials, counts.ClosedByServer, counts.Open, res, slowest, slowestTCP,
+			cpu.Round(10*time.Millisecond), (cpu / time.Duration(max(1, counts.Dials))).Round(100*time.Nanosecond))
 		if slowest > time.Second {
 			t.Errorf("%s flood: medic status took %v; want < 1s", tg.name, slowest)
 		}
@@ -264,4 +267,21 @@ func (fr *floodRun) stop() floodCounts {
 		sum.Open += c.Open
 	}
 	return sum
+}
+
+// cpuTime is the CPU time (user + system) process pid used so far, from
+// /proc/PID/stat (0 when it cannot be read).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // after "pid (comm) "
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64) // utime, field 14
+	k, _ := strconv.ParseInt(f[12], 10, 64) // stime, field 15
+	return time.Duration(u+k) * time.Second / 100 // USER_HZ is 100 on Linux
 }
