@@ -127,15 +127,22 @@ func (a *agent) launch(wrapper ...string) {
 
 // stop sends SIGTERM and waits; then makes sure no process of the test is left.
 func (a *agent) stop() {
-	if a.cmd.ProcessState != nil {
+	select {
+	case err := <-a.done: // it ended on its own (handed over): Wait is done, nothing to stop
+		a.done <- err
+		return
+	default:
+	}
+	if a.cmd.ProcessState != nil { // a test took done after it ended
 		return
 	}
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-a.done:
+	case err := <-a.done:
+		a.done <- err
 	case <-time.After(30 * time.Second):
 		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-		<-a.done
+		a.done <- <-a.done
 		a.t.Errorf("medic did not stop within 30s after SIGTERM; stderr:\n%s", a.stderr)
 	}
 }

@@ -41,9 +41,16 @@ func upgradeCmd() *cobra.Command {
 				if err != nil || next == old || syscall.Kill(next, 0) != nil {
 					continue
 				}
-				// The old agent exits once it drained: wait for it.
-				for time.Now().Before(deadline) && syscall.Kill(old, 0) == nil && !zombie(old) {
+				// The old agent exits once it drained what it held: wait a
+				// little for it; established connections may keep it up to
+				// proxy.handover_drain, serving only them.
+				quit := time.Now().Add(upgradeExitWait)
+				for time.Now().Before(quit) && syscall.Kill(old, 0) == nil && !zombie(old) {
 					time.Sleep(50 * time.Millisecond)
+				}
+				if syscall.Kill(old, 0) == nil && !zombie(old) {
+					fmt.Printf("upgraded: pid %d hands over to pid %d; pid %d still serves the connections it holds (at most proxy.handover_drain), then exits\n", old, next, old)
+					return nil
 				}
 				fmt.Printf("upgraded: pid %d hands over to pid %d\n", old, next)
 				return nil
@@ -52,6 +59,10 @@ func upgradeCmd() *cobra.Command {
 		},
 	}
 }
+
+// upgradeExitWait is how long medic upgrade waits for the old agent to exit
+// once the new one serves. 10s.
+const upgradeExitWait = 10 * time.Second
 
 func readPID(path string) (int, error) {
 	b, err := os.ReadFile(path)

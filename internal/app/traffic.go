@@ -94,6 +94,16 @@ func (t *traffic) SetFault(id medic.InstanceID, f proxy.Fault) error {
 
 var errNoProxy = fmt.Errorf("no proxy")
 
+// handOver tells every proxy that its stop is a handover to a new medic:
+// established connections drain for handover_drain.
+func (t *traffic) handOver() {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, p := range t.proxies {
+		p.HandOver()
+	}
+}
+
 // closeAll releases every proxy's listener (Serve does this too when it ran).
 func (t *traffic) closeAll() {
 	t.mu.RLock()

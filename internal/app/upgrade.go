@@ -30,10 +30,15 @@ import (
 //     old medic keeps accepting on the same sockets. Then it writes medic.pid,
 //     says READY=1 with its MAINPID to systemd, and tells the old medic
 //     through the pipe.
-//  3. The old medic stops accepting, drains its in-flight requests (each
-//     proxy's drain_timeout), stops its loops and exits, leaving every
-//     instance running (a handover, audited). If the new medic fails or is not
-//     ready within UpgradeTimeout, the old one kills it and keeps serving.
+//  3. The old medic stops its loops and its supervisor first (every instance
+//     is left running, now the new medic's: a handover, audited) and stops
+//     accepting, but keeps serving the connections it holds, for at most each
+//     proxy's handover_drain (default 5m): in-flight HTTP requests finish and
+//     are answered with Connection: close, idle keep-alive connections are
+//     closed, TCP connections keep piping to the same instances (which stay
+//     its proxies' backends) until they end. Then it exits. If the new medic
+//     fails or is not ready within UpgradeTimeout, the old one kills it and
+//     keeps serving.
 //
 // A crash of medic is the same path without the handover: the next medic
 // (systemd's Restart=always, or `medic run --supervise-self`) binds afresh and
@@ -112,6 +117,7 @@ func (m *Main) upgrade(ctx context.Context) error {
 	if b, err := os.ReadFile(filepath.Join(m.cfg.DataDir, PIDFile)); err == nil {
 		next = strings.TrimSpace(string(b))
 	}
+	m.traffic.handOver() // before the instances detach: they stay the old proxies' backends
 	m.sup.Handover()
 	m.Record(ctx, medic.Event{Kind: "agent.handover", Target: "medic", Actor: "medic",
 		Reason: fmt.Sprintf("handed the listeners and the instances over to the new medic (pid %s); pid %d drains and exits, the instances keep running", next, os.Getpid()),

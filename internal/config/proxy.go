@@ -32,6 +32,12 @@ type Proxy struct {
 	// When the proxy stops, in-flight requests and connections get this long to finish
 	// before they are cut. Default 10s.
 	DrainTimeout Duration `yaml:"drain_timeout" json:"drain_timeout,omitempty"`
+	// On a seamless upgrade (medic upgrade, SIGUSR2) the old medic stops accepting at once but
+	// keeps serving the connections it holds — in-flight HTTP requests finish and are answered
+	// with Connection: close, idle keep-alive connections are closed; TCP connections keep
+	// piping until they end — for at most this long, then cuts what is left and exits. The new
+	// medic serves every new connection meanwhile. Default 5m.
+	HandoverDrain Duration `yaml:"handover_drain" json:"handover_drain,omitempty"`
 	// Retries on a different instance.
 	Retries ProxyRetries `yaml:"retries" json:"retries,omitempty"`
 	// Passive outlier detection and the per-instance circuit breaker it drives.
@@ -149,6 +155,7 @@ func (p *Proxy) SetDefaults() {
 	proxyDefaultDur(&p.TryTimeout, 5e9)
 	proxyDefaultDur(&p.Timeout, 30e9)
 	proxyDefaultDur(&p.DrainTimeout, 10e9)
+	proxyDefaultDur(&p.HandoverDrain, 300e9)
 
 	r := &p.Retries
 	proxyDefaultPtr(&r.Max, 2)

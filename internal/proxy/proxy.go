@@ -68,6 +68,7 @@ type Options struct {
 // Proxy forwards one service's traffic. Create it with New, feed it
 // instances with SetBackend, run it with Serve.
 type Proxy struct {
+	handover    atomic.Bool // HandOver was called: the stop that follows drains for handover_drain
 	refuseConn  func(net.Conn) // tcp mode: answers a client no instance took (Options.Refuse)
 	service     string
 	cfg         config.Proxy
@@ -214,6 +215,21 @@ func (p *Proxy) Close() error {
 	return p.ln.Close()
 }
 
+// HandOver tells the proxy that the stop that follows is a handover to a new
+// medic, which now accepts on the same listening socket: in-flight requests
+// and established TCP connections get handover_drain (not drain_timeout) to
+// end, and every instance stays a backend until then (the new medic
+// supervises them).
+func (p *Proxy) HandOver() { p.handover.Store(true) }
+
+// drainFor is how long a stop waits for in-flight work before it cuts it.
+func (p *Proxy) drainFor() time.Duration {
+	if p.handover.Load() && p.cfg.HandoverDrain > 0 {
+		return p.cfg.HandoverDrain.D()
+	}
+	return p.cfg.DrainTimeout.D()
+}
+
 // Serve proxies until ctx ends, then stops accepting and gives in-flight
 // requests (and TCP connections) drain_timeout to finish before cutting
 // them. It returns once everything it started has ended; nil after a clean
@@ -283,7 +299,8 @@ func (p *Proxy) serveHTTP(ctx context.Context) error {
 		fastErr <- nil
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	t := p.clock.AfterFunc(p.cfg.DrainTimeout.D(), cancel)
+	drain := p.drainFor()
+	t := p.clock.AfterFunc(drain, cancel)
 	drained := true
 	if fast != nil {
 		if err := fast.ShutdownWithContext(sctx); err != nil {
@@ -298,7 +315,7 @@ func (p *Proxy) serveHTTP(ctx context.Context) error {
 		_ = srv.Close()
 	}
 	if !drained {
-		p.log.Warn("proxy drain timed out; cutting in-flight requests", "drain_timeout", p.cfg.DrainTimeout.D())
+		p.log.Warn("proxy drain timed out; cutting in-flight requests", "drain", drain, "handover", p.handover.Load())
 	}
 	t.Stop()
 	cancel()

@@ -62,7 +62,10 @@ func (p *Proxy) serveTCP(ctx context.Context) error {
 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	t := p.clock.NewTimer(p.cfg.DrainTimeout.D())
+	if p.handover.Load() {
+		p.log.Info("handed over: the new medic accepts; established connections keep piping until they end", "connections", len(p.pool.allConns())/2, "at_most", p.drainFor())
+	}
+	t := p.clock.NewTimer(p.drainFor())
 	select {
 	case <-done:
 	case <-t.C():

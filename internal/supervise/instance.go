@@ -306,7 +306,7 @@ func (in *Instance) Serve(ctx context.Context) error {
 	if in.cg != nil && !in.env.detached() {
 		in.cg.remove()
 	}
-	if in.env.Hooks != nil {
+	if in.env.Hooks != nil && !in.env.handingOver() { // handed over, it is not gone: the old proxies drain through it
 		in.env.Hooks.Gone(in.id)
 	}
 	return nil
@@ -358,4 +358,7 @@ func (in *Instance) notifyPath() string {
 
 // detached reports whether a shutdown leaves the processes running (--detach,
 // or a handover to a new medic).
-func (e *Env) detached() bool { return e.Detach || e.handover != nil && e.handover.Load() }
+func (e *Env) detached() bool { return e.Detach || e.handingOver() }
+
+// handingOver reports whether this medic hands its instances to a new one.
+func (e *Env) handingOver() bool { return e.handover != nil && e.handover.Load() }

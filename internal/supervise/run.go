@@ -239,7 +239,16 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 				if notify != nil {
 					notify.keep = true // the process keeps sending there; the next medic listens on it
 				}
-				in.update(func(s *InstanceStatus) { s.Ready = false })
+				if in.env.handingOver() {
+					// The instance stays a backend of this medic's proxies while
+					// they drain the connections they hold: the new medic
+					// supervises it, nothing here changes its traffic.
+					in.mu.Lock()
+					in.st.Ready = false
+					in.mu.Unlock()
+				} else {
+					in.update(func(s *InstanceStatus) { s.Ready = false })
+				}
 				return outcome{detach: true}, nil
 			}
 			ex := in.stopProcessAs(context.WithoutCancel(ctx), p, actor, cause, true)
