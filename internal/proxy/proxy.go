@@ -68,7 +68,7 @@ type Options struct {
 // Proxy forwards one service's traffic. Create it with New, feed it
 // instances with SetBackend, run it with Serve.
 type Proxy struct {
-	handover    atomic.Bool // HandOver was called: the stop that follows drains for handover_drain
+	handover    atomic.Bool    // HandOver was called: the stop that follows drains for handover_drain
 	refuseConn  func(net.Conn) // tcp mode: answers a client no instance took (Options.Refuse)
 	service     string
 	cfg         config.Proxy
