@@ -286,8 +286,8 @@ func TestFleetHostKill(t *testing.T) {
 	t.Logf("h3 killed: 6 ready on h1+h2 after %v (lease_ttl 2s + grace 2s + start + readiness)", restored.Round(10*time.Millisecond))
 	// lease_ttl + grace + start and readiness (~0.5s) + 1s is 5.5s; the
 	// bound leaves room for a loaded CI machine.
-	if restored > 12*time.Second {
-		t.Errorf("capacity restored after %v, want ≤ 12s", restored)
+	if restored > 15*time.Second {
+		t.Errorf("capacity restored after %v, want ≤ 15s", restored)
 	}
 	code, body := getWithToken(h1.url("/v1/audit?target=web"), h1.token)
 	if code != 200 || !strings.Contains(body, "fleet.placement") || !strings.Contains(body, "lost h3") {

@@ -34,7 +34,20 @@ func TestHostsClusterKillPartition(t *testing.T) {
 		}
 		return nil
 	}
-	if err := put(h1, "a"); err != nil {
+	// putSoon is put retried for 20s: right after a member is killed (or
+	// a host healed) the cluster may need a leader election first, which
+	// takes longer on a loaded machine.
+	putSoon := func(h *netns.Host, key string) error {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			err := put(h, key)
+			if err == nil || time.Now().After(deadline) {
+				return err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if err := putSoon(h1, "a"); err != nil {
 		t.Fatalf("h1 cannot write to etcd: %v", err)
 	}
 	if err := h1.Partition(); err != nil {
@@ -43,13 +56,13 @@ func TestHostsClusterKillPartition(t *testing.T) {
 	if err := put(h1, "b"); err == nil {
 		t.Fatal("a partitioned host wrote to etcd")
 	}
-	if err := put(h2, "b"); err != nil {
+	if err := putSoon(h2, "b"); err != nil {
 		t.Fatalf("h2 cannot write while h1 is partitioned: %v", err)
 	}
 	if err := h1.Heal(); err != nil {
 		t.Fatal(err)
 	}
-	if err := put(h1, "c"); err != nil {
+	if err := putSoon(h1, "c"); err != nil {
 		t.Fatalf("h1 cannot write once healed: %v", err)
 	}
 	// Cut h2 from every etcd member but not from h1.
@@ -64,7 +77,7 @@ func TestHostsClusterKillPartition(t *testing.T) {
 	if err := h2.Heal(); err != nil {
 		t.Fatal(err)
 	}
-	if err := put(h2, "d"); err != nil {
+	if err := putSoon(h2, "d"); err != nil {
 		t.Fatalf("h2 cannot write once its blackholes are gone: %v", err)
 	}
 
@@ -103,7 +116,7 @@ func TestHostsClusterKillPartition(t *testing.T) {
 	if err := c.Members[0].Kill(); err != nil {
 		t.Fatal(err)
 	}
-	if err := put(h2, "e"); err != nil {
+	if err := putSoon(h2, "e"); err != nil {
 		t.Fatalf("the cluster refuses a write with 2 of 3 members: %v", err)
 	}
 	if err := c.Members[0].Restart(); err != nil {
@@ -114,11 +127,18 @@ func TestHostsClusterKillPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r, err := cli.Get(ctx, "e")
-	if err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Value) != "h2" {
-		t.Fatalf("read back e: %v %v", r, err)
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r, err := cli.Get(ctx, "e")
+		cancel()
+		if err == nil && len(r.Kvs) == 1 && string(r.Kvs[0].Value) == "h2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read back e: %v %v", r, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
