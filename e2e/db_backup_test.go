@@ -362,6 +362,11 @@ func TestDBBootstrapToTime(t *testing.T) {
 	const archiveTimeout = 2 * time.Second
 	a := newDBNode(t, "a", srv.Endpoint, "async")
 	a.withBackup(repo, archiveTimeout)
+	tok, err := runMedic("token", "add", "watcher", "--role", "viewer", "-f", filepath.Join(a.dir, "tokens.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer := strings.TrimSpace(tok)
 	a.start()
 	a.eventually(60*time.Second, "a leads", leaderIs("a"))
 	a.firstFullBackup(t, 60*time.Second)
@@ -388,6 +393,25 @@ func TestDBBootstrapToTime(t *testing.T) {
 	}
 	a.start()
 	a.eventually(60*time.Second, "no primary left", func(st pgha.Status) bool { return st.Etcd && st.Leader == nil })
+
+	// Restores and bootstraps are operator actions: a viewer is refused and
+	// nothing is restored.
+	for _, path := range []string{"/v1/db/bootstrap", "/v1/db/restore"} {
+		req, _ := http.NewRequest("POST", "http://"+a.api+path, strings.NewReader(`{"database": "pg", "to": "latest", "as_new_cluster": true}`))
+		req.Header.Set("Authorization", "Bearer "+viewer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("POST %s as a viewer: %s, want 403 Forbidden", path, resp.Status)
+		}
+	}
+	if es, _ := os.ReadDir(filepath.Join(a.dir, "pg")); len(es) > 0 {
+		t.Fatalf("a viewer's refused bootstrap left %d entries in the data directory", len(es))
+	}
+
 	out, err := a.medic("db", "bootstrap", "--from-backup", "--to", target.UTC().Format(time.RFC3339Nano), "--json")
 	if err != nil {
 		t.Fatalf("%v\nagent stderr:\n%s", err, tail(a.stderr.String(), 3000))

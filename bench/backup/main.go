@@ -7,6 +7,11 @@
 //	          postgres, files and recovery timed apart
 //	pitr      -runs point-in-time restores to a moment between two acknowledged
 //	          writes: the first must be present, the second absent
+//	latest    the restore drill's promise, long form: -rate single-row
+//	          transactions per second for -seconds with archiving on; at the end
+//	          (T) the archive as it stood is restored into a scratch postgres and
+//	          every acknowledged id is read back: none acknowledged more than
+//	          -archive-timeout before T may be missing
 //	overhead  commit latency of single-row transactions at -rate per second for
 //	          -seconds, with WAL archiving on (archive_timeout -archive-timeout)
 //	          beside archiving off, interleaved in rounds
@@ -38,11 +43,11 @@ import (
 const binDir = "/usr/lib/postgresql/15/bin"
 
 func main() {
-	scenarios := flag.String("scenarios", "restore,pitr,overhead", "comma-separated: restore, pitr, overhead")
+	scenarios := flag.String("scenarios", "restore,pitr,latest,overhead", "comma-separated: restore, pitr, latest, overhead")
 	size := flag.Int("size", 1024, "restore: database size in MiB (pgbench scale ≈ size/15)")
 	runs := flag.Int("runs", 10, "pitr: restores")
-	rate := flag.Float64("rate", 100, "overhead: transactions per second")
-	seconds := flag.Int("seconds", 30, "overhead: seconds per round")
+	rate := flag.Float64("rate", 100, "overhead, latest: transactions per second")
+	seconds := flag.Int("seconds", 30, "overhead: seconds per round; latest: seconds of load")
 	rounds := flag.Int("rounds", 2, "overhead: rounds (archiving on, then off, alternating which goes first)")
 	archiveTimeout := flag.Duration("archive-timeout", 60*time.Second, "archive.timeout")
 	keep := flag.Bool("keep", false, "keep the temporary directory")
@@ -61,6 +66,8 @@ func main() {
 			benchRestore(dir, *size, *archiveTimeout)
 		case "pitr":
 			benchPITR(dir, *runs, *archiveTimeout)
+		case "latest":
+			benchLatest(dir, *rate, *seconds, *archiveTimeout)
 		case "overhead":
 			benchOverhead(dir, *rate, *seconds, *rounds, *archiveTimeout)
 		default:
@@ -304,4 +311,111 @@ func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
 	return q(s, 0.5)
+}
+
+// benchLatest: under rate single-row transactions per second for seconds
+// (ids and client-side acknowledgement times kept), with archiving on and
+// medic's backup loop enforcing archive.timeout, every member is "lost" at
+// T, the end of the load: a restore then has exactly the WAL archived at T.
+// It restores to the end of the last segment archived at T (as the
+// db-restore drill does), reads every acknowledged id back, and reports
+// the writes missing, those acknowledged more than timeout before T
+// (must be 0), and the data loss (the newest acknowledged write against
+// the newest the restore holds).
+func benchLatest(parent string, rate float64, seconds int, timeout time.Duration) {
+	fmt.Printf("\n## restore to latest under %.0f writes/s for %ds, archive.timeout %v\n\n", rate, seconds, timeout)
+	in := start(parent, "latest", true, timeout)
+	defer in.stop()
+	ctx := context.Background()
+	_, err := in.m.Backup(ctx, backup.Full)
+	check(err)
+	loop, err := backup.NewLoop(backup.LoopOptions{Manager: in.m, Primary: func() bool { return true }})
+	check(err)
+	lctx, stopLoop := context.WithCancel(ctx)
+	loopDone := make(chan struct{})
+	go func() { loop.Serve(lctx); close(loopDone) }()
+	defer func() { stopLoop(); <-loopDone }()
+
+	c, err := connect(in.addr)
+	check(err)
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, "CREATE TABLE acks (id int PRIMARY KEY, at timestamptz DEFAULT now())")
+	check(err)
+	type ack struct {
+		id int
+		at time.Time
+	}
+	var acks []ack
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	end := time.Now().Add(time.Duration(seconds) * time.Second)
+	for id := 1; time.Now().Before(end); id++ {
+		<-tick.C
+		_, err := c.Exec(ctx, "INSERT INTO acks (id) VALUES ($1)", id)
+		check(err)
+		acks = append(acks, ack{id, time.Now()})
+	}
+	tick.Stop()
+	at := time.Now() // every member lost now
+	dsn := "host=" + strings.Split(in.addr, ":")[0] + " port=" + strings.Split(in.addr, ":")[1] + " user=postgres dbname=postgres sslmode=disable"
+	arch, err := backup.ReadArchiver(ctx, dsn)
+	check(err)
+	lsn, ok := backup.LSNAfter(arch.LastArchivedWAL, arch.SegmentSize)
+	if !ok {
+		check(fmt.Errorf("nothing archived at the end of the load (last %q)", arch.LastArchivedWAL))
+	}
+	// Recovery reads past its target: let the next segment reach the archive.
+	_, err = c.Exec(ctx, "SELECT pg_switch_wal()")
+	check(err)
+	for {
+		a, err := backup.ReadArchiver(ctx, dsn)
+		check(err)
+		if a.LastArchivedWAL != arch.LastArchivedWAL {
+			break
+		}
+		if time.Since(at) > timeout+time.Minute {
+			check(fmt.Errorf("the archive did not move past %s", arch.LastArchivedWAL))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p, err := ports.Free(1)
+	check(err)
+	s, err := in.m.Restore(ctx, filepath.Join(parent, "latest", "scratch"), p, backup.Target{LSN: lsn, Exclusive: true})
+	check(err)
+	defer s.Remove(context.Background())
+	check(s.Start(ctx))
+	rc, err := connect(s.Addr())
+	check(err)
+	defer rc.Close(ctx)
+	ids := make([]int, len(acks))
+	for i, a := range acks {
+		ids[i] = a.id
+	}
+	rows, err := rc.Query(ctx, "SELECT id FROM acks WHERE id = ANY($1)", ids)
+	check(err)
+	present, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	check(err)
+	has := map[int]bool{}
+	for _, id := range present {
+		has[id] = true
+	}
+	var missing, beyond int
+	var newest time.Time
+	for _, a := range acks {
+		switch {
+		case has[a.id]:
+			newest = a.at
+		case at.Sub(a.at) > timeout:
+			beyond++
+			missing++
+		default:
+			missing++
+		}
+	}
+	loss := at.Sub(acks[0].at)
+	if !newest.IsZero() {
+		loss = acks[len(acks)-1].at.Sub(newest)
+	}
+	fmt.Printf("at T the primary had archived up to %s (%.1fs before T); the restore stops at %s\n\n", arch.LastArchivedWAL, at.Sub(arch.LastArchivedAt).Seconds(), lsn)
+	fmt.Printf("| acknowledged | read back | missing | missing, acknowledged > archive.timeout before T | data loss | files | recovery |\n|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| %d | %d | %d | **%d** | %.2f s | %.1f s | %.1f s |\n", len(acks), len(present), missing, beyond, loss.Seconds(), s.Restore.Seconds(), s.Recover.Seconds())
 }

@@ -72,3 +72,25 @@ func keys[V any](m map[string]V) string {
 	}
 	return strings.Join(out, ",")
 }
+
+// TestNoRunbookRestores: restores and bootstraps from backup are operator
+// actions (medic db restore, medic db bootstrap, behind the API's operator
+// role and the audit log); no runbook step can take one, so the automation
+// never restores on its own.
+func TestNoRunbookRestores(t *testing.T) {
+	for _, a := range config.Actions {
+		for _, word := range []string{"restore", "bootstrap", "backup", "recover", "pitr"} {
+			if strings.Contains(strings.ToLower(a), word) {
+				t.Errorf("runbook action %q restores or backs up: restores are operator actions only", a)
+			}
+		}
+	}
+	for _, action := range []string{"restore", "db_restore", "bootstrap", "db_bootstrap"} {
+		r := &config.Runbook{Trigger: config.RunbookTrigger{Condition: config.BackupArchiveFailing},
+			Steps: []config.RunbookStep{{Action: action}}}
+		r.SetDefaults()
+		if got := issuesOf(r.Validate()); !strings.Contains(got, "steps[0].action: must be one of") {
+			t.Errorf("a runbook step %q is accepted (issues %q): no runbook may restore", action, got)
+		}
+	}
+}
