@@ -22,7 +22,7 @@ import (
 // It returns nil when no service declares dependencies.
 func (m *Main) startEgress() (*egress.Set, error) {
 	set, err := egress.New(egress.Options{Config: m.cfg, Clock: m.Clock, Logger: m.Logger.With("component", "egress"),
-		Registerer: m.mets.Registry, Listen: m.handover.listen, OnTransition: func(t egress.Transition) {
+		Registerer: m.mets.Registry, Listen: m.handover.listen, FDs: m.fds, OnTransition: func(t egress.Transition) {
 			m.Record(context.Background(), medic.Event{Time: t.At, Kind: medic.EventBreaker,
 				Target: t.Service + "/" + t.Dependency, Actor: "egress", Reason: t.Reason,
 				Fields: map[string]string{"service": t.Service, "dependency": t.Dependency, "from": t.From.String(), "to": t.To.String()}})

@@ -43,7 +43,21 @@ type Dependency struct {
 	// What an HTTP call gets when the dependency fails, the breaker is open or the bulkhead is
 	// full. Without it the instance gets 503 (open, full) or 504 (timeout) or 502 (other failures).
 	Fallback *DependencyFallback `yaml:"fallback" json:"fallback,omitempty"`
+	// HTTP: the largest request body an instance may send and response body it may get through
+	// the listener. A larger request is refused with 413; a larger answer with 502 when its length
+	// is declared, else it is cut where it passes the cap. Default 32MiB.
+	MaxBody ByteSize `yaml:"max_body" json:"max_body,omitempty"`
+	// Connection caps and timeouts of the listener (docs/security.md); TCP uses the caps only.
+	Limits Limits `yaml:"limits" json:"limits,omitempty"`
 }
+
+// DefaultDependencyLimits are a dependency listener's defaults: its clients
+// are the service's own instances, all from 127.0.0.1, so the per-source cap
+// is the whole cap.
+var DefaultDependencyLimits = Limits{MaxConnections: 1024, MaxPerSource: 1024, HeaderTimeout: Duration(10 * time.Second), IdleTimeout: Duration(2 * time.Minute)}
+
+// DefaultDependencyMaxBody is the default of dependencies.*.max_body.
+const DefaultDependencyMaxBody = 32 << 20
 
 // DependencyRetries repeats a failed HTTP try after a backoff, within a budget.
 type DependencyRetries struct {
@@ -177,6 +191,10 @@ func (d *Dependency) SetDefaults() {
 	proxyDefaultDur(&b.Window, int64(k.window))
 	proxyDefaultDur(&b.OpenFor, int64(30*time.Second))
 	proxyDefaultInt(&b.HalfOpenTrials, 1)
+	if d.MaxBody == 0 {
+		d.MaxBody = DefaultDependencyMaxBody
+	}
+	d.Limits.SetDefaults(DefaultDependencyLimits)
 	h := &d.Bulkhead
 	proxyDefaultInt(&h.MaxConcurrent, 100)
 	proxyDefaultPtr(&h.MaxQueue, 100)
@@ -197,6 +215,9 @@ func (d *Dependency) Validate() []FieldIssue {
 	}
 	if _, ok := kindDefaults[d.Kind]; !ok {
 		bad("kind", "must be internal, external, cache, model or database, not %q", d.Kind)
+	}
+	if d.MaxBody < 0 {
+		bad("max_body", "must not be negative")
 	}
 	switch {
 	case d.URL == "" && d.Address == "":

@@ -94,7 +94,8 @@ func transitionReason(svc, dep string, c config.DependencyBreaker, from, to Stat
 // (context.Canceled) is not the dependency's fault.
 func httpFailed(resp *http.Response, err error) bool {
 	if err != nil {
-		return !errors.Is(err, context.Canceled)
+		var mbe *http.MaxBytesError // the instance sent too much: not the dependency's failure
+		return !errors.Is(err, context.Canceled) && !errors.As(err, &mbe)
 	}
 	return resp != nil && resp.StatusCode >= 500
 }

@@ -36,6 +36,8 @@ type Stats struct {
 	Fallbacks uint64            `json:"fallbacks"` // failed calls answered with a fallback
 	Retries   uint64            `json:"retries"`
 	InFlight  int64             `json:"in_flight"`
+	// TooLarge counts calls refused with 413: a request body over max_body (HTTP).
+	TooLarge uint64 `json:"too_large,omitempty"`
 	// LatencyP50 and LatencyP99 of the last calls (up to 1024), in seconds.
 	LatencyP50 float64 `json:"latency_p50_seconds"`
 	LatencyP99 float64 `json:"latency_p99_seconds"`
@@ -57,6 +59,7 @@ func (s Stats) Total() uint64 {
 // dependency is what HTTP and TCP dependencies share: identity, counters,
 // the breaker's state mirror and the injected fault.
 type dependency struct {
+	tooBig        atomic.Uint64 // calls refused for a request body over max_body
 	service, name string
 	cfg           *config.Dependency
 	clock         clock.Clock
@@ -104,7 +107,7 @@ func (d *dependency) done(outcome string, took time.Duration) {
 func (d *dependency) stats(protocol, target string) Stats {
 	s := Stats{Service: d.service, Dependency: d.name, Kind: d.cfg.Kind, Protocol: protocol, Listen: d.cfg.Listen,
 		Target: target, Timeout: d.cfg.Timeout.D(), State: State(d.state.Load()).String(), Calls: map[string]uint64{},
-		Fallbacks: d.fallback.Load(), Retries: d.retries.Load(), InFlight: d.inflight.Load()}
+		Fallbacks: d.fallback.Load(), Retries: d.retries.Load(), InFlight: d.inflight.Load(), TooLarge: d.tooBig.Load()}
 	for i, o := range outcomes {
 		if n := d.calls[i].Load(); n > 0 {
 			s.Calls[o] = n

@@ -173,6 +173,12 @@ type callStart struct{}
 func (h *httpDep) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := h.clock.Now()
 	h.touch(now)
+	limit := int64(h.cfg.MaxBody)
+	if r.ContentLength > limit {
+		h.tooLarge(w, "request body", r.ContentLength)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	if !h.admit() {
 		h.answer(w, r, OutcomeShed, http.StatusServiceUnavailable, now)
 		return
@@ -192,6 +198,12 @@ func startOf(r *http.Request, fallback time.Time) time.Time {
 // a fallback; a 2xx GET is kept for last_good.
 func (h *httpDep) modify(resp *http.Response) error {
 	r := resp.Request
+	limit := int64(h.cfg.MaxBody)
+	if resp.ContentLength > limit {
+		resp.Body.Close()
+		return responseTooLarge{resp.ContentLength}
+	}
+	resp.Body = readCloser{&capReader{r: resp.Body, left: limit}, resp.Body}
 	if resp.StatusCode >= 500 && h.fb != nil {
 		resp.Body.Close()
 		return statusError{resp.StatusCode}
@@ -220,7 +232,14 @@ type readCloser struct {
 // failed answers a call that got no usable answer.
 func (h *httpDep) failed(w http.ResponseWriter, r *http.Request, err error) {
 	var se statusError
+	var mbe *http.MaxBytesError
+	var rtl responseTooLarge
 	switch {
+	case errors.As(err, &mbe):
+		h.tooLarge(w, "request body", -1)
+	case errors.As(err, &rtl):
+		h.done(OutcomeError, h.clock.Now().Sub(startOf(r, h.clock.Now())))
+		http.Error(w, fmt.Sprintf("medic: dependency %s/%s: response body of %d bytes exceeds max_body %d", h.service, h.name, rtl.n, h.cfg.MaxBody), http.StatusBadGateway)
 	case errors.Is(err, circuitbreaker.ErrOpen):
 		h.answer(w, r, OutcomeOpen, http.StatusServiceUnavailable, h.clock.Now())
 	case errors.Is(err, bulkhead.ErrFull):
@@ -265,3 +284,41 @@ func (h *httpDep) answer(w http.ResponseWriter, r *http.Request, outcome string,
 }
 
 func (h *httpDep) Stats() Stats { return h.stats("http", h.cfg.URL) }
+
+// responseTooLarge: the dependency declared a body larger than max_body.
+type responseTooLarge struct{ n int64 }
+
+func (e responseTooLarge) Error() string { return "response body exceeds max_body" }
+
+// errBodyCap cuts a streamed answer where it passes max_body.
+var errBodyCap = errors.New("response body exceeds max_body")
+
+// capReader reads at most left bytes, then fails.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errBodyCap
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+// tooLarge refuses a call whose request body passes max_body (413): the
+// instance's fault, not the dependency's, so no breaker counts it.
+func (h *httpDep) tooLarge(w http.ResponseWriter, what string, n int64) {
+	h.tooBig.Add(1)
+	size := "more"
+	if n >= 0 {
+		size = strconv.FormatInt(n, 10) + " bytes"
+	}
+	w.Header().Set("Connection", "close")
+	http.Error(w, fmt.Sprintf("medic: dependency %s/%s: %s of %s exceeds max_body %d", h.service, h.name, what, size, h.cfg.MaxBody), http.StatusRequestEntityTooLarge)
+}

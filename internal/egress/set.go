@@ -16,6 +16,7 @@ import (
 
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/netguard"
 )
 
 // Bounds of a Set.
@@ -41,6 +42,9 @@ type Options struct {
 	// Listen binds the dependency listeners; nil means net.Listen (the agent
 	// passes the function that hands sockets over on an upgrade).
 	Listen func(network, addr string) (net.Listener, error)
+	// FDs is the process's descriptor budget the listeners admit connections
+	// within (netguard); nil admits without it.
+	FDs *netguard.FDs
 }
 
 // Set is every dependency listener of the config.
@@ -98,7 +102,16 @@ func New(o Options) (*Set, error) {
 				s.Close()
 				return nil, fmt.Errorf("dependency %s/%s: listen on %s: %w", svcName, name, cfg.Listen, err)
 			}
-			e.ln = ln
+			// Like every listener of medic: caps in total and per source
+			// within the descriptor budget, and (HTTP) header and idle timeouts.
+			guard := netguard.Options{Name: "dependency " + svcName + "/" + name, FDs: o.FDs, Logger: o.Logger, Clock: o.Clock,
+				Limits: netguard.Limits{MaxConns: cfg.Limits.MaxConnections, MaxPerSource: cfg.Limits.MaxPerSource}}
+			if cfg.IsTCP() {
+				guard.Cost = 6 // the client's, the dependency's, and two splice pipes
+			} else {
+				guard.Cost, guard.Refusal = 2, netguard.HTTP503
+			}
+			e.ln = netguard.Wrap(ln, guard)
 			met.state(svcName, name, Closed)
 			s.deps = append(s.deps, e)
 		}
@@ -144,7 +157,7 @@ func (s *Set) Serve(ctx context.Context) error {
 			if e.tcp != nil {
 				err = e.tcp.serve(ctx, e.ln)
 			} else {
-				err = serveHTTP(ctx, e.ln, e.http)
+				err = serveHTTP(ctx, e.ln, e.http, e.d.cfg.Limits)
 			}
 			if err != nil {
 				errs <- fmt.Errorf("dependency %s/%s: %w", e.d.service, e.d.name, err)
@@ -193,8 +206,9 @@ func (s *Set) deliver(t Transition) {
 	}
 }
 
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, lim config.Limits) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: lim.HeaderTimeout.D(), IdleTimeout: lim.IdleTimeout.D(),
+		MaxHeaderBytes: 64 << 10}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {
