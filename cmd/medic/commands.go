@@ -398,6 +398,9 @@ func demoappCmd() *cobra.Command {
 			if o.Latency < 0 || o.Latency > time.Minute || !(o.LatencySpread >= 0 && o.LatencySpread <= 3) {
 				return usageError{fmt.Errorf("--latency %s, --latency-spread %v: want 0 to 1m and 0 to 3", o.Latency, o.LatencySpread)}
 			}
+			if o.Grandchildren < 0 || o.Grandchildren > demoapp.MaxGrandchildren {
+				return usageError{fmt.Errorf("--fork %d: want 0 to %d", o.Grandchildren, demoapp.MaxGrandchildren)}
+			}
 			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -410,5 +413,7 @@ func demoappCmd() *cobra.Command {
 	c.Flags().DurationVar(&o.Latency, "latency", 0, "answer GET / after this long (the median with --latency-spread)")
 	c.Flags().Float64Var(&o.LatencySpread, "latency-spread", 0, "sigma of the log-normal latency around --latency (0.3: p99 about 2x the median)")
 	c.Flags().Float64Var(&o.ErrorRate, "error-rate", 0, "answer this share of GET / with 500 (0 to 1)")
+	c.Flags().IntVar(&o.Grandchildren, "fork", 0, "start this many child processes (sleep) and leave them running (0 to 64): its supervisor must stop them")
+	c.Flags().BoolVar(&o.Setsid, "setsid", false, "start one more child in a session of its own (setsid), out of the process group")
 	return c
 }

@@ -31,7 +31,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/medic-dev/medic/internal/clock"
@@ -78,6 +80,48 @@ type Options struct {
 	// ErrorRate is the release's own share of GET / answered 500, 0 to 1
 	// (kept by /fault/reset, like Latency). Default 0.
 	ErrorRate float64
+	// Grandchildren is how many child processes (sleep) Run starts and
+	// leaves behind: a supervisor must find and stop them with the instance.
+	// Default 0.
+	Grandchildren int
+	// Setsid makes Run start one more child in a session of its own
+	// (setsid): out of the instance's process group, found only through its
+	// cgroup. Default false.
+	Setsid bool
+}
+
+// MaxGrandchildren bounds Options.Grandchildren.
+const MaxGrandchildren = 64
+
+// spawnGrandchildren starts the processes Grandchildren and Setsid ask for
+// and returns their pids; they are not waited for (they outlive demoapp
+// unless its supervisor stops them).
+func spawnGrandchildren(o Options) ([]int, error) {
+	if o.Grandchildren < 0 || o.Grandchildren > MaxGrandchildren {
+		return nil, fmt.Errorf("demoapp: grandchildren %d: want 0 to %d", o.Grandchildren, MaxGrandchildren)
+	}
+	var pids []int
+	start := func(setsid bool) error {
+		cmd := exec.Command("sleep", "86400")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: setsid}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("demoapp: start a grandchild: %w", err)
+		}
+		pids = append(pids, cmd.Process.Pid)
+		go cmd.Wait() // reaped if it ends first
+		return nil
+	}
+	for range o.Grandchildren {
+		if err := start(false); err != nil {
+			return pids, err
+		}
+	}
+	if o.Setsid {
+		if err := start(true); err != nil {
+			return pids, err
+		}
+	}
+	return pids, nil
 }
 
 // CrashExitCode is the status the process exits with on /fault/crash.
@@ -100,6 +144,12 @@ func Run(ctx context.Context, o Options) error {
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("demoapp: listen on %q: %w", o.Listen, err)
+	}
+	if pids, err := spawnGrandchildren(o); err != nil {
+		ln.Close()
+		return err
+	} else if len(pids) > 0 && o.Logger != nil {
+		o.Logger.Info("started grandchildren", "pids", pids, "setsid", o.Setsid)
 	}
 	return New(o).Serve(ctx, ln)
 }
