@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -96,38 +97,61 @@ func (a *agent) webCommands(t *testing.T) []string {
 //   - A canary answering 5 % 500s is rolled back ≤ 15 s after it gets
 //     traffic, with ≤ 0.5 % of all requests failed; the stable instances
 //     were never touched.
+//   - A crash-looping canary is rolled back before it gets any traffic.
 //   - A canary 20 % slower is rolled back (on the latency median) ≤ 60 s.
-//   - A crash-looping canary is rolled back.
 //   - The same binary as a canary is promoted: every instance runs it.
+//
+// bench/canary.sh repeats each kind (MEDIC_CANARY_{BAD,SLOW,GOOD}_RUNS,
+// default 1) and prints the medians: 20 good canaries give the false
+// rollback count.
 func TestCanary(t *testing.T) {
 	dir := t.TempDir()
 	op, _ := writeTokens(t, dir)
 	a := startAgentIn(t, dir, canaryConfig)
 	a.token = op
 	a.eventually(15*time.Second, "2 ready", func() bool { return a.status().Services[0].Ready == 2 })
-	stablePIDs := fmt.Sprint(a.pids("web"))
+	var summary []string
+	defer func() { t.Logf("summary:\n%s", strings.Join(summary, "\n")) }()
+	stat := func(kind string, xs []float64, failed, total int, extra string) {
+		sort.Float64s(xs)
+		line := fmt.Sprintf("%-5s %d runs", kind, len(xs))
+		if len(xs) > 0 {
+			line += fmt.Sprintf(", seconds from the canary's first traffic: median %.2f, max %.2f", xs[len(xs)/2], xs[len(xs)-1])
+		}
+		summary = append(summary, line+fmt.Sprintf("; clients %d failed of %d (%.3f%%)%s", failed, total, 100*float64(failed)/float64(max(total, 1)), extra))
+	}
 
 	t.Run("bad", func(t *testing.T) {
-		rel, doc, ok, failed := deployCanary(t, a, "v2-bad", "--error-rate", "0.05")
-		if rel.Outcome != release.Failed || !strings.Contains(rel.Detail, "rolled-back") || !strings.Contains(rel.Detail, "errors 5xx") {
-			t.Fatalf("release %s: %s", rel.Outcome, rel.Detail)
-		}
-		if doc.Outcome != "rolled-back" || doc.TimeToRollbackSeconds <= 0 || doc.TimeToRollbackSeconds > 15 {
-			t.Fatalf("rolled back %.2fs after the canary's first traffic, want ≤ 15s", doc.TimeToRollbackSeconds)
-		}
-		if total := ok + failed; float64(failed) > 0.005*float64(total) {
-			t.Fatalf("%d of %d requests failed, more than 0.5 %%", failed, total)
-		}
-		if got := fmt.Sprint(a.pids("web")); got != stablePIDs {
-			t.Fatalf("the stable instances changed: %s → %s", stablePIDs, got)
-		}
-		if !strings.Contains(doc.Text, "errors 5xx         fail") {
-			t.Fatalf("the report does not explain the verdict:\n%s", doc.Text)
+		var took []float64
+		var failedAll, totalAll int
+		defer func() { stat("bad", took, failedAll, totalAll, "") }()
+		for i := range envInt("MEDIC_CANARY_BAD_RUNS", 1) {
+			stablePIDs := fmt.Sprint(a.pids("web"))
+			rel, doc, ok, failed := deployCanary(t, a, fmt.Sprintf("v2-bad-%d", i), "--error-rate", "0.05")
+			failedAll, totalAll = failedAll+failed, totalAll+ok+failed
+			if rel.Outcome != release.Failed || !strings.Contains(rel.Detail, "rolled-back") || !strings.Contains(rel.Detail, "errors 5xx") {
+				t.Fatalf("release %s: %s", rel.Outcome, rel.Detail)
+			}
+			took = append(took, doc.TimeToRollbackSeconds)
+			if doc.Outcome != "rolled-back" || doc.TimeToRollbackSeconds <= 0 || doc.TimeToRollbackSeconds > 15 {
+				t.Fatalf("rolled back %.2fs after the canary's first traffic, want ≤ 15s", doc.TimeToRollbackSeconds)
+			}
+			if total := ok + failed; float64(failed) > 0.005*float64(total) {
+				t.Fatalf("%d of %d requests failed, more than 0.5 %%", failed, total)
+			}
+			if got := fmt.Sprint(a.pids("web")); got != stablePIDs {
+				t.Fatalf("the stable instances changed: %s → %s", stablePIDs, got)
+			}
+			if !strings.Contains(doc.Text, "errors 5xx         fail") {
+				t.Fatalf("the report does not explain the verdict:\n%s", doc.Text)
+			}
 		}
 	})
 
 	t.Run("crash", func(t *testing.T) {
-		rel, doc, _, failed := deployCanary(t, a, "v2-crash", "--listen-nowhere")
+		stablePIDs := fmt.Sprint(a.pids("web"))
+		rel, doc, ok, failed := deployCanary(t, a, "v2-crash", "--listen-nowhere")
+		defer func() { stat("crash", []float64{doc.TimeToRollbackSeconds}, failed, ok+failed, " (from the canary's start: it never served)") }()
 		if rel.Outcome != release.Failed || doc.Outcome != "rolled-back" || !strings.Contains(doc.State.Reason, "crash-loops") {
 			t.Fatalf("release %s (%s), canary %s: %s", rel.Outcome, rel.Detail, doc.Outcome, doc.State.Reason)
 		}
@@ -140,27 +164,47 @@ func TestCanary(t *testing.T) {
 	})
 
 	t.Run("slow", func(t *testing.T) {
-		rel, doc, _, _ := deployCanary(t, a, "v2-slow", "--latency", "24ms")
-		if rel.Outcome != release.Failed || doc.Outcome != "rolled-back" || !strings.Contains(doc.State.Reason, "latency") {
-			t.Fatalf("release %s (%s), canary %s: %s", rel.Outcome, rel.Detail, doc.Outcome, doc.State.Reason)
-		}
-		if doc.TimeToRollbackSeconds > 60 {
-			t.Fatalf("rolled back %.2fs after the canary's first traffic, want ≤ 60s", doc.TimeToRollbackSeconds)
+		var took []float64
+		var failedAll, totalAll int
+		defer func() { stat("slow", took, failedAll, totalAll, "") }()
+		for i := range envInt("MEDIC_CANARY_SLOW_RUNS", 1) {
+			rel, doc, ok, failed := deployCanary(t, a, fmt.Sprintf("v2-slow-%d", i), "--latency", "24ms")
+			failedAll, totalAll = failedAll+failed, totalAll+ok+failed
+			if rel.Outcome != release.Failed || doc.Outcome != "rolled-back" || !strings.Contains(doc.State.Reason, "latency") {
+				t.Fatalf("release %s (%s), canary %s: %s", rel.Outcome, rel.Detail, doc.Outcome, doc.State.Reason)
+			}
+			took = append(took, doc.TimeToRollbackSeconds)
+			if doc.TimeToRollbackSeconds > 60 {
+				t.Fatalf("rolled back %.2fs after the canary's first traffic, want ≤ 60s", doc.TimeToRollbackSeconds)
+			}
 		}
 	})
 
 	t.Run("good", func(t *testing.T) {
-		rel, doc, ok, failed := deployCanary(t, a, "v2", "--id", "v2")
-		if rel.Outcome != release.Live || doc.Outcome != "promoted" {
-			t.Fatalf("release %s (%s), canary %s: %s", rel.Outcome, rel.Detail, doc.Outcome, doc.State.Reason)
+		var took []float64
+		var failedAll, totalAll, falseRollbacks int
+		defer func() {
+			stat("good", took, failedAll, totalAll, fmt.Sprintf("; false rollbacks %d", falseRollbacks))
+		}()
+		for i := range envInt("MEDIC_CANARY_GOOD_RUNS", 1) {
+			id := fmt.Sprintf("good-%d", i)
+			rel, doc, ok, failed := deployCanary(t, a, id, "--id", id)
+			failedAll, totalAll = failedAll+failed, totalAll+ok+failed
+			if doc.Outcome == "rolled-back" {
+				falseRollbacks++
+			}
+			if rel.Outcome != release.Live || doc.Outcome != "promoted" {
+				t.Fatalf("release %s (%s), canary %s: %s", rel.Outcome, rel.Detail, doc.Outcome, doc.State.Reason)
+			}
+			took = append(took, doc.TimeToVerdictSeconds)
+			if failed != 0 || ok < 100 {
+				t.Fatalf("%d failed, %d answered during a good canary", failed, ok)
+			}
+			a.eventually(10*time.Second, "every instance runs "+id, func() bool {
+				cmds := a.webCommands(t)
+				return len(cmds) == 2 && strings.HasSuffix(cmds[0], "--id "+id) && strings.HasSuffix(cmds[1], "--id "+id)
+			})
 		}
-		if failed != 0 || ok < 100 {
-			t.Fatalf("%d failed, %d answered during a good canary", failed, ok)
-		}
-		a.eventually(10*time.Second, "every instance runs v2", func() bool {
-			cmds := a.webCommands(t)
-			return len(cmds) == 2 && strings.Contains(cmds[0], "--id v2") && strings.Contains(cmds[1], "--id v2")
-		})
 	})
 }
 
