@@ -151,7 +151,9 @@ func TestCanary(t *testing.T) {
 	t.Run("crash", func(t *testing.T) {
 		stablePIDs := fmt.Sprint(a.pids("web"))
 		rel, doc, ok, failed := deployCanary(t, a, "v2-crash", "--listen-nowhere")
-		defer func() { stat("crash", []float64{doc.TimeToRollbackSeconds}, failed, ok+failed, " (from the canary's start: it never served)") }()
+		defer func() {
+			stat("crash", []float64{doc.TimeToRollbackSeconds}, failed, ok+failed, " (from the canary's start: it never served)")
+		}()
 		if rel.Outcome != release.Failed || doc.Outcome != "rolled-back" || !strings.Contains(doc.State.Reason, "crash-loops") {
 			t.Fatalf("release %s (%s), canary %s: %s", rel.Outcome, rel.Detail, doc.Outcome, doc.State.Reason)
 		}
