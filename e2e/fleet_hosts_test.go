@@ -216,6 +216,49 @@ func runLoad(stop <-chan struct{}, rate int, proxies []string, res *loadResult) 
 	return &wg
 }
 
+// startFleet3 starts a 3-member etcd and agents on hosts h1, h2, h3, and
+// waits until web is placed 2 on each and all 6 are ready.
+func startFleet3(t *testing.T) (*netns.Cluster, []*nsAgent) {
+	t.Helper()
+	n := netns.Require(t)
+	c := n.MustStartCluster(t, 3)
+	var agents []*nsAgent
+	for _, name := range []string{"h1", "h2", "h3"} {
+		agents = append(agents, startHostAgent(t, n.MustAddHost(t, name), c.Endpoints))
+	}
+	waitPlaced(t, c, agents, "h1=2 h2=2 h3=2", []int{2, 2, 2}, 30*time.Second)
+	return c, agents
+}
+
+// waitPlaced waits until the assignment is want and each agent has its
+// ready count (-1: not asked).
+func waitPlaced(t *testing.T, c *netns.Cluster, agents []*nsAgent, want string, ready []int, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		rec := assignment(t, c)
+		ok := rec.Assign.String() == want
+		var got []int
+		for i, a := range agents {
+			if ready[i] < 0 {
+				got = append(got, -1)
+				continue
+			}
+			r := a.ready()
+			got = append(got, r)
+			ok = ok && r == ready[i]
+		}
+		if ok {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("after %v: placement %q (%s), ready %v; want %q and %v\nh1 stderr:\n%s",
+				within, rec.Assign, rec.Why, got, want, ready, tail(agents[0].stderr.String(), 3000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestFleetHostKill: three hosts (network namespaces) with a real 3-member
 // etcd, web placed 6 instances spread by host. Under GET load through the
 // proxies of h1 and h2, h3 is killed (every process of it by PID, its link
@@ -223,25 +266,8 @@ func runLoad(stop <-chan struct{}, rate int, proxies []string, res *loadResult) 
 // start + readiness + slack, with no client error; when h3 returns the
 // fleet rebalances to 2 each, one instance at a time, with no client error.
 func TestFleetHostKill(t *testing.T) {
-	n := netns.Require(t)
-	c := n.MustStartCluster(t, 3)
-	var agents []*nsAgent
-	for _, name := range []string{"h1", "h2", "h3"} {
-		agents = append(agents, startHostAgent(t, n.MustAddHost(t, name), c.Endpoints))
-	}
+	c, agents := startFleet3(t)
 	h1, h2, h3 := agents[0], agents[1], agents[2]
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		rec := assignment(t, c)
-		if rec.Assign.String() == "h1=2 h2=2 h3=2" && h1.ready() == 2 && h2.ready() == 2 && h3.ready() == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no 2 ready on each host after 30s: placement %q (%s), ready %d %d %d\nh1 stderr:\n%s",
-				rec.Assign, rec.Why, h1.ready(), h2.ready(), h3.ready(), tail(h1.stderr.String(), 3000))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	// Each proxy also knows the other hosts' instances (remote backends).
 	remote := func(a *nsAgent) int {
 		_, body := getWithToken(a.url("/v1/status"), a.token)
@@ -350,5 +376,77 @@ func TestFleetHostKill(t *testing.T) {
 	t.Logf("load: %d GETs through h1 and h2, %d failed %v", res.sent.Load(), res.failed.Load(), res.firstErrs)
 	if res.failed.Load() != 0 {
 		t.Errorf("%d of %d GETs failed through the surviving proxies: %v", res.failed.Load(), res.sent.Load(), res.firstErrs)
+	}
+}
+
+// TestFleetHostPartition: h3 is cut from etcd and from the other hosts
+// (its link down) for a while, under GET load through h1 and h2. h1 and h2
+// take over its share (3 each) with no client error; h3 never writes the
+// assignment while cut off, and the assignment never holds more than
+// instances + 1 (the surge); h3's own instances keep running (nothing stops
+// an instance on a guess). When the link returns, h3 joins again, follows
+// the new assignment and the fleet rebalances to 2 each with no error.
+func TestFleetHostPartition(t *testing.T) {
+	c, agents := startFleet3(t)
+	h1, h2, h3 := agents[0], agents[1], agents[2]
+	stop := make(chan struct{})
+	var res loadResult
+	wg := runLoad(stop, 100, []string{h1.h.Addr.String() + ":8000", h2.h.Addr.String() + ":8000"}, &res)
+	time.Sleep(time.Second)
+	if err := h3.h.Partition(); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	took := waitPlaced(t, c, agents, "h1=3 h2=3", []int{3, 3, -1}, 30*time.Second)
+	t.Logf("h3 partitioned: 6 ready on h1+h2 after %v", took.Round(10*time.Millisecond))
+	time.Sleep(2 * time.Second) // a while cut off
+	if err := h3.h.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	took = waitPlaced(t, c, agents, "h1=2 h2=2 h3=2", []int{2, 2, 2}, 60*time.Second)
+	t.Logf("h3 healed after %v cut off: rebalanced to 2 each after %v", healed.Sub(cut).Round(10*time.Millisecond), took.Round(10*time.Millisecond))
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	// Every assignment written meanwhile: by h1 (the coordinator; h3 was
+	// cut off), never above 7 instances.
+	_, body := getWithToken(h1.url("/v1/audit?target=web"), h1.token)
+	var evs struct {
+		Records []struct {
+			Kind   string            `json:"kind"`
+			Fields map[string]string `json:"fields"`
+		} `json:"records"`
+	}
+	if err := json.Unmarshal([]byte(body), &evs); err != nil {
+		t.Fatalf("h1's audit: %v\n%s", err, tail(body, 2000))
+	}
+	steps := 0
+	for _, e := range evs.Records {
+		if e.Kind != "fleet.placement" {
+			continue
+		}
+		steps++
+		total := 0
+		for _, f := range strings.Fields(e.Fields["to"]) {
+			var h string
+			var k int
+			fmt.Sscanf(strings.Replace(f, "=", " ", 1), "%s %d", &h, &k)
+			total += k
+		}
+		if total > 7 {
+			t.Errorf("an assignment of %d instances (%s): above instances + 1", total, e.Fields["to"])
+		}
+	}
+	if steps < 3 {
+		t.Errorf("h1 audited %d placement steps, want the first placement, the take-over and the rebalance:\n%s", steps, tail(body, 3000))
+	}
+	_, body3 := getWithToken(h3.url("/v1/audit?target=web"), h3.token)
+	if strings.Contains(body3, "fleet.placement") {
+		t.Errorf("h3 wrote an assignment:\n%s", tail(body3, 2000))
+	}
+	t.Logf("load: %d GETs through h1 and h2, %d failed %v", res.sent.Load(), res.failed.Load(), res.firstErrs)
+	if res.failed.Load() != 0 {
+		t.Errorf("%d of %d GETs failed through h1 and h2: %v", res.failed.Load(), res.sent.Load(), res.firstErrs)
 	}
 }
