@@ -118,6 +118,11 @@ func printBackupState(w io.Writer, st backup.State) {
 		role, st.Backups, st.Repository, bytesHuman(st.RepositoryFreeBytes))
 	if b := st.Last; b != nil {
 		fmt.Fprintf(w, "  last backup %s (%s) ended %s: %s in %v\n", b.Label, b.Type, b.Stop.Local().Format(time.RFC3339), bytesHuman(uint64(b.Size)), b.Duration())
+		if st.LastFrom != "" && st.LastFromWhy == "" {
+			fmt.Fprintf(w, "  medic's last backup copied from replica %s\n", st.LastFrom)
+		} else if st.LastFrom != "" {
+			fmt.Fprintf(w, "  medic's last backup copied from the primary %s: %s\n", st.LastFrom, st.LastFromWhy)
+		}
 	} else {
 		fmt.Fprintf(w, "  no backup yet\n")
 	}

@@ -190,6 +190,25 @@ func TestPointInTimeRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// A target past the end of the archive: the recovery fails (before or
+	// after pg_ctl saw the standby accept reads); Start says why at once
+	// instead of waiting for a promotion that cannot come.
+	port, err := ports.Free(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := p.m.Restore(ctx, filepath.Join(p.dir, "restore-future"), port, backup.Target{Time: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Remove(context.Background()) })
+	start := time.Now()
+	if err := s.Start(ctx); err == nil || !strings.Contains(err.Error(), "recovery ended before configured recovery target was reached") {
+		t.Fatalf("restore to a target past the archive: Start = %v, want the recovery's failure", err)
+	} else {
+		t.Logf("a target past the archive fails in %v: %v", time.Since(start).Round(time.Millisecond), err)
+	}
 }
 
 // TestFailingArchiveShowsLag: when archive-push fails (the repository's

@@ -180,7 +180,7 @@ func (s *Scratch) Start(ctx context.Context) error {
 	start := s.m.clock.Now()
 	cmd := s.m.o.Command(filepath.Join(s.m.o.BinDir, "pg_ctl"), "start", "-D", s.Dir, "-l", s.LogPath(), "-w", "-t", "3600")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("backup: start the scratch postgres on %s: %w: %s (log %s)", s.Dir, err, tail(string(out), 3), s.LogPath())
+		return fmt.Errorf("backup: start the scratch postgres on %s: %w: %s: %s (log %s)", s.Dir, err, tail(string(out), 1), logProblem(s.LogPath()), s.LogPath())
 	}
 	s.Started = true
 	for {
@@ -195,8 +195,7 @@ func (s *Scratch) Start(ctx context.Context) error {
 		// the postmaster then exits, removing its pid file.
 		if _, err := os.Stat(filepath.Join(s.Dir, "postmaster.pid")); errors.Is(err, os.ErrNotExist) {
 			s.Started = false
-			log, _ := os.ReadFile(s.LogPath())
-			return fmt.Errorf("backup: the scratch postgres on %s stopped during recovery: %s (log %s)", s.Dir, tail(string(log), 4), s.LogPath())
+			return fmt.Errorf("backup: the scratch postgres on %s stopped during recovery: %s (log %s)", s.Dir, logProblem(s.LogPath()), s.LogPath())
 		}
 		t := s.m.clock.NewTimer(100 * time.Millisecond)
 		select {
@@ -205,6 +204,22 @@ func (s *Scratch) Start(ctx context.Context) error {
 		}
 		t.Stop()
 	}
+}
+
+// logProblem is the newest FATAL or PANIC line of a postgres log (why it
+// stopped), else its last lines.
+func logProblem(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "no log: " + err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "FATAL:") || strings.Contains(lines[i], "PANIC:") {
+			return strings.TrimSpace(lines[i])
+		}
+	}
+	return tail(string(b), 3)
 }
 
 func promoted(ctx context.Context, dsn string) error {
