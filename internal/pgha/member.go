@@ -175,9 +175,6 @@ func (m Member) lead(o Observation) (Member, []Action) {
 	if v := o.View.Leader; v != nil && v.State != LeaderPrimary {
 		acts = append(acts, Action{Kind: ActProclaim, Reason: "postgres accepts writes"})
 	}
-	if o.View.Fresh {
-		acts = append(acts, m.keepFailsafe(o)...)
-	}
 	if p.Sync {
 		m, acts = m.manageSync(o, acts)
 	} else {
@@ -189,6 +186,11 @@ func (m Member) lead(o Observation) (Member, []Action) {
 		if s := o.View.Sync; s.Standby != "" || (s.Leader != "" && s.Leader != m.Name) {
 			acts = append(acts, Action{Kind: ActWriteSync, Reason: "async mode: the sync key names no standby"})
 		}
+	}
+	// Last: a failed write of the failsafe key must not hold up the sync
+	// key (the shell stops at the first failed action of a pass).
+	if o.View.Fresh {
+		acts = append(acts, m.keepFailsafe(o)...)
 	}
 	return m, acts
 }
