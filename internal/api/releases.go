@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/medic-dev/medic/internal/bluegreen"
 	"github.com/medic-dev/medic/internal/release"
 )
 
@@ -27,7 +28,7 @@ func releaseStatus(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, release.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, release.ErrNothingToRollBack):
+	case errors.Is(err, release.ErrNothingToRollBack), errors.Is(err, bluegreen.ErrWindowOpen):
 		return http.StatusConflict
 	}
 	return statusFor(err)

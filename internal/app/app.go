@@ -25,6 +25,7 @@ import (
 	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/backup"
+	"github.com/medic-dev/medic/internal/bluegreen"
 	"github.com/medic-dev/medic/internal/canary"
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
@@ -219,7 +220,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.releases.Supervisor = m.sup
+	bg := &bluegreen.Runner{Groups: m.sup, Rollout: m.sup, Traffic: m.traffic, Record: m.Record, Clock: m.Clock}
+	bgCtx, bgCancel := context.WithCancel(ctx)
+	bg.Start(bgCtx)
+	defer func() { bgCancel(); bg.Wait() }()
+	m.releases.Supervisor = &deployRouter{sup: m.sup, bg: bg}
 	m.observe(m.releaseRolledOut)
 
 	ln, err := m.handover.listen("tcp", m.cfg.API.Listen)
