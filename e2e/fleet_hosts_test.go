@@ -166,6 +166,20 @@ func assignment(t *testing.T, c *netns.Cluster) placement.Record {
 	return rec
 }
 
+// fleetRate is the GET rate of the fleet tests: 100/s, or
+// MEDIC_FLEET_RATE (bench/fleet runs them at 200/s).
+func fleetRate(t *testing.T) int {
+	v := os.Getenv("MEDIC_FLEET_RATE")
+	if v == "" {
+		return 100
+	}
+	var r int
+	if _, err := fmt.Sscan(v, &r); err != nil || r < 1 || r > 2000 {
+		t.Fatalf("MEDIC_FLEET_RATE=%q: want a rate from 1 to 2000 per second", v)
+	}
+	return r
+}
+
 // load sends GETs at about rate per second, round robin over the proxies,
 // until stop is closed; it counts requests and failures (not 200).
 type loadResult struct {
@@ -290,7 +304,7 @@ func TestFleetHostKill(t *testing.T) {
 
 	stop := make(chan struct{})
 	var res loadResult
-	wg := runLoad(stop, 100, []string{h1.h.Addr.String() + ":8000", h2.h.Addr.String() + ":8000"}, &res)
+	wg := runLoad(stop, fleetRate(t), []string{h1.h.Addr.String() + ":8000", h2.h.Addr.String() + ":8000"}, &res)
 	time.Sleep(2 * time.Second)
 	killed := time.Now()
 	if err := h3.h.Kill(); err != nil {
@@ -391,7 +405,7 @@ func TestFleetHostPartition(t *testing.T) {
 	h1, h2, h3 := agents[0], agents[1], agents[2]
 	stop := make(chan struct{})
 	var res loadResult
-	wg := runLoad(stop, 100, []string{h1.h.Addr.String() + ":8000", h2.h.Addr.String() + ":8000"}, &res)
+	wg := runLoad(stop, fleetRate(t), []string{h1.h.Addr.String() + ":8000", h2.h.Addr.String() + ":8000"}, &res)
 	time.Sleep(time.Second)
 	if err := h3.h.Partition(); err != nil {
 		t.Fatal(err)
