@@ -126,29 +126,11 @@ func (l *Listener) Stats() Stats {
 	return s
 }
 
-// AcceptPause bounds how long a full listener leaves new connections in the
-// kernel's backlog before it accepts again: from AcceptPauseMin, doubling
-// while every accepted connection is refused, to AcceptPauseMax.
-const (
-	AcceptPauseMin = 5 * time.Millisecond
-	AcceptPauseMax = 100 * time.Millisecond
-)
-
 // Accept returns the next admitted connection. Refused connections are
 // closed here and never returned. When the process is out of descriptors
 // (EMFILE, ENFILE) Accept returns the error, as the server's loop expects,
 // after counting it as a refusal for the reserve.
-//
-// A listener that refuses because it is full (its cap, or the descriptor
-// line, with no idle connection to close) pauses before it accepts again,
-// as HAProxy does at maxconn: the next connections wait in the kernel's
-// backlog, where a place that frees up admits them, instead of each being
-// accepted and closed at once — which a reconnecting flood turned into
-// thousands of accept+close a second (bench/flood.sh, TCP proxy: 105 000
-// refusals in 20 s). A refusal for the per-source cap does not pause: the
-// next connection may come from another source.
 func (l *Listener) Accept() (net.Conn, error) {
-	var pause time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
@@ -157,16 +139,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			return nil, err
 		}
-		gc, why := l.admit(c)
-		if gc != nil {
+		if gc, ok := l.admit(c); ok {
 			return gc, nil
 		}
-		if reasons[why] == RefusedPerSource {
-			continue
-		}
-		pause = min(max(2*pause, AcceptPauseMin), AcceptPauseMax)
-		t := l.o.Clock.NewTimer(pause)
-		<-t.C()
 	}
 }
 
@@ -179,7 +154,7 @@ func sourceOf(c net.Conn) netip.Addr {
 
 // admit decides for one accepted connection. At a cap it first closes the
 // oldest evictable connection (of the same source for the per-source cap).
-func (l *Listener) admit(c net.Conn) (*Conn, int) {
+func (l *Listener) admit(c net.Conn) (*Conn, bool) {
 	src := sourceOf(c)
 	var victims []*Conn
 	l.mu.Lock()
@@ -250,9 +225,9 @@ func (l *Listener) admit(c net.Conn) (*Conn, int) {
 	}
 	if why >= 0 {
 		l.refuse(c, why)
-		return nil, why
+		return nil, false
 	}
-	return gc, -1
+	return gc, true
 }
 
 // evict closes c, taken off the process's idle list, to give its place;

@@ -325,35 +325,3 @@ func TestSampleDoesNotHoldTheLock(t *testing.T) {
 		t.Fatalf("open after the sample %d; want the sample (10) plus what was admitted meanwhile", got)
 	}
 }
-
-// A full listener leaves new connections in the kernel's backlog for a
-// while (HAProxy's maxconn) instead of accepting and closing each at once:
-// a reconnecting flood made thousands of accept+close a second. A place
-// that frees up admits a waiting connection.
-func TestFullListenerPausesAccepting(t *testing.T) {
-	l := listen(t, Options{Name: "t", Limits: Limits{MaxConns: 1}})
-	acc := acceptor(l)
-	first := dial(t, l.Addr().String())
-	s1 := <-acc
-	const n = 40
-	var waiting []net.Conn
-	for range n {
-		waiting = append(waiting, dial(t, l.Addr().String())) // completed by the kernel, in the backlog
-	}
-	time.Sleep(150 * time.Millisecond)
-	// Pauses of 5, 10, 20, 40, 80 ms: at most 6 accepts (and refusals) in 150 ms, not 40.
-	if r := l.Stats().Refused[RefusedCap]; r == 0 || r > 8 {
-		t.Fatalf("%d of %d connections refused in 150 ms while full; want a few (accepting paused)", r, n)
-	}
-	first.Close()
-	s1.Close()
-	select {
-	case c := <-acc: // a waiting connection took the freed place
-		c.Close()
-	case <-time.After(2 * time.Second):
-		t.Fatal("no waiting connection was admitted after a place freed up")
-	}
-	for _, c := range waiting {
-		c.Close()
-	}
-}
