@@ -199,8 +199,11 @@ func TestCanary(t *testing.T) {
 				t.Fatalf("release %s (%s), canary %s: %s", rel.Outcome, rel.Detail, doc.Outcome, doc.State.Reason)
 			}
 			took = append(took, doc.TimeToVerdictSeconds)
-			if failed != 0 || ok < 100 {
-				t.Fatalf("%d failed, %d answered during a good canary", failed, ok)
+			// The proxy answered every request; the load's client gives up
+			// after 1 s, which a loaded machine (load 20 on 2 cores) makes
+			// a few requests in a thousand wait for.
+			if doc.ClientErrors == nil || *doc.ClientErrors != 0 || ok < 100 || float64(failed) > 0.005*float64(ok+failed) {
+				t.Fatalf("%d failed (the proxy counted %v), %d answered during a good canary", failed, doc.ClientErrors, ok)
 			}
 			a.eventually(10*time.Second, "every instance runs "+id, func() bool {
 				cmds := a.webCommands(t)
@@ -227,4 +230,35 @@ func (a *agent) pids(service string) []int {
 func readCmdline(pid int) (string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "), err
+}
+
+// TestCanaryDrills runs the deploy drills against the real binary under
+// 100 req/s: each deploys a bad release as a canary, and passes when the
+// canary is judged and rolled back within the drill's deadline with the
+// clients' errors under its bound; the drill's report gives the time to
+// verdict (detected) and to rollback (recovered).
+func TestCanaryDrills(t *testing.T) {
+	dir := t.TempDir()
+	op, _ := writeTokens(t, dir)
+	a := startAgentIn(t, dir, strings.Replace(canaryConfig, "    deploy:\n", "    drills: {allow: true}\n    deploy:\n", 1))
+	a.token = op
+	a.eventually(15*time.Second, "2 ready", func() bool { return a.status().Services[0].Ready == 2 })
+	var table []string
+	defer func() { t.Logf("deploy drills (web: 2 demoapp instances, 100 req/s):\n%s", strings.Join(table, "\n")) }()
+	for _, sc := range []string{"deploy-bad-canary", "deploy-crash", "deploy-slow-canary"} {
+		t.Run(sc, func(t *testing.T) {
+			stablePIDs := fmt.Sprint(a.pids("web"))
+			res, err := a.runDrill(sc, "--service", "web", "--load", "100")
+			if out, err := a.medic("deploy", "status", "web"); err == nil {
+				t.Logf("the drill's canary:\n%s", out)
+			}
+			table = append(table, fmt.Sprintf("%-18s verdict %-7s rollback %-7s errors %d/%d", sc, secs(res.TTD), secs(res.TTR), res.ClientErrors, res.Requests))
+			if err != nil || !res.Passed || res.TTD == nil || res.TTR == nil {
+				t.Fatalf("drill %s: %v\n%s\nreasons: %q", sc, err, res.Summary, res.Reasons)
+			}
+			if got := fmt.Sprint(a.pids("web")); got != stablePIDs {
+				t.Fatalf("the stable instances changed: %s → %s", stablePIDs, got)
+			}
+		})
+	}
 }

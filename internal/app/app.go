@@ -59,15 +59,16 @@ type Main struct {
 	// Listening, if set, receives the API's address once it accepts connections.
 	Listening func(addr net.Addr)
 
-	mu       sync.Mutex
-	cfg      *config.Config
-	sup      *supervise.Supervisor
-	releases *release.Manager
-	canaries *canary.Runner // nil until built (ext_canary.go)
-	audit    *audit.Log
-	aw       *audit.Writer // every append goes through it: it fails closed
-	hub      *events.Hub
-	mets     *metrics.Metrics
+	mu            sync.Mutex
+	cfg           *config.Config
+	sup           *supervise.Supervisor
+	releases      *release.Manager
+	canaries      *canary.Runner  // nil until built (ext_canary.go)
+	canaryDeploys *canaryDeployer // routes canary deploys (ext_canary.go)
+	audit         *audit.Log
+	aw            *audit.Writer // every append goes through it: it fails closed
+	hub           *events.Hub
+	mets          *metrics.Metrics
 
 	fds       *netguard.FDs // the descriptor reserve every listener respects
 	tokens    *auth.Live    // nil without a tokens file; reloaded with the config

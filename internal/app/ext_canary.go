@@ -2,16 +2,21 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/api"
 	"github.com/medic-dev/medic/internal/canary"
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/proxy"
 	"github.com/medic-dev/medic/internal/release"
 	"github.com/medic-dev/medic/internal/supervise"
@@ -56,7 +61,7 @@ func buildCanary(m *Main) (*component, error) {
 		},
 	}
 	m.releases.Supervisor = cd
-	m.canaries = cd.runner
+	m.canaries, m.canaryDeploys = cd.runner, cd
 	serve := func(run context.Context) error {
 		<-run.Done()
 		cancel()
@@ -270,5 +275,64 @@ func (t *traffic) Grouped(id medic.InstanceID, group string) {
 		// The names are medic's own (canary, baseline, green) and at most a
 		// few: SetGroup refuses only an empty or long name or a 17th group.
 		_ = p.SetGroup(id.String(), group)
+	}
+}
+
+// inject is the deploy drills' injector (kind "canary"): it deploys a bad
+// release of the drilled service as a canary, on behalf of drill:<id>.
+// Params: command (a shell command replacing the service's, "exit 3" for a
+// crash loop), latency_factor (scales the value of the command's --latency,
+// the demo service's), args (words appended to the command). Restore waits
+// for the canary to end and, should the bad release have been promoted,
+// rolls the service back to the release before it.
+func (c *canaryDeployer) inject(m *Main) func(ctx context.Context, t *drill.Target) (drill.Restore, error) {
+	return func(ctx context.Context, t *drill.Target) (drill.Restore, error) {
+		spec := c.inner.Spec(t.Service)
+		if spec == nil || spec.Deploy == nil || spec.Deploy.Strategy != config.StrategyCanary {
+			return nil, fmt.Errorf("deploy drills need a service whose deploy.strategy is canary; %s's is not", t.Service)
+		}
+		argv := append([]string(nil), spec.Command...)
+		if cmd := t.Params["command"]; cmd != "" {
+			argv = []string{"/bin/sh", "-c", cmd}
+		}
+		if f := t.Params["latency_factor"]; f != "" {
+			factor, err := strconv.ParseFloat(f, 64)
+			if err != nil || factor <= 0 || factor > 100 {
+				return nil, fmt.Errorf("latency_factor %q: want a number above 0", f)
+			}
+			i := slices.Index(argv, "--latency")
+			if i < 0 || i+1 >= len(argv) {
+				return nil, fmt.Errorf("deploy-slow-canary scales the command's --latency (the demo service's); %s's command has none", t.Service)
+			}
+			d, err := time.ParseDuration(argv[i+1])
+			if err != nil {
+				return nil, fmt.Errorf("the command's --latency %q: %v", argv[i+1], err)
+			}
+			argv[i+1] = time.Duration(float64(d) * factor).String()
+		}
+		argv = append(argv, strings.Fields(t.Params["args"])...)
+		cmd, _ := json.Marshal(argv)
+		actor := fmt.Sprintf("drill:%d", t.Drill)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Minute)
+			defer cancel()
+			rel, err := m.releases.Deploy(dctx, t.Service, release.Changes{Version: fmt.Sprintf("drill-%d", t.Drill), Set: map[string]string{"command": string(cmd)}}, actor)
+			if err == nil && rel.Outcome == release.Live {
+				// The bad release passed: never leave it running after a drill.
+				if _, err := m.releases.Rollback(dctx, t.Service, "", actor); err != nil {
+					m.Logger.Error("deploy drill: the bad release was promoted and the rollback failed", "service", t.Service, "err", err)
+				}
+			}
+		}()
+		return func(rctx context.Context) error {
+			select {
+			case <-done:
+				return nil
+			case <-rctx.Done():
+				return fmt.Errorf("the drill's canary of %s did not end: %w", t.Service, rctx.Err())
+			}
+		}, nil
 	}
 }

@@ -48,6 +48,9 @@ func buildDrill(m *Main) (*component, error) {
 	}
 	m.drills = mgr
 	mgr.Injectors().Register("egress", drill.InjectorFunc(m.injectDependency))
+	if m.canaryDeploys != nil {
+		mgr.Injectors().Register("canary", drill.InjectorFunc(m.canaryDeploys.inject(m)))
+	}
 	h := &drillAPI{mgr: mgr}
 	return &component{serve: mgr.Serve, mount: h.mount}, nil
 }
@@ -71,6 +74,12 @@ func components(m *Main) []string {
 	}
 	if len(cfg.Databases) > 0 {
 		out = append(out, "database")
+	}
+	for _, s := range cfg.Services {
+		if s.Deploy != nil && s.Deploy.Strategy == config.StrategyCanary {
+			out = append(out, "canary")
+			break
+		}
 	}
 	return out
 }

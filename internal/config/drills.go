@@ -95,7 +95,7 @@ type DrillSchedule struct {
 var BuiltinDrillScenarios = []string{
 	"kill", "hang", "crashloop", "unready", "latency", "errors", "reset", "disk-full", "leak", "dependency-down",
 	"dependency-slow", "dependency-errors", "dependency-unreachable", "agent-retry-storm",
-	"crashloop-rollback",
+	"crashloop-rollback", "deploy-bad-canary", "deploy-slow-canary", "deploy-crash",
 	"db-kill-primary", "db-kill-postgres", "db-partition", "db-switchover", "db-restore",
 }
 

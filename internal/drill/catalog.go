@@ -133,6 +133,28 @@ func Builtins() []Scenario {
 			Recover:      []Match{on("service.rolledback", "service"), on("remedy.run.end", "any", "result", "verified")},
 			MaxErrorRate: 0.05, Deadline: dur(3 * time.Minute)},
 	}
+	// Deploy scenarios: the canary component's injector deploys a bad
+	// release of the service (its deploy.strategy is canary) under load; the
+	// verdict (or the crash loop) is the detection, the canary's rollback —
+	// traffic back on the stable instances, canary and baseline stopped — is
+	// the recovery. The report's timings are the time to verdict and the
+	// time to rollback from the deploy; the load measures the client impact.
+	canaryVerdict := []Match{on("deploy.canary.verdict", "service")}
+	canaryBack := []Match{on("deploy.canary.rolledback", "service")}
+	list = append(list,
+		Scenario{Name: "deploy-bad-canary", FailureMode: "bad release (errors)", Scope: ScopeService, Requires: []string{"canary"},
+			Description: "deploy the service's command with --error-rate 0.05 as a canary: the verdict fails it on its 5xx and it is rolled back, traffic on the stable instances first",
+			Fault:       Fault{Kind: "canary", Params: map[string]string{"args": "--error-rate 0.05"}},
+			Detect:      canaryVerdict, Recover: canaryBack, MaxErrorRate: 0.005, Deadline: dur(3 * time.Minute), Warmup: dur(3 * time.Second)},
+		Scenario{Name: "deploy-slow-canary", FailureMode: "bad release (latency)", Scope: ScopeService, Requires: []string{"canary"},
+			Description: "deploy the service's command with its --latency 20 % longer as a canary: the verdict fails it on the latency median and it is rolled back",
+			Fault:       Fault{Kind: "canary", Params: map[string]string{"latency_factor": "1.2"}},
+			Detect:      canaryVerdict, Recover: canaryBack, MaxErrorRate: 0.005, Deadline: dur(3 * time.Minute), Warmup: dur(3 * time.Second)},
+		Scenario{Name: "deploy-crash", FailureMode: "bad release (crash loop)", Scope: ScopeService, Requires: []string{"canary"},
+			Description: "deploy a command that exits at once as a canary: it crash-loops before it gets any traffic and is rolled back",
+			Fault:       Fault{Kind: "canary", Params: map[string]string{"command": "exit 3"}},
+			Detect:      canaryVerdict, Recover: canaryBack, MaxErrorRate: 0.001, Deadline: dur(3 * time.Minute), Warmup: dur(3 * time.Second)},
+	)
 	// Database scenarios: the database component registers their injectors
 	// and drives the write load (single-row transactions through the primary
 	// listeners). Detection is the agent's own decision or the first failed
