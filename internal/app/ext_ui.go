@@ -3,8 +3,11 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"os"
 	"sync/atomic"
 
+	"github.com/medic-dev/medic/internal/bypass"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/egress"
@@ -52,6 +55,7 @@ func (m *Main) scorecardInput(ctx context.Context, cfg *config.Config) (scorecar
 		in.Dependencies = append(in.Dependencies, scorecard.DependencySeen{Service: d.Service, Dependency: d.Dependency,
 			Timeout: d.Timeout, Calls: d.Total(), TimedOut: d.Calls[egress.OutcomeTimeout]})
 	}
+	in.Bypasses = m.bypasses(cfg)
 	for _, ps := range m.Proxies() {
 		if in.Listening == nil {
 			in.Listening = map[string]string{}
@@ -157,4 +161,59 @@ func dataLoss(r drill.Result, ttr float64) (*float64, float64) {
 		return &zero, ttr
 	}
 	return nil, ttr
+}
+
+// bypasses lists the outbound connections the instances hold to addresses
+// that are not medic's own listeners (dependency listeners, proxies, the
+// API): calls medic cannot bound. nil when /proc cannot be read (not Linux).
+func (m *Main) bypasses(cfg *config.Config) []scorecard.Bypass {
+	own := map[uint16]bool{}
+	port := func(addr string) {
+		if ap, err := netip.ParseAddrPort(addr); err == nil {
+			own[ap.Port()] = true
+		}
+	}
+	port(cfg.API.Listen)
+	for _, svc := range cfg.Services {
+		for _, d := range svc.Dependencies {
+			if d != nil {
+				port(d.Listen)
+			}
+		}
+	}
+	for _, ps := range m.Proxies() {
+		port(ps.Listen)
+	}
+	for _, d := range cfg.Databases {
+		if d != nil && d.Proxy != nil {
+			port(d.Proxy.Primary)
+			port(d.Proxy.Replicas)
+		}
+	}
+	if _, err := os.Stat("/proc/self/net/tcp"); err != nil {
+		return nil
+	}
+	out := []scorecard.Bypass{}
+	for _, st := range m.sup.Status() {
+		count := map[string]int{}
+		for _, is := range st.Instances {
+			if is.PID <= 0 {
+				continue
+			}
+			conns, err := bypass.Outbound("/proc", is.PID)
+			if err != nil {
+				continue // exited meanwhile
+			}
+			for _, c := range conns {
+				if c.Remote.Addr().IsLoopback() && own[c.Remote.Port()] {
+					continue // through medic
+				}
+				count[c.Remote.String()]++
+			}
+		}
+		for remote, n := range count {
+			out = append(out, scorecard.Bypass{Service: st.Name, Remote: remote, Connections: n})
+		}
+	}
+	return out
 }

@@ -228,6 +228,17 @@ func timeouts(in Input, _ time.Time) []Subject {
 	for _, name := range names {
 		svc := in.Config.Services[name]
 		s := subject(name)
+		var by []string
+		for _, b := range in.Bypasses {
+			if b.Service == name {
+				by = append(by, fmt.Sprintf("%s (%d connections)", b.Remote, b.Connections))
+			}
+		}
+		if len(by) > 0 {
+			sort.Strings(by)
+			s.add(Unknown, "outbound connections that bypass medic, seen from the instances' sockets: "+strings.Join(by, ", ")+"; medic cannot tell whether they are bounded",
+				fmt.Sprintf("declare them under services.%s.dependencies and point the clients at the listeners (docs/dependencies.md)", name))
+		}
 		if len(svc.Dependencies) == 0 {
 			s.add(Unknown, "no dependencies declared: medic sees none of this service's outbound calls and cannot tell whether they are bounded",
 				fmt.Sprintf("declare them under services.%s.dependencies and point the clients at DEP_<NAME>_URL (docs/dependencies.md)", name))

@@ -61,6 +61,10 @@ type Input struct {
 	// Dependencies are the calls the running agent saw through each dependency
 	// listener; nil when not known (offline), empty when none are declared.
 	Dependencies []DependencySeen
+	// Bypasses are the outbound connections the running agent saw an
+	// instance hold to addresses that are not medic's (from /proc); nil when
+	// not known. A snapshot: none seen proves nothing.
+	Bypasses []Bypass
 	// Releases are the rollouts recorded in the release history (deploys,
 	// reloads, rollbacks), in any order.
 	Releases []ReleaseRun
@@ -87,6 +91,14 @@ type DependencySeen struct {
 	Timeout    time.Duration `json:"timeout"`   // the bound of every call
 	Calls      uint64        `json:"calls"`     // calls seen, any outcome
 	TimedOut   uint64        `json:"timed_out"` // calls cut at the timeout
+}
+
+// Bypass is one remote address a service's instances were connected to
+// without going through medic.
+type Bypass struct {
+	Service     string `json:"service"`
+	Remote      string `json:"remote"`
+	Connections int    `json:"connections"`
 }
 
 // dependency returns what the agent saw of service's dependency dep.

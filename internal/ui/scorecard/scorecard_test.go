@@ -129,6 +129,11 @@ func TestQuestions(t *testing.T) {
 			s.Dependencies["cache"] = &config.Dependency{Kind: "cache", Address: "10.0.0.9:6379", Listen: "127.0.0.1:9702"}
 			in.Dependencies = []scorecard.DependencySeen{{Service: "web", Dependency: "payments", Timeout: 5 * time.Second, Calls: 120}}
 		}, scorecard.Unknown, "cache: declared with timeout 500ms, but no call seen"},
+		{scorecard.Timeouts, "exercised, but a connection bypasses medic", func(s *config.Service, in *scorecard.Input) {
+			s.Dependencies = payments()
+			in.Dependencies = []scorecard.DependencySeen{{Service: "web", Dependency: "payments", Timeout: 5 * time.Second, Calls: 120}}
+			in.Bypasses = []scorecard.Bypass{{Service: "web", Remote: "10.0.0.7:8080", Connections: 3}, {Service: "other", Remote: "10.0.0.8:1", Connections: 1}}
+		}, scorecard.Unknown, "outbound connections that bypass medic, seen from the instances' sockets: 10.0.0.7:8080 (3 connections); medic cannot tell"},
 
 		{scorecard.ZeroDowntime, "configured, never measured", nil, scorecard.Unknown, "no replacement of its instances has been measured"},
 		{scorecard.ZeroDowntime, "a rolling restart under load without errors", func(s *config.Service, in *scorecard.Input) {
