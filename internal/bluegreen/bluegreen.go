@@ -183,7 +183,9 @@ func (r *Runner) Deploy(ctx context.Context, service string, spec *config.Servic
 		defer r.wg.Done()
 		defer func() {
 			r.mu.Lock()
-			delete(r.runs, service)
+			if r.runs[service] == ru {
+				delete(r.runs, service)
+			}
 			r.mu.Unlock()
 			close(ru.ended)
 		}()
@@ -280,9 +282,6 @@ func (r *Runner) deploy(ctx context.Context, service string, ru *run, why string
 		// Rollback within the window: traffic first, then green stops.
 		begin := r.Clock.Now()
 		err := r.Traffic.SetWeights(service, proxy.Weights{Groups: []proxy.GroupWeight{{Group: proxy.DefaultGroup, Weight: 100}, {Group: Group, Weight: 0}}})
-		r.mu.Lock()
-		ru.switched = false
-		r.mu.Unlock()
 		switched := r.Clock.Now().Sub(begin)
 		stopCtx := context.WithoutCancel(ctx)
 		if serr := r.Groups.StopGroup(stopCtx, service, Group); serr != nil && err == nil {
@@ -292,6 +291,12 @@ func (r *Runner) deploy(ctx context.Context, service string, ru *run, why string
 			err = cerr
 		}
 		r.record(ctx, EventRolledBack, service, actor, fmt.Sprintf("traffic back on the warm blue set in %v; green stopped", switched))
+		r.mu.Lock()
+		ru.switched = false
+		if r.runs[service] == ru {
+			delete(r.runs, service) // the next deploy starts at once
+		}
+		r.mu.Unlock()
 		reply <- err
 		return
 	case <-t.C():

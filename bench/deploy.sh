@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# bench/deploy.sh: the rolling-with-surge and blue-green figures of issue 16
+# with the real binary. Each run starts an agent with web (3 demoapp
+# instances) behind its proxy under 200 req/s and deploys 3 → 3: rolling
+# (max_surge 2, min_ready 300ms) or blue-green (the switch, a rollback to the
+# warm blue set, a second deploy through its window and promotion). A run
+# fails on any client error. The summary gives, per strategy, the runs that
+# passed, and the median and max of the p99 during the deploy over the p99
+# before it, and for blue-green the time until the last request sent to
+# green after a rollback began.
+#
+#   bench/deploy.sh            # 10 runs of each (~4 min)
+#   RUNS=3 bench/deploy.sh
+#
+# The e2e tests TestRollingSurgeDeployUnderLoad and TestBlueGreenDeployUnderLoad
+# are the short form CI runs (one of each).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench/results
+out=bench/results/deploy-$(date +%Y%m%d-%H%M%S).log
+uptime | tee "$out"
+go test -count="${RUNS:-10}" -timeout 60m -run 'TestRollingSurgeDeployUnderLoad|TestBlueGreenDeployUnderLoad' -v ./e2e/ 2>&1 |
+	grep -E '^(=== RUN|--- |\s+deploy_test.go|ok|FAIL)' | tee -a "$out" || true
+uptime | tee -a "$out"
+awk '
+function ms(s) { # a Go duration to milliseconds
+	if (s ~ /µs$/) { sub(/µs$/, "", s); return s / 1000 }
+	if (s ~ /ms$/) { sub(/ms$/, "", s); return s + 0 }
+	if (s ~ /s$/)  { sub(/s$/, "", s);  return s * 1000 }
+	return s + 0
+}
+function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return a[int((n + 1) / 2)] }
+/--- PASS: TestRollingSurge/ { rp++ } /--- FAIL: TestRollingSurge/ { rf++ }
+/--- PASS: TestBlueGreen/ { bp++ } /--- FAIL: TestBlueGreen/ { bf++ }
+/rolling with surge 3→3/ { match($0, /p99 [^ ]+ during vs [^ ]+ before/); split(substr($0, RSTART, RLENGTH), w, " "); r[++nr] = ms(w[2]) / ms(w[5]); if (r[nr] > rmax) rmax = r[nr] }
+/blue-green 3→3/ { match($0, /p99 [^ ]+ vs [^ ]+ before/); split(substr($0, RSTART, RLENGTH), w, " "); b[++nb] = ms(w[2]) / ms(w[4]); if (b[nb] > bmax) bmax = b[nb]
+	match($0, /green left [^ ]+ after/); split(substr($0, RSTART, RLENGTH), v, " "); g[++ng] = ms(v[3]); if (g[ng] > gmax) gmax = g[ng] }
+END {
+	printf "rolling:    %d passed (0 client errors), %d failed; p99 during / before: median %.1f×, max %.1f×\n", rp, rf, nr ? med(r, nr) : 0, rmax
+	printf "blue-green: %d passed (0 client errors), %d failed; p99 up to the switch / before: median %.1f×, max %.1f×; rollback: last request to green median %.0f ms, max %.0f ms after it began\n", bp, bf, nb ? med(b, nb) : 0, bmax, ng ? med(g, ng) : 0, gmax
+}' "$out" | tee -a "$out"
+echo "written to $out"
