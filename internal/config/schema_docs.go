@@ -12,7 +12,7 @@ var fieldDocs = map[string]string{
 	"API.Listen":                       "Listen address; must be loopback unless tokens_file is set. Default 127.0.0.1:7070.",
 	"API.Socket":                       "Admin socket: the API also served on this unix socket, outside the TCP listener's caps.\nroot and the agent's user need no token on it; others the mode lets in need one.\nRelative to the config file. Default <data_dir>/medic.sock; \"none\" turns it off.",
 	"API.SocketMode":                   "Mode of the admin socket, octal: \"0600\" (the agent's user and root) or \"0660\" (its group too). Default \"0600\".",
-	"API.TokensFile":                   "File of hashed bearer tokens (see `medic token add`). Relative to the config file.\nWithout it, reads are open and mutations are refused.",
+	"API.TokensFile":                   "File of hashed bearer tokens (see `medic token add`). Relative to the config file.\nWithout it, reads are open and mutations are refused (except on the admin socket, to root and the agent's user).",
 	"ActionRate":                       "ActionRate allows Max runs in any sliding window of Per.",
 	"ActionRate.Max":                   "Runs per window.",
 	"ActionRate.Per":                   "The window. Default 1h.",

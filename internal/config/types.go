@@ -45,7 +45,7 @@ type API struct {
 	// Listen address; must be loopback unless tokens_file is set. Default 127.0.0.1:7070.
 	Listen string `yaml:"listen" json:"listen,omitempty"`
 	// File of hashed bearer tokens (see `medic token add`). Relative to the config file.
-	// Without it, reads are open and mutations are refused.
+	// Without it, reads are open and mutations are refused (except on the admin socket, to root and the agent's user).
 	TokensFile string `yaml:"tokens_file" json:"tokens_file,omitempty"`
 	// Connection caps and timeouts of the API and dashboard listener (docs/security.md).
 	Limits Limits `yaml:"limits" json:"limits,omitempty"`
