@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Standby is a replica a backup copies its data files from (pgBackRest's
@@ -77,7 +78,7 @@ func ChooseStandby(primary, host string, cs []Candidate) (Standby, string, bool)
 			return Standby{}, "no replica streams from " + primary, false
 		}
 		sort.Strings(why)
-		return Standby{}, "no replica to copy from: " + joinWhy(why), false
+		return Standby{}, "no replica to copy from: " + strings.Join(why, "; "), false
 	}
 	sort.Slice(ok, func(i, j int) bool {
 		if ok[i].LagBytes != ok[j].LagBytes {
@@ -89,15 +90,4 @@ func ChooseStandby(primary, host string, cs []Candidate) (Standby, string, bool)
 	_, p, _ := net.SplitHostPort(c.Postgres)
 	port, _ := strconv.Atoi(p)
 	return Standby{Member: c.Member, Path: c.Data, Port: port, Socket: socketDirOf(StateDirOf(c.Data))}, "", true
-}
-
-func joinWhy(why []string) string {
-	s := ""
-	for i, w := range why {
-		if i > 0 {
-			s += "; "
-		}
-		s += w
-	}
-	return s
 }
