@@ -143,7 +143,10 @@ func TestOpenLoopShowsTheStall(t *testing.T) {
 	if slow < 30 {
 		t.Fatalf("open loop: %d of %d samples over 250ms; a 500ms stall at 200/s must show ~50", slow, total)
 	}
-	if total < 150 {
+	// About 300 are due in the run; the race detector on a loaded machine
+	// can starve the generator of some, but never down to a closed loop's
+	// handful: the stall must still show in the samples above.
+	if total < 60 {
 		t.Fatalf("open loop sent %d requests in ~1.5s at 200/s", total)
 	}
 }
