@@ -241,9 +241,9 @@ func TestDBEtcdOutageFailsafeMemberDown(t *testing.T) {
 	}
 	r.w.mu.Unlock()
 	t.Logf("failsafe on, b's agent frozen: etcd stopped at %s, answering again after %v: last write acknowledged %v after the stop (bound %v); "+
-		"a mid-outage: failsafe %+v; %d probe rounds",
+		"%d read-only errors after etcd returned; a mid-outage: failsafe %+v; %d probe rounds",
 		r.stopped.Format("15:04:05.000"), r.down.Round(10*time.Millisecond), last.Sub(r.stopped).Round(time.Millisecond), bound.Sub(r.stopped),
-		r.mid[0].Failsafe, r.rounds)
+		r.w.readOnly-r.roBefore, r.mid[0].Failsafe, r.rounds)
 	if len(r.both) > 0 {
 		t.Errorf("two members accepted writes, at %v", r.both)
 	}
@@ -253,6 +253,9 @@ func TestDBEtcdOutageFailsafeMemberDown(t *testing.T) {
 	}
 	if f := r.mid[0].Failsafe; f.Active {
 		t.Errorf("a's status mid-outage shows the failsafe active without b's confirmation: %+v", f)
+	}
+	if r.w.readOnly > r.roBefore {
+		t.Errorf("%d writes reached a member in recovery after etcd returned (a stale lease routed clients)", r.w.readOnly-r.roBefore)
 	}
 	if ea := r.a.stderr.String(); !strings.Contains(ea, "kind=db.fenced") || !strings.Contains(ea, "did not answer") {
 		t.Errorf("a's events lack a fence naming b's silence")
