@@ -67,7 +67,7 @@ func buildFleetServices(m *Main) (*component, error) {
 				r := &placement.Runner{Spec: spec, Service: name, Self: self, Key: placement.Key(m.cfg.Etcd.Prefix, f.Name, name),
 					Etcd: cli, View: func() placement.View { return placementView(a.Status(), a.Lease() != 0) },
 					Ready: func() map[string]int { return fs.readyOf(name) },
-					Apply: func(ctx context.Context, n int) error { return fs.apply(ctx, name, n) },
+					Apply: func(ctx context.Context, n int) error { return fs.apply(ctx, name, n, sc.Fleet.MaxShare()) },
 					Changed: func(ctx context.Context, prev, next placement.Assignment, st placement.Step) {
 						m.Record(ctx, medic.Event{Time: m.Clock.Now(), Kind: medic.EventPlacement, Target: name, Actor: "fleet",
 							Reason: st.Why, Fields: map[string]string{"from": prev.String(), "to": next.String(), "host": self}})
@@ -132,10 +132,16 @@ func (fs *fleetServices) readyOf(service string) map[string]int {
 	return out
 }
 
-// apply runs this host's share. A share of 0 keeps one instance (the
-// supervisor runs at least one), out of the placement's count: a known
-// limit, docs/fleet.md.
-func (fs *fleetServices) apply(ctx context.Context, service string, n int) error {
+// apply runs this host's share, bounded by the largest share the config
+// allows (an assignment in etcd is not trusted beyond it). A share of 0
+// keeps one instance (the supervisor runs at least one), out of the
+// placement's count: a known limit, docs/fleet.md.
+func (fs *fleetServices) apply(ctx context.Context, service string, n, most int) error {
+	if n > most {
+		fs.m.Logger.Warn("placement: this host's share in etcd is above the most the config allows; running the most",
+			"service", service, "share", n, "most", most)
+		n = most
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	err := fs.m.sup.Scale(ctx, service, max(n, 1), "fleet")
