@@ -20,7 +20,7 @@ mkdir -p bench/results
 out=bench/results/deploy-$(date +%Y%m%d-%H%M%S).log
 uptime | tee "$out"
 go test -count="${RUNS:-10}" -timeout 60m -run 'TestRollingSurgeDeployUnderLoad|TestBlueGreenDeployUnderLoad' -v ./e2e/ 2>&1 |
-	grep -E '^(=== RUN|--- |\s+deploy_test.go|ok|FAIL)' | tee -a "$out" || true
+	grep -E '^(=== RUN|--- |\s+\w+_test.go|ok|FAIL)' | tee -a "$out" || true
 uptime | tee -a "$out"
 awk '
 function ms(s) { # a Go duration to milliseconds
