@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -138,17 +139,17 @@ services:
       readiness: {http: {path: /healthz/ready}, period: 100ms}
 `
 
+// runAll reports whether web has n instances, all ready and running
+// VERSION version. A process that exits while it looks is "not yet"
+// (envOf would fail the test).
 func (a *agent) runAll(t *testing.T, n int, version string) bool {
 	st := a.status().Services[0]
 	if st.Ready != n || st.Rollout != "" || len(st.Instances) != n {
 		return false
 	}
-	v := a.versions(t)
-	if len(v) != n {
-		return false
-	}
-	for _, x := range v {
-		if x != version {
+	for _, in := range st.Instances {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", in.PID))
+		if in.PID == 0 || err != nil || !slices.Contains(strings.Split(string(b), "\x00"), "VERSION="+version) {
 			return false
 		}
 	}
