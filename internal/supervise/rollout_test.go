@@ -19,7 +19,11 @@ func readyService(n int) *config.Service {
 	svc.Instances = n
 	min := n - 1
 	svc.MinAvailable = &min
-	svc.Probes.Readiness = execProbe("true", 30*time.Millisecond, 1)
+	// A healthy instance must not look unready because a 30 ms probe of
+	// `true` was slow on a loaded machine: the budget tests below must fail
+	// only on a real breach (a generous timeout, three failures in a row).
+	svc.Probes.Readiness = execProbe("true", 30*time.Millisecond, 3)
+	svc.Probes.Readiness.Timeout = dur(2 * time.Second)
 	return svc
 }
 
