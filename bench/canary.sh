@@ -9,6 +9,7 @@
 #
 #   bench/canary.sh                    # 10 bad, 10 slow, 20 good (~10 min)
 #   BAD=3 SLOW=3 GOOD=5 bench/canary.sh
+#   TAIL_TOLERANCE=1.0 bench/canary.sh   # the tail slack of the CI short form (default 0.25, the verdict's)
 #
 # The e2e test TestCanary is the short form CI runs (one of each).
 set -euo pipefail
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 mkdir -p bench/results
 out=bench/results/canary-$(date +%Y%m%d-%H%M%S).log
 uptime | tee "$out"
-MEDIC_CANARY_BAD_RUNS=${BAD:-10} MEDIC_CANARY_SLOW_RUNS=${SLOW:-10} MEDIC_CANARY_GOOD_RUNS=${GOOD:-20} \
+MEDIC_CANARY_TAIL_TOLERANCE=${TAIL_TOLERANCE:-0.25} MEDIC_CANARY_BAD_RUNS=${BAD:-10} MEDIC_CANARY_SLOW_RUNS=${SLOW:-10} MEDIC_CANARY_GOOD_RUNS=${GOOD:-20} \
 	go test -count=1 -timeout 60m -run 'TestCanary$' -v ./e2e/ 2>&1 |
 	grep -v 'level=INFO' | tee -a "$out"
 uptime | tee -a "$out"
