@@ -43,6 +43,10 @@ func TestGroupsRunBesideTheService(t *testing.T) {
 	}
 	crash := service("exit 3")
 	crash.Restart.Initial, crash.Restart.Max = dur(10*time.Millisecond), dur(20*time.Millisecond)
+	// Without a readiness probe a running process counts as ready, and a
+	// loaded machine can catch `exit 3` alive: a probe that never passes
+	// makes "never ready" the group's only possible state.
+	crash.Probes.Readiness = execProbe("false", 20*time.Millisecond, 1)
 	if err := s.StartGroup(context.Background(), "web", "baseline", crash, 2); err != nil {
 		t.Fatal(err)
 	}
