@@ -119,6 +119,9 @@ func TestRestartAndStopRespectBudget(t *testing.T) {
 	svc := readyService(2)
 	// web/1 is never ready: its probe looks for a file that web/0's never needs.
 	svc.Probes.Readiness = execProbe(`case "$MEDIC_INSTANCE" in web/0) true;; *) test -f `+dir+`/ready;; esac`, 30*time.Millisecond, 1)
+	// The ready instance must not look unready because a 30 ms probe was
+	// slow on a loaded machine (stopping an unready one is allowed).
+	svc.Probes.Readiness.Timeout, svc.Probes.Readiness.FailureThreshold = dur(2*time.Second), 3
 	s, _ := start(t, map[string]*config.Service{"web": svc}, nil)
 	eventually(t, 15*time.Second, "web/0 ready", func() bool { return instance(s, "web", 0).Ready })
 	ctx := context.Background()
@@ -143,6 +146,9 @@ func TestScaleInRespectsBudget(t *testing.T) {
 	dir := t.TempDir()
 	svc := readyService(2)
 	svc.Probes.Readiness = execProbe(`case "$MEDIC_INSTANCE" in web/1) true;; *) test -f `+dir+`/ready;; esac`, 30*time.Millisecond, 1)
+	// The ready instance must not look unready because a 30 ms probe was
+	// slow on a loaded machine (stopping an unready one is allowed).
+	svc.Probes.Readiness.Timeout, svc.Probes.Readiness.FailureThreshold = dur(2*time.Second), 3
 	s, _ := start(t, map[string]*config.Service{"web": svc}, nil)
 	eventually(t, 15*time.Second, "web/1 ready", func() bool { return instance(s, "web", 1).Ready })
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
