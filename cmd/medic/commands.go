@@ -45,6 +45,7 @@ func runCmd() *cobra.Command {
 		Short: "Run the agent: supervise the services of -c FILE",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			agentMemoryDefaults()
 			cfg, err := loadConfig(cmd)
 			if err != nil {
 				return err
