@@ -104,7 +104,7 @@ type Database struct {
 	// a key only readers of the cluster's etcd keys know) that it cannot reach etcd either, sees
 	// this primary leading and will not campaign for a lease TTL; any member that cannot be
 	// reached or refuses fences the primary as without it. Needs rest on every member. The
-	// leader's setting counts: set it the same on every member. Default true.
+	// leader's setting counts: set it the same on every member. Default false (docs/failover.md says why).
 	Failsafe *bool `yaml:"failsafe" json:"failsafe,omitempty"`
 	// Backups and WAL archiving to a pgBackRest repository. Default: none.
 	Backup *Backup `yaml:"backup" json:"backup,omitempty"`
@@ -311,7 +311,7 @@ func (d *Database) SetDefaults() {
 }
 
 // DefaultFailsafe is databases.NAME.failsafe when unset (docs/failover.md says why).
-const DefaultFailsafe = true
+const DefaultFailsafe = false
 
 // FailsafeOn reports whether the DCS failsafe is on.
 func (d *Database) FailsafeOn() bool {
