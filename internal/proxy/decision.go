@@ -416,9 +416,5 @@ func (d *Decision) Set(id, addr string, ready bool) []event { return d.pool.set(
 // fleet: it is picked only when no local instance can take a try (see
 // Proxy.SetRemoteBackend).
 func (d *Decision) SetRemote(id, addr string, ready bool) []event {
-	evs := d.pool.set(id, addr, ready)
-	d.pool.mu.Lock()
-	d.pool.byID[id].remote = true
-	d.pool.mu.Unlock()
-	return evs
+	return d.pool.setRemote(id, addr, ready)
 }

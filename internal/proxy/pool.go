@@ -266,6 +266,21 @@ func (p *pool) done(b *backend) {
 func (p *pool) set(id, addr string, ready bool) []event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.setLocked(id, addr, ready)
+}
+
+// setRemote is set for an instance on another host, marked remote under
+// the same lock, so no pick ever sees it as a local instance.
+func (p *pool) setRemote(id, addr string, ready bool) []event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	evs := p.setLocked(id, addr, ready)
+	p.byID[id].remote = true
+	return evs
+}
+
+// setLocked is set with p.mu held.
+func (p *pool) setLocked(id, addr string, ready bool) []event {
 	b, ok := p.byID[id]
 	if !ok {
 		b = &backend{id: id, ready: ready, outlier: NewOutlier(p.policy)}
