@@ -1,7 +1,6 @@
 package netguard
 
 import (
-	"container/list"
 	"fmt"
 	"os"
 	"runtime"
@@ -44,7 +43,7 @@ type FDs struct {
 	every    time.Duration // until the next sample: sampleEvery, or more when samples are costly
 	sampling bool          // a sample is being taken (outside mu)
 	sinceNet int           // descriptors listeners admitted (+) and released (−) since
-	idle     list.List     // of *Conn over every listener, oldest first: evictable at the reserve
+	idle     idleList      // kind onFDs: over every listener, oldest first: evictable at the reserve
 }
 
 // Raise raises the soft RLIMIT_NOFILE to the hard limit and returns both. A
@@ -72,7 +71,7 @@ func NewFDs(limit, reserve int, clk clock.Clock) *FDs {
 	if reserve <= 0 {
 		reserve = min(DefaultReserve, limit/4)
 	}
-	f := &FDs{limit: limit, reserve: reserve, clock: clock.Or(clk)}
+	f := &FDs{limit: limit, reserve: reserve, clock: clock.Or(clk), idle: idleList{kind: onFDs}}
 	if runtime.GOOS == "linux" {
 		f.count = countOpen
 	}
@@ -178,13 +177,11 @@ func (f *FDs) popIdle() *Conn {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	e := f.idle.Front()
-	if e == nil {
+	c := f.idle.Front()
+	if c == nil {
 		return nil
 	}
-	c := e.Value.(*Conn)
-	f.idle.Remove(e)
-	c.fdIdleAt = nil
+	f.idle.Remove(c)
 	return c
 }
 
@@ -194,12 +191,9 @@ func (f *FDs) setIdle(c *Conn, idle bool) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if c.fdIdleAt != nil {
-		f.idle.Remove(c.fdIdleAt)
-		c.fdIdleAt = nil
-	}
+	f.idle.Remove(c)
 	if idle {
-		c.fdIdleAt = f.idle.PushBack(c)
+		f.idle.PushBack(c)
 	}
 }
 

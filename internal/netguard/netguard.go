@@ -13,7 +13,6 @@
 package netguard
 
 import (
-	"container/list"
 	"errors"
 	"io"
 	"log/slog"
@@ -81,7 +80,7 @@ type Listener struct {
 	mu      sync.Mutex
 	open    int
 	sources map[netip.Addr]*source
-	idle    list.List // of *Conn, oldest first: evictable (HTTP: new or idle)
+	idle    idleList // oldest first: evictable (HTTP: new or idle)
 
 	refused      [3]atomic.Uint64 // by reason index
 	evicted      atomic.Uint64
@@ -91,7 +90,7 @@ type Listener struct {
 
 type source struct {
 	open int
-	idle list.List
+	idle idleList // kind onSource
 }
 
 // Wrap guards ln.
@@ -160,7 +159,7 @@ func (l *Listener) admit(c net.Conn) (*Conn, bool) {
 	l.mu.Lock()
 	s := l.sources[src]
 	if s == nil {
-		s = &source{}
+		s = &source{idle: idleList{kind: onSource}}
 		l.sources[src] = s
 	}
 	why := -1
@@ -265,12 +264,11 @@ func (l *Listener) noteEviction() {
 }
 
 // evictLocked takes the oldest evictable connection off the lists, or nil.
-func (l *Listener) evictLocked(from *list.List) *Conn {
-	e := from.Front()
-	if e == nil {
+func (l *Listener) evictLocked(from *idleList) *Conn {
+	v := from.Front()
+	if v == nil {
 		return nil
 	}
-	v := e.Value.(*Conn)
 	l.unidleLocked(v)
 	v.evicted = true
 	l.releaseLocked(v)
@@ -318,15 +316,13 @@ func (l *Listener) releaseLocked(c *Conn) {
 
 func (l *Listener) unidleLocked(c *Conn) {
 	l.o.FDs.setIdle(c, false)
-	if c.idleAt != nil {
-		l.idle.Remove(c.idleAt)
-		c.idleAt = nil
-	}
-	if c.srcIdleAt != nil {
+	l.idle.Remove(c)
+	if c.links[onSource].in {
 		if s := l.sources[c.src]; s != nil {
-			s.idle.Remove(c.srcIdleAt)
+			s.idle.Remove(c)
+		} else {
+			c.links[onSource] = link{}
 		}
-		c.srcIdleAt = nil
 	}
 }
 
@@ -346,9 +342,9 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 	}
 	switch st {
 	case http.StateNew, http.StateIdle:
-		c.idleAt = l.idle.PushBack(c)
+		l.idle.PushBack(c)
 		if s := l.sources[c.src]; s != nil {
-			c.srcIdleAt = s.idle.PushBack(c)
+			s.idle.PushBack(c)
 		}
 		l.o.FDs.setIdle(c, true)
 	case http.StateClosed, http.StateHijacked:
@@ -366,8 +362,9 @@ type Conn struct {
 
 	// under l.mu
 	released, evicted bool
-	idleAt, srcIdleAt *list.Element
-	fdIdleAt          *list.Element // under l.o.FDs.mu
+	// links on the idle lists (idleList): onListener and onSource under
+	// l.mu, onFDs under l.o.FDs.mu
+	links [listKinds]link
 }
 
 // Close closes the connection and releases its place (once).
