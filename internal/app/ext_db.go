@@ -119,11 +119,13 @@ func buildDB(m *Main) (*component, error) {
 		}
 		view := &atomic.Pointer[pgha.View]{} // the newest, for the backups' choice of a replica
 		var settings map[string]string
+		var bserver string
 		if bopts != nil {
 			settings = backup.Settings(*bopts)
+			bserver = backupServerAddr(cfg.Backup.TLS, bopts, cfg.Postgres.ConnectAddress)
 		}
 		d.agent, err = pgha.New(pgha.Options{Cluster: name, Member: member, Config: &cfg, Etcd: cli, Prefix: e.Prefix, Proxy: proxyAddr,
-			Settings: settings,
+			Settings: settings, BackupServer: bserver,
 			StateDir: filepath.Join(m.cfg.DataDir, "db"), Clock: m.Clock, Logger: log, Record: m.Record, Metrics: mets, FDs: m.fds, Listen: m.handover.listen,
 			MetricsHandler: promhttp.HandlerFor(m.mets.Registry, promhttp.HandlerOpts{}),
 			OnView: func(v pgha.View) {

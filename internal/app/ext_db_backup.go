@@ -44,9 +44,49 @@ func backupOptions(m *Main, name string, cfg *config.Database) (*backup.Options,
 			return nil, err
 		}
 	}
-	return &backup.Options{Cluster: name, Config: b, Repository: repo, Data: cfg.Postgres.Data, Port: port,
+	o := &backup.Options{Cluster: name, Config: b, Repository: repo, Data: cfg.Postgres.Data, Port: port,
 		Superuser: cfg.Postgres.Superuser, BinDir: cfg.Postgres.BinDir, StateDir: backup.StateDirOf(cfg.Postgres.Data),
-		Clock: m.Clock, Logger: m.Logger.With("component", "backup", "db", name)}, nil
+		Clock: m.Clock, Logger: m.Logger.With("component", "backup", "db", name)}
+	if b.TLS != nil {
+		o.TLS = backupTLS(b.TLS, m.cfg.Path, cfg.Postgres.ConnectAddress)
+	}
+	return o, nil
+}
+
+// backupTLS is backup.tls with its defaults: the server listens on the host
+// of postgres.connect_address, port 8432, unless set, and serves clients
+// whose certificate carries cert's common name unless clients are listed.
+func backupTLS(t *config.BackupTLS, configPath, connect string) *backup.TLS {
+	cert, key, ca := t.Files(configPath)
+	pgHost, _, _ := net.SplitHostPort(connect)
+	listen := t.Listen
+	if listen == "" {
+		listen = net.JoinHostPort(pgHost, strconv.Itoa(config.DefaultBackupTLSPort))
+	}
+	clients := t.Clients
+	if len(clients) == 0 {
+		clients = []string{config.CommonName(cert)}
+	}
+	return &backup.TLS{Cert: cert, Key: key, CA: ca, Listen: listen, Clients: clients}
+}
+
+// backupServerAddr is the address the other members reach this member's
+// pgBackRest TLS server at ("" without one): tls.connect_address, else
+// the listen address, with postgres.connect_address's host when it
+// listens on every address.
+func backupServerAddr(t *config.BackupTLS, o *backup.Options, connect string) string {
+	if t == nil || o == nil || o.TLS == nil {
+		return ""
+	}
+	if t.ConnectAddress != "" {
+		return t.ConnectAddress
+	}
+	host, port, _ := net.SplitHostPort(o.TLS.Listen)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() || host == "" {
+		pgHost, _, _ := net.SplitHostPort(connect)
+		return net.JoinHostPort(pgHost, port)
+	}
+	return o.TLS.Listen
 }
 
 // startBackup makes the member's backup loop once its postgres manager exists.
@@ -69,7 +109,7 @@ func startBackup(m *Main, o *backup.Options, agent *pgha.Agent, mets *backup.Met
 			if v == nil {
 				return backup.Standby{}, "the cluster's members are not known yet", false
 			}
-			return backup.ChooseStandby(agent.Name(), host, standbyCandidates(*v))
+			return backup.ChooseStandby(backup.Self{Member: agent.Name(), Host: host, TLS: o.TLS != nil}, standbyCandidates(*v))
 		},
 		Primary: func() bool {
 			_, writable, _, _ := pg.State()
@@ -86,7 +126,8 @@ func standbyCandidates(v pgha.View) []backup.Candidate {
 	var cs []backup.Candidate
 	for _, mi := range v.Members {
 		cs = append(cs, backup.Candidate{Member: mi.Name, Host: mi.Host, Data: mi.Data, Postgres: mi.Postgres,
-			Replica: mi.Role == pgha.RoleReplica, Streaming: mi.Streaming, Upstream: mi.Upstream, Ready: mi.Ready, LagBytes: mi.LagBytes})
+			Replica: mi.Role == pgha.RoleReplica, Streaming: mi.Streaming, Upstream: mi.Upstream, Ready: mi.Ready, LagBytes: mi.LagBytes,
+			Server: mi.BackupServer})
 	}
 	return cs
 }

@@ -50,8 +50,11 @@ type Options struct {
 	StateDir   string         // pgbackrest.conf, its logs, lock and the postgres socket go here
 	Command    Commander
 	UID, GID   int // owner of the repository and the state directory
-	Clock      clock.Clock
-	Logger     *slog.Logger
+	// TLS, when set, runs pgBackRest's TLS server on this member and lets
+	// its backups reach the other members' servers (see TLS).
+	TLS    *TLS
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Manager runs pgBackRest for one database.
@@ -137,6 +140,9 @@ func (m *Manager) Prepare() error {
 		if err := os.Chown(d, m.o.UID, m.o.GID); err != nil {
 			return fmt.Errorf("backup: chown %s: %w", d, err)
 		}
+	}
+	if err := m.prepareTLS(); err != nil {
+		return err
 	}
 	// The directories above the state directory must let postgres through.
 	var b strings.Builder
@@ -265,8 +271,11 @@ func (m *Manager) BackupFrom(ctx context.Context, typ string, sb *Standby) (Info
 	}
 	args := []string{"--type=" + typ}
 	if sb != nil {
-		args = append(args, "--backup-standby", "--pg2-path="+sb.Path, "--pg2-port="+strconv.Itoa(sb.Port),
-			"--pg2-socket-path="+sb.Socket, "--pg2-user="+m.o.Superuser)
+		sargs, err := m.StandbyArgs(*sb)
+		if err != nil {
+			return Info{}, err
+		}
+		args = append(args, sargs...)
 	}
 	if _, err := m.run(ctx, "backup", args...); err != nil {
 		return Info{}, err

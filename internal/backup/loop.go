@@ -74,6 +74,10 @@ type State struct {
 	ArchiveFailures int64     `json:"archive_failures"`
 	// RepositoryFreeBytes is the space left where the repository lives.
 	RepositoryFreeBytes uint64 `json:"repository_free_bytes"`
+	// TLSServer is this member's pgBackRest TLS server (host:port, "" when
+	// none), and TLSServerUp whether it runs.
+	TLSServer   string `json:"tls_server,omitempty"`
+	TLSServerUp bool   `json:"tls_server_up,omitempty"`
 	// Running names the backup in progress ("" when none).
 	Running string    `json:"running,omitempty"`
 	At      time.Time `json:"at"`
@@ -119,7 +123,7 @@ func NewLoop(o LoopOptions) (*Loop, error) {
 		o.Primary = func() bool { return false }
 	}
 	l := &Loop{o: o, m: m, sched: s}
-	l.st = State{Database: m.o.Cluster, Stanza: m.stanza, Repository: m.o.Repository}
+	l.st = State{Database: m.o.Cluster, Stanza: m.stanza, Repository: m.o.Repository, TLSServer: m.TLSListen()}
 	return l, nil
 }
 
@@ -135,8 +139,22 @@ func (l *Loop) State() State {
 }
 
 // Serve runs the loop until ctx ends: Step every period, and on the
-// primary the archive.timeout check every ArchivePeriod.
+// primary the archive.timeout check every ArchivePeriod; with TLS, this
+// member's pgBackRest TLS server beside it (stopped before Serve returns).
 func (l *Loop) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.m.ServeTLS(ctx, func(up bool) {
+			l.mu.Lock()
+			l.st.TLSServerUp = up
+			l.mu.Unlock()
+		}, func(kind, reason string) { l.record(ctx, kind, reason, nil) })
+	}()
 	next := l.m.clock.Now()
 	for {
 		if now := l.m.clock.Now(); !now.Before(next) {

@@ -18,6 +18,18 @@ type Standby struct {
 	Path   string // its data directory
 	Port   int    // its postgres port
 	Socket string // its postgres unix socket directory
+	// Host and HostPort are its pgBackRest TLS server's address when the
+	// backup reaches it through that server (pg2-host); "" for a replica
+	// on this host, read through its socket.
+	Host     string
+	HostPort int
+}
+
+// Self is the member that takes the backup (the primary), for ChooseStandby.
+type Self struct {
+	Member string
+	Host   string // the host name its agent runs on
+	TLS    bool   // it has backup.tls: it can reach the other members' TLS servers
 }
 
 // Candidate is a cluster member as its agent published it, for ChooseStandby.
@@ -31,6 +43,8 @@ type Candidate struct {
 	Upstream  string // the member it streams from
 	Ready     bool
 	LagBytes  uint64
+	// Server is host:port of its pgBackRest TLS server ("" when it runs none).
+	Server string
 }
 
 // StateDirOf is the backup state directory medic keeps beside a member's
@@ -42,16 +56,22 @@ func StateDirOf(data string) string { return data + ".backup" }
 // socketDirOf is the socket directory in a state directory.
 func socketDirOf(stateDir string) string { return filepath.Join(stateDir, "sock") }
 
-// ChooseStandby picks the replica a backup on primary (running on host)
-// copies from: a ready replica streaming from primary on the same host, the
-// least behind first (pgBackRest waits for its replay to reach the backup's
-// start), by name on a tie. Without one it answers why, for the backup's
-// record: the backup then copies from the primary. A replica on another
-// host would need pgBackRest's TLS server or SSH (pg2-host), which medic
-// does not set up.
-func ChooseStandby(primary, host string, cs []Candidate) (Standby, string, bool) {
-	var ok []Candidate
+// ChooseStandby picks the replica a backup on self copies from: a ready
+// replica streaming from self, the least behind first (pgBackRest waits for
+// its replay to reach the backup's start), by name on a tie. A replica that
+// publishes a pgBackRest TLS server is reached through it whenever self has
+// backup.tls, on whatever host it runs (one path, whether or not the host
+// names differ); otherwise only a replica on self's host qualifies, through
+// its socket. Without one it answers why, for the backup's record: the
+// backup then copies from the primary.
+func ChooseStandby(self Self, cs []Candidate) (Standby, string, bool) {
+	type choice struct {
+		c  Candidate
+		sb Standby
+	}
+	var ok []choice
 	var why []string
+	primary := self.Member
 	for _, c := range cs {
 		switch {
 		case c.Member == primary || !c.Replica:
@@ -61,16 +81,31 @@ func ChooseStandby(primary, host string, cs []Candidate) (Standby, string, bool)
 			why = append(why, fmt.Sprintf("%s is not ready", c.Member))
 		case c.Data == "":
 			why = append(why, fmt.Sprintf("%s does not publish its data directory", c.Member))
-		case c.Host != host:
-			why = append(why, fmt.Sprintf("%s runs on host %s, not %s (a backup from another host needs pgBackRest's TLS server, not set up)", c.Member, c.Host, host))
 		default:
-			if _, p, err := net.SplitHostPort(c.Postgres); err != nil {
+			port, err := portOf(c.Postgres)
+			if err != nil {
 				why = append(why, fmt.Sprintf("%s publishes no postgres port (%q)", c.Member, c.Postgres))
-			} else if _, err := strconv.Atoi(p); err != nil {
-				why = append(why, fmt.Sprintf("%s publishes no postgres port (%q)", c.Member, c.Postgres))
-			} else {
-				ok = append(ok, c)
+				continue
 			}
+			sb := Standby{Member: c.Member, Path: c.Data, Port: port, Socket: socketDirOf(StateDirOf(c.Data))}
+			switch {
+			case c.Server != "" && self.TLS:
+				host, p, err := net.SplitHostPort(c.Server)
+				hp, perr := strconv.Atoi(p)
+				if err != nil || perr != nil || host == "" || hp <= 0 || hp > 65535 {
+					why = append(why, fmt.Sprintf("%s publishes no usable pgBackRest TLS server address (%q)", c.Member, c.Server))
+					continue
+				}
+				sb.Host, sb.HostPort = host, hp
+			case c.Host == self.Host:
+			case c.Server == "":
+				why = append(why, fmt.Sprintf("%s runs on host %s, not %s, and runs no pgBackRest TLS server (set backup.tls on it)", c.Member, c.Host, self.Host))
+				continue
+			default:
+				why = append(why, fmt.Sprintf("%s runs on host %s, not %s, and this member has no backup.tls to reach its pgBackRest TLS server", c.Member, c.Host, self.Host))
+				continue
+			}
+			ok = append(ok, choice{c, sb})
 		}
 	}
 	if len(ok) == 0 {
@@ -81,13 +116,18 @@ func ChooseStandby(primary, host string, cs []Candidate) (Standby, string, bool)
 		return Standby{}, "no replica to copy from: " + strings.Join(why, "; "), false
 	}
 	sort.Slice(ok, func(i, j int) bool {
-		if ok[i].LagBytes != ok[j].LagBytes {
-			return ok[i].LagBytes < ok[j].LagBytes
+		if ok[i].c.LagBytes != ok[j].c.LagBytes {
+			return ok[i].c.LagBytes < ok[j].c.LagBytes
 		}
-		return ok[i].Member < ok[j].Member
+		return ok[i].c.Member < ok[j].c.Member
 	})
-	c := ok[0]
-	_, p, _ := net.SplitHostPort(c.Postgres)
-	port, _ := strconv.Atoi(p)
-	return Standby{Member: c.Member, Path: c.Data, Port: port, Socket: socketDirOf(StateDirOf(c.Data))}, "", true
+	return ok[0].sb, "", true
+}
+
+func portOf(addr string) (int, error) {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(p)
 }

@@ -58,6 +58,9 @@ type Options struct {
 	// Settings are postgres settings owned by another part of medic (the
 	// backup's WAL archiving), written after medic's own.
 	Settings map[string]string
+	// BackupServer is the address of this member's pgBackRest TLS server,
+	// published with the member ("" when it runs none).
+	BackupServer string
 }
 
 // Agent keeps one member: Serve runs its loop.
@@ -140,7 +143,7 @@ func New(o Options) (*Agent, error) {
 	o.Metrics.roleFunc(o.Cluster, o.Member, a.currentRole)
 	host, _ := os.Hostname()
 	a.me = MemberInfo{Name: o.Member, Postgres: c.Postgres.ConnectAddress, Host: host, AgentPID: os.Getpid(), Proxy: o.Proxy, Protected: c.Protected,
-		Data: c.Postgres.Data}
+		Data: c.Postgres.Data, BackupServer: o.BackupServer}
 	if c.REST != nil {
 		a.me.REST = c.REST.Listen
 	}

@@ -150,6 +150,9 @@ type MemberInfo struct {
 	// Data is the member's data directory (absolute): a backup on the same
 	// host copies from a replica through it (pgBackRest --backup-standby).
 	Data string `json:"data,omitempty"`
+	// BackupServer is host:port of the member's pgBackRest TLS server: a
+	// backup on another host copies from this replica through it (pg2-host).
+	BackupServer string `json:"backup_server,omitempty"`
 }
 
 // SyncInfo is the sync key: in sync mode, the only members that may be
