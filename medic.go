@@ -171,6 +171,10 @@ const (
 	// assignment (internal/placement); Target is the service, Fields hold
 	// from, to and storm.
 	EventPlacement EventKind = "fleet.placement"
+	// EventAnchorRefused: this host's audit log does not extend the chain
+	// head anchored in etcd (its store was replaced or rewritten); the agent
+	// keeps the old anchor and stops anchoring (internal/fleetview).
+	EventAnchorRefused EventKind = "fleet.audit.refused"
 )
 
 // Event is one typed observation or decision. Every event carries a Reason; the

@@ -68,13 +68,27 @@ func auditCmd() *cobra.Command {
 	list.Flags().BoolVar(&f.asJSON, "json", false, "print one JSON document")
 
 	var dataDir string
+	var fleetWide bool
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Verify the audit chain: detects edited, deleted or reordered records",
 		Long: `Verify the audit chain through the running agent, or, with --data-dir, directly
-in the store (the agent may be stopped). Exit 1 when the chain is broken.`,
+in the store (the agent may be stopped). Exit 1 when the chain is broken.
+
+--fleet checks every host of the fleet: it reads the heads each host anchored
+in etcd (through this agent), then each host's records over that host's API
+with this command's token, and fails naming the host and the record when a
+log does not extend its anchored heads (a record rewritten, even with the
+chain recomputed after it, or records removed).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if fleetWide {
+				cl, err := newClient(cmd)
+				if err != nil {
+					return err
+				}
+				return verifyFleet(os.Stdout, cl)
+			}
 			if dataDir != "" {
 				db, err := sqlite.Open(dataDir)
 				if err != nil {
@@ -112,6 +126,7 @@ in the store (the agent may be stopped). Exit 1 when the chain is broken.`,
 			return report(out.Records, nil)
 		},
 	}
+	verify.Flags().BoolVar(&fleetWide, "fleet", false, "verify every host's log, read over its API with this token, against the heads it anchored in etcd")
 	verify.Flags().StringVar(&dataDir, "data-dir", "", "verify the store in this data directory instead of asking the agent")
 	c.AddCommand(list, verify)
 	return c

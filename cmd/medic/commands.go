@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/medic-dev/medic/internal/fleetview"
 	"io"
 	"log/slog"
 	"os"
@@ -96,7 +97,7 @@ func validateCmd() *cobra.Command {
 }
 
 func statusCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, fleetWide bool
 	c := &cobra.Command{
 		Use:   "status",
 		Short: "Show services and instances of the running agent",
@@ -105,6 +106,9 @@ func statusCmd() *cobra.Command {
 			cl, err := newClient(cmd)
 			if err != nil {
 				return err
+			}
+			if fleetWide {
+				return printFleetStatus(os.Stdout, cl, asJSON)
 			}
 			var doc api.StatusDoc
 			if asJSON {
@@ -125,6 +129,7 @@ func statusCmd() *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the status as one JSON document")
+	c.Flags().BoolVar(&fleetWide, "fleet", false, "every host of the fleet, from the summaries they publish in etcd")
 	return c
 }
 
@@ -216,7 +221,7 @@ func trim(s string, n int) string {
 }
 
 func eventsCmd() *cobra.Command {
-	var follow, asJSON bool
+	var follow, asJSON, fleetWide bool
 	c := &cobra.Command{
 		Use:   "events",
 		Short: "Print recent events; -f follows new ones",
@@ -225,6 +230,12 @@ func eventsCmd() *cobra.Command {
 			cl, err := newClient(cmd)
 			if err != nil {
 				return err
+			}
+			if fleetWide {
+				if follow {
+					return usageError{fmt.Errorf("--fleet lists each host's newest %d events; it does not follow", fleetview.MaxEvents)}
+				}
+				return printFleetEvents(os.Stdout, cl, asJSON)
 			}
 			q := "?follow=0"
 			var timeout = 10 * time.Second
@@ -252,6 +263,7 @@ func eventsCmd() *cobra.Command {
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events")
 	c.Flags().BoolVar(&asJSON, "json", false, "print each event as a JSON line")
+	c.Flags().BoolVar(&fleetWide, "fleet", false, "the newest events of every host of the fleet, merged by time")
 	return c
 }
 

@@ -19,7 +19,7 @@ import (
 )
 
 func scorecardCmd() *cobra.Command {
-	var asJSON, offline bool
+	var asJSON, offline, fleetWide bool
 	var require string
 	c := &cobra.Command{
 		Use:     "scorecard",
@@ -43,6 +43,20 @@ it. The required items are ` + strings.Join(scorecard.DefaultRequired, ", ") + `
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var card scorecard.Card
 			var err error
+			if fleetWide {
+				cl, err := newClient(cmd)
+				if err != nil {
+					return err
+				}
+				all, err := fleetCard(cmd.OutOrStdout(), cl, asJSON)
+				if err != nil {
+					return err
+				}
+				if !all {
+					return errReported
+				}
+				return nil
+			}
 			if offline {
 				card, err = offlineCard(cmd)
 			} else {
@@ -66,6 +80,7 @@ it. The required items are ` + strings.Join(scorecard.DefaultRequired, ", ") + `
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the scorecard as one JSON document")
+	c.Flags().BoolVar(&fleetWide, "fleet", false, "the fleet's answers: yes only when every host that is not lost answers yes (exit 1 otherwise)")
 	c.Flags().BoolVar(&offline, "offline", false, "answer from the config file and its data directory, without an agent")
 	c.Flags().StringVar(&require, "require", "", `items that fail the command when they answer "no": ids separated by commas, "all" or "none"`)
 	return c

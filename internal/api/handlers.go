@@ -190,7 +190,7 @@ func (s *Server) auditList(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "after %q: want a sequence number", v)
 			return
 		}
-		f.AfterSeq = n
+		f.AfterSeq, f.Forward = n, true // after=0 pages from the first record
 	}
 	if v := q.Get("since"); v != "" {
 		t, err := parseSince(v, s.Clock.Now())

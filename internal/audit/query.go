@@ -24,6 +24,9 @@ type Filter struct {
 	// the newest Limit records are kept (a tail); with AfterSeq > 0 the
 	// oldest Limit records after it (the next page).
 	Limit int
+	// Forward pages from AfterSeq even when it is 0: the oldest Limit
+	// records after it (a reader walking the log from its first record).
+	Forward bool
 }
 
 const recordColumns = "seq, time_ns, actor, kind, target, reason, correlation, fields, prev, hash"
@@ -61,7 +64,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
 	switch {
 	case f.Limit <= 0:
 		q += " ORDER BY seq"
-	case f.AfterSeq > 0:
+	case f.AfterSeq > 0 || f.Forward:
 		q += " ORDER BY seq LIMIT ?"
 		args = append(args, f.Limit)
 	default: // the newest Limit, returned oldest first
@@ -85,6 +88,23 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
 		return nil, fmt.Errorf("audit: list: %w", err)
 	}
 	return out, nil
+}
+
+// At returns the record at seq; ok is false when the log has none.
+func (l *Log) At(ctx context.Context, seq int64) (r Record, ok bool, err error) {
+	rows, err := l.db.SQL().QueryContext(ctx, "SELECT "+recordColumns+" FROM audit WHERE seq = ?", seq)
+	if err != nil {
+		return r, false, fmt.Errorf("audit: read record %d: %w", seq, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return r, false, rows.Err()
+	}
+	r, err = scanRecord(rows)
+	if err != nil {
+		return r, false, fmt.Errorf("audit: read record %d: %w", seq, err)
+	}
+	return r, true, nil
 }
 
 // Verify reads every record in seq order and checks the chain (see the
