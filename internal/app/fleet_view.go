@@ -176,4 +176,3 @@ func fleetAPI(listen, address string) string {
 	}
 	return "http://" + net.JoinHostPort(host, port)
 }
-

@@ -24,12 +24,12 @@ import (
 // Bounds of a summary (docs/fleet.md): a summary larger than MaxBytes drops
 // its oldest events, then its last services, until it fits.
 const (
-	MaxServices  = 100       // services listed per host
-	MaxEvents    = 20        // newest events per host
-	MaxText      = 160       // bytes of an event's reason or an answer's evidence
-	MaxBytes     = 32 << 10  // bytes of one host's summary in etcd
-	MaxAnchors   = 64        // heads kept in one host's anchor
-	PageRecords  = 1000      // audit records fetched per request by verify --fleet
+	MaxServices  = 100      // services listed per host
+	MaxEvents    = 20       // newest events per host
+	MaxText      = 160      // bytes of an event's reason or an answer's evidence
+	MaxBytes     = 32 << 10 // bytes of one host's summary in etcd
+	MaxAnchors   = 64       // heads kept in one host's anchor
+	PageRecords  = 1000     // audit records fetched per request by verify --fleet
 	PublishEvery = time.Second * 2
 )
 
