@@ -494,6 +494,7 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.reloadTokens(ctx, actor) // whatever the config file holds: a removed token must stop working now
+	m.reloadClientKeys(ctx, actor)
 	next, err := loadWithin(ctx, m.loadConfig(), m.cfg.Path, ReloadTimeout)
 	if err == nil {
 		err = m.sup.CheckLimits(next) // limits this host cannot apply
@@ -511,6 +512,9 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	}
 	if ch.APIChanged {
 		reason += "; api settings change on restart only"
+	}
+	if kept := proxiesKept(m.cfg, next); len(kept) > 0 {
+		reason += "; proxy settings of " + join(kept) + " change on restart only (client keys files are read again now)"
 	}
 	// A database member's identity, its etcd and its postgres settings are
 	// what its lease and its replicas were built on: they change at the next

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -183,4 +184,24 @@ func (e *keyEntry) UnmarshalYAML(node ast.Node) error {
 	}
 	e.Name, e.Class, e.SHA256 = fields.Name, fields.Class, fields.SHA256
 	return nil
+}
+
+// Changes names the keys of next that k lacks (added) and those of k that
+// next lacks (removed); a key whose name, class or digest changed counts as
+// both. Either side may be nil (no keys).
+func (k *ClientKeys) Changes(next *ClientKeys) (added, removed []string) {
+	diff := func(a, b *ClientKeys) []string {
+		var out []string
+		if a == nil {
+			return nil
+		}
+		for d, c := range a.byDigest {
+			if b == nil || b.byDigest[d] != c {
+				out = append(out, c.Name)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	return diff(next, k), diff(k, next)
 }

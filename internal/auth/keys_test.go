@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,5 +64,24 @@ func TestLoadClientKeysRefusesWritableFile(t *testing.T) {
 	}
 	if _, err := LoadClientKeys(p); err == nil || !strings.Contains(err.Error(), "client keys file") || !strings.Contains(err.Error(), "chmod go-w") {
 		t.Fatalf("group-writable keys file: %v", err)
+	}
+}
+
+func TestClientKeysChanges(t *testing.T) {
+	parse := func(s string) *ClientKeys {
+		k, err := ParseClientKeys("k.yaml", []byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	a := parse("keys:\n  - {name: a, class: human, sha256: " + Digest("a") + "}\n  - {name: b, class: agent, sha256: " + Digest("b") + "}\n")
+	b := parse("keys:\n  - {name: a, class: agent, sha256: " + Digest("a") + "}\n  - {name: c, class: agent, sha256: " + Digest("c") + "}\n")
+	added, removed := a.Changes(b)
+	if fmt.Sprint(added) != "[a c]" || fmt.Sprint(removed) != "[a b]" {
+		t.Fatalf("added %v removed %v; want [a c] and [a b] (a changed class)", added, removed)
+	}
+	if ad, rm := (*ClientKeys)(nil).Changes(a); len(ad) != 2 || len(rm) != 0 {
+		t.Fatalf("from nothing: added %v removed %v", ad, rm)
 	}
 }

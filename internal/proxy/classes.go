@@ -218,3 +218,28 @@ func (p *Proxy) ClientKey(name, class string) (key string, remove func(), err er
 
 // KeyHeader is the header that carries a client's API key.
 func (p *Proxy) KeyHeader() string { return p.d.KeyHeader() }
+
+// KeysFile is the client keys file the proxy verifies keys against; "" without one.
+func (p *Proxy) KeysFile() string { return p.keysFile }
+
+// ReloadClientKeys reads the client keys file again (`medic reload`, SIGHUP)
+// and puts its keys in force at once: a removed key is refused (served in the
+// default class) from the next request on. added and removed name the keys
+// that changed. On any error — the file does not parse (file:line:col), its
+// group or others may write it, it names a class the proxy does not have —
+// the keys in force stay. Without a keys file it does nothing.
+func (p *Proxy) ReloadClientKeys() (added, removed []string, err error) {
+	if p.keysFile == "" {
+		return nil, nil, nil
+	}
+	next, err := auth.LoadClientKeys(p.keysFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	prev := p.d.classes.keys.Load()
+	if err := p.d.SetClientKeys(next); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", p.keysFile, err)
+	}
+	added, removed = prev.Changes(next)
+	return added, removed, nil
+}

@@ -89,6 +89,8 @@ type Proxy struct {
 	d *Decision
 	// classNames are the client classes by index; nil without classes.
 	classNames []string
+	// keysFile is clients.keys_file ("" without it); ReloadClientKeys reads it again.
+	keysFile string
 
 	requests, errors, retries, shed, rateLimited atomic.Uint64
 	served                                       atomic.Bool
@@ -141,6 +143,7 @@ func New(o Options) (*Proxy, error) {
 		if err != nil {
 			return nil, fmt.Errorf("proxy %s: clients.keys_file: %w", o.Service, err)
 		}
+		p.keysFile = c.KeysFile
 	}
 	p.fast = cfg.Mode == config.ProxyModeHTTP && cfg.DataPlane == config.ProxyDataPlaneFast
 	p.up = newUpstreams(&p.dialer)
