@@ -27,7 +27,7 @@ func ExampleEvaluate_badCanary() {
 	//   errors 5xx         fail     4 of 30 (13.33%) vs baseline 0 of 30 (0.00%), log LR 6.51 >= 4.55: 3% errors is 669 times likelier than 0.5% (false-fail bound 0.011)
 	//   errors no-response continue 0 of 30 (0.00%) vs baseline 0 of 30 (0.00%), log LR -0.76 between -2.99 and 4.55: at least 88 more clean requests to pass
 	//   latency median     continue median 18.75ms vs baseline 19.93ms, shift 70µs (+0.4%, 0.99 one-sided bounds -20.0% to +21.4%), p=0.49: not yet clear of the 10% tolerance, about 95 more requests
-	//   latency p99        continue 26 canary and 30 baseline successful requests, below the tail's minimum of 200
+	//   latency p99        continue 26 canary and 30 baseline successful requests, below the tail's minimum of 100
 }
 
 // The same binary on both sides: continue, then pass.
@@ -56,13 +56,13 @@ func ExampleEvaluate_goodCanary() {
 	//   errors 5xx         continue 0 of 50 (0.00%) vs baseline 0 of 50 (0.00%), log LR -1.27 between -2.99 and 4.55: at least 68 more clean requests to pass
 	//   errors no-response continue 0 of 50 (0.00%) vs baseline 0 of 50 (0.00%), log LR -1.27 between -2.99 and 4.55: at least 68 more clean requests to pass
 	//   latency median     continue median 20.12ms vs baseline 19.25ms, shift 1.68ms (+8.7%, 0.99 one-sided bounds -6.5% to +22.2%), p=0.0911: not yet clear of the 10% tolerance, about 363 more requests
-	//   latency p99        continue 50 canary and 50 baseline successful requests, below the tail's minimum of 200
+	//   latency p99        continue 50 canary and 50 baseline successful requests, below the tail's minimum of 100
 	//   continue: errors 5xx, errors no-response, latency median, latency p99 undecided, about 363 more requests per group
 	// after 225 requests per group: pass
 	//   errors 5xx         pass     0 of 225 (0.00%) vs baseline 0 of 225 (0.00%), log LR -5.73 <= -2.99: 0.5% errors is 307 times likelier than 3%: no worse than the baseline
 	//   errors no-response pass     0 of 225 (0.00%) vs baseline 0 of 225 (0.00%), log LR -5.73 <= -2.99: 0.5% errors is 307 times likelier than 3%: no worse than the baseline
 	//   latency median     pass     median 20.65ms vs baseline 20.01ms, shift 460µs (+2.3%, 0.99 one-sided bounds -4.8% to +9.4%), p=0.221: the upper bound is inside the 10% tolerance
-	//   latency p99        pass     p99 44.74ms vs baseline 41.07ms (+8.9%); 1 of 225 canary requests above 51.34ms where 2.3 are expected, log LR -3.47 <= -2.99: no slower tail
+	//   latency p99        pass     p95 32.22ms vs baseline 33.1ms (-2.6%, its 0.99 upper bound 39.66ms, order statistic 222 of 225); 1 of 225 canary requests above 49.57ms in 1 runs where 11.3 are expected, log LR -23.82 <= -2.99: no slower tail (judged at p95: the p99 from 459 baseline requests on)
 }
 
 // A canary 20 % slower than its baseline, evaluated every 10 requests.
@@ -76,5 +76,5 @@ func ExampleEvaluate_slowCanary() {
 	//   errors 5xx         pass     0 of 240 (0.00%) vs baseline 0 of 240 (0.00%), log LR -6.11 <= -2.99: 0.5% errors is 449 times likelier than 3%: no worse than the baseline
 	//   errors no-response pass     0 of 240 (0.00%) vs baseline 0 of 240 (0.00%), log LR -6.11 <= -2.99: 0.5% errors is 449 times likelier than 3%: no worse than the baseline
 	//   latency median     fail     median 23.89ms vs baseline 20.18ms, shift 3.52ms (+17.4%, 0.99 one-sided bounds +10.5% to +24.5%), p=6.84e-09: slower, p < 0.01, and the lower bound is beyond the 10% tolerance
-	//   latency p99        continue p99 50.73ms vs baseline 39.72ms (+27.7%); 4 of 240 canary requests above 49.65ms where 2.4 are expected, log LR -0.42: at least 126 more requests to pass
+	//   latency p99        pass     p95 39.08ms vs baseline 33.23ms (+17.6%, its 0.99 upper bound 38.86ms, order statistic 236 of 240); 4 of 240 canary requests above 48.57ms in 4 runs where 12.0 are expected, log LR -21.85 <= -2.99: no slower tail (judged at p95: the p99 from 459 baseline requests on)
 }

@@ -12,16 +12,17 @@ import (
 
 // latencies returns the latencies of the requests that did not err (an error
 // is judged by its own metric, and a fast 500 must not make a canary look
-// quick), the newest MaxSamples of them, sorted.
-func latencies(cfg Config, os []Outcome) []int64 {
-	var out []int64
-	for i := len(os) - 1; i >= 0 && len(out) < cfg.MaxSamples; i-- {
+// quick), the newest MaxSamples of them, in arrival order and sorted.
+func latencies(cfg Config, os []Outcome) (arrived, sorted []int64) {
+	for i := len(os) - 1; i >= 0 && len(arrived) < cfg.MaxSamples; i-- {
 		if !slices.Contains(cfg.ErrorClasses, ClassOf(os[i].Status)) {
-			out = append(out, int64(os[i].Latency))
+			arrived = append(arrived, int64(os[i].Latency))
 		}
 	}
-	slices.Sort(out)
-	return out
+	slices.Reverse(arrived)
+	sorted = slices.Clone(arrived)
+	slices.Sort(sorted)
+	return arrived, sorted
 }
 
 // shift judges the median slowdown: Mann-Whitney U (one sided: is the canary
@@ -90,43 +91,126 @@ func shift(cfg Config, x, y []int64) Metric {
 	return m
 }
 
-// tail judges the TailQuantile: a canary request is "slow" when it takes
-// longer than the baseline's quantile times (1+TailTolerance). A canary like
-// the baseline has at most 1-TailQuantile slow requests; the same sequential
-// test as the error rates (Alpha, Beta) weighs that against TailRatio times
-// as many, so a clean tail passes as soon as that is shown and a slower one
-// fails, without a fixed sample size.
-func tail(cfg Config, x, y []int64) Metric {
-	q := cfg.TailQuantile
-	m := Metric{Name: fmt.Sprintf("latency p%g", 100*q), Test: "sprt", Canary: len(x), Baseline: len(y)}
+// tail judges the TailQuantile. A canary request is "slow" when it takes
+// longer than limit = U·(1+TailTolerance), where U is the (1-Alpha) upper
+// confidence bound of the baseline's quantile: its r-th smallest latency,
+// r the least order with P(Binomial(n, q) <= r-1) >= 1-Alpha (the count of
+// baseline values at most the true quantile is Binomial(n, q) whatever the
+// distribution). A canary like the baseline then has at most 1-q slow
+// requests, unless U fell below the true quantile (probability <= Alpha);
+// the same sequential test as the error rates (Alpha, Beta) weighs that
+// against TailRatio times as many, so a clean tail passes as soon as that
+// is shown and a slower one fails, without a fixed sample size. The test
+// counts runs of consecutive slow requests (slowRuns), not slow requests.
+//
+// The bound needs at least ln(Alpha)/ln(q) baseline requests (459 for the
+// p99 at 1 %: below that even the slowest baseline request is not a 99 %
+// bound of its p99). With fewer, the tail is judged at TailFallback (p95,
+// 90 requests) instead; once the baseline has enough, the p99 is judged and
+// must pass on its own (a canary evaluated across steps sees both: its first
+// small step judged at the p95, the later ones at the p99). Reading the p99
+// as the 2nd slowest of ~200 baseline requests instead falsely failed 2 of
+// 20 good canaries on a loaded machine (docs/benchmarks.md).
+func tail(cfg Config, arrived, x, y []int64) Metric {
+	m := Metric{Name: fmt.Sprintf("latency p%g", 100*cfg.TailQuantile), Test: "sprt", Canary: len(x), Baseline: len(y)}
+	q, fallback := cfg.TailQuantile, false
+	need := minForBound(q, cfg.Alpha)
+	if len(y) < need && cfg.TailFallback > 0 && cfg.TailFallback < q && len(y) >= minForBound(cfg.TailFallback, cfg.Alpha) {
+		q, fallback = cfg.TailFallback, true
+	}
 	p0 := 1 - q
 	p1 := min(p0*cfg.TailRatio, 0.999)
 	t := newSPRT(p0, p1, cfg.Alpha, cfg.Beta)
-	m.Threshold = fmt.Sprintf("slow: above the baseline's p%g + %.0f%%; H0 %.2f%% slow, H1 %.2f%%; fail at log LR >= %.2f, pass at <= %.2f",
-		100*q, 100*cfg.TailTolerance, 100*p0, 100*p1, t.upper, t.lower)
+	m.Threshold = fmt.Sprintf("slow: above the %.3g upper bound of the baseline's p%g + %.0f%%; H0 %.2f%% slow, H1 %.2f%%; fail at log LR >= %.2f, pass at <= %.2f",
+		1-cfg.Alpha, 100*q, 100*cfg.TailTolerance, 100*p0, 100*p1, t.upper, t.lower)
+	if fallback {
+		m.Threshold += fmt.Sprintf(" (p%g until the baseline has %d requests)", 100*q, need)
+	}
 	if short := cfg.TailMinSamples - min(len(x), len(y)); short > 0 {
-		m.Need = short
+		judged := need // the baseline requests before the tail is judged at all
+		if cfg.TailFallback > 0 && cfg.TailFallback < cfg.TailQuantile {
+			judged = min(need, minForBound(cfg.TailFallback, cfg.Alpha))
+		}
+		m.Need = max(short, judged-len(y))
 		m.Reason = fmt.Sprintf("%d canary and %d baseline successful requests, below the tail's minimum of %d",
 			len(x), len(y), cfg.TailMinSamples)
 		return m
 	}
-	qc, qb := quantile(x, q), quantile(y, q)
+	r := boundOrder(len(y), q, cfg.Alpha)
+	if r == 0 {
+		m.Need = need - len(y)
+		m.Reason = fmt.Sprintf("%d baseline successful requests: the p%g's %.3g upper bound needs %d",
+			len(y), 100*cfg.TailQuantile, 1-cfg.Alpha, need)
+		return m
+	}
+	qc, qb, ub := quantile(x, q), quantile(y, q), time.Duration(y[r-1])
 	m.CanaryValue, m.BaselineValue = qc.Seconds(), qb.Seconds()
 	m.Effect = float64(qc)/math.Max(float64(qb), 1) - 1
-	limit := int64(float64(qb) * (1 + cfg.TailTolerance))
+	limit := int64(float64(ub) * (1 + cfg.TailTolerance))
 	slow := len(x) - sort.Search(len(x), func(i int) bool { return x[i] > limit })
-	m.LogLR, m.Decision, m.Need = t.judge(slow, len(x))
-	seen := fmt.Sprintf("p%g %s vs baseline %s (%+.1f%%); %d of %d canary requests above %s where %.1f are expected, log LR %.2f",
-		100*q, dur(qc), dur(qb), 100*m.Effect, slow, len(x), dur(time.Duration(limit)), float64(len(x))*p0, m.LogLR)
+	runs := slowRuns(arrived, limit)
+	var more int
+	m.LogLR, m.Decision, more = t.judge(runs, len(x))
+	seen := fmt.Sprintf("p%g %s vs baseline %s (%+.1f%%, its %.3g upper bound %s, order statistic %d of %d); %d of %d canary requests above %s in %d runs where %.1f are expected, log LR %.2f",
+		100*q, dur(qc), dur(qb), 100*m.Effect, 1-cfg.Alpha, dur(ub), r, len(y), slow, len(x), dur(time.Duration(limit)), runs, float64(len(x))*p0, m.LogLR)
 	switch m.Decision {
 	case Fail:
 		m.Reason = fmt.Sprintf("%s >= %.2f: the canary's tail is slower", seen, t.upper)
 	case Pass:
 		m.Reason = fmt.Sprintf("%s <= %.2f: no slower tail", seen, t.lower)
 	default:
+		m.Need = more
 		m.Reason = fmt.Sprintf("%s: at least %d more requests to pass", seen, m.Need)
 	}
+	if fallback {
+		m.Reason += fmt.Sprintf(" (judged at p%g: the p%g from %d baseline requests on)", 100*q, 100*cfg.TailQuantile, need)
+	}
 	return m
+}
+
+// slowRuns counts the runs of consecutive requests above limit, in arrival
+// order: one stall of a process delays every request it has in flight, and
+// those are one event, not many. Counting runs keeps the sequential test's
+// bound (a request starts a run with at most the chance that it is slow),
+// while counting requests read one unlucky stall of the canary as several
+// independent slow requests: with bursts of 5 stalled requests on both
+// sides, 28 of 1 000 identical canaries failed (TestTailFalseFails).
+func slowRuns(arrived []int64, limit int64) int {
+	runs := 0
+	for i, v := range arrived {
+		if v > limit && (i == 0 || arrived[i-1] <= limit) {
+			runs++
+		}
+	}
+	return runs
+}
+
+// minForBound is the least sample size whose largest value is a (1-alpha)
+// upper confidence bound of the q-quantile: the least n with q^n <= alpha.
+func minForBound(q, alpha float64) int {
+	return int(math.Ceil(math.Log(alpha)/math.Log(q) - 1e-9))
+}
+
+// boundOrder returns the least r (1-based) such that the r-th smallest of n
+// values is a (1-alpha) upper confidence bound of the q-quantile, that is
+// P(Binomial(n, q) <= r-1) >= 1-alpha; 0 when even the largest is not.
+func boundOrder(n int, q, alpha float64) int {
+	if n < 1 {
+		return 0
+	}
+	b := distuv.Binomial{N: float64(n), P: q}
+	if b.CDF(float64(n-1)) < 1-alpha {
+		return 0
+	}
+	// r-1 in [0, n-1]: the least m with CDF(m) >= 1-alpha. Below the
+	// median (about n·q) the CDF is at most 1/2, so for alpha < 1/2 the
+	// search starts there: a few CDF evaluations instead of log2(n).
+	lo := 0
+	if alpha < 0.5 {
+		lo = max(0, int(math.Floor(float64(n)*q))-1)
+	}
+	m := lo + sort.Search(n-lo, func(i int) bool { return b.CDF(float64(lo+i)) >= 1-alpha })
+	return m + 1
 }
 
 // mannWhitney returns the canary's U statistic and its standard deviation

@@ -15,7 +15,9 @@
 //     removal); a pass needs the shift's upper confidence bound inside the
 //     tolerance, so a small sample never passes by lack of evidence;
 //   - the tail (p99): the same sequential test on how many canary requests
-//     are slower than the baseline's p99 plus a tolerance.
+//     are slower than the upper confidence bound of the baseline's p99 plus
+//     a tolerance (judged at the p95 while the baseline is too small to
+//     bound its p99).
 //
 // Nothing here has a clock or does I/O: the time comes in as an argument.
 package verdict
@@ -162,9 +164,13 @@ type Config struct {
 	// with TailRatio times as many requests beyond the limit as the baseline
 	// quantile allows (3 × 1 % for p99). Default 3.
 	TailRatio float64
+	// TailFallback is the quantile the tail is judged at while the baseline
+	// has too few requests to bound its TailQuantile (459 for
+	// the p99 at Alpha 1 %; the p95 needs 90). A value at or above
+	// TailQuantile turns the fallback off. Default 0.95.
+	TailFallback float64
 	// TailMinSamples is the number of successful requests per group before
-	// the tail is judged (the p99 of fewer is one or two requests).
-	// Default 200.
+	// the tail is judged at all. Default 100.
 	TailMinSamples int
 	// OutlierIQR, when above 0, removes latencies farther than OutlierIQR
 	// times the interquartile range outside the quartiles of their own group
@@ -194,7 +200,8 @@ func Defaults() Config {
 		TailQuantile:     0.99,
 		TailTolerance:    0.25,
 		TailRatio:        3,
-		TailMinSamples:   200,
+		TailFallback:     0.95,
+		TailMinSamples:   100,
 		MinSamples:       20,
 		MaxSamples:       5000,
 	}
@@ -217,6 +224,7 @@ func (c Config) withDefaults() Config {
 	set(&c.TailQuantile, d.TailQuantile)
 	set(&c.TailTolerance, d.TailTolerance)
 	set(&c.TailRatio, d.TailRatio)
+	set(&c.TailFallback, d.TailFallback)
 	if c.ErrorClasses == nil {
 		c.ErrorClasses = d.ErrorClasses
 	}
@@ -245,7 +253,7 @@ func (c Config) Validate() error {
 		name string
 		v    float64
 	}{{"alpha", c.Alpha}, {"beta", c.Beta}, {"error_floor", c.ErrorFloor}, {"error_increase", c.ErrorIncrease},
-		{"latency_alpha", c.LatencyAlpha}, {"tail_quantile", c.TailQuantile}} {
+		{"latency_alpha", c.LatencyAlpha}, {"tail_quantile", c.TailQuantile}, {"tail_fallback", c.TailFallback}} {
 		if err := in01(f.name, f.v); err != nil {
 			return err
 		}
@@ -321,9 +329,9 @@ func Evaluate(cfg Config, canary, baseline Sample, now time.Time) Verdict {
 	for _, c := range cfg.ErrorClasses {
 		ms = append(ms, errorRate(cfg, c, canary.Outcomes, baseline.Outcomes, baseline.Stable))
 	}
-	cl := latencies(cfg, canary.Outcomes)
-	bl := latencies(cfg, baseline.Outcomes)
-	ms = append(ms, shift(cfg, cl, bl), tail(cfg, cl, bl))
+	ca, cl := latencies(cfg, canary.Outcomes)
+	_, bl := latencies(cfg, baseline.Outcomes)
+	ms = append(ms, shift(cfg, cl, bl), tail(cfg, ca, cl, bl))
 
 	v := Verdict{Metrics: ms, Decision: Pass}
 	var failed, open []string

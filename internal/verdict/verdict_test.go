@@ -65,6 +65,27 @@ func run(cfg verdict.Config, canary, baseline group, step, limit int) (verdict.V
 	return v, limit
 }
 
+// watch is run as the canary controller sees it across its steps: a pass
+// does not end the judging (the next step is judged on the grown sample),
+// only a fail does. It returns the first failing verdict, or the last one.
+func watch(cfg verdict.Config, canary, baseline group, step, limit int) (verdict.Verdict, int) {
+	var c, b verdict.Sample
+	c.Start, b.Start = t0, t0
+	var v verdict.Verdict
+	for n := 1; n <= limit; n++ {
+		c.Outcomes = append(c.Outcomes, canary.next())
+		b.Outcomes = append(b.Outcomes, baseline.next())
+		if n%step != 0 {
+			continue
+		}
+		v = verdict.Evaluate(cfg, c, b, t0.Add(time.Duration(n)*10*time.Millisecond))
+		if v.Decision == verdict.Fail {
+			return v, n
+		}
+	}
+	return v, limit
+}
+
 func metric(v verdict.Verdict, name string) verdict.Metric {
 	for _, m := range v.Metrics {
 		if m.Name == name {
@@ -137,7 +158,7 @@ func TestSlowTailFails(t *testing.T) {
 	for seed := range uint64(runs) {
 		c, b := newGroup(seed, 1), newGroup(seed, 2)
 		c.tailRate, c.tailFactor = 0.05, 3
-		v, n := run(verdict.Config{}, c, b, 25, 3000)
+		v, n := watch(verdict.Config{}, c, b, 25, 3000)
 		if v.Decision == verdict.Fail && metric(v, "latency p99").Decision == verdict.Fail {
 			took = append(took, n)
 		}
