@@ -157,7 +157,7 @@ func TestTailFalseFails(t *testing.T) {
 	}{
 		{"log-normal sigma 0.3, same", base, 1, 0, 5},
 		{"log-normal sigma 0.8, same", with(func(m *latencyModel) { m.sigma = 0.8 }), 1, 0, 5},
-		{"3 ms rounded to 1 ms (ties), same", with(func(m *latencyModel) { m.median, m.roundTo = 3 * time.Millisecond, time.Millisecond }), 1, 0, 5},
+		{"3 ms rounded to 1 ms (ties), same", with(func(m *latencyModel) { m.median, m.roundTo = 3*time.Millisecond, time.Millisecond }), 1, 0, 5},
 		{"bursts of 5 stalled requests x4, same", with(func(m *latencyModel) { m.stallChance, m.stallLen, m.stallFactor = 0.002, 5, 4 }), 1, 0, 5},
 		{"log-normal sigma 0.3, canary +75%", base, 1.75, 950, trials},
 		{"log-normal sigma 0.8, canary 3x", with(func(m *latencyModel) { m.sigma = 0.8 }), 3, 950, trials},
