@@ -102,6 +102,7 @@ type Agent struct {
 	fs            failsafeState
 	campaigning   bool // a campaign is in flight (a failsafe request is refused meanwhile)
 	fsClient      *http.Client
+	started       time.Time // when Serve started (a promise given before is forgotten)
 
 	// loop only
 	redSince  map[string]time.Time // redundancy conditions holding since
@@ -154,6 +155,9 @@ func New(o Options) (*Agent, error) {
 // up the lease (deleting the leader key if it held it, so that a replica
 // takes over at once) and returns once everything it started has ended.
 func (a *Agent) Serve(ctx context.Context) error {
+	a.mu.Lock()
+	a.started = a.clock.Now()
+	a.mu.Unlock()
 	if pid, err := a.pg.KillLeftover(); err != nil {
 		return err
 	} else if pid != 0 {

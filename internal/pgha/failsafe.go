@@ -25,7 +25,9 @@ import (
 // authenticates the questions and the answers (only agents that can read
 // the cluster's keys in etcd know it). Only a member it lists may campaign
 // while the key exists: a member that joined after the leader's last view
-// would not be asked, so it must not be able to take over either.
+// would not be asked, so it must not be able to take over either — until
+// every listed member is done with the key's leader (DecideRelease), or an
+// operator's failover to it clears the key.
 type FailsafeInfo struct {
 	Leader  string            `json:"leader"`
 	Rev     int64             `json:"rev"`     // the leader key's creation revision (fencing token)
@@ -138,11 +140,12 @@ func DecideFailsafe(p Policy, self string, fi FailsafeInfo, req FailsafeRequest,
 		}
 	}
 	if promise < 0 {
-		// No other member: nobody can take over without etcd either way,
-		// and a member that joins needs etcd to do so (and the leader to
-		// list it). A one-member cluster stays writable for a lease TTL
-		// at a time, confirmed by its own failed renewals.
-		promise = p.TTL
+		// No other member to confirm it: no failsafe. A member that
+		// registered after the key was written is not listed, and it
+		// could not tell such a leader, cut off, from a dead one: it
+		// would wait for it forever (DecideRelease). Unlike Patroni, a
+		// one-member cluster fences in an etcd outage.
+		return FailsafeDecision{Why: "the failsafe key lists no other member to confirm this leader"}
 	}
 	until := sent.Add(promise - p.RetryTimeout)
 	if !until.After(sent) {
@@ -214,4 +217,121 @@ func failsafeMembers(self, selfREST string, v View) map[string]string {
 // sameMembers reports whether the failsafe key lists exactly want.
 func (f *FailsafeInfo) sameMembers(want map[string]string) bool {
 	return f != nil && maps.Equal(f.Members, want)
+}
+
+// A member the failsafe key does not list never campaigns on its own word:
+// the key's leader, in failsafe, would not ask it. When that leader is gone
+// for good before it listed the member, the member may still campaign once
+// it can tell that the leader cannot be in failsafe (docs/failover.md, "A
+// member the failsafe key does not list"):
+//
+//   - its view from etcd is fresh and holds no leader key: the key's
+//     leader lost its lease, and its lease-based fence deadline passed
+//     before etcd expired the lease;
+//   - every other member the key lists answers, signed with the key, that
+//     it has seen that leader key gone (from then on it refuses the
+//     leader's failsafe requests: the key, fenced by its creation revision,
+//     never comes back), that no promise it gave that leader still runs,
+//     and that its agent has run for a lease TTL at least (a promise given
+//     before a restart, forgotten, has expired). The leader's failsafe
+//     deadline is never later than the end of a promise of each of them,
+//     so it has passed: the leader fenced itself.
+//   - a key that lists no member but its leader needs no answer: a leader
+//     with no other member to confirm it gets no failsafe (DecideFailsafe).
+
+// ReleaseQuery asks a member the failsafe key lists whether it is done with
+// the key's leader (POST /failsafe/release, signed as FailsafeRequest).
+type ReleaseQuery struct {
+	Cluster string `json:"cluster"`
+	Leader  string `json:"leader"` // the failsafe key's leader
+	Rev     int64  `json:"rev"`    // and its token
+	From    string `json:"from"`   // the member that asks
+}
+
+// ReleaseAnswer is a member's answer to a ReleaseQuery. Released means: "I
+// have seen Leader's key with token Rev gone, I hold no promise to it and I
+// will never give one".
+type ReleaseAnswer struct {
+	Member   string `json:"member"`
+	Leader   string `json:"leader"`
+	Rev      int64  `json:"rev"`
+	Released bool   `json:"released"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// ReleaseState is what a member knows when a ReleaseQuery arrives.
+type ReleaseState struct {
+	Now        time.Time
+	Self       string
+	Started    time.Time // when this agent started
+	TTL        time.Duration
+	View       View // as acted on: the view failsafe requests are answered from
+	PromLeader string
+	PromRev    int64
+	PromUntil  time.Time
+}
+
+// AnswerRelease is a member's answer to q.
+func AnswerRelease(s ReleaseState, q ReleaseQuery) ReleaseAnswer {
+	ans := ReleaseAnswer{Member: s.Self, Leader: q.Leader, Rev: q.Rev}
+	no := func(format string, args ...any) ReleaseAnswer {
+		ans.Reason = fmt.Sprintf(format, args...)
+		return ans
+	}
+	L := s.View.Leader
+	switch {
+	case s.Now.Sub(s.Started) < s.TTL:
+		return no("this agent started %v ago, less than a lease TTL (%v): it may have forgotten a promise", s.Now.Sub(s.Started).Round(time.Millisecond), s.TTL)
+	case L != nil && L.Member == q.Leader && L.Rev == q.Rev:
+		return no("this member still sees %s (token %d) hold the leader key", q.Leader, q.Rev)
+	case s.PromLeader == q.Leader && s.PromRev == q.Rev && s.Now.Before(s.PromUntil):
+		return no("this member promised %s (token %d) not to campaign until %s", q.Leader, q.Rev, s.PromUntil.Format("15:04:05.000"))
+	}
+	ans.Released = true
+	return ans
+}
+
+// PeerRelease is what an unlisted member got from one listed member.
+type PeerRelease struct {
+	Answer ReleaseAnswer
+	Err    string
+}
+
+// ReleaseTargets are the members an unlisted member self must hear from
+// before it campaigns against fi: every member fi lists but its leader.
+func ReleaseTargets(self string, fi FailsafeInfo) []string {
+	var out []string
+	for n := range fi.Members {
+		if n != fi.Leader && n != self {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// DecideRelease says whether member self, which fi does not list and whose
+// fresh view holds no leader key, may campaign: every member fi lists but
+// its leader answered Released for fi's leader and token.
+func DecideRelease(self string, fi FailsafeInfo, answers map[string]PeerRelease) (bool, string) {
+	names := ReleaseTargets(self, fi)
+	for _, n := range names {
+		pa, ok := answers[n]
+		switch {
+		case !ok:
+			return false, n + " was not asked"
+		case pa.Err != "":
+			return false, fmt.Sprintf("%s did not answer: %s", n, pa.Err)
+		case pa.Answer.Member != n || pa.Answer.Leader != fi.Leader || pa.Answer.Rev != fi.Rev:
+			return false, fmt.Sprintf("%s answered another question (member %q, leader %q, token %d)", n, pa.Answer.Member, pa.Answer.Leader, pa.Answer.Rev)
+		case !pa.Answer.Released:
+			return false, fmt.Sprintf("%s is not done with %s: %s", n, fi.Leader, pa.Answer.Reason)
+		}
+	}
+	if len(names) == 0 {
+		return true, fmt.Sprintf("the failsafe key of %s (token %d) lists no other member, and a leader no other member confirms gets no failsafe: "+
+			"its lease is gone, so it fenced itself", fi.Leader, fi.Rev)
+	}
+	return true, fmt.Sprintf("the failsafe key of %s (token %d) does not list this member, but its lease is gone and every member it lists (%s) "+
+		"has seen it gone and holds no promise to it: it fenced itself", fi.Leader, fi.Rev, strings.Join(names, ", "))
 }

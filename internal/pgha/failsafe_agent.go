@@ -30,6 +30,12 @@ type failsafeState struct {
 	lastSeq    uint64 // last request accepted, with its token
 	lastRev    int64
 	etcdOK     bool // the last etcd request of the loop was answered (see serveFailsafe)
+	// a member the failsafe key does not list: the key (leader, token)
+	// every listed member is done with, and why (DecideRelease)
+	relLeader string
+	relRev    int64
+	relWhy    string
+	relAt     time.Time // last release round (one per loop_wait at most)
 }
 
 func newFailsafeKey() string {
@@ -105,29 +111,9 @@ func (a *Agent) failsafeRound(ctx context.Context) {
 
 // askFailsafe sends one authenticated request to the agent at rest.
 func (a *Agent) askFailsafe(ctx context.Context, key, rest string, body []byte, mac string) PeerAnswer {
-	if rest == "" {
-		return PeerAnswer{Err: "it has no REST endpoint (databases.NAME.rest)"}
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+rest+"/failsafe", bytes.NewReader(body))
+	b, err := a.postFailsafe(ctx, key, rest, "/failsafe", body, mac)
 	if err != nil {
 		return PeerAnswer{Err: err.Error()}
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set(FailsafeMACHeader, mac)
-	resp, err := a.fsClient.Do(hr)
-	if err != nil {
-		return PeerAnswer{Err: err.Error()}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, failsafeMaxBody))
-	if err != nil {
-		return PeerAnswer{Err: fmt.Sprintf("read the answer: %v", err)}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return PeerAnswer{Err: fmt.Sprintf("HTTP %d: %.200s", resp.StatusCode, bytes.TrimSpace(b))}
-	}
-	if !failsafeVerify(key, b, resp.Header.Get(FailsafeMACHeader)) {
-		return PeerAnswer{Err: "the answer is not signed with the failsafe key"}
 	}
 	var ans FailsafeAnswer
 	if err := json.Unmarshal(b, &ans); err != nil {
@@ -227,4 +213,140 @@ func (a *Agent) writeFailsafe(ctx context.Context, act Action) error {
 	}
 	a.log.Info(act.Reason)
 	return nil
+}
+
+// checkRelease runs, on a member the failsafe key does not list while its
+// fresh view holds no leader key, a release round: it asks every other
+// member the key lists whether it is done with the key's leader. Once all
+// are, the answer holds for good (DecideRelease): it is kept.
+func (a *Agent) checkRelease(ctx context.Context) {
+	now := a.clock.Now()
+	a.mu.Lock()
+	v, me := a.snapshot, a.o.Member
+	fresh := v.Rev != 0 && !a.lastOK.IsZero() && now.Sub(a.lastOK) < a.pol.TTL-a.pol.RetryTimeout
+	fi := v.FailsafeKey
+	need := fresh && v.Leader == nil && fi != nil && !fi.listed(me) && a.election == nil &&
+		(a.fs.relLeader != fi.Leader || a.fs.relRev != fi.Rev) && now.Sub(a.fs.relAt) >= a.pol.LoopWait
+	if need {
+		a.fs.relAt = now
+	}
+	a.mu.Unlock()
+	if !need {
+		return
+	}
+	q := ReleaseQuery{Cluster: a.o.Cluster, Leader: fi.Leader, Rev: fi.Rev, From: me}
+	body := []byte(mustJSON(q))
+	mac, err := failsafeMAC(fi.Key, body)
+	if err != nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, a.pol.RetryTimeout)
+	defer cancel()
+	answers := map[string]PeerRelease{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, name := range ReleaseTargets(me, *fi) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var pr PeerRelease
+			b, err := a.postFailsafe(rctx, fi.Key, fi.Members[name], "/failsafe/release", body, mac)
+			if err == nil {
+				err = json.Unmarshal(b, &pr.Answer)
+			}
+			if err != nil {
+				pr.Err = err.Error()
+			}
+			mu.Lock()
+			answers[name] = pr
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	ok, why := DecideRelease(me, *fi, answers)
+	if !ok {
+		a.log.Info("not listed in the failsafe key: its leader may still be in failsafe", "leader", fi.Leader, "why", why)
+		return
+	}
+	a.mu.Lock()
+	a.fs.relLeader, a.fs.relRev, a.fs.relWhy = fi.Leader, fi.Rev, why
+	a.mu.Unlock()
+	a.record(ctx, "db.failsafe_released", why)
+}
+
+// released is the FailsafeReleased of an observation of view v (under a.mu).
+func (a *Agent) released(v View) string {
+	if fi := v.FailsafeKey; fi != nil && fi.Leader == a.fs.relLeader && fi.Rev == a.fs.relRev {
+		return a.fs.relWhy
+	}
+	return ""
+}
+
+// postFailsafe sends one request signed with key to the agent at rest and
+// returns the authenticated body of its answer.
+func (a *Agent) postFailsafe(ctx context.Context, key, rest, path string, body []byte, mac string) ([]byte, error) {
+	if rest == "" {
+		return nil, errors.New("it has no REST endpoint (databases.NAME.rest)")
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+rest+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set(FailsafeMACHeader, mac)
+	resp, err := a.fsClient.Do(hr)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, failsafeMaxBody))
+	if err != nil {
+		return nil, fmt.Errorf("read the answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	if !failsafeVerify(key, b, resp.Header.Get(FailsafeMACHeader)) {
+		return nil, errors.New("the answer is not signed with the failsafe key")
+	}
+	return b, nil
+}
+
+// serveRelease answers POST /failsafe/release: a member the failsafe key
+// does not list asks whether this member is done with the key's leader.
+func (a *Agent) serveRelease(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, failsafeMaxBody))
+	if err != nil {
+		http.Error(w, "failsafe release: read the request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	var q ReleaseQuery
+	if err := json.Unmarshal(body, &q); err != nil {
+		http.Error(w, "failsafe release: decode the request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	now := a.clock.Now()
+	a.mu.Lock()
+	// The key the question is signed with is the one in this member's
+	// freshest view: the acted-on view may predate it.
+	fi := a.snapshot.FailsafeKey
+	if fi == nil || fi.Leader != q.Leader || fi.Rev != q.Rev || !failsafeVerify(fi.Key, body, r.Header.Get(FailsafeMACHeader)) || q.Cluster != a.o.Cluster {
+		a.mu.Unlock()
+		http.Error(w, "failsafe release: the request is not signed with the failsafe key this member knows", http.StatusForbidden)
+		return
+	}
+	ans := AnswerRelease(ReleaseState{Now: now, Self: a.o.Member, Started: a.started, TTL: a.pol.TTL, View: a.view,
+		PromLeader: a.fs.promLeader, PromRev: a.fs.promRev, PromUntil: a.fs.promUntil}, q)
+	key := fi.Key
+	a.mu.Unlock()
+	out := []byte(mustJSON(ans))
+	mac, err := failsafeMAC(key, out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(FailsafeMACHeader, mac)
+	w.Write(out)
+	a.log.Info("failsafe release asked", "by", q.From, "leader", q.Leader, "released", ans.Released, "why", ans.Reason)
 }

@@ -98,3 +98,59 @@ func TestServeFailsafe(t *testing.T) {
 		t.Fatalf("replayed: %+v (%v)", ans, err)
 	}
 }
+
+// TestServeRelease: POST /failsafe/release through the handler: an
+// unsigned question, or one about another leadership, is refused; a signed
+// one gets a signed answer, released only once the member saw the leader
+// key gone and its promise ended.
+func TestServeRelease(t *testing.T) {
+	key := strings.Repeat("ab", 32)
+	fi := &FailsafeInfo{Leader: "a", Rev: 10, Key: key, Members: map[string]string{"a": "", "b": ""}}
+	now := time.Now()
+	v := View{Rev: 5, Leader: &LeaderInfo{Member: "a", Rev: 10, State: LeaderPrimary}, FailsafeKey: fi}
+	a := &Agent{o: Options{Cluster: "pg", Member: "b"}, clock: clock.Or(nil), log: slog.New(slog.DiscardHandler),
+		pol: Policy{TTL: 4 * time.Second, LoopWait: 500 * time.Millisecond, RetryTimeout: 500 * time.Millisecond},
+		view: v, snapshot: v, started: now.Add(-time.Minute)}
+	h := a.RESTHandler()
+	ask := func(q ReleaseQuery, sign bool) (int, ReleaseAnswer) {
+		body := mustJSON(q)
+		r := httptest.NewRequest(http.MethodPost, "/failsafe/release", strings.NewReader(body))
+		if sign {
+			mac, _ := failsafeMAC(key, []byte(body))
+			r.Header.Set(FailsafeMACHeader, mac)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		var ans ReleaseAnswer
+		if w.Code == http.StatusOK {
+			if !failsafeVerify(key, w.Body.Bytes(), w.Header().Get(FailsafeMACHeader)) {
+				t.Fatalf("the answer is not signed: %s", w.Body)
+			}
+			json.Unmarshal(w.Body.Bytes(), &ans)
+		}
+		return w.Code, ans
+	}
+	q := ReleaseQuery{Cluster: "pg", Leader: "a", Rev: 10, From: "c"}
+	if code, _ := ask(q, false); code != http.StatusForbidden {
+		t.Fatalf("unsigned: %d", code)
+	}
+	if code, _ := ask(ReleaseQuery{Cluster: "pg", Leader: "a", Rev: 9, From: "c"}, true); code != http.StatusForbidden {
+		t.Fatalf("another token: %d", code)
+	}
+	if code, ans := ask(q, true); code != http.StatusOK || ans.Released || !strings.Contains(ans.Reason, "still sees a") {
+		t.Fatalf("leader key still seen: %d %+v", code, ans)
+	}
+	a.mu.Lock()
+	a.view.Leader, a.snapshot.Leader = nil, nil
+	a.fs.promLeader, a.fs.promRev, a.fs.promUntil = "a", 10, now.Add(time.Hour)
+	a.mu.Unlock()
+	if code, ans := ask(q, true); code != http.StatusOK || ans.Released || !strings.Contains(ans.Reason, "promised") {
+		t.Fatalf("promise running: %d %+v", code, ans)
+	}
+	a.mu.Lock()
+	a.fs.promUntil = now.Add(-time.Second)
+	a.mu.Unlock()
+	if code, ans := ask(q, true); code != http.StatusOK || !ans.Released || ans.Member != "b" {
+		t.Fatalf("done with a: %d %+v", code, ans)
+	}
+}

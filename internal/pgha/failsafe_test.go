@@ -75,10 +75,12 @@ func TestDecideFailsafe(t *testing.T) {
 	if d := pgha.DecideFailsafe(failsafePolicy(), "a", other, fsReq, sent, all); !d.Until.IsZero() {
 		t.Fatalf("a key of token 9 extended token 10's deadline: %+v", d)
 	}
-	// A single member has nobody to ask: nobody can take over without etcd.
+	// A key that lists no other member gives no failsafe: a member that
+	// registered after it was written could not tell this leader, cut off,
+	// from a dead one (DecideRelease counts on it).
 	solo := fsKey
 	solo.Members = map[string]string{"a": ""}
-	if d := pgha.DecideFailsafe(failsafePolicy(), "a", solo, fsReq, sent, nil); !d.Until.Equal(sent.Add(3500 * time.Millisecond)) {
+	if d := pgha.DecideFailsafe(failsafePolicy(), "a", solo, fsReq, sent, nil); !d.Until.IsZero() || !strings.Contains(d.Why, "no other member") {
 		t.Fatalf("single member: %+v", d)
 	}
 }
@@ -210,6 +212,96 @@ func TestFailsafeCampaign(t *testing.T) {
 		{at: time.Second, want: none()}, // recorded once
 		{at: 2 * time.Second, obs: func(o *pgha.Observation) { o.View.FailsafeKey.Members["b"] = "" }, want: kinds(pgha.ActCampaign)},
 	})
+	// Not listed, but every listed member is done with the key's leader.
+	k2 := fsKey
+	k2.Members = map[string]string{"a": "", "c": ""}
+	o.View.FailsafeKey = &k2
+	run(t, pgha.NewMember("b", policy), o, []step{
+		{at: 0, want: kinds(pgha.ActRefuse), reason: "does not list this member"},
+		{at: time.Second, obs: func(o *pgha.Observation) { o.FailsafeReleased = "c is done with a" }, want: kinds(pgha.ActCampaign), reason: "c is done with a"},
+	})
+}
+
+func released(member string) pgha.PeerRelease {
+	return pgha.PeerRelease{Answer: pgha.ReleaseAnswer{Member: member, Leader: "a", Rev: 10, Released: true}}
+}
+
+// TestDecideRelease: a member the failsafe key does not list campaigns only
+// when every other member the key lists answered that it is done with the
+// key's leader and token; a key that lists only its leader needs no answer.
+func TestDecideRelease(t *testing.T) {
+	cases := []struct {
+		name    string
+		key     map[string]string
+		answers map[string]pgha.PeerRelease
+		ok      bool
+		why     string
+	}{
+		{"all released", fsKey.Members, map[string]pgha.PeerRelease{"b": released("b"), "c": released("c")}, true, "(b, c)"},
+		{"the leader is not asked", fsKey.Members, map[string]pgha.PeerRelease{"b": released("b"), "c": released("c"), "a": {Err: "refused"}}, true, ""},
+		{"one unreachable", fsKey.Members, map[string]pgha.PeerRelease{"b": released("b"), "c": {Err: "connection refused"}}, false, "c did not answer"},
+		{"one not asked", fsKey.Members, map[string]pgha.PeerRelease{"b": released("b")}, false, "c was not asked"},
+		{"one still promised", fsKey.Members, map[string]pgha.PeerRelease{"b": released("b"),
+			"c": {Answer: pgha.ReleaseAnswer{Member: "c", Leader: "a", Rev: 10, Reason: "this member promised a"}}}, false, "c is not done with a"},
+		{"an answer for another token", fsKey.Members, map[string]pgha.PeerRelease{"b": released("b"),
+			"c": {Answer: pgha.ReleaseAnswer{Member: "c", Leader: "a", Rev: 9, Released: true}}}, false, "c answered another question"},
+		{"an answer from another member", fsKey.Members, map[string]pgha.PeerRelease{"b": released("b"), "c": released("b")}, false, "c answered another question"},
+		{"only the leader listed", map[string]string{"a": ""}, nil, true, "lists no other member"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			k := fsKey
+			k.Members = c.key
+			ok, why := pgha.DecideRelease("d", k, c.answers)
+			if ok != c.ok || !strings.Contains(why, c.why) {
+				t.Fatalf("got %v %q, want %v %q", ok, why, c.ok, c.why)
+			}
+		})
+	}
+	if got := pgha.ReleaseTargets("b", fsKey); strings.Join(got, ",") != "c" {
+		t.Fatalf("targets of b: %v, want c (not the leader, not itself)", got)
+	}
+}
+
+// TestAnswerRelease: a listed member is done with the key's leader only
+// once it saw its leader key gone, holds no running promise to it, and has
+// run for a lease TTL (a promise from before a restart is over).
+func TestAnswerRelease(t *testing.T) {
+	q := pgha.ReleaseQuery{Cluster: "pg", Leader: "a", Rev: 10, From: "d"}
+	base := func() pgha.ReleaseState {
+		v := view()
+		v.Leader = nil
+		return pgha.ReleaseState{Now: t0.Add(time.Minute), Self: "b", Started: t0, TTL: 4 * time.Second, View: v,
+			PromLeader: "a", PromRev: 10, PromUntil: t0.Add(50 * time.Second)}
+	}
+	if a := pgha.AnswerRelease(base(), q); !a.Released || a.Member != "b" || a.Leader != "a" || a.Rev != 10 {
+		t.Fatalf("want released: %+v", a)
+	}
+	cases := []struct {
+		name string
+		mod  func(*pgha.ReleaseState)
+		why  string
+	}{
+		{"still sees the leader key", func(s *pgha.ReleaseState) { s.View.Leader = leaderKey("a", pgha.LeaderPrimary, 10, 1) }, "still sees a"},
+		{"a promise runs", func(s *pgha.ReleaseState) { s.PromUntil = s.Now.Add(time.Millisecond) }, "promised a"},
+		{"started less than a TTL ago", func(s *pgha.ReleaseState) { s.Started = s.Now.Add(-3 * time.Second) }, "less than a lease TTL"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := base()
+			c.mod(&s)
+			if a := pgha.AnswerRelease(s, q); a.Released || !strings.Contains(a.Reason, c.why) {
+				t.Fatalf("got %+v, want not released: %q", a, c.why)
+			}
+		})
+	}
+	// A promise to another leadership, or a newer leader key, is no reason.
+	s := base()
+	s.PromRev, s.PromUntil = 9, s.Now.Add(time.Second)
+	s.View.Leader = leaderKey("c", pgha.LeaderPrimary, 12, 1)
+	if a := pgha.AnswerRelease(s, q); !a.Released {
+		t.Fatalf("a promise to token 9 and a newer leader: want released: %+v", a)
+	}
 }
 
 func withNow(o pgha.Observation, now time.Time) pgha.Observation { o.Now = now; return o }

@@ -70,14 +70,17 @@ func (m Member) follow(o Observation) (Member, []Action) {
 		// A leader in failsafe counts on this promise to stay writable.
 		return m, nil
 	}
-	if !v.FailsafeKey.listed(m.Name) {
+	if !v.FailsafeKey.listed(m.Name) && o.FailsafeReleased == "" {
 		why := fmt.Sprintf("the failsafe key of %s does not list this member: a leader in failsafe would not ask it, "+
-			"so it does not campaign until a leader lists it", v.FailsafeKey.Leader)
+			"so it does not campaign until a leader lists it or every member the key lists is done with %s", v.FailsafeKey.Leader, v.FailsafeKey.Leader)
 		if why == m.refused {
 			return m, nil
 		}
 		m.refused = why
 		return m, []Action{{Kind: ActRefuse, Reason: why}}
+	}
+	if !v.FailsafeKey.listed(m.Name) {
+		why += "; " + o.FailsafeReleased
 	}
 	m.refused = ""
 	return m, []Action{{Kind: ActCampaign, Reason: why}}

@@ -16,6 +16,7 @@ import (
 func (a *Agent) iterate(ctx context.Context) {
 	a.keepLease(ctx)
 	local := a.observe(ctx)
+	a.checkRelease(ctx)
 	now := a.clock.Now()
 
 	a.mu.Lock()
@@ -49,7 +50,8 @@ func (a *Agent) iterate(ctx context.Context) {
 	}
 	a.view, a.local = v, local
 	var acts []Action
-	a.member, acts = a.member.Step(Observation{Now: now, Local: local, View: v, Lease: lease, NoCampaignUntil: promised})
+	a.member, acts = a.member.Step(Observation{Now: now, Local: local, View: v, Lease: lease, NoCampaignUntil: promised,
+		FailsafeReleased: a.released(v)})
 	a.mu.Unlock()
 	if a.o.OnView != nil {
 		a.o.OnView(v) // routes first: they depend on the view only

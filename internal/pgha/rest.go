@@ -27,6 +27,7 @@ import (
 //	/patroni                         status only (200)
 //	/metrics                         the agent's Prometheus metrics (GET), when Options.MetricsHandler is set
 //	POST /failsafe                   a leader in failsafe asks this member to confirm it (HMAC-signed, failsafe.go)
+//	POST /failsafe/release           a member the failsafe key does not list asks whether this one is done with its leader (HMAC-signed)
 //
 // lag is bytes or a size (16MB, 1GB …); ?replication_state=streaming on
 // the replica endpoints asks for a streaming WAL receiver (always the case
@@ -41,6 +42,10 @@ func (a *Agent) RESTHandler() http.Handler {
 		}
 		if r.URL.Path == "/failsafe" && r.Method == http.MethodPost {
 			a.serveFailsafe(w, r)
+			return
+		}
+		if r.URL.Path == "/failsafe/release" && r.Method == http.MethodPost {
+			a.serveRelease(w, r)
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {

@@ -2,6 +2,7 @@ package pgha
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -128,6 +129,9 @@ func (a *Agent) Switchover(ctx context.Context, to, actor string) (string, error
 			return "", fmt.Errorf("switchover to %s: %w: it is not a running replica", to, ErrRefused)
 		}
 	}
+	if err := a.clearFailsafeFor(ctx, to, actor, "switchover"); err != nil {
+		return "", err
+	}
 	if err := a.request(ctx, Failover{From: from, To: to, By: actor}, "switchover"); err != nil {
 		return "", err
 	}
@@ -153,10 +157,50 @@ func (a *Agent) Failover(ctx context.Context, to, actor string) (string, error) 
 	case !mi.Ready:
 		return "", fmt.Errorf("failover to %s: %w: its postgres is not running", to, ErrRefused)
 	}
+	if err := a.clearFailsafeFor(ctx, to, actor, "failover"); err != nil {
+		return "", err
+	}
 	if err := a.request(ctx, Failover{To: to, Forced: true, By: actor}, "failover"); err != nil {
 		return "", err
 	}
 	return a.waitLeader(ctx, func(L *LeaderInfo) bool { return L.Member == to && L.State == LeaderPrimary })
+}
+
+// clearFailsafeFor deletes the failsafe key when it does not list member
+// to, before an operator's switchover or failover to it (medic db
+// bootstrap --from-backup is one): a member the key does not list never
+// campaigns, and an operator action must not wait for a leader that may be
+// gone for good. Audited: a leader cut off from etcd in failsafe does not
+// learn of it and would not ask to; the operator takes that on, as with any
+// forced failover (docs/failover.md). A live leader writes the key again,
+// listing every member, within one loop_wait.
+func (a *Agent) clearFailsafeFor(ctx context.Context, to, actor, what string) error {
+	if to == "" {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*a.pol.RetryTimeout)
+	defer cancel()
+	kv, ok, err := a.o.Etcd.Get(rctx, a.k.failsafe())
+	if err != nil {
+		return fmt.Errorf("%s: read the failsafe key: %w", what, err)
+	}
+	if !ok {
+		return nil
+	}
+	var fi FailsafeInfo
+	if err := json.Unmarshal(kv.Value, &fi); err == nil && fi.listed(to) {
+		return nil
+	}
+	if err := a.o.Etcd.DeleteIfRev(rctx, a.k.failsafe(), kv.ModRev); err != nil {
+		return fmt.Errorf("%s: clear the failsafe key: %w", what, err)
+	}
+	reason := fmt.Sprintf("%s to %s: the failsafe key of %s (token %d) did not list %s, which therefore could not campaign: "+
+		"cleared by the operator's action", what, to, orNone(fi.Leader), fi.Rev, to)
+	a.log.Warn(reason)
+	if a.o.Record != nil {
+		a.o.Record(ctx, eventOf(a, "db.failsafe_cleared", actor, reason))
+	}
+	return nil
 }
 
 func (a *Agent) request(ctx context.Context, f Failover, what string) error {

@@ -94,7 +94,7 @@ type View struct {
 	Init     InitInfo
 	Optime   uint64 // the last WAL position the leader published
 	// FailsafeKey is the failsafe key (nil: none): the members a leader in
-	// failsafe asks, and only they may campaign.
+	// failsafe asks, and only they may campaign (others: DecideRelease).
 	FailsafeKey *FailsafeInfo
 	// Failsafe: etcd is not answering (the view is not fresh) but the
 	// failsafe confirms Leader: on the leader, every other member confirmed
@@ -208,6 +208,10 @@ type Observation struct {
 	// NoCampaignUntil: this member promised a leader in failsafe not to
 	// campaign before then.
 	NoCampaignUntil time.Time
+	// FailsafeReleased (non-empty: why) lets a member the failsafe key
+	// does not list campaign: the key's leader cannot be in failsafe
+	// (DecideRelease).
+	FailsafeReleased string
 }
 
 // ActionKind names what the shell must do.
