@@ -109,7 +109,7 @@ func TestServeRelease(t *testing.T) {
 	now := time.Now()
 	v := View{Rev: 5, Leader: &LeaderInfo{Member: "a", Rev: 10, State: LeaderPrimary}, FailsafeKey: fi}
 	a := &Agent{o: Options{Cluster: "pg", Member: "b"}, clock: clock.Or(nil), log: slog.New(slog.DiscardHandler),
-		pol: Policy{TTL: 4 * time.Second, LoopWait: 500 * time.Millisecond, RetryTimeout: 500 * time.Millisecond},
+		pol:  Policy{TTL: 4 * time.Second, LoopWait: 500 * time.Millisecond, RetryTimeout: 500 * time.Millisecond},
 		view: v, snapshot: v, started: now.Add(-time.Minute)}
 	h := a.RESTHandler()
 	ask := func(q ReleaseQuery, sign bool) (int, ReleaseAnswer) {
