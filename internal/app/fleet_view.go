@@ -152,24 +152,25 @@ func buildFleetView(m *Main) (*component, error) {
 
 // fleetAPI is the base URL the other hosts reach this agent's API at: the
 // listen address's port on the fleet address when the API listens on every
-// address, the listen address when it names one; "" when it listens on
-// loopback only (the others cannot read this host's audit then).
+// address, the listen address when it names one. An API on loopback is
+// reachable only from this machine: its URL is given only when the fleet
+// address is loopback too (every "host" on one machine: tests, the demo);
+// otherwise "" (the others cannot read this host's audit then).
 func fleetAPI(listen, address string) string {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return ""
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		switch {
-		case ip.IsLoopback():
-			return ""
-		case ip.IsUnspecified():
-			host = address
-		}
-	} else if host == "" {
-		host = address
-	} else if host == "localhost" {
+	loopback := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return h == "localhost" || err == nil && ip.IsLoopback()
+	}
+	ip, err := netip.ParseAddr(host)
+	switch {
+	case loopback(host) && !loopback(address):
 		return ""
+	case host == "" || err == nil && ip.IsUnspecified():
+		host = address
 	}
 	if host == "" {
 		return ""
