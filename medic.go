@@ -187,3 +187,14 @@ type Event struct {
 	Reason string            `json:"reason"`
 	Fields map[string]string `json:"fields,omitempty"`
 }
+
+// The storm brake of the fleet (internal/fleet); Target is "fleet/<fleet>",
+// Fields hold unhealthy, hosts and unhealthy_share.
+const (
+	// EventStormEngaged: more than fleet.storm_brake.unhealthy_share of the
+	// hosts are suspect or lost: fleet-wide automation pauses (escalated).
+	EventStormEngaged EventKind = "fleet.storm_brake.engaged"
+	// EventStormReleased: the unhealthy share is back at or under the
+	// threshold: automation resumes (resolves the escalation).
+	EventStormReleased EventKind = "fleet.storm_brake.released"
+)

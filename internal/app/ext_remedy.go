@@ -308,6 +308,11 @@ func (a *automation) dbNotice(ev medic.Event) {
 		route, what = auto.Notify, "new primary"
 	case "db.fenced":
 		route, what = auto.Notify, "primary fenced"
+	case medic.EventStormEngaged:
+		route, kind, what = auto.Escalate, notify.KindTrigger, "storm brake engaged, fleet-wide automation paused"
+	case medic.EventStormReleased:
+		route, kind, what = auto.Escalate, notify.KindResolve, "storm brake engaged, fleet-wide automation paused"
+		ev.Kind = medic.EventStormEngaged // the incident it resolves
 	default:
 		return
 	}

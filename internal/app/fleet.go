@@ -44,7 +44,7 @@ func buildFleet(m *Main) (*component, error) {
 		return nil, fmt.Errorf("fleet %s: %w", f.Name, err)
 	}
 	a, err := fleet.New(fleet.Options{Fleet: f.Name, Host: host, Address: f.Address, Capacity: f.Capacity,
-		Version: medic.Version, Prefix: m.cfg.Etcd.Prefix, LeaseTTL: f.LeaseTTL.D(), Grace: f.Grace.D(), Etcd: cli,
+		Version: medic.Version, Prefix: m.cfg.Etcd.Prefix, LeaseTTL: f.LeaseTTL.D(), Grace: f.Grace.D(), StormShare: f.StormShare(), Etcd: cli,
 		Clock: m.Clock, Logger: m.Logger.With("component", "fleet"), Record: m.Record})
 	if err != nil {
 		cli.Close()
@@ -121,6 +121,25 @@ func (f *fleetGuard) Safe() error {
 		return fmt.Errorf("fleet agent not started: %w", fleet.ErrCutOff)
 	}
 	return g.Safe()
+}
+
+// Cool keeps a target's cooldown fleet-wide (remedy, when a run ends).
+func (f *fleetGuard) Cool(ctx context.Context, target string, d time.Duration) error {
+	g := f.g.Load()
+	if g == nil {
+		return fmt.Errorf("fleet agent not started: %w", fleet.ErrCutOff)
+	}
+	return g.Cool(ctx, target, d)
+}
+
+// Fenced checks that target's lock is still held under fence (remedy,
+// before each step).
+func (f *fleetGuard) Fenced(ctx context.Context, target string, fence int64) error {
+	g := f.g.Load()
+	if g == nil {
+		return fmt.Errorf("fleet agent not started: %w", fleet.ErrCutOff)
+	}
+	return g.Fenced(ctx, target, fence)
 }
 
 func countHosts(st fleet.Status, s fleet.State) int {

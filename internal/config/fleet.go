@@ -31,6 +31,28 @@ type Fleet struct {
 	// others); until then it is suspect. At least lease_ttl, at most 1h. Default 40s (the
 	// Kubernetes node grace).
 	Grace Duration `yaml:"grace" json:"grace,omitempty"`
+	// Storm brake: fleet-wide automation pauses while more than this share of the hosts is
+	// suspect or lost (docs/fleet.md). Default unhealthy_share 0.5.
+	StormBrake *StormBrake `yaml:"storm_brake" json:"storm_brake,omitempty"`
+}
+
+// StormBrake pauses fleet-wide automation when much of the fleet is unhealthy.
+type StormBrake struct {
+	// Share of the hosts (those this agent has seen) that may be suspect or lost before
+	// automation pauses fleet-wide: the brake engages when more than this share is. More than
+	// 0, at most 1 (1: never). Default 0.5: 2 of 3 hosts pause, 1 of 2 does not.
+	UnhealthyShare float64 `yaml:"unhealthy_share" json:"unhealthy_share,omitempty"`
+}
+
+// DefaultStormShare is storm_brake.unhealthy_share's default.
+const DefaultStormShare = 0.5
+
+// StormShare returns the storm brake's threshold, its default when unset.
+func (f *Fleet) StormShare() float64 {
+	if f.StormBrake == nil || f.StormBrake.UnhealthyShare == 0 {
+		return DefaultStormShare
+	}
+	return f.StormBrake.UnhealthyShare
 }
 
 // The fleet defaults: a 10s lease renewed every 3.3s survives two lost
@@ -91,6 +113,9 @@ func (f *Fleet) Validate() []FieldIssue {
 			"lease_ttl to rejoin before its host counts as lost", grace, ttl)
 	case grace > MaxFleetGrace:
 		bad("grace", "%v is above %v", grace, MaxFleetGrace)
+	}
+	if sb := f.StormBrake; sb != nil && (sb.UnhealthyShare < 0 || sb.UnhealthyShare > 1) {
+		bad("storm_brake.unhealthy_share", "%g is not a share: want more than 0, at most 1 (1 never brakes)", sb.UnhealthyShare)
 	}
 	return is
 }

@@ -28,10 +28,14 @@ type Options struct {
 	LeaseTTL time.Duration
 	// Grace is how long a host's key must stay gone before it counts as lost;
 	// at least LeaseTTL (config.Fleet.Validate checks both).
-	Grace  time.Duration
-	Etcd   *etcd.Client
-	Clock  clock.Clock  // nil: the wall clock
-	Logger *slog.Logger // nil: discard
+	Grace time.Duration
+	// StormShare is the storm brake's threshold: while more than this share
+	// of the hosts is suspect or lost, the guard refuses every fleet-wide
+	// action with ErrStorm. 0 means DefaultStormShare; 1 never brakes.
+	StormShare float64
+	Etcd       *etcd.Client
+	Clock      clock.Clock  // nil: the wall clock
+	Logger     *slog.Logger // nil: discard
 	// Record makes an event durable (the audit log); nil drops events.
 	Record func(ctx context.Context, ev medic.Event)
 }
@@ -52,6 +56,7 @@ type Agent struct {
 	lease    int64              // this host's current lease; 0 while it has none
 	joined   bool               // this host's key was written under lease
 	safe     time.Time          // the earliest moment lease can expire
+	storm    Storm              // the storm brake over view
 }
 
 // HostsPrefix is the etcd prefix under which the hosts of fleet keep their keys.
@@ -71,6 +76,12 @@ func New(o Options) (*Agent, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.StormShare == 0 {
+		o.StormShare = DefaultStormShare
+	}
+	if o.StormShare < 0 || o.StormShare > 1 {
+		return nil, fmt.Errorf("fleet %s: storm brake share %g: want more than 0, at most 1", o.Fleet, o.StormShare)
 	}
 	hosts := HostsPrefix(o.Prefix, o.Fleet)
 	return &Agent{o: o, clk: clock.Or(o.Clock), key: hosts + "/" + o.Host, hosts: hosts,
@@ -93,6 +104,9 @@ type Status struct {
 	LeaseTTL float64  `json:"lease_ttl_seconds"`
 	Grace    float64  `json:"grace_seconds"`
 	Hosts    []Member `json:"hosts"`
+	// StormBrake: more than the configured share of Hosts is suspect or
+	// lost, so no host takes a fleet-wide action (docs/fleet.md).
+	StormBrake bool `json:"storm_brake"`
 }
 
 // Status returns the current membership.
@@ -100,7 +114,8 @@ func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return Status{Fleet: a.o.Fleet, Self: a.o.Host, Joined: a.joined, Lease: a.lease, SafeUntil: a.safe,
-		Watching: a.watching, LeaseTTL: a.o.LeaseTTL.Seconds(), Grace: a.o.Grace.Seconds(), Hosts: a.view.Members()}
+		Watching: a.watching, LeaseTTL: a.o.LeaseTTL.Seconds(), Grace: a.o.Grace.Seconds(), Hosts: a.view.Members(),
+		StormBrake: a.storm.Engaged}
 }
 
 // Serve joins the fleet and keeps the view until ctx ends, then leaves
@@ -305,9 +320,37 @@ func (a *Agent) steps(ctx context.Context) {
 		} else {
 			a.view, cs = a.view.Tick(now)
 		}
+		prev := a.storm
+		a.storm = StormOf(a.view, a.o.StormShare)
+		storm := a.storm
 		a.mu.Unlock()
 		a.record(ctx, now, cs)
+		if storm.Engaged != prev.Engaged {
+			a.brake(ctx, now, storm)
+		}
 	}
+}
+
+// brake audits a change of the storm brake (the automation's notices
+// escalate an engaged brake and resolve it when released).
+func (a *Agent) brake(ctx context.Context, now time.Time, s Storm) {
+	kind := medic.EventStormReleased
+	if s.Engaged {
+		kind = medic.EventStormEngaged
+		a.o.Logger.Warn("fleet: "+s.String()+"; fleet-wide automation paused", "fleet", a.o.Fleet)
+	} else {
+		a.o.Logger.Info("fleet: "+s.String()+"; fleet-wide automation resumes", "fleet", a.o.Fleet)
+	}
+	a.emit(ctx, medic.Event{Time: now, Kind: kind, Target: "fleet/" + a.o.Fleet, Reason: s.String(),
+		Fields: map[string]string{"unhealthy": strconv.Itoa(s.Unhealthy), "hosts": strconv.Itoa(s.Hosts),
+			"unhealthy_share": strconv.FormatFloat(s.Share, 'g', -1, 64)}})
+}
+
+// Storm returns the storm brake's state over this agent's view.
+func (a *Agent) Storm() Storm {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.storm
 }
 
 // record audits changes: the hosts present when the view was seeded as one

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -22,6 +23,44 @@ var (
 	// ErrCutOff: this host's lease may have expired (it is cut from etcd, or
 	// not joined): it takes no fleet-wide action.
 	ErrCutOff = errors.New("fleet: this host is cut off from the fleet")
+	// ErrCooling: the target was remediated recently, on this host or
+	// another; the error is a *CoolingError that says until when.
+	ErrCooling = errors.New("fleet: target cooling down")
+	// ErrStaleFence: the lock an action was decided under is no longer held
+	// (its lease expired and perhaps another host holds the target now):
+	// the action must not run.
+	ErrStaleFence = errors.New("fleet: stale fence")
+)
+
+// CoolingError is a Hold refused by a fleet-wide cooldown.
+type CoolingError struct {
+	Target string
+	Until  time.Time
+	By     string // the host whose run started the cooldown; "" in a Local guard
+}
+
+func (e *CoolingError) Error() string {
+	by := ""
+	if e.By != "" {
+		by = " by host " + e.By
+	}
+	return fmt.Sprintf("%s was remediated recently%s; fleet-wide cooldown until %s", e.Target, by, e.Until.UTC().Format(time.RFC3339Nano))
+}
+
+// Unwrap makes errors.Is(err, ErrCooling) true.
+func (e *CoolingError) Unwrap() error { return ErrCooling }
+
+// Cooler is what a guard may also do: keep a fleet-wide cooldown of a
+// target (Cool, when a run ends) and check that a lock is still held under
+// its fence (Fenced, before each step). Local and EtcdGuard implement it.
+type Cooler interface {
+	Cool(ctx context.Context, target string, d time.Duration) error
+	Fenced(ctx context.Context, target string, fence int64) error
+}
+
+var (
+	_ Cooler = (*Local)(nil)
+	_ Cooler = (*EtcdGuard)(nil)
 )
 
 // Guard is the fleet-wide state of the guardrails that the remedy engine
@@ -59,6 +98,7 @@ type Local struct {
 	mu    sync.Mutex
 	count map[string]window // key + window start → tokens taken
 	held  map[string]int64
+	cool  map[string]time.Time // target → end of its cooldown
 	fence int64
 }
 
@@ -69,7 +109,7 @@ type window struct {
 
 // NewLocal returns an empty local guard; clk may be nil (wall clock).
 func NewLocal(clk clock.Clock) *Local {
-	return &Local{clk: clock.Or(clk), count: map[string]window{}, held: map[string]int64{}}
+	return &Local{clk: clock.Or(clk), count: map[string]window{}, held: map[string]int64{}, cool: map[string]time.Time{}}
 }
 
 // Take implements Guard.
@@ -99,6 +139,9 @@ func (l *Local) Hold(_ context.Context, target string) (int64, func(context.Cont
 	if _, ok := l.held[target]; ok {
 		return 0, nil, fmt.Errorf("%s: %w", target, ErrHeld)
 	}
+	if until, ok := l.cool[target]; ok && l.clk.Now().Before(until) {
+		return 0, nil, &CoolingError{Target: target, Until: until}
+	}
 	l.fence++
 	f := l.fence
 	l.held[target] = f
@@ -110,6 +153,32 @@ func (l *Local) Hold(_ context.Context, target string) (int64, func(context.Cont
 		}
 		return nil
 	}, nil
+}
+
+// Cool implements Cooler: target may not be held again for d.
+func (l *Local) Cool(_ context.Context, target string, d time.Duration) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.clk.Now()
+	for t, until := range l.cool {
+		if !now.Before(until) {
+			delete(l.cool, t)
+		}
+	}
+	if until := now.Add(d); d > 0 && until.After(l.cool[target]) {
+		l.cool[target] = until
+	}
+	return nil
+}
+
+// Fenced implements Cooler: nil while target is held under fence.
+func (l *Local) Fenced(_ context.Context, target string, fence int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if f, ok := l.held[target]; !ok || f != fence {
+		return fmt.Errorf("%s: lock of fence %d no longer held: %w", target, fence, ErrStaleFence)
+	}
+	return nil
 }
 
 // EtcdGuard is the fleet-wide Guard, kept in etcd under
@@ -144,12 +213,96 @@ func (g *EtcdGuard) lease() (int64, error) {
 	return a.lease, nil
 }
 
+// consent is lease, then the storm brake: what a new fleet-wide action
+// (Hold, Take) needs. A run already under way is not stopped by the brake
+// (Safe checks the lease only): stopping it midway could leave its target
+// worse than either finishing or never starting.
+func (g *EtcdGuard) consent() (int64, error) {
+	lease, err := g.lease()
+	if err != nil {
+		return 0, err
+	}
+	if s := g.a.Storm(); s.Engaged {
+		return 0, fmt.Errorf("fleet %s: %w: %s", g.a.o.Fleet, ErrStorm, s)
+	}
+	return lease, nil
+}
+
+func (g *EtcdGuard) key(kind, target string) string {
+	return fmt.Sprintf("%s/fleet/%s/%s/%s", g.a.o.Prefix, g.a.o.Fleet, kind, url.PathEscape(target))
+}
+
+// cooling is a target's cooldown as stored: the end and the host.
+type cooling struct {
+	Until time.Time `json:"until"`
+	By    string    `json:"by"`
+}
+
+// Cool implements Cooler: the cooldown of target is a key
+// <prefix>/fleet/<fleet>/cooldowns/<target> holding its end and this host,
+// bound to a lease of d plus one second (which deletes it after); an
+// existing cooldown that ends later is kept. Hold refuses the target until
+// the end, on every host (compared with each host's own clock: clock skew
+// between hosts shortens or lengthens it by that skew).
+func (g *EtcdGuard) Cool(ctx context.Context, target string, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	a := g.a
+	cli := a.o.Etcd.Raw()
+	k := g.key("cooldowns", target)
+	c := cooling{Until: a.clk.Now().Add(d), By: a.o.Host}
+	resp, err := cli.Get(ctx, k)
+	if err != nil {
+		return fmt.Errorf("fleet %s: read the cooldown of %s: %w", a.o.Fleet, target, err)
+	}
+	if len(resp.Kvs) > 0 {
+		var old cooling
+		if json.Unmarshal(resp.Kvs[0].Value, &old) == nil && !old.Until.Before(c.Until) {
+			return nil
+		}
+	}
+	gr, err := cli.Grant(ctx, int64(math.Ceil(d.Seconds()))+1)
+	if err != nil {
+		return fmt.Errorf("fleet %s: grant the lease of the cooldown of %s: %w", a.o.Fleet, target, err)
+	}
+	b, _ := json.Marshal(c)
+	if _, err := cli.Put(ctx, k, string(b), clientv3.WithLease(gr.ID)); err != nil {
+		return fmt.Errorf("fleet %s: write the cooldown of %s: %w", a.o.Fleet, target, err)
+	}
+	return nil
+}
+
+// Fenced implements Cooler: nil while target's lock is the one created
+// under fence by this host's current lease. Checked right before each step:
+// a lock lost with this host's lease (and perhaps taken by another host
+// since) fails it, so the step is not run under a stale fence.
+func (g *EtcdGuard) Fenced(ctx context.Context, target string, fence int64) error {
+	lease, err := g.lease()
+	if err != nil {
+		return err
+	}
+	a := g.a
+	resp, err := a.o.Etcd.Raw().Get(ctx, g.key("locks", target))
+	if err != nil {
+		return fmt.Errorf("fleet %s: read the lock of %s: %w", a.o.Fleet, target, err)
+	}
+	switch {
+	case len(resp.Kvs) == 0:
+		return fmt.Errorf("%s: the lock of fence %d is gone: %w", target, fence, ErrStaleFence)
+	case resp.Kvs[0].CreateRevision != fence || resp.Kvs[0].Lease != lease:
+		return fmt.Errorf("%s: the lock is now fence %d held by host %s, not fence %d: %w",
+			target, resp.Kvs[0].CreateRevision, resp.Kvs[0].Value, fence, ErrStaleFence)
+	}
+	return nil
+}
+
 // Take implements Guard: the window's counter is one key, incremented by a
 // transaction that compares its mod revision with the one read, so that two
 // hosts never both take the last token. The counter is bound to a lease of
 // two windows, which deletes it after its window.
 func (g *EtcdGuard) Take(ctx context.Context, key string, max int, per time.Duration) (bool, string, error) {
-	if _, err := g.lease(); err != nil {
+	if _, err := g.consent(); err != nil {
 		return false, "", err
 	}
 	a := g.a
@@ -194,26 +347,45 @@ func (g *EtcdGuard) Take(ctx context.Context, key string, max int, per time.Dura
 // create revision is the fence, and release deletes it only while it is
 // still that key.
 func (g *EtcdGuard) Hold(ctx context.Context, target string) (int64, func(context.Context) error, error) {
-	lease, err := g.lease()
+	lease, err := g.consent()
 	if err != nil {
 		return 0, nil, err
 	}
 	a := g.a
 	cli := a.o.Etcd.Raw()
-	k := fmt.Sprintf("%s/fleet/%s/locks/%s", a.o.Prefix, a.o.Fleet, url.PathEscape(target))
-	tx, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, a.o.Host, clientv3.WithLease(clientv3.LeaseID(lease)))).
-		Else(clientv3.OpGet(k)).Commit()
-	if err != nil {
-		return 0, nil, fmt.Errorf("fleet %s: lock %s: %w", a.o.Fleet, target, err)
-	}
-	if !tx.Succeeded {
-		by := "?"
-		if r := tx.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
-			by = string(r.Kvs[0].Value)
+	k, ck := g.key("locks", target), g.key("cooldowns", target)
+	for range maxTakeTries {
+		cr, err := cli.Get(ctx, ck)
+		if err != nil {
+			return 0, nil, fmt.Errorf("fleet %s: read the cooldown of %s: %w", a.o.Fleet, target, err)
 		}
-		return 0, nil, fmt.Errorf("%s held by host %s: %w", target, by, ErrHeld)
+		crev := int64(0)
+		if len(cr.Kvs) > 0 {
+			crev = cr.Kvs[0].ModRevision
+			var c cooling
+			if err := json.Unmarshal(cr.Kvs[0].Value, &c); err != nil {
+				return 0, nil, fmt.Errorf("fleet %s: the cooldown of %s is not readable (%w); refused", a.o.Fleet, target, err)
+			}
+			if a.clk.Now().Before(c.Until) {
+				return 0, nil, &CoolingError{Target: target, Until: c.Until, By: c.By}
+			}
+		}
+		// The lock is created only if absent and only if the cooldown is
+		// still the one read (a run that ended meanwhile set a new one).
+		tx, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0), clientv3.Compare(clientv3.ModRevision(ck), "=", crev)).
+			Then(clientv3.OpPut(k, a.o.Host, clientv3.WithLease(clientv3.LeaseID(lease)))).
+			Else(clientv3.OpGet(k)).Commit()
+		if err != nil {
+			return 0, nil, fmt.Errorf("fleet %s: lock %s: %w", a.o.Fleet, target, err)
+		}
+		if tx.Succeeded {
+			fence := tx.Header.Revision
+			return fence, func(ctx context.Context) error { return a.o.Etcd.DeleteIfRev(ctx, k, fence) }, nil
+		}
+		if r := tx.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
+			return 0, nil, fmt.Errorf("%s held by host %s: %w", target, r.Kvs[0].Value, ErrHeld)
+		}
+		// The cooldown changed between the read and the transaction: read it again.
 	}
-	fence := tx.Header.Revision
-	return fence, func(ctx context.Context) error { return a.o.Etcd.DeleteIfRev(ctx, k, fence) }, nil
+	return 0, nil, fmt.Errorf("fleet %s: lock %s: %d conflicting transactions in a row", a.o.Fleet, target, maxTakeTries)
 }

@@ -170,6 +170,9 @@ func (e *Engine) decideLocked(ctx context.Context, now time.Time, pl *plan) erro
 		switch {
 		case repeat > 0:
 			e.scheduleLocked(scheduled{at: now.Add(repeat), trig: pl.trig, runbook: rb.name, round: pl.round})
+		case !d.retry.IsZero():
+			// A fleet-wide cooldown's end, or the storm brake's next look.
+			e.scheduleLocked(scheduled{at: d.retry, trig: pl.trig, runbook: rb.name, round: pl.round})
 		case d.Guard == GuardFleetBusy:
 			// Another host holds the target's name (until placement names
 			// instances fleet-wide, it may be its own copy of it): decide

@@ -29,25 +29,59 @@ type fleetSafety interface {
 	Safe() error
 }
 
+// fleetCooler is what a fleet guard may also do (fleet.Cooler): keep a
+// target's cooldown fleet-wide, and check a lock's fence before a step.
+type fleetCooler interface {
+	Cool(ctx context.Context, target string, d time.Duration) error
+	Fenced(ctx context.Context, target string, fence int64) error
+}
+
 // errFleetCutOff: a step of a run holding a fleet lock was not run because
 // this host may have lost its lease, and the lock with it.
 var errFleetCutOff = errors.New("remedy: cut from the fleet")
 
 // fleetSafe is checked before every step (and rollback step) of a run that
 // holds a fleet lock: a host cut from etcd mid-run stops acting, since its
-// lock goes with its lease and another host may take the target.
-func (e *Engine) fleetSafe(pl *plan) error {
+// lock goes with its lease and another host may take the target (guard
+// fleet_cut_off, no etcd request); then the fence is checked in etcd: the
+// target's lock must still be the one the run was decided under (guard
+// fleet_fence). Both refuse the step. It returns the refusing guard.
+func (e *Engine) fleetSafe(ctx context.Context, pl *plan) (string, error) {
 	if pl.fleetRelease == nil {
-		return nil
+		return "", nil
 	}
-	s, ok := e.fleet.(fleetSafety)
+	if s, ok := e.fleet.(fleetSafety); ok {
+		if err := s.Safe(); err != nil {
+			return GuardFleetCutOff, fmt.Errorf("%w: %w", errFleetCutOff, err)
+		}
+	}
+	c, ok := e.fleet.(fleetCooler)
 	if !ok {
-		return nil
+		return "", nil
 	}
-	if err := s.Safe(); err != nil {
-		return fmt.Errorf("%w: %w", errFleetCutOff, err)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fleetTimeout)
+	defer cancel()
+	if err := c.Fenced(fctx, pl.target, pl.fence); err != nil {
+		return GuardFleetFence, fmt.Errorf("%w: fence %d not proven: %w", errFleetCutOff, pl.fence, err)
 	}
-	return nil
+	return "", nil
+}
+
+// coolFleet starts the target's fleet-wide cooldown when a run that acted
+// ends, before its lock is released (so no other host can take the target
+// between the two). A cooldown that cannot be written is logged: this
+// host's own cooldown still holds, and the fleet-wide rate still bounds the
+// others.
+func (e *Engine) coolFleet(ctx context.Context, pl *plan, d time.Duration) {
+	c, ok := e.fleet.(fleetCooler)
+	if !ok || pl.fleetRelease == nil || d <= 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fleetTimeout)
+	defer cancel()
+	if err := c.Cool(cctx, pl.target, d); err != nil {
+		e.log.Error("write the fleet-wide cooldown", "target", pl.target, "err", err)
+	}
 }
 
 // escalateCutOff tells a human that a run stopped midway because its host
@@ -92,6 +126,16 @@ func (e *Engine) fleetLocked(ctx context.Context, pl *plan) Decision {
 		}
 		if errors.Is(err, fleet.ErrCutOff) {
 			return block(GuardFleetCutOff, "this host takes no fleet-wide action: %v", err)
+		}
+		if errors.Is(err, fleet.ErrStorm) {
+			d := block(GuardFleetStorm, "fleet-wide automation is paused: %v", err)
+			d.retry = e.clock.Now().Add(fleetBusyRetry)
+			return d
+		}
+		if ce := (*fleet.CoolingError)(nil); errors.As(err, &ce) {
+			d := block(GuardCooldown, "%v", err)
+			d.retry = ce.Until
+			return d
 		}
 		return block(GuardFleetCutOff, "the fleet guard could not be asked (%s): %v; no action without the fleet's consent", what, err)
 	}

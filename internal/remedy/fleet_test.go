@@ -22,7 +22,18 @@ type fakeFleet struct {
 	mu       sync.Mutex
 	cut      error // returned by Take and Hold when set
 	unsafe   error // returned by Safe when set
+	stale    error // returned by Fenced when set
 	released int
+}
+
+func (f *fakeFleet) Fenced(ctx context.Context, target string, fence int64) error {
+	f.mu.Lock()
+	stale := f.stale
+	f.mu.Unlock()
+	if stale != nil {
+		return stale
+	}
+	return f.Local.Fenced(ctx, target, fence)
 }
 
 func (f *fakeFleet) Safe() error {
@@ -157,6 +168,9 @@ func TestFleetLockHeldForTheRun(t *testing.T) {
 			release(ctx) //nolint:errcheck // local
 			break
 		}
+		if errors.Is(err, fleet.ErrCooling) { // the run's cooldown (1ns), kept fleet-wide too
+			h.clk.Advance(time.Millisecond)
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("web/1 still held after its run ended: %v", err)
 		}
@@ -205,6 +219,7 @@ func TestFleetCutOff(t *testing.T) {
 	}{
 		{"cut off", fmt.Errorf("fleet prod: %w", fleet.ErrCutOff), "takes no fleet-wide action"},
 		{"etcd error", errors.New("context deadline exceeded"), "could not be asked"},
+		{"storm brake", fmt.Errorf("fleet prod: %w: 2 of 3 hosts suspect or lost", fleet.ErrStorm), "fleet-wide automation is paused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sup := newFakeSup(map[string][2]int{"web": {3, 0}})
@@ -213,15 +228,19 @@ func TestFleetCutOff(t *testing.T) {
 			})
 			h.fire("stuck", "instance", "web/0", "service", "web")
 			outcome, guard, _ := h.decisionOn("web/0")
-			if outcome != "blocked" || guard != remedy.GuardFleetCutOff {
-				t.Fatalf("%s (%s), want blocked by %s", outcome, guard, remedy.GuardFleetCutOff)
+			want := remedy.GuardFleetCutOff
+			if errors.Is(tc.err, fleet.ErrStorm) {
+				want = remedy.GuardFleetStorm
 			}
-			ev := h.wait(remedy.EventDecision, "guard", remedy.GuardFleetCutOff)
+			if outcome != "blocked" || guard != want {
+				t.Fatalf("%s (%s), want blocked by %s", outcome, guard, want)
+			}
+			ev := h.wait(remedy.EventDecision, "guard", want)
 			if !strings.Contains(ev.Reason, tc.why) {
 				t.Errorf("reason %q lacks %q", ev.Reason, tc.why)
 			}
-			if _, ok := h.notes.find("oncall", notify.KindTrigger, "blocked by fleet_cut_off"); !ok {
-				t.Error("fleet_cut_off not escalated")
+			if _, ok := h.notes.find("oncall", notify.KindTrigger, "blocked by "+want); !ok {
+				t.Errorf("%s not escalated", want)
 			}
 			if got := sup.Calls(); len(got) != 0 {
 				t.Errorf("a host cut from the fleet acted: %v", got)
@@ -309,5 +328,66 @@ func TestFleetCutOffMidRun(t *testing.T) {
 	}
 	if _, ok := h.notes.find("oncall", notify.KindTrigger, "cut from the fleet"); !ok {
 		t.Error("a run stopped by the cut was not escalated")
+	}
+}
+
+// A run whose fleet lock is no longer held under its fence (its lease
+// expired and another host may hold the target) does not run its step: the
+// step is refused with guard fleet_fence, no rollback, the run aborted and
+// a human told.
+func TestFleetStaleFenceRefusesTheStep(t *testing.T) {
+	sup := newFakeSup(map[string][2]int{"web": {3, 0}})
+	h := start(t, restartFast(10), sup, func(o *remedy.Options) {
+		o.Fleet = &fakeFleet{Local: fleet.NewLocal(o.Clock), stale: fmt.Errorf("web/0: lock now fence 9: %w", fleet.ErrStaleFence)}
+	})
+	h.fire("stuck", "instance", "web/0", "service", "web")
+	if outcome, guard, _ := h.decisionOn("web/0"); outcome != "act" {
+		t.Fatalf("%s (%s), want act", outcome, guard)
+	}
+	ev := h.wait(remedy.EventStepEnd, "guard", remedy.GuardFleetFence)
+	if !strings.Contains(ev.Reason, "fence") {
+		t.Errorf("step end %q does not name the fence", ev.Reason)
+	}
+	end := h.wait(remedy.EventRunEnd, "runbook", "restart_stuck")
+	if end.Fields["result"] != "aborted" {
+		t.Errorf("run result %q, want aborted", end.Fields["result"])
+	}
+	if got := sup.Calls(); len(got) != 0 {
+		t.Errorf("a step ran under a stale fence: %v", got)
+	}
+}
+
+// A cooldown started by one host's run holds on every host: the other
+// host's decision on the same target is blocked by cooldown (not
+// escalated), naming the host that ran; a host's own later run on it too.
+func TestFleetCooldownAcrossHosts(t *testing.T) {
+	cfg := restartFast(10)
+	cfg.Runbooks["restart_stuck"].Cooldown = config.Duration(time.Hour)
+	var local *fleet.Local
+	sup1 := newFakeSup(map[string][2]int{"web": {3, 0}})
+	h1 := start(t, cfg, sup1, func(o *remedy.Options) {
+		local = fleet.NewLocal(o.Clock)
+		o.Fleet = &fakeFleet{Local: local}
+	})
+	sup2 := newFakeSup(map[string][2]int{"web": {3, 0}})
+	h2 := start(t, cfg, sup2, func(o *remedy.Options) { o.Fleet = &fakeFleet{Local: local} }) // one fleet
+	h1.fire("stuck", "instance", "web/0", "service", "web")
+	if outcome, guard, _ := h1.decisionOn("web/0"); outcome != "act" {
+		t.Fatalf("h1: %s (%s)", outcome, guard)
+	}
+	h1.wait(remedy.EventRunEnd, "runbook", "restart_stuck")
+	h2.fire("stuck", "instance", "web/0", "service", "web")
+	outcome, guard, _ := h2.decisionOn("web/0")
+	if outcome != "blocked" || guard != remedy.GuardCooldown {
+		t.Fatalf("h2 during h1's cooldown: %s (%s), want blocked by %s", outcome, guard, remedy.GuardCooldown)
+	}
+	if ev := h2.wait(remedy.EventDecision, "guard", remedy.GuardCooldown); !strings.Contains(ev.Reason, "fleet-wide cooldown") {
+		t.Errorf("reason %q", ev.Reason)
+	}
+	if _, ok := h2.notes.find("oncall", notify.KindTrigger, "blocked by cooldown"); ok {
+		t.Error("a cooldown was escalated")
+	}
+	if got := sup2.Calls(); len(got) != 0 {
+		t.Errorf("h2 acted during the fleet-wide cooldown: %v", got)
 	}
 }

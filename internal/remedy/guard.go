@@ -50,6 +50,8 @@ const (
 	GuardFleetBusy    = "fleet_busy"    // another remediation holds the target's fleet-wide lock (asked after every guard above, before the approval's act)
 	GuardFleetRate    = "fleet_rate"    // automation.fleet_rate over every host of the fleet
 	GuardFleetCutOff  = "fleet_cut_off" // this host is cut from etcd (or the fleet guard did not answer): no fleet-wide action
+	GuardFleetStorm   = "fleet_storm"   // the fleet's storm brake: more than fleet.storm_brake.unhealthy_share of the hosts are suspect or lost
+	GuardFleetFence   = "fleet_fence"   // a step's fleet lock is no longer held under the fence the run was decided with
 	GuardApproval     = "approval"      // trust propose or approve: required: waits for a human
 )
 
@@ -58,7 +60,7 @@ const (
 // remediation is already under way or was just done, or nothing is wanted.
 var escalating = map[string]bool{GuardAudit: true, GuardPaused: true, GuardProtected: true, GuardTrust: true, GuardFlapping: true,
 	GuardRateRunbook: true, GuardRateGlobal: true, GuardBudget: true, GuardNoTargets: true, GuardMaxTargets: true,
-	GuardFleetRate: true, GuardFleetCutOff: true}
+	GuardFleetRate: true, GuardFleetCutOff: true, GuardFleetStorm: true}
 
 // Decision is the result of Guards.Check.
 type Decision struct {
@@ -66,6 +68,9 @@ type Decision struct {
 	Guard    string // the guardrail that decided (blocked, observe, dry-run, approval); "" for act
 	Reason   string // for the audit log, the log and the API
 	Escalate bool   // a human must be told
+	// retry is when to decide again while the condition holds (a fleet
+	// guard's refusal that ends by itself); zero: the guard's own rule.
+	retry time.Time
 }
 
 // Budget is one disruptive step's effect on a service's ready instances.

@@ -139,8 +139,8 @@ func (e *Engine) do(ctx context.Context, pl *plan, st *step) (action.Output, err
 		e.stepEvent(ctx, pl, st, EventStepEnd, "refused: "+err.Error(), fields("ok", "false", "error", err.Error(), "guard", GuardAudit))
 		return action.Output{Summary: "refused: the audit log cannot store records"}, err, 0
 	}
-	if err := e.fleetSafe(pl); err != nil {
-		e.stepEvent(ctx, pl, st, EventStepEnd, "refused: "+err.Error(), fields("ok", "false", "error", err.Error(), "guard", GuardFleetCutOff))
+	if guard, err := e.fleetSafe(ctx, pl); err != nil {
+		e.stepEvent(ctx, pl, st, EventStepEnd, "refused: "+err.Error(), fields("ok", "false", "error", err.Error(), "guard", guard))
 		return action.Output{Summary: "refused: this host is cut from the fleet"}, err, 0
 	}
 	e.mu.Lock()
@@ -373,6 +373,9 @@ func (e *Engine) rollback(ctx context.Context, pl *plan) {
 // finish releases the target, learns from the result, notifies or
 // escalates, and updates the incident.
 func (e *Engine) finish(ctx context.Context, pl *plan, res, why string) {
+	if len(pl.results) > 0 {
+		e.coolFleet(ctx, pl, pl.rb.cfg.Cooldown.D()) // before the release: no other host takes the target in between
+	}
 	e.releaseFleet(ctx, pl.target, pl.fleetRelease) // before the engine's lock: it asks etcd
 	e.mu.Lock()
 	defer e.mu.Unlock()
