@@ -68,6 +68,7 @@ func runCmd() *cobra.Command {
 				h = slog.NewJSONHandler(os.Stderr, nil)
 			}
 			m := &app.Main{Config: cfg, Logger: slog.New(h), Detach: detach, Upgrades: true}
+			trimAfterStart(m.Logger)
 			return m.Run(context.Background())
 		},
 	}
