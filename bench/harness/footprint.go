@@ -51,9 +51,12 @@ func (b *bench) runFootprint(ctx context.Context) ([]footprintRow, error) {
 		}
 		row := footprintRow{Name: name, Instances: b.fpInstances, Probes: "none (it has none)"}
 		s := spec{app: app, basePort: b.ports.take(b.fpInstances), n: b.fpInstances, medic: medicSettings{apiPort: b.ports.take(1)}}
-		if name == "medic" {
+		switch name {
+		case "medic":
 			row.Probes = "startup + liveness + readiness, http, every 1s"
 			s.medic.probes = medicFootprintProbes
+		case "monit":
+			row.Probes = "process + 2 http checks (live, ready), every 1s"
 		}
 		if err := b.footprintOne(ctx, name, s, &row); err != nil {
 			b.log.Warn("footprint: failed", "supervisor", name, "err", err)

@@ -1,4 +1,4 @@
-// Command harness benchmarks medic against its peers (supervisord, runit) in
+// Command harness benchmarks medic against its peers (supervisord, runit, monit) in
 // one run, on one machine, with the same demo service under each:
 //
 //	(a) crash:     SIGKILL the instance; time until GET / answers 200 from a new process
@@ -77,8 +77,8 @@ func run() int {
 	}
 	b.peers = splitList(*peers)
 	for _, p := range b.peers {
-		if !slices.Contains([]string{"medic", "supervisord", "runit"}, p) {
-			fmt.Fprintf(os.Stderr, "harness: unknown peer %q (medic, supervisord, runit)\n", p)
+		if !slices.Contains([]string{"medic", "supervisord", "runit", "monit"}, p) {
+			fmt.Fprintf(os.Stderr, "harness: unknown peer %q (medic, supervisord, runit, monit)\n", p)
 			return 2
 		}
 	}
@@ -159,6 +159,8 @@ func (b *bench) newTarget(name, scenario string, s spec) (*target, error) {
 		return newSupervisord(dir, s)
 	case "runit":
 		return newRunit(dir, s)
+	case "monit":
+		return newMonit(dir, s)
 	}
 	return nil, fmt.Errorf("unknown supervisor %q", name)
 }

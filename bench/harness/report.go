@@ -33,6 +33,7 @@ type env struct {
 	Medic       string `json:"medic"`
 	Supervisord string `json:"supervisord"`
 	Runit       string `json:"runit"`
+	Monit       string `json:"monit"`
 }
 
 func environment(medicBin string) env {
@@ -44,6 +45,7 @@ func environment(medicBin string) env {
 		Medic:       firstLine(cmdOut("git", "log", "-1", "--format=%h %cs")),
 		Supervisord: firstLine(cmdOut("supervisord", "--version")),
 		Runit:       firstLine(cmdOut("dpkg-query", "-W", "-f=${Version}", "runit")),
+		Monit:       firstLine(cmdOut("dpkg-query", "-W", "-f=${Version}", "monit")),
 	}
 	if e.Medic == "" {
 		e.Medic = "(no git revision)"
@@ -119,7 +121,7 @@ func (r *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# medic vs peers — %s\n\n", r.Started.Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs (%s); load %s before, %s after. %s.\n", r.Env.Kernel, r.Env.CPUs, r.Env.CPUModel, r.Env.LoadBefore, r.Env.LoadAfter, r.Env.Go)
-	fmt.Fprintf(&b, "medic %s; %s; runit %s. Demo service: `%s`.\n", r.Env.Medic, r.Env.Supervisord, r.Env.Runit, r.Settings["app"])
+	fmt.Fprintf(&b, "medic %s; %s; runit %s; monit %s. Demo service: `%s`.\n", r.Env.Medic, r.Env.Supervisord, r.Env.Runit, r.Env.Monit, r.Settings["app"])
 	fmt.Fprintf(&b, "Run time %v. The machine is shared: compare medians from this one run, not across runs.\n", r.Finished.Sub(r.Started).Round(time.Second))
 	if c := r.Crash; c != nil {
 		fmt.Fprintf(&b, "\n## (a) Crash → serving again\n\nSIGKILL the instance, then %s until it answers 200 from a new PID. %d runs each, interleaved; each killed instance had run at least %s.\n\n",
