@@ -149,6 +149,38 @@ type Replication struct {
 type DatabaseREST struct {
 	// Address, host:port. Required when rest is set.
 	Listen string `yaml:"listen" json:"listen"`
+	// Address the other members' agents reach these endpoints at (a leader in failsafe asks them
+	// there), published with the member. Default: listen, with the host of postgres.connect_address
+	// when listen's host is 0.0.0.0 or ::. It must not be 0.0.0.0 or ::.
+	ConnectAddress string `yaml:"connect_address" json:"connect_address,omitempty"`
+}
+
+// RESTAddress is the REST address this member publishes for the other
+// members ("" without rest): rest.connect_address, or listen with the host
+// of postgres.connect_address when listen's host is 0.0.0.0 or ::.
+func (d *Database) RESTAddress() string {
+	r := d.REST
+	if r == nil {
+		return ""
+	}
+	if r.ConnectAddress != "" {
+		return r.ConnectAddress
+	}
+	host, port, err := net.SplitHostPort(r.Listen)
+	if err != nil || !unspecifiedHost(host) {
+		return r.Listen
+	}
+	if ph, _, err := net.SplitHostPort(d.Postgres.ConnectAddress); err == nil && !unspecifiedHost(ph) {
+		return net.JoinHostPort(ph, port)
+	}
+	return r.Listen
+}
+
+// unspecifiedHost reports whether host means "every address" to listen on:
+// no address to connect to from another host.
+func unspecifiedHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
 }
 
 // DatabaseProxy routes client connections from the leader key in etcd: at a
@@ -374,6 +406,16 @@ func (d *Database) Validate() []FieldIssue {
 	if d.REST != nil {
 		if msg := hostPort(d.REST.Listen, true); msg != "" {
 			bad("rest.listen", "%s", msg)
+		} else if msg := hostPort(d.REST.ConnectAddress, false); msg != "" {
+			bad("rest.connect_address", "%s", msg)
+		} else if h, _, _ := net.SplitHostPort(d.RESTAddress()); unspecifiedHost(h) {
+			field := "rest.connect_address"
+			if d.REST.ConnectAddress == "" {
+				field = "rest.listen"
+			}
+			bad(field, "%s is published for the other members' agents (a leader in failsafe asks them there), but %s is no "+
+				"address another host can connect to: set rest.connect_address (or postgres.connect_address) to this host's address",
+				d.RESTAddress(), h)
 		}
 	}
 	if x := d.Proxy; x != nil {

@@ -83,10 +83,19 @@ func TestDatabaseConfigErrors(t *testing.T) {
 		{"bad endpoint", `["127.0.0.1:2379"]`, `["etcd"]`, "etcd.endpoints[0]: want host:port"},
 		{"bad member name", "name: node-a", "name: node a", `databases.pg.postgres: the member name "node a" (top-level name) must match`},
 		{"unknown key", "lease_ttl: 3s", "lease_tl: 3s", `databases.pg.lease_tl: unknown field`},
+		{"rest on every address, postgres too", "lease_ttl: 3s", "lease_ttl: 3s\n    rest: {listen: 0.0.0.0:8008}",
+			"databases.pg.rest.listen: 0.0.0.0:8008 is published for the other members' agents"},
+		{"rest connect_address on every address", "lease_ttl: 3s", "lease_ttl: 3s\n    rest: {listen: 127.0.0.1:8008, connect_address: '[::]:8008'}",
+			"databases.pg.rest.connect_address: [::]:8008 is published"},
+		{"bad rest connect_address", "lease_ttl: 3s", "lease_ttl: 3s\n    rest: {listen: 127.0.0.1:8008, connect_address: nowhere}",
+			"databases.pg.rest.connect_address: want host:port"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			src := strings.Replace(dbConfig, tc.from, tc.to, 1)
+			if strings.HasPrefix(tc.name, "rest on every address") {
+				src = strings.Replace(src, "listen: 127.0.0.1:5433", "listen: 0.0.0.0:5433", 1)
+			}
 			if src == dbConfig {
 				t.Fatalf("the case changes nothing: %q not in the config", tc.from)
 			}
@@ -210,4 +219,24 @@ func mustReadFile(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestRESTAddress: the REST address published for the other members is
+// connect_address, or listen with postgres.connect_address's host when
+// listen is on every address.
+func TestRESTAddress(t *testing.T) {
+	for _, tc := range []struct{ rest, want string }{
+		{"{listen: 10.0.0.5:8008}", "10.0.0.5:8008"},
+		{"{listen: 0.0.0.0:8008}", "127.0.0.1:8008"},
+		{"{listen: '[::]:8008'}", "127.0.0.1:8008"},
+		{"{listen: 0.0.0.0:8008, connect_address: db1.example:8008}", "db1.example:8008"},
+	} {
+		c, err := config.Parse("medic.yaml", []byte(strings.Replace(dbConfig, "lease_ttl: 3s", "lease_ttl: 3s\n    rest: "+tc.rest, 1)))
+		if err != nil {
+			t.Fatalf("rest %s: %v", tc.rest, err)
+		}
+		if got := c.Databases["pg"].RESTAddress(); got != tc.want {
+			t.Errorf("rest %s: published %q, want %q", tc.rest, got, tc.want)
+		}
+	}
 }

@@ -126,6 +126,7 @@ var fieldDocs = map[string]string{
 	"DatabaseProxy.Primary":            "Listener that leads to the current primary (read-write). Required when proxy is set.",
 	"DatabaseProxy.Replicas":           "Listener balanced over the running replicas (read-only); the primary serves when none is. Optional.",
 	"DatabaseREST":                     "DatabaseREST is the member's Patroni-compatible HTTP endpoint.",
+	"DatabaseREST.ConnectAddress":      "Address the other members' agents reach these endpoints at (a leader in failsafe asks them\nthere), published with the member. Default: listen, with the host of postgres.connect_address\nwhen listen's host is 0.0.0.0 or ::. It must not be 0.0.0.0 or ::.",
 	"DatabaseREST.Listen":              "Address, host:port. Required when rest is set.",
 	"Dependency":                       "Dependency is one outbound dependency of a service. medic listens on Listen\nand forwards every call to URL (HTTP) or Address (TCP) inside a timeout,\nretries with a budget, a circuit breaker and a bulkhead; the instances get\nits address in DEP_<NAME>_URL (HTTP) or DEP_<NAME>_ADDR (TCP) and point\ntheir client at it. All instances of the service share the one breaker:\none instance's failures protect the others.",
 	"Dependency.Address":               "host:port of a TCP dependency (a database, a cache): each connection is spliced to it.",

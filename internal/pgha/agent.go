@@ -146,7 +146,7 @@ func New(o Options) (*Agent, error) {
 	a.me = MemberInfo{Name: o.Member, Postgres: c.Postgres.ConnectAddress, Host: host, AgentPID: os.Getpid(), Proxy: o.Proxy, Protected: c.Protected,
 		Data: c.Postgres.Data, BackupServer: o.BackupServer}
 	if c.REST != nil {
-		a.me.REST = c.REST.Listen
+		a.me.REST = c.RESTAddress()
 	}
 	return a, nil
 }
