@@ -80,15 +80,31 @@ func TestClientKeysReload(t *testing.T) {
 		t.Fatalf("a key not yet in the file: class %s; want the default", c)
 	}
 
-	// Only the keys file changes.
-	keys += fmt.Sprintf("  - {name: support-bot, class: agent, sha256: %s}\n", auth.Digest("agent-secret"))
-	if err := os.WriteFile(keysPath, []byte(keys), 0o600); err != nil {
+	// Only the keys file changes: `medic key add` appends the new key's hash.
+	out, err := runMedic("key", "add", "web", "agent", "--name", "support-bot", "-c", a.cfg)
+	if err != nil {
 		t.Fatal(err)
+	}
+	agentKey := strings.TrimSpace(out)
+	if !strings.HasPrefix(agentKey, auth.ClientKeyPrefix) {
+		t.Fatalf("medic key add printed %q; want the key alone", out)
+	}
+	if data, _ := os.ReadFile(keysPath); !strings.Contains(string(data), auth.Digest(agentKey)) || strings.Contains(string(data), agentKey) {
+		t.Fatalf("the keys file after medic key add (want the digest, never the key):\n%s", data)
+	}
+	if fi, _ := os.Stat(keysPath); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("keys file mode after medic key add: %v", fi.Mode())
+	}
+	if out, err := runMedic("key", "list", "web", "-c", a.cfg); err != nil || !strings.Contains(out, "support-bot") || !strings.Contains(out, "web-frontend") {
+		t.Fatalf("medic key list: %v\n%s", err, out)
+	}
+	if c := a.classOf(listen, agentKey); c != "anonymous" {
+		t.Fatalf("a new key before the reload: class %s; want the default", c)
 	}
 	if _, err := a.medic("reload"); err != nil {
 		t.Fatal(err)
 	}
-	if c := a.classOf(listen, "agent-secret"); c != "agent" {
+	if c := a.classOf(listen, agentKey); c != "agent" {
 		t.Fatalf("a key added to the file, after reload: class %s; want agent", c)
 	}
 	a.eventually(5*time.Second, "the keys reload audited", func() bool {
@@ -97,7 +113,8 @@ func TestClientKeysReload(t *testing.T) {
 	})
 
 	// A broken file: rejected with its position, the keys in force stay.
-	bad := keys + "  - {name: broken, class: agent, sha256: nothex}\n"
+	good, _ := os.ReadFile(keysPath)
+	bad := string(good) + "  - {name: broken, class: agent, sha256: nothex}\n"
 	if err := os.WriteFile(keysPath, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +128,7 @@ func TestClientKeysReload(t *testing.T) {
 		}
 		return false
 	})
-	if c := a.classOf(listen, "agent-secret"); c != "agent" {
+	if c := a.classOf(listen, agentKey); c != "agent" {
 		t.Fatalf("after a rejected keys file: class %s; want the keys in force kept", c)
 	}
 	if c := a.classOf(listen, "human-secret"); c != "human" {
@@ -119,13 +136,16 @@ func TestClientKeysReload(t *testing.T) {
 	}
 
 	// Revoked: served in the default class from the reload on.
-	if err := os.WriteFile(keysPath, []byte(fmt.Sprintf("keys:\n  - {name: web-frontend, class: human, sha256: %s}\n", auth.Digest("human-secret"))), 0o600); err != nil {
+	if err := os.WriteFile(keysPath, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runMedic("key", "revoke", "web", "support-bot", "-c", a.cfg); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.medic("reload"); err != nil {
 		t.Fatal(err)
 	}
-	if c := a.classOf(listen, "agent-secret"); c != "anonymous" {
+	if c := a.classOf(listen, agentKey); c != "anonymous" {
 		t.Fatalf("a key removed from the file, after reload: class %s; want the default", c)
 	}
 }

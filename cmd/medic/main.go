@@ -60,7 +60,7 @@ Start with 'medic demo'.`,
 	root.PersistentFlags().StringP("config", "c", "", "config file (default medic.yaml when it exists)")
 	root.AddCommand(
 		runCmd(), validateCmd(), statusCmd(), eventsCmd(), logsCmd(), restartCmd(), instanceCmd("stop"), instanceCmd("start"),
-		reloadCmd(), auditCmd(), tokenCmd(), schemaCmd(), versionCmd(), demoCmd(), demoappCmd(), demodbCmd(),
+		reloadCmd(), auditCmd(), tokenCmd(), keyCmd(), schemaCmd(), versionCmd(), demoCmd(), demoappCmd(), demodbCmd(),
 		runbooksCmd(), incidentsCmd(), conditionsCmd(), approvalsCmd(), approveCmd(), denyCmd(), pauseCmd(), resumeCmd(),
 		drillCmd(), drillsCmd(),
 		dbCmd(), hostsCmd(),

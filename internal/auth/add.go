@@ -69,7 +69,7 @@ func AddToken(path, name string, role Role) (token string, err error) {
 	// The name is quoted so that names like "null" or "true" stay strings.
 	item := fmt.Sprintf("{name: %q, role: %s, sha256: %s}", name, role, Digest(token))
 
-	updated, err := withItem(old, item)
+	updated, err := withItem(old, "tokens", item)
 	if err != nil {
 		return "", fmt.Errorf("auth: add token %s: %w", name, err)
 	}
@@ -105,14 +105,15 @@ func readExisting(path string) ([]byte, fs.FileMode, error) {
 	return data, fi.Mode().Perm(), nil
 }
 
-// withItem returns src with item (a flow mapping) added to its tokens list,
-// keeping the rest of the document, comments included.
-func withItem(src []byte, item string) ([]byte, error) {
+// withItem returns src with item (a flow mapping) added to its list under
+// the top-level key list (tokens, keys), keeping the rest of the document,
+// comments included.
+func withItem(src []byte, list, item string) ([]byte, error) {
 	f, err := parser.ParseBytes(src, parser.ParseComments)
 	if err != nil {
 		return nil, err
 	}
-	p, err := yaml.PathString("$.tokens")
+	p, err := yaml.PathString("$." + list)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +129,7 @@ func withItem(src []byte, item string) ([]byte, error) {
 		if len(src) > 0 && !bytes.HasSuffix(src, []byte("\n")) {
 			b.WriteByte('\n')
 		}
-		fmt.Fprintf(&b, "tokens:\n  - %s\n", item)
+		fmt.Fprintf(&b, "%s:\n  - %s\n", list, item)
 		return b.Bytes(), nil
 	case err != nil:
 		return nil, err
@@ -139,7 +140,7 @@ func withItem(src []byte, item string) ([]byte, error) {
 	case *ast.NullNode: // "tokens:" with nothing under it
 		err = p.ReplaceWithReader(f, strings.NewReader("- "+item+"\n"))
 	default:
-		return nil, fmt.Errorf("tokens is a %s, not a list", node.Type())
+		return nil, fmt.Errorf("%s is a %s, not a list", list, node.Type())
 	}
 	if err != nil {
 		return nil, err

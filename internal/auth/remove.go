@@ -41,7 +41,7 @@ func RemoveToken(path, name string) error {
 	if len(kept) == len(oldTokens.entries) {
 		return fmt.Errorf("%w: %s has no token named %q", ErrNoSuchToken, path, name)
 	}
-	updated, err := withoutItem(old, name)
+	updated, err := withoutItem(old, "tokens", name)
 	if check, perr := ParseTokens(path, updated); err != nil || perr != nil || check.Len() != len(kept) || check.has(name) {
 		updated = canonical(kept) // comments could not be kept: write the entries plainly
 	}
@@ -72,13 +72,14 @@ func canonical(es []entry) []byte {
 	return []byte(b.String())
 }
 
-// withoutItem returns src without the tokens entry named name.
-func withoutItem(src []byte, name string) ([]byte, error) {
+// withoutItem returns src without the entry named name of its list under
+// the top-level key list (tokens, keys).
+func withoutItem(src []byte, list, name string) ([]byte, error) {
 	f, err := parser.ParseBytes(src, parser.ParseComments)
 	if err != nil {
 		return nil, err
 	}
-	p, err := yaml.PathString("$.tokens")
+	p, err := yaml.PathString("$." + list)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +89,7 @@ func withoutItem(src []byte, name string) ([]byte, error) {
 	}
 	seq, ok := node.(*ast.SequenceNode)
 	if !ok {
-		return nil, fmt.Errorf("tokens is not a list")
+		return nil, fmt.Errorf("%s is not a list", list)
 	}
 	var values []ast.Node
 	for _, v := range seq.Values {
@@ -97,7 +98,7 @@ func withoutItem(src []byte, name string) ([]byte, error) {
 		}
 	}
 	if len(values) == 0 {
-		return []byte("tokens: []\n"), nil
+		return []byte(list + ": []\n"), nil
 	}
 	seq.Values = values
 	out := f.String()
