@@ -164,4 +164,3 @@ func canonicalKeys(es []ClientKeyEntry) []byte {
 	}
 	return []byte(b.String())
 }
-
