@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -43,6 +44,7 @@ func buildCanary(m *Main) (*component, error) {
 			Groups:   canaryGroups{m.sup},
 			Traffic:  canaryTraffic{m.traffic},
 			Promoter: canaryPromoter{m.sup},
+			Prober:   newCanaryProber(m.sup),
 			Emit:     m.Record,
 			Clock:    m.Clock,
 		},
@@ -91,7 +93,61 @@ func CanaryConfig(d *config.Deploy) canary.Config {
 		Steps: d.Steps, Instances: d.CanaryInstances, StepMinRequests: d.StepMinRequests,
 		StepMaxDuration: d.StepMaxDuration.D(), ReadyTimeout: d.ReadyTimeout.D(), MaxRestarts: d.MaxRestarts,
 		Approve: d.Trust == "propose", Verdict: d.Verdict.VerdictConfig(),
+		Synthetic: canary.Synthetic{Path: syntheticPath(d.Synthetic), Rate: d.Synthetic.RateOrDefault()},
 	}
+}
+
+func syntheticPath(s *config.DeploySynthetic) string {
+	if s == nil {
+		return ""
+	}
+	return s.Path
+}
+
+// canaryProber is canary.Prober: a GET straight to one of the group's ready
+// instances (round robin), timed to the response headers like the proxy
+// times a try, its body read to a bound and dropped.
+type canaryProber struct {
+	s      *supervise.Supervisor
+	client *http.Client
+	mu     sync.Mutex
+	next   int
+}
+
+func newCanaryProber(s *supervise.Supervisor) *canaryProber {
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second, DisableCompression: true}
+	return &canaryProber{s: s, client: &http.Client{Transport: tr, Timeout: 5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (p *canaryProber) Get(ctx context.Context, service, group, path string) verdict.Outcome {
+	var ports []int
+	for _, in := range p.s.GroupInstances(service, group) {
+		if in.Ready && in.Port > 0 {
+			ports = append(ports, in.Port)
+		}
+	}
+	if len(ports) == 0 {
+		return verdict.Outcome{} // no ready instance: no response
+	}
+	p.mu.Lock()
+	port := ports[p.next%len(ports)]
+	p.next++
+	p.mu.Unlock()
+	start := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(port)+path, nil)
+	if err != nil {
+		return verdict.Outcome{}
+	}
+	req.Header.Set("User-Agent", "medic-canary-synthetic")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return verdict.Outcome{Latency: time.Since(start)}
+	}
+	lat := time.Since(start)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	_ = resp.Body.Close()
+	return verdict.Outcome{Status: resp.StatusCode, Latency: lat}
 }
 
 // Deploy runs a canary when the new spec's strategy is canary and this is

@@ -66,6 +66,9 @@ type Config struct {
 	Approve bool
 	// Verdict holds the statistical tests' settings.
 	Verdict verdict.Config
+	// Synthetic load while a step's real traffic is too low to decide.
+	// Default off.
+	Synthetic Synthetic
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.
@@ -87,6 +90,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxRestarts == 0 {
 		c.MaxRestarts = DefaultMaxRestarts
+	}
+	if c.Synthetic.Path != "" && c.Synthetic.Rate == 0 {
+		c.Synthetic.Rate = DefaultSyntheticRate
 	}
 	return c
 }
@@ -118,6 +124,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ready_timeout: want at least 1s, got %s", c.ReadyTimeout)
 	case c.MaxRestarts < 0 || c.MaxRestarts > 1000:
 		return fmt.Errorf("max_restarts: want 0 to 1000, got %d", c.MaxRestarts)
+	}
+	if c.Synthetic.Path != "" && (c.Synthetic.Path[0] != '/' || c.Synthetic.Rate < 0 || c.Synthetic.Rate > 200) {
+		return fmt.Errorf("synthetic: path %q, rate %v: want an absolute path and 1 to 200 requests per second", c.Synthetic.Path, c.Synthetic.Rate)
 	}
 	if err := c.Verdict.Validate(); err != nil {
 		return fmt.Errorf("verdict: %w", err)

@@ -58,6 +58,10 @@ type Report struct {
 	CanaryErrors     int `json:"canary_errors"`
 	BaselineRequests int `json:"baseline_requests"`
 	BaselineErrors   int `json:"baseline_errors"`
+	// SyntheticRequests of those (both groups) were medic's own synthetic
+	// load; SyntheticSkipped were not sent because too many were in flight.
+	SyntheticRequests int `json:"synthetic_requests,omitempty"`
+	SyntheticSkipped  int `json:"synthetic_skipped,omitempty"`
 	// Requests and ClientErrors are what the service's proxy answered, all
 	// groups together, from the canary's start to its end (nil: no figure).
 	Requests     *int64 `json:"requests,omitempty"`
@@ -108,6 +112,9 @@ func (r Report) Text() string {
 	fmt.Fprintf(&b, "phase: %s (%s)\n", r.State.Phase, out)
 	fmt.Fprintf(&b, "steps: %s; weights now: %s\n", stepsText(r.Steps), r.Weights)
 	fmt.Fprintf(&b, "canary: %d requests, %d errors; baseline: %d requests, %d errors\n", r.CanaryRequests, r.CanaryErrors, r.BaselineRequests, r.BaselineErrors)
+	if r.SyntheticRequests > 0 || r.SyntheticSkipped > 0 {
+		fmt.Fprintf(&b, "synthetic load: %d of those requests sent by medic (%d skipped: too many in flight)\n", r.SyntheticRequests, r.SyntheticSkipped)
+	}
 	if r.Requests != nil && r.ClientErrors != nil {
 		fmt.Fprintf(&b, "clients: %d requests through the proxy, %d failed (%s)\n", *r.Requests, *r.ClientErrors, pct(*r.ClientErrors, *r.Requests))
 	}

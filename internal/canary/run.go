@@ -63,6 +63,9 @@ type Runner struct {
 	Groups   Groups
 	Traffic  Traffic
 	Promoter Promoter
+	// Prober sends the synthetic load of a canary whose settings ask for
+	// it; nil: none is sent.
+	Prober Prober
 	// Emit records audit events; nil: none.
 	Emit  func(context.Context, medic.Event)
 	Clock clock.Clock
@@ -145,10 +148,26 @@ func (r *Runner) Run(ctx context.Context, service string, cfg Config, old, next 
 		return r.rollBack(ctx, ru, s, actor, stopGroups, measured, req0, err0)
 	}
 
+	// Synthetic load: its requests end before the canary's groups stop.
+	var sy *synth
+	quiet := func() {}
+	if cfg.Synthetic.Path != "" && r.Prober != nil {
+		sctx, scancel := context.WithCancel(ctx)
+		sy = newSynth(sctx, r.Prober, service, cfg.Synthetic.Path)
+		var once sync.Once
+		quiet = func() { once.Do(func() { scancel(); sy.wg.Wait() }) }
+		defer quiet()
+	}
+	var carryC, carryB float64
+	stopGroups = func(stop func(context.Context) error) func(context.Context) error {
+		return func(c context.Context) error { quiet(); return stop(c) }
+	}(stopGroups)
+
 	var o Observation
 	curC, curB := r.Traffic.Cursor(service, Canary), r.Traffic.Cursor(service, Baseline)
 	t := clk.NewTimer(tick)
 	defer t.Stop()
+	last := clk.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -158,11 +177,21 @@ func (r *Runner) Run(ctx context.Context, service string, cfg Config, old, next 
 			t.Reset(tick)
 		}
 		now := clk.Now()
+		elapsed := min(now.Sub(last), 4*tick) // after a stall, no burst to catch up
+		last = now
 		o.Canary, o.Baseline = r.Groups.GroupStatus(service, Canary), r.Groups.GroupStatus(service, Baseline)
 		var add []verdict.Outcome
 		add, curC = r.Traffic.Outcomes(service, Canary, curC)
+		realC := len(add)
+		if sy != nil {
+			add = append(add, sy.take(Canary)...)
+		}
 		o.CanarySample.Outcomes = bounded(append(o.CanarySample.Outcomes, add...), maxOut)
 		add, curB = r.Traffic.Outcomes(service, Baseline, curB)
+		realB := len(add)
+		if sy != nil {
+			add = append(add, sy.take(Baseline)...)
+		}
 		o.BaselineSample.Outcomes = bounded(append(o.BaselineSample.Outcomes, add...), maxOut)
 		ru.mu.Lock()
 		if ru.approved != "" {
@@ -181,7 +210,21 @@ func (r *Runner) Run(ctx context.Context, service string, cfg Config, old, next 
 			rep.Explain = Explain(s.Verdict)
 			rep.CanaryRequests, rep.CanaryErrors = counts(o.CanarySample.Outcomes)
 			rep.BaselineRequests, rep.BaselineErrors = counts(o.BaselineSample.Outcomes)
+			if sy != nil {
+				rep.SyntheticRequests, rep.SyntheticSkipped = sy.counts()
+			}
 		})
+		if sy != nil {
+			if SyntheticWanted(cfg, s, o) {
+				var n int
+				n, carryC = TopUp(cfg.Synthetic.Rate, elapsed, realC, carryC)
+				sy.send(Canary, n)
+				n, carryB = TopUp(cfg.Synthetic.Rate, elapsed, realB, carryB)
+				sy.send(Baseline, n)
+			} else {
+				carryC, carryB = 0, 0
+			}
+		}
 		switch a.Kind {
 		case SetStep:
 			if err := r.Traffic.SetWeights(service, a.Weights.Map()); err != nil {

@@ -304,3 +304,80 @@ func TestReportJSON(t *testing.T) {
 		t.Fatalf("read back:\n%s\nwant:\n%s", back.Text(), rep.Text())
 	}
 }
+
+// fakeProber answers synthetic requests from the fleet's group traffic.
+type fakeProber struct{ f *fakeFleet }
+
+func (p fakeProber) Get(_ context.Context, service, group, path string) verdict.Outcome {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	if path != "/items" {
+		return verdict.Outcome{Status: 404}
+	}
+	return p.f.groups[group].next()
+}
+
+// A step starved of traffic (4 requests a tick, none of them for a 5 %
+// canary) is rolled back undecided at step_max_duration without synthetic
+// load; with it, the good canary is promoted on medic's own requests and
+// the bad one rolled back on them, and the report counts them.
+func TestRunnerSyntheticLoad(t *testing.T) {
+	starved := func(seed uint64, errRate float64) *fakeFleet {
+		f := newFleet(seed)
+		f.perCall = 4
+		f.groups["canary"].errRate = errRate
+		return f
+	}
+	f := starved(3, 0)
+	r := newRunner(f)
+	rep, err := r.Run(context.Background(), "web", canary.Config{StepMaxDuration: time.Second}, oldSpec, newSpec, "api:ops")
+	if err != nil || rep.Outcome != "rolled-back" || !strings.Contains(rep.State.Reason, "undecided at 5%") || rep.SyntheticRequests != 0 {
+		t.Fatalf("starved, no synthetic load: %v\n%s", err, rep.Text())
+	}
+
+	syn := canary.Config{StepMaxDuration: time.Minute, Synthetic: canary.Synthetic{Path: "/items", Rate: 200}}
+	f = starved(4, 0)
+	r = newRunner(f)
+	r.Prober = fakeProber{f}
+	rep, err = r.Run(context.Background(), "web", syn, oldSpec, newSpec, "api:ops")
+	if err != nil || rep.Outcome != "promoted" || rep.SyntheticRequests < 100 || !strings.Contains(rep.Text(), "synthetic load: ") {
+		t.Fatalf("starved, synthetic load, good canary: %v\n%s", err, rep.Text())
+	}
+	t.Logf("good canary: %d synthetic requests of %d canary and %d baseline", rep.SyntheticRequests, rep.CanaryRequests, rep.BaselineRequests)
+
+	f = starved(5, 0.2)
+	r = newRunner(f)
+	r.Prober = fakeProber{f}
+	rep, err = r.Run(context.Background(), "web", syn, oldSpec, newSpec, "api:ops")
+	if err != nil || rep.Outcome != "rolled-back" || !strings.Contains(rep.State.Reason, "errors 5xx") || rep.SyntheticRequests == 0 {
+		t.Fatalf("starved, synthetic load, bad canary: %v\n%s", err, rep.Text())
+	}
+	if f.promoted != nil {
+		t.Fatal("a bad canary was promoted")
+	}
+}
+
+// TopUp fills a group to the rate, carrying fractions; real traffic above
+// the rate owes nothing and carries nothing.
+func TestTopUp(t *testing.T) {
+	for _, tc := range []struct {
+		rate  float64
+		tick  time.Duration
+		real  int
+		carry float64
+		n     int
+		next  float64
+	}{
+		{20, 250 * time.Millisecond, 0, 0, 5, 0},
+		{20, 250 * time.Millisecond, 2, 0, 3, 0},
+		{20, 250 * time.Millisecond, 9, 0, 0, 0},
+		{10, 250 * time.Millisecond, 0, 0, 2, 0.5},
+		{10, 250 * time.Millisecond, 0, 0.5, 3, 0},
+		{10, 250 * time.Millisecond, 3, 0.5, 0, 0},
+	} {
+		n, next := canary.TopUp(tc.rate, tc.tick, tc.real, tc.carry)
+		if n != tc.n || next != tc.next {
+			t.Errorf("%+v: %d carry %v, want %d carry %v", tc, n, next, tc.n, tc.next)
+		}
+	}
+}

@@ -43,6 +43,35 @@ type Deploy struct {
 	Trust string `yaml:"trust" json:"trust,omitempty" jsonschema:"enum=act,enum=propose"`
 	// Canary: the statistical tests' settings (docs/deploys.md, "The verdict").
 	Verdict DeployVerdict `yaml:"verdict" json:"verdict,omitempty"`
+	// Canary: medic's own GET requests to the canary and the baseline while real traffic is too low
+	// to decide a step. Default off.
+	Synthetic *DeploySynthetic `yaml:"synthetic" json:"synthetic,omitempty"`
+}
+
+// DeploySynthetic is the synthetic load of a canary: GET requests of path sent straight to the canary
+// and baseline instances, the same number to each, topping each group up to rate requests per
+// second while the step is undecided (docs/deploys.md, "Synthetic load").
+type DeploySynthetic struct {
+	// The path of the GET requests; it must be safe to repeat (idempotent) and answer like real
+	// traffic does. Required.
+	Path string `yaml:"path" json:"path"`
+	// Requests per second per group, real ones included: synthetic requests only fill the gap. 1 to 200.
+	// Default 20.
+	Rate float64 `yaml:"rate" json:"rate,omitempty" jsonschema:"minimum=0,maximum=200"`
+}
+
+// DefaultSyntheticRate is the synthetic load's rate per group when unset.
+const DefaultSyntheticRate = 20
+
+// RateOrDefault is rate, DefaultSyntheticRate when unset.
+func (s *DeploySynthetic) RateOrDefault() float64 {
+	if s == nil {
+		return 0
+	}
+	if s.Rate == 0 {
+		return DefaultSyntheticRate
+	}
+	return s.Rate
 }
 
 // DeployVerdict holds the canary verdict's settings; 0 means the default.
@@ -187,6 +216,14 @@ func (d *Deploy) validate(ck *checker, p string, s *Service) {
 	}
 	if d.Trust != "" && d.Trust != "act" && d.Trust != "propose" {
 		ck.add(p+".trust", "must be act or propose, got %q", d.Trust)
+	}
+	if sy := d.Synthetic; sy != nil {
+		if !strings.HasPrefix(sy.Path, "/") || strings.ContainsAny(sy.Path, " \t\r\n") {
+			ck.add(p+".synthetic.path", "want an absolute request path such as /healthz or /api/items?limit=1, got %q", sy.Path)
+		}
+		if sy.Rate < 0 || sy.Rate > 200 {
+			ck.add(p+".synthetic.rate", "must be from 1 to 200 requests per second per group (0: default %d), got %v", DefaultSyntheticRate, sy.Rate)
+		}
 	}
 	if err := d.Verdict.VerdictConfig().Validate(); err != nil {
 		ck.add(p+".verdict", "%s", strings.TrimPrefix(err.Error(), "verdict: "))
