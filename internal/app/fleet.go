@@ -94,7 +94,32 @@ func buildFleet(m *Main) (*component, error) {
 // the agent, sees it: until the agent is bound it refuses with
 // fleet.ErrCutOff (no fleet-wide action before this host is a member).
 type fleetGuard struct {
-	g atomic.Pointer[fleet.EtcdGuard]
+	g  atomic.Pointer[fleet.EtcdGuard]
+	fs atomic.Pointer[fleetServices] // the other hosts' published instances, for the fleet-wide budget
+}
+
+// FleetReady tells the remedy engine's fleet-wide disruption budget how
+// many instances of a fleet service the other hosts publish as ready, and
+// the fleet-wide minimum: the fleet's instances less one (at most one
+// instance of a fleet service is taken down on purpose at a time, counted
+// over every host). Before the publications are followed, the others count
+// as none ready.
+func (f *fleetGuard) FleetReady(service string) (int, int, bool) {
+	fs := f.fs.Load()
+	if fs == nil {
+		return 0, 0, false
+	}
+	want, ok := fs.instances[service]
+	if !ok {
+		return 0, 0, false
+	}
+	n := 0
+	for h, r := range fs.readyOf(service) {
+		if h != fs.self {
+			n += r
+		}
+	}
+	return n, max(want-1, 0), true
 }
 
 func (f *fleetGuard) Take(ctx context.Context, key string, max int, per time.Duration) (bool, string, error) {

@@ -53,7 +53,13 @@ func buildFleetServices(m *Main) (*component, error) {
 	f := *m.cfg.Fleet
 	f.SetDefaults()
 	a, self := m.fleetAgent, m.fleetHost
-	fs := &fleetServices{m: m, ready: map[string]map[string]int{}, names: names}
+	fs := &fleetServices{m: m, ready: map[string]map[string]int{}, names: names, self: m.fleetHost, instances: map[string]int{}}
+	for _, name := range names {
+		fs.instances[name] = m.cfg.Services[name].Fleet.Instances
+	}
+	if m.fleet != nil {
+		m.fleet.fs.Store(fs)
+	}
 	return &component{
 		serve: func(ctx context.Context) error {
 			defer cli.Close()
@@ -120,6 +126,11 @@ type fleetServices struct {
 	ready  map[string]map[string]int // service → host → ready instances, as published
 	remote map[string][]string       // service → remote backend ids set in its proxy
 	names  []string                  // the fleet services, as configured at the start
+	// self is this host's name; instances the fleet-wide count of each
+	// fleet service, as configured at the start (read by the remedy
+	// engine's fleet-wide budget).
+	self      string
+	instances map[string]int
 }
 
 func (fs *fleetServices) readyOf(service string) map[string]int {

@@ -182,3 +182,28 @@ func fenceField(f int64) string {
 	}
 	return strconv.FormatInt(f, 10)
 }
+
+// fleetBudget is what a fleet guard may also tell: how many instances of a
+// fleet service the other hosts publish as ready (discovery), and the
+// fleet-wide minimum of ready instances. ok is false for a service that is
+// not a fleet service. A host whose publication is gone (lost, cut off)
+// counts as having none ready: the budget errs on the side of not acting.
+type fleetBudget interface {
+	FleetReady(service string) (othersReady, minAvailable int, ok bool)
+}
+
+// fleetBudgetOf is the fleet-wide disruption budget of a step taking
+// removing of service's ready instances on this host (which has
+// localReady): every host's ready instances are counted. ok is false when
+// the service is not a fleet service (or there is no fleet).
+func (e *Engine) fleetBudgetOf(service string, localReady, removing int) (Budget, bool) {
+	fb, ok := e.fleet.(fleetBudget)
+	if !ok {
+		return Budget{}, false
+	}
+	others, min, ok := fb.FleetReady(service)
+	if !ok {
+		return Budget{}, false
+	}
+	return Budget{Service: service + " (fleet-wide)", Ready: localReady + others, Removing: removing, MinAvailable: min}, true
+}

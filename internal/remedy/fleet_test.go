@@ -24,6 +24,17 @@ type fakeFleet struct {
 	unsafe   error // returned by Safe when set
 	stale    error // returned by Fenced when set
 	released int
+	others   int // ready instances of web on the other hosts, when budget is set
+	budget   bool
+}
+
+func (f *fakeFleet) FleetReady(service string) (int, int, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if service != "web" || !f.budget {
+		return 0, 0, false
+	}
+	return f.others, 5, true // instances: 6 fleet-wide
 }
 
 func (f *fakeFleet) Fenced(ctx context.Context, target string, fence int64) error {
@@ -389,5 +400,38 @@ func TestFleetCooldownAcrossHosts(t *testing.T) {
 	}
 	if got := sup2.Calls(); len(got) != 0 {
 		t.Errorf("h2 acted during the fleet-wide cooldown: %v", got)
+	}
+}
+
+// The disruption budget counts every host's instances: web has 6 instances
+// fleet-wide, 3 here (all ready, min_available 0 here) and 3 on the other
+// hosts. With 2 of those ready (one host's instance down), restarting one
+// here would leave 4 of 6 ready fleet-wide, below 5: blocked by budget. With
+// all 3 ready it acts.
+func TestFleetBudgetCountsEveryHost(t *testing.T) {
+	for _, tc := range []struct {
+		others  int
+		outcome string
+	}{{2, "blocked"}, {3, "act"}, {-1, "act"}} {
+		t.Run(fmt.Sprint(tc.others), func(t *testing.T) {
+			sup := newFakeSup(map[string][2]int{"web": {3, 0}})
+			h := start(t, restartFast(10), sup, func(o *remedy.Options) {
+				o.Fleet = &fakeFleet{Local: fleet.NewLocal(o.Clock), others: tc.others, budget: tc.others >= 0}
+			})
+			h.fire("stuck", "instance", "web/0", "service", "web")
+			outcome, guard, _ := h.decisionOn("web/0")
+			if outcome != tc.outcome || (outcome == "blocked" && guard != remedy.GuardBudget) {
+				t.Fatalf("%d ready on the other hosts: %s (%s), want %s", tc.others, outcome, guard, tc.outcome)
+			}
+			if outcome == "blocked" {
+				ev := h.wait(remedy.EventDecision, "guard", remedy.GuardBudget)
+				if !strings.Contains(ev.Reason, "fleet-wide") || !strings.Contains(ev.Reason, "5 ready") {
+					t.Errorf("reason %q does not give the fleet-wide count", ev.Reason)
+				}
+				if got := sup.Calls(); len(got) != 0 {
+					t.Errorf("acted over the fleet-wide budget: %v", got)
+				}
+			}
+		})
 	}
 }

@@ -112,6 +112,9 @@ func (e *Engine) prepareLocked(now time.Time, rb *runbook, t Trigger, inc *Incid
 	for _, s := range status {
 		if r, ok := removing[s.Name]; ok {
 			req.Budgets = append(req.Budgets, Budget{Service: s.Name, Ready: s.Ready, Removing: r, MinAvailable: s.MinAvailable})
+			if b, ok := e.fleetBudgetOf(s.Name, s.Ready, r); ok {
+				req.Budgets = append(req.Budgets, b)
+			}
 		}
 	}
 	req.RenderError = renderErr

@@ -206,9 +206,16 @@ func (e *Engine) budget(st *step) error {
 	status := e.sup.Status()
 	svc, r := removal(*st, status)
 	for _, s := range status {
-		if s.Name == svc && r > 0 && s.Ready-r < s.MinAvailable {
+		if s.Name != svc || r <= 0 {
+			continue
+		}
+		if s.Ready-r < s.MinAvailable {
 			return fmt.Errorf("%w: %s: %s has %d ready, taking %d out would go below min_available %d",
 				ErrBlocked, GuardBudget, svc, s.Ready, r, s.MinAvailable)
+		}
+		if b, ok := e.fleetBudgetOf(svc, s.Ready, r); ok && b.Ready-r < b.MinAvailable {
+			return fmt.Errorf("%w: %s: %s has %d ready on every host together, taking %d out would go below %d",
+				ErrBlocked, GuardBudget, b.Service, b.Ready, r, b.MinAvailable)
 		}
 	}
 	return nil
