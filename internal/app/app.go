@@ -91,6 +91,7 @@ type Main struct {
 
 	observers []func(medic.Event)                           // see observe; set before Run's loops start
 	reloaders []func(context.Context, *config.Config) error // see onReload
+	handOvers []func()                                      // told that the stop that follows is a handover (upgrade.go)
 
 	load          func(string) (*config.Config, error) // nil: config.Load (tests replace it)
 	reloadMu      sync.Mutex                           // guards reloading and pendingReload

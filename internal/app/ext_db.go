@@ -99,15 +99,22 @@ func buildDB(m *Main) (*component, error) {
 			cfg.Postgres.Data = filepath.Join(base, cfg.Postgres.Data)
 		}
 		d := &dbMember{name: name, superuser: cfg.Postgres.Superuser}
+		var leftoverWait, holdFor time.Duration
+		if m.handover.upgrading() { // the previous medic stops its postgres once it handed over
+			leftoverWait, holdFor = UpgradeTimeout+30*time.Second, upgradeDBHold
+		}
 		log := m.Logger.With("component", "db")
 		if cfg.Proxy != nil {
 			if d.router, err = dbproxy.New(dbproxy.Options{Cluster: name, Config: cfg.Proxy, Clock: m.Clock,
-				Logger: log, Registerer: m.mets.Registry, FDs: m.fds, Listen: m.handover.listen}); err != nil {
+				Logger: log, Registerer: m.mets.Registry, FDs: m.fds, Listen: m.handover.listen, HoldFor: holdFor}); err != nil {
 				closeAll()
 				return nil, fmt.Errorf("database %s: %w", name, err)
 			}
 		}
 		router := d.router
+		if router != nil {
+			m.handOvers = append(m.handOvers, router.HandOver)
+		}
 		var proxyAddr string
 		if router != nil {
 			proxyAddr = router.PrimaryAddr().String()
@@ -125,7 +132,7 @@ func buildDB(m *Main) (*component, error) {
 			bserver = backupServerAddr(cfg.Backup.TLS, bopts, cfg.Postgres.ConnectAddress)
 		}
 		d.agent, err = pgha.New(pgha.Options{Cluster: name, Member: member, Config: &cfg, Etcd: cli, Prefix: e.Prefix, Proxy: proxyAddr,
-			Settings: settings, BackupServer: bserver,
+			Settings: settings, BackupServer: bserver, LeftoverWait: leftoverWait,
 			StateDir: filepath.Join(m.cfg.DataDir, "db"), Clock: m.Clock, Logger: log, Record: m.Record, Metrics: mets, FDs: m.fds, Listen: m.handover.listen,
 			MetricsHandler: promhttp.HandlerFor(m.mets.Registry, promhttp.HandlerOpts{}),
 			OnView: func(v pgha.View) {
@@ -164,6 +171,11 @@ func buildDB(m *Main) (*component, error) {
 	h := &dbAPI{dbs: dbs, record: m.Record}
 	return &component{serve: func(ctx context.Context) error { return serveDB(ctx, dbs, cli) }, mount: h.mount}, nil
 }
+
+// upgradeDBHold bounds how long the database listeners of a medic started
+// by an upgrade hold new connections in the listen queue until its first view
+// of the cluster routes them. 10s.
+const upgradeDBHold = 10 * time.Second
 
 // routes turns a view into the router's backends. A view that cannot be
 // trusted (this agent is cut off from etcd) routes no primary, unless the

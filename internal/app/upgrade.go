@@ -36,7 +36,10 @@ import (
 //     proxy's handover_drain (default 5m): in-flight HTTP requests finish and
 //     are answered with Connection: close, idle keep-alive connections are
 //     closed, TCP connections keep piping to the same instances (which stay
-//     its proxies' backends) until they end. Then it exits. If the new medic
+//     its proxies' backends) until they end; so do the database listeners'
+//     connections (databases.*.proxy.handover_drain). Its database members
+//     stop their postgres as on any stop; the new medic waits for that before
+//     it starts its own (docs/design.md). Then it exits. If the new medic
 //     fails or is not ready within UpgradeTimeout, the old one kills it and
 //     keeps serving.
 //
@@ -118,6 +121,9 @@ func (m *Main) upgrade(ctx context.Context) error {
 		next = strings.TrimSpace(string(b))
 	}
 	m.traffic.handOver() // before the instances detach: they stay the old proxies' backends
+	for _, f := range m.handOvers {
+		f()
+	}
 	m.sup.Handover()
 	m.Record(ctx, medic.Event{Kind: "agent.handover", Target: "medic", Actor: "medic",
 		Reason: fmt.Sprintf("handed the listeners and the instances over to the new medic (pid %s); pid %d drains and exits, the instances keep running", next, os.Getpid()),

@@ -193,6 +193,11 @@ type DatabaseProxy struct {
 	Replicas string `yaml:"replicas" json:"replicas,omitempty"`
 	// Time to connect to a member before the client is refused. Default 1s.
 	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout,omitempty"`
+	// On a seamless upgrade (medic upgrade, SIGUSR2) the old medic stops accepting at once but
+	// keeps piping the client connections it holds, busy or idle, until they end — for at most
+	// this long, then cuts what is left. A connection to this host's own postgres still ends
+	// when the old medic stops that postgres (docs/design.md, upgrade protocol). Default 5m.
+	HandoverDrain Duration `yaml:"handover_drain" json:"handover_drain,omitempty"`
 }
 
 // Replication modes.
@@ -340,6 +345,9 @@ func (d *Database) SetDefaults() {
 	if d.Proxy != nil && d.Proxy.ConnectTimeout == 0 {
 		d.Proxy.ConnectTimeout = Duration(time.Second)
 	}
+	if d.Proxy != nil && d.Proxy.HandoverDrain == 0 {
+		d.Proxy.HandoverDrain = Duration(5 * time.Minute)
+	}
 }
 
 // DefaultFailsafe is databases.NAME.failsafe when unset (docs/failover.md says why).
@@ -426,6 +434,9 @@ func (d *Database) Validate() []FieldIssue {
 			if msg := hostPort(x.Replicas, false); msg != "" {
 				bad("proxy.replicas", "%s", msg)
 			}
+		}
+		if x.HandoverDrain < 0 {
+			bad("proxy.handover_drain", "%v is negative", x.HandoverDrain.D())
 		}
 	}
 	return is

@@ -52,6 +52,7 @@ func TestDatabaseConfigDefaults(t *testing.T) {
 		{"superuser", d.Postgres.Superuser, "postgres"},
 		{"user", d.Postgres.User, "postgres"},
 		{"proxy.connect_timeout", d.Proxy.ConnectTimeout.D(), time.Second},
+		{"proxy.handover_drain", d.Proxy.HandoverDrain.D(), 5 * time.Minute},
 		{"etcd.dial_timeout", c.Etcd.DialTimeout.D(), 2 * time.Second},
 	}
 	for _, ck := range checks {

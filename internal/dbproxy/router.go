@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -43,12 +44,23 @@ type Options struct {
 	// Listen binds the database listeners; nil means net.Listen (the agent
 	// passes the function that hands sockets over on an upgrade).
 	Listen func(network, addr string) (net.Listener, error)
+	// HoldFor, when positive, keeps the listeners from accepting until the
+	// first Route (or for this long at most): a medic started by an upgrade
+	// sets it, so that connections wait in the listen queue for its first
+	// view of the cluster instead of being refused with 57P03 meanwhile
+	// (the previous medic stopped accepting at the handover).
+	HoldFor time.Duration
 }
 
 // Router owns the two proxies. Route may be called at any time, Serve once.
 type Router struct {
 	primary, replicas *proxy.Proxy
 	log               *slog.Logger
+
+	holdFor    time.Duration
+	clock      clock.Clock
+	routed     chan struct{} // closed by the first Route
+	routedOnce sync.Once
 
 	mu          sync.Mutex
 	curPrimary  *Backend
@@ -61,7 +73,7 @@ func New(o Options) (*Router, error) {
 	if o.Config == nil || o.Config.Primary == "" {
 		return nil, errors.New("dbproxy: no primary listener configured")
 	}
-	r := &Router{log: o.Logger, curReplicas: map[string]string{}}
+	r := &Router{log: o.Logger, curReplicas: map[string]string{}, holdFor: o.HoldFor, clock: clock.Or(o.Clock), routed: make(chan struct{})}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -87,8 +99,10 @@ func newProxy(o Options, name, listen string) (*proxy.Proxy, error) {
 	maxEject := 0
 	cfg := &config.Proxy{Listen: listen, Mode: config.ProxyModeTCP, ConnectTimeout: o.Config.ConnectTimeout,
 		// Client connections get no drain time when medic stops: postgres stops with it.
-		DrainTimeout: config.Duration(1),
-		Retries:      config.ProxyRetries{Max: &noRetry},
+		// On a handover to a new medic they keep piping (HandOver).
+		DrainTimeout:  config.Duration(1),
+		HandoverDrain: o.Config.HandoverDrain,
+		Retries:       config.ProxyRetries{Max: &noRetry},
 		// The router, not outlier detection, decides who serves.
 		Outlier: config.ProxyOutlier{ErrorRate: &never, ConsecutiveErrors: 1 << 30, MaxEjectionPercent: &maxEject}}
 	p, err := proxy.New(proxy.Options{Service: name, Config: cfg, Clock: o.Clock, Logger: o.Logger, Registerer: o.Registerer, FDs: o.FDs,
@@ -118,9 +132,32 @@ func (r *Router) Close() {
 	}
 }
 
+// HandOver tells the router that the stop that follows is a handover to a
+// new medic, which now accepts on the same sockets: the client connections
+// it holds, busy or idle, keep piping to the members they reached until they
+// end or handover_drain runs out. Routes stop changing once the member stops
+// following etcd; a demoted postgres ends its own sessions.
+func (r *Router) HandOver() {
+	r.primary.HandOver()
+	if r.replicas != nil {
+		r.replicas.HandOver()
+	}
+}
+
 // Serve runs the listeners until ctx ends, then cuts every connection and
 // returns once both proxies stopped.
 func (r *Router) Serve(ctx context.Context) error {
+	if r.holdFor > 0 {
+		t0 := r.clock.Now()
+		t := r.clock.NewTimer(r.holdFor)
+		select {
+		case <-r.routed:
+		case <-t.C():
+		case <-ctx.Done():
+		}
+		t.Stop()
+		r.log.Info("database listeners accept after the handover", "held", r.clock.Now().Sub(t0), "at_most", r.holdFor)
+	}
 	errc := make(chan error, 2)
 	n := 1
 	go func() { errc <- r.primary.Serve(ctx) }()
@@ -144,6 +181,7 @@ func (r *Router) Serve(ctx context.Context) error {
 func (r *Router) Route(primary *Backend, replicas []Backend) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.routedOnce.Do(func() { close(r.routed) })
 	old := r.curPrimary
 	switch {
 	case primary == nil && old != nil:

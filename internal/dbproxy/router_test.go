@@ -131,3 +131,38 @@ func TestRouteFollowsThePrimaryAndCutsTheOld(t *testing.T) {
 		t.Fatalf("with no primary a new connection reached %q and stayed open", got)
 	}
 }
+
+// TestHoldForWaitsForTheFirstRoute: a router made with HoldFor (a medic
+// started by an upgrade) does not answer a connection before its first
+// Route: the client waits in the listen queue, then reaches the primary
+// instead of being refused.
+func TestHoldForWaitsForTheFirstRoute(t *testing.T) {
+	a := greeter(t, "a")
+	cfg := &config.DatabaseProxy{Primary: "127.0.0.1:0"}
+	d := &config.Database{Proxy: cfg}
+	d.SetDefaults()
+	r, err := dbproxy.New(dbproxy.Options{Cluster: "pg", Config: cfg, HoldFor: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	c, err := net.DialTimeout("tcp", r.PrimaryAddr().String(), time.Second)
+	if err != nil {
+		t.Fatalf("connect while held: %v (the connection should wait in the listen queue)", err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if line, err := br.ReadString('\n'); err == nil {
+		t.Fatalf("answered %q before the first route", line)
+	}
+	r.Route(&a, nil)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := br.ReadString('\n')
+	if err != nil || line != "a\n" {
+		t.Fatalf("after the first route: %q %v, want the primary's greeting", line, err)
+	}
+}

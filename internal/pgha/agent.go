@@ -61,6 +61,12 @@ type Options struct {
 	// BackupServer is the address of this member's pgBackRest TLS server,
 	// published with the member ("" when it runs none).
 	BackupServer string
+	// LeftoverWait is how long Serve waits for a postmaster left running on
+	// the data directory to exit on its own before it stops it: a medic
+	// started by an upgrade sets it, since the previous medic still keeps
+	// that postgres and stops it (handing its lease over) once it has handed
+	// over. 0 stops a leftover at once (after a crash).
+	LeftoverWait time.Duration
 }
 
 // Agent keeps one member: Serve runs its loop.
@@ -158,7 +164,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 	a.mu.Lock()
 	a.started = a.clock.Now()
 	a.mu.Unlock()
-	if pid, err := a.pg.KillLeftover(); err != nil {
+	if pid, err := a.pg.KillLeftover(ctx, a.o.LeftoverWait); err != nil {
 		return err
 	} else if pid != 0 {
 		a.record(ctx, "db.fenced", fmt.Sprintf("postgres (pid %d) was left running by a previous agent: stopped before anything else", pid))

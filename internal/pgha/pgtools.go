@@ -279,8 +279,10 @@ func (p *Postgres) writeMarker(m marker) error {
 
 // KillLeftover stops a postmaster left running on the data directory by a
 // previous agent (its watchdog should have killed it; this is the second
-// line). It returns the pid it stopped, or 0.
-func (p *Postgres) KillLeftover() (int, error) {
+// line). A positive wait first gives that postmaster up to wait to exit on
+// its own (a medic started by an upgrade: the previous medic stops it after
+// the handover). It returns the pid it stopped, or 0.
+func (p *Postgres) KillLeftover(ctx context.Context, wait time.Duration) (int, error) {
 	b, err := os.ReadFile(filepath.Join(p.o.Data, "postmaster.pid"))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -295,6 +297,21 @@ func (p *Postgres) KillLeftover() (int, error) {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil || filepath.Base(exe) != "postgres" {
 		return 0, nil // stale file: no such process, or the pid was reused
+	}
+	if wait > 0 {
+		p.log.Info("a postmaster runs on the data directory: waiting for the previous medic to stop it", "pid", pid, "at_most", wait)
+		until := p.clock.Now().Add(wait)
+		for syscall.Kill(pid, 0) == nil && p.clock.Now().Before(until) && ctx.Err() == nil {
+			t := p.clock.NewTimer(50 * time.Millisecond)
+			select {
+			case <-t.C():
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		if syscall.Kill(pid, 0) != nil {
+			return 0, nil
+		}
 	}
 	_ = syscall.Kill(pid, syscall.SIGQUIT)
 	deadline := p.clock.Now().Add(2 * time.Second)
