@@ -108,14 +108,20 @@ func (s *Set) Serve(ctx context.Context) error {
 		close(started)
 	}
 	var wg sync.WaitGroup
-	for _, w := range workers {
+	for i, w := range workers {
+		run := func() { w.run(ctx, begin, started, nil) }
 		if w.kind == medic.ProbeStartup {
 			// Closing started after the startup update was delivered orders
 			// it before any liveness or readiness update.
-			wg.Go(func() { w.run(ctx, begin, nil, func() { close(started) }) })
-			continue
+			run = func() { w.run(ctx, begin, nil, func() { close(started) }) }
 		}
-		wg.Go(func() { w.run(ctx, begin, started, nil) })
+		if i == len(workers)-1 {
+			// The last probe runs in Serve's own goroutine: one goroutine
+			// (and its stack) less per instance.
+			run()
+			break
+		}
+		wg.Go(run)
 	}
 	<-ctx.Done()
 	wg.Wait()
