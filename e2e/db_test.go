@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/medic-dev/medic/internal/backup"
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
 	"github.com/medic-dev/medic/internal/pgha"
 	"github.com/medic-dev/medic/internal/pgha/pgtest"
@@ -98,13 +99,23 @@ func (n *dbNode) stop() {
 		n.t.Errorf("%s: medic did not stop within 40s after SIGTERM", n.name)
 	}
 	n.killPostgres() // never leave a postgres behind, whatever happened
+	n.killBackupServer()
 }
 
 // crash loses the host: the agent and its postgres are SIGKILLed.
 func (n *dbNode) crash() {
 	syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
 	n.killPostgres()
+	n.killBackupServer()
 	<-n.done
+}
+
+// killBackupServer kills the pgBackRest TLS server the agent ran (its
+// own process group, named by its pid file), if one is left.
+func (n *dbNode) killBackupServer() {
+	if pid := backup.ServerPIDOf(filepath.Join(n.dir, "pg.backup")); pid > 0 {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
 }
 
 func (n *dbNode) killPostgres() {

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -31,6 +35,9 @@ func (m *Manager) ServeTLS(ctx context.Context, up func(bool), record func(kind,
 	}
 	if up == nil {
 		up = func(bool) {}
+	}
+	if pid := m.reapServer(); pid > 0 {
+		m.log.Warn("backup: stopped the pgBackRest TLS server a previous medic left running", "pid", pid)
 	}
 	wait := serverRestartMin
 	for ctx.Err() == nil {
@@ -68,6 +75,10 @@ func (m *Manager) runServer(ctx context.Context, up func(bool)) error {
 	}
 	up(true)
 	defer up(false)
+	// The server runs in its own process group: a medic killed with SIGKILL
+	// leaves it running, and the next medic stops it by this file.
+	_ = os.WriteFile(m.serverPIDPath(), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600)
+	defer os.Remove(m.serverPIDPath())
 	m.log.Info("backup: pgBackRest TLS server started", "listen", m.o.TLS.Listen, "pid", cmd.Process.Pid)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -89,4 +100,44 @@ func (m *Manager) runServer(ctx context.Context, up func(bool)) error {
 			return <-done
 		}
 	}
+}
+
+// serverPIDPath records the running server's process id.
+func (m *Manager) serverPIDPath() string { return m.ServerConfigPath() + ".pid" }
+
+// ServerPID is the process id of this member's running TLS server, 0 when
+// none runs: the process the pid file names, if its command line names
+// this member's server configuration (a recycled pid is never taken for it).
+func (m *Manager) ServerPID() int { return ServerPIDOf(m.o.StateDir) }
+
+// ServerPIDOf is ServerPID for the backup state directory stateDir.
+func ServerPIDOf(stateDir string) int {
+	conf := filepath.Join(stateDir, "pgbackrest-server.conf")
+	b, err := os.ReadFile(conf + ".pid")
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	cl, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || !strings.Contains(string(cl), "--config="+conf+"\x00") {
+		return 0
+	}
+	return pid
+}
+
+// reapServer kills the TLS server a previous medic left running (its pid
+// file names it), and returns its pid (0 when none).
+func (m *Manager) reapServer() int {
+	pid := m.ServerPID()
+	if pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		for i := 0; i < 50 && m.ServerPID() == pid; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	_ = os.Remove(m.serverPIDPath())
+	return pid
 }

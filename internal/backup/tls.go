@@ -80,7 +80,7 @@ func (m *Manager) prepareTLS() error {
 		{"log-path", filepath.Join(m.o.StateDir, "log")},
 		{"lock-path", filepath.Join(m.o.StateDir, "lock")},
 		{"log-level-console", "warn"},
-		{"log-level-file", "info"},
+		{"log-level-file", "detail"}, // the sessions it served, when it stops
 		{"tls-server-address", host},
 		{"tls-server-port", port},
 		{"tls-server-cert-file", cert},

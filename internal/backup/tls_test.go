@@ -105,6 +105,29 @@ func TestTLSServerServed(t *testing.T) {
 		t.Fatalf("the key's copy: %v %v, want mode 0600", fi, err)
 	}
 
+	// A server a previous medic left running (killed with SIGKILL, its
+	// server in its own process group): ServeTLS stops it first.
+	left := probe.Command(backup.Binary, "--config="+m.ServerConfigPath(), "server")
+	if err := left.Start(); err != nil {
+		t.Fatal(err)
+	}
+	leftDone := make(chan struct{})
+	go func() { left.Wait(); close(leftDone) }()
+	defer func() {
+		select {
+		case <-leftDone:
+		default:
+			left.Process.Kill()
+			<-leftDone
+		}
+	}()
+	if err := os.WriteFile(m.ServerConfigPath()+".pid", []byte(fmt.Sprintln(left.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.ServerPID(); got != left.Process.Pid {
+		t.Fatalf("ServerPID = %d, want the leftover %d", got, left.Process.Pid)
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
 	var ups []bool
@@ -138,8 +161,19 @@ func TestTLSServerServed(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	select {
+	case <-leftDone:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the leftover server %d still runs after ServeTLS started", left.Process.Pid)
+	}
+	if pid := m.ServerPID(); pid <= 0 || pid == left.Process.Pid {
+		t.Fatalf("ServerPID = %d while ServeTLS runs (leftover %d)", pid, left.Process.Pid)
+	}
 	cancel()
 	<-done
+	if pid := m.ServerPID(); pid != 0 {
+		t.Fatalf("ServerPID = %d after ServeTLS returned", pid)
+	}
 	if c, err := tls.Dial("tcp", listen, cfg); err == nil {
 		c.Close()
 		t.Fatalf("the server still answers on %s after ServeTLS returned", listen)
