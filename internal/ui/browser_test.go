@@ -3,6 +3,9 @@ package ui_test
 import (
 	"context"
 	"fmt"
+	"github.com/medic-dev/medic/internal/audit"
+	"github.com/medic-dev/medic/internal/fleet"
+	"github.com/medic-dev/medic/internal/fleetview"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -305,6 +308,15 @@ func TestBrowserDashboard(t *testing.T) {
 	if n := eval[int](t, b, `document.querySelectorAll('#databases-body [data-backup="pg"] .error-text').length`); n != 3 {
 		t.Errorf("%d figures of pg's backups are marked as failing, want 3 (lag above 5m, failed pushes, failures)", n)
 	}
+	// The fleet: every host with its state and services; the fleet's
+	// scorecard is unknown while h3 (suspect) has no summary.
+	b.waitFor(t, "the fleet's hosts", `document.querySelectorAll('#fleet-body tr[data-host]').length === 3`)
+	fleetText := eval[string](t, b, `document.getElementById("fleet").innerText`)
+	for _, want := range []string{"h1 (this agent)", "web 1/2", "suspect", "412", "0 yes · 0 no · 1 unknown"} {
+		if !strings.Contains(fleetText, want) {
+			t.Errorf("the fleet panel lacks %q:\n%s", want, fleetText)
+		}
+	}
 	b.waitFor(t, "the scorecard", `document.querySelectorAll("#scorecard-body details").length === 8`)
 	b.waitFor(t, "the chain status", `document.getElementById("chain").innerText.includes("chain verified")`)
 
@@ -458,6 +470,20 @@ func mountFakeRemedy(f *fixture) *fakeRemedy {
 				"failures": 1, "last_error": "pgbackrest backup: exit status 82", "archive_lag": map[string]any{"segments": 4, "seconds": 420},
 				"archive_failures": 7, "repository_free_bytes": 20 << 30, "at": now}}}
 	})
+	// The fleet's one view, built by internal/fleetview as the agent does.
+	fleetStatus := func() fleetview.Status {
+		sum := func(host string, ready int) fleetview.Summary {
+			return fleetview.Summary{Host: host, At: now.Add(-time.Second), Audit: audit.Head{Seq: 412},
+				Services:  []fleetview.Service{{Name: "web", Desired: 2, Running: 2, Ready: ready, Fleet: true}},
+				Scorecard: []fleetview.Answer{{ID: "instance-death", Answer: "yes"}}}
+		}
+		return fleetview.Combine(fleet.Status{Fleet: "prod", Self: "h1", Watching: true, Hosts: []fleet.Member{
+			{Info: fleet.Info{Host: "h1"}, State: fleet.Up}, {Info: fleet.Info{Host: "h2"}, State: fleet.Up},
+			{Info: fleet.Info{Host: "h3"}, State: fleet.Suspect}}},
+			map[string]fleetview.Summary{"h1": sum("h1", 2), "h2": sum("h2", 1)}, true, now)
+	}
+	fleetStatusH := get(func() any { return fleetStatus() })
+	fleetCardH := get(func() any { return fleetview.FleetCard(fleetStatus(), []string{"instance-death"}, now) })
 	// The approval route is guarded and strict as the real one: operators
 	// only, an empty body.
 	approve := func(w http.ResponseWriter, req *http.Request) {
@@ -479,6 +505,8 @@ func mountFakeRemedy(f *fixture) *fakeRemedy {
 		m.Handle("GET /v1/conditions", g.View(conditions))
 		m.Handle("GET /v1/drills", g.View(drills))
 		m.Handle("GET /v1/db/status", g.View(dbStatus))
+		m.Handle("GET /v1/fleet/status", g.View(fleetStatusH))
+		m.Handle("GET /v1/fleet/scorecard", g.View(fleetCardH))
 		m.Handle("POST /v1/approvals/{id}/approve", g.Operate(http.HandlerFunc(approve)))
 	})
 	f.rebuild()

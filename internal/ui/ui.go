@@ -123,6 +123,7 @@ func (u *UI) Mount(mux *http.ServeMux, g api.Guards) {
 var optionalEndpoints = []string{
 	"/v1/approvals", "/v1/incidents", "/v1/runbooks", "/v1/conditions",
 	"/v1/db/status", "/v1/drills", "/v1/history", "/v1/scorecard",
+	"/v1/fleet/status", "/v1/fleet/scorecard",
 }
 
 // endpoints returns the optional endpoints the API's mux routes for GET.

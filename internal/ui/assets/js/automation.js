@@ -202,3 +202,28 @@ export function renderDrills(root, runs, canOperate, actions) {
       canOperate && actions.drill ? h("td", { "data-label": "Run" }, h("button", { type: "button", class: "small",
         "aria-label": `Run the ${r.scenario} drill on ${r.service || "its target"} again`, onclick: () => actions.drill(r) }, "Run again")) : null))))));
 }
+
+// renderFleet shows every host of the fleet from the summaries they publish
+// in etcd (GET /v1/fleet/status) and the fleet's scorecard, which is yes
+// only from every host's own answer (GET /v1/fleet/scorecard).
+export function renderFleet(root, summary, st, card) {
+  const hosts = listOf(st, "hosts");
+  setText(summary, card ? `scorecard: ${card.yes} yes · ${card.no} no · ${card.unknown} unknown` : "");
+  const stateClass = { up: "ok", suspect: "warn", lost: "bad" };
+  replace(root, [
+    st.watching ? null : h("p", { class: "note" }, "This agent has not read the fleet from etcd yet: the list is incomplete."),
+    h("div", { class: "table-wrap" }, h("table", { class: "stack" },
+      h("thead", {}, h("tr", {}, ["Host", "State", "Services (ready/desired)", "Audit head", "Summary"].map((x) => h("th", { scope: "col" }, x)))),
+      h("tbody", {}, hosts.map((m) => {
+        const s = m.summary;
+        return h("tr", { dataset: { host: m.host } },
+          h("th", { scope: "row", "data-label": "Host", class: "mono" }, m.host, m.self ? h("span", { class: "muted" }, " (this agent)") : null),
+          h("td", { "data-label": "State" }, h("span", { class: "badge " + (stateClass[m.state] || "muted") }, m.state || "unknown")),
+          h("td", { "data-label": "Services" }, s ? (listOf(s, "services").map((x) => `${x.name} ${x.ready}/${x.desired}`).join(" · ") || "–") : "–"),
+          h("td", { "data-label": "Audit head", class: "num" }, s && s.audit ? String(s.audit.seq) : "–"),
+          h("td", { "data-label": "Summary" }, s ? `${dur(m.age_seconds || 0)} old` : h("span", { class: "muted" }, "none")));
+      })))),
+    card ? h("p", { class: "muted" }, "Fleet scorecard: yes only when every host that is not lost answers yes",
+      card.excluded && card.excluded.length ? ` (lost, not asked: ${card.excluded.join(", ")})` : "", ".") : null,
+  ].filter(Boolean));
+}

@@ -32,6 +32,7 @@ const state = {
   remedy: { approvals: null, incidents: null, runbooks: null, conditions: null, paused: null },
   databases: null,
   drills: null,
+  fleet: null, // {status, card}: GET /v1/fleet/status and /v1/fleet/scorecard
 };
 
 // ---- coalesced rendering ----
@@ -201,6 +202,13 @@ const kickDB = refresher(async () => {
   invalidate("databases");
 }, 2000);
 
+const kickFleet = refresher(async () => {
+  if (!has("/v1/fleet/status")) return;
+  const [status, card] = await Promise.all([optional("/v1/fleet/status"), has("/v1/fleet/scorecard") ? optional("/v1/fleet/scorecard") : null]);
+  state.fleet = status && { status, card };
+  invalidate("fleet");
+}, 2000);
+
 const kickDrills = refresher(async () => {
   if (!has("/v1/drills")) return;
   const d = await optional("/v1/drills");
@@ -220,6 +228,7 @@ function onEvent(ev) {
   if (k.startsWith("instance.") || k.startsWith("probe.") || k.startsWith("service.") || k.startsWith("config.")) kickStatus();
   if (/^(remedy|runbook|incident|approval|condition|decision|action|automation|trust)\b/.test(k)) kickRemedy();
   if (k.startsWith("db.")) kickDB();
+  if (k.startsWith("fleet.")) kickFleet();
   if (k.startsWith("drill.")) kickDrills();
   kickAudit(); // every event is an audit record too
   kickChain();
@@ -357,6 +366,10 @@ Object.assign(renderers, {
     if (r.conditions) auto.renderConditions($("conditions"), r.conditions);
     auto.renderPause($("pause-state"), $("pause"), r.paused, state.canOperate);
   },
+  fleet() {
+    showPanel("fleet", !!state.fleet);
+    if (state.fleet) auto.renderFleet($("fleet-body"), $("fleet-summary"), state.fleet.status, state.fleet.card);
+  },
   databases() {
     showPanel("databases", !!state.databases);
     if (state.databases) auto.renderDatabases($("databases-body"), state.databases);
@@ -388,12 +401,12 @@ function signedOut(message) {
   quiesce();
   setCSRF("");
   Object.assign(state, { status: null, rates: {}, cpu: {}, marks: null, history: { services: null, instances: null },
-    events: [], audit: [], chain: null, scorecard: null, databases: null, drills: null,
+    events: [], audit: [], chain: null, scorecard: null, databases: null, drills: null, fleet: null,
     remedy: { approvals: null, incidents: null, runbooks: null, conditions: null, paused: null } });
   services.reset();
   traffic.reset();
   ttr.reset();
-  for (const id of ["attention", "services", "traffic", "audit", "events", "automation", "databases", "drills", "scorecard"]) showPanel(id, false);
+  for (const id of ["attention", "services", "traffic", "audit", "events", "automation", "fleet", "databases", "drills", "scorecard"]) showPanel(id, false);
   $("readonly-note").hidden = true;
   $("signout").hidden = true;
   setText($("who"), "");
@@ -418,12 +431,13 @@ function start(sess) {
     ? "medic runs without a tokens file: this page is read-only for everyone. Configure api.tokens_file to sign in and act."
     : `Signed in as ${sess.name} with the ${sess.role} role: read-only. Actions need the operator role.`);
   stopStream = stream("/v1/events", onEvent, setLive);
-  for (const k of [kickStatus, kickHistory, kickAudit, kickChain, kickScore, kickRemedy, kickDB, kickDrills]) k();
+  for (const k of [kickStatus, kickHistory, kickAudit, kickChain, kickScore, kickRemedy, kickDB, kickFleet, kickDrills]) k();
   timers = [
     setInterval(kickStatus, 5000), // RSS, CPU and proxy counters change without events
     setInterval(kickHistory, 10000),
     setInterval(kickRemedy, 10000),
     setInterval(kickDB, 5000),
+    setInterval(kickFleet, 5000), // the other hosts' summaries change without events here
     setInterval(kickDrills, 30000),
     setInterval(kickScore, 60000),
     setInterval(kickChain, 60000),
