@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +106,45 @@ services:
 	a.stop()
 	if left := marked(bombMark); len(left) != 0 {
 		t.Fatalf("fork bomb processes left after medic stopped: %v", left)
+	}
+}
+
+// TestValidateRefusesLimitsTheHostCannotApply: `medic validate` refuses
+// services.*.limits where `medic run` would (here forced with
+// MEDIC_CGROUPS=none), naming the file, line and field; where the host can
+// apply them, it accepts the same file.
+func TestValidateRefusesLimitsTheHostCannotApply(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "medic.yaml")
+	if err := os.WriteFile(cfg, []byte(`data_dir: `+dir+`/data
+services:
+  web:
+    command: [sleep, "100"]
+    limits: {memory: 64MiB, pids: 16}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	validate := func(env ...string) (string, error) {
+		c := exec.Command(medicBin, "validate", "-c", cfg)
+		c.Env = append(os.Environ(), env...)
+		out, err := c.CombinedOutput()
+		return string(out), err
+	}
+	out, err := validate("MEDIC_CGROUPS=none")
+	if err == nil {
+		t.Fatalf("validate accepted limits with cgroups off:\n%s", out)
+	}
+	if want := cfg + ":5:5: services.web.limits: cannot be applied on this host"; !strings.Contains(out, want) {
+		t.Fatalf("validate said:\n%s\nwant a line with %q", out, want)
+	}
+	out, err = validate("MEDIC_CGROUPS=auto")
+	if why := supervise.LimitSupport(); why != nil {
+		if err == nil || !strings.Contains(out, "services.web.limits") {
+			t.Fatalf("this host cannot apply limits (%v) but validate said:\n%s", why, out)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("this host can apply limits but validate refused them: %v\n%s", err, out)
 	}
 }

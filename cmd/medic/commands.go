@@ -22,6 +22,7 @@ import (
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/demoapp"
 	"github.com/medic-dev/medic/internal/safetext"
+	"github.com/medic-dev/medic/internal/supervise"
 )
 
 func loadConfig(cmd *cobra.Command) (*config.Config, error) {
@@ -90,6 +91,10 @@ func validateCmd() *cobra.Command {
 			}
 			for _, w := range config.Lint(cfg) {
 				fmt.Fprintln(os.Stderr, w)
+			}
+			// What `medic run` and a reload refuse on this host (MEDIC_CGROUPS as they read it).
+			if err := supervise.CheckHostLimits(cfg, os.Getenv("MEDIC_CGROUPS")); err != nil {
+				return err
 			}
 			fmt.Printf("%s: ok (%d services)\n", cfg.Path, len(cfg.Services))
 			return nil

@@ -25,6 +25,11 @@ func (e *Error) Error() string {
 	return format(e.File, e.Line, e.Col, "", e.Field, e.Msg)
 }
 
+// ErrorAt is an Error about the field at path (dotted, as in Error.Field)
+// with the file and position it has in c's source, for checks made outside
+// this package (what the host can do).
+func (c *Config) ErrorAt(path, msg string) *Error { return c.src.errorAt(path, msg) }
+
 // Errors is every problem found in one config file, sorted by position. A
 // non-nil error returned by Load, Parse or Validate is always Errors.
 type Errors []*Error

@@ -658,9 +658,46 @@ func adoptLimits(rec procRecord, cg *cgroup, l Limits, plan limitPlan) *limitRun
 // (nil: it can), without changing anything: tests use it to skip with the
 // reason.
 func LimitSupport() error {
+	return hostLimits("").refuse(Limits{Memory: 1, Pids: 1})
+}
+
+// CheckHostLimits refuses a config whose limits this host cannot apply, as
+// `medic run` and a reload would, without changing anything: `medic
+// validate` uses it. mode is the cgroups choice (MEDIC_CGROUPS: auto, v1,
+// none). Each error names the file, line and field (config.Errors).
+func CheckHostLimits(cfg *config.Config, mode string) error {
+	if cfg == nil {
+		return nil
+	}
+	p := hostLimits(mode)
+	var es config.Errors
+	for _, name := range sortedServiceNames(cfg) {
+		l := cfg.Services[name].Limits
+		if !l.Set() {
+			continue
+		}
+		if err := p.refuse(Limits{Memory: int64(l.Memory), Pids: int64(l.Pids)}); err != nil {
+			es = append(es, cfg.ErrorAt("services."+name+".limits", "cannot be applied on this host: "+err.Error()))
+		}
+	}
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+// hostLimits is the plan medic would make here for mode, read without
+// moving any process (a v1 hierarchy is probed by creating and removing an
+// empty cgroup).
+func hostLimits(mode string) limitPlan {
+	if mode == CgroupsNone {
+		return planLimits(nil, nil, "", mode)
+	}
 	var v2 []string
 	v2Why := "cgroup v2 cannot be used"
-	if err := CgroupSupport(); err != nil {
+	if mode == CgroupsV1 {
+		v2Why += " (cgroups: v1)"
+	} else if err := CgroupSupport(); err != nil {
 		v2Why += " (" + err.Error() + ")"
 	} else if mount, err := cgroup2Mount(); err == nil {
 		if own, err := ownCgroup(); err == nil {
@@ -677,7 +714,7 @@ func LimitSupport() error {
 		}
 		v1[c] = t
 	}
-	return chooseLimits(v2, v2Why, v1, v1Why).refuse(Limits{Memory: 1, Pids: 1})
+	return chooseLimits(v2, v2Why, v1, v1Why)
 }
 
 // V1TrackingSupport reports why no v1 hierarchy (pids, freezer) can track
