@@ -130,6 +130,13 @@ func printBackupState(w io.Writer, st backup.State) {
 		fmt.Fprintf(w, "  WAL archive lag %.1fs, %d segments; last archived %s at %s; %d failed pushes\n", a.Seconds, a.Segments,
 			orDash(st.LastArchivedWAL), st.LastArchivedAt.Local().Format(time.RFC3339), st.ArchiveFailures)
 	}
+	if st.TLSServer != "" {
+		state := "running"
+		if !st.TLSServerUp {
+			state = "NOT running (medic restarts it)"
+		}
+		fmt.Fprintf(w, "  pgBackRest TLS server on %s: %s\n", st.TLSServer, state)
+	}
 	if st.Running != "" {
 		fmt.Fprintf(w, "  %s backup running\n", st.Running)
 	}
