@@ -9,7 +9,7 @@
 #
 #   bench/canary.sh                    # 10 bad, 10 slow, 20 good (~10 min)
 #   BAD=3 SLOW=3 GOOD=5 bench/canary.sh
-#   TAIL_TOLERANCE=1.0 bench/canary.sh   # the tail slack of the CI short form (default 0.25, the verdict's)
+#   TAIL_TOLERANCE=1.0 bench/canary.sh   # another tail slack (default 0.25, the verdict's, as in CI)
 #
 # The e2e test TestCanary is the short form CI runs (one of each).
 set -euo pipefail

@@ -7,7 +7,9 @@
 # fails on any client error. The summary gives, per strategy, the runs that
 # passed, and the median and max of the p99 during the deploy over the p99
 # before it, and for blue-green the time until the last request sent to
-# green after a rollback began.
+# green after a rollback began; then the cold rollback from history after a
+# restart of medic (TestColdRollbackFromHistory): when the old release first
+# answered and when the new one last did, after the rollback began.
 #
 #   bench/deploy.sh            # 10 runs of each (~4 min)
 #   RUNS=3 bench/deploy.sh
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 mkdir -p bench/results
 out=bench/results/deploy-$(date +%Y%m%d-%H%M%S).log
 uptime | tee "$out"
-go test -count="${RUNS:-10}" -timeout 60m -run 'TestRollingSurgeDeployUnderLoad|TestBlueGreenDeployUnderLoad' -v ./e2e/ 2>&1 |
+go test -count="${RUNS:-10}" -timeout 60m -run 'TestRollingSurgeDeployUnderLoad|TestBlueGreenDeployUnderLoad|TestColdRollbackFromHistory' -v ./e2e/ 2>&1 |
 	grep -E '^(=== RUN|--- |\s+\w+_test.go|ok|FAIL)' | tee -a "$out" || true
 uptime | tee -a "$out"
 awk '
@@ -32,11 +34,15 @@ function ms(s) { # a Go duration to milliseconds
 function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return a[int((n + 1) / 2)] }
 /--- PASS: TestRollingSurge/ { rp++ } /--- FAIL: TestRollingSurge/ { rf++ }
 /--- PASS: TestBlueGreen/ { bp++ } /--- FAIL: TestBlueGreen/ { bf++ }
+/--- PASS: TestColdRollback/ { cp++ } /--- FAIL: TestColdRollback/ { cf++ }
+/cold rollback from history:/ { match($0, /first answer [^ ]+ after/); split(substr($0, RSTART, RLENGTH), w, " "); cu[++nc] = ms(w[3]); if (cu[nc] > cumax) cumax = cu[nc]
+	match($0, /last [^ ]+ after/); split(substr($0, RSTART, RLENGTH), v, " "); cb[nc] = ms(v[2]); if (cb[nc] > cbmax) cbmax = cb[nc] }
 /rolling with surge 3→3/ { match($0, /p99 [^ ]+ during vs [^ ]+ before/); split(substr($0, RSTART, RLENGTH), w, " "); r[++nr] = ms(w[2]) / ms(w[5]); if (r[nr] > rmax) rmax = r[nr] }
 /blue-green 3→3/ { match($0, /p99 [^ ]+ vs [^ ]+ before/); split(substr($0, RSTART, RLENGTH), w, " "); b[++nb] = ms(w[2]) / ms(w[4]); if (b[nb] > bmax) bmax = b[nb]
 	match($0, /green left [^ ]+ after/); split(substr($0, RSTART, RLENGTH), v, " "); g[++ng] = ms(v[3]); if (g[ng] > gmax) gmax = g[ng] }
 END {
 	printf "rolling:    %d passed (0 client errors), %d failed; p99 during / before: median %.1f×, max %.1f×\n", rp, rf, nr ? med(r, nr) : 0, rmax
+	printf "cold rollback: %d passed, %d failed; old release first answered median %.0f ms (max %.0f), new release last answered median %.0f ms (max %.0f) after it began\n", cp, cf, nc ? med(cu, nc) : 0, cumax, nc ? med(cb, nc) : 0, cbmax
 	printf "blue-green: %d passed (0 client errors), %d failed; p99 up to the switch / before: median %.1f×, max %.1f×; rollback: last request to green median %.0f ms, max %.0f ms after it began\n", bp, bf, nb ? med(b, nb) : 0, bmax, ng ? med(g, ng) : 0, gmax
 }' "$out" | tee -a "$out"
 echo "written to $out"

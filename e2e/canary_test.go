@@ -19,11 +19,11 @@ import (
 // canary's failed try goes to a stable instance (the retry group), so its
 // clients are spared while the verdict still counts the failure.
 //
-// The p99 tail test at its default slack (25 %) falsely rolled back 2 of 20
-// good canaries on the loaded 2-core CI machine (docs/benchmarks.md: one
-// instance's scheduling stalls against a p99 read from ~200 requests), so
-// the short form gives the tail 100 % slack (MEDIC_CANARY_TAIL_TOLERANCE;
-// bench/canary.sh sets the default back) and CI judges the other metrics.
+// The tail test runs at its default slack (25 %; MEDIC_CANARY_TAIL_TOLERANCE
+// sets another): since it bounds the baseline's p99 at a confidence level
+// and counts runs of slow requests, 20 of 20 good canaries were promoted on
+// the loaded machine (docs/benchmarks.md), where the point p99 of ~200
+// requests had falsely rolled back 2 of 20 and CI had run with 100 % slack.
 const canaryConfig = `
 data_dir: %[4]s/data
 api: {listen: "127.0.0.1:%[2]d", tokens_file: tokens.yaml}
@@ -50,7 +50,7 @@ services:
 func canaryConfigFor() string {
 	tol := os.Getenv("MEDIC_CANARY_TAIL_TOLERANCE")
 	if tol == "" {
-		tol = "1.0"
+		tol = "0.25"
 	}
 	return strings.Replace(canaryConfig, "TAIL_TOLERANCE", tol, 1)
 }
