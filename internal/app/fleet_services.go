@@ -145,8 +145,7 @@ func (fs *fleetServices) readyOf(service string) map[string]int {
 
 // apply runs this host's share, bounded by the largest share the config
 // allows (an assignment in etcd is not trusted beyond it). A share of 0
-// keeps one instance (the supervisor runs at least one), out of the
-// placement's count: a known limit, docs/fleet.md.
+// runs no instance.
 func (fs *fleetServices) apply(ctx context.Context, service string, n, most int) error {
 	if n > most {
 		fs.m.Logger.Warn("placement: this host's share in etcd is above the most the config allows; running the most",
@@ -155,7 +154,7 @@ func (fs *fleetServices) apply(ctx context.Context, service string, n, most int)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	err := fs.m.sup.Scale(ctx, service, max(n, 1), "fleet")
+	err := fs.m.sup.Scale(ctx, service, max(n, 0), "fleet")
 	if errors.Is(err, supervise.ErrInProgress) {
 		return nil // it goes on within the disruption budget
 	}
@@ -269,7 +268,7 @@ func withFleetShares(next *config.Config, running []supervise.ServiceStatus) *co
 	c := *next
 	c.Services = maps.Clone(next.Services)
 	for _, st := range running {
-		if s := c.Services[st.Name]; s != nil && s.Fleet != nil && st.Desired > 0 && st.Desired != s.Instances {
+		if s := c.Services[st.Name]; s != nil && s.Fleet != nil && st.Desired != s.Instances { // 0: a share of 0
 			cp := *s
 			cp.Instances = st.Desired
 			c.Services[st.Name] = &cp

@@ -18,8 +18,8 @@ var ErrNoPrevious = errors.New("supervise: no previous version to roll back to")
 // returns once the change is made, not when new instances are ready; when
 // ctx ends first it returns ErrInProgress and the change goes on.
 func (s *Supervisor) Scale(ctx context.Context, name string, n int, actor string) error {
-	if n < 1 {
-		return fmt.Errorf("scale %s to %d: at least 1 instance", name, n)
+	if n < 0 {
+		return fmt.Errorf("scale %s to %d: not a count of instances", name, n)
 	}
 	s.mu.Lock()
 	sv := s.services[name]
@@ -42,7 +42,7 @@ func (s *Supervisor) Scale(ctx context.Context, name string, n int, actor string
 	started := s.started
 	if !started {
 		sv.instances = sv.instances[:min(n, cur)]
-		for _, spec := range Resolve(name, &cfg, s.baseDir, s.logDir)[len(sv.instances):] {
+		for _, spec := range Resolve(name, &cfg, s.baseDir, s.logDir)[len(sv.instances):n] {
 			sv.instances = append(sv.instances, s.newInstance(spec, cfg.DependsOn))
 		}
 	}

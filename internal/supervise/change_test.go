@@ -66,3 +66,32 @@ func TestReloadKeepsUnchangedAndRollbackRestoresPrevious(t *testing.T) {
 		t.Fatalf("rollback event = %+v", ev)
 	}
 }
+
+// TestScaleToZeroAndBack: a fleet host whose share is 0 runs no instance
+// of the service (every instance drained and stopped), and scaling up
+// again starts them.
+func TestScaleToZeroAndBack(t *testing.T) {
+	svc := service("exec sleep 300")
+	svc.Instances = 2
+	s, _ := start(t, map[string]*config.Service{"web": svc}, nil)
+	eventually(t, 15*time.Second, "2 running", func() bool { return s.Status()[0].Instances[1].PID != 0 })
+	pids := []int{s.Status()[0].Instances[0].PID, s.Status()[0].Instances[1].PID}
+	ctx := context.Background()
+	if err := s.Scale(ctx, "web", -1, "test"); err == nil {
+		t.Fatal("scale to -1 accepted")
+	}
+	if err := s.Scale(ctx, "web", 0, "fleet"); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status()[0]; st.Desired != 0 || len(st.Instances) != 0 {
+		t.Fatalf("after scale to 0: %d desired, %d instances", st.Desired, len(st.Instances))
+	}
+	eventually(t, 10*time.Second, "every instance stopped", func() bool { return !alive(pids[0]) && !alive(pids[1]) })
+	if err := s.Scale(ctx, "web", 1, "fleet"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "1 running again", func() bool {
+		st := s.Status()[0]
+		return st.Desired == 1 && len(st.Instances) == 1 && st.Instances[0].PID != 0
+	})
+}

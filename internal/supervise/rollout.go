@@ -135,6 +135,9 @@ func (s *Supervisor) converge(ctx context.Context, sv *service, r *rollout, acto
 	cfg := sv.cfg
 	s.mu.Unlock()
 	specs := Resolve(sv.name, cfg, s.baseDir, s.logDir)
+	if cfg.Instances == 0 {
+		specs = nil // scaled to 0 (a fleet host whose share is 0); Resolve gives at least one
+	}
 	var stuck clock.Timer // records a step that waits too long
 	defer func() {
 		if stuck != nil {

@@ -318,7 +318,7 @@ func (s *Supervisor) Status() []ServiceStatus {
 	out := make([]ServiceStatus, 0, len(svcs))
 	for _, sv := range svcs {
 		s.mu.Lock()
-		st := ServiceStatus{Name: sv.name, Desired: max(sv.cfg.Instances, 1), MinAvailable: sv.minAvail, Rollout: steps[sv]}
+		st := ServiceStatus{Name: sv.name, Desired: max(sv.cfg.Instances, 0), MinAvailable: sv.minAvail, Rollout: steps[sv]}
 		s.mu.Unlock()
 		for _, in := range s.instancesOf(sv) {
 			is := in.Status()
