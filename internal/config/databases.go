@@ -103,8 +103,9 @@ type Database struct {
 	// writable as long as every other member's agent confirms over its REST endpoint (signed with
 	// a key only readers of the cluster's etcd keys know) that it cannot reach etcd either, sees
 	// this primary leading and will not campaign for a lease TTL; any member that cannot be
-	// reached or refuses fences the primary as without it. Needs rest on every member. The
-	// leader's setting counts: set it the same on every member. Default false (docs/failover.md says why).
+	// reached or refuses fences the primary as without it. Without rest on every member it
+	// never holds (the primary fences as without it), and a leader with no other member gets none.
+	// The leader's setting counts: set it the same on every member. Default true.
 	Failsafe *bool `yaml:"failsafe" json:"failsafe,omitempty"`
 	// Backups and WAL archiving to a pgBackRest repository. Default: none.
 	Backup *Backup `yaml:"backup" json:"backup,omitempty"`
@@ -351,7 +352,7 @@ func (d *Database) SetDefaults() {
 }
 
 // DefaultFailsafe is databases.NAME.failsafe when unset (docs/failover.md says why).
-const DefaultFailsafe = false
+const DefaultFailsafe = true
 
 // FailsafeOn reports whether the DCS failsafe is on.
 func (d *Database) FailsafeOn() bool {

@@ -335,3 +335,24 @@ func DecideRelease(self string, fi FailsafeInfo, answers map[string]PeerRelease)
 	return true, fmt.Sprintf("the failsafe key of %s (token %d) does not list this member, but its lease is gone and every member it lists (%s) "+
 		"has seen it gone and holds no promise to it: it fenced itself", fi.Leader, fi.Rev, strings.Join(names, ", "))
 }
+
+// failsafeCannotHold says why no failsafe round of leader self could be
+// confirmed with these members ("" when one could): no other member, or one
+// without a REST endpoint to ask.
+func failsafeCannotHold(self string, members map[string]string) string {
+	var norest []string
+	for n, rest := range members {
+		if n != self && rest == "" {
+			norest = append(norest, n)
+		}
+	}
+	sort.Strings(norest)
+	switch {
+	case len(members) <= 1:
+		return "no other member could confirm this leader in an etcd outage"
+	case len(norest) > 0:
+		return fmt.Sprintf("%s %s no REST endpoint (databases.NAME.rest) to confirm this leader in an etcd outage",
+			strings.Join(norest, ", "), map[bool]string{true: "has", false: "have"}[len(norest) == 1])
+	}
+	return ""
+}

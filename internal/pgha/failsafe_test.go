@@ -169,9 +169,26 @@ func TestFailsafeKey(t *testing.T) {
 	if _, acts := m.Step(withNow(o, t0)); len(acts) != 0 {
 		t.Fatalf("the key is current: %v", acts)
 	}
-	o.View.Members["c"] = pgha.MemberInfo{Name: "c"} // a member joins
+	o.View.Members["c"] = pgha.MemberInfo{Name: "c", REST: "127.0.0.1:8010"} // a member joins
 	if _, acts := m.Step(withNow(o, t0)); len(acts) != 1 || acts[0].Kind != pgha.ActWriteFailsafe || len(acts[0].Members) != 3 {
 		t.Fatalf("c joined: want the key rewritten: %v", acts)
+	}
+	// A member without REST endpoint could never confirm: no key, which
+	// would only keep unlisted members from campaigning.
+	o.View.Members["c"] = pgha.MemberInfo{Name: "c"}
+	if _, acts := m.Step(withNow(o, t0)); len(acts) != 1 || acts[0].Kind != pgha.ActWriteFailsafe || acts[0].Members != nil ||
+		!strings.Contains(acts[0].Reason, "c has no REST endpoint") {
+		t.Fatalf("c without REST: want the key deleted: %v", acts)
+	}
+	// Alone, likewise.
+	solo := o
+	solo.View.Members = map[string]pgha.MemberInfo{"a": o.View.Members["a"]}
+	if _, acts := m.Step(withNow(solo, t0)); len(acts) != 1 || acts[0].Members != nil || !strings.Contains(acts[0].Reason, "no other member") {
+		t.Fatalf("alone: want the key deleted: %v", acts)
+	}
+	solo.View.FailsafeKey = nil
+	if _, acts := m.Step(withNow(solo, t0)); len(acts) != 0 {
+		t.Fatalf("alone without a key: %v", acts)
 	}
 	// A key of an earlier leadership (token 9) is rewritten.
 	k9 := k

@@ -208,6 +208,14 @@ func (m Member) keepFailsafe(o Observation) []Action {
 	}
 	self := o.View.Members[m.Name]
 	want := failsafeMembers(m.Name, self.REST, o.View)
+	if why := failsafeCannotHold(m.Name, want); why != "" {
+		// A round could never be confirmed: a key would only keep
+		// unlisted members from campaigning.
+		if fi != nil {
+			return []Action{{Kind: ActWriteFailsafe, Reason: "no failsafe key: " + why}}
+		}
+		return nil
+	}
 	if fi != nil && fi.Leader == m.Name && fi.Rev == o.Lease.Rev && fi.sameMembers(want) {
 		return nil
 	}
