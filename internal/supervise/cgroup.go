@@ -103,9 +103,23 @@ func (t *cgroupTree) instance(name string, l Limits) (*cgroup, error) {
 	return &cgroup{mount: t.mount, group: group, m: m}, nil
 }
 
-// remove deletes the parent group if it is empty (best effort: a detached
-// medic leaves its instances' cgroups in place).
-func (t *cgroupTree) remove() { os.Remove(filepath.Join(t.mount, t.group)) }
+// remove deletes the parent group with every empty cgroup left in it (a
+// run's cgroup whose own removal failed): best effort, a populated cgroup
+// stays, and a detached medic does not call it.
+func (t *cgroupTree) remove() { removeEmptyTree(filepath.Join(t.mount, t.group)) }
+
+// removeEmptyTree removes dir's empty child cgroups, then dir (rmdir: a
+// cgroup that still holds a process, or a child, is left).
+func removeEmptyTree(dir string) {
+	if es, err := os.ReadDir(dir); err == nil {
+		for _, e := range es {
+			if e.IsDir() {
+				removeEmptyTree(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	os.Remove(dir)
+}
 
 // loadCgroup opens a recorded cgroup; it fails if the directory is gone.
 func loadCgroup(mount, group string) (*cgroup, error) {
@@ -195,9 +209,16 @@ func (c *cgroup) waitEmpty(d time.Duration) bool {
 	return true
 }
 
-// remove deletes the (empty) cgroup.
+// remove deletes the (empty) cgroup. The kernel may still count a process
+// that was just reaped (rmdir answers EBUSY): it waits up to 2s for the
+// cgroup to be empty and tries again.
 func (c *cgroup) remove() error {
-	if err := c.m.Delete(); err != nil && !errors.Is(err, os.ErrNotExist) {
+	err := c.m.Delete()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.waitEmpty(2 * time.Second)
+		err = c.m.Delete()
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove cgroup %s: %w", c.group, err)
 	}
 	return nil

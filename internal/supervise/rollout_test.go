@@ -3,6 +3,9 @@ package supervise_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -184,7 +187,7 @@ func TestReloadStopsReplacedInstancesEvenDetached(t *testing.T) {
 	rec := newRecorder()
 	old := service("exec sleep 300")
 	cfg := &config.Config{DataDir: dir, Services: map[string]*config.Service{"web": old}}
-	s, err := supervise.New(supervise.Options{Config: cfg, LogDir: dir, Env: supervise.Env{Emit: rec.emit, Detach: true}})
+	s, err := supervise.New(supervise.Options{Config: cfg, LogDir: dir, StateDir: dir, Env: supervise.Env{Emit: rec.emit, Detach: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +209,50 @@ func TestReloadStopsReplacedInstancesEvenDetached(t *testing.T) {
 	if !alive(last) {
 		t.Fatal("--detach: medic's shutdown stopped the running instance")
 	}
-	syscall.Kill(last, syscall.SIGKILL)
+	// The next medic (not detached) adopts it; when it stops, the instance
+	// and every cgroup it ran in are gone (the detached one left them).
+	cg := unifiedCgroupOf(last)
+	t.Logf("the instance runs in cgroup %q", cg)
+	s2, err := supervise.New(supervise.Options{Config: &config.Config{DataDir: dir, Services: map[string]*config.Service{"web": next}}, LogDir: dir, StateDir: dir, Env: supervise.Env{Emit: rec.emit}})
+	if err != nil {
+		syscall.Kill(last, syscall.SIGKILL)
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan struct{})
+	go func() { s2.Serve(ctx2); close(done2) }()
+	t.Cleanup(func() { cancel2(); <-done2 })
+	eventually(t, 15*time.Second, "adopted", func() bool { return instance(s2, "web", 0).PID == last })
+	cancel2()
+	<-done2
+	if alive(last) {
+		syscall.Kill(last, syscall.SIGKILL)
+		t.Fatal("the adopting medic's stop left the instance running")
+	}
+	if cg != "" {
+		if _, err := os.Stat(filepath.Dir(cg)); err == nil {
+			t.Fatalf("the cgroups of the stopped instance are left: %s exists", filepath.Dir(cg))
+		}
+	}
+}
+
+// unifiedCgroupOf is the directory of pid's cgroup in the unified hierarchy
+// mounted at /sys/fs/cgroup/unified or /sys/fs/cgroup ("" when not found).
+func unifiedCgroupOf(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok && p != "/" {
+			for _, m := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+				if _, err := os.Stat(filepath.Join(m, p, "cgroup.procs")); err == nil {
+					return filepath.Join(m, p)
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // TestStuckRolloutIsRecorded: a new version that never gets ready holds the

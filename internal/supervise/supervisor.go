@@ -214,7 +214,7 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 	}
 	if !s.env.detached() {
 		for _, t := range s.env.limits.v1 {
-			os.Remove(t.dir)
+			removeEmptyTree(t.dir)
 		}
 	}
 	if !s.env.detached() {
