@@ -182,6 +182,9 @@ func (l *Loop) enforceArchiveTimeout(ctx context.Context) {
 		return
 	}
 	now := l.m.clock.Now()
+	// The archiver was read anyway: the lag and the failed pushes in the
+	// state (and the signals) are this fresh, not a loop period old.
+	l.observed(now, a)
 	l.mu.Lock()
 	seen, due := SwitchDue(now, l.segment, a, l.m.o.Config.Archive.Timeout.D())
 	l.segment = seen
@@ -408,6 +411,11 @@ func (l *Loop) observeArchiver(ctx context.Context, now time.Time) {
 		l.m.log.Warn("backup: archiver", "err", err)
 		return
 	}
+	l.observed(now, a)
+}
+
+// observed puts the primary's archiver, read at now, into the state and the metrics.
+func (l *Loop) observed(now time.Time, a Archiver) {
 	lag := ArchiveLag(now, a)
 	l.mu.Lock()
 	l.st.Archive = &lag
