@@ -20,6 +20,7 @@ import (
 // *ClientKeys is immutable and safe for concurrent use.
 type ClientKeys struct {
 	byDigest map[[sha256.Size]byte]ClientKey
+	byName   map[string][sha256.Size]byte // for signed requests (VerifySigned)
 }
 
 // ClientKey is who a verified key belongs to.
@@ -101,7 +102,7 @@ func ParseClientKeys(name string, data []byte) (k *ClientKeys, err error) {
 	issue := func(p scalar, format string, args ...any) {
 		issues = append(issues, fmt.Errorf("%s:%d:%d: %s", name, p.line, p.col, fmt.Sprintf(format, args...)))
 	}
-	k = &ClientKeys{byDigest: map[[sha256.Size]byte]ClientKey{}}
+	k = &ClientKeys{byDigest: map[[sha256.Size]byte]ClientKey{}, byName: map[string][sha256.Size]byte{}}
 	names := map[string]bool{}
 	for _, fe := range doc.Keys {
 		ok := true
@@ -140,6 +141,7 @@ func ParseClientKeys(name string, data []byte) (k *ClientKeys, err error) {
 		}
 		if ok {
 			k.byDigest[digest] = ClientKey{Name: fe.Name.value, Class: fe.Class.value}
+			k.byName[fe.Name.value] = digest
 		}
 	}
 	if len(issues) > 0 {

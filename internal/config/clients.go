@@ -3,6 +3,7 @@ package config
 import (
 	"regexp"
 	"sort"
+	"time"
 )
 
 // ProxyClients sorts a service's inbound clients into classes (human,
@@ -23,6 +24,39 @@ type ProxyClients struct {
 	Default string `yaml:"default" json:"default,omitempty"`
 	// The classes by name.
 	Classes map[string]*ProxyClass `yaml:"classes" json:"classes,omitempty"`
+	// Lets clients sign each request with their key (HMAC-SHA256) instead of sending the
+	// key: `<header>: <key name>:<unix seconds>:<hex HMAC>` (docs/dependencies.md). Off
+	// without it. The keys file then holds what verifies a signature: keep it unreadable by
+	// group and others (it is refused otherwise).
+	Signature *ProxySignature `yaml:"signature" json:"signature,omitempty"`
+}
+
+// ProxySignature is the signed-request option of client classes.
+type ProxySignature struct {
+	// Request header that carries the signature. Default X-Medic-Signature.
+	Header string `yaml:"header" json:"header,omitempty"`
+	// A signature whose time is further than this from the proxy's clock, either way, is
+	// refused (401): a captured request cannot be replayed after it. Default 60s, at most 15m.
+	Window Duration `yaml:"window" json:"window,omitempty"`
+}
+
+// MaxSignatureWindow bounds clients.signature.window.
+const MaxSignatureWindow = 15 * time.Minute
+
+// ProxyClassBreaker is a class's own circuit breaker on the service: when the
+// class's failed requests (5xx answers, no answer, timeouts) reach failures
+// within window, the class's requests are refused at once (503) for open_for,
+// then half_open_trials requests are let through; their success closes it.
+// Other classes are not affected: each class has its own breaker.
+type ProxyClassBreaker struct {
+	// Failed requests of the class within window that open its breaker. Default 5.
+	Failures int `yaml:"failures" json:"failures,omitempty"`
+	// The window in which failures are counted. Default 30s.
+	Window Duration `yaml:"window" json:"window,omitempty"`
+	// How long the breaker stays open before it lets trial requests through. Default 30s.
+	OpenFor Duration `yaml:"open_for" json:"open_for,omitempty"`
+	// Trial requests let through when half-open; all must succeed to close it. Default 1.
+	HalfOpenTrials int `yaml:"half_open_trials" json:"half_open_trials,omitempty"`
 }
 
 // ProxyClass is one class of clients.
@@ -44,7 +78,13 @@ type ProxyClass struct {
 	// The class's own retry budget: its retries may add at most this fraction of its own
 	// request rate (over 10 s). Default: the proxy's retries.budget.
 	RetryBudget *float64 `yaml:"retry_budget" json:"retry_budget,omitempty"`
+	// The class's own breaker on the service (failures within window open it for open_for).
+	// Without it the class has no breaker of its own.
+	Breaker *ProxyClassBreaker `yaml:"breaker" json:"breaker,omitempty"`
 }
+
+// validHeaderName is an HTTP header name (RFC 9110 token), bounded.
+var validHeaderName = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 
 // validClassName is what a class name may look like: it is a metric label.
 var validClassName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
@@ -63,6 +103,14 @@ func (c *ProxyClients) setDefaults(retryBudget float64) {
 	if c.Default == "" {
 		c.Default = "default"
 	}
+	if sg := c.Signature; sg != nil {
+		if sg.Header == "" {
+			sg.Header = "X-Medic-Signature"
+		}
+		if sg.Window == 0 {
+			sg.Window = Duration(time.Minute)
+		}
+	}
 	for _, cl := range c.Classes {
 		if cl == nil {
 			continue
@@ -73,6 +121,20 @@ func (c *ProxyClients) setDefaults(retryBudget float64) {
 			cl.Burst = max(1, int(cl.Rate))
 		}
 		proxyDefaultPtr(&cl.RetryBudget, retryBudget)
+		if b := cl.Breaker; b != nil {
+			if b.Failures == 0 {
+				b.Failures = 5
+			}
+			if b.Window == 0 {
+				b.Window = Duration(30 * time.Second)
+			}
+			if b.OpenFor == 0 {
+				b.OpenFor = Duration(30 * time.Second)
+			}
+			if b.HalfOpenTrials == 0 {
+				b.HalfOpenTrials = 1
+			}
+		}
 	}
 }
 
@@ -87,6 +149,17 @@ func (c *ProxyClients) validate(bad func(field, format string, args ...any)) {
 	}
 	if _, ok := c.Classes[c.Default]; !ok {
 		bad("clients.default", "class %q is not defined under clients.classes (%v)", c.Default, c.ClassNames())
+	}
+	if sg := c.Signature; sg != nil {
+		if sg.Window.D() < time.Second || sg.Window.D() > MaxSignatureWindow {
+			bad("clients.signature.window", "must be from 1s to %v, not %v", MaxSignatureWindow, sg.Window.D())
+		}
+		if c.KeysFile == "" {
+			bad("clients.signature", "signed requests are verified against clients.keys_file: set it")
+		}
+		if !validHeaderName.MatchString(sg.Header) {
+			bad("clients.signature.header", "invalid header name %q", sg.Header)
+		}
 	}
 	for _, name := range c.ClassNames() {
 		cl := c.Classes[name]
@@ -112,6 +185,20 @@ func (c *ProxyClients) validate(bad func(field, format string, args ...any)) {
 		}
 		if cl.RetryBudget != nil && (*cl.RetryBudget < 0 || *cl.RetryBudget > 1) {
 			bad(f+".retry_budget", "must be a fraction from 0 to 1, not %v", *cl.RetryBudget)
+		}
+		if b := cl.Breaker; b != nil {
+			if b.Failures < 1 || b.Failures > 100000 {
+				bad(f+".breaker.failures", "must be from 1 to 100000, not %d", b.Failures)
+			}
+			if b.Window.D() < 100*time.Millisecond || b.Window.D() > time.Hour {
+				bad(f+".breaker.window", "must be from 100ms to 1h, not %v", b.Window.D())
+			}
+			if b.OpenFor.D() < 100*time.Millisecond || b.OpenFor.D() > time.Hour {
+				bad(f+".breaker.open_for", "must be from 100ms to 1h, not %v", b.OpenFor.D())
+			}
+			if b.HalfOpenTrials < 1 || b.HalfOpenTrials > 1000 {
+				bad(f+".breaker.half_open_trials", "must be from 1 to 1000, not %d", b.HalfOpenTrials)
+			}
 		}
 	}
 }

@@ -49,6 +49,7 @@ type class struct {
 	lendable float64       // fraction of its seats others may borrow while idle
 	bucket   *rate.Limiter // nil: no class rate
 	inflight int           // requests holding a seat; under Decision.limMu
+	breaker  *classBreaker // nil: the class has no breaker of its own
 
 	admitted, shed, limited atomic.Uint64
 }
@@ -60,6 +61,7 @@ func newClasses(c *config.ProxyClients) *classes {
 		cc := c.Classes[name]
 		cl := &cs.list[i]
 		cl.name, cl.priority, cl.share, cl.lendable = name, cc.Priority, *cc.Share, float64(*cc.Lendable)/100
+		cl.breaker = newClassBreaker(cc.Breaker)
 		if cc.Rate > 0 {
 			cl.bucket = rate.NewLimiter(rate.Limit(cc.Rate), max(cc.Burst, 1))
 		}
@@ -199,6 +201,11 @@ type ClassStats struct {
 	Shed        uint64 `json:"shed"`
 	RateLimited uint64 `json:"rate_limited"`
 	Default     bool   `json:"default,omitempty"`
+	// The class's own breaker (clients.classes.*.breaker): closed, open or half-open; the
+	// times it opened and the requests it refused (503). Empty without one.
+	Breaker        string `json:"breaker,omitempty"`
+	BreakerOpened  uint64 `json:"breaker_opened,omitempty"`
+	BreakerRefused uint64 `json:"breaker_refused,omitempty"`
 }
 
 // ClientKey makes a random key that stands for a client of class until
@@ -232,7 +239,7 @@ func (p *Proxy) ReloadClientKeys() (added, removed []string, err error) {
 	if p.keysFile == "" {
 		return nil, nil, nil
 	}
-	next, err := auth.LoadClientKeys(p.keysFile)
+	next, err := loadClientKeys(&config.ProxyClients{KeysFile: p.keysFile, Signature: sigOn(p.keysSigned)})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -242,4 +249,43 @@ func (p *Proxy) ReloadClientKeys() (added, removed []string, err error) {
 	}
 	added, removed = prev.Changes(next)
 	return added, removed, nil
+}
+
+// identifySigned is identify for a request that carries a signature header
+// (auth.Signature) instead of its key: a signature that does not parse, is
+// outside window of now, or does not verify is an error (the request is
+// refused with 401), never the default class: a client that signs means to
+// be someone.
+func (cs *classes) identifySigned(sig, method, target []byte, now time.Time, window time.Duration, needKey bool) (Client, error) {
+	s, err := auth.ParseSignature(sig)
+	if err != nil {
+		return Client{Class: cs.def}, err
+	}
+	ck, err := cs.keys.Load().VerifySigned(s, method, target, now, window)
+	if err != nil {
+		return Client{Class: cs.def}, err
+	}
+	c := Client{Class: cs.byName[ck.Class]}
+	if needKey {
+		c.Key = "key:" + ck.Name
+	}
+	return c, nil
+}
+
+// loadClientKeys reads c's keys file; with signed requests on it must be
+// unreadable by group and others too.
+func loadClientKeys(c *config.ProxyClients) (*auth.ClientKeys, error) {
+	if c.Signature != nil {
+		if err := auth.CheckPrivate(c.KeysFile); err != nil {
+			return nil, err
+		}
+	}
+	return auth.LoadClientKeys(c.KeysFile)
+}
+
+func sigOn(on bool) *config.ProxySignature {
+	if on {
+		return &config.ProxySignature{}
+	}
+	return nil
 }

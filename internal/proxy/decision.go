@@ -40,6 +40,11 @@ type Decision struct {
 	rlMu      sync.Mutex
 	limits    *ClientLimits // nil without a rate limit
 	keyHeader string
+	// onBreaker sees every transition of a class breaker (log, metrics); nil: none.
+	onBreaker func(class string, ch breakerChange)
+	// sigHeader carries signed requests' signatures ("" when off); sigWindow bounds their time.
+	sigHeader string
+	sigWindow time.Duration
 }
 
 // RetryPolicy says which failed tries are repeated on another instance.
@@ -61,6 +66,9 @@ func NewDecision(cfg config.Proxy) *Decision {
 	if cfg.Clients.Enabled() && cfg.Mode == config.ProxyModeHTTP {
 		d.classes = newClasses(cfg.Clients)
 		d.keyHeader = cfg.Clients.KeyHeader
+		if sg := cfg.Clients.Signature; sg != nil {
+			d.sigHeader, d.sigWindow = sg.Header, sg.Window.D()
+		}
 		for _, name := range cfg.Clients.ClassNames() {
 			d.budgets = append(d.budgets, NewBudget(*cfg.Clients.Classes[name].RetryBudget, *cfg.Retries.MinPerSecond))
 		}
@@ -85,9 +93,10 @@ func NewDecision(cfg config.Proxy) *Decision {
 type Refusal int
 
 const (
-	Admitted    Refusal = iota // not refused
-	RateLimited                // 429: this client is over its rate
-	Shed                       // 503: the concurrency limit is reached
+	Admitted         Refusal = iota // not refused
+	RateLimited                     // 429: this client is over its rate
+	Shed                            // 503: the concurrency limit is reached
+	ClassCircuitOpen                // 503: the client class's own breaker is open
 )
 
 // Admission is the answer to a request's arrival.
@@ -102,6 +111,10 @@ type Admission struct {
 	Held bool
 	// Class is the client's class (Client.Class).
 	Class int
+	// breakerGen is the state of the class's breaker the request was let
+	// through under (ClassResult gives it back); breaker says it has one.
+	breakerGen uint64
+	breaker    bool
 }
 
 // Admit decides whether a request from c (see Identify) is served at now:
@@ -114,6 +127,15 @@ func (d *Decision) Admit(now time.Time, c Client, longLived bool) Admission {
 	var cl *class
 	if d.classes != nil {
 		cl = &d.classes.list[c.Class]
+	}
+	var gen uint64
+	if cl != nil && cl.breaker != nil {
+		ok, g, wait, ch := cl.breaker.allow(now)
+		d.noteBreaker(cl.name, ch)
+		if !ok {
+			return Admission{Refusal: ClassCircuitOpen, Status: 503, RetryAfter: wait, Class: c.Class, Reason: "circuit open for client class " + cl.name + ": its requests failed"}
+		}
+		gen = g
 	}
 	if cl != nil && cl.bucket != nil {
 		d.rlMu.Lock()
@@ -135,7 +157,7 @@ func (d *Decision) Admit(now time.Time, c Client, longLived bool) Admission {
 			return Admission{Refusal: RateLimited, Status: 429, RetryAfter: wait, Class: c.Class, Reason: "rate limit exceeded for this client"}
 		}
 	}
-	a := Admission{Class: c.Class}
+	a := Admission{Class: c.Class, breakerGen: gen, breaker: cl != nil && cl.breaker != nil}
 	if d.limiter != nil && !longLived {
 		d.limMu.Lock()
 		var ok bool
@@ -166,6 +188,25 @@ func (d *Decision) Admit(now time.Time, c Client, longLived bool) Admission {
 	return a
 }
 
+// ClassResult counts the end of an admitted request with status (the status
+// the client got; 0 when it got none) in its class's breaker: a 5xx or no
+// answer is a failure. Refused requests are not counted: the data planes
+// call it only for admitted ones.
+func (d *Decision) ClassResult(now time.Time, a Admission, status int) {
+	if !a.breaker || a.Refusal != Admitted {
+		return
+	}
+	cl := &d.classes.list[a.Class]
+	d.noteBreaker(cl.name, cl.breaker.result(now, a.breakerGen, status == 0 || status >= 500))
+}
+
+// noteBreaker hands a class breaker's transition to the proxy (OnBreaker).
+func (d *Decision) noteBreaker(class string, ch *breakerChange) {
+	if ch != nil && d.onBreaker != nil {
+		d.onBreaker(class, *ch)
+	}
+}
+
 // NeedsClient reports whether Admit needs Identify's answer (a rate limit or
 // client classes are set); otherwise Client{} will do.
 func (d *Decision) NeedsClient() bool { return d.limits != nil || d.classes != nil }
@@ -186,6 +227,17 @@ func (d *Decision) Identify(key []byte, ip string) Client {
 		return Client{}
 	}
 	return Client{Key: "ip:" + ip}
+}
+
+// SignatureHeader is the header of signed requests; "" when they are off.
+func (d *Decision) SignatureHeader() string { return d.sigHeader }
+
+// IdentifySigned is Identify for a request presenting signature sig (the
+// SignatureHeader's value) for method and target (the request target as
+// sent) at now. An error means the request must be refused (401): the
+// signature is malformed, stale or wrong.
+func (d *Decision) IdentifySigned(sig, method, target []byte, now time.Time) (Client, error) {
+	return d.classes.identifySigned(sig, method, target, now, d.sigWindow, d.limits != nil)
 }
 
 // SetClientKeys installs the verified client keys; every class they name
@@ -251,6 +303,7 @@ func (d *Decision) ClassStats() []ClassStats {
 			Inflight: c.inflight, Admitted: c.admitted.Load(), Shed: c.shed.Load(), RateLimited: c.limited.Load(),
 			Default: i == d.classes.def,
 		}
+		out[i].Breaker, out[i].BreakerOpened, out[i].BreakerRefused = c.breaker.snapshot()
 	}
 	return out
 }

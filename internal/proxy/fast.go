@@ -139,7 +139,15 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) {
 
 	var c Client
 	if p.d.NeedsClient() {
-		c = p.d.Identify(fastPresentedKey(ctx, p.d.KeyHeader()), ctx.RemoteIP().String())
+		if h := p.d.SignatureHeader(); h != "" && len(ctx.Request.Header.Peek(h)) > 0 {
+			var err error
+			if c, err = p.d.IdentifySigned(ctx.Request.Header.Peek(h), ctx.Method(), ctx.Request.Header.RequestURI(), start); err != nil {
+				p.fastError(ctx, &fx, fasthttp.StatusUnauthorized, 0, "medic: "+err.Error())
+				return
+			}
+		} else {
+			c = p.d.Identify(fastPresentedKey(ctx, p.d.KeyHeader()), ctx.RemoteIP().String())
+		}
 	}
 	adm := p.d.Admit(start, c, false)
 	p.countClass(adm)
@@ -151,6 +159,7 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) {
 	if adm.Held {
 		defer p.d.Release(adm)
 	}
+	defer func() { p.d.ClassResult(p.clock.Now(), adm, fx.status) }()
 	p.m.inflight().Inc()
 	defer p.m.inflight().Dec()
 

@@ -50,7 +50,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var c Client
 	if p.d.NeedsClient() {
-		c = p.d.Identify(presentedKey(r.Header, p.d.KeyHeader()), remoteIP(r.RemoteAddr))
+		if h := p.d.SignatureHeader(); h != "" && r.Header.Get(h) != "" {
+			var err error
+			if c, err = p.d.IdentifySigned([]byte(r.Header.Get(h)), []byte(r.Method), []byte(r.RequestURI), start); err != nil {
+				ex.status = http.StatusUnauthorized
+				w.Header().Set(headerRequestID, ex.id)
+				http.Error(w, "medic: "+err.Error(), http.StatusUnauthorized)
+				return
+			}
+		} else {
+			c = p.d.Identify(presentedKey(r.Header, p.d.KeyHeader()), remoteIP(r.RemoteAddr))
+		}
 	}
 	ex.class = c.Class
 	adm := p.d.Admit(start, c, longLived(r))
@@ -63,6 +73,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if adm.Held {
 		defer p.d.Release(adm)
 	}
+	defer func() { p.d.ClassResult(p.clock.Now(), adm, ex.status) }()
 	p.m.inflight().Inc()
 	defer p.m.inflight().Dec()
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
@@ -138,6 +149,8 @@ func (p *Proxy) countClass(a Admission) {
 		result = "rate_limited"
 	case Shed:
 		result = "shed"
+	case ClassCircuitOpen:
+		result = "breaker_open"
 	}
 	p.m.class(p.classNames[a.Class], result).Inc()
 }

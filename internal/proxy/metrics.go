@@ -86,7 +86,7 @@ func newVecs() *vecs {
 		instErrors:    counter("medic_proxy_instance_errors_total", "Tries that failed at an instance: connect error, reset, timeout or 5xx.", inst),
 		instEjections: counter("medic_proxy_instance_ejections_total", "Times an instance was ejected by outlier detection.", inst),
 		instDuration:  hist("medic_proxy_instance_request_duration_seconds", "Time of one try to an instance, until its response headers.", inst),
-		classRequests: counter("medic_proxy_class_requests_total", "Client requests by client class and result: admitted, shed (503, no seat) or rate_limited (429).", []string{"service", "class", "result"}),
+		classRequests: counter("medic_proxy_class_requests_total", "Client requests by client class and result: admitted, shed (503, no seat), rate_limited (429) or breaker_open (503, the class's own breaker).", []string{"service", "class", "result"}),
 	}
 }
 

@@ -25,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
-	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/netguard"
@@ -90,7 +89,8 @@ type Proxy struct {
 	// classNames are the client classes by index; nil without classes.
 	classNames []string
 	// keysFile is clients.keys_file ("" without it); ReloadClientKeys reads it again.
-	keysFile string
+	keysFile   string
+	keysSigned bool // clients.signature is on: the keys file must be private
 
 	requests, errors, retries, shed, rateLimited atomic.Uint64
 	served                                       atomic.Bool
@@ -134,16 +134,23 @@ func New(o Options) (*Proxy, error) {
 		dialer:     net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second},
 	}
 	p.pool = p.d.pool
+	p.d.onBreaker = func(class string, ch breakerChange) {
+		lvl := slog.LevelInfo
+		if ch.to == BreakerOpen {
+			lvl = slog.LevelWarn
+		}
+		p.log.Log(context.Background(), lvl, "client class breaker "+ch.to, "class", class, "from", ch.from, "reason", ch.reason)
+	}
 	p.classNames = p.d.ClassNames()
 	if c := cfg.Clients; c.Enabled() && c.KeysFile != "" {
-		keys, err := auth.LoadClientKeys(c.KeysFile)
+		keys, err := loadClientKeys(c)
 		if err == nil {
 			err = p.d.SetClientKeys(keys)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("proxy %s: clients.keys_file: %w", o.Service, err)
 		}
-		p.keysFile = c.KeysFile
+		p.keysFile, p.keysSigned = c.KeysFile, c.Signature != nil
 	}
 	p.fast = cfg.Mode == config.ProxyModeHTTP && cfg.DataPlane == config.ProxyDataPlaneFast
 	p.up = newUpstreams(&p.dialer)
