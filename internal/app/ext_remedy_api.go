@@ -25,12 +25,16 @@ func (a *automation) mount(mux *http.ServeMux, g api.Guards) {
 		api.WriteJSON(w, http.StatusOK, map[string]any{"incidents": a.engine.Incidents()})
 	})))
 	mux.Handle("GET /v1/approvals", g.View(h(func(w http.ResponseWriter, r *http.Request) {
-		api.WriteJSON(w, http.StatusOK, map[string]any{"approvals": a.engine.Pending()})
+		api.WriteJSON(w, http.StatusOK, map[string]any{"approvals": append(a.engine.Pending(), canaryApprovals(a.m.canaries)...)})
 	})))
 	mux.Handle("POST /v1/approvals/{id}/approve", g.Act(h(func(w http.ResponseWriter, r *http.Request) {
 		var body struct{}
 		if err := api.DecodeBody(r, &body); err != nil {
 			api.WriteError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		if svc, ok := canaryApprovalService(r.PathValue("id")); ok {
+			a.decidedCanary(w, r, svc, true)
 			return
 		}
 		a.decided(w, r, a.engine.Approve(r.Context(), r.PathValue("id"), api.ActorOf(r)), "approved")
@@ -41,6 +45,10 @@ func (a *automation) mount(mux *http.ServeMux, g api.Guards) {
 		}
 		if err := api.DecodeBody(r, &body); err != nil {
 			api.WriteError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		if svc, ok := canaryApprovalService(r.PathValue("id")); ok {
+			a.decidedCanary(w, r, svc, false)
 			return
 		}
 		a.decided(w, r, a.engine.Deny(r.Context(), r.PathValue("id"), api.ActorOf(r), body.Reason), "denied")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -425,4 +427,23 @@ func counts(os []verdict.Outcome) (n, errs int) {
 		}
 	}
 	return len(os), errs
+}
+
+// Awaiting returns the reports of the running canaries whose promotion waits
+// for an approval, by service name.
+func (r *Runner) Awaiting() []Report {
+	r.mu.Lock()
+	runs := make([]*run, 0, len(r.running))
+	for _, ru := range r.running {
+		runs = append(runs, ru)
+	}
+	r.mu.Unlock()
+	var out []Report
+	for _, ru := range runs {
+		if rep := ru.snapshot(); rep.State.Phase == Awaiting {
+			out = append(out, rep)
+		}
+	}
+	slices.SortFunc(out, func(a, b Report) int { return strings.Compare(a.Service, b.Service) })
+	return out
 }

@@ -219,6 +219,9 @@ func TestRunnerWaitsForApproval(t *testing.T) {
 	if strings.Contains(f.logText(), "promote") {
 		t.Fatal("promoted before the approval")
 	}
+	if aw := r.Awaiting(); len(aw) != 1 || aw[0].Service != "web" || aw[0].State.Phase != canary.Awaiting {
+		t.Fatalf("Awaiting lists %+v, want web's canary", aw)
+	}
 	if err := r.Answer("nope", "alice", true); !errors.Is(err, canary.ErrNoCanary) {
 		t.Fatalf("answer to another service: %v", err)
 	}
@@ -228,6 +231,9 @@ func TestRunnerWaitsForApproval(t *testing.T) {
 	rep := <-done
 	if rep.Outcome != "promoted" {
 		t.Fatalf("report:\n%s", rep.Text())
+	}
+	if aw := r.Awaiting(); len(aw) != 0 {
+		t.Fatalf("Awaiting after the end: %+v", aw)
 	}
 	var approved bool
 	for _, e := range f.events {
