@@ -234,6 +234,12 @@ func timeouts(in Input, _ time.Time) []Subject {
 				by = append(by, fmt.Sprintf("%s (%d connections)", b.Remote, b.Connections))
 			}
 		}
+		if in.Bypasses == nil && in.Dependencies != nil && len(svc.Dependencies) > 0 {
+			// Online, but the instances' sockets could not be read: calls that
+			// go around the listeners cannot be ruled out, so no yes.
+			s.add(Unknown, "the instances' outbound sockets could not be read (/proc): calls that bypass medic's listeners cannot be ruled out",
+				"run medic on Linux with /proc readable to check the instances' outbound connections")
+		}
 		if len(by) > 0 {
 			sort.Strings(by)
 			s.add(Unknown, "outbound connections that bypass medic, seen from the instances' sockets: "+strings.Join(by, ", ")+"; medic cannot tell whether they are bounded",

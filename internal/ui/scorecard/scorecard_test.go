@@ -123,7 +123,12 @@ func TestQuestions(t *testing.T) {
 		{scorecard.Timeouts, "declared and exercised", func(s *config.Service, in *scorecard.Input) {
 			s.Dependencies = payments()
 			in.Dependencies = []scorecard.DependencySeen{{Service: "web", Dependency: "payments", Timeout: 5 * time.Second, Calls: 120, TimedOut: 3}}
+			in.Bypasses = []scorecard.Bypass{} // the sockets were read: none bypasses medic
 		}, scorecard.Yes, "payments: 120 calls seen through 127.0.0.1:9701, each bounded by 5s (3 reached it)"},
+		{scorecard.Timeouts, "exercised, but the sockets could not be read", func(s *config.Service, in *scorecard.Input) {
+			s.Dependencies = payments()
+			in.Dependencies = []scorecard.DependencySeen{{Service: "web", Dependency: "payments", Timeout: 5 * time.Second, Calls: 120}}
+		}, scorecard.Unknown, "outbound sockets could not be read"},
 		{scorecard.Timeouts, "one of two exercised", func(s *config.Service, in *scorecard.Input) {
 			s.Dependencies = payments()
 			s.Dependencies["cache"] = &config.Dependency{Kind: "cache", Address: "10.0.0.9:6379", Listen: "127.0.0.1:9702"}
