@@ -406,14 +406,22 @@ func TestFleetHostPartition(t *testing.T) {
 	stop := make(chan struct{})
 	var res loadResult
 	wg := runLoad(stop, fleetRate(t), []string{h1.h.Addr.String() + ":8000", h2.h.Addr.String() + ":8000"}, &res)
+	most := sampleInstances(stop, agents)
 	time.Sleep(time.Second)
 	if err := h3.h.Partition(); err != nil {
 		t.Fatal(err)
 	}
 	cut := time.Now()
+	t.Logf("h3 partitioned")
 	took := waitPlaced(t, c, agents, "h1=3 h2=3", []int{3, 3, -1}, 30*time.Second)
 	t.Logf("h3 partitioned: 6 ready on h1+h2 after %v", took.Round(10*time.Millisecond))
-	time.Sleep(2 * time.Second) // a while cut off
+	// A while cut off: 2 s past the take-over, or until MEDIC_FLEET_CUT_FOR
+	// after the cut (bench/fleet/partition.sh holds it 30 s).
+	hold := 2 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("MEDIC_FLEET_CUT_FOR")); err == nil && d > time.Since(cut)+hold {
+		hold = d - time.Since(cut)
+	}
+	time.Sleep(hold)
 	if err := h3.h.Heal(); err != nil {
 		t.Fatal(err)
 	}
@@ -423,6 +431,17 @@ func TestFleetHostPartition(t *testing.T) {
 	time.Sleep(time.Second)
 	close(stop)
 	wg.Wait()
+	// h3, cut from etcd and its peers past half the grace, stood down: the
+	// fleet never ran more than instances + the surge of 1.
+	if n := <-most; n > 7 {
+		t.Errorf("%d instances of web ran at once across the hosts: above instances 6 + surge 1", n)
+	} else {
+		t.Logf("at most %d instances of web ran at once across the hosts (instances 6 + surge 1)", n)
+	}
+	_, body3 := getWithToken(h3.url("/v1/audit?kind=fleet.stood_down"), h3.token)
+	if !strings.Contains(body3, "fleet.stood_down") {
+		t.Errorf("h3 did not audit standing down:\n%s\nh3's stderr:\n%s", tail(body3, 2000), tail(h3.stderr.String(), 3000))
+	}
 	// Every assignment written meanwhile: by h1 (the coordinator; h3 was
 	// cut off), never above 7 instances.
 	_, body := getWithToken(h1.url("/v1/audit?target=web"), h1.token)
@@ -455,7 +474,7 @@ func TestFleetHostPartition(t *testing.T) {
 	if steps < 3 {
 		t.Errorf("h1 audited %d placement steps, want the first placement, the take-over and the rebalance:\n%s", steps, tail(body, 3000))
 	}
-	_, body3 := getWithToken(h3.url("/v1/audit?target=web"), h3.token)
+	_, body3 = getWithToken(h3.url("/v1/audit?target=web"), h3.token)
 	if strings.Contains(body3, "fleet.placement") {
 		t.Errorf("h3 wrote an assignment:\n%s", tail(body3, 2000))
 	}
@@ -463,4 +482,43 @@ func TestFleetHostPartition(t *testing.T) {
 	if res.failed.Load() != 0 {
 		t.Errorf("%d of %d GETs failed through h1 and h2: %v", res.failed.Load(), res.sent.Load(), res.firstErrs)
 	}
+}
+
+// sampleInstances counts the running instances of web (demoapp processes)
+// in every host's namespace every 50 ms until stop is closed, and sends the
+// largest total seen.
+func sampleInstances(stop <-chan struct{}, agents []*nsAgent) <-chan int {
+	out := make(chan int, 1)
+	go func() {
+		most := 0
+		t0 := time.Now()
+		for i := 0; i < 20*600; i++ { // bounded: 10 minutes at most
+			select {
+			case <-stop:
+				out <- most
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			n := 0
+			var per []int
+			for _, a := range agents {
+				pids, _ := a.h.PIDs()
+				k := 0
+				for _, pid := range pids {
+					b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+					if strings.Contains(string(b), "demoapp") {
+						k++
+					}
+				}
+				per = append(per, k)
+				n += k
+			}
+			if n > most {
+				agents[0].t.Logf("%v: %d instances of web across the hosts %v", time.Since(t0).Round(10*time.Millisecond), n, per)
+			}
+			most = max(most, n)
+		}
+		out <- most
+	}()
+	return out
 }

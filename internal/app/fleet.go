@@ -109,10 +109,11 @@ func (f *fleetGuard) FleetReady(service string) (int, int, bool) {
 	if fs == nil {
 		return 0, 0, false
 	}
-	want, ok := fs.instances[service]
+	sf, ok := fs.spec(service)
 	if !ok {
 		return 0, 0, false
 	}
+	want := sf.Instances
 	n := 0
 	for h, r := range fs.readyOf(service) {
 		if h != fs.self {

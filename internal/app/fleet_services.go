@@ -2,18 +2,23 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
+	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/api"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/discovery"
+	"github.com/medic-dev/medic/internal/etcd"
 	"github.com/medic-dev/medic/internal/fleet"
 	"github.com/medic-dev/medic/internal/placement"
 	"github.com/medic-dev/medic/internal/supervise"
@@ -53,10 +58,15 @@ func buildFleetServices(m *Main) (*component, error) {
 	f := *m.cfg.Fleet
 	f.SetDefaults()
 	a, self := m.fleetAgent, m.fleetHost
-	fs := &fleetServices{m: m, ready: map[string]map[string]int{}, names: names, self: m.fleetHost, instances: map[string]int{}}
+	fs := &fleetServices{m: m, ready: map[string]map[string]int{}, names: names, self: m.fleetHost, specs: map[string]config.ServiceFleet{}}
 	for _, name := range names {
-		fs.instances[name] = m.cfg.Services[name].Fleet.Instances
+		fs.specs[name] = *m.cfg.Services[name].Fleet
 	}
+	// A reload that changes services.X.fleet of a fleet service takes
+	// effect at once: the coordinator plans with the new spec, and this
+	// host's share is bounded by the new most. A service that gains or
+	// loses its fleet section on a reload still needs a restart.
+	m.onReload(func(_ context.Context, cfg *config.Config) error { return fs.reload(cfg) })
 	if m.fleet != nil {
 		m.fleet.fs.Store(fs)
 	}
@@ -64,16 +74,30 @@ func buildFleetServices(m *Main) (*component, error) {
 		serve: func(ctx context.Context) error {
 			defer cli.Close()
 			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				fs.standDown(ctx, a, f.Grace.D(), f.LeaseTTL.D()/3, func(ctx context.Context, service string) (int, error) {
+					return currentShare(ctx, cli, placement.Key(m.cfg.Etcd.Prefix, f.Name, service), self)
+				})
+			}()
 			for _, name := range names {
 				sc := m.cfg.Services[name]
 				prefix := discovery.Prefix(m.cfg.Etcd.Prefix, f.Name, name)
 				pub := &discovery.Publisher{Etcd: cli, Key: prefix + "/" + self, Host: self, Lease: a.Lease,
 					Period: f.LeaseTTL.D() / 3, Clock: m.Clock, Logger: m.Logger}
 				spec := placement.Spec{Instances: sc.Fleet.Instances, Hosts: sc.Fleet.Hosts, MaxPerHost: sc.Fleet.MaxPerHost}
-				r := &placement.Runner{Spec: spec, Service: name, Self: self, Key: placement.Key(m.cfg.Etcd.Prefix, f.Name, name),
+				specNow := func() placement.Spec {
+					sf, _ := fs.spec(name)
+					return placement.Spec{Instances: sf.Instances, Hosts: sf.Hosts, MaxPerHost: sf.MaxPerHost}
+				}
+				r := &placement.Runner{Spec: spec, SpecNow: specNow, Service: name, Self: self, Key: placement.Key(m.cfg.Etcd.Prefix, f.Name, name),
 					Etcd: cli, View: func() placement.View { return placementView(a.Status(), a.Lease() != 0) },
 					Ready: func() map[string]int { return fs.readyOf(name) },
-					Apply: func(ctx context.Context, n int) error { return fs.apply(ctx, name, n, sc.Fleet.MaxShare()) },
+					Apply: func(ctx context.Context, n int) error {
+						sf, _ := fs.spec(name)
+						return fs.apply(ctx, name, n, sf.MaxShare())
+					},
 					Changed: func(ctx context.Context, prev, next placement.Assignment, st placement.Step) {
 						m.Record(ctx, medic.Event{Time: m.Clock.Now(), Kind: medic.EventPlacement, Target: name, Actor: "fleet",
 							Reason: st.Why, Fields: map[string]string{"from": prev.String(), "to": next.String(), "host": self}})
@@ -126,11 +150,44 @@ type fleetServices struct {
 	ready  map[string]map[string]int // service → host → ready instances, as published
 	remote map[string][]string       // service → remote backend ids set in its proxy
 	names  []string                  // the fleet services, as configured at the start
-	// self is this host's name; instances the fleet-wide count of each
-	// fleet service, as configured at the start (read by the remedy
-	// engine's fleet-wide budget).
-	self      string
-	instances map[string]int
+	share  map[string]int            // service → this host's share, as last applied
+	peers  map[string][]string       // service → the other hosts' instance addresses, as last published
+	down   bool                      // stood down: cut from etcd and from the peers (standDown)
+	// self is this host's name; specs each fleet service's fleet section,
+	// as last loaded (a reload changes it).
+	self  string
+	specs map[string]config.ServiceFleet
+}
+
+// spec returns service's fleet section as last loaded.
+func (fs *fleetServices) spec(service string) (config.ServiceFleet, bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	sf, ok := fs.specs[service]
+	return sf, ok
+}
+
+// reload takes the new fleet sections of the fleet services.
+func (fs *fleetServices) reload(cfg *config.Config) error {
+	var missing []string
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, name := range fs.names {
+		sc := cfg.Services[name]
+		if sc == nil || sc.Fleet == nil {
+			missing = append(missing, name)
+			continue
+		}
+		if !reflect.DeepEqual(fs.specs[name], *sc.Fleet) {
+			fs.m.Logger.Info("placement: services."+name+".fleet changed; planning with it now", "service", name,
+				"instances", sc.Fleet.Instances)
+		}
+		fs.specs[name] = *sc.Fleet
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("fleet services %v lost their fleet section: they keep their last one until medic restarts", missing)
+	}
+	return nil
 }
 
 func (fs *fleetServices) readyOf(service string) map[string]int {
@@ -152,6 +209,22 @@ func (fs *fleetServices) apply(ctx context.Context, service string, n, most int)
 			"service", service, "share", n, "most", most)
 		n = most
 	}
+	fs.mu.Lock()
+	if fs.share == nil {
+		fs.share = map[string]int{}
+	}
+	fs.share[service] = n
+	down := fs.down
+	fs.mu.Unlock()
+	if down {
+		return nil // stood down: the share is applied when this host rejoins
+	}
+	return fs.scale(ctx, service, n)
+}
+
+// scale runs n instances of service on this host, waiting 2 s at most (a
+// scale-in goes on within the disruption budget).
+func (fs *fleetServices) scale(ctx context.Context, service string, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	err := fs.m.sup.Scale(ctx, service, max(n, 0), "fleet")
@@ -214,7 +287,22 @@ func (fs *fleetServices) follow(service, self string, pubs map[string]discovery.
 			}
 		}
 	}
+	var peers []string
+	for h, pb := range pubs {
+		if h != self {
+			for _, in := range pb.Instances {
+				peers = append(peers, in.Addr)
+			}
+		}
+	}
+	slices.Sort(peers)
 	fs.mu.Lock()
+	if fs.peers == nil {
+		fs.peers = map[string][]string{}
+	}
+	if len(peers) > 0 { // a snapshot without the others keeps the last known: a cut host must still know whom to try
+		fs.peers[service] = peers
+	}
 	fs.ready[service] = ready
 	if fs.remote == nil {
 		fs.remote = map[string][]string{}
@@ -275,4 +363,148 @@ func withFleetShares(next *config.Config, running []supervise.ServiceStatus) *co
 		}
 	}
 	return &c
+}
+
+// maxPeerProbes bounds the TCP connects of one isolation check, made at
+// once and bounded together by peerProbeTimeout.
+const (
+	maxPeerProbes    = 8
+	peerProbeTimeout = 500 * time.Millisecond
+)
+
+// standDown applies fleet.StandDown every period: a host cut from etcd for
+// more than half the grace past its lease, reaching none of the other
+// hosts' instances, stops its instances of every fleet service (the others
+// count it lost after the grace and run its share: this keeps the fleet's
+// count within instances + the surge); when it holds its lease again it
+// runs its last share again. Both are audited.
+func (fs *fleetServices) standDown(ctx context.Context, a *fleet.Agent, grace, period time.Duration,
+	share func(ctx context.Context, service string) (int, error)) {
+	var lastSafe time.Time
+	for {
+		t := fs.m.Clock.NewTimer(period)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		now := fs.m.Clock.Now()
+		st := a.Status()
+		fs.mu.Lock()
+		down := fs.down
+		fs.mu.Unlock()
+		if st.Joined && now.Before(st.SafeUntil) {
+			lastSafe = st.SafeUntil
+			if down {
+				fs.standUp(ctx, share)
+			}
+			continue
+		}
+		if down || lastSafe.IsZero() {
+			continue // already down, or never joined: nobody counts on this host's share
+		}
+		known, reached := fs.probePeers(ctx)
+		ok, why := fleet.StandDown(now, fleet.Isolation{Joined: st.Joined, SafeUntil: lastSafe, Grace: grace,
+			PeersKnown: known, PeersReached: reached})
+		if !ok {
+			continue
+		}
+		fs.mu.Lock()
+		fs.down = true
+		fs.mu.Unlock()
+		fs.m.Logger.Warn("fleet: standing down: "+why, "services", fs.names)
+		fs.m.Record(ctx, medic.Event{Time: now, Kind: medic.EventStoodDown, Target: "fleet/" + st.Fleet + "/" + st.Self, Actor: "fleet",
+			Reason: why, Fields: map[string]string{"services": fmt.Sprint(fs.names)}})
+		for _, name := range fs.names {
+			if err := fs.scale(ctx, name, 0); err != nil {
+				fs.m.Logger.Warn("fleet: stand down", "service", name, "err", err)
+			}
+		}
+	}
+}
+
+// standUp runs this host's share of every fleet service again once it
+// holds its lease: the share read from etcd now (the others may have moved
+// it while this host was cut off), never the one from before the cut. A
+// share that cannot be read keeps the host down until the next period.
+func (fs *fleetServices) standUp(ctx context.Context, share func(ctx context.Context, service string) (int, error)) {
+	shares := map[string]int{}
+	for _, name := range fs.names {
+		n, err := share(ctx, name)
+		if err != nil {
+			fs.m.Logger.Warn("fleet: stand up: cannot read the share; staying down", "service", name, "err", err)
+			return
+		}
+		shares[name] = n
+	}
+	fs.mu.Lock()
+	fs.down = false
+	for name, n := range shares {
+		fs.share[name] = n
+	}
+	fs.mu.Unlock()
+	fs.m.Record(ctx, medic.Event{Time: fs.m.Clock.Now(), Kind: medic.EventStoodUp, Target: "fleet", Actor: "fleet",
+		Reason: "this host holds its fleet lease again: it runs its share", Fields: map[string]string{"shares": fmt.Sprint(shares)}})
+	for name, n := range shares {
+		if err := fs.scale(ctx, name, n); err != nil {
+			fs.m.Logger.Warn("fleet: stand up", "service", name, "err", err)
+		}
+	}
+}
+
+// probePeers tries a TCP connect to the other hosts' instances it last
+// knew (at most maxPeerProbes, each within peerProbeTimeout) and stops at
+// the first that answers.
+func (fs *fleetServices) probePeers(ctx context.Context) (known, reached int) {
+	fs.mu.Lock()
+	var addrs []string
+	for _, p := range fs.peers {
+		addrs = append(addrs, p...)
+	}
+	fs.mu.Unlock()
+	slices.Sort(addrs)
+	addrs = slices.Compact(addrs)
+	known = len(addrs)
+	if len(addrs) > maxPeerProbes {
+		addrs = addrs[:maxPeerProbes]
+	}
+	// All at once: an isolated host's connects time out rather than fail,
+	// and the check must end well within the grace.
+	cctx, cancel := context.WithTimeout(ctx, peerProbeTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	var ok atomic.Int32
+	for _, addr := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var d net.Dialer
+			if c, err := d.DialContext(cctx, "tcp", addr); err == nil {
+				c.Close()
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return known, int(ok.Load())
+}
+
+// currentShare reads host's share of a service from its assignment in etcd
+// (0 when the assignment does not list it), bounded by 2 s.
+func currentShare(ctx context.Context, cli *etcd.Client, key, host string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	kv, ok, err := cli.Get(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, fmt.Errorf("no assignment at %s", key)
+	}
+	var rec placement.Record
+	if err := json.Unmarshal(kv.Value, &rec); err != nil {
+		return 0, fmt.Errorf("assignment at %s: %w", key, err)
+	}
+	return rec.Assign[host], nil
 }

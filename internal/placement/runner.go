@@ -41,7 +41,10 @@ type View struct {
 // hosts that both believe they coordinate never overwrite each other's
 // step.
 type Runner struct {
-	Spec    Spec
+	Spec Spec
+	// SpecNow, when set, is asked for the spec at every evaluation instead
+	// of Spec: a reload that changes services.X.fleet takes effect at once.
+	SpecNow func() Spec
 	Service string
 	Self    string
 	Key     string
@@ -118,7 +121,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		if !v.Coordinator {
 			continue
 		}
-		st := Next(r.Spec, v.Hosts, state.rec.Assign, r.Ready())
+		spec := r.Spec
+		if r.SpecNow != nil {
+			spec = r.SpecNow()
+		}
+		st := Next(spec, v.Hosts, state.rec.Assign, r.Ready())
 		if !st.Changed {
 			continue
 		}

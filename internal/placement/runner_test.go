@@ -16,7 +16,7 @@ import (
 // real etcd, two of them believing they coordinate (views that differ for a
 // moment): the compare-and-swap keeps one assignment, every host applies
 // its share from the watch, and when h3 is lost the coordinators move its
-// share to h1 and h2.
+// share to h1 and h2; a changed spec (a reload) takes effect at once.
 func TestRunnersAgainstEtcd(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli, err := etcd.Dial(etcd.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: time.Second})
@@ -27,6 +27,7 @@ func TestRunnersAgainstEtcd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
 	lost := false
+	instances := 6
 	shares := map[string]int{}
 	hosts := func() []placement.Host {
 		mu.Lock()
@@ -37,6 +38,11 @@ func TestRunnersAgainstEtcd(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, self := range []string{"h1", "h2", "h3"} {
 		r := &placement.Runner{Spec: placement.Spec{Instances: 6}, Service: "web", Self: self, Key: key, Etcd: cli,
+			SpecNow: func() placement.Spec { // a reload of services.web.fleet
+				mu.Lock()
+				defer mu.Unlock()
+				return placement.Spec{Instances: instances}
+			},
 			View: func() placement.View { return placement.View{Hosts: hosts(), Coordinator: self != "h3"} },
 			Ready: func() map[string]int {
 				mu.Lock()
@@ -90,4 +96,10 @@ func TestRunnersAgainstEtcd(t *testing.T) {
 	lost = true
 	mu.Unlock()
 	wait("h1=3 h2=3")
+	// A reload lowers instances to 4: the coordinators take the two
+	// surplus instances away, one at a time, without a restart.
+	mu.Lock()
+	instances = 4
+	mu.Unlock()
+	wait("h1=2 h2=2")
 }
