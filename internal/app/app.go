@@ -305,6 +305,7 @@ func (m *Main) Run(ctx context.Context) error {
 		g.Add(func() error { return m.signals(sctx) }, func(error) { cancel() })
 	}
 	warm := make(chan struct{}) // closed when the proxies may take traffic
+	resuming := m.sup.Resuming() // read before the supervisor adopts (and records again)
 	{                           // 1b medic's own supervisor (systemd Type=notify) and the upgrade handover:
 		// a medic started by an upgrade waits (UpgradeWarmup at most) for the
 		// instances it adopted to be ready, then its proxies accept, the old
@@ -313,12 +314,23 @@ func (m *Main) Run(ctx context.Context) error {
 		// (not after a handover: the new medic serves).
 		wctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
-			if m.handover.upgrading() {
+			switch {
+			case m.handover.upgrading():
 				t0 := time.Now()
 				c, stop := context.WithTimeout(wctx, UpgradeWarmup)
 				err := m.sup.WaitAllReady(c)
 				stop()
 				m.Logger.Info("upgrade: taking over", "waited", time.Since(t0), "all_ready", err == nil)
+			case resuming:
+				// After a crash: the proxies' sockets are bound (connections
+				// wait in their queues); they accept once the adopted
+				// instances are routed again — at once for those ready before
+				// the crash — instead of answering 503 meanwhile.
+				t0 := time.Now()
+				c, stop := context.WithTimeout(wctx, AdoptWarmup)
+				err := m.sup.WaitAllReady(c)
+				stop()
+				m.Logger.Info("adopting: proxies accept", "waited", time.Since(t0), "all_ready", err == nil)
 			}
 			close(warm)
 			if err := m.handover.ready(); err != nil {

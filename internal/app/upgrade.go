@@ -55,6 +55,12 @@ const UpgradeTimeout = 30 * time.Second
 // to be ready before its proxies accept connections. 5s.
 const UpgradeWarmup = 5 * time.Second
 
+// AdoptWarmup bounds how long a medic that starts after a crash (and adopts
+// the instances of the last one) holds its proxies' connections in their
+// listen queues for the adopted instances to be routed again. Instances
+// ready before the crash are routed at adoption, before any probe. 1s.
+const AdoptWarmup = time.Second
+
 // PIDFile is where a serving medic writes its pid, in data_dir.
 const PIDFile = "medic.pid"
 

@@ -40,7 +40,8 @@ func (u Update) String() string { return fmt.Sprintf("%s %s: %s", u.Kind, u.Heal
 //   - Liveness starts as Success and sends nothing for it. FailureThreshold
 //     consecutive failures send {liveness, failure}; the probe then stops
 //     (kubelet's onHold) until the supervisor replaces the Set.
-//   - Readiness starts as Failure (not ready) and sends nothing for it.
+//   - Readiness starts as Failure (not ready; Success with ReadyAtStart) and
+//     sends nothing for it.
 //     SuccessThreshold consecutive successes send {readiness, success},
 //     FailureThreshold consecutive failures {readiness, failure}, on every edge.
 //
@@ -69,6 +70,10 @@ type Set struct {
 	// only after a judged result came between. The result is Unknown and counts
 	// toward nothing. It may be called concurrently by different probes.
 	OnShortage func(kind medic.ProbeKind, o Outcome)
+	// ReadyAtStart makes readiness start as Success instead of Failure (an
+	// instance adopted from a previous medic under which it was ready):
+	// FailureThreshold consecutive failures then send {readiness, failure}.
+	ReadyAtStart bool
 	// NewChecker builds the checkers; nil means the package's NewChecker.
 	// Tests swap it for fakes.
 	NewChecker func(*config.Probe, Target) (Checker, error)
@@ -97,6 +102,9 @@ func (s *Set) Serve(ctx context.Context) error {
 			return fmt.Errorf("probe %s: %w", k.kind, err)
 		}
 		w := newWorker(k.kind, k.p, chk, clk)
+		if k.kind == medic.ProbeReadiness && s.ReadyAtStart {
+			w.counter.State = medic.HealthSuccess
+		}
 		w.emit, w.observe, w.missed, w.short = e.send, s.Observe, s.Missed, s.OnShortage
 		workers = append(workers, w)
 	}

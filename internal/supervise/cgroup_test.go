@@ -223,3 +223,49 @@ func TestLeftoversStoppedInParallel(t *testing.T) {
 		t.Fatalf("%d audited leftover stops, want 2", rec.count(medic.EventLeftover, ""))
 	}
 }
+
+// An instance that was ready under the previous medic is ready at once when
+// the next medic adopts it (before any probe of its own: the proxy routes to
+// it at adoption), and stays so only until its own readiness probe fails.
+func TestAdoptedInstanceKeepsItsReadiness(t *testing.T) {
+	requireCgroups(t)
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "ready")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc := func(initialDelay time.Duration) map[string]*config.Service {
+		s := service("exec sleep 300")
+		s.Probes.Readiness = execProbe("test -f "+flag, 100*time.Millisecond, 1)
+		s.Probes.Readiness.Timeout = dur(2 * time.Second)
+		s.Probes.Readiness.InitialDelay = dur(initialDelay)
+		return map[string]*config.Service{"web": s}
+	}
+	var pid1, pid2 int
+	medicRun(t, dir, svc(0), true, nil, func(s *supervise.Supervisor) bool {
+		st := instance(s, "web", 0)
+		pid1 = st.PID
+		return st.Ready
+	})
+	defer func() {
+		if alive(pid1) {
+			syscall.Kill(pid1, syscall.SIGKILL)
+		}
+	}()
+	// The next medic's readiness probe would not run for an hour: the
+	// instance is ready from the record alone.
+	medicRun(t, dir, svc(time.Hour), true, nil, func(s *supervise.Supervisor) bool {
+		st := instance(s, "web", 0)
+		pid2 = st.PID
+		return st.PID == pid1 && st.Ready
+	})
+	if pid2 != pid1 {
+		t.Fatalf("pid %d after the restart of medic, want %d adopted", pid2, pid1)
+	}
+	// Not ready any more: the next medic's first failed probe says so.
+	os.Remove(flag)
+	medicRun(t, dir, svc(0), false, nil, func(s *supervise.Supervisor) bool {
+		st := instance(s, "web", 0)
+		return st.PID == pid1 && !st.Ready && st.Probes[medic.ProbeReadiness].Health == medic.HealthFailure
+	})
+}

@@ -72,6 +72,7 @@ type Instance struct {
 	cg      *cgroup         // the instance's cgroup, created at first start (nil: none); owned by Serve
 	lr      *limitRun       // the limits of the next run (nil: none); owned by Serve
 	adopt   *procRecord     // what the previous medic recorded for this instance; set before Serve
+	leaving atomic.Bool     // detaching: the readiness it had stays in the record for the next medic
 
 	cancel context.CancelCauseFunc // set by the supervisor when it starts Serve; a *retired cause names who stops it
 	done   chan struct{}           // closed when Serve returned
@@ -139,6 +140,9 @@ func (in *Instance) update(f func(s *InstanceStatus)) {
 	if wasReady != ready {
 		if in.env.Hooks != nil {
 			in.env.Hooks.Ready(in.id, port, ready) // traffic first: before any record is written
+		}
+		if in.env.procs != nil && alive && !in.leaving.Load() { // for a next medic that adopts this run
+			in.env.procs.ready(in.id.String(), ready)
 		}
 		// Readiness edges of a live process are state changes, recorded like any
 		// other. When the process exited, the exit decision that follows at once

@@ -41,6 +41,10 @@ type procRecord struct {
 	StartedAt time.Time `json:"started_at,omitempty"`    // wall clock: how long it has run across medic restarts
 	Restarts  int       `json:"restarts,omitempty"`      // the instance's restart count so far
 	Notify    string    `json:"notify_socket,omitempty"` // the NOTIFY_SOCKET the process was given
+	// Ready is the run's last known readiness: a next medic that adopts the
+	// process routes to it at once when it was ready, until a probe of its
+	// own says otherwise.
+	Ready bool `json:"ready,omitempty"`
 }
 
 func openLeftovers(dir string) *leftovers {
@@ -58,6 +62,27 @@ func (l *leftovers) started(id string, r procRecord) {
 	defer l.mu.Unlock()
 	l.m[id] = r
 	l.saveLocked()
+}
+
+// ready records the readiness of id's run (no entry: nothing to do).
+func (l *leftovers) ready(id string, ready bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r, ok := l.m[id]; ok && r.Ready != ready {
+		r.Ready = ready
+		l.m[id] = r
+		l.saveLocked()
+	}
+}
+
+// any reports whether the file holds a record (read only).
+func (l *leftovers) any() bool {
+	b, err := os.ReadFile(l.path)
+	if err != nil {
+		return false
+	}
+	var m map[string]procRecord
+	return json.Unmarshal(b, &m) == nil && len(m) > 0
 }
 
 func (l *leftovers) exited(id string) {

@@ -108,8 +108,9 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 	updates := make(chan probe.Update, 16)
 	set := &probe.Set{
 		Startup: in.spec.Probes.Startup, Liveness: in.spec.Probes.Liveness, Readiness: in.spec.Probes.Readiness,
-		Target: probe.Target{Port: in.spec.Port, Dir: in.spec.Dir, Env: in.spec.Env},
-		Clock:  clk,
+		Target:       probe.Target{Port: in.spec.Port, Dir: in.spec.Dir, Env: in.spec.Env},
+		Clock:        clk,
+		ReadyAtStart: adopted != nil && adopted.rec.Ready, // until its own probes say otherwise
 		OnUpdate: func(u probe.Update) {
 			select {
 			case updates <- u:
@@ -153,6 +154,13 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 				s.State, s.Since = medic.StateRunning, clk.Now()
 			}
 		})
+	}
+	if adopted != nil && adopted.rec.Ready {
+		// Ready under the previous medic: it takes traffic at once (the proxy
+		// routes to it before any probe here ran); the first probe that
+		// fails takes it out, as it would have under the previous medic.
+		started, probeReady = true, true
+		refresh()
 	}
 
 	logCheck := clk.NewTimer(logCheckEvery)
@@ -247,6 +255,7 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 					in.st.Ready = false
 					in.mu.Unlock()
 				} else {
+					in.leaving.Store(true)
 					in.update(func(s *InstanceStatus) { s.Ready = false })
 				}
 				return outcome{detach: true}, nil

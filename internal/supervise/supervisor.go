@@ -474,6 +474,10 @@ func (s *Supervisor) instancesOf(sv *service) []*Instance {
 // with Env.Detach: a new medic (a seamless upgrade) has adopted them.
 func (s *Supervisor) Handover() { s.env.handover.Store(true) }
 
+// Resuming reports whether a previous medic left a record of running
+// instances to adopt (a crash, SIGKILL or --detach before this start).
+func (s *Supervisor) Resuming() bool { return s.procs != nil && s.procs.any() }
+
 // WaitAllReady blocks until every instance is ready, or ctx ends (then it
 // returns ctx's error). A new medic waits for the instances it adopted
 // before its proxies take traffic.
