@@ -304,9 +304,9 @@ func (m *Main) Run(ctx context.Context) error {
 		sctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return m.signals(sctx) }, func(error) { cancel() })
 	}
-	warm := make(chan struct{}) // closed when the proxies may take traffic
+	warm := make(chan struct{})  // closed when the proxies may take traffic
 	resuming := m.sup.Resuming() // read before the supervisor adopts (and records again)
-	{                           // 1b medic's own supervisor (systemd Type=notify) and the upgrade handover:
+	{                            // 1b medic's own supervisor (systemd Type=notify) and the upgrade handover:
 		// a medic started by an upgrade waits (UpgradeWarmup at most) for the
 		// instances it adopted to be ready, then its proxies accept, the old
 		// medic is told to go, and systemd gets READY=1 with the new MAINPID;
