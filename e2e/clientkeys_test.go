@@ -149,3 +149,124 @@ func TestClientKeysReload(t *testing.T) {
 		t.Fatalf("a key removed from the file, after reload: class %s; want the default", c)
 	}
 }
+
+// signedConfig: web behind a proxy with signed requests and a breaker for
+// the agent class; /dep/broken answers 502 (its dependency is a closed port).
+const signedConfig = `
+data_dir: %[4]s/data
+api: {listen: "127.0.0.1:%[2]d", tokens_file: tokens.yaml}
+services:
+  web:
+    command: [%[1]q, demoapp, --listen, "127.0.0.1:${PORT}"]
+    instances: 2
+    port: %[3]d
+    env: {DEP_BROKEN_URL: "http://127.0.0.1:1"}
+    stop: {grace: 1s}
+    proxy:
+      listen: "127.0.0.1:0"
+      retries: {on_status: [503]}
+      outlier: {consecutive_errors: 1000}
+      clients:
+        keys_file: client-keys.yaml
+        default: anonymous
+        signature: {window: 30s}
+        classes:
+          human:     {priority: 10, breaker: {failures: 1000}}
+          agent:     {priority: 1, breaker: {failures: 3, window: 1m, open_for: 2s}}
+          anonymous: {priority: 0}
+`
+
+// TestSignedRequestsAndClassBreaker, with the real binary: a client signs
+// its requests instead of sending its key (a stale or forged signature gets
+// 401), and the agent class's own breaker opens on the agent's failures and
+// refuses the agent at once while the human class keeps reaching the
+// service; the state is in medic status.
+func TestSignedRequestsAndClassBreaker(t *testing.T) {
+	dir := t.TempDir()
+	admin, err := runMedic("token", "add", "root", "--role", "admin", "-f", filepath.Join(dir, "tokens.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := fmt.Sprintf("keys:\n  - {name: web-frontend, class: human, sha256: %s}\n  - {name: support-bot, class: agent, sha256: %s}\n",
+		auth.Digest("human-secret"), auth.Digest("agent-secret"))
+	if err := os.WriteFile(filepath.Join(dir, "client-keys.yaml"), []byte(keys), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgentIn(t, dir, signedConfig)
+	a.token = strings.TrimSpace(admin)
+	var listen string
+	a.eventually(15*time.Second, "web ready behind its proxy", func() bool {
+		for _, p := range a.status().Proxies {
+			if p.Service == "web" {
+				listen = p.Listen
+				for _, is := range p.Instances {
+					if is.InRotation {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+	signed := func(name, key, path string, at time.Time) (int, string) {
+		return getWithHeader("http://"+listen+path, "X-Medic-Signature", auth.Sign(name, key, "GET", path, at))
+	}
+	before := a.classAdmitted()
+	if code, body := signed("support-bot", "agent-secret", "/", time.Now()); code != 200 || a.classAdmitted()["agent"] != before["agent"]+1 {
+		t.Fatalf("a signed agent request: %d %q", code, body)
+	}
+	for name, try := range map[string]func() (int, string){
+		"stale":  func() (int, string) { return signed("support-bot", "agent-secret", "/", time.Now().Add(-time.Minute)) },
+		"forged": func() (int, string) { return signed("web-frontend", "agent-secret", "/", time.Now()) },
+		"garbage": func() (int, string) {
+			return getWithHeader("http://"+listen+"/", "X-Medic-Signature", "web-frontend:now:please")
+		},
+		"oversize": func() (int, string) {
+			return getWithHeader("http://"+listen+"/", "X-Medic-Signature", strings.Repeat("x", 4000))
+		},
+	} {
+		if code, body := try(); code != 401 {
+			t.Errorf("%s signature: %d %q; want 401", name, code, body)
+		}
+	}
+
+	// The agent's failures open the agent class's breaker.
+	for i := range 3 {
+		if code, body := getWithHeader("http://"+listen+"/dep/broken", "X-API-Key", "agent-secret"); code != 502 {
+			t.Fatalf("agent request %d to a broken endpoint: %d %q", i, code, body)
+		}
+	}
+	if code, body := getWithHeader("http://"+listen+"/", "X-API-Key", "agent-secret"); code != 503 || !strings.Contains(body, "circuit open for client class agent") {
+		t.Fatalf("agent after 3 failures: %d %q; want 503 from its class's breaker", code, body)
+	}
+	for i := range 5 {
+		if code, body := getWithHeader("http://"+listen+"/dep/broken", "X-API-Key", "human-secret"); code != 502 {
+			t.Fatalf("human request %d to the broken endpoint: %d %q; want the service's own 502", i, code, body)
+		}
+		if code, body := getWithHeader("http://"+listen+"/", "X-API-Key", "human-secret"); code != 200 {
+			t.Fatalf("human request %d while the agent's breaker is open: %d %q", i, code, body)
+		}
+	}
+	state := func(class string) (string, uint64) {
+		for _, p := range a.status().Proxies {
+			for _, c := range p.Classes {
+				if p.Service == "web" && c.Name == class {
+					return c.Breaker, c.BreakerOpened
+				}
+			}
+		}
+		return "", 0
+	}
+	if st, opened := state("agent"); st == "closed" || opened != 1 {
+		t.Fatalf("agent breaker in status: %s, opened %d", st, opened)
+	}
+	if st, _ := state("human"); st != "closed" {
+		t.Fatalf("human breaker in status: %s", st)
+	}
+	// After open_for, a good trial closes it.
+	a.eventually(15*time.Second, "the agent breaker closed by a good trial", func() bool {
+		code, _ := getWithHeader("http://"+listen+"/", "X-API-Key", "agent-secret")
+		st, _ := state("agent")
+		return code == 200 && st == "closed"
+	})
+}
