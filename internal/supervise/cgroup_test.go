@@ -269,3 +269,38 @@ func TestAdoptedInstanceKeepsItsReadiness(t *testing.T) {
 		return st.PID == pid1 && !st.Ready && st.Probes[medic.ProbeReadiness].Health == medic.HealthFailure
 	})
 }
+
+// The pure cgroup v2 path of limits: where the unified hierarchy offers the
+// memory and pids controllers, an instance's own v2 cgroup carries
+// memory.max and pids.max. Hybrid hosts (memory and pids bound to v1) skip
+// it: no private cgroup2 mount can get those controllers there; the v1 path
+// is exercised by e2e TestLimitsOOMAndForkBomb. MEDIC_REQUIRE_CGROUP_V2=1
+// makes the skip a failure (a pure-v2 CI host).
+func TestLimitsThroughCgroupV2(t *testing.T) {
+	requireCgroups(t)
+	if err := supervise.CgroupV2LimitSupport(); err != nil {
+		if os.Getenv("MEDIC_REQUIRE_CGROUP_V2") == "1" {
+			t.Fatalf("the cgroup v2 limits path is required (MEDIC_REQUIRE_CGROUP_V2=1): %v", err)
+		}
+		t.Skipf("the pure cgroup v2 limits path cannot run here: %v; a controller is attached to one hierarchy at a time, and a private cgroup2 mount (even with unshare -m -C) shows the same controllers, so only a pure-v2 host exercises it", err)
+	}
+	dir := t.TempDir()
+	svc := service("exec sleep 300")
+	svc.Limits = &config.ResourceLimits{Memory: 64 << 20, Pids: 32}
+	var pid int
+	var cg, mem, pids string
+	medicRun(t, dir, map[string]*config.Service{"web": svc}, false, nil, func(s *supervise.Supervisor) bool {
+		pid = instance(s, "web", 0).PID
+		if pid == 0 {
+			return false
+		}
+		cg = unifiedCgroupOf(pid)
+		m, _ := os.ReadFile(filepath.Join(cg, "memory.max"))
+		p, _ := os.ReadFile(filepath.Join(cg, "pids.max"))
+		mem, pids = strings.TrimSpace(string(m)), strings.TrimSpace(string(p))
+		return mem != "" && pids != ""
+	})
+	if mem != "67108864" || pids == "max" || pids == "" {
+		t.Fatalf("instance cgroup %s: memory.max %q, pids.max %q; want 67108864 and a bound", cg, mem, pids)
+	}
+}

@@ -661,6 +661,38 @@ func LimitSupport() error {
 	return hostLimits("").refuse(Limits{Memory: 1, Pids: 1})
 }
 
+// CgroupV2LimitSupport reports why memory and pids limits cannot go through
+// cgroup v2 here (nil: the unified hierarchy offers both controllers to
+// medic's cgroup), without changing anything. On a hybrid host the
+// controllers bound to a v1 hierarchy are never offered in v2: a controller
+// is attached to one hierarchy at a time, and a private cgroup2 mount (even
+// in a new mount and cgroup namespace) is the same hierarchy.
+func CgroupV2LimitSupport() error {
+	if err := CgroupSupport(); err != nil {
+		return err
+	}
+	mount, err := cgroup2Mount()
+	if err != nil {
+		return err
+	}
+	own, err := ownCgroup()
+	if err != nil {
+		return err
+	}
+	offered := strings.Fields(readTrim(filepath.Join(mount, own, "cgroup.controllers")))
+	var missing []string
+	for _, c := range limitControllers {
+		if !slices.Contains(offered, c) {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("cgroup v2 at %s offers %q to %s, not %s (bound to cgroup v1 hierarchies on this hybrid host?)",
+			mount, strings.Join(offered, " "), own, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
 // CheckHostLimits refuses a config whose limits this host cannot apply, as
 // `medic run` and a reload would, without changing anything: `medic
 // validate` uses it. mode is the cgroups choice (MEDIC_CGROUPS: auto, v1,
