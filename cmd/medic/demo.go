@@ -43,7 +43,7 @@ services:
 `
 
 func demoCmd() *cobra.Command {
-	var keep, verbose, noDB bool
+	var keep, verbose, noDB, fleetDemo bool
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Run three demo instances, crash one and hang another, and watch medic recover them",
@@ -54,11 +54,21 @@ scenario is done (or keeps running with --keep until Ctrl-C); every process
 it started is stopped.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if fleetDemo {
+				ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+				defer stop()
+				self, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("find the medic binary: %w", err)
+				}
+				return runDemoFleet(ctx, self, keep, os.Stdout)
+			}
 			return runDemo(keep, verbose, noDB)
 		},
 	}
 	c.Flags().BoolVar(&keep, "keep", false, "keep running after the scenario until Ctrl-C")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "also print medic's own log")
+	c.Flags().BoolVar(&fleetDemo, "fleet", false, "three agents in one fleet (a 3-member etcd on loopback): kill one host under load and print the recovery")
 	c.Flags().BoolVar(&noDB, "no-db", false, "skip the PostgreSQL failover part (it needs postgresql-15 and etcd-server)")
 	return c
 }
