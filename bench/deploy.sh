@@ -5,8 +5,9 @@
 # (max_surge 2, min_ready 300ms) or blue-green (the switch, a rollback to the
 # warm blue set, a second deploy through its window and promotion). A run
 # fails on any client error. The summary gives, per strategy, the runs that
-# passed, and the median and max of the p99 during the deploy over the p99
-# before it, and for blue-green the time until the last request sent to
+# passed, and the median and max of the p99 during the deploy over the normal p99
+# (the same estimator over windows of as many requests before it, docs/deploys.md),
+# and for blue-green the time until the last request sent to
 # green after a rollback began; then the cold rollback from history after a
 # restart of medic (TestColdRollbackFromHistory): when the old release first
 # answered and when the new one last did, after the rollback began.
@@ -41,8 +42,8 @@ function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n;
 /blue-green 3→3/ { match($0, /p99 [^ ]+ vs [^ ]+ before/); split(substr($0, RSTART, RLENGTH), w, " "); b[++nb] = ms(w[2]) / ms(w[4]); if (b[nb] > bmax) bmax = b[nb]
 	match($0, /green left [^ ]+ after/); split(substr($0, RSTART, RLENGTH), v, " "); g[++ng] = ms(v[3]); if (g[ng] > gmax) gmax = g[ng] }
 END {
-	printf "rolling:    %d passed (0 client errors), %d failed; p99 during / before: median %.1f×, max %.1f×\n", rp, rf, nr ? med(r, nr) : 0, rmax
+	printf "rolling:    %d passed (0 client errors), %d failed; p99 during / normal: median %.1f×, max %.1f×\n", rp, rf, nr ? med(r, nr) : 0, rmax
 	printf "cold rollback: %d passed, %d failed; old release first answered median %.0f ms (max %.0f), new release last answered median %.0f ms (max %.0f) after it began\n", cp, cf, nc ? med(cu, nc) : 0, cumax, nc ? med(cb, nc) : 0, cbmax
-	printf "blue-green: %d passed (0 client errors), %d failed; p99 up to the switch / before: median %.1f×, max %.1f×; rollback: last request to green median %.0f ms, max %.0f ms after it began\n", bp, bf, nb ? med(b, nb) : 0, bmax, ng ? med(g, ng) : 0, gmax
+	printf "blue-green: %d passed (0 client errors), %d failed; p99 deploy start to 1 s after the switch / normal: median %.1f×, max %.1f×; rollback: last request to green median %.0f ms, max %.0f ms after it began\n", bp, bf, nb ? med(b, nb) : 0, bmax, ng ? med(g, ng) : 0, gmax
 }' "$out" | tee -a "$out"
 echo "written to $out"
