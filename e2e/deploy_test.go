@@ -339,6 +339,12 @@ func TestBlueGreenDeployUnderLoad(t *testing.T) {
 	nd, _, p99during := summary(as, begin, back)
 	p99before, nw := normalP99(as, as[0].sent, begin, nd)
 	_, _, p99promo := summary(as, again, promoted)
+	// Where the slow requests of the window fall: while green starts
+	// (blue serving), in the first 200 ms on green (cold connections), or after.
+	n1, _, s1 := summary(as, begin, switched)
+	n2, _, s2 := summary(as, switched, switched.Add(200*time.Millisecond))
+	n3, _, s3 := summary(as, switched.Add(200*time.Millisecond), back)
+	t.Logf("the blue-green window in parts: p99 %v of %d up to the switch, %v of %d in the first 200ms on green, %v of %d after", s1, n1, s2, n2, s3, n3)
 	t.Logf("blue-green 3→3: switched %v after the deploy began (%d requests up to 1s after it, 0 errors, p99 %v vs %v before: median p99 of %d windows of %d requests); rollback to warm blue: the call took %v, the last request sent to green left %v after it began; second deploy through its window and promotion: p99 %v, 0 errors",
 		switched.Sub(begin).Round(time.Millisecond), nd, p99during, p99before, nw, nd, backDone.Sub(back).Round(time.Millisecond), trafficBack.Round(time.Millisecond), p99promo)
 }
