@@ -18,7 +18,7 @@ mkdir -p bench/results
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out"
 MEDIC_REQUIRE_INTEGRATION=1 MEDIC_FLEET_RATE=$rate MEDIC_FLEET_CUT_FOR=$cut nice -n 10 go test -count="$runs" -timeout 90m \
   -run 'TestFleetHostPartition$' -v ./e2e 2>&1 |
-  grep -E 'fleet_hosts_test.go:[0-9]+: (h3|load|at most|[0-9]+ instances of web ran)|^--- ' | tee -a "$out" || true
+  grep --line-buffered -E 'fleet_hosts_test.go:[0-9]+: (h3|load|at most|[0-9]+ instances of web ran)|^--- ' | tee -a "$out" || true
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
 echo "runs over the bound: $(grep -c 'above instances 6' "$out" || true); runs passed: $(grep -c '^--- PASS' "$out" || true) of $runs"
 echo "written: $out"
