@@ -513,8 +513,8 @@ func sampleInstances(stop <-chan struct{}, agents []*nsAgent) <-chan int {
 				per = append(per, k)
 				n += k
 			}
-			if n > most {
-				agents[0].t.Logf("%v: %d instances of web across the hosts %v", time.Since(t0).Round(10*time.Millisecond), n, per)
+			if n > most { // no t.Logf here: this goroutine may outlive a test that failed early
+				fmt.Fprintf(os.Stderr, "%v: %d instances of web across the hosts %v\n", time.Since(t0).Round(10*time.Millisecond), n, per)
 			}
 			most = max(most, n)
 		}
