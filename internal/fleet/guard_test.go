@@ -18,9 +18,13 @@ import (
 // left the fleet takes no fleet-wide action.
 func TestEtcdGuard(t *testing.T) {
 	srv := etcdtest.Start(t)
-	a := startAgent(t, srv.Endpoint, "h1", 2*time.Second, 2*time.Second)
-	b := startAgent(t, srv.Endpoint, "h2", 2*time.Second, 2*time.Second)
+	// A lease of 10 s: nothing here waits for one to expire (h2 leaves by
+	// revoking its lease), and at a load of 24 a 2 s lease's renewal came
+	// late enough for the guard to call h1 cut off, rightly, mid-test.
+	a := startAgent(t, srv.Endpoint, "h1", 10*time.Second, 10*time.Second)
+	b := startAgent(t, srv.Endpoint, "h2", 10*time.Second, 10*time.Second)
 	waitStates(t, a, "h1=up h2=up ", 5*time.Second)
+	waitJoined(t, a)
 	waitJoined(t, b)
 	ctx := context.Background()
 	const max, per = 20, time.Hour
