@@ -159,6 +159,10 @@ const (
 	// EventBreaker is a dependency's circuit breaker changing state (closed, open,
 	// half-open); Fields hold service, dependency, from and to.
 	EventBreaker EventKind = "dependency.breaker"
+	// EventClassBreaker is a client class's own breaker on a service's proxy
+	// changing state (closed, open, half-open); Target is "SERVICE/CLASS",
+	// Fields hold service, class, from and to.
+	EventClassBreaker EventKind = "proxy.class_breaker"
 	// Fleet membership as this agent sees it (internal/fleet); Target is
 	// "fleet/<fleet>/<host>", Fields hold from, to, address, lease.
 	EventHostJoined   EventKind = "fleet.host.joined"   // a host's key appeared, or this agent joined

@@ -269,4 +269,19 @@ func TestSignedRequestsAndClassBreaker(t *testing.T) {
 		st, _ := state("agent")
 		return code == 200 && st == "closed"
 	})
+	// Each transition is an audited event, in order, for runbooks and the dashboard.
+	var seen []string
+	a.eventually(10*time.Second, "the agent breaker's three transitions in the audit", func() bool {
+		seen = seen[:0]
+		for _, r := range a.auditRecords("proxy.class_breaker") {
+			if r["target"] == "web/agent" {
+				f, _ := r["fields"].(map[string]any)
+				seen = append(seen, fmt.Sprint(f["from"], ">", f["to"]))
+			}
+		}
+		return len(seen) >= 3
+	})
+	if got, want := strings.Join(seen, " "), "closed>open open>half-open half-open>closed"; got != want {
+		t.Fatalf("audited transitions of web/agent: %s; want %s", got, want)
+	}
 }

@@ -180,7 +180,12 @@ func (m *Main) Run(ctx context.Context) error {
 			continue
 		}
 		p, err := proxy.New(proxy.Options{Service: name, Config: svc.Proxy, Clock: m.Clock, Logger: m.Logger.With("proxy", name),
-			AccessLog: m.accessLog, Registerer: m.mets.Registry, FDs: m.fds, Listen: m.handover.listen})
+			AccessLog: m.accessLog, Registerer: m.mets.Registry, FDs: m.fds, Listen: m.handover.listen,
+			OnClassBreaker: func(ch proxy.ClassBreakerChange) {
+				m.Record(context.Background(), medic.Event{Time: ch.At, Kind: medic.EventClassBreaker,
+					Target: ch.Service + "/" + ch.Class, Actor: "proxy", Reason: ch.Reason,
+					Fields: map[string]string{"service": ch.Service, "class": ch.Class, "from": ch.From, "to": ch.To}})
+			}})
 		if err != nil {
 			m.traffic.closeAll()
 			return fmt.Errorf("start proxy for %s: %w", name, err)

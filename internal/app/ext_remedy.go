@@ -205,6 +205,12 @@ func (a *automation) pollProxies(now time.Time) []signal.Sample {
 			out = append(out, signal.Sample{Name: signal.ProxyInstanceLatency, T: now, V: in.LatencySeconds,
 				Labels: signal.Labels{signal.LabelService: p.Service, signal.LabelInstance: in.ID}})
 		}
+		for _, c := range p.Classes {
+			if state, ok := map[string]float64{"closed": 0, "half-open": 1, "open": 2}[c.Breaker]; ok {
+				out = append(out, signal.Sample{Name: signal.ProxyClassBreakerState, T: now, V: state,
+					Labels: signal.Labels{signal.LabelService: p.Service, signal.LabelClass: c.Name}})
+			}
+		}
 	}
 	return out
 }

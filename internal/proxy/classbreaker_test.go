@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/proxy"
 )
 
 // TestClassBreakerIsolates runs both data planes with real sockets: the
@@ -28,7 +29,10 @@ func TestClassBreakerIsolates(t *testing.T) {
 					"anonymous": {},
 				},
 			}
-			h := mustStart(t, cfg, nil)
+			changes := make(chan proxy.ClassBreakerChange, 16)
+			h := mustStartWith(t, cfg, nil, func(o *proxy.Options) {
+				o.OnClassBreaker = func(ch proxy.ClassBreakerChange) { changes <- ch }
+			})
 			var hits = make(chan string, 1000)
 			h.p.SetBackend("web/0", backend(t, func(w http.ResponseWriter, r *http.Request) {
 				hits <- r.URL.Path
@@ -112,6 +116,23 @@ func TestClassBreakerIsolates(t *testing.T) {
 				if cs.Name == "agent" && cs.Breaker != "closed" {
 					t.Fatalf("agent breaker after a good trial: %s", cs.Breaker)
 				}
+			}
+			// Every transition reached OnClassBreaker, in order: the agent
+			// records them as events (proxy.class_breaker).
+			var got []string
+			for len(got) < 3 {
+				select {
+				case ch := <-changes:
+					if ch.Service != "web" || ch.Class != "agent" || ch.Reason == "" || ch.At.IsZero() {
+						t.Fatalf("class breaker change %+v", ch)
+					}
+					got = append(got, ch.From+">"+ch.To)
+				case <-time.After(5 * time.Second):
+					t.Fatalf("class breaker changes seen: %v; want closed>open, open>half-open, half-open>closed", got)
+				}
+			}
+			if want := "closed>open open>half-open half-open>closed"; strings.Join(got, " ") != want {
+				t.Fatalf("class breaker changes %v; want %s", got, want)
 			}
 		})
 	}

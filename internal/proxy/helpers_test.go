@@ -71,12 +71,19 @@ func mustStart(t testing.TB, cfg config.Proxy, clk clock.Clock) *harness {
 // mustStartLog is mustStart with an access log (nil: the JSON logs of the harness).
 func mustStartLog(t testing.TB, cfg config.Proxy, clk clock.Clock, access *slog.Logger) *harness {
 	t.Helper()
+	return mustStartWith(t, cfg, clk, func(o *proxy.Options) { o.AccessLog = access })
+}
+
+// mustStartWith is mustStart with Options set by with.
+func mustStartWith(t testing.TB, cfg config.Proxy, clk clock.Clock, with func(*proxy.Options)) *harness {
+	t.Helper()
 	logs := &syncBuffer{}
-	p, err := proxy.New(proxy.Options{
+	o := proxy.Options{
 		Service: "web", Config: &cfg, Clock: clk,
-		Logger:    slog.New(slog.NewJSONHandler(logs, nil)),
-		AccessLog: access,
-	})
+		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+	}
+	with(&o)
+	p, err := proxy.New(o)
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
 	}

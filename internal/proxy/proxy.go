@@ -62,7 +62,23 @@ type Options struct {
 	// Listen binds the proxy's listening socket; nil means net.Listen. The
 	// agent passes the one function that hands sockets over on an upgrade.
 	Listen func(network, addr string) (net.Listener, error)
+	// OnClassBreaker sees every transition of a client class's own breaker,
+	// in order, from Serve's goroutine (never from a request's): the agent
+	// records them as events. Nil: they are only logged.
+	OnClassBreaker func(ClassBreakerChange)
 }
+
+// ClassBreakerChange is a client class's breaker changing state.
+type ClassBreakerChange struct {
+	At               time.Time
+	Service, Class   string
+	From, To, Reason string
+}
+
+// classBreakerQueue bounds the transitions waiting for OnClassBreaker: a
+// breaker changes state at most a few times per open_for, so a full queue
+// means the consumer is stuck; the transition is then logged and dropped.
+const classBreakerQueue = 64
 
 // Proxy forwards one service's traffic. Create it with New, feed it
 // instances with SetBackend, run it with Serve.
@@ -91,6 +107,9 @@ type Proxy struct {
 	// keysFile is clients.keys_file ("" without it); ReloadClientKeys reads it again.
 	keysFile   string
 	keysSigned bool // clients.signature is on: the keys file must be private
+	// breakerCh carries class breaker transitions to Options.OnClassBreaker (nil without it).
+	breakerCh      chan ClassBreakerChange
+	onClassBreaker func(ClassBreakerChange)
 
 	requests, errors, retries, shed, rateLimited atomic.Uint64
 	served                                       atomic.Bool
@@ -140,6 +159,16 @@ func New(o Options) (*Proxy, error) {
 			lvl = slog.LevelWarn
 		}
 		p.log.Log(context.Background(), lvl, "client class breaker "+ch.to, "class", class, "from", ch.from, "reason", ch.reason)
+		if p.breakerCh != nil {
+			select {
+			case p.breakerCh <- ClassBreakerChange{At: p.clock.Now(), Service: p.service, Class: class, From: ch.from, To: ch.to, Reason: ch.reason}:
+			default:
+				p.log.Warn("client class breaker transition not recorded: the queue is full", "class", class, "to", ch.to)
+			}
+		}
+	}
+	if o.OnClassBreaker != nil {
+		p.breakerCh, p.onClassBreaker = make(chan ClassBreakerChange, classBreakerQueue), o.OnClassBreaker
 	}
 	p.classNames = p.d.ClassNames()
 	if c := cfg.Clients; c.Enabled() && c.KeysFile != "" {
@@ -251,6 +280,11 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	defer p.m.deleteService()
 	defer p.transport.CloseIdleConnections()
 	defer p.up.closeIdle(true)
+	if p.breakerCh != nil {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() { defer close(done); p.reportBreakers(ctx) }()
+	}
 	if p.cfg.Mode == config.ProxyModeTCP {
 		return p.serveTCP(ctx)
 	}
@@ -473,6 +507,26 @@ func (p *Proxy) ClearFault(id string) {
 	p.pool.mu.Unlock()
 	if had {
 		p.log.Info("fault cleared", "instance", id)
+	}
+}
+
+// reportBreakers hands class breaker transitions to OnClassBreaker until
+// ctx ends, then the ones still queued.
+func (p *Proxy) reportBreakers(ctx context.Context) {
+	for {
+		select {
+		case ch := <-p.breakerCh:
+			p.onClassBreaker(ch)
+		case <-ctx.Done():
+			for {
+				select {
+				case ch := <-p.breakerCh:
+					p.onClassBreaker(ch)
+				default:
+					return
+				}
+			}
+		}
 	}
 }
 

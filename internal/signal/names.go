@@ -41,6 +41,7 @@
 //	proxy_concurrency_limit{service}
 //	proxy_instance_latency_seconds{service,instance}  the proxy's latency estimate per instance
 //	proxy_latency_p99_seconds{service}             when the proxy reports quantiles
+//	proxy_class_breaker_state{service,class}       a client class's own breaker: 0 closed, 1 half-open, 2 open
 //
 // Fed by the agent from the dependency listeners (internal/egress):
 //
@@ -75,6 +76,7 @@ package signal
 const (
 	LabelService    = "service"
 	LabelDependency = "dependency"
+	LabelClass      = "class"
 	LabelInstance   = "instance"
 	LabelPath       = "path"
 	LabelProbe      = "probe"
@@ -116,6 +118,7 @@ const (
 	ProxyInstanceLatency        = "proxy_instance_latency_seconds"
 	ProxyLatencyP99Seconds      = "proxy_latency_p99_seconds"
 	DependencyBreakerState      = "dependency_breaker_state"
+	ProxyClassBreakerState      = "proxy_class_breaker_state"
 	DependencyCallsPerSec       = "dependency_calls_per_second"
 	DependencyFailuresPerSec    = "dependency_failures_per_second"
 	DependencyRefusedPerSec     = "dependency_refused_per_second"
