@@ -226,6 +226,9 @@ func New(o Options) (*Proxy, error) {
 		Limits: netguard.Limits{MaxConns: cfg.Limits.MaxConnections, MaxPerSource: cfg.Limits.MaxPerSource}}
 	if cfg.Mode == config.ProxyModeHTTP {
 		guard.Refusal = netguard.HTTP503
+		if err := netguard.DeferAccept(ln, netguard.DeferAcceptFor); err != nil {
+			p.log.Warn("TCP_DEFER_ACCEPT", "err", err)
+		}
 	} else {
 		guard.Cost = 6
 	}
