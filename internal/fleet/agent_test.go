@@ -99,6 +99,9 @@ func TestMembershipAgainstEtcd(t *testing.T) {
 	startAgent(t, srv.Endpoint, "h2", ttl, grace)
 	c := startAgent(t, srv.Endpoint, "h3", ttl, grace)
 	waitStates(t, a, "h1=up h2=up h3=up ", 5*time.Second)
+	// The watch can show h1's key before h1's own create has returned and
+	// marked it joined (CI saw Joined false with every host up).
+	waitJoined(t, a)
 	st := a.Status()
 	if !st.Joined || st.Lease == 0 || !st.Watching || st.Hosts[1].Address != "10.0.0.2" || st.Hosts[1].Capacity != 4 {
 		t.Fatalf("status %+v", st)

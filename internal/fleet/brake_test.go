@@ -147,6 +147,7 @@ func TestFleetCooldownAndFence(t *testing.T) {
 	a := startAgent(t, srv.Endpoint, "h1", 2*time.Second, 2*time.Second)
 	b := startAgent(t, srv.Endpoint, "h2", 2*time.Second, 2*time.Second)
 	waitStates(t, a, "h1=up h2=up ", 5*time.Second)
+	waitJoined(t, a)
 	waitJoined(t, b)
 	ctx := context.Background()
 	fa, rel, err := a.Guard().Hold(ctx, "web")
