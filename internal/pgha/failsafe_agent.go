@@ -109,6 +109,36 @@ func (a *Agent) failsafeRound(ctx context.Context) {
 	}
 }
 
+// readFailsafe reads a signed request's body (at most failsafeMaxBody) and
+// decodes it into v; on failure it answers 400 and returns false. The
+// caller checks the signature over the body returned.
+func readFailsafe(w http.ResponseWriter, r *http.Request, what string, v any) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, failsafeMaxBody))
+	if err != nil {
+		http.Error(w, what+": read the request: "+err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		http.Error(w, what+": decode the request: "+err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	return body, true
+}
+
+// writeFailsafe answers with ans signed with key; false when it could not sign.
+func writeFailsafe(w http.ResponseWriter, key string, ans any) bool {
+	out := []byte(mustJSON(ans))
+	mac, err := failsafeMAC(key, out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return false
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(FailsafeMACHeader, mac)
+	w.Write(out)
+	return true
+}
+
 // askFailsafe sends one authenticated request to the agent at rest.
 func (a *Agent) askFailsafe(ctx context.Context, key, rest string, body []byte, mac string) PeerAnswer {
 	b, err := a.postFailsafe(ctx, key, rest, "/failsafe", body, mac)
@@ -125,14 +155,9 @@ func (a *Agent) askFailsafe(ctx context.Context, key, rest string, body []byte, 
 // serveFailsafe answers POST /failsafe: a leader in failsafe asks this
 // member to confirm it.
 func (a *Agent) serveFailsafe(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, failsafeMaxBody))
-	if err != nil {
-		http.Error(w, "failsafe: read the request: "+err.Error(), http.StatusBadRequest)
-		return
-	}
 	var req FailsafeRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		http.Error(w, "failsafe: decode the request: "+err.Error(), http.StatusBadRequest)
+	body, ok := readFailsafe(w, r, "failsafe", &req)
+	if !ok {
 		return
 	}
 	now := a.clock.Now()
@@ -159,15 +184,9 @@ func (a *Agent) serveFailsafe(w http.ResponseWriter, r *http.Request) {
 	}
 	key := fi.Key
 	a.mu.Unlock()
-	out := []byte(mustJSON(ans))
-	mac, err := failsafeMAC(key, out)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+	if !writeFailsafe(w, key, ans) {
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set(FailsafeMACHeader, mac)
-	w.Write(out)
 	if ans.Accepted {
 		a.o.Metrics.failsafeState(a.o.Cluster, a.o.Member, true)
 		a.poke()
@@ -315,14 +334,9 @@ func (a *Agent) postFailsafe(ctx context.Context, key, rest, path string, body [
 // serveRelease answers POST /failsafe/release: a member the failsafe key
 // does not list asks whether this member is done with the key's leader.
 func (a *Agent) serveRelease(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, failsafeMaxBody))
-	if err != nil {
-		http.Error(w, "failsafe release: read the request: "+err.Error(), http.StatusBadRequest)
-		return
-	}
 	var q ReleaseQuery
-	if err := json.Unmarshal(body, &q); err != nil {
-		http.Error(w, "failsafe release: decode the request: "+err.Error(), http.StatusBadRequest)
+	body, ok := readFailsafe(w, r, "failsafe release", &q)
+	if !ok {
 		return
 	}
 	now := a.clock.Now()
@@ -339,14 +353,8 @@ func (a *Agent) serveRelease(w http.ResponseWriter, r *http.Request) {
 		PromLeader: a.fs.promLeader, PromRev: a.fs.promRev, PromUntil: a.fs.promUntil}, q)
 	key := fi.Key
 	a.mu.Unlock()
-	out := []byte(mustJSON(ans))
-	mac, err := failsafeMAC(key, out)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+	if !writeFailsafe(w, key, ans) {
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set(FailsafeMACHeader, mac)
-	w.Write(out)
 	a.log.Info("failsafe release asked", "by", q.From, "leader", q.Leader, "released", ans.Released, "why", ans.Reason)
 }
