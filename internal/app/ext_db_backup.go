@@ -78,15 +78,7 @@ func backupServerAddr(t *config.BackupTLS, o *backup.Options, connect string) st
 	if t == nil || o == nil || o.TLS == nil {
 		return ""
 	}
-	if t.ConnectAddress != "" {
-		return t.ConnectAddress
-	}
-	host, port, _ := net.SplitHostPort(o.TLS.Listen)
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() || host == "" {
-		pgHost, _, _ := net.SplitHostPort(connect)
-		return net.JoinHostPort(pgHost, port)
-	}
-	return o.TLS.Listen
+	return config.PublishedAddress(t.ConnectAddress, o.TLS.Listen, connect)
 }
 
 // startBackup makes the member's backup loop once its postgres manager exists.

@@ -160,21 +160,27 @@ type DatabaseREST struct {
 // members ("" without rest): rest.connect_address, or listen with the host
 // of postgres.connect_address when listen's host is 0.0.0.0 or ::.
 func (d *Database) RESTAddress() string {
-	r := d.REST
-	if r == nil {
+	if d.REST == nil {
 		return ""
 	}
-	if r.ConnectAddress != "" {
-		return r.ConnectAddress
+	return PublishedAddress(d.REST.ConnectAddress, d.REST.Listen, d.Postgres.ConnectAddress)
+}
+
+// PublishedAddress is the address other hosts reach a member's listener
+// at: connect when set, else listen, with the host of pgConnect (the
+// member's postgres.connect_address) when listen's host is 0.0.0.0 or ::.
+func PublishedAddress(connect, listen, pgConnect string) string {
+	if connect != "" {
+		return connect
 	}
-	host, port, err := net.SplitHostPort(r.Listen)
+	host, port, err := net.SplitHostPort(listen)
 	if err != nil || !unspecifiedHost(host) {
-		return r.Listen
+		return listen
 	}
-	if ph, _, err := net.SplitHostPort(d.Postgres.ConnectAddress); err == nil && !unspecifiedHost(ph) {
+	if ph, _, err := net.SplitHostPort(pgConnect); err == nil && !unspecifiedHost(ph) {
 		return net.JoinHostPort(ph, port)
 	}
-	return r.Listen
+	return listen
 }
 
 // unspecifiedHost reports whether host means "every address" to listen on:
