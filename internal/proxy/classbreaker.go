@@ -72,6 +72,18 @@ func (b *classBreaker) allow(now time.Time) (ok bool, gen uint64, wait time.Dura
 	return true, b.gen, 0, ch
 }
 
+// untry gives back the trial of a request allowed under gen that was then
+// refused before it went out (class rate, per-client limit, no seat): no
+// result will come for it, and a trial never given back would keep the
+// breaker half-open, refusing the class, for good.
+func (b *classBreaker) untry(gen uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state == BreakerHalfOpen && gen == b.gen && b.trials > 0 {
+		b.trials--
+	}
+}
+
 // result counts the outcome of a request allowed under gen.
 func (b *classBreaker) result(now time.Time, gen uint64, failed bool) *breakerChange {
 	b.mu.Lock()

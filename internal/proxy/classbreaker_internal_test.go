@@ -68,3 +68,32 @@ func TestClassBreaker(t *testing.T) {
 		t.Fatalf("snapshot %s opened %d refused %d", st, opened, refused)
 	}
 }
+
+// TestClassBreakerTrialGivenBack: a half-open trial whose request was then
+// refused (rate, seat) is given back, so the next request can be the trial;
+// without it the breaker stayed half-open, refusing the class, for good.
+func TestClassBreakerTrialGivenBack(t *testing.T) {
+	b := newClassBreaker(&config.ProxyClassBreaker{Failures: 1, Window: config.Duration(10 * time.Second),
+		OpenFor: config.Duration(time.Second), HalfOpenTrials: 1})
+	t0 := time.Unix(1000, 0)
+	_, gen, _, _ := b.allow(t0)
+	if ch := b.result(t0, gen, true); ch == nil || ch.to != BreakerOpen {
+		t.Fatalf("one failure: %+v", ch)
+	}
+	ok, gen, _, _ := b.allow(t0.Add(2 * time.Second))
+	if !ok || b.state != BreakerHalfOpen {
+		t.Fatalf("after open_for: ok %v, %s", ok, b.state)
+	}
+	b.untry(gen) // the trial was refused by the class rate
+	ok, gen, _, _ = b.allow(t0.Add(3 * time.Second))
+	if !ok {
+		t.Fatal("the trial given back was not let through again: the breaker stays half-open for good")
+	}
+	if ch := b.result(t0.Add(3*time.Second), gen, false); ch == nil || ch.to != BreakerClosed {
+		t.Fatalf("a good trial: %+v, %s", ch, b.state)
+	}
+	b.untry(gen) // a stale give-back changes nothing once closed
+	if b.state != BreakerClosed || b.trials != 0 {
+		t.Fatalf("stale untry: %s, trials %d", b.state, b.trials)
+	}
+}

@@ -145,11 +145,18 @@ func (d *Decision) Admit(now time.Time, c Client, longLived bool) Admission {
 		}
 		gen = g
 	}
+	// A refusal below gives back a half-open breaker's trial (no result follows).
+	untry := func() {
+		if cl != nil && cl.breaker != nil {
+			cl.breaker.untry(gen)
+		}
+	}
 	if cl != nil && cl.bucket != nil {
 		d.rlMu.Lock()
 		ok, wait := allowBucket(cl.bucket, d.rateNow(now))
 		d.rlMu.Unlock()
 		if !ok {
+			untry()
 			cl.limited.Add(1)
 			return Admission{Refusal: RateLimited, Status: 429, RetryAfter: wait, Class: c.Class, Reason: "rate limit exceeded for client class " + cl.name}
 		}
@@ -159,6 +166,7 @@ func (d *Decision) Admit(now time.Time, c Client, longLived bool) Admission {
 		ok, wait := d.limits.Allow(d.rateNow(now), c.Key)
 		d.rlMu.Unlock()
 		if !ok {
+			untry()
 			if cl != nil {
 				cl.limited.Add(1)
 			}
@@ -179,6 +187,7 @@ func (d *Decision) Admit(now time.Time, c Client, longLived bool) Admission {
 		}
 		d.limMu.Unlock()
 		if !ok {
+			untry()
 			if cl != nil {
 				cl.shed.Add(1)
 				return Admission{Refusal: Shed, Status: 503, RetryAfter: time.Second, Class: c.Class, Reason: "overloaded: no seat left for client class " + cl.name}
