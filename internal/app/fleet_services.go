@@ -150,7 +150,6 @@ type fleetServices struct {
 	ready  map[string]map[string]int // service → host → ready instances, as published
 	remote map[string][]string       // service → remote backend ids set in its proxy
 	names  []string                  // the fleet services, as configured at the start
-	share  map[string]int            // service → this host's share, as last applied
 	peers  map[string][]string       // service → the other hosts' instance addresses, as last published
 	down   bool                      // stood down: cut from etcd and from the peers (standDown)
 	// self is this host's name; specs each fleet service's fleet section,
@@ -210,14 +209,10 @@ func (fs *fleetServices) apply(ctx context.Context, service string, n, most int)
 		n = most
 	}
 	fs.mu.Lock()
-	if fs.share == nil {
-		fs.share = map[string]int{}
-	}
-	fs.share[service] = n
 	down := fs.down
 	fs.mu.Unlock()
 	if down {
-		return nil // stood down: the share is applied when this host rejoins
+		return nil // stood down: standUp reads the share from etcd when this host rejoins
 	}
 	return fs.scale(ctx, service, n)
 }
@@ -440,9 +435,6 @@ func (fs *fleetServices) standUp(ctx context.Context, share func(ctx context.Con
 	}
 	fs.mu.Lock()
 	fs.down = false
-	for name, n := range shares {
-		fs.share[name] = n
-	}
 	fs.mu.Unlock()
 	fs.m.Record(ctx, medic.Event{Time: fs.m.Clock.Now(), Kind: medic.EventStoodUp, Target: "fleet", Actor: "fleet",
 		Reason: "this host holds its fleet lease again: it runs its share", Fields: map[string]string{"shares": fmt.Sprint(shares)}})
