@@ -325,12 +325,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	h = s.hostCheck(h, ln.Addr())
 	lim := s.Limits
 	lim.SetDefaults(config.DefaultAPILimits)
-	if err := netguard.DeferAccept(ln, netguard.DeferAcceptFor); err != nil {
-		s.logger().Warn("TCP_DEFER_ACCEPT", "err", err)
-	}
 	gl := netguard.Wrap(ln, netguard.Options{Name: "api",
 		Limits: netguard.Limits{MaxConns: lim.MaxConnections, MaxPerSource: lim.MaxPerSource},
-		FDs:    s.FDs, Priority: true, Refusal: netguard.HTTP503, Logger: s.Logger, Clock: s.Clock})
+		FDs:    s.FDs, Priority: true, Refusal: netguard.HTTP503, ClientSpeaksFirst: true, Logger: s.Logger, Clock: s.Clock})
 	// No ReadTimeout: net/http cancels a request's context when it fires,
 	// which would end event streams; bodies are read with a size cap.
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: lim.HeaderTimeout.D(), IdleTimeout: lim.IdleTimeout.D(),

@@ -8,7 +8,8 @@ import (
 	"github.com/medic-dev/medic/internal/netguard"
 )
 
-// TestDeferAcceptHoldsSilentConnections: with DeferAccept, a client that
+// TestDeferAcceptHoldsSilentConnections: on a listener wrapped with
+// ClientSpeaksFirst (DeferAccept), a client that
 // connects and says nothing is not handed to Accept (the kernel keeps it),
 // while one that sends its request is handed over at once.
 func TestDeferAcceptHoldsSilentConnections(t *testing.T) {
@@ -17,13 +18,11 @@ func TestDeferAcceptHoldsSilentConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if err := netguard.DeferAccept(ln, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	gl := netguard.Wrap(ln, netguard.Options{Name: "test", ClientSpeaksFirst: true}) // DeferAccept, DeferAcceptFor
 	accepted := make(chan net.Conn, 4)
 	go func() {
 		for {
-			c, err := ln.Accept()
+			c, err := gl.Accept()
 			if err != nil {
 				return
 			}

@@ -60,6 +60,11 @@ type Options struct {
 	Priority bool
 	// Refusal is written to a refused connection before it is closed (nil: close only).
 	Refusal []byte
+	// ClientSpeaksFirst: the protocol has the client send first (HTTP), so
+	// Wrap has the kernel hold a silent connection for DeferAcceptFor
+	// before handing it over (DeferAccept). Not for protocols in which the
+	// server may speak first.
+	ClientSpeaksFirst bool
 	// Logger receives one warning per reason per LogEvery while refusing; nil discards.
 	Logger *slog.Logger
 	// Clock for the warning's rate; nil means the wall clock.
@@ -102,6 +107,11 @@ func Wrap(ln net.Listener, o Options) *Listener {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	o.Clock = clock.Or(o.Clock)
+	if o.ClientSpeaksFirst {
+		if err := DeferAccept(ln, DeferAcceptFor); err != nil {
+			o.Logger.Warn("cannot defer accept until the client speaks (TCP_DEFER_ACCEPT)", "listener", o.Name, "err", err)
+		}
+	}
 	return &Listener{Listener: ln, o: o, sources: map[netip.Addr]*source{}}
 }
 

@@ -225,10 +225,7 @@ func New(o Options) (*Proxy, error) {
 	guard := netguard.Options{Name: "proxy " + o.Service, FDs: o.FDs, Logger: p.log, Clock: p.clock,
 		Limits: netguard.Limits{MaxConns: cfg.Limits.MaxConnections, MaxPerSource: cfg.Limits.MaxPerSource}}
 	if cfg.Mode == config.ProxyModeHTTP {
-		guard.Refusal = netguard.HTTP503
-		if err := netguard.DeferAccept(ln, netguard.DeferAcceptFor); err != nil {
-			p.log.Warn("TCP_DEFER_ACCEPT", "err", err)
-		}
+		guard.Refusal, guard.ClientSpeaksFirst = netguard.HTTP503, true
 	} else {
 		guard.Cost = 6
 	}
