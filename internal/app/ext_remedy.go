@@ -206,13 +206,27 @@ func (a *automation) pollProxies(now time.Time) []signal.Sample {
 				Labels: signal.Labels{signal.LabelService: p.Service, signal.LabelInstance: in.ID}})
 		}
 		for _, c := range p.Classes {
-			if state, ok := map[string]float64{"closed": 0, "half-open": 1, "open": 2}[c.Breaker]; ok {
+			if state, ok := breakerSignal(c.Breaker); ok {
 				out = append(out, signal.Sample{Name: signal.ProxyClassBreakerState, T: now, V: state,
 					Labels: signal.Labels{signal.LabelService: p.Service, signal.LabelClass: c.Name}})
 			}
 		}
 	}
 	return out
+}
+
+// breakerSignal is a breaker state's value as a signal: 0 closed, 1
+// half-open, 2 open; false for no state (no breaker).
+func breakerSignal(state string) (float64, bool) {
+	switch state {
+	case "closed":
+		return 0, true
+	case "half-open":
+		return 1, true
+	case "open":
+		return 2, true
+	}
+	return 0, false
 }
 
 // pollDependencies turns the dependency listeners' figures into signals, so
@@ -224,7 +238,7 @@ func (a *automation) pollDependencies(now time.Time) []signal.Sample {
 	for _, d := range a.m.Dependencies() {
 		l := signal.Labels{signal.LabelService: d.Service, signal.LabelDependency: d.Dependency}
 		add := func(name string, v float64) { out = append(out, signal.Sample{Name: name, Labels: l, T: now, V: v}) }
-		state := map[string]float64{"closed": 0, "half-open": 1, "open": 2}[d.State]
+		state, _ := breakerSignal(d.State)
 		add(signal.DependencyBreakerState, state)
 		rate := func(name, counter string, v uint64) {
 			if r, ok := a.rates.Rate(counter, l, now, float64(v)); ok {
