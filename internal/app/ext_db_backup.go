@@ -563,10 +563,15 @@ func (h *dbAPI) bootstrap(w http.ResponseWriter, r *http.Request) {
 	})
 	var primary string
 	if err == nil {
-		// The agent starts the restored data read-only; promote it once it runs.
+		// The agent starts the restored data read-only; promote it once it
+		// runs. Its own loop may win an election first (it is the only
+		// member and nothing is behind it): that is the same end.
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 		for {
 			primary, err = d.agent.Failover(ctx, d.agent.Name(), actor)
+			if errors.Is(err, pgha.ErrAlreadyPrimary) {
+				primary, err = d.agent.Name(), nil
+			}
 			if err == nil || !errors.Is(err, pgha.ErrRefused) || ctx.Err() != nil {
 				break
 			}

@@ -125,8 +125,11 @@ func TestSwitchoverAndForcedFailover(t *testing.T) {
 		t.Fatalf("a's events lack db.switchover: %s", ks)
 	}
 	// The switchover to a member that is not a replica is refused at once.
-	if _, err := b.agent.Switchover(ctx, "b", "api:alice"); !errors.Is(err, pgha.ErrRefused) {
-		t.Fatalf("switchover to the primary: %v, want ErrRefused", err)
+	if _, err := b.agent.Switchover(ctx, "b", "api:alice"); !errors.Is(err, pgha.ErrAlreadyPrimary) || !errors.Is(err, pgha.ErrRefused) {
+		t.Fatalf("switchover to the primary: %v, want ErrAlreadyPrimary, an ErrRefused", err)
+	}
+	if _, err := b.agent.Failover(ctx, "b", "api:alice"); !errors.Is(err, pgha.ErrAlreadyPrimary) {
+		t.Fatalf("failover to the primary: %v, want ErrAlreadyPrimary", err)
 	}
 	if _, err := b.agent.Failover(ctx, "zz", "api:alice"); !errors.Is(err, pgha.ErrUnknownMember) {
 		t.Fatalf("failover to nobody: %v, want ErrUnknownMember", err)

@@ -15,6 +15,9 @@ var (
 	ErrUnknownMember = errors.New("pgha: unknown member")
 	// ErrRefused: the request cannot be carried out in the cluster's state.
 	ErrRefused = errors.New("pgha: refused")
+	// ErrAlreadyPrimary: a switchover or failover names the member that
+	// already serves as the primary. It is an ErrRefused.
+	ErrAlreadyPrimary = fmt.Errorf("%w: it is already the primary", ErrRefused)
 )
 
 // Status is the cluster as this member sees it (GET /v1/db/status).
@@ -124,7 +127,7 @@ func (a *Agent) Switchover(ctx context.Context, to, actor string) (string, error
 		case !ok:
 			return "", fmt.Errorf("switchover to %s: %w", to, ErrUnknownMember)
 		case to == from:
-			return "", fmt.Errorf("switchover to %s: %w: it is already the primary", to, ErrRefused)
+			return "", fmt.Errorf("switchover to %s: %w", to, ErrAlreadyPrimary)
 		case mi.Role != RoleReplica || !mi.Ready:
 			return "", fmt.Errorf("switchover to %s: %w: it is not a running replica", to, ErrRefused)
 		}
@@ -153,7 +156,7 @@ func (a *Agent) Failover(ctx context.Context, to, actor string) (string, error) 
 	case !ok:
 		return "", fmt.Errorf("failover to %s: %w", to, ErrUnknownMember)
 	case v.Leader != nil && v.Leader.Member == to && v.Leader.State == LeaderPrimary:
-		return "", fmt.Errorf("failover to %s: %w: it is already the primary", to, ErrRefused)
+		return "", fmt.Errorf("failover to %s: %w", to, ErrAlreadyPrimary)
 	case !mi.Ready:
 		return "", fmt.Errorf("failover to %s: %w: its postgres is not running", to, ErrRefused)
 	}
