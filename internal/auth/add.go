@@ -39,7 +39,7 @@ func Digest(token string) string {
 // A missing file is created with mode 0600; an existing one keeps its mode,
 // its other entries and its comments, and is replaced atomically. AddToken
 // refuses a name already in the file, and a file that does not parse.
-// Two AddToken calls on one file at the same moment may lose one entry.
+// Concurrent changes of one file are serialised by its lock (lockFor).
 func AddToken(path, name string, role Role) (token string, err error) {
 	if !validName.MatchString(name) || name == AnonymousName {
 		return "", fmt.Errorf("auth: add token: invalid name %q: want letters, digits, '.', '_' or '-', at most 64, not %q", name, AnonymousName)
@@ -47,6 +47,11 @@ func AddToken(path, name string, role Role) (token string, err error) {
 	if role < RoleViewer || role > RoleAdmin {
 		return "", fmt.Errorf("auth: add token %s: invalid role %v", name, role)
 	}
+	unlock, err := lockFor(path)
+	if err != nil {
+		return "", fmt.Errorf("auth: add token %s: %w", name, err)
+	}
+	defer unlock()
 	old, mode, err := readExisting(path)
 	if err != nil {
 		return "", fmt.Errorf("auth: add token %s: %w", name, err)

@@ -46,8 +46,8 @@ func (k *ClientKeys) Entries() []ClientKeyEntry {
 // its mode, its other entries and its comments, and is replaced atomically
 // (a temporary file renamed over it). A name already in the file, an invalid
 // name or class, a file that does not parse and a file its group or others
-// may write are refused. Two calls on one file at the same moment may lose
-// one entry.
+// may write are refused. Concurrent adds and revokes of one file are
+// serialised by its lock (lockFor): none is lost.
 func AddClientKey(path, name, class string) (key string, err error) {
 	if !validName.MatchString(name) {
 		return "", fmt.Errorf("auth: add client key: invalid name %q: want letters, digits, '.', '_' or '-', at most 64", name)
@@ -55,6 +55,11 @@ func AddClientKey(path, name, class string) (key string, err error) {
 	if !validClass.MatchString(class) {
 		return "", fmt.Errorf("auth: add client key %s: invalid class %q: want lower-case letters, digits, '_' or '-', at most 32", name, class)
 	}
+	unlock, err := lockFor(path)
+	if err != nil {
+		return "", fmt.Errorf("auth: add client key %s: %w", name, err)
+	}
+	defer unlock()
 	old, mode, err := readExisting(path)
 	if err != nil {
 		return "", fmt.Errorf("auth: add client key %s: %w", name, err)
@@ -112,6 +117,11 @@ func ListClientKeys(path string) ([]ClientKeyEntry, error) {
 // the file is replaced atomically. A running medic serves the key in the
 // default class from its next reload (`medic reload` or SIGHUP) on.
 func RevokeClientKey(path, name string) error {
+	unlock, err := lockFor(path)
+	if err != nil {
+		return fmt.Errorf("auth: revoke client key %s: %w", name, err)
+	}
+	defer unlock()
 	old, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("auth: revoke client key %s: %w", name, err)

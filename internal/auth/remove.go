@@ -20,6 +20,11 @@ var ErrNoSuchToken = errors.New("auth: no such token")
 // file is replaced atomically. A running medic refuses the token from its
 // next reload (`medic reload` or SIGHUP) on.
 func RemoveToken(path, name string) error {
+	unlock, err := lockFor(path)
+	if err != nil {
+		return fmt.Errorf("auth: remove token %s: %w", name, err)
+	}
+	defer unlock()
 	old, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("auth: remove token %s: %w", name, err)
