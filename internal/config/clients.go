@@ -38,10 +38,21 @@ type ProxySignature struct {
 	// A signature whose time is further than this from the proxy's clock, either way, is
 	// refused (401): a captured request cannot be replayed after it. Default 60s, at most 15m.
 	Window Duration `yaml:"window" json:"window,omitempty"`
+	// Signatures remembered within the window, so that each is accepted once (a replayed one
+	// is refused, 401). When this many are remembered, a new signature is refused (503,
+	// Retry-After) rather than let through unremembered. Default 100000 (about 10 MB), at
+	// most 10000000.
+	MaxSeen int `yaml:"max_seen" json:"max_seen,omitempty"`
 }
 
 // MaxSignatureWindow bounds clients.signature.window.
 const MaxSignatureWindow = 15 * time.Minute
+
+// DefaultSignatureMaxSeen and MaxSignatureMaxSeen: clients.signature.max_seen's default and bound.
+const (
+	DefaultSignatureMaxSeen = 100_000
+	MaxSignatureMaxSeen     = 10_000_000
+)
 
 // ProxyClassBreaker is a class's own circuit breaker on the service: when the
 // class's failed requests (5xx answers, no answer, timeouts) reach failures
@@ -110,6 +121,9 @@ func (c *ProxyClients) setDefaults(retryBudget float64) {
 		if sg.Window == 0 {
 			sg.Window = Duration(time.Minute)
 		}
+		if sg.MaxSeen == 0 {
+			sg.MaxSeen = DefaultSignatureMaxSeen
+		}
 	}
 	for _, cl := range c.Classes {
 		if cl == nil {
@@ -153,6 +167,9 @@ func (c *ProxyClients) validate(bad func(field, format string, args ...any)) {
 	if sg := c.Signature; sg != nil {
 		if sg.Window.D() < time.Second || sg.Window.D() > MaxSignatureWindow {
 			bad("clients.signature.window", "must be from 1s to %v, not %v", MaxSignatureWindow, sg.Window.D())
+		}
+		if sg.MaxSeen < 1 || sg.MaxSeen > MaxSignatureMaxSeen {
+			bad("clients.signature.max_seen", "must be from 1 to %d, not %d", MaxSignatureMaxSeen, sg.MaxSeen)
 		}
 		if c.KeysFile == "" {
 			bad("clients.signature", "signed requests are verified against clients.keys_file: set it")

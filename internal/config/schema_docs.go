@@ -361,6 +361,7 @@ var fieldDocs = map[string]string{
 	"ProxyShed.Tolerance":              "How far latency may rise over its no-queue baseline, as a ratio, before it counts as\nqueueing; the limit then falls to the knee (throughput × baseline) and admitted requests keep\ntheir normal latency. Default 1.1.",
 	"ProxySignature":                   "ProxySignature is the signed-request option of client classes.",
 	"ProxySignature.Header":            "Request header that carries the signature. Default X-Medic-Signature.",
+	"ProxySignature.MaxSeen":           "Signatures remembered within the window, so that each is accepted once (a replayed one\nis refused, 401). When this many are remembered, a new signature is refused (503,\nRetry-After) rather than let through unremembered. Default 100000 (about 10 MB), at\nmost 10000000.",
 	"ProxySignature.Window":            "A signature whose time is further than this from the proxy's clock, either way, is\nrefused (401): a captured request cannot be replayed after it. Default 60s, at most 15m.",
 	"Quantity":                         "Quantity is a number written plain (90, 0.5, -3, 1e6) or with a unit: a\nsize in bytes with B, KiB, MiB, GiB or TiB (KB, MB, GB and TB are also\npowers of 1024, as in ByteSize), or a duration such as 250ms or 2m, which\nbecomes seconds. So `above: 200MiB` compares a _bytes signal and\n`above: 250ms` a _seconds signal.",
 	"Receiver":                         "Receiver is a notification target. Exactly one of webhook, slack and\npagerduty is set.",

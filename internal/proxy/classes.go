@@ -253,10 +253,10 @@ func (p *Proxy) ReloadClientKeys() (added, removed []string, err error) {
 
 // identifySigned is identify for a request that carries a signature header
 // (auth.Signature) instead of its key: a signature that does not parse, is
-// outside window of now, or does not verify is an error (the request is
-// refused with 401), never the default class: a client that signs means to
-// be someone.
-func (cs *classes) identifySigned(sig, method, target []byte, now time.Time, window time.Duration, needKey bool) (Client, error) {
+// outside window of now, does not verify or was already used (seen) is an
+// error (the request is refused with 401), never the default class: a client
+// that signs means to be someone.
+func (cs *classes) identifySigned(sig, method, target []byte, now time.Time, window time.Duration, seen *auth.SeenSignatures, needKey bool) (Client, error) {
 	s, err := auth.ParseSignature(sig)
 	if err != nil {
 		return Client{Class: cs.def}, err
@@ -264,6 +264,12 @@ func (cs *classes) identifySigned(sig, method, target []byte, now time.Time, win
 	ck, err := cs.keys.Load().VerifySigned(s, method, target, now, window)
 	if err != nil {
 		return Client{Class: cs.def}, err
+	}
+	// Only a verified signature is remembered: a made-up one takes no room.
+	if seen != nil {
+		if err := seen.Use(s, now); err != nil {
+			return Client{Class: cs.def}, err
+		}
 	}
 	c := Client{Class: cs.byName[ck.Class]}
 	if needKey {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"net/http"
 	"sync"
 	"time"
 
@@ -53,6 +54,8 @@ type Decision struct {
 	// sigHeader carries signed requests' signatures ("" when off); sigWindow bounds their time.
 	sigHeader string
 	sigWindow time.Duration
+	// sigSeen remembers the signatures accepted within sigWindow: each is good once.
+	sigSeen *auth.SeenSignatures
 }
 
 // RetryPolicy says which failed tries are repeated on another instance.
@@ -76,6 +79,7 @@ func NewDecision(cfg config.Proxy) *Decision {
 		d.keyHeader = cfg.Clients.KeyHeader
 		if sg := cfg.Clients.Signature; sg != nil {
 			d.sigHeader, d.sigWindow = sg.Header, sg.Window.D()
+			d.sigSeen = auth.NewSeenSignatures(sg.Window.D(), sg.MaxSeen)
 		}
 		for _, name := range cfg.Clients.ClassNames() {
 			d.budgets = append(d.budgets, NewBudget(*cfg.Clients.Classes[name].RetryBudget, *cfg.Retries.MinPerSecond))
@@ -261,10 +265,21 @@ func (d *Decision) SignatureHeader() string { return d.sigHeader }
 
 // IdentifySigned is Identify for a request presenting signature sig (the
 // SignatureHeader's value) for method and target (the request target as
-// sent) at now. An error means the request must be refused (401): the
-// signature is malformed, stale or wrong.
+// sent) at now. An error means the request must be refused, with
+// SignedRefusal's status: the signature is malformed, stale, wrong or
+// already used (401), or too many signatures are remembered to take
+// another (503).
 func (d *Decision) IdentifySigned(sig, method, target []byte, now time.Time) (Client, error) {
-	return d.classes.identifySigned(sig, method, target, now, d.sigWindow, d.limits != nil)
+	return d.classes.identifySigned(sig, method, target, now, d.sigWindow, d.sigSeen, d.limits != nil)
+}
+
+// SignedRefusal is the status and Retry-After of a request that
+// IdentifySigned refused with err at now.
+func (d *Decision) SignedRefusal(err error, now time.Time) (status int, retryAfter time.Duration) {
+	if errors.Is(err, auth.ErrSeenFull) && d.sigSeen != nil {
+		return http.StatusServiceUnavailable, d.sigSeen.RetryAfter(now)
+	}
+	return http.StatusUnauthorized, 0
 }
 
 // SetClientKeys installs the verified client keys; every class they name

@@ -142,7 +142,8 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) {
 		if h := p.d.SignatureHeader(); h != "" && len(ctx.Request.Header.Peek(h)) > 0 {
 			var err error
 			if c, err = p.d.IdentifySigned(ctx.Request.Header.Peek(h), ctx.Method(), ctx.Request.Header.RequestURI(), start); err != nil {
-				p.fastError(ctx, &fx, fasthttp.StatusUnauthorized, 0, "medic: "+err.Error())
+				status, wait := p.d.SignedRefusal(err, start)
+				p.fastError(ctx, &fx, status, wait, "medic: "+err.Error())
 				return
 			}
 		} else {

@@ -53,9 +53,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if h := p.d.SignatureHeader(); h != "" && r.Header.Get(h) != "" {
 			var err error
 			if c, err = p.d.IdentifySigned([]byte(r.Header.Get(h)), []byte(r.Method), []byte(r.RequestURI), start); err != nil {
-				ex.status = http.StatusUnauthorized
+				status, wait := p.d.SignedRefusal(err, start)
+				if status != http.StatusUnauthorized {
+					p.refuse(w, ex, status, wait, err.Error())
+					return
+				}
+				ex.status = status
 				w.Header().Set(headerRequestID, ex.id)
-				http.Error(w, "medic: "+err.Error(), http.StatusUnauthorized)
+				http.Error(w, "medic: "+err.Error(), status)
 				return
 			}
 		} else {

@@ -82,6 +82,12 @@ func TestSignedRequests(t *testing.T) {
 					t.Errorf("%s: a refused signature was admitted: %v → %v", name, before, after)
 				}
 			}
+			// The same signed request again, within the window: a replay.
+			before = admitted()
+			r = do(c, http.MethodGet, h.url+"/orders?id=7", nil, sig(auth.Sign("bot", "a-secret", "GET", "/orders?id=7", now)))
+			if r.status != http.StatusUnauthorized || !strings.Contains(r.body, "already used") || admitted()["agent"] != before["agent"] {
+				t.Errorf("a replayed signature: %d %q; want 401 saying already used, not admitted", r.status, r.body)
+			}
 			// Without the header the key header still works.
 			if r := do(c, http.MethodGet, h.url+"/", nil, map[string]string{"X-API-Key": "h-secret"}); r.status != 200 {
 				t.Fatalf("a key header beside signatures: %d", r.status)
@@ -107,5 +113,42 @@ func TestSignedKeysFileMustBePrivate(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "readable by its group or others") {
 		t.Fatalf("error does not say what is wrong: %v", err)
+	}
+}
+
+// The signatures remembered are bounded (clients.signature.max_seen): when
+// full, a new signature is refused with 503 and Retry-After, never let
+// through unremembered; a replay is still refused as one.
+func TestSignedRequestsSeenFull(t *testing.T) {
+	for _, plane := range []string{config.ProxyDataPlaneFast, config.ProxyDataPlaneNetHTTP} {
+		t.Run(plane, func(t *testing.T) {
+			cfg := baseConfig()
+			cfg.DataPlane = plane
+			cfg.Clients = &config.ProxyClients{
+				KeysFile:  writeKeys(t, map[string][2]string{"a-secret": {"bot", "agent"}}),
+				Default:   "anonymous",
+				Signature: &config.ProxySignature{Window: config.Duration(time.Minute), MaxSeen: 2},
+				Classes:   map[string]*config.ProxyClass{"agent": {}, "anonymous": {}},
+			}
+			h := mustStart(t, cfg, nil)
+			h.p.SetBackend("web/0", backend(t, named("a")), true)
+			c := client(t)
+			now := time.Now()
+			sig := func(path string) map[string]string {
+				return map[string]string{"X-Medic-Signature": auth.Sign("bot", "a-secret", "GET", path, now)}
+			}
+			for _, p := range []string{"/1", "/2"} {
+				if r := do(c, http.MethodGet, h.url+p, nil, sig(p)); r.status != 200 {
+					t.Fatalf("%s: %d %q", p, r.status, r.body)
+				}
+			}
+			r := do(c, http.MethodGet, h.url+"/3", nil, sig("/3"))
+			if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "too many signed requests") || r.header.Get("Retry-After") == "" {
+				t.Errorf("a third signature with max_seen 2: %d %q Retry-After %q; want 503 with Retry-After", r.status, r.body, r.header.Get("Retry-After"))
+			}
+			if r := do(c, http.MethodGet, h.url+"/1", nil, sig("/1")); r.status != http.StatusUnauthorized {
+				t.Errorf("a replay while full: %d %q, want 401", r.status, r.body)
+			}
+		})
 	}
 }
