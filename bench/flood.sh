@@ -12,7 +12,12 @@
 #   FLOOD_NICE=0 bench/flood.sh         # the flood's processes at normal priority (default nice 19:
 #                                       # the flood is the attacker, not what is measured)
 #   AGENT_NICE=-5 bench/flood.sh        # medic and its instances at nice -5 (a unit's Nice=-5)
-#   TARGETS="proxy tcp" bench/flood.sh  # only the listeners named (api, proxy http, proxy tcp)
+#   TARGETS="proxy tcp" bench/flood.sh  # only the listeners named (api, proxy http, proxy tcp, control)
+#   CONTROL= bench/flood.sh             # without the control (default haproxy: HAProxy in front of
+#                                       # the same 3 instances, flooded in its own phase; the client
+#                                       # measures medic's proxy, HAProxy and one instance straight
+#                                       # in every phase, and prints FLOODSUMMARY with the ratios)
+#   NORMAL=10 bench/flood.sh            # seconds of the normal p99, before and after the floods
 #
 # The test process holds every flood connection, so it raises its own
 # RLIMIT_NOFILE (root, or a hard limit above IDLE+SLOW+2048). The e2e test
@@ -24,6 +29,7 @@ mkdir -p bench/results
 out=bench/results/flood-$(date +%Y%m%d-%H%M%S).log
 MEDIC_FLOOD_IDLE=${IDLE:-30000} MEDIC_FLOOD_SLOW=${SLOW:-2000} MEDIC_FLOOD_NOFILE=${NOFILE:-0} \
 MEDIC_FLOOD_NICE=${FLOOD_NICE:-19} MEDIC_FLOOD_AGENT_NICE=${AGENT_NICE:-} MEDIC_FLOOD_TARGETS=${TARGETS:-} MEDIC_FLOOD_RATE=${RATE:-200} MEDIC_FLOOD_SECONDS=${DURATION:-20} MEDIC_FLOOD_P99_FLOOR_MS=${P99_FLOOR_MS:-0} \
+MEDIC_FLOOD_CONTROL=${CONTROL-haproxy} MEDIC_FLOOD_NORMAL_SECONDS=${NORMAL:-10} \
 	go test -count=1 -timeout 20m -run TestFloodNeverHarmsInstances -v ./e2e/ 2>&1 |
 	grep -v 'level=INFO' | tee "$out"
 echo "written to $out"

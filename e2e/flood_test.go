@@ -65,6 +65,10 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 		// shared CI machine (load 16 on 2 cores) a p99 of a few ms jumps
 		// by tens of ms with no flood at all. bench/flood.sh sets it to 0.
 		floor = time.Duration(envInt("MEDIC_FLOOD_P99_FLOOR_MS", 250)) * time.Millisecond
+		// how long the normal p99 is measured (before and, with a control, after the floods)
+		normalFor = time.Duration(envInt("MEDIC_FLOOD_NORMAL_SECONDS", 3)) * time.Second
+		// "haproxy": a control listener, flooded in its own phase and measured in every phase
+		control = os.Getenv("MEDIC_FLOOD_CONTROL")
 	)
 	var wrapper []string
 	if nofile > 0 {
@@ -82,7 +86,7 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 		// Nice= would run it: bench/flood.sh AGENT_NICE=-5.
 		wrapper = append([]string{"nice", "-n", n}, wrapper...)
 	}
-	ports := freePort(t, 3)
+	ports := freePort(t, 4) // web proxy, raw instance, raw proxy, the control
 	cfg := strings.NewReplacer("%[5]d", fmt.Sprint(ports), "%[6]d", fmt.Sprint(ports+1), "%[7]d", fmt.Sprint(ports+2)).Replace(floodConfig)
 	a := startAgentWrapped(t, t.TempDir(), cfg, wrapper...)
 	a.eventually(20*time.Second, "3 web instances ready and raw running", func() bool {
@@ -91,12 +95,34 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 	})
 	proxyURL := fmt.Sprintf("http://127.0.0.1:%d/", ports)
 	ctx := context.Background()
-
-	normal := flood.Load{URL: proxyURL, Rate: rate, Duration: 3 * time.Second}.Run(ctx)
-	t.Logf("normal: %v", normal)
-	if normal.ErrorRate() > 0.01 {
-		t.Fatalf("errors before any flood: %v %v", normal, normal.FirstErrors)
+	paths := []path{{"medic proxy", proxyURL}}
+	if control != "" {
+		if control != "haproxy" {
+			t.Fatalf("MEDIC_FLOOD_CONTROL=%q: the only control is haproxy", control)
+		}
+		var webPorts []int
+		for _, s := range a.status().Services {
+			for _, in := range s.Instances {
+				if s.Name == "web" {
+					webPorts = append(webPorts, in.Port)
+				}
+			}
+		}
+		startHAProxy(t, ports+3, webPorts)
+		// the control, and the instance straight (no proxy): the machine's own share
+		paths = append(paths, path{"haproxy", fmt.Sprintf("http://127.0.0.1:%d/", ports+3)},
+			path{"direct", fmt.Sprintf("http://127.0.0.1:%d/", webPorts[0])})
 	}
+
+	normals := measure(ctx, paths, rate, normalFor)
+	normal := normals[0]
+	for i, p := range paths {
+		t.Logf("normal, %s: %v", p.name, normals[i])
+		if normals[i].ErrorRate() > 0.01 {
+			t.Fatalf("errors before any flood, %s: %v %v", p.name, normals[i], normals[i].FirstErrors)
+		}
+	}
+	var summary []string
 	pids := map[string]int{}
 	for _, s := range a.status().Services {
 		for _, in := range s.Instances {
@@ -109,6 +135,9 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 		{"proxy http", fmt.Sprintf("127.0.0.1:%d", ports)},
 		{"proxy tcp", fmt.Sprintf("127.0.0.1:%d", ports+2)},
 	}
+	if control != "" {
+		targets = append(targets, struct{ name, addr string }{"control", fmt.Sprintf("127.0.0.1:%d", ports+3)})
+	}
 	for _, tg := range targets {
 		if only := os.Getenv("MEDIC_FLOOD_TARGETS"); only != "" && !strings.Contains(only, tg.name) {
 			continue // bench/flood.sh TARGETS="proxy tcp"
@@ -116,10 +145,8 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 		cpu0 := cpuTime(a.cmd.Process.Pid)
 		fl := startFlood(t, tg.addr, idle, slow)
 		time.Sleep(time.Duration(2+(idle+slow)/5000) * time.Second) // let the flood build up
-		loadDone := make(chan flood.Result, 1)
-		go func() {
-			loadDone <- flood.Load{URL: proxyURL, Rate: rate, Duration: time.Duration(seconds) * time.Second}.Run(ctx)
-		}()
+		loadDone := make(chan []flood.Result, 1)
+		go func() { loadDone <- measure(ctx, paths, rate, time.Duration(seconds)*time.Second) }()
 		// The operator runs `medic status` on the agent's machine: the CLI
 		// takes the admin socket, outside the TCP listener's caps. Over TCP
 		// (--addr) it queues behind the flood of the API port: reported only.
@@ -141,16 +168,29 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 			}
 			time.Sleep(time.Duration(seconds) * time.Second / 4)
 		}
-		res := <-loadDone
+		all := <-loadDone
+		res := all[0]
 		if os.Getenv("FLOOD_DEBUG") != "" {
 			out, _ := exec.Command("sh", "-c", fmt.Sprintf("ls -l /proc/%d/fd | awk '{print $NF}' | sed 's/[0-9]*//g' | sort | uniq -c; ss -tnp | grep 'pid=%d,' | awk '{print $1, $4, $5}' | sed -E 's/:[0-9]+ / /g' | sort | uniq -c | sort -rn | head", a.cmd.Process.Pid, a.cmd.Process.Pid)).CombinedOutput()
 			t.Logf("descriptors of medic:\n%s", out)
 		}
 		counts := fl.stop()
 		cpu := cpuTime(a.cmd.Process.Pid) - cpu0
-		t.Logf("%s flood (%d idle + %d slow, %d dials, %d closed by medic, %d open at the end): client %v; slowest medic status %v (admin socket), %v (TCP); medic's CPU %v (%v per dial)",
+		t.Logf("%s flood (%d idle + %d slow, %d dials, %d closed by the listener, %d open at the end): client %v; slowest medic status %v (admin socket), %v (TCP); medic's CPU %v (%v per dial)",
 			tg.name, idle, slow, counts.Dials, counts.ClosedByServer, counts.Open, res, slowest, slowestTCP,
 			cpu.Round(10*time.Millisecond), (cpu / time.Duration(max(1, counts.Dials))).Round(100*time.Nanosecond))
+		line := fmt.Sprintf("%-10s", tg.name)
+		for i, p := range paths {
+			if i > 0 {
+				t.Logf("%s flood, client through %s: %v", tg.name, p.name, all[i])
+			}
+			line += fmt.Sprintf(" | %s p99 %v = %s normal, errors %d/%d", p.name, all[i].Quantile(0.99).Round(10*time.Microsecond),
+				ratio(all[i].Quantile(0.99), normals[i].Quantile(0.99)), all[i].Errors, all[i].Requests)
+		}
+		summary = append(summary, line)
+		if tg.name == "control" {
+			continue // medic's listeners are not flooded: reported, not judged
+		}
 		if slowest > time.Second {
 			t.Errorf("%s flood: medic status took %v; want < 1s", tg.name, slowest)
 		}
@@ -161,6 +201,19 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 			t.Errorf("%s flood: client p99 %v > %v (3× the normal %v, floor %v)", tg.name, p99, bound, normal.Quantile(0.99), floor)
 		}
 	}
+	if control != "" {
+		after := measure(ctx, paths, rate, normalFor)
+		line := "after     "
+		for i, p := range paths {
+			line += fmt.Sprintf(" | %s p99 %v = %s normal", p.name, after[i].Quantile(0.99).Round(10*time.Microsecond), ratio(after[i].Quantile(0.99), normals[i].Quantile(0.99)))
+		}
+		summary = append(summary, line)
+	}
+	line := "normal    "
+	for i, p := range paths {
+		line += fmt.Sprintf(" | %s p50 %v p99 %v", p.name, normals[i].Quantile(0.5).Round(10*time.Microsecond), normals[i].Quantile(0.99).Round(10*time.Microsecond))
+	}
+	t.Logf("FLOODSUMMARY (client p99 in each flood against its normal p99)\n%s\n%s", line, strings.Join(summary, "\n"))
 	// Not one instance was restarted or ejected because of the floods.
 	d := a.status()
 	for _, s := range d.Services {
@@ -181,6 +234,12 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 	}
 	if nofile > 0 && !strings.Contains(a.stderr.String(), "refusing client connections") && !strings.Contains(a.stderr.String(), "closing idle client connections to admit new ones") {
 		t.Errorf("the flood never reached a limit (no refusal logged); the test does not exercise exhaustion")
+	}
+	if p := os.Getenv("MEDIC_FLOOD_AGENT_LOG"); p != "" {
+		// all of medic's stderr (with GODEBUG=gctrace=1: its collections under the flood)
+		if err := os.WriteFile(p, []byte(a.stderr.String()), 0o644); err != nil {
+			t.Error(err)
+		}
 	}
 	if t.Failed() {
 		t.Logf("medic stderr:\n%s", tail(a.stderr.String(), 6000))
