@@ -51,9 +51,58 @@ func (s Snapshot) Under(prefix string) map[string]KV {
 // until ctx ends; it returns ctx's error. It reads the prefix once and
 // follows it with a watch (never a poll). When the watch is lost (a
 // compaction, no etcd leader), it reads again and carries on. fn gets a
-// snapshot of its own; it runs on Watch's goroutine and should not block.
-// clk paces the retries after a failed read (nil: wall clock).
+// snapshot of its own (a copy of the prefix per delivery: O(keys); a prefix
+// of many keys that changes often wants WatchChanges); it runs on Watch's
+// goroutine and should not block. clk paces the retries after a failed read
+// (nil: wall clock).
 func (c *Client) Watch(ctx context.Context, prefix string, clk clock.Clock, fn func(Snapshot)) error {
+	var kvs map[string]KV
+	return c.WatchChanges(ctx, prefix, clk, func(u Update) {
+		if u.Reset {
+			kvs = u.KVs
+		} else {
+			for _, ch := range u.Changes {
+				if ch.Deleted {
+					delete(kvs, ch.Key)
+				} else {
+					kvs[ch.Key] = ch.KV
+				}
+			}
+		}
+		fn(Snapshot{Rev: u.Rev, KVs: maps.Clone(kvs)})
+	})
+}
+
+// Change is one key's new state in a watch: its value, or Deleted.
+type Change struct {
+	Key     string // the full key
+	KV      KV     // zero when Deleted
+	Deleted bool
+}
+
+// Update is one delivery of WatchChanges: the whole prefix (Reset, with
+// KVs: the first read, and the read again after a lost watch: keys may
+// have gone or changed in between), or the changes of one watch response in
+// the order etcd applied them (Changes). Rev is the revision the receiver's
+// copy is at once it applied the update.
+type Update struct {
+	Rev     int64
+	Reset   bool
+	KVs     map[string]KV // Reset only, by full key; the receiver owns it
+	Changes []Change      // not Reset
+}
+
+// WatchChanges calls fn with the content of prefix (an Update with Reset),
+// then with every change (an Update with Changes), until ctx ends; it
+// returns ctx's error. It reads the prefix once and follows it with a watch
+// from the revision of that read (never a poll); when the watch is lost (a
+// compaction, no etcd leader) it reads again, delivers that as a Reset and
+// watches from its revision. A receiver that applies each change to what it
+// keeps does O(changed keys) work per event, where Watch's snapshot costs
+// O(keys). fn runs on WatchChanges' goroutine and should not block. clk
+// paces the retries after a failed read (nil: wall clock): 50ms doubling to
+// 1s.
+func (c *Client) WatchChanges(ctx context.Context, prefix string, clk clock.Clock, fn func(Update)) error {
 	clk = clock.Or(clk)
 	delay := 50 * time.Millisecond
 	for {
@@ -73,8 +122,8 @@ func (c *Client) Watch(ctx context.Context, prefix string, clk clock.Clock, fn f
 			continue
 		}
 		delay = 50 * time.Millisecond
-		fn(Snapshot{Rev: snap.Rev, KVs: maps.Clone(snap.KVs)})
-		if err := c.follow(ctx, prefix, snap, fn); ctx.Err() != nil {
+		fn(Update{Rev: snap.Rev, Reset: true, KVs: snap.KVs})
+		if err := c.follow(ctx, prefix, snap.Rev, fn); ctx.Err() != nil {
 			return ctx.Err()
 		} else if err != nil {
 			continue // read again
@@ -96,28 +145,29 @@ func (c *Client) list(ctx context.Context, prefix string) (Snapshot, error) {
 	return s, nil
 }
 
-// follow applies watch events to snap until the watch ends.
-func (c *Client) follow(ctx context.Context, prefix string, snap Snapshot, fn func(Snapshot)) error {
+// follow delivers the watch events after rev until the watch ends.
+func (c *Client) follow(ctx context.Context, prefix string, rev int64, fn func(Update)) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	for wr := range c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(snap.Rev+1)) {
+	for wr := range c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 		if err := wr.Err(); err != nil {
 			return fmt.Errorf("etcd: watch %s: %w", prefix, err)
 		}
 		if len(wr.Events) == 0 {
 			continue
 		}
+		u := Update{Rev: wr.Header.Revision, Changes: make([]Change, 0, len(wr.Events))}
 		for _, ev := range wr.Events {
-			k := string(ev.Kv.Key)
+			ch := Change{Key: string(ev.Kv.Key)}
 			switch ev.Type {
 			case mvccpb.PUT:
-				snap.KVs[k] = KV{Value: ev.Kv.Value, CreateRev: ev.Kv.CreateRevision, ModRev: ev.Kv.ModRevision, Lease: ev.Kv.Lease}
+				ch.KV = KV{Value: ev.Kv.Value, CreateRev: ev.Kv.CreateRevision, ModRev: ev.Kv.ModRevision, Lease: ev.Kv.Lease}
 			case mvccpb.DELETE:
-				delete(snap.KVs, k)
+				ch.Deleted = true
 			}
+			u.Changes = append(u.Changes, ch)
 		}
-		snap.Rev = wr.Header.Revision
-		fn(Snapshot{Rev: snap.Rev, KVs: maps.Clone(snap.KVs)})
+		fn(u)
 	}
 	return fmt.Errorf("etcd: watch %s: closed", prefix)
 }

@@ -50,9 +50,13 @@ type Agent struct {
 	wake  chan struct{}
 
 	mu       sync.Mutex
-	view     View
-	latest   map[string]Present // the last snapshot the watch delivered, not yet observed
-	watching bool               // the watch has delivered a snapshot
+	view View
+	// What the watch delivered and steps has not applied yet: a fresh read of
+	// every host's key (reset, nil when none), then the keys changed since
+	// (changed: the key's value, nil when deleted).
+	reset    map[string]Present
+	changed  map[string]*Present
+	watching bool // the watch has delivered a snapshot
 	lease    int64              // this host's current lease; 0 while it has none
 	joined   bool               // this host's key was written under lease
 	safe     time.Time          // the earliest moment lease can expire
@@ -257,21 +261,38 @@ func (a *Agent) isJoined() bool {
 	return a.joined
 }
 
-// watch follows the hosts' keys (a watch, never a poll) and hands each
-// snapshot to steps.
+// watch follows the hosts' keys (a watch, never a poll) and hands what
+// changed to steps: a fresh read whole, then each changed key alone (its
+// value parsed once, O(log hosts) per event; etcd.Table).
 func (a *Agent) watch(ctx context.Context) {
-	a.o.Etcd.Watch(ctx, a.hosts, a.clk, func(s etcd.Snapshot) {
-		present := map[string]Present{}
-		for host, kv := range s.Under(a.hosts) {
-			var info Info
-			if err := json.Unmarshal(kv.Value, &info); err != nil {
-				a.o.Logger.Warn("fleet: a host's key does not hold its information", "host", host, "err", err)
-			}
-			present[host] = Present{Info: info, Lease: kv.Lease}
+	tab := &etcd.Table[Present]{Prefix: a.hosts, Parse: func(host string, kv etcd.KV) (Present, error) {
+		var info Info
+		if err := json.Unmarshal(kv.Value, &info); err != nil {
+			// The key is there, so the host's lease lives: present all the same.
+			a.o.Logger.Warn("fleet: a host's key does not hold its information", "host", host, "err", err)
 		}
+		return Present{Info: info, Lease: kv.Lease}, nil
+	}}
+	a.o.Etcd.WatchChanges(ctx, a.hosts, a.clk, func(u etcd.Update) {
+		changed := tab.Apply(u)
+		rows := tab.Rows()
 		a.mu.Lock()
-		a.latest, a.watching = present, true
-		if _, ok := present[a.o.Host]; !ok && a.joined {
+		a.watching = true
+		if u.Reset {
+			a.reset, a.changed = rows.Clone(), nil
+		} else {
+			if a.changed == nil {
+				a.changed = make(map[string]*Present, len(changed))
+			}
+			for _, host := range changed {
+				if p, ok := rows.Get(host); ok {
+					a.changed[host] = &p
+				} else {
+					a.changed[host] = nil
+				}
+			}
+		}
+		if _, ok := rows.Get(a.o.Host); !ok && a.joined {
 			// This host's key is gone while its lease may live (deleted by
 			// hand, or etcd restored from a snapshot): keep writes it again at
 			// its next renewal. A snapshot older than the key's creation
@@ -287,8 +308,8 @@ func (a *Agent) watch(ctx context.Context) {
 	})
 }
 
-// steps steps the view at every snapshot and when a suspect host's grace
-// ends, and records every change.
+// steps steps the view at every delivery of the watch and when a suspect
+// host's grace ends, and records every change.
 func (a *Agent) steps(ctx context.Context) {
 	for {
 		a.mu.Lock()
@@ -314,11 +335,18 @@ func (a *Agent) steps(ctx context.Context) {
 		now := a.clk.Now()
 		var cs []Change
 		a.mu.Lock()
-		if a.latest != nil {
-			a.view, cs = a.view.Observe(now, a.latest)
-			a.latest = nil
-		} else {
+		if a.reset == nil && len(a.changed) == 0 {
 			a.view, cs = a.view.Tick(now)
+		}
+		if a.reset != nil {
+			a.view, cs = a.view.Observe(now, a.reset)
+			a.reset = nil
+		}
+		if len(a.changed) > 0 {
+			var more []Change
+			a.view, more = a.view.Step(now, a.changed)
+			a.changed = nil
+			cs = append(cs, more...)
 		}
 		prev := a.storm
 		a.storm = StormOf(a.view, a.o.StormShare)

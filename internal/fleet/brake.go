@@ -29,7 +29,7 @@ type Storm struct {
 // fleet-wide automation until the share is back at or under the threshold.
 // An empty view (not seeded yet) is never engaged. share ≥ 1 never engages.
 func StormOf(v View, share float64) Storm {
-	s := Storm{Hosts: len(v.members), Unhealthy: v.Count(Suspect) + v.Count(Lost), Share: share}
+	s := Storm{Hosts: v.Len(), Unhealthy: v.Count(Suspect) + v.Count(Lost), Share: share}
 	s.Engaged = s.Hosts > 0 && float64(s.Unhealthy) > share*float64(s.Hosts)
 	return s
 }

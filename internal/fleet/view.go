@@ -14,6 +14,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/medic-dev/medic/internal/pmap"
 )
 
 // State is a host's membership state as this agent sees it. The zero value
@@ -97,61 +99,131 @@ type Change struct {
 
 // View is the membership as this agent sees it. The zero value is not
 // usable; make one with NewView. Methods never change the receiver: they
-// return the next view.
+// return the next view. A view is persistent (its maps share all but the
+// changed hosts with the view it came from), so a step that names one
+// host costs O(log hosts), and a copy costs nothing.
 type View struct {
 	grace   time.Duration
 	seeded  bool
-	members map[string]Member
+	members pmap.Map[Member]
+	suspect pmap.Map[time.Time] // the suspect hosts, by when they went
+	count   [Lost + 1]int       // hosts by state
 }
 
 // NewView returns an empty view whose hosts count as lost after grace gone.
 func NewView(grace time.Duration) View {
-	return View{grace: grace, members: map[string]Member{}}
+	return View{grace: grace}
 }
 
-// Observe steps the view to the hosts present in etcd at now, then applies
-// the grace (as Tick does).
-func (v View) Observe(now time.Time, present map[string]Present) (View, []Change) {
-	next := View{grace: v.grace, seeded: true, members: maps.Clone(v.members)}
-	var out []Change
-	for _, host := range slices.Sorted(maps.Keys(present)) {
-		p := present[host]
-		p.Host = host // the key names the host, whatever the value says
-		old, known := v.members[host]
-		m := Member{Info: p.Info, State: Up, Since: now, Lease: p.Lease}
-		switch {
-		case !known:
-			reason := fmt.Sprintf("joined with lease %x", p.Lease)
-			if !v.seeded {
-				reason = "present when this agent started watching"
-			}
-			out = append(out, Change{Host: host, From: Unknown, To: Up, Initial: !v.seeded, Reason: reason, Member: m})
-		case old.State != Up:
-			out = append(out, Change{Host: host, From: old.State, To: Up, Member: m,
-				Reason: fmt.Sprintf("returned with lease %x after %v gone", p.Lease, now.Sub(old.GoneAt).Round(time.Millisecond))})
-		case old.Lease != p.Lease:
-			out = append(out, Change{Host: host, From: Up, To: Up, Member: m,
-				Reason: fmt.Sprintf("rejoined with lease %x (was %x): its agent restarted or renewed too late", p.Lease, old.Lease)})
-		case old.Info != p.Info:
-			m.Since = old.Since
-			out = append(out, Change{Host: host, From: Up, To: Up, Member: m,
-				Reason: fmt.Sprintf("updated: address %s, capacity %d, version %s", p.Address, p.Capacity, p.Version)})
-		default:
-			m.Since = old.Since
+// set makes m host's member, keeping the counts and the suspects.
+func (v View) set(host string, m Member) View {
+	if old, ok := v.members.Get(host); ok {
+		v.count[old.State]--
+		if old.State == Suspect {
+			v.suspect = v.suspect.Delete(host)
 		}
-		next.members[host] = m
 	}
-	for _, host := range slices.Sorted(maps.Keys(v.members)) {
-		old := v.members[host]
-		if _, ok := present[host]; ok || old.State != Up {
+	v.count[m.State]++
+	if m.State == Suspect {
+		v.suspect = v.suspect.Set(host, m.GoneAt)
+	}
+	v.members = v.members.Set(host, m)
+	return v
+}
+
+// present steps host to present with p at now.
+func (v View) present(now time.Time, host string, p Present) (View, *Change) {
+	p.Host = host // the key names the host, whatever the value says
+	old, known := v.members.Get(host)
+	m := Member{Info: p.Info, State: Up, Since: now, Lease: p.Lease}
+	var c *Change
+	switch {
+	case !known:
+		reason := fmt.Sprintf("joined with lease %x", p.Lease)
+		if !v.seeded {
+			reason = "present when this agent started watching"
+		}
+		c = &Change{Host: host, From: Unknown, To: Up, Initial: !v.seeded, Reason: reason, Member: m}
+	case old.State != Up:
+		c = &Change{Host: host, From: old.State, To: Up, Member: m,
+			Reason: fmt.Sprintf("returned with lease %x after %v gone", p.Lease, now.Sub(old.GoneAt).Round(time.Millisecond))}
+	case old.Lease != p.Lease:
+		c = &Change{Host: host, From: Up, To: Up, Member: m,
+			Reason: fmt.Sprintf("rejoined with lease %x (was %x): its agent restarted or renewed too late", p.Lease, old.Lease)}
+	case old.Info != p.Info:
+		m.Since = old.Since
+		c = &Change{Host: host, From: Up, To: Up, Member: m,
+			Reason: fmt.Sprintf("updated: address %s, capacity %d, version %s", p.Address, p.Capacity, p.Version)}
+	default:
+		return v, nil // the same key again: nothing changed
+	}
+	return v.set(host, m), c
+}
+
+// gone steps host, whose key is gone, to suspect at now if it was up.
+func (v View) gone(now time.Time, host string) (View, *Change) {
+	old, ok := v.members.Get(host)
+	if !ok || old.State != Up {
+		return v, nil
+	}
+	m := old
+	m.State, m.Since, m.GoneAt = Suspect, now, now
+	return v.set(host, m), &Change{Host: host, From: Up, To: Suspect, Member: m,
+		Reason: fmt.Sprintf("key gone (lease %x expired or revoked); lost in %v unless it rejoins", old.Lease, v.grace)}
+}
+
+// Observe steps the view to the hosts present in etcd at now (the whole
+// prefix: every host not in present is gone), then applies the grace (as
+// Tick does). It costs O(hosts); Step is the same for the hosts it names.
+func (v View) Observe(now time.Time, present map[string]Present) (View, []Change) {
+	var out []Change
+	next := v
+	for _, host := range slices.Sorted(maps.Keys(present)) {
+		var c *Change
+		if next, c = next.present(now, host, present[host]); c != nil {
+			out = append(out, *c)
+		}
+	}
+	for host, m := range v.members.All() {
+		if _, ok := present[host]; ok || m.State != Up {
 			continue
 		}
-		m := old
-		m.State, m.Since, m.GoneAt = Suspect, now, now
-		next.members[host] = m
-		out = append(out, Change{Host: host, From: Up, To: Suspect, Member: m,
-			Reason: fmt.Sprintf("key gone (lease %x expired or revoked); lost in %v unless it rejoins", old.Lease, v.grace)})
+		var c *Change
+		if next, c = next.gone(now, host); c != nil {
+			out = append(out, *c)
+		}
 	}
+	next.seeded = true
+	next, lost := next.Tick(now)
+	return next, append(out, lost...)
+}
+
+// Step steps the view at now for the hosts whose key changed: each is
+// present with its value, or gone (nil); the other hosts keep their state.
+// Then it applies the grace (as Tick does). It is what Observe does with
+// the whole prefix when only these keys changed, and costs O(changed ·
+// log hosts + suspect hosts).
+func (v View) Step(now time.Time, changed map[string]*Present) (View, []Change) {
+	var out []Change
+	next := v
+	hosts := slices.Sorted(maps.Keys(changed))
+	for _, host := range hosts {
+		if p := changed[host]; p != nil {
+			var c *Change
+			if next, c = next.present(now, host, *p); c != nil {
+				out = append(out, *c)
+			}
+		}
+	}
+	for _, host := range hosts {
+		if changed[host] == nil {
+			var c *Change
+			if next, c = next.gone(now, host); c != nil {
+				out = append(out, *c)
+			}
+		}
+	}
+	next.seeded = true
 	next, lost := next.Tick(now)
 	return next, append(out, lost...)
 }
@@ -160,16 +232,13 @@ func (v View) Observe(now time.Time, present map[string]Present) (View, []Change
 func (v View) Tick(now time.Time) (View, []Change) {
 	var out []Change
 	next := v
-	for _, host := range slices.Sorted(maps.Keys(v.members)) {
-		m := v.members[host]
-		if m.State != Suspect || now.Sub(m.GoneAt) < v.grace {
+	for host, goneAt := range v.suspect.All() {
+		if now.Sub(goneAt) < v.grace {
 			continue
 		}
-		if len(out) == 0 {
-			next.members = maps.Clone(v.members)
-		}
+		m, _ := v.members.Get(host)
 		m.State, m.Since = Lost, now
-		next.members[host] = m
+		next = next.set(host, m)
 		out = append(out, Change{Host: host, From: Suspect, To: Lost, Member: m,
 			Reason: fmt.Sprintf("key gone for %v (grace %v)", now.Sub(m.GoneAt).Round(time.Millisecond), v.grace)})
 	}
@@ -179,11 +248,8 @@ func (v View) Tick(now time.Time) (View, []Change) {
 // Next is the earliest time a Tick can change the view; ok is false when no
 // host is suspect.
 func (v View) Next() (at time.Time, ok bool) {
-	for _, m := range v.members {
-		if m.State != Suspect {
-			continue
-		}
-		if d := m.GoneAt.Add(v.grace); !ok || d.Before(at) {
+	for _, goneAt := range v.suspect.All() {
+		if d := goneAt.Add(v.grace); !ok || d.Before(at) {
 			at, ok = d, true
 		}
 	}
@@ -193,20 +259,20 @@ func (v View) Next() (at time.Time, ok bool) {
 // Members lists the hosts by name. Lost hosts stay listed until they return:
 // the list holds every host this agent has seen since it started.
 func (v View) Members() []Member {
-	out := make([]Member, 0, len(v.members))
-	for _, host := range slices.Sorted(maps.Keys(v.members)) {
-		out = append(out, v.members[host])
+	out := make([]Member, 0, v.members.Len())
+	for _, m := range v.members.All() {
+		out = append(out, m)
 	}
 	return out
 }
 
 // Count returns how many hosts are in state s.
 func (v View) Count(s State) int {
-	n := 0
-	for _, m := range v.members {
-		if m.State == s {
-			n++
-		}
+	if s > Lost {
+		return 0
 	}
-	return n
+	return v.count[s]
 }
+
+// Len is the number of hosts in the view (every state).
+func (v View) Len() int { return v.members.Len() }
