@@ -49,18 +49,18 @@ type Agent struct {
 	hosts string // the prefix of every host's key
 	wake  chan struct{}
 
-	mu       sync.Mutex
+	mu   sync.Mutex
 	view View
 	// What the watch delivered and steps has not applied yet: a fresh read of
 	// every host's key (reset, nil when none), then the keys changed since
 	// (changed: the key's value, nil when deleted).
 	reset    map[string]Present
 	changed  map[string]*Present
-	watching bool // the watch has delivered a snapshot
-	lease    int64              // this host's current lease; 0 while it has none
-	joined   bool               // this host's key was written under lease
-	safe     time.Time          // the earliest moment lease can expire
-	storm    Storm              // the storm brake over view
+	watching bool      // the watch has delivered a snapshot
+	lease    int64     // this host's current lease; 0 while it has none
+	joined   bool      // this host's key was written under lease
+	safe     time.Time // the earliest moment lease can expire
+	storm    Storm     // the storm brake over view
 }
 
 // HostsPrefix is the etcd prefix under which the hosts of fleet keep their keys.
