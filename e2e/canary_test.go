@@ -93,6 +93,15 @@ func deployCanary(t *testing.T, a *agent, version string, extra ...string) (rele
 		t.Fatalf("deploy status --json: %v\n%s", err, out)
 	}
 	t.Logf("%s: release %s (%s); clients %d ok, %d failed\n%s", version, rel.Outcome, rel.Detail, ok, failed, doc.Text)
+	// The dashboard's one document of every canary holds the same report.
+	code, body := getWithToken("http://"+a.addr+"/v1/canaries", a.token)
+	var all struct{ Canaries []canaryDoc }
+	if err := json.Unmarshal([]byte(body), &all); code != 200 || err != nil {
+		t.Fatalf("GET /v1/canaries: HTTP %d, %v\n%s", code, err, body)
+	}
+	if len(all.Canaries) != 1 || all.Canaries[0].Service != "web" || all.Canaries[0].To != doc.To || all.Canaries[0].Text != doc.Text {
+		t.Errorf("GET /v1/canaries does not hold web's canary %s:\n%s", doc.To, body)
+	}
 	return rel, doc, ok, failed
 }
 

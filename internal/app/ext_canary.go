@@ -210,8 +210,18 @@ func (c *canaryDeployer) mount(mux *http.ServeMux, g api.Guards) {
 			api.WriteError(w, http.StatusNotFound, "service %s: no canary since medic started", r.PathValue("name"))
 			return
 		}
-		api.WriteJSON(w, http.StatusOK, canaryView{Report: rep, Text: rep.Text(),
-			TimeToVerdictSeconds: rep.TimeToVerdict().Seconds(), TimeToRollbackSeconds: rep.TimeToRollback().Seconds()})
+		api.WriteJSON(w, http.StatusOK, newCanaryView(rep))
+	})))
+	// Every service's canary (running or last) in one document: the
+	// dashboard's deploys panel reads it instead of asking each service
+	// (a service without a canary would be a 404 per refresh).
+	mux.Handle("GET /v1/canaries", g.View(h(func(w http.ResponseWriter, r *http.Request) {
+		reps := c.runner.Reports()
+		out := make([]canaryView, 0, len(reps))
+		for _, rep := range reps {
+			out = append(out, newCanaryView(rep))
+		}
+		api.WriteJSON(w, http.StatusOK, map[string]any{"canaries": out})
 	})))
 	answer := func(ok bool) http.Handler {
 		return g.Operate(h(func(w http.ResponseWriter, r *http.Request) {
@@ -230,6 +240,11 @@ func (c *canaryDeployer) mount(mux *http.ServeMux, g api.Guards) {
 	}
 	mux.Handle("POST /v1/services/{name}/canary/approve", answer(true))
 	mux.Handle("POST /v1/services/{name}/canary/deny", answer(false))
+}
+
+func newCanaryView(rep canary.Report) canaryView {
+	return canaryView{Report: rep, Text: rep.Text(),
+		TimeToVerdictSeconds: rep.TimeToVerdict().Seconds(), TimeToRollbackSeconds: rep.TimeToRollback().Seconds()}
 }
 
 // canaryView is the API's answer about a canary.

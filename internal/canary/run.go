@@ -359,6 +359,30 @@ func (r *Runner) Status(service string) (Report, bool) {
 	return rep, ok
 }
 
+// Reports returns, for every service with a canary running or ended since
+// medic started, what Status returns, sorted by service.
+func (r *Runner) Reports() []Report {
+	r.mu.Lock()
+	names := make([]string, 0, len(r.running)+len(r.last))
+	for s := range r.running {
+		names = append(names, s)
+	}
+	for s := range r.last {
+		if r.running[s] == nil {
+			names = append(names, s)
+		}
+	}
+	r.mu.Unlock()
+	slices.Sort(names)
+	out := make([]Report, 0, len(names))
+	for _, s := range names {
+		if rep, ok := r.Status(s); ok {
+			out = append(out, rep)
+		}
+	}
+	return out
+}
+
 // Answer approves (ok) or refuses the promotion the service's canary waits
 // for, on behalf of actor.
 func (r *Runner) Answer(service, actor string, ok bool) error {

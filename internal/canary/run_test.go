@@ -175,6 +175,9 @@ func TestRunnerRollsBackBadCanary(t *testing.T) {
 	if got, ok := r.Status("web"); !ok || got.Outcome != "rolled-back" {
 		t.Fatalf("Status after the end: %v %+v", ok, got.State)
 	}
+	if all := r.Reports(); len(all) != 1 || all[0].Service != "web" || all[0].Outcome != "rolled-back" {
+		t.Fatalf("Reports after the end: %+v", all)
+	}
 }
 
 // A good canary goes through every step, the stable instances are rolled

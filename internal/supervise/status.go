@@ -43,7 +43,8 @@ type ServiceStatus struct {
 	Desired      int              `json:"desired"`
 	Ready        int              `json:"ready"`
 	MinAvailable int              `json:"min_available"`
-	Rollout      string           `json:"rollout,omitempty"` // the step a reload, rollback or scale waits for ("" when none is under way)
+	Rollout      string           `json:"rollout,omitempty"`  // the step a reload, rollback or scale waits for ("" when none is under way)
+	Strategy     string           `json:"strategy,omitempty"` // deploy.strategy of the running spec: rolling, blue-green or canary
 	Instances    []InstanceStatus `json:"instances"`
 }
 

@@ -318,7 +318,10 @@ func (s *Supervisor) Status() []ServiceStatus {
 	out := make([]ServiceStatus, 0, len(svcs))
 	for _, sv := range svcs {
 		s.mu.Lock()
-		st := ServiceStatus{Name: sv.name, Desired: max(sv.cfg.Instances, 0), MinAvailable: sv.minAvail, Rollout: steps[sv]}
+		st := ServiceStatus{Name: sv.name, Desired: max(sv.cfg.Instances, 0), MinAvailable: sv.minAvail, Rollout: steps[sv], Strategy: "rolling"}
+		if d := sv.cfg.Deploy; d != nil && d.Strategy != "" {
+			st.Strategy = d.Strategy
+		}
 		s.mu.Unlock()
 		for _, in := range s.instancesOf(sv) {
 			is := in.Status()

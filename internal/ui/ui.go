@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,11 +120,14 @@ func (u *UI) Mount(mux *http.ServeMux, g api.Guards) {
 
 // optionalEndpoints are the reads of other components the page shows when
 // the agent serves them. The page asks GET /ui/session which exist, rather
-// than probing them (a 404 is a console error in every browser).
+// than probing them (a 404 is a console error in every browser). A path
+// with {name} is a per-service route, listed as written when the mux
+// routes it for a service.
 var optionalEndpoints = []string{
 	"/v1/approvals", "/v1/incidents", "/v1/runbooks", "/v1/conditions",
 	"/v1/db/status", "/v1/drills", "/v1/history", "/v1/scorecard",
 	"/v1/fleet/status", "/v1/fleet/scorecard",
+	"/v1/services/{name}/releases", "/v1/canaries",
 }
 
 // endpoints returns the optional endpoints the API's mux routes for GET.
@@ -134,7 +138,8 @@ func (u *UI) endpoints() []string {
 	}
 	var out []string
 	for _, p := range optionalEndpoints {
-		if _, pattern := mux.Handler(&http.Request{Method: http.MethodGet, URL: &url.URL{Path: p}}); pattern != "" {
+		path := strings.ReplaceAll(p, "{name}", "x")
+		if _, pattern := mux.Handler(&http.Request{Method: http.MethodGet, URL: &url.URL{Path: path}}); pattern != "" {
 			out = append(out, p)
 		}
 	}

@@ -11,6 +11,7 @@ import { Services, splitID } from "./services.js";
 import { renderSummary, renderAudit, renderChain, renderEvents, renderScorecard } from "./panels.js";
 import { Traffic, TTRTrend } from "./charts.js";
 import * as auto from "./automation.js";
+import { renderDeploys } from "./deploys.js";
 
 const $ = (id) => document.getElementById(id);
 const RENDER_GAP = 250; // ms between renders, at most four a second
@@ -33,6 +34,8 @@ const state = {
   databases: null,
   drills: null,
   fleet: null, // {status, card}: GET /v1/fleet/status and /v1/fleet/scorecard
+  deploys: null, // {releases: {service: [release]}, canaries: {service: report}}
+  deployOpen: new Set(),
 };
 
 // ---- coalesced rendering ----
@@ -110,7 +113,8 @@ const kickStatus = refresher(async () => {
   const doc = await get("/v1/status");
   derive(doc);
   state.status = doc;
-  invalidate("services", "summary", "traffic", "header");
+  invalidate("services", "summary", "traffic", "header", "deploys");
+  if (!state.deploys) kickDeploys(); // the histories of the services now known
 }, 400);
 
 // derive computes rates from the previous status document's counters, over
@@ -216,6 +220,25 @@ const kickDrills = refresher(async () => {
   invalidate("drills");
 }, 2000);
 
+// The deploys panel: each service's release history and the canaries, the
+// documents of `medic releases` and `medic deploy status`.
+const kickDeploys = refresher(async () => {
+  if (!has("/v1/services/{name}/releases") && !has("/v1/canaries")) return;
+  if (!state.status) return; // the status fetch kicks again: the services are not known yet
+  const names = ((state.status && state.status.services) || []).map((s) => s.name);
+  const releases = {};
+  const [canaries] = await Promise.all([
+    has("/v1/canaries") ? optional("/v1/canaries") : null,
+    ...(has("/v1/services/{name}/releases") ? names.map(async (n) => {
+      releases[n] = await optional(`/v1/services/${encodeURIComponent(n)}/releases`);
+    }) : []),
+  ]);
+  const byService = {};
+  for (const c of (canaries && canaries.canaries) || []) byService[c.service] = c;
+  state.deploys = { releases, canaries: byService };
+  invalidate("deploys");
+}, 1000);
+
 // ---- the event stream ----
 
 let stopStream = null;
@@ -230,6 +253,10 @@ function onEvent(ev) {
   if (k.startsWith("db.")) kickDB();
   if (k.startsWith("fleet.")) kickFleet();
   if (k.startsWith("drill.")) kickDrills();
+  if (k.startsWith("deploy.") || k.startsWith("release.") || k.startsWith("config.") || k.startsWith("service.rollout")) {
+    kickDeploys();
+    kickStatus(); // a deploy's groups and weights are in the proxies' figures
+  }
   kickAudit(); // every event is an audit record too
   kickChain();
 }
@@ -374,6 +401,10 @@ Object.assign(renderers, {
     showPanel("databases", !!state.databases);
     if (state.databases) auto.renderDatabases($("databases-body"), state.databases);
   },
+  deploys() {
+    showPanel("deploys", !!state.deploys);
+    if (state.deploys) renderDeploys($("deploys-body"), state, state.deployOpen);
+  },
   drills() {
     showPanel("drills", !!state.drills);
     if (state.drills) {
@@ -401,12 +432,12 @@ function signedOut(message) {
   quiesce();
   setCSRF("");
   Object.assign(state, { status: null, rates: {}, cpu: {}, marks: null, history: { services: null, instances: null },
-    events: [], audit: [], chain: null, scorecard: null, databases: null, drills: null, fleet: null,
+    events: [], audit: [], chain: null, scorecard: null, databases: null, drills: null, fleet: null, deploys: null,
     remedy: { approvals: null, incidents: null, runbooks: null, conditions: null, paused: null } });
   services.reset();
   traffic.reset();
   ttr.reset();
-  for (const id of ["attention", "services", "traffic", "audit", "events", "automation", "fleet", "databases", "drills", "scorecard"]) showPanel(id, false);
+  for (const id of ["attention", "services", "traffic", "audit", "events", "automation", "fleet", "databases", "drills", "scorecard", "deploys"]) showPanel(id, false);
   $("readonly-note").hidden = true;
   $("signout").hidden = true;
   setText($("who"), "");
@@ -431,7 +462,7 @@ function start(sess) {
     ? "medic runs without a tokens file: this page is read-only for everyone. Configure api.tokens_file to sign in and act."
     : `Signed in as ${sess.name} with the ${sess.role} role: read-only. Actions need the operator role.`);
   stopStream = stream("/v1/events", onEvent, setLive);
-  for (const k of [kickStatus, kickHistory, kickAudit, kickChain, kickScore, kickRemedy, kickDB, kickFleet, kickDrills]) k();
+  for (const k of [kickStatus, kickHistory, kickAudit, kickChain, kickScore, kickRemedy, kickDB, kickFleet, kickDrills, kickDeploys]) k();
   timers = [
     setInterval(kickStatus, 5000), // RSS, CPU and proxy counters change without events
     setInterval(kickHistory, 10000),
@@ -439,6 +470,7 @@ function start(sess) {
     setInterval(kickDB, 5000),
     setInterval(kickFleet, 5000), // the other hosts' summaries change without events here
     setInterval(kickDrills, 30000),
+    setInterval(kickDeploys, 5000), // canary counts and verdicts change every 250 ms without an event each
     setInterval(kickScore, 60000),
     setInterval(kickChain, 60000),
     setInterval(() => invalidate("services"), 1000), // uptimes tick
