@@ -100,7 +100,7 @@ func buildDB(m *Main) (*component, error) {
 		}
 		d := &dbMember{name: name, superuser: cfg.Postgres.Superuser}
 		var leftoverWait, holdFor time.Duration
-		if m.handover.upgrading() { // the previous medic stops its postgres once it handed over
+		if m.handover.upgrading() { // the previous medic hands its postgres over (or stops it) once it handed over
 			leftoverWait, holdFor = UpgradeTimeout+30*time.Second, upgradeDBHold
 		}
 		log := m.Logger.With("component", "db")
@@ -146,6 +146,9 @@ func buildDB(m *Main) (*component, error) {
 			closeAll()
 			return nil, fmt.Errorf("database %s: %w", name, err)
 		}
+		// On an upgrade the member's postgres keeps running and the new
+		// medic adopts it with the lease (docs/failover.md).
+		m.handOvers = append(m.handOvers, d.agent.HandOver)
 		if bopts != nil {
 			if bmets == nil {
 				if bmets, err = backup.NewMetrics(m.mets.Registry); err != nil {

@@ -115,3 +115,18 @@ func (c *Client) Leader(ctx context.Context, prefix string) (Leader, error) {
 	k := resp.Kvs[0]
 	return Leader{Key: string(k.Key), KV: KV{Value: k.Value, CreateRev: k.CreateRevision, ModRev: k.ModRevision, Lease: k.Lease}}, nil
 }
+
+// ResumeElection is the session's candidacy that already leads with the
+// leader key key created at revision rev (handed over by the process that
+// won it). It checks that the key still exists with that revision and is
+// bound to the session's lease; ErrNotLeader otherwise.
+func (s *Session) ResumeElection(ctx context.Context, prefix, key string, rev int64) (*Election, error) {
+	resp, err := s.c.cli.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: resume the election at %s: read %s: %w", prefix, key, err)
+	}
+	if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != rev || resp.Kvs[0].Lease != int64(s.id) {
+		return nil, fmt.Errorf("etcd: resume the election at %s: key %s (revision %d, lease %x) is gone: %w", prefix, key, rev, s.id, ErrNotLeader)
+	}
+	return &Election{s: s, prefix: prefix, e: concurrency.ResumeElection(s.conc, prefix, key, rev)}, nil
+}

@@ -137,3 +137,24 @@ func (s *Session) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	return nil
 }
+
+// ResumeSession takes over a lease another process granted and handed over
+// (a medic upgrade: the old medic stopped renewing it, the new one carries
+// on): it renews the lease once, so that the session starts with a
+// SafeUntil of its own, and fails with ErrLeaseExpired when the lease is
+// gone. etcd lets any client renew any lease it knows the id of; the
+// caller must make sure the previous owner no longer renews or revokes it.
+func (c *Client) ResumeSession(ctx context.Context, id int64, clk clock.Clock) (*Session, error) {
+	clk = clock.Or(clk)
+	off, cancel := context.WithCancel(context.Background())
+	cancel()
+	conc, err := concurrency.NewSession(c.cli, concurrency.WithLease(clientv3.LeaseID(id)), concurrency.WithContext(off))
+	if err != nil {
+		return nil, fmt.Errorf("etcd: session on lease %x: %w", id, err)
+	}
+	s := &Session{c: c, clock: clk, id: clientv3.LeaseID(id), conc: conc}
+	if _, err := s.Renew(ctx); err != nil {
+		return nil, fmt.Errorf("etcd: resume lease %x: %w", id, err)
+	}
+	return s, nil
+}

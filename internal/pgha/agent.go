@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/medic-dev/medic"
@@ -109,6 +110,7 @@ type Agent struct {
 	campaigning   bool // a campaign is in flight (a failsafe request is refused meanwhile)
 	fsClient      *http.Client
 	started       time.Time // when Serve started (a promise given before is forgotten)
+	handingOver   atomic.Bool // the coming stop hands the member over (HandOver)
 
 	// loop only
 	redSince  map[string]time.Time // redundancy conditions holding since
@@ -164,10 +166,8 @@ func (a *Agent) Serve(ctx context.Context) error {
 	a.mu.Lock()
 	a.started = a.clock.Now()
 	a.mu.Unlock()
-	if pid, err := a.pg.KillLeftover(ctx, a.o.LeftoverWait); err != nil {
+	if err := a.takeOver(ctx); err != nil {
 		return err
-	} else if pid != 0 {
-		a.record(ctx, "db.fenced", fmt.Sprintf("postgres (pid %d) was left running by a previous agent: stopped before anything else", pid))
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	a.wg.Add(1)
@@ -218,7 +218,9 @@ func (a *Agent) Serve(ctx context.Context) error {
 		}
 	}
 	a.jobs.Wait() // a start decided before the stop must not outlive it
-	a.shutdown()
+	if !a.handingOver.Load() || !a.detach(context.WithoutCancel(ctx)) {
+		a.shutdown()
+	}
 	stopWatch()
 	if rest != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -63,7 +63,7 @@ type Postgres struct {
 	markMu sync.Mutex // serializes read-modify-write of the marker file
 
 	mu          sync.Mutex
-	cmd         *exec.Cmd
+	proc        *pgProc // the running postmaster, started or adopted (nil: none)
 	exited      chan struct{}
 	epoch       uint64
 	writable    bool
@@ -136,7 +136,7 @@ func (p *Postgres) Epoch() uint64 {
 func (p *Postgres) State() (running, writable bool, upstream, syncStandby string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cmd != nil, p.cmd != nil && p.writable, p.upstream, p.syncStandby
+	return p.proc != nil, p.proc != nil && p.writable, p.upstream, p.syncStandby
 }
 
 // Exited returns a channel closed when the running postgres exits (nil when none runs).
@@ -157,8 +157,8 @@ func (p *Postgres) Start(primary bool, upstream, upstreamAddr string, epoch uint
 	if epoch != p.epoch {
 		return fmt.Errorf("pgha: start postgres: %w (epoch %d, now %d)", ErrFenced, epoch, p.epoch)
 	}
-	if p.cmd != nil {
-		return fmt.Errorf("pgha: start postgres: already running (pid %d)", p.cmd.Process.Pid)
+	if p.proc != nil {
+		return fmt.Errorf("pgha: start postgres: already running (pid %d)", p.proc.pid)
 	}
 	p.upstream, p.upstreamDSN = "", ""
 	if !primary && upstreamAddr != "" {
@@ -190,23 +190,18 @@ func (p *Postgres) Start(primary bool, upstream, upstreamAddr string, epoch uint
 	if err != nil {
 		return fmt.Errorf("pgha: start postgres: %w", err)
 	}
-	p.cmd, p.writable = cmd, primary
+	proc := &pgProc{pid: cmd.Process.Pid, child: cmd.Process}
+	p.proc, p.writable = proc, primary
 	exited := make(chan struct{})
 	p.exited = exited
-	p.wd = startWatchdog(cmd.Process.Pid, p.log)
+	p.wd = startWatchdog(proc.pid, p.log)
 	if primary && deadline > 0 {
 		p.wd.arm(deadline)
 	}
 	go func() {
 		err := cmd.Wait()
-		p.mu.Lock()
-		if p.cmd == cmd {
-			p.cmd, p.writable = nil, false
-			p.wd.exit()
-			p.wd = nil
-		}
-		p.mu.Unlock()
-		p.log.Info("postgres exited", "pid", cmd.Process.Pid, "status", fmt.Sprint(err))
+		p.gone(proc)
+		p.log.Info("postgres exited", "pid", proc.pid, "status", fmt.Sprint(err))
 		close(exited)
 	}()
 	role := "replica of " + orNone(upstream)
@@ -247,24 +242,24 @@ func (p *Postgres) command(bin string, args ...string) *exec.Cmd {
 // grace, then immediate (SIGQUIT), then SIGKILL to its process group.
 func (p *Postgres) Stop(ctx context.Context, grace time.Duration) error {
 	p.mu.Lock()
-	cmd, exited := p.cmd, p.exited
-	if cmd != nil {
+	proc, exited := p.proc, p.exited
+	if proc != nil {
 		p.wd.disarm() // a clean stop is not a fence
 	}
 	p.mu.Unlock()
-	if cmd == nil {
+	if proc == nil {
 		return nil
 	}
-	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = proc.signal(syscall.SIGINT)
 	if p.wait(ctx, exited, grace) {
 		return nil
 	}
 	p.log.Warn("postgres did not stop in time; immediate shutdown", "grace", grace)
-	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	_ = proc.signal(syscall.SIGQUIT)
 	if p.wait(ctx, exited, 2*time.Second) {
 		return nil
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	proc.killGroup()
 	<-exited
 	return nil
 }
@@ -273,10 +268,10 @@ func (p *Postgres) Stop(ctx context.Context, grace time.Duration) error {
 func (p *Postgres) PID() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.Process == nil {
+	if p.proc == nil {
 		return 0
 	}
-	return p.cmd.Process.Pid
+	return p.proc.pid
 }
 
 // Crash SIGKILLs postgres and its children at once, as a crash would: no
@@ -284,13 +279,13 @@ func (p *Postgres) PID() int {
 // crash). It returns the postmaster's pid, or 0 when none was running.
 func (p *Postgres) Crash() int {
 	p.mu.Lock()
-	cmd := p.cmd
+	proc := p.proc
 	p.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
+	if proc == nil {
 		return 0
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	return cmd.Process.Pid
+	proc.killGroup()
+	return proc.pid
 }
 
 // Kill is the fence: it makes any start decided before it fail, and stops a
@@ -299,16 +294,16 @@ func (p *Postgres) Crash() int {
 func (p *Postgres) Kill() {
 	p.mu.Lock()
 	p.epoch++
-	cmd, exited := p.cmd, p.exited
+	proc, exited := p.proc, p.exited
 	p.mu.Unlock()
-	if cmd == nil {
+	if proc == nil {
 		return
 	}
-	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	_ = proc.signal(syscall.SIGQUIT)
 	if p.wait(context.Background(), exited, time.Second) {
 		return
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	proc.killGroup()
 	<-exited
 }
 
@@ -348,7 +343,7 @@ func (p *Postgres) Disarm() {
 func (p *Postgres) MarkWritable() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd != nil {
+	if p.proc != nil {
 		p.writable, p.upstream, p.upstreamDSN = true, "", ""
 	}
 }
@@ -374,10 +369,10 @@ func (p *Postgres) reloadLocked() error {
 	if err := p.writeConfigLocked(); err != nil {
 		return err
 	}
-	if p.cmd == nil {
+	if p.proc == nil {
 		return ErrNotRunning
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.proc.signal(syscall.SIGHUP); err != nil {
 		return fmt.Errorf("pgha: reload postgres: %w", err)
 	}
 	return nil

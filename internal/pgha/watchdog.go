@@ -17,6 +17,10 @@ import (
 // because the agent died, it kills postgres (immediate shutdown, then
 // SIGKILL to its process group). "off" waits without a deadline (a
 // replica), "exit" ends it without killing (postgres stopped on purpose).
+// "handover S" comes from an agent that hands postgres over to the next
+// medic (an upgrade) and will exit: the watchdog no longer reads, and kills
+// postgres S seconds later unless the next medic, which arms a watchdog of
+// its own, ends this one first; "handover off" ends it (a replica).
 //
 // This is the fence for the cases the agent cannot handle itself: an agent
 // SIGKILLed while its postgres lives on, or one stopped (SIGSTOP, swapped
@@ -27,7 +31,8 @@ pid=$1; t=""
 while :; do
   if [ -z "$t" ]; then read -r line || break; else read -r -t "$t" line || break; fi
   case "$line" in
-    exit) exit 0 ;;
+    exit|"handover off") exit 0 ;;
+    handover\ *) sleep "${line#handover }"; break ;;
     off) t="" ;;
     *) t="$line" ;;
   esac
@@ -83,6 +88,25 @@ func (wd *watchdog) arm(d time.Duration) {
 }
 
 func (wd *watchdog) disarm() { wd.send("off") }
+
+// handover leaves the watchdog to fence at left from now without the
+// agent (left <= 0: it ends); see watchdogScript.
+func (wd *watchdog) handover(left time.Duration) {
+	if left <= 0 {
+		wd.send("handover off")
+	} else {
+		wd.send(fmt.Sprintf("handover %.3f", left.Seconds()))
+	}
+	if wd == nil {
+		return
+	}
+	wd.mu.Lock()
+	if wd.w != nil {
+		wd.w.Close()
+		wd.w = nil
+	}
+	wd.mu.Unlock()
+}
 
 // exit ends the watchdog without killing.
 func (wd *watchdog) exit() {

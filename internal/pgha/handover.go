@@ -1,0 +1,259 @@
+package pgha
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/medic-dev/medic/internal/etcd"
+)
+
+// memberHandover is what an agent that hands its member over to the next
+// medic (an upgrade) leaves in its state directory, once its loop has
+// stopped: the running postmaster and the lease, leader key and failsafe
+// state the next agent carries on with (docs/failover.md, "Upgrading
+// medic on a member's host").
+type memberHandover struct {
+	Postgres    PostgresHandover `json:"postgres"`
+	Lease       int64            `json:"lease,omitempty"`      // the session's lease (the member key, the leader key)
+	LeaderKey   string           `json:"leader_key,omitempty"` // "" when not leading
+	LeaderRev   int64            `json:"leader_rev,omitempty"` // the fencing token
+	FenceAt     time.Time        `json:"fence_at,omitzero"`    // the old watchdog fences then
+	FailsafeKey string           `json:"failsafe_key,omitempty"`
+	PromLeader  string           `json:"prom_leader,omitempty"` // a failsafe promise given
+	PromRev     int64            `json:"prom_rev,omitempty"`
+	PromUntil   time.Time        `json:"prom_until,omitzero"`
+	MedicPID    int              `json:"medic_pid"`
+	At          time.Time        `json:"at"`
+}
+
+func (a *Agent) handoverPath() string { return filepath.Join(a.o.StateDir, a.o.Cluster+"-handover.json") }
+
+// HandOver makes the agent's coming stop a handover to the next medic (a
+// seamless upgrade): its loop stops, but postgres keeps running, the lease
+// is neither revoked nor the leader key deleted, and what the next agent
+// needs to adopt them is written to the state directory. Without a
+// running postgres (or with a leader's fence deadline already passed) the
+// stop is the usual one.
+func (a *Agent) HandOver() { a.handingOver.Store(true) }
+
+// detach is the stop of an agent handing over; false when it cannot (the
+// caller then stops as usual).
+func (a *Agent) detach(ctx context.Context) bool {
+	now := a.clock.Now()
+	a.mu.Lock()
+	el, s, fs := a.election, a.session, a.fs
+	a.mu.Unlock()
+	rec := memberHandover{FailsafeKey: fs.key, PromLeader: fs.promLeader, PromRev: fs.promRev, PromUntil: fs.promUntil,
+		MedicPID: os.Getpid(), At: now}
+	var left time.Duration
+	if el != nil {
+		if s == nil || s.Expired() {
+			return false
+		}
+		rec.FenceAt = a.fenceAt(s)
+		if left = rec.FenceAt.Sub(now); left <= 0 {
+			return false
+		}
+		rec.LeaderKey, rec.LeaderRev = el.Key(), el.Rev()
+	}
+	if s != nil && !s.Expired() {
+		rec.Lease = s.Lease()
+	}
+	// The fence timer stops first: from here the old watchdog alone fences
+	// at rec.FenceAt, until the next agent renews and arms its own.
+	a.mu.Lock()
+	if a.fenceT != nil {
+		a.fenceT.Stop()
+		a.fenceT = nil
+	}
+	a.mu.Unlock()
+	h, ok := a.pg.Detach(left)
+	if !ok {
+		return false
+	}
+	rec.Postgres = h
+	if err := a.writeHandover(rec); err != nil {
+		// The next agent will not adopt it: stop it as on any stop (it is
+		// still this medic's child) and give the lease up.
+		a.log.Error("hand the member over", "err", err)
+		_ = syscall.Kill(h.PID, syscall.SIGINT)
+		for i := 0; i < 400 && syscall.Kill(h.PID, 0) == nil; i++ {
+			t := a.clock.NewTimer(50 * time.Millisecond)
+			<-t.C()
+		}
+		a.shutdown()
+		return true
+	}
+	role := "replica"
+	if el != nil {
+		role = fmt.Sprintf("primary and leader (lease %x, fencing revision %d; the watchdog fences at %s unless the next medic renews first)",
+			rec.Lease, rec.LeaderRev, rec.FenceAt.Format("15:04:05.000"))
+	}
+	a.record(ctx, "db.handover", fmt.Sprintf("medic upgrade: postgres (pid %d, %s) is left running for the next medic to adopt; the loop stopped and the lease was kept", h.PID, role))
+	return true
+}
+
+func (a *Agent) writeHandover(rec memberHandover) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	path := a.handoverPath()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("pgha: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("pgha: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// handoverPoll is how often a medic started by an upgrade looks for the
+// previous medic's handover while that one's postmaster runs. 20ms.
+const handoverPoll = 20 * time.Millisecond
+
+// takeOver deals with a postmaster found running on the data directory
+// before the loop starts: it waits (up to LeftoverWait) for the previous
+// medic to hand it over or stop it, adopts it when handed over, and stops
+// it otherwise (a crash left it: its watchdog should have, this is the
+// second line).
+func (a *Agent) takeOver(ctx context.Context) error {
+	path := a.handoverPath()
+	pid, err := a.pg.postmasterPID()
+	if err != nil {
+		return err
+	}
+	if pid == 0 {
+		os.Remove(path)
+		return nil
+	}
+	if w := a.o.LeftoverWait; w > 0 {
+		a.log.Info("a postmaster runs on the data directory: waiting for the previous medic to hand it over or stop it", "pid", pid, "at_most", w)
+		until := a.clock.Now().Add(w)
+		for ctx.Err() == nil && a.clock.Now().Before(until) {
+			if _, err := os.Stat(path); err == nil {
+				break
+			}
+			if syscall.Kill(pid, 0) != nil {
+				break
+			}
+			t := a.clock.NewTimer(handoverPoll)
+			select {
+			case <-t.C():
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+	}
+	var rec memberHandover
+	b, rerr := os.ReadFile(path)
+	os.Remove(path) // used once
+	if rerr == nil {
+		rerr = json.Unmarshal(b, &rec)
+	}
+	if rerr == nil && rec.Postgres.PID == pid {
+		why, err := a.adopt(ctx, rec)
+		if err == nil {
+			return nil
+		}
+		a.log.Warn("the postmaster handed over could not be adopted", "pid", pid, "err", err, "why", why)
+	} else if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		a.log.Warn("unreadable handover record", "path", path, "err", rerr)
+	}
+	if pid, err := a.pg.KillLeftover(ctx, 0); err != nil {
+		return err
+	} else if pid != 0 {
+		a.record(ctx, "db.fenced", fmt.Sprintf("postgres (pid %d) was left running by a previous agent: stopped before anything else", pid))
+	}
+	return nil
+}
+
+// adopt takes over a postmaster and the member's lease handed over by the
+// previous medic. A leader's lease is renewed and its leader key checked
+// (same key, same fencing revision, same lease) before anything else; if
+// that fails, the postmaster is fenced (it may be writable without the
+// lease). err means nothing was taken over (the caller stops the leftover).
+func (a *Agent) adopt(ctx context.Context, rec memberHandover) (string, error) {
+	h := rec.Postgres
+	if err := a.pg.Adopt(h); err != nil {
+		return "", err
+	}
+	var (
+		s   *etcd.Session
+		el  *etcd.Election
+		err error
+	)
+	now := a.clock.Now()
+	if rec.Lease != 0 {
+		rctx, cancel := context.WithTimeout(ctx, a.pol.RetryTimeout)
+		s, err = a.o.Etcd.ResumeSession(rctx, rec.Lease, a.clock)
+		if err == nil && rec.LeaderKey != "" {
+			el, err = s.ResumeElection(rctx, a.k.leader(), rec.LeaderKey, rec.LeaderRev)
+		}
+		cancel()
+	}
+	if (rec.LeaderKey != "" || h.Writable) && el == nil {
+		// It led (or is writable) and the leadership cannot be carried on:
+		// the fence, as for a leader whose lease could not be renewed.
+		a.pg.Kill()
+		EndWatchdog(h.WatchdogPID, h.WatchdogStart)
+		why := fmt.Sprintf("medic upgrade: the leadership handed over (lease %x, fencing revision %d) could not be carried on (%v): "+
+			"the adopted postmaster (pid %d) is fenced", rec.Lease, rec.LeaderRev, err, h.PID)
+		if s != nil {
+			rctx, cancel := context.WithTimeout(ctx, a.pol.RetryTimeout)
+			if s.Close(rctx) != nil {
+				a.mu.Lock()
+				a.pendingRevoke = rec.Lease
+				a.mu.Unlock()
+			}
+			cancel()
+		} else if rec.Lease != 0 {
+			a.mu.Lock()
+			a.pendingRevoke = rec.Lease
+			a.mu.Unlock()
+		}
+		a.o.Metrics.inc(cntFence, a.o.Cluster, a.o.Member)
+		a.record(ctx, "db.fenced", why)
+		return why, nil
+	}
+	a.mu.Lock()
+	if s != nil {
+		a.session, a.lastRenew, a.lastOK = s, now, now
+	} else if rec.Lease != 0 {
+		a.pendingRevoke = rec.Lease // revoked before a new session is made
+	}
+	a.election = el
+	if el != nil {
+		a.leaderFor = now
+	}
+	a.fs.key = rec.FailsafeKey
+	a.fs.promLeader, a.fs.promRev, a.fs.promUntil = rec.PromLeader, rec.PromRev, rec.PromUntil
+	a.mu.Unlock()
+	if el != nil {
+		a.armFence(s.SafeUntil()) // this medic's watchdog is armed before the old one ends
+	}
+	ended := EndWatchdog(h.WatchdogPID, h.WatchdogStart)
+	role := "a replica"
+	if el != nil {
+		role = fmt.Sprintf("the primary; leadership carried on with the same lease %x and fencing revision %d, renewed", rec.Lease, rec.LeaderRev)
+	} else if h.Writable {
+		role = "writable"
+	}
+	why := fmt.Sprintf("medic upgrade: adopted the running postmaster (pid %d, same process: pidfd and start time) handed over by medic pid %d %v ago, as %s",
+		h.PID, rec.MedicPID, now.Sub(rec.At).Round(time.Millisecond), role)
+	if s == nil && rec.Lease != 0 {
+		why += fmt.Sprintf("; the lease %x could not be renewed (%v): a new session is made", rec.Lease, err)
+	}
+	if ended {
+		why += "; the previous medic's watchdog ended"
+	}
+	a.record(ctx, "db.adopted", why)
+	return why, nil
+}
