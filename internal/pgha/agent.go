@@ -109,7 +109,7 @@ type Agent struct {
 	fs            failsafeState
 	campaigning   bool // a campaign is in flight (a failsafe request is refused meanwhile)
 	fsClient      *http.Client
-	started       time.Time // when Serve started (a promise given before is forgotten)
+	started       time.Time   // when Serve started (a promise given before is forgotten)
 	handingOver   atomic.Bool // the coming stop hands the member over (HandOver)
 
 	// loop only

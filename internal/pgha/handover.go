@@ -32,7 +32,9 @@ type memberHandover struct {
 	At          time.Time        `json:"at"`
 }
 
-func (a *Agent) handoverPath() string { return filepath.Join(a.o.StateDir, a.o.Cluster+"-handover.json") }
+func (a *Agent) handoverPath() string {
+	return filepath.Join(a.o.StateDir, a.o.Cluster+"-handover.json")
+}
 
 // HandOver makes the agent's coming stop a handover to the next medic (a
 // seamless upgrade): its loop stops, but postgres keeps running, the lease
