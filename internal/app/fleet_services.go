@@ -108,8 +108,8 @@ func buildFleetServices(m *Main) (*component, error) {
 				go func() { defer wg.Done(); fs.publishLocal(ctx, name, sc, f.Address, pub) }()
 				go func() {
 					defer wg.Done()
-					_ = discovery.Follow(ctx, cli, prefix, m.Clock, m.Logger, func(p map[string]discovery.Publication) {
-						fs.follow(name, self, p)
+					_ = discovery.Follow(ctx, cli, prefix, m.Clock, m.Logger, func(u discovery.Update) {
+						fs.follow(name, self, u.All.Clone())
 					})
 				}()
 				go func() { defer wg.Done(); _ = r.Run(ctx) }()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/etcd"
+	"github.com/medic-dev/medic/internal/pmap"
 )
 
 // Instance is one instance as its host publishes it.
@@ -135,26 +136,44 @@ func (p *Publisher) Run(ctx context.Context) {
 	}
 }
 
-// Follow calls fn with every host's publication of the service (by host),
-// then again at every change, until ctx ends (an etcd watch; a lost watch
-// reads the prefix again). A publication that is not valid JSON is logged
-// and left out.
-func Follow(ctx context.Context, cli *etcd.Client, prefix string, clk clock.Clock, logger *slog.Logger, fn func(map[string]Publication)) error {
+// Update is one delivery of Follow.
+type Update struct {
+	// All is every host's publication of the service, by host: a persistent
+	// map (pmap), which the receiver may keep; it never changes.
+	All pmap.Map[Publication]
+	// Reset: All comes from a fresh read (the first, or after a lost
+	// watch): any host's publication may have changed. Otherwise Changed
+	// names the hosts whose publication was put or removed, sorted.
+	Reset   bool
+	Changed []string
+}
+
+// Follow calls fn with every host's publication of the service, then again
+// at every change, until ctx ends (an etcd watch; a lost watch reads the
+// prefix again and delivers a Reset). A change parses only the changed
+// host's publication and costs O(log hosts), so a receiver that looks only
+// at Changed does O(1) work per host that changed. A publication that is not
+// valid JSON is logged and left out.
+func Follow(ctx context.Context, cli *etcd.Client, prefix string, clk clock.Clock, logger *slog.Logger, fn func(Update)) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return cli.Watch(ctx, prefix, clk, func(s etcd.Snapshot) {
-		out := map[string]Publication{}
-		for host, kv := range s.Under(prefix) {
+	tab := &etcd.Table[Publication]{Prefix: prefix,
+		Parse: func(host string, kv etcd.KV) (Publication, error) {
 			var p Publication
-			if err := json.Unmarshal(kv.Value, &p); err != nil {
-				logger.Warn("discovery: a host's publication is not valid", "host", host, "err", err)
-				continue
-			}
+			err := json.Unmarshal(kv.Value, &p)
 			p.Host = host
-			out[host] = p
+			return p, err
+		},
+		Invalid: func(host string, err error) {
+			logger.Warn("discovery: a host's publication is not valid", "host", host, "err", err)
+		}}
+	return cli.WatchChanges(ctx, prefix, clk, func(u etcd.Update) {
+		changed := tab.Apply(u)
+		if !u.Reset && len(changed) == 0 {
+			return // keys nested below the prefix: not a publication
 		}
-		fn(out)
+		fn(Update{All: tab.Rows(), Reset: u.Reset, Changed: changed})
 	})
 }
 

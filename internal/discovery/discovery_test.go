@@ -44,9 +44,9 @@ func TestPublishFollowLease(t *testing.T) {
 	go func() { defer wg.Done(); pub.Run(ctx) }()
 	go func() {
 		defer wg.Done()
-		discovery.Follow(ctx, cli, prefix, nil, nil, func(p map[string]discovery.Publication) {
+		discovery.Follow(ctx, cli, prefix, nil, nil, func(u discovery.Update) {
 			mu.Lock()
-			last = p
+			last = u.All.Clone()
 			mu.Unlock()
 			seen <- struct{}{}
 		})

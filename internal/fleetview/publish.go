@@ -11,6 +11,7 @@ import (
 
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/etcd"
+	"github.com/medic-dev/medic/internal/pmap"
 )
 
 // SummariesPrefix is where the hosts of fleet publish their summaries.
@@ -73,10 +74,12 @@ func (p *Publisher) Run(ctx context.Context) {
 	}
 }
 
-// Cache holds every host's summary from a watch.
+// Cache holds every host's summary from a watch. A change parses only the
+// changed host's summary (O(log hosts) per event); reading the summaries
+// copies them (O(hosts) per read, not per event).
 type Cache struct {
 	mu       sync.Mutex
-	sums     map[string]Summary
+	sums     pmap.Map[Summary]
 	watching bool
 }
 
@@ -84,12 +87,9 @@ type Cache struct {
 // has delivered.
 func (c *Cache) Summaries() (map[string]Summary, bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]Summary, len(c.sums))
-	for k, v := range c.sums {
-		out[k] = v
-	}
-	return out, c.watching
+	sums, watching := c.sums, c.watching
+	c.mu.Unlock()
+	return sums.Clone(), watching
 }
 
 // Follow keeps the cache from a watch of prefix (never a poll) until ctx
@@ -98,19 +98,20 @@ func (c *Cache) Follow(ctx context.Context, cli *etcd.Client, prefix string, clk
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return cli.Watch(ctx, prefix, clk, func(s etcd.Snapshot) {
-		out := map[string]Summary{}
-		for host, kv := range s.Under(prefix) {
+	tab := &etcd.Table[Summary]{Prefix: prefix,
+		Parse: func(host string, kv etcd.KV) (Summary, error) {
 			var sum Summary
-			if err := json.Unmarshal(kv.Value, &sum); err != nil {
-				logger.Warn("fleet: a host's summary is not valid", "host", host, "err", err)
-				continue
-			}
+			err := json.Unmarshal(kv.Value, &sum)
 			sum.Host = host
-			out[host] = sum
-		}
+			return sum, err
+		},
+		Invalid: func(host string, err error) {
+			logger.Warn("fleet: a host's summary is not valid", "host", host, "err", err)
+		}}
+	return cli.WatchChanges(ctx, prefix, clk, func(u etcd.Update) {
+		tab.Apply(u)
 		c.mu.Lock()
-		c.sums, c.watching = out, true
+		c.sums, c.watching = tab.Rows(), true
 		c.mu.Unlock()
 	})
 }

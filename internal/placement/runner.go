@@ -78,9 +78,26 @@ func (r *Runner) Run(ctx context.Context) error {
 		ok  bool  // read at least once
 	}
 	latest := make(chan cur, 1)
-	go r.Etcd.Watch(ctx, r.Key, clk, func(s etcd.Snapshot) {
+	// The watch of the key (its prefix holds other services' keys too, such
+	// as web2 beside web: only r.Key's own changes are parsed and sent).
+	go r.Etcd.WatchChanges(ctx, r.Key, clk, func(u etcd.Update) {
+		var kv etcd.KV
+		found := false
+		if u.Reset {
+			kv, found = u.KVs[r.Key]
+		} else {
+			mine := false
+			for _, ch := range u.Changes {
+				if ch.Key == r.Key {
+					mine, kv, found = true, ch.KV, !ch.Deleted
+				}
+			}
+			if !mine {
+				return
+			}
+		}
 		c := cur{ok: true}
-		if kv, found := s.KVs[r.Key]; found {
+		if found {
 			if err := json.Unmarshal(kv.Value, &c.rec); err != nil {
 				log.Warn("placement: the stored assignment is not valid; treating it as empty", "key", r.Key, "err", err)
 			}

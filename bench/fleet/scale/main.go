@@ -130,13 +130,24 @@ func run(n int, dur time.Duration, churn float64, ttl, grace time.Duration, view
 		go func() { defer wg.Done(); a.pub.Run(actx) }()
 		go func() {
 			defer wg.Done()
-			_ = discovery.Follow(actx, cli, dprefix, nil, nil, func(p map[string]discovery.Publication) {
+			_ = discovery.Follow(actx, cli, dprefix, nil, nil, func(u discovery.Update) {
 				deliveries.Add(1)
 				readyMu.Lock()
-				for h, pub := range p {
-					ready[h] = pub.Ready()
+				defer readyMu.Unlock()
+				if u.Reset {
+					clear(ready)
+					for h, pub := range u.All.All() {
+						ready[h] = pub.Ready()
+					}
+					return
 				}
-				readyMu.Unlock()
+				for _, h := range u.Changed {
+					if pub, ok := u.All.Get(h); ok {
+						ready[h] = pub.Ready()
+					} else {
+						delete(ready, h)
+					}
+				}
 			})
 		}()
 		go func() { defer wg.Done(); _ = r.Run(actx) }()
