@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -130,6 +131,7 @@ type Load struct {
 // Result of a load run.
 type Result struct {
 	Requests, Errors int
+	NewConns         int             // connections the client opened (not reused): the server closed its keep-alives
 	Latencies        []time.Duration // of successful requests, sorted
 	FirstErrors      []string        // up to 5
 }
@@ -151,8 +153,8 @@ func (r Result) ErrorRate() float64 {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%d requests, %d errors (%.2f%%), p50 %v, p99 %v, max %v", r.Requests, r.Errors, 100*r.ErrorRate(),
-		r.Quantile(0.5), r.Quantile(0.99), r.Quantile(1))
+	return fmt.Sprintf("%d requests, %d errors (%.2f%%), p50 %v, p99 %v, max %v, %d new connections", r.Requests, r.Errors, 100*r.ErrorRate(),
+		r.Quantile(0.5), r.Quantile(0.99), r.Quantile(1), r.NewConns)
 }
 
 // Run sends the load and returns what the client saw.
@@ -165,6 +167,12 @@ func (l Load) Run(ctx context.Context) Result {
 	client := &http.Client{Transport: tr, Timeout: l.Timeout}
 	var mu sync.Mutex
 	var res Result
+	var newConns atomic.Int64
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		if !i.Reused {
+			newConns.Add(1)
+		}
+	}}
 	var wg sync.WaitGroup
 	every := time.Second / time.Duration(max(1, l.Rate))
 	t := time.NewTicker(every)
@@ -183,7 +191,11 @@ loop:
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			resp, err := client.Get(l.URL)
+			req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), "GET", l.URL, nil)
+			if err != nil {
+				panic(err) // the URL is the test's own
+			}
+			resp, err := client.Do(req)
 			if err == nil {
 				_, err = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
@@ -206,6 +218,7 @@ loop:
 		}()
 	}
 	wg.Wait()
+	res.NewConns = int(newConns.Load())
 	slices.Sort(res.Latencies)
 	return res
 }
