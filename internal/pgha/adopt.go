@@ -137,6 +137,11 @@ func (p *Postgres) Adopt(h PostgresHandover) error {
 	p.proc, p.exited, p.writable = proc, exited, h.Writable
 	p.upstream, p.upstreamDSN, p.syncStandby = h.Upstream, h.UpstreamDSN, h.SyncStandby
 	p.wd = startWatchdog(h.PID, p.log)
+	// This medic's settings (its config may differ from the previous
+	// one's) take effect as far as a reload can apply them; best effort.
+	if err := p.reloadLocked(); err != nil {
+		p.log.Warn("adopted postmaster: write and reload the configuration", "pid", h.PID, "err", err)
+	}
 	go func() {
 		// Read waits in the runtime's poller until the pidfd is readable:
 		// the process exited. A non-parent cannot read its exit status.
