@@ -206,4 +206,14 @@ const (
 	// run its share); EventStoodUp: it rejoined and runs its share again.
 	EventStoodDown EventKind = "fleet.stood_down"
 	EventStoodUp   EventKind = "fleet.stood_up"
+	// EventFleetCapacityDegraded and EventFleetCapacityRestored: during a
+	// fleet drill, the drilling agent saw a fleet service's ready instances
+	// on the hosts other than the drilled one below the desired count, and
+	// back at it (target the service; fields ready, desired, host).
+	EventFleetCapacityDegraded EventKind = "fleet.capacity.degraded"
+	EventFleetCapacityRestored EventKind = "fleet.capacity.restored"
+	// EventFleetDrillDown and EventFleetDrillUp: this host starts and ends
+	// simulating its own loss for another host's fleet drill.
+	EventFleetDrillDown EventKind = "fleet.drill.down"
+	EventFleetDrillUp   EventKind = "fleet.drill.up"
 )

@@ -35,6 +35,7 @@ services:
     port: 9000
     stop: {grace: 1s}
     fleet: {instances: 6, spread: host}
+    drills: {allow: true}
     proxy: {listen: "0.0.0.0:8000", try_timeout: 300ms}
     probes:
       liveness:  {http: {path: /healthz/live},  period: 300ms, timeout: 200ms, failure_threshold: 2}

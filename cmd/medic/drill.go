@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -35,10 +36,12 @@ load through the service's proxy, and judges detection and recovery from its
 own events. Exit status 0 when the drill passed, 1 when it failed.
 
 Scenarios: kill, hang, crashloop, unready, latency, errors, reset,
-dependency-down, disk-full, leak, crashloop-rollback, db-* and those of
-medic.yaml (see 'medic drills --scenarios'). Ctrl-C aborts the drill; the agent
-removes the fault either way.`,
+dependency-down, disk-full, leak, crashloop-rollback, db-*, the fleet drills
+host-kill and host-partition (--host; etcd-member-loss is refused, see
+docs/fleet.md) and those of medic.yaml (see 'medic drills --scenarios').
+Ctrl-C aborts the drill; the agent removes the fault either way.`,
 		Example: `  medic drill kill --service web
+  medic drill host-kill --host h3 --service web --load 200   # sent to h1's agent
   medic drill hang --service web --load 100 --report ./drill-report
   medic drill abort`,
 		Args: exactArgs(1),
@@ -54,7 +57,8 @@ removes the fault either way.`,
 			return runDrill(cmd, req, reportDir, asJSON)
 		},
 	}
-	c.Flags().StringVar(&req.Service, "service", "", "service to drill (it must allow drills)")
+	c.Flags().StringVar(&req.Service, "service", "", "service to drill (it must allow drills); for a fleet drill, the fleet service to load and measure (default: the only one)")
+	c.Flags().StringVar(&req.Host, "host", "", "host-kill, host-partition: the fleet host whose loss is simulated (send the drill to another host's agent, which measures)")
 	c.Flags().IntVar(&instance, "instance", 0, "instance index to put under fault (default: the highest ready one)")
 	c.Flags().StringVar(&req.Dependency, "dependency", "", "dependency-down: the service to stop (default: the first depends_on), or a dependency declared under dependencies: (dependency-slow, -errors, -down)")
 	c.Flags().StringVar(&req.Path, "path", "", "request path of the load (default /), such as one that calls the drilled dependency")
@@ -72,8 +76,8 @@ func runDrill(cmd *cobra.Command, req drill.Request, reportDir string, asJSON bo
 	if err != nil {
 		return err
 	}
-	if req.Service == "" {
-		return usageError{errors.New("--service is required")}
+	if req.Service == "" && req.Host == "" {
+		return usageError{errors.New("--service is required (or --host for a fleet drill)")}
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -151,6 +155,9 @@ func waitDrill(ctx context.Context, cl *client, id int64, quiet bool) (drill.Res
 }
 
 func targetOf(r drill.Result) string {
+	if r.Subject.Host != "" {
+		return r.Subject.Host
+	}
 	if r.Subject.Instance != "" {
 		return r.Subject.Instance
 	}
@@ -191,6 +198,18 @@ func printDrill(w io.Writer, r drill.Result) {
 		fmt.Fprintf(tw, "  writes\t%d acknowledged, %d lost\tRTO %s\n", w.Acked, w.Lost, drillreport.Secs(w.RTO))
 	}
 	fmt.Fprintf(tw, "  latency p99\tbefore %s\tduring %s · after %s\n", msOf(r.Latency.Before.P99), msOf(r.Latency.During.P99), msOf(r.Latency.After.P99))
+	if len(r.Figures) > 0 {
+		names := make([]string, 0, len(r.Figures))
+		for k := range r.Figures {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		var parts []string
+		for _, k := range names {
+			parts = append(parts, fmt.Sprintf("%s %.3g", k, r.Figures[k]))
+		}
+		fmt.Fprintf(tw, "  figures\t%s\t\n", strings.Join(parts, ", "))
+	}
 	tw.Flush()
 	for _, a := range r.Actions {
 		seq := ""

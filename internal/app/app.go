@@ -33,6 +33,7 @@ import (
 	"github.com/medic-dev/medic/internal/egress"
 	"github.com/medic-dev/medic/internal/events"
 	"github.com/medic-dev/medic/internal/flags"
+	"github.com/medic-dev/medic/internal/etcd"
 	"github.com/medic-dev/medic/internal/fleet"
 	"github.com/medic-dev/medic/internal/logfile"
 	"github.com/medic-dev/medic/internal/metrics"
@@ -85,6 +86,7 @@ type Main struct {
 	// Set by the fleet component for the fleet services' (fleet_services.go).
 	fleetAgent *fleet.Agent
 	fleetHost  string
+	fleetCut   *etcd.Cut // carries the fleet's etcd connections: a fleet drill cuts this host off
 
 	redactor atomic.Pointer[redact.Redactor] // secrets masked in every record and notification
 	handover *handover                       // the listeners a seamless upgrade passes on

@@ -75,6 +75,14 @@ func components(m *Main) []string {
 	if len(cfg.Databases) > 0 {
 		out = append(out, "database")
 	}
+	if cfg.Fleet != nil && cfg.Etcd != nil {
+		for _, s := range cfg.Services {
+			if s != nil && s.Fleet != nil {
+				out = append(out, "fleet")
+				break
+			}
+		}
+	}
 	for _, s := range cfg.Services {
 		if s.Deploy != nil && s.Deploy.Strategy == config.StrategyCanary {
 			out = append(out, "canary")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/etcd"
 	"github.com/medic-dev/medic/internal/fleet"
 )
 
@@ -39,7 +40,8 @@ func buildFleet(m *Main) (*component, error) {
 		}
 		host = h
 	}
-	cli, err := dialEtcd(m, nil)
+	m.fleetCut = &etcd.Cut{}
+	cli, err := dialEtcd(m, m.fleetCut)
 	if err != nil {
 		return nil, fmt.Errorf("fleet %s: %w", f.Name, err)
 	}

@@ -51,7 +51,7 @@ func buildFleetServices(m *Main) (*component, error) {
 		return nil, nil
 	}
 	slices.Sort(names)
-	cli, err := dialEtcd(m, nil)
+	cli, err := dialEtcd(m, m.fleetCut)
 	if err != nil {
 		return nil, fmt.Errorf("fleet services: %w", err)
 	}
@@ -70,11 +70,18 @@ func buildFleetServices(m *Main) (*component, error) {
 	if m.fleet != nil {
 		m.fleet.fs.Store(fs)
 	}
+	drills := &fleetDrills{m: m, a: a, fs: fs, cli: cli, cut: m.fleetCut, fleet: f.Name, self: self,
+		prefix: m.cfg.Etcd.Prefix + "/fleet/" + f.Name + "/drills", ttl: f.LeaseTTL.D(), grace: f.Grace.D(),
+		storm: f.StormShare(), handled: map[string]bool{}}
+	if m.drills != nil {
+		drills.register(m.drills.Injectors())
+	}
 	return &component{
 		serve: func(ctx context.Context) error {
 			defer cli.Close()
 			var wg sync.WaitGroup
-			wg.Add(1)
+			wg.Add(2)
+			go func() { defer wg.Done(); drills.serve(ctx) }()
 			go func() {
 				defer wg.Done()
 				fs.standDown(ctx, a, f.Grace.D(), f.LeaseTTL.D()/3, func(ctx context.Context, service string) (int, error) {
@@ -152,6 +159,10 @@ type fleetServices struct {
 	names  []string                  // the fleet services, as configured at the start
 	peers  map[string][]string       // service → the other hosts' instance addresses, as last published
 	down   bool                      // stood down: cut from etcd and from the peers (standDown)
+	// drill is the fleet drill this host is simulating ("host-kill",
+	// "host-partition"; "" when none): it keeps a killed host down, and a
+	// partitioned one reaching no peer (fleet_drills.go).
+	drill string
 	// self is this host's name; specs each fleet service's fleet section,
 	// as last loaded (a reload changes it).
 	self  string
@@ -272,8 +283,8 @@ func (fs *fleetServices) follow(service, self string, pubs map[string]discovery.
 	var ids []string
 	if p != nil {
 		for h, pb := range pubs {
-			if h == self {
-				continue
+			if h == self || fs.drilling() != "" {
+				continue // a drilled host reaches no peer: its proxy sends to none
 			}
 			for _, in := range pb.Instances {
 				id := discovery.Remote(h, in.ID)
@@ -314,6 +325,58 @@ func (fs *fleetServices) follow(service, self string, pubs map[string]discovery.
 	}
 }
 
+// drilling returns the fleet drill this host simulates ("" when none).
+func (fs *fleetServices) drilling() string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.drill
+}
+
+// setDrill starts (kind) or ends ("") this host's simulated loss. A
+// host-kill stands the host down at once (its instances are killed, the
+// placement does not start them again); the end of any drill lets the
+// stand-down check bring the host back once it holds its lease again. At
+// the start the proxies drop the other hosts' instances (a drilled host
+// reaches no peer); the discovery watch gives them back after the drill.
+func (fs *fleetServices) setDrill(kind string) {
+	fs.mu.Lock()
+	fs.drill = kind
+	if kind == "host-kill" {
+		fs.down = true
+	}
+	remote := fs.remote
+	if kind != "" {
+		fs.remote = nil
+	}
+	fs.mu.Unlock()
+	if kind == "" {
+		return
+	}
+	for service, ids := range remote {
+		if p := fs.m.traffic.get(service); p != nil {
+			for _, id := range ids {
+				p.RemoveBackend(id)
+			}
+		}
+	}
+}
+
+// fleetPIDs returns the processes of this host's instances of every fleet service.
+func (fs *fleetServices) fleetPIDs() []int {
+	var pids []int
+	for _, s := range fs.m.sup.Status() {
+		if !slices.Contains(fs.names, s.Name) {
+			continue
+		}
+		for _, in := range s.Instances {
+			if in.PID > 1 {
+				pids = append(pids, in.PID)
+			}
+		}
+	}
+	return pids
+}
+
 // health answers an external load balancer: 200 while this host's proxy
 // of service has an instance in rotation (its own or another host's), else
 // 503.
@@ -321,6 +384,11 @@ func (fs *fleetServices) health(w http.ResponseWriter, service, self string) {
 	p := fs.m.traffic.get(service)
 	if !slices.Contains(fs.names, service) || p == nil {
 		api.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no fleet service with a proxy named " + service})
+		return
+	}
+	if fs.drilling() == "host-kill" {
+		api.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"service": service, "host": self, "serving": false,
+			"note": "this host simulates its death for a fleet drill"})
 		return
 	}
 	local, remote := 0, 0
@@ -387,11 +455,14 @@ func (fs *fleetServices) standDown(ctx context.Context, a *fleet.Agent, grace, p
 		now := fs.m.Clock.Now()
 		st := a.Status()
 		fs.mu.Lock()
-		down := fs.down
+		down, drilled := fs.down, fs.drill
 		fs.mu.Unlock()
+		if drilled == "host-kill" {
+			continue // a simulated death: down until the drill ends, then back through standUp
+		}
 		if st.Joined && now.Before(st.SafeUntil) {
 			lastSafe = st.SafeUntil
-			if down {
+			if down && drilled == "" {
 				fs.standUp(ctx, share)
 			}
 			continue
@@ -458,6 +529,9 @@ func (fs *fleetServices) probePeers(ctx context.Context) (known, reached int) {
 	slices.Sort(addrs)
 	addrs = slices.Compact(addrs)
 	known = len(addrs)
+	if fs.drilling() == "host-partition" {
+		return known, 0 // the drill blocks this host's peer traffic
+	}
 	if len(addrs) > maxPeerProbes {
 		addrs = addrs[:maxPeerProbes]
 	}

@@ -30,7 +30,7 @@ func buildFleetView(m *Main) (*component, error) {
 	if m.cfg.Fleet == nil || m.fleetAgent == nil {
 		return nil, nil
 	}
-	cli, err := dialEtcd(m, nil)
+	cli, err := dialEtcd(m, m.fleetCut)
 	if err != nil {
 		return nil, err
 	}

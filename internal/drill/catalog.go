@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/config"
 )
 
@@ -179,6 +180,31 @@ func Builtins() []Scenario {
 		Fault:       Fault{Kind: "db-restore"},
 		Detect:      []Match{on("db.restore.started", "any")}, Recover: []Match{on("db.restore.verified", "any")},
 		MaxErrorRate: 0.01, Deadline: dur(time.Hour), Warmup: dur(5 * time.Second), Settle: dur(5 * time.Second)})
+	// Fleet scenarios: the drill runs on one agent and is aimed at another
+	// host, which simulates its own loss (the fleet component's injector
+	// asks it through etcd); the drilling agent measures from the fleet's
+	// side: the host seen suspect (its lease expired) is the detection, the
+	// fleet service's desired ready count back on the survivors the
+	// recovery, and the load goes through this agent's own proxy. The
+	// injector's Plan sets how long the host stays gone (hold and deadline)
+	// from the lease TTL and the grace.
+	detectHost := []Match{on(string(medic.EventHostSuspect)+"|"+string(medic.EventHostLost), "host")}
+	capacityBack := []Match{on(string(medic.EventFleetCapacityRestored), "service")}
+	noBrake := []Match{on(string(medic.EventStormEngaged), "any")}
+	list = append(list,
+		Scenario{Name: "host-kill", FailureMode: "host dies", Scope: ScopeFleet, Requires: []string{"fleet"},
+			Description: "the named host simulates its death: it SIGKILLs its instances of every fleet service, stops renewing its lease (its etcd connections cut) and answers 503 on its health endpoints; the others see it suspect when its lease expires, lost after the grace, and restore the desired count on the survivors; it comes back at the end and the fleet rebalances",
+			Fault:       Fault{Kind: "host-kill"},
+			Detect:      detectHost, Recover: capacityBack, Forbid: noBrake, MaxErrorRate: 0.001, Warmup: dur(3 * time.Second)},
+		Scenario{Name: "host-partition", FailureMode: "host cut off", Scope: ScopeFleet, Requires: []string{"fleet"},
+			Description: "the named host cuts itself from etcd and from its peers (its etcd connections cut, its peer checks and remote proxying refused) without stopping its instances: the others see it suspect, then lost, and take its share over; it stands down by the stand-down rule and rejoins at the end",
+			Fault:       Fault{Kind: "host-partition"},
+			Detect:      detectHost, Recover: capacityBack, Forbid: noBrake, MaxErrorRate: 0.001, Warmup: dur(3 * time.Second)},
+		Scenario{Name: "etcd-member-loss", FailureMode: "etcd member lost", Scope: ScopeFleet, Requires: []string{"fleet"},
+			Description: "stop one member of the etcd cluster under load: refused until the config can declare how to stop and start a member (docs/fleet.md, Drills)",
+			Fault:       Fault{Kind: "etcd-member-loss"},
+			Detect:      []Match{on("fleet.etcd.member_stopped", "any")}, MaxErrorRate: 0.001},
+	)
 	for i := range list {
 		list[i] = list[i].withDefaults()
 	}

@@ -53,6 +53,8 @@ type Target struct {
 	Instance   medic.InstanceID  // scope instance: the instance under fault
 	PID, Port  int               // the instance's process and port when the drill began
 	Dependency string            // scope dependency: the stopped service
+	Host       string            // scope fleet: the fleet host whose loss is simulated
+	Hold       time.Duration     // scope fleet: how long the host stays gone (the scenario's hold)
 	Params     map[string]string // the scenario's fault parameters
 	Config     *config.Config
 	Sup        Supervisor

@@ -26,6 +26,9 @@ type Subject struct {
 	Service    string `json:"service"`
 	Instance   string `json:"instance,omitempty"` // "web/1" for instance scope
 	Dependency string `json:"dependency,omitempty"`
+	// Host is the fleet host of a fleet drill, as its events name it:
+	// "fleet/<fleet>/<host>".
+	Host string `json:"host,omitempty"`
 }
 
 func belongs(target, service string) bool {
@@ -52,6 +55,10 @@ func (m Match) Matches(o Observation, s Subject) bool {
 		}
 	case "dependency":
 		if !belongs(o.Target, s.Dependency) {
+			return false
+		}
+	case "host":
+		if s.Host == "" || o.Target != s.Host {
 			return false
 		}
 	case "any":

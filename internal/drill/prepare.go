@@ -2,6 +2,7 @@ package drill
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -71,8 +72,20 @@ type Request struct {
 	Path        string `json:"path,omitempty"`
 	Connections int    `json:"connections,omitempty"`
 	// Duration, when set, replaces the scenario's deadline (time allowed
-	// from injection to recovery).
+	// from injection to recovery); for a fleet drill it is how long the
+	// host stays gone.
 	Duration config.Duration `json:"duration,omitempty"`
+	// Host is the fleet host a fleet drill (host-kill, host-partition) is
+	// aimed at; the drill runs on another host's agent, which measures.
+	Host string `json:"host,omitempty"`
+}
+
+// Planner is an injector that checks a drill against the live state before
+// anything is touched, and may fix its timings and subject (the fleet
+// drills: the lease TTL and the grace set how long a host stays gone). An
+// error refuses the drill (it is wrapped in ErrRefused when it is not one).
+type Planner interface {
+	Plan(req Request, sc *Scenario, s *Subject) error
 }
 
 // LoadSpec is the load a drill drove.
@@ -148,6 +161,12 @@ func prepare(d *Deps, req Request, actor string) (*plan, error) {
 	if slices.Contains(sc.Requires, "database") {
 		return prepareDatabase(d, req, actor, cfg, sc, inj)
 	}
+	if sc.Scope == ScopeFleet {
+		return prepareFleet(d, req, actor, cfg, sc, inj)
+	}
+	if req.Host != "" {
+		return nil, refused("scenario %s does not take a host (only the fleet drills do)", sc.Name)
+	}
 	svc, err := allowed(cfg, req.Service)
 	if err != nil {
 		return nil, err
@@ -201,6 +220,51 @@ func prepare(d *Deps, req Request, actor string) (*plan, error) {
 		}
 	}
 	p.target = t
+	p.load = loadSpec(d, svc, req)
+	return p, nil
+}
+
+// prepareFleet checks a fleet drill: the service it loads and measures
+// (a fleet service that allows drills, default the only one), the host it
+// is aimed at, and whatever the injector's Plan checks of the live fleet
+// (the storm brake, the disruption budget, the survivors' capacity).
+func prepareFleet(d *Deps, req Request, actor string, cfg *config.Config, sc Scenario, inj Injector) (*plan, error) {
+	if req.Service == "" {
+		var fleetSvcs []string
+		for name, s := range cfg.Services {
+			if s != nil && s.Fleet != nil {
+				fleetSvcs = append(fleetSvcs, name)
+			}
+		}
+		if len(fleetSvcs) != 1 {
+			slices.Sort(fleetSvcs)
+			return nil, refused("name the fleet service to load and measure (--service): this config has %d: %v", len(fleetSvcs), fleetSvcs)
+		}
+		req.Service = fleetSvcs[0]
+	}
+	svc, err := allowed(cfg, req.Service)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case svc.Fleet == nil:
+		return nil, refused("service %s has no fleet section: a fleet drill measures a fleet service's capacity", req.Service)
+	case req.Host == "":
+		return nil, refused("scenario %s: name the host (--host) whose loss the fleet drill simulates", sc.Name)
+	case req.Instance != nil || req.Dependency != "":
+		return nil, refused("scenario %s takes a host, not an instance or a dependency", sc.Name)
+	}
+	p := &plan{sc: sc, injector: inj, actor: actor, cfg: cfg, subject: Subject{Service: req.Service}}
+	if pl, ok := inj.(Planner); ok {
+		if err := pl.Plan(req, &p.sc, &p.subject); err != nil {
+			if !errors.Is(err, ErrRefused) {
+				err = refused("%v", err)
+			}
+			return nil, err
+		}
+	}
+	p.target = &Target{Service: req.Service, Host: req.Host, Hold: p.sc.Hold.D(), Params: sc.Fault.Params, Config: cfg, Sup: d.Sup, Traffic: d.Traffic,
+		Clock: d.Clock, Logger: d.Logger}
 	p.load = loadSpec(d, svc, req)
 	return p, nil
 }

@@ -64,6 +64,9 @@ func (r *Result) summarize() {
 	if target == "" {
 		target = r.Service
 	}
+	if h := r.Subject.Host; h != "" {
+		target = h + " (" + r.Service + ")"
+	}
 	s := fmt.Sprintf("%s %s: %s", r.Scenario, target, r.State)
 	if r.TTD != nil {
 		s += fmt.Sprintf("; detected after %.2fs", *r.TTD)
@@ -113,6 +116,9 @@ func (r *Result) Brief() Brief {
 	t := r.Subject.Instance
 	if t == "" {
 		t = r.Service
+	}
+	if r.Subject.Host != "" {
+		t = r.Subject.Host
 	}
 	return Brief{ID: r.ID, Scenario: r.Scenario, FailureMode: r.FailureMode, Service: r.Service, Target: t,
 		State: r.State, Passed: r.Passed, Started: r.Marks.Start, TTD: r.TTD, TTR: r.TTR,

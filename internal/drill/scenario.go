@@ -41,6 +41,9 @@ const (
 	ScopeService    Scope = "service"    // the service as a whole
 	ScopeDependency Scope = "dependency" // a service the drilled one depends on
 	ScopeHost       Scope = "host"       // the machine, such as a disk
+	// ScopeFleet: one host of the fleet as the others see it (host-kill,
+	// host-partition); the drill runs on another host, which measures.
+	ScopeFleet Scope = "fleet"
 )
 
 // Fault is what to inject: an injector kind and its parameters.
@@ -51,7 +54,8 @@ type Fault struct {
 
 // Match selects events of the agent's stream. Kind is exact, a prefix
 // followed by "*", or alternatives separated by "|". On is "target" (the instance under fault, the default),
-// "service" (the service or any of its instances), "dependency" or "any".
+// "service" (the service or any of its instances), "dependency", "host"
+// (the fleet host a fleet drill is aimed at: target fleet/<fleet>/<host>) or "any".
 // Fields must all be equal; Actor is a prefix.
 type Match struct {
 	Kind   string            `json:"kind"`
@@ -155,7 +159,7 @@ func (s Scenario) Validate() error {
 		errs = append(errs, "no detect match")
 	}
 	switch s.Scope {
-	case ScopeInstance, ScopeService, ScopeDependency, ScopeHost, "":
+	case ScopeInstance, ScopeService, ScopeDependency, ScopeHost, ScopeFleet, "":
 	default:
 		errs = append(errs, fmt.Sprintf("scope %q", s.Scope))
 	}

@@ -18,10 +18,12 @@ import (
 const maxTimeline = 20000
 
 // relevant keeps the events about the drilled service, its dependency, the
-// drill itself, and the remediation and database components.
+// drill itself, and the remediation and database components; for a fleet
+// drill, the fleet's events too (the hosts' states, the storm brake).
 func relevant(o Observation, s Subject, actor string) bool {
 	return belongs(o.Target, s.Service) || belongs(o.Target, s.Dependency) || o.Actor == actor ||
-		strings.HasPrefix(o.Kind, "remedy.") || strings.HasPrefix(o.Kind, "db.")
+		strings.HasPrefix(o.Kind, "remedy.") || strings.HasPrefix(o.Kind, "db.") ||
+		s.Host != "" && strings.HasPrefix(o.Kind, "fleet.")
 }
 
 func fromEvent(ev medic.Event) Observation {

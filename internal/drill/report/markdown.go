@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +47,9 @@ func ms(s float64) string {
 }
 
 func target(r *drill.Result) string {
+	if r.Subject.Host != "" {
+		return r.Subject.Host
+	}
 	if r.Subject.Instance != "" {
 		return r.Subject.Instance
 	}
@@ -98,6 +102,14 @@ func Markdown(w io.Writer, r *drill.Result) error {
 	if w := r.Writes; w != nil {
 		row("acknowledged writes", fmt.Sprintf("%d, %d lost (sync mode: %v)", w.Acked, w.Lost, w.Lossless))
 		row("write outage (RTO)", Secs(w.RTO))
+	}
+	names := make([]string, 0, len(r.Figures))
+	for k := range r.Figures {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		row(k, strconv.FormatFloat(r.Figures[k], 'f', -1, 64))
 	}
 	row("load", loadText(r.Load))
 	row("deadline", r.Definition.Deadline.String())
