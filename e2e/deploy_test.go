@@ -168,6 +168,16 @@ services:
       readiness: {http: {path: /healthz/ready}, period: 100ms}
 `
 
+// withStartNice sets deploy.start_nice in cfg from MEDIC_DEPLOY_START_NICE
+// (bench/deploy.sh: START_NICE=0 measures without it); unset: the default.
+func withStartNice(cfg string) string {
+	n := os.Getenv("MEDIC_DEPLOY_START_NICE")
+	if n == "" {
+		return cfg
+	}
+	return strings.Replace(cfg, "    deploy: {strategy: ", "    deploy: {start_nice: "+n+", strategy: ", 1)
+}
+
 // runAll reports whether web has n instances, all ready and running
 // VERSION version. A process that exits while it looks is "not yet"
 // (envOf would fail the test).
@@ -192,7 +202,7 @@ func (a *agent) runAll(t *testing.T, n int, version string) bool {
 func TestRollingSurgeDeployUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	op, _ := writeTokens(t, dir)
-	a := startAgentIn(t, dir, surgeConfig)
+	a := startAgentIn(t, dir, withStartNice(surgeConfig))
 	a.token = op
 	a.eventually(20*time.Second, "3 ready on VERSION 1", func() bool { return a.runAll(t, 3, "1") })
 
@@ -251,7 +261,7 @@ services:
 func TestBlueGreenDeployUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	op, _ := writeTokens(t, dir)
-	a := startAgentIn(t, dir, blueGreenConfig)
+	a := startAgentIn(t, dir, withStartNice(blueGreenConfig))
 	a.token = op
 	a.eventually(20*time.Second, "3 ready on VERSION 1", func() bool { return a.runAll(t, 3, "1") })
 	blue := map[int]bool{}

@@ -20,6 +20,11 @@ type Deploy struct {
 	MaxSurge *int `yaml:"max_surge" json:"max_surge,omitempty" jsonschema:"minimum=0,maximum=1000"`
 	// Rolling: how long a new instance must stay ready before an old one stops for it. Default 0.
 	MinReady Duration `yaml:"min_ready" json:"min_ready,omitempty"`
+	// Rolling, blue-green and canary: the nice value the new instances (surge copies, replacements, the green
+	// set, the canary and its baseline) start at, until each is first ready; then 0. Their start then takes
+	// CPU from the serving instances only when those leave some. 0 (off) to 19; needs root (CAP_SYS_NICE),
+	// else not applied. Default 10.
+	StartNice *int `yaml:"start_nice" json:"start_nice,omitempty" jsonschema:"minimum=0,maximum=19"`
 	// Blue-green: how long the previous instances stay running, warm, after the switch, so that
 	// medic rollback is a proxy switch. Default 10m.
 	KeepPrevious Duration `yaml:"keep_previous" json:"keep_previous,omitempty"`
@@ -128,6 +133,17 @@ func (d *Deploy) MaxSurgeOrDefault() int {
 	return *d.MaxSurge
 }
 
+// DefaultStartNice is start_nice when unset.
+const DefaultStartNice = 10
+
+// StartNiceOrDefault is start_nice, DefaultStartNice when unset (d nil included).
+func (d *Deploy) StartNiceOrDefault() int {
+	if d == nil || d.StartNice == nil {
+		return DefaultStartNice
+	}
+	return *d.StartNice
+}
+
 // MinReadyOrDefault is min_ready (0 when d is nil).
 func (d *Deploy) MinReadyOrDefault() time.Duration {
 	if d == nil {
@@ -148,6 +164,9 @@ func (d *Deploy) KeepPreviousOrDefault() time.Duration {
 func (d *Deploy) validateRollout(ck *checker, p string, s *Service) {
 	if d.MaxSurge != nil && (*d.MaxSurge < 0 || *d.MaxSurge > maxInstances) {
 		ck.add(p+".max_surge", "must be 0 to %d, got %d", maxInstances, *d.MaxSurge)
+	}
+	if d.StartNice != nil && (*d.StartNice < 0 || *d.StartNice > 19) {
+		ck.add(p+".start_nice", "must be 0 (off) to 19, got %d", *d.StartNice)
 	}
 	if d.MinReady < 0 || d.MinReady.D() > time.Hour {
 		ck.add(p+".min_ready", "must be 0 to 1h, got %v", d.MinReady)

@@ -168,6 +168,7 @@ var fieldDocs = map[string]string{
 	"Deploy.MaxSurge":                  "Rolling: new instances started beside the old ones at once, on the spare ports up to\nremedy.max_instances (fewer when fewer are spare; 0 replaces in place within min_available). Default 1.",
 	"Deploy.MinReady":                  "Rolling: how long a new instance must stay ready before an old one stops for it. Default 0.",
 	"Deploy.ReadyTimeout":              "Canary: how long the canary and baseline instances have to become ready (and to be ready again\nafter losing readiness). Default 2m.",
+	"Deploy.StartNice":                 "Rolling, blue-green and canary: the nice value the new instances (surge copies, replacements, the green\nset, the canary and its baseline) start at, until each is first ready; then 0. Their start then takes\nCPU from the serving instances only when those leave some. 0 (off) to 19; needs root (CAP_SYS_NICE),\nelse not applied. Default 10.",
 	"Deploy.StepMaxDuration":           "Canary: the longest a step waits for a verdict; still undecided, the canary is rolled back (no\npromotion without proof). Default 10m.",
 	"Deploy.StepMinRequests":           "Canary: requests the canary must receive at a step before the step is promoted. Default 50.",
 	"Deploy.Steps":                     "Canary: the canary's share of the requests at each step, in percent, increasing; the last is 100\n(the promotion: the stable instances roll out to the new release). Default [5, 25, 50, 100].",

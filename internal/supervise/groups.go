@@ -77,6 +77,7 @@ func (s *Supervisor) StartGroup(ctx context.Context, service, name string, spec 
 		specs[i].Index = GroupIndexBase + sv.nextGroupIndex - 1
 		specs[i].LogPath = filepath.Join(s.logDir, service+"-"+strconv.Itoa(specs[i].Index)+".log")
 		in := s.newInstance(specs[i], cfg.DependsOn)
+		in.startNice = startNice(spec)
 		if gh, ok := s.env.Hooks.(GroupHooks); ok {
 			gh.Grouped(in.id, name)
 		}

@@ -72,7 +72,10 @@ type Instance struct {
 	cg      *cgroup         // the instance's cgroup, created at first start (nil: none); owned by Serve
 	lr      *limitRun       // the limits of the next run (nil: none); owned by Serve
 	adopt   *procRecord     // what the previous medic recorded for this instance; set before Serve
-	leaving atomic.Bool     // detaching: the readiness it had stays in the record for the next medic
+	// startNice: each run starts at this nice value until it is first ready
+	// (nice.go); 0 once the instance has been ready. Set before Serve, then owned by Serve.
+	startNice int
+	leaving   atomic.Bool // detaching: the readiness it had stays in the record for the next medic
 
 	cancel context.CancelCauseFunc // set by the supervisor when it starts Serve; a *retired cause names who stops it
 	done   chan struct{}           // closed when Serve returned

@@ -254,6 +254,7 @@ func (s *Supervisor) replaceAll(ctx context.Context, sv *service, cfg *config.Se
 			}
 			setStep("starting %s/%d (%s)", sv.name, step.Index, step.Reason)
 			in := s.newInstance(all[step.Index], cfg.DependsOn)
+			in.startNice = startNice(cfg)
 			s.mu.Lock()
 			sv.instances = append(sv.instances, in)
 			s.startInstanceLocked(sv, in)
@@ -283,6 +284,7 @@ func (s *Supervisor) replaceAll(ctx context.Context, sv *service, cfg *config.Se
 			setStep("replacing %s (%s)", old.id, step.Reason)
 			s.retire(old, actor, why+": instance replaced")
 			in := s.newInstance(all[step.Index], cfg.DependsOn)
+			in.startNice = startNice(cfg)
 			s.mu.Lock()
 			sv.instances[step.Index] = in
 			s.startInstanceLocked(sv, in)

@@ -63,6 +63,14 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 		}
 		in.lr = nil // the run's now
 	}
+	niced := false // this run's process group is at in.startNice until it is ready
+	if adopted == nil && in.startNice > 0 {
+		if err := setGroupNice(p.pid, in.startNice); err != nil {
+			in.env.Logger.Warn("start at a lower CPU priority", "instance", in.id, "err", err)
+		} else {
+			niced = true
+		}
+	}
 	in.tracker = in.tracker.Started(clk.Now())
 	needNotify := notify != nil && in.spec.Notify.Ready && adopted == nil // an adopted process said READY=1 to the last medic
 	hasReadiness := in.spec.Probes.Readiness != nil
@@ -146,10 +154,18 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 	}
 	started, probeReady, notified := false, !hasReadiness, !needNotify
 	refresh := func() {
+		ready := started && probeReady && notified
+		if ready && niced {
+			// Back to full priority before the proxy sees it ready.
+			if err := setGroupNice(p.pid, 0); err != nil {
+				in.env.Logger.Warn("restore the CPU priority of a started instance", "instance", in.id, "err", err)
+			}
+			niced, in.startNice = false, 0
+		}
 		in.update(func(s *InstanceStatus) {
 			s.Started = started
 			s.Notified = notified && needNotify
-			s.Ready = started && probeReady && notified
+			s.Ready = ready
 			if started && notified && s.State == medic.StateStarting {
 				s.State, s.Since = medic.StateRunning, clk.Now()
 			}

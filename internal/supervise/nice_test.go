@@ -1,0 +1,73 @@
+package supervise_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/supervise"
+)
+
+// niceOf reads the nice value of pid's main thread (/proc/PID/stat, field 19).
+func niceOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // field 3 on
+	n, err := strconv.Atoi(f[16])
+	if err != nil {
+		t.Fatalf("nice of %d in %q: %v", pid, s, err)
+	}
+	return n
+}
+
+// A group's instance starts at deploy.start_nice and returns to nice 0
+// when it becomes ready; the service's own instances start at 0.
+func TestGroupStartsAtStartNice(t *testing.T) {
+	if !supervise.CanRenice() {
+		t.Skip("needs CAP_SYS_NICE (root) or an RLIMIT_NICE of 20 to raise a nice value back to 0")
+	}
+	hooks := &groupHooks{readyHooks: readyHooks{ready: map[string]bool{}, min: 99}, groups: map[string]string{}}
+	s, _ := start(t, map[string]*config.Service{"web": readyService(1)}, hooks)
+	eventually(t, 15*time.Second, "web ready", func() bool { return hooks.count() == 1 })
+	if n := niceOf(t, pids(s, "web")[0]); n != 0 {
+		t.Fatalf("the service's own instance runs at nice %d, want 0", n)
+	}
+
+	gate := filepath.Join(t.TempDir(), "ready")
+	green := service("exec sleep 300")
+	green.Probes.Readiness = execProbe("test -e "+gate, 20*time.Millisecond, 1)
+	seven := 7
+	green.Deploy = &config.Deploy{StartNice: &seven}
+	if err := s.StartGroup(context.Background(), "web", "green", green, 1); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	eventually(t, 15*time.Second, "green started", func() bool {
+		ins := s.GroupInstances("web", "green")
+		pid = ins[0].PID
+		return pid != 0
+	})
+	if n := niceOf(t, pid); n != 7 {
+		t.Fatalf("green starts at nice %d, want 7", n)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "green ready", func() bool { return s.GroupStatus("web", "green").Ready == 1 })
+	if n := niceOf(t, pid); n != 0 {
+		t.Fatalf("green ready at nice %d, want 0", n)
+	}
+	if err := s.StopGroup(context.Background(), "web", "green"); err != nil {
+		t.Fatal(err)
+	}
+}
