@@ -1,11 +1,14 @@
 // Command egress measures what medic's dependency listener adds to a call:
-// the same GET, sequentially on keep-alive connections, once directly to a
-// local dependency and once through an egress listener in front of it, in
-// interleaved rounds (so a burst of noise falls on both alike). It prints the
-// median latency of each, the median added, and the CPU per call the
-// listener costs (process CPU time of a round through it, less that of a
-// direct round, per call). Everything listens on 127.0.0.1 and stops with
-// the program; the run is bounded by -calls × -rounds.
+// the same GET, sequentially on keep-alive connections, directly to a local
+// dependency, through an egress listener in front of it, and through medic's
+// ingress proxy (internal/proxy, its default fast data plane, access log
+// discarded) in front of the same dependency, in interleaved rounds (so a
+// burst of noise falls on all alike). It prints the median latency of each,
+// the median added, and the CPU per call each costs (process CPU time of a
+// round through it, less that of a direct round, per call): the dependency
+// listener's against the ingress proxy's, from the same run. Everything
+// listens on 127.0.0.1 and stops with the program; the run is bounded by
+// -calls × -rounds × 3.
 //
 //	go run ./bench/egress -calls 5000 -rounds 5
 package main
@@ -15,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +28,7 @@ import (
 
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/egress"
+	"github.com/medic-dev/medic/internal/proxy"
 )
 
 func main() {
@@ -74,35 +79,44 @@ func run(calls, rounds int) error {
 	go func() { done <- set.Serve(ctx) }()
 	defer func() { cancel(); <-done }()
 
+	// The ingress proxy in front of the same dependency, with its defaults.
+	quiet := slog.New(slog.DiscardHandler)
+	px, err := proxy.New(proxy.Options{Service: "app", Config: &config.Proxy{Listen: "127.0.0.1:0"}, Logger: quiet, AccessLog: quiet})
+	if err != nil {
+		return err
+	}
+	px.SetBackend("app/0", bln.Addr().String(), true)
+	pdone := make(chan error, 1)
+	go func() { pdone <- px.Serve(ctx) }()
+	defer func() { cancel(); <-pdone }()
+
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	direct, via := "http://"+bln.Addr().String()+"/items", "http://"+listen+"/items"
-	var dLat, vLat []float64
-	var dCPU, vCPU time.Duration
+	direct, via, ingress := "http://"+bln.Addr().String()+"/items", "http://"+listen+"/items", "http://"+px.Addr().String()+"/items"
+	paths := []string{direct, via, ingress}
+	lats := make([][]float64, len(paths))
+	cpus := make([]time.Duration, len(paths))
 	for r := 0; r < rounds; r++ {
-		order := []string{direct, via}
-		if r%2 == 1 {
-			order = []string{via, direct}
-		}
-		for _, u := range order {
-			lat, cpu, err := round(client, u, calls)
+		for k := range paths {
+			i := (k + r) % len(paths) // each path in each place of the order in turn
+			lat, cpu, err := round(client, paths[i], calls)
 			if err != nil {
 				return err
 			}
-			if u == direct {
-				dLat, dCPU = append(dLat, lat...), dCPU+cpu
-			} else {
-				vLat, vCPU = append(vLat, lat...), vCPU+cpu
-			}
+			lats[i], cpus[i] = append(lats[i], lat...), cpus[i]+cpu
 		}
 	}
 	n := float64(calls * rounds)
-	md, mv := median(dLat), median(vLat)
+	md, mv, mi := median(lats[0]), median(lats[1]), median(lats[2])
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / n }
 	fmt.Printf("calls: %d per path (%d rounds × %d, interleaved), sequential, keep-alive\n", calls*rounds, rounds, calls)
-	fmt.Printf("direct:            median %7.1f µs  p99 %7.1f µs\n", md, pct(dLat, 0.99))
-	fmt.Printf("through listener:  median %7.1f µs  p99 %7.1f µs\n", mv, pct(vLat, 0.99))
-	fmt.Printf("added:             median %7.1f µs  (target ≤ 100 µs)\n", mv-md)
-	fmt.Printf("CPU per call:      direct %.1f µs, through the listener %.1f µs; the listener's share %.1f µs\n",
-		float64(dCPU.Microseconds())/n, float64(vCPU.Microseconds())/n, float64((vCPU-dCPU).Microseconds())/n)
+	fmt.Printf("direct:                    median %7.1f µs  p99 %7.1f µs\n", md, pct(lats[0], 0.99))
+	fmt.Printf("through the dep. listener: median %7.1f µs  p99 %7.1f µs\n", mv, pct(lats[1], 0.99))
+	fmt.Printf("through the ingress proxy: median %7.1f µs  p99 %7.1f µs\n", mi, pct(lats[2], 0.99))
+	fmt.Printf("added:                     median %7.1f µs by the dependency listener (target ≤ 100 µs), %.1f µs by the ingress proxy\n", mv-md, mi-md)
+	fmt.Printf("CPU per call:              direct %.1f µs, through the listener %.1f µs, through the ingress proxy %.1f µs\n",
+		per(cpus[0]), per(cpus[1]), per(cpus[2]))
+	fmt.Printf("CPU per call added:        dependency listener %.1f µs, ingress proxy %.1f µs (ratio %.2f)\n",
+		per(cpus[1]-cpus[0]), per(cpus[2]-cpus[0]), float64(cpus[1]-cpus[0])/float64(cpus[2]-cpus[0]))
 	st := set.Stats()[0]
 	fmt.Printf("listener saw: %v, breaker %s\n", st.Calls, st.State)
 	return nil

@@ -65,16 +65,23 @@ func newFallback(c *config.DependencyFallback) (*fallback, error) {
 	return f, nil
 }
 
-// keeps reports whether answers to r are kept: GETs, when last_good is set.
-func (f *fallback) keeps(r *http.Request) bool {
-	return f != nil && f.kept != nil && r.Method == http.MethodGet
+// keeps reports whether answers to calls of method are kept: GETs, when
+// last_good is set.
+func (f *fallback) keeps(method string) bool {
+	return f != nil && f.kept != nil && method == http.MethodGet
 }
 
-func requestKey(r *http.Request) string { return r.Method + " " + r.URL.RequestURI() }
+// requestKey is the last-good key of the application's call r (before it is
+// rewritten for the dependency), or "" when its answers are not kept.
+func (f *fallback) requestKey(r *http.Request) string {
+	if !f.keeps(r.Method) {
+		return ""
+	}
+	return r.Method + " " + r.URL.RequestURI()
+}
 
-// store keeps a good answer for r's key.
-func (f *fallback) store(r *http.Request, a answer) {
-	k := requestKey(r)
+// store keeps a good answer under key k (requestKey).
+func (f *fallback) store(k string, a answer) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if e, ok := f.keys[k]; ok {
@@ -90,14 +97,15 @@ func (f *fallback) store(r *http.Request, a answer) {
 	}
 }
 
-// pick returns the answer for a failed call to r and its kind, or false.
-func (f *fallback) pick(r *http.Request, now time.Time) (answer, string, bool) {
+// pick returns the answer for a failed call of key k (requestKey; "" when
+// its answers are not kept) and its kind, or false.
+func (f *fallback) pick(k string, now time.Time) (answer, string, bool) {
 	if f == nil {
 		return answer{}, "", false
 	}
-	if f.keeps(r) {
+	if k != "" && f.kept != nil {
 		f.mu.Lock()
-		a, ok := f.kept[requestKey(r)]
+		a, ok := f.kept[k]
 		f.mu.Unlock()
 		if ok && now.Sub(a.at) <= f.ttl {
 			return a, "last-good", true

@@ -22,6 +22,9 @@ import (
 	"github.com/failsafe-go/failsafe-go/failsafehttp"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/failsafe-go/failsafe-go/timeout"
+	"github.com/valyala/fasthttp"
+
+	"github.com/medic-dev/medic/internal/proxy"
 )
 
 // DependencyHeader says why medic answered a call itself: open (breaker),
@@ -47,7 +50,24 @@ type httpDep struct {
 	// only retrying retries.
 	once, retrying http.RoundTripper
 	transport      *http.Transport
+
+	// The fast plane (fast.go) shares the breaker, the bulkhead and the
+	// retry budget with the policies above.
+	bh         bulkhead.Bulkhead[*http.Response]
+	budget     retryPermits // a no-op without retries
+	retryMax   int
+	pathPrefix string // the url's path without its trailing slash
+	fast       *fasthttp.HostClient
+	handoff    *proxy.Handoff // set by serveFastHTTP
 }
+
+// noPermits is the retry budget of a dependency without retries.
+type noPermits struct{}
+
+func (noPermits) RecordExecution()       {}
+func (noPermits) ReleaseExecution()      {}
+func (noPermits) TryAcquirePermit() bool { return false }
+func (noPermits) ReleasePermit()         {}
 
 func newHTTP(d *dependency) (*httpDep, error) {
 	target, err := url.Parse(d.cfg.URL)
@@ -75,8 +95,14 @@ func newHTTP(d *dependency) (*httpDep, error) {
 	to := timeout.New[*http.Response](c.Timeout.D())
 	inner := roundTripFunc(h.try)
 	h.once = failsafehttp.NewRoundTripper(inner, bh, h.cb, to)
+	h.bh, h.budget = bh, noPermits{}
+	h.pathPrefix = strings.TrimSuffix(target.Path, "/")
+	h.fast = newFastClient(h)
 	if n := *c.Retries.Max; n > 0 {
 		bud := budget.NewBuilder().WithMaxRate(*c.Retries.Budget).WithMinConcurrency(3).Build()
+		if p, ok := bud.(retryPermits); ok {
+			h.budget, h.retryMax = p, n
+		}
 		rp := retrypolicy.NewBuilder[*http.Response]().
 			HandleIf(httpFailed).
 			AbortOnErrors(circuitbreaker.ErrOpen, bulkhead.ErrFull, context.Canceled).
@@ -184,14 +210,27 @@ func (h *httpDep) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.release()
-	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callStart{}, now)))
+	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callStart{}, call{start: now, key: h.fb.requestKey(r)})))
+}
+
+// call is what ServeHTTP knows of a call that the reverse proxy's hooks
+// need: when it started, and its last-good key as the application made it
+// (the outgoing request's URL carries the url's path).
+type call struct {
+	start time.Time
+	key   string
 }
 
 func startOf(r *http.Request, fallback time.Time) time.Time {
-	if t, ok := r.Context().Value(callStart{}).(time.Time); ok {
-		return t
+	if c, ok := r.Context().Value(callStart{}).(call); ok {
+		return c.start
 	}
 	return fallback
+}
+
+func keyOf(r *http.Request) string {
+	c, _ := r.Context().Value(callStart{}).(call)
+	return c.key
 }
 
 // modify sees the dependency's answer: a 5xx becomes a failure when there is
@@ -214,10 +253,10 @@ func (h *httpDep) modify(resp *http.Response) error {
 	}
 	now := h.clock.Now()
 	h.done(outcome, now.Sub(startOf(r, now)))
-	if resp.StatusCode/100 == 2 && h.fb.keeps(r) && resp.ContentLength <= lastGoodMaxBody {
+	if k := keyOf(r); k != "" && resp.StatusCode/100 == 2 && resp.ContentLength <= lastGoodMaxBody {
 		head, err := io.ReadAll(io.LimitReader(resp.Body, lastGoodMaxBody+1))
 		if err == nil && len(head) <= lastGoodMaxBody {
-			h.fb.store(r, answer{status: resp.StatusCode, header: resp.Header.Clone(), body: head, at: now})
+			h.fb.store(k, answer{status: resp.StatusCode, header: resp.Header.Clone(), body: head, at: now})
 		}
 		resp.Body = readCloser{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
 	}
@@ -260,7 +299,11 @@ func (h *httpDep) failed(w http.ResponseWriter, r *http.Request, err error) {
 func (h *httpDep) answer(w http.ResponseWriter, r *http.Request, outcome string, status int, now time.Time) {
 	defer func() { h.done(outcome, h.clock.Now().Sub(startOf(r, now))) }()
 	w.Header().Set(DependencyHeader, outcome)
-	if a, kind, ok := h.fb.pick(r, now); ok {
+	key := keyOf(r)
+	if key == "" {
+		key = h.fb.requestKey(r) // refused before ServeHTTP's context
+	}
+	if a, kind, ok := h.fb.pick(key, now); ok {
 		h.fallback.Add(1)
 		h.met.fellBack(h.service, h.name, kind)
 		for k, v := range a.header {

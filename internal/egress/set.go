@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -157,7 +156,7 @@ func (s *Set) Serve(ctx context.Context) error {
 			if e.tcp != nil {
 				err = e.tcp.serve(ctx, e.ln)
 			} else {
-				err = serveHTTP(ctx, e.ln, e.http, e.d.cfg.Limits)
+				err = serveFastHTTP(ctx, e.ln, e.http, e.d.cfg.Limits)
 			}
 			if err != nil {
 				errs <- fmt.Errorf("dependency %s/%s: %w", e.d.service, e.d.name, err)
@@ -204,27 +203,6 @@ func (s *Set) deliver(t Transition) {
 	if s.opts.OnTransition != nil {
 		s.opts.OnTransition(t)
 	}
-}
-
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, lim config.Limits) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: lim.HeaderTimeout.D(), IdleTimeout: lim.IdleTimeout.D(),
-		MaxHeaderBytes: 64 << 10}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-	}
-	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // Stats returns every dependency's figures, sorted by service and name.

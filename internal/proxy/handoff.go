@@ -9,20 +9,24 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// handoff is the net/http plane's listener when the fast plane serves the
-// proxy's socket: it yields the connections the fast plane hands over.
-type handoff struct {
+// Handoff is the net/http plane's listener when the fast plane serves the
+// proxy's socket: it yields the connections the fast plane hands over
+// (Give). The dependency listeners of internal/egress use it the same way.
+type Handoff struct {
 	addr  net.Addr
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
 }
 
-func newHandoff(addr net.Addr) *handoff {
-	return &handoff{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+// NewHandoff makes the listener of the connections handed over from a
+// fasthttp server listening on addr.
+func NewHandoff(addr net.Addr) *Handoff {
+	return &Handoff{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
 }
 
-func (h *handoff) Accept() (net.Conn, error) {
+// Accept yields the next connection handed over.
+func (h *Handoff) Accept() (net.Conn, error) {
 	select {
 	case c := <-h.conns:
 		return c, nil
@@ -31,20 +35,26 @@ func (h *handoff) Accept() (net.Conn, error) {
 	}
 }
 
-func (h *handoff) Close() error {
+// Close stops Accept; a connection being handed over is then closed by fasthttp.
+func (h *Handoff) Close() error {
 	h.once.Do(func() { close(h.done) })
 	return nil
 }
 
-func (h *handoff) Addr() net.Addr { return h.addr }
+// Addr is the fasthttp server's address.
+func (h *Handoff) Addr() net.Addr { return h.addr }
 
 // handOff gives the connection of a request the fast plane does not take
-// to the net/http plane, which reads the request again from its header
+// to the net/http plane (Give).
+func (p *Proxy) handOff(ctx *fasthttp.RequestCtx) { p.handoff.Give(ctx) }
+
+// Give hands the connection of ctx's request to the net/http server
+// serving h, which reads the request again from its header
 // (rebuilt from what fasthttp parsed) and serves the connection until it
 // closes. The body has not been read: a body of known length comes from
 // fasthttp's request stream (bytes it read ahead, then the socket), a
 // chunked one straight from the socket.
-func (p *Proxy) handOff(ctx *fasthttp.RequestCtx) {
+func (hf *Handoff) Give(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Request.Header
 	var head bytes.Buffer
 	head.Write(h.Method())
@@ -72,8 +82,8 @@ func (p *Proxy) handOff(ctx *fasthttp.RequestCtx) {
 		closed := make(chan struct{})
 		hc := &handedConn{Conn: c, r: io.MultiReader(&head, body, c), closed: closed}
 		select {
-		case p.handoff.conns <- hc:
-		case <-p.handoff.done:
+		case hf.conns <- hc:
+		case <-hf.done:
 			return
 		}
 		// The request stream (and fasthttp's context behind it) must live

@@ -118,7 +118,7 @@ type Proxy struct {
 	// and the listener through which it hands connections to the net/http plane.
 	fast    bool
 	up      *upstreams
-	handoff *handoff
+	handoff *Handoff
 }
 
 // New checks the configuration and binds the listen address, so that a port
@@ -313,7 +313,7 @@ func (p *Proxy) serveHTTP(ctx context.Context) error {
 	var fastErr chan error // nil without the fast plane: never ready
 	if p.fast {
 		fastErr = make(chan error, 1)
-		p.handoff = newHandoff(p.ln.Addr())
+		p.handoff = NewHandoff(p.ln.Addr())
 		ln = p.handoff
 		fast = p.newFastServer()
 		fast.ConnState = func(c net.Conn, st fasthttp.ConnState) {
