@@ -212,8 +212,13 @@ func TestSignedRequestsAndClassBreaker(t *testing.T) {
 		return getWithHeader("http://"+listen+path, "X-Medic-Signature", auth.Sign(name, key, "GET", path, at))
 	}
 	before := a.classAdmitted()
-	if code, body := signed("support-bot", "agent-secret", "/", time.Now()); code != 200 || a.classAdmitted()["agent"] != before["agent"]+1 {
+	at := time.Now()
+	if code, body := signed("support-bot", "agent-secret", "/", at); code != 200 || a.classAdmitted()["agent"] != before["agent"]+1 {
 		t.Fatalf("a signed agent request: %d %q", code, body)
+	}
+	// The same signed request again within the window: a replay, refused.
+	if code, body := signed("support-bot", "agent-secret", "/", at); code != 401 || !strings.Contains(body, "already used") {
+		t.Errorf("a replayed signed request: %d %q; want 401 already used", code, body)
 	}
 	for name, try := range map[string]func() (int, string){
 		"stale":  func() (int, string) { return signed("support-bot", "agent-secret", "/", time.Now().Add(-time.Minute)) },
