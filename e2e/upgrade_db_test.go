@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -323,8 +324,12 @@ func TestUpgradeAdoptsPrimaryPostgres(t *testing.T) {
 			outside = max(outside, g)
 		}
 	}
-	t.Logf("figures: upgrade of the primary's host: medic upgrade returned after %v; postmaster pid %d kept; leader key revision %d never missing or replaced; 2 sessions directly to it kept (idle in a transaction, busy); %d inserts acknowledged, 0 lost; longest gap between acknowledgments during the upgrade %v, outside it %v",
-		took.Round(time.Millisecond), pm0, lead0.CreateRev, len(acked), during.Round(time.Millisecond), outside.Round(time.Millisecond))
+	window := "?" // from the old agent's handover record to the adoption, as the new one saw it
+	if m := regexp.MustCompile(`handed over by medic pid \d+ (\S+) ago`).FindStringSubmatch(body); m != nil {
+		window = m[1]
+	}
+	t.Logf("figures: upgrade of the primary's host: medic upgrade returned after %v; handover record to adoption %s; postmaster pid %d kept; leader key revision %d never missing or replaced; 2 sessions directly to it kept (idle in a transaction, busy); %d inserts acknowledged, 0 lost; longest gap between acknowledgments during the upgrade %v, outside it %v",
+		took.Round(time.Millisecond), window, pm0, lead0.CreateRev, len(acked), during.Round(time.Millisecond), outside.Round(time.Millisecond))
 	idle.Close(ctx)
 	deadline := time.Now().Add(15 * time.Second)
 	for syscall.Kill(oldPID, 0) == nil && !isZombie(oldPID) {

@@ -38,8 +38,10 @@ import (
 //     closed, TCP connections keep piping to the same instances (which stay
 //     its proxies' backends) until they end; so do the database listeners'
 //     connections (databases.*.proxy.handover_drain). Its database members
-//     stop their postgres as on any stop; the new medic waits for that before
-//     it starts its own (docs/design.md). Then it exits. If the new medic
+//     stop their loops and leave postgres running with the lease kept and a
+//     handover record; the new medic's members wait for that record before
+//     their loops start, and adopt postgres and the lease (pgha.Agent.HandOver,
+//     docs/failover.md). Then it exits. If the new medic
 //     fails or is not ready within UpgradeTimeout, the old one kills it and
 //     keeps serving.
 //

@@ -202,8 +202,9 @@ type DatabaseProxy struct {
 	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout,omitempty"`
 	// On a seamless upgrade (medic upgrade, SIGUSR2) the old medic stops accepting at once but
 	// keeps piping the client connections it holds, busy or idle, until they end — for at most
-	// this long, then cuts what is left. A connection to this host's own postgres still ends
-	// when the old medic stops that postgres (docs/design.md, upgrade protocol). Default 5m.
+	// this long, then cuts what is left. This host's own postgres keeps running across the
+	// upgrade (the new medic adopts it), so connections to it are kept as well
+	// (docs/failover.md, upgrading medic on a member's host). Default 5m.
 	HandoverDrain Duration `yaml:"handover_drain" json:"handover_drain,omitempty"`
 }
 

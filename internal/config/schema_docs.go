@@ -123,7 +123,7 @@ var fieldDocs = map[string]string{
 	"Database.RetryTimeout":            "Time limit of one etcd or postgres request, and the time a primary keeps for demoting\nitself before its lease could expire. Default 500ms.",
 	"DatabaseProxy":                    "DatabaseProxy routes client connections from the leader key in etcd: at a\nfailover, connections to the old primary are cut at once so that pools\nreconnect to the new one.",
 	"DatabaseProxy.ConnectTimeout":     "Time to connect to a member before the client is refused. Default 1s.",
-	"DatabaseProxy.HandoverDrain":      "On a seamless upgrade (medic upgrade, SIGUSR2) the old medic stops accepting at once but\nkeeps piping the client connections it holds, busy or idle, until they end — for at most\nthis long, then cuts what is left. A connection to this host's own postgres still ends\nwhen the old medic stops that postgres (docs/design.md, upgrade protocol). Default 5m.",
+	"DatabaseProxy.HandoverDrain":      "On a seamless upgrade (medic upgrade, SIGUSR2) the old medic stops accepting at once but\nkeeps piping the client connections it holds, busy or idle, until they end — for at most\nthis long, then cuts what is left. This host's own postgres keeps running across the\nupgrade (the new medic adopts it), so connections to it are kept as well\n(docs/failover.md, upgrading medic on a member's host). Default 5m.",
 	"DatabaseProxy.Primary":            "Listener that leads to the current primary (read-write). Required when proxy is set.",
 	"DatabaseProxy.Replicas":           "Listener balanced over the running replicas (read-only); the primary serves when none is. Optional.",
 	"DatabaseREST":                     "DatabaseREST is the member's Patroni-compatible HTTP endpoint.",

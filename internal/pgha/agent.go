@@ -62,11 +62,12 @@ type Options struct {
 	// BackupServer is the address of this member's pgBackRest TLS server,
 	// published with the member ("" when it runs none).
 	BackupServer string
-	// LeftoverWait is how long Serve waits for a postmaster left running on
-	// the data directory to exit on its own before it stops it: a medic
-	// started by an upgrade sets it, since the previous medic still keeps
-	// that postgres and stops it (handing its lease over) once it has handed
-	// over. 0 stops a leftover at once (after a crash).
+	// LeftoverWait is how long Serve waits, before its loop starts, for the
+	// previous medic to hand over a postmaster left running on the data
+	// directory (or to stop it): a medic started by an upgrade sets it,
+	// since the previous medic's loop still runs until it has handed over.
+	// A postmaster handed over is adopted with the lease; any other is
+	// stopped. 0 does not wait (after a crash).
 	LeftoverWait time.Duration
 }
 
@@ -162,6 +163,7 @@ func New(o Options) (*Agent, error) {
 // Serve runs the member until ctx ends, then stops postgres (fast), gives
 // up the lease (deleting the leader key if it held it, so that a replica
 // takes over at once) and returns once everything it started has ended.
+// After HandOver it leaves postgres and the lease to the next medic instead.
 func (a *Agent) Serve(ctx context.Context) error {
 	a.mu.Lock()
 	a.started = a.clock.Now()
