@@ -97,6 +97,7 @@ var BuiltinDrillScenarios = []string{
 	"dependency-slow", "dependency-errors", "dependency-unreachable", "agent-retry-storm",
 	"crashloop-rollback", "deploy-bad-canary", "deploy-slow-canary", "deploy-crash",
 	"db-kill-primary", "db-kill-postgres", "db-partition", "db-switchover", "db-restore",
+	"host-kill", "host-partition", "etcd-member-loss",
 }
 
 var drillOn = []string{"", "target", "service", "dependency", "any"}

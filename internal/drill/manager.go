@@ -89,11 +89,11 @@ func (m *Manager) Start(req Request, actor string) (Result, error) {
 	}
 	m.nextID++
 	r := &run{done: make(chan struct{}), res: Result{
-		ID: m.nextID, Scenario: p.sc.Name, FailureMode: p.sc.FailureMode, Service: req.Service, Subject: p.subject,
+		ID: m.nextID, Scenario: p.sc.Name, FailureMode: p.sc.FailureMode, Service: p.subject.Service, Subject: p.subject,
 		Actor: actor, State: StateRunning, Phase: PhaseWarmup, Load: p.load, Definition: p.sc,
 		Marks: Marks{Start: m.deps.Clock.Now()},
 	}}
-	r.res.Summary = fmt.Sprintf("%s of %s: running", p.sc.Name, req.Service)
+	r.res.Summary = fmt.Sprintf("%s of %s: running", p.sc.Name, p.subject.Service)
 	ctx, cancel := context.WithCancelCause(m.root)
 	r.cancel = cancel
 	m.active = r
