@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -65,6 +66,7 @@ type Main struct {
 	sup           *supervise.Supervisor
 	releases      *release.Manager
 	canaries      *canary.Runner  // nil until built (ext_canary.go)
+	blueGreen     *bluegreen.Runner // nil until Run builds it
 	canaryDeploys *canaryDeployer // routes canary deploys (ext_canary.go)
 	audit         *audit.Log
 	aw            *audit.Writer // every append goes through it: it fails closed
@@ -233,6 +235,9 @@ func (m *Main) Run(ctx context.Context) error {
 	bgCtx, bgCancel := context.WithCancel(ctx)
 	bg.Start(bgCtx)
 	defer func() { bgCancel(); bg.Wait() }()
+	m.mu.Lock()
+	m.blueGreen = bg
+	m.mu.Unlock()
 	m.releases.Supervisor = &deployRouter{sup: m.sup, bg: bg}
 	m.observe(m.releaseRolledOut)
 
@@ -549,14 +554,30 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	if len(kept) > 0 {
 		reason += "; " + join(kept) + " settings change on restart only (the running database members keep theirs)"
 	}
+	// A service in a blue-green window (blue kept warm, green serving):
+	// changed, the file wins without touching green until the service's own
+	// instances run the file's spec (bluegreen.Runner.Supersede); unchanged,
+	// the window goes on.
+	apply := ch
+	superseded, windows := windowsOf(m.blueGreen, ch)
+	if len(superseded) > 0 {
+		apply.Changed = slices.DeleteFunc(slices.Clone(ch.Changed), func(n string) bool { return slices.Contains(superseded, n) })
+		reason += "; blue-green window of " + join(superseded) + " superseded: the service's own instances take the file's spec while green serves, then the traffic"
+	}
+	if len(windows) > 0 {
+		reason += "; blue-green window of " + join(windows) + " kept (not changed by the reload)"
+	}
 	m.Record(ctx, medic.Event{Kind: medic.EventConfigReload, Target: "config", Actor: actor, Reason: reason,
 		Fields: map[string]string{"added": join(ch.Added), "removed": join(ch.Removed), "changed": join(ch.Changed)}})
 	next.API = m.cfg.API
 	next.DataDir = m.cfg.DataDir
 	next.Name, next.Etcd, next.Databases, next.Fleet = m.cfg.Name, m.cfg.Etcd, m.cfg.Databases, m.cfg.Fleet
-	m.sup.Apply(ctx, withFleetShares(next, m.sup.Status()), ch, actor)
+	m.sup.Apply(ctx, withFleetShares(next, m.sup.Status()), apply, actor)
 	if err := m.releases.Reloaded(ctx, next, ch.Changed, ch.Added, actor); err != nil {
 		m.Logger.Warn("reload: the release history was not updated", "err", err)
+	}
+	for _, name := range superseded {
+		m.supersede(ctx, name, next.Services[name], actor)
 	}
 	for _, f := range m.reloaders {
 		if err := f(ctx, next); err != nil {
@@ -566,6 +587,50 @@ func (m *Main) Reload(ctx context.Context, actor string) error {
 	m.cfg = next
 	m.setSecrets(next)
 	return nil
+}
+
+// windowsOf splits the services with an open blue-green window into those
+// the reload changed and the others.
+func windowsOf(bg *bluegreen.Runner, ch config.Change) (changed, kept []string) {
+	if bg == nil {
+		return nil, nil
+	}
+	for _, name := range ch.Changed {
+		if _, open := bg.Window(name); open {
+			changed = append(changed, name)
+		}
+	}
+	for _, name := range ch.Unchanged {
+		if _, open := bg.Window(name); open {
+			kept = append(kept, name)
+		}
+	}
+	return changed, kept
+}
+
+// supersede hands a reload's spec of service to its blue-green window; if
+// the window ended meanwhile, the spec rolls out as any reload's. Either
+// way the rollout's end is the reload's service.rolled_out (which ends its
+// release in the history).
+func (m *Main) supersede(ctx context.Context, service string, spec *config.Service, actor string) {
+	done := func(err error) {
+		reason, outcome := "reload rolled out: every instance runs the new version", "done"
+		if err != nil {
+			reason, outcome = "reload rollout stopped: "+err.Error(), "stopped"
+		}
+		m.Record(context.WithoutCancel(ctx), medic.Event{Kind: medic.EventRolledOut, Target: service, Actor: actor, Reason: reason,
+			Fields: map[string]string{"outcome": outcome}})
+	}
+	err := m.blueGreen.Supersede(service, spec, actor, "reload", done)
+	if errors.Is(err, bluegreen.ErrNoWindow) {
+		err = m.sup.Deploy(context.WithoutCancel(ctx), service, spec, actor, "reload", done)
+		if errors.Is(err, supervise.ErrInProgress) {
+			err = nil
+		}
+	}
+	if err != nil {
+		done(err)
+	}
 }
 
 // reloadTokens reads the tokens file again and audits what changed; on an

@@ -36,6 +36,7 @@ const (
 	EventFailed     medic.EventKind = "deploy.bluegreen.failed"     // green never got ready: stopped, blue serves
 	EventRolledBack medic.EventKind = "deploy.bluegreen.rolledback" // traffic back on the warm blue set
 	EventPromoted   medic.EventKind = "deploy.bluegreen.promoted"   // the window ended: the service's own instances run green's release
+	EventSuperseded medic.EventKind = "deploy.bluegreen.superseded" // a reload changed the service in the window: its own instances take the file's spec, then traffic
 )
 
 // Default settings (config.Deploy: ready_timeout, max_restarts, keep_previous).
@@ -47,6 +48,10 @@ const (
 // ErrWindowOpen refuses a deploy while a blue-green window keeps the
 // previous release warm: roll back to it or wait for the window's end.
 var ErrWindowOpen = errors.New("bluegreen: a blue-green window is open")
+
+// ErrNoWindow: the service has no blue-green window to supersede (none was
+// open, or it ended meanwhile).
+var ErrNoWindow = errors.New("bluegreen: no blue-green window is open")
 
 // Groups is what the runner needs of the supervisor's instance groups.
 type Groups interface {
@@ -89,8 +94,18 @@ type run struct {
 	blue, green *config.Service
 	actor       string
 	switched    bool
-	back        chan chan error // a rollback to blue within the window
-	ended       chan struct{}   // closed when the run is over
+	superseding bool                  // a reload's spec replaces the window (under Runner.mu)
+	back        chan chan error       // a rollback to blue within the window
+	supersede   chan supersedeRequest // a reload that changed the service within the window
+	settled     chan struct{}         // closed when the window's wait is over (the requests above are no longer read)
+	ended       chan struct{}         // closed when the run is over
+}
+
+// supersedeRequest is a reload's new spec for a service in its window.
+type supersedeRequest struct {
+	spec       *config.Service
+	actor, why string
+	done       func(error)
 }
 
 // Start gives the runner the context its deploys run under (medic's life).
@@ -120,10 +135,41 @@ func (r *Runner) Spec(service string) *config.Service {
 func (r *Runner) Window(service string) (*config.Service, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if ru := r.runs[service]; ru != nil && ru.switched {
+	if ru := r.runs[service]; ru != nil && ru.switched && !ru.superseding {
 		return ru.blue, true
 	}
 	return nil, false
+}
+
+// Supersede hands the service's open window a reload's spec (the config
+// file changed the service while blue is kept warm). The file wins: the
+// service's own instances (blue, which the proxy sends nothing) roll out
+// to spec while green keeps every request; once they run it and are
+// ready, one switch moves the traffic to them, then green is drained and
+// stopped. The warm previous release is gone (a later rollback starts
+// from the history). done gets the rollout's outcome. If the service's
+// instances do not take spec, green keeps serving and they take green's
+// release instead, as at the window's end; done gets the reason. Each step
+// is audited (deploy.bluegreen.superseded). ErrNoWindow when no window is
+// open (the caller rolls the spec out as usual).
+func (r *Runner) Supersede(service string, spec *config.Service, actor, why string, done func(error)) error {
+	r.mu.Lock()
+	ru := r.runs[service]
+	if ru == nil || !ru.switched || ru.superseding {
+		r.mu.Unlock()
+		return fmt.Errorf("supersede the blue-green window of %s: %w", service, ErrNoWindow)
+	}
+	ru.superseding = true
+	r.mu.Unlock()
+	select {
+	case ru.supersede <- supersedeRequest{spec: spec, actor: actor, why: why, done: done}:
+		return nil
+	case <-ru.settled: // the window ended (or a rollback took it) meanwhile
+		r.mu.Lock()
+		ru.superseding = false
+		r.mu.Unlock()
+		return fmt.Errorf("supersede the blue-green window of %s: %w (it just ended)", service, ErrNoWindow)
+	}
 }
 
 // Deploy deploys spec to service blue-green. done runs once the outcome is
@@ -139,7 +185,11 @@ func (r *Runner) Deploy(ctx context.Context, service string, spec *config.Servic
 		r.runs = map[string]*run{}
 	}
 	if ru := r.runs[service]; ru != nil {
+		superseding := ru.superseding
 		r.mu.Unlock()
+		if superseding {
+			return fmt.Errorf("deploy %s: %w (a reload is moving the service off its blue-green window: its own instances take the file's spec; try again once it is done)", service, ErrWindowOpen)
+		}
 		if ru.switched && sameSpec(spec, ru.blue) {
 			reply := make(chan error, 1)
 			select {
@@ -164,7 +214,8 @@ func (r *Runner) Deploy(ctx context.Context, service string, spec *config.Servic
 		r.mu.Unlock()
 		return fmt.Errorf("deploy %s: %w", service, supervise.ErrNotFound)
 	}
-	ru := &run{blue: blue, green: spec, actor: actor, back: make(chan chan error), ended: make(chan struct{})}
+	ru := &run{blue: blue, green: spec, actor: actor, back: make(chan chan error), supersede: make(chan supersedeRequest),
+		settled: make(chan struct{}), ended: make(chan struct{})}
 	r.runs[service] = ru
 	r.wg.Add(1)
 	r.mu.Unlock()
@@ -277,8 +328,20 @@ func (r *Runner) deploy(ctx context.Context, service string, ru *run, why string
 
 	t := r.Clock.NewTimer(keep)
 	defer t.Stop()
+	defer func() {
+		select {
+		case <-ru.settled:
+		default:
+			close(ru.settled)
+		}
+	}()
 	select {
+	case req := <-ru.supersede:
+		close(ru.settled)
+		r.superseded(ctx, service, ru, req)
+		return
 	case reply := <-ru.back:
+		close(ru.settled)
 		// Rollback within the window: traffic first, then green stops.
 		begin := r.Clock.Now()
 		err := r.Traffic.SetWeights(service, proxy.Weights{Groups: []proxy.GroupWeight{{Group: proxy.DefaultGroup, Weight: 100}, {Group: Group, Weight: 0}}})
@@ -300,13 +363,19 @@ func (r *Runner) deploy(ctx context.Context, service string, ru *run, why string
 		reply <- err
 		return
 	case <-t.C():
+		close(ru.settled)
 	case <-ctx.Done():
 		// medic stops: the release history says green's release is live,
 		// and the next start runs it as the service's own.
 		return
 	}
-	// The window ended: blue's own instances roll out to green's release
-	// while the proxy sends them nothing, then green stops.
+	r.promote(ctx, service, ru)
+}
+
+// promote ends the window: blue's own instances roll out to green's
+// release while the proxy sends them nothing, then green stops.
+func (r *Runner) promote(ctx context.Context, service string, ru *run) {
+	spec, actor := ru.green, ru.actor
 	rolled := make(chan error, 1)
 	err := r.Rollout.Deploy(ctx, service, spec, actor, "blue-green: the service's instances take the green release", func(err error) { rolled <- err })
 	if err == nil || errors.Is(err, supervise.ErrInProgress) {
@@ -326,6 +395,52 @@ func (r *Runner) deploy(ctx context.Context, service string, ru *run, why string
 	}
 	_ = r.Groups.StopGroup(context.WithoutCancel(ctx), service, Group)
 	r.record(ctx, EventPromoted, service, actor, "the window ended: the service's instances run the green release; green stopped")
+}
+
+// superseded carries out a reload's spec in the window (Supersede).
+func (r *Runner) superseded(ctx context.Context, service string, ru *run, req supersedeRequest) {
+	begin := r.Clock.Now()
+	r.record(ctx, EventSuperseded, service, req.actor, "a reload changed the service during its blue-green window: the config file wins; "+
+		"its own instances (blue, sent nothing) roll out to the file's spec while green keeps every request")
+	rolled := make(chan error, 1)
+	err := r.Rollout.Deploy(ctx, service, req.spec, req.actor, req.why, func(err error) { rolled <- err })
+	if err == nil || errors.Is(err, supervise.ErrInProgress) {
+		select {
+		case err = <-rolled:
+		case <-ctx.Done():
+			// medic stops: green still serves; the next start runs the file's spec.
+			req.done(fmt.Errorf("medic stopped while the service's instances took the reload's spec: %w", ctx.Err()))
+			return
+		}
+	}
+	if err != nil {
+		r.record(ctx, EventSuperseded, service, req.actor, fmt.Sprintf("the service's instances did not take the file's spec (%v); green kept every request "+
+			"and the service's instances now take green's release, as at the window's end", err))
+		req.done(err)
+		r.promote(ctx, service, ru)
+		return
+	}
+	// The switch: the service's instances, now on the file's spec and ready,
+	// take every request; green is drained and stopped.
+	err = r.Traffic.SetWeights(service, proxy.Weights{Groups: []proxy.GroupWeight{{Group: proxy.DefaultGroup, Weight: 100}, {Group: Group, Weight: 0}}})
+	if err == nil {
+		err = r.Groups.StopGroup(context.WithoutCancel(ctx), service, Group)
+	}
+	if err == nil {
+		err = r.Traffic.ClearWeights(service)
+	}
+	r.mu.Lock()
+	ru.switched = false
+	r.mu.Unlock()
+	if err != nil {
+		r.record(ctx, EventSuperseded, service, req.actor, fmt.Sprintf("the service's instances run the file's spec, but moving traffic off green failed: %v", err))
+		req.done(err)
+		return
+	}
+	r.record(ctx, EventSuperseded, service, req.actor, fmt.Sprintf("the service's instances run the file's spec (rolled out in %v while green served); "+
+		"every request goes to them; green drained and stopped; the previous release is no longer kept warm (a rollback starts it from the history)",
+		r.Clock.Now().Sub(begin).Round(time.Millisecond)))
+	req.done(nil)
 }
 
 func (r *Runner) poll() time.Duration {

@@ -2,6 +2,7 @@ package bluegreen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ type fake struct {
 	status  supervise.GroupStatus
 	spec    *config.Service
 	weights string
+	fail    string // a rollout to this VERSION fails
 }
 
 func (f *fake) add(s string) { f.mu.Lock(); f.log = append(f.log, s); f.mu.Unlock() }
@@ -46,7 +48,12 @@ func (f *fake) Deploy(_ context.Context, _ string, spec *config.Service, _, _ st
 	f.add("rollout " + spec.Env["VERSION"])
 	f.mu.Lock()
 	f.spec = spec
+	fail := f.fail != "" && f.fail == spec.Env["VERSION"]
 	f.mu.Unlock()
+	if fail {
+		done(fmt.Errorf("instance web/1 never became ready"))
+		return nil
+	}
 	done(nil)
 	return nil
 }
@@ -145,5 +152,80 @@ func TestSwitchRollbackAndPromotion(t *testing.T) {
 	}
 	if want := "weights stable=100,green=0; start green 3; weights stable=0,green=100; rollout 3; clear; stop green"; f.calls() != want {
 		t.Errorf("promotion calls %q, want %q", f.calls(), want)
+	}
+}
+
+// TestReloadSupersedesWindow: a reload that changes the service during its
+// window: the service's own instances (blue, weight 0) take the file's
+// spec while green keeps every request; only then does traffic move to
+// them, and only then does green stop. Every step is audited; the window
+// is closed (a deploy goes through at once). If the instances do not take
+// the file's spec, green keeps serving and they take green's release.
+func TestReloadSupersedesWindow(t *testing.T) {
+	for _, c := range []struct {
+		name, fail, want, wantErr, wantSpec string
+	}{
+		{"taken", "", "weights stable=100,green=0; start green 3; weights stable=0,green=100; rollout 4; weights stable=100,green=0; stop green; clear", "", "4"},
+		{"refused", "4", "weights stable=100,green=0; start green 3; weights stable=0,green=100; rollout 4; rollout 2; clear; stop green", "never became ready", "2"},
+	} {
+		f := &fake{spec: svc("1", 0), status: supervise.GroupStatus{Want: 3, Ready: 3}, fail: c.fail}
+		r, evs := newRunner(t, f)
+		if err := r.Supersede("web", svc("4", 0), "reload:root", "reload", func(error) {}); !errors.Is(err, ErrNoWindow) {
+			t.Fatalf("%s: Supersede without a window: %v, want ErrNoWindow", c.name, err)
+		}
+		if err := r.Deploy(context.Background(), "web", svc("2", time.Hour), "api:ops", "deploy v2", nil); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		if err := r.Supersede("web", svc("4", 0), "reload:root", "reload", func(err error) { done <- err }); err != nil {
+			t.Fatalf("%s: Supersede in the window: %v", c.name, err)
+		}
+		select {
+		case err := <-done:
+			if (c.wantErr == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%s: done %v, want %q", c.name, err, c.wantErr)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the reload's rollout never ended; calls %q", c.name, f.calls())
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.HasSuffix(f.calls(), c.want[len(c.want)-10:]) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if f.calls() != c.want {
+			t.Errorf("%s: calls %q, want %q", c.name, f.calls(), c.want)
+		}
+		if got := r.Spec("web").Env["VERSION"]; got != c.wantSpec {
+			t.Errorf("%s: the served spec is VERSION %s, want %s", c.name, got, c.wantSpec)
+		}
+		if _, open := r.Window("web"); open {
+			t.Errorf("%s: the window is still open", c.name)
+		}
+		r.mu.Lock()
+		var kinds []string
+		for _, ev := range *evs {
+			kinds = append(kinds, string(ev.Kind)+": "+ev.Reason)
+		}
+		r.mu.Unlock()
+		all := strings.Join(kinds, "\n")
+		if n := strings.Count(all, string(EventSuperseded)); n != 2 {
+			t.Errorf("%s: %d %s records, want 2 (the start and blue's fate):\n%s", c.name, n, EventSuperseded, all)
+		}
+		if c.fail == "" && !strings.Contains(all, "green drained and stopped") || c.fail != "" && !strings.Contains(all, "green kept every request") {
+			t.Errorf("%s: the audit does not state green's and blue's fate:\n%s", c.name, all)
+		}
+		deadline = time.Now().Add(5 * time.Second)
+		for {
+			r.mu.Lock()
+			gone := r.runs["web"] == nil
+			r.mu.Unlock()
+			if gone || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := r.Deploy(context.Background(), "web", svc("5", time.Hour), "api:ops", "deploy v5", nil); err != nil {
+			t.Errorf("%s: a deploy after the reload: %v", c.name, err)
+		}
 	}
 }
