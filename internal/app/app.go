@@ -65,9 +65,9 @@ type Main struct {
 	cfg           *config.Config
 	sup           *supervise.Supervisor
 	releases      *release.Manager
-	canaries      *canary.Runner  // nil until built (ext_canary.go)
+	canaries      *canary.Runner    // nil until built (ext_canary.go)
 	blueGreen     *bluegreen.Runner // nil until Run builds it
-	canaryDeploys *canaryDeployer // routes canary deploys (ext_canary.go)
+	canaryDeploys *canaryDeployer   // routes canary deploys (ext_canary.go)
 	audit         *audit.Log
 	aw            *audit.Writer // every append goes through it: it fails closed
 	hub           *events.Hub
