@@ -170,6 +170,34 @@ func (f *FDs) take(held, n int, priority bool) int {
 	return taken
 }
 
+// peek is take's verdict for a listener that holds held without counting
+// anything, on the current estimate (no sample), and atReserve only when no
+// idle connection of any listener could give its place.
+func (f *FDs) peek(held, n int, priority bool) int {
+	if f == nil {
+		return taken
+	}
+	f.refresh() // a full listener refuses without take: the sample must go on
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	budget := f.limit - f.reserve
+	line := budget
+	if priority {
+		line += f.reserve / 2
+	}
+	open := f.openLocked()
+	switch {
+	case open+n > line:
+		if f.idle.Len() > 0 {
+			return taken
+		}
+		return atReserve
+	case !priority && open+n > budget*3/4 && held+n > budget/2:
+		return overShare
+	}
+	return taken
+}
+
 // popIdle takes the oldest evictable connection of any listener off the list, or nil.
 func (f *FDs) popIdle() *Conn {
 	if f == nil {

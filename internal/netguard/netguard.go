@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -87,7 +88,12 @@ type Listener struct {
 	sources map[netip.Addr]*source
 	idle    idleList // oldest first: evictable (HTTP: new or idle)
 
-	refused      [3]atomic.Uint64 // by reason index
+	refused    [3]atomic.Uint64 // by reason index
+	rawRefused atomic.Uint64    // of those, refused by refuseRaw (the listener was full)
+
+	rawMu        sync.Mutex
+	raw          *os.File // a duplicate of the listening socket for refuseRaw; nil until needed
+	closed       bool
 	evicted      atomic.Uint64
 	lastLog      [3]time.Time
 	lastEvictLog time.Time
@@ -141,6 +147,21 @@ func (l *Listener) Stats() Stats {
 // after counting it as a refusal for the reserve.
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
+		if why := l.full(); why >= 0 {
+			if tl, ok := l.Listener.(*net.TCPListener); ok {
+				c, err := l.refuseRaw(tl, why)
+				if err != nil {
+					return nil, err
+				}
+				if c == nil {
+					continue // refused
+				}
+				if gc, ok := l.admit(c); ok {
+					return gc, nil
+				}
+				continue
+			}
+		}
 		c, err := l.Listener.Accept()
 		if err != nil {
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
@@ -152,6 +173,116 @@ func (l *Listener) Accept() (net.Conn, error) {
 			return gc, nil
 		}
 	}
+}
+
+// full reports why the listener would refuse any connection now, whatever
+// its source (a reason index), or -1: at its cap or its share of the
+// descriptors with no idle connection of its own to give the place, or at
+// the reserve with no idle connection of any listener.
+func (l *Listener) full() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.idle.Len() > 0 {
+		return -1 // a newcomer would take an idle connection's place
+	}
+	if l.o.MaxConns > 0 && l.open >= l.o.MaxConns {
+		return 0
+	}
+	switch l.o.FDs.peek(l.open*l.o.Cost, l.o.Cost, l.o.Priority) {
+	case overShare, atReserve:
+		return 2
+	}
+	return -1
+}
+
+// refuseRaw accepts the next connection of a full listener with accept4(2)
+// and, while the listener is still full, writes the refusal and closes it
+// with plain system calls: none of what net's Accept does for a connection
+// it hands over (TCP_NODELAY, keep-alive options, epoll registration, a
+// finalizer) and no write deadline, which made up half of medic's CPU per
+// refused connection under a flood of a TCP proxy at its share (bench/flood.sh).
+// It returns the connection when a place freed while it waited (nil when it
+// refused it), or the accept's error.
+func (l *Listener) refuseRaw(tl *net.TCPListener, why int) (net.Conn, error) {
+	rc, err := l.rawConn(tl)
+	if err != nil {
+		return nil, &net.OpError{Op: "accept", Net: tl.Addr().Network(), Addr: tl.Addr(), Err: err}
+	}
+	nfd := -1
+	var aerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		for {
+			nfd, _, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			switch aerr {
+			case syscall.EAGAIN:
+				return false // wait until a connection is ready
+			case syscall.EINTR, syscall.ECONNABORTED:
+				continue
+			}
+			return true
+		}
+	}); err != nil {
+		l.rawMu.Lock()
+		if l.closed { // the duplicate closed under the wait: "use of closed file"
+			err = net.ErrClosed
+		}
+		l.rawMu.Unlock()
+		return nil, &net.OpError{Op: "accept", Net: tl.Addr().Network(), Addr: tl.Addr(), Err: err}
+	}
+	if aerr != nil {
+		if aerr == syscall.EMFILE || aerr == syscall.ENFILE {
+			l.refuse(nil, 2)
+		}
+		return nil, &net.OpError{Op: "accept", Net: tl.Addr().Network(), Addr: tl.Addr(), Err: os.NewSyscallError("accept4", aerr)}
+	}
+	if now := l.full(); now >= 0 {
+		if len(l.o.Refusal) > 0 {
+			_, _ = syscall.Write(nfd, l.o.Refusal) // a fresh socket's send buffer holds it; never blocks (non-blocking)
+		}
+		_ = syscall.Close(nfd)
+		l.refuse(nil, now)
+		l.rawRefused.Add(1)
+		return nil, nil
+	}
+	// A place freed while it waited: hand the connection over as net's Accept would.
+	f := os.NewFile(uintptr(nfd), "")
+	c, err := net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		return nil, nil // gone meanwhile (reset): as an aborted connection
+	}
+	return c, nil
+}
+
+// rawConn is a duplicate of the listening socket (a listener's own
+// SyscallConn cannot wait for a connection), made once and closed with the
+// listener.
+func (l *Listener) rawConn(tl *net.TCPListener) (syscall.RawConn, error) {
+	l.rawMu.Lock()
+	defer l.rawMu.Unlock()
+	if l.closed {
+		return nil, net.ErrClosed
+	}
+	if l.raw == nil {
+		f, err := tl.File() // non-blocking and registered with the poller, as the listener
+		if err != nil {
+			return nil, err
+		}
+		l.raw = f
+	}
+	return l.raw.SyscallConn()
+}
+
+// Close closes the listener (and its duplicate, if refuseRaw made one).
+func (l *Listener) Close() error {
+	l.rawMu.Lock()
+	l.closed = true
+	raw := l.raw
+	l.rawMu.Unlock()
+	if raw != nil {
+		_ = raw.Close()
+	}
+	return l.Listener.Close()
 }
 
 func sourceOf(c net.Conn) netip.Addr {
