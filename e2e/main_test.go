@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,9 +41,44 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build medic:", err)
 		os.Exit(1)
 	}
+	cgroupsBefore := supervise.Trees()
 	code := m.Run()
 	os.RemoveAll(dir)
+	if left := leftCgroups(cgroupsBefore); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: the tests left %d empty medic cgroups behind (a medic that exited without removing its tree; removed now):\n  %s\n",
+			len(left), strings.Join(left, "\n  "))
+		if code == 0 {
+			code = 1
+		}
+	}
 	os.Exit(code)
+}
+
+// leftCgroups returns the medic-* cgroups (v2 and v1, in this process's own
+// groups: where the medics the tests start create theirs) that did not exist
+// before the run and are empty after it, and removes them. A group another
+// run on the machine is still tearing down is empty only for a moment: one
+// is reported only if it is still there after 2s (10 looks, 200ms apart).
+// Populated groups are not reported: on a shared machine they may be another
+// run's live agents (the tests check their own processes themselves).
+func leftCgroups(before []string) []string {
+	var left []string
+	for range 10 {
+		left = left[:0]
+		for _, d := range supervise.Trees() {
+			if !slices.Contains(before, d) && !supervise.TreePopulated(d) {
+				left = append(left, d)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, d := range left {
+		supervise.RemoveEmptyTree(d)
+	}
+	return left
 }
 
 // agent is a running `medic run` process.

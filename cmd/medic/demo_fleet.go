@@ -16,6 +16,7 @@ import (
 
 	"github.com/medic-dev/medic/internal/api"
 	"github.com/medic-dev/medic/internal/fleet"
+	"github.com/medic-dev/medic/internal/supervise"
 )
 
 // demoFleetHost is one "host" of `medic demo --fleet`: an agent on its own
@@ -78,9 +79,16 @@ func runDemoFleet(ctx context.Context, bin string, keep bool, out io.Writer) err
 		fmt.Fprintf(out, "%7.2fs  %-6s %s\n", time.Since(t0).Seconds(), who, fmt.Sprintf(format, args...))
 	}
 	var procs []*demoProc
+	var killedData string // the data dir of the host killed below: no medic starts there again
 	defer func() {
 		for _, p := range procs {
 			p.stop(3 * time.Second)
+		}
+		if killedData != "" {
+			// A medic started again on h3 would remove the cgroups its
+			// SIGKILLed agent left (empty: its instances were killed too);
+			// none is, so the demo does.
+			supervise.RemoveTreeOf(killedData)
 		}
 		if keep {
 			fmt.Fprintf(out, "kept %s (--keep)\n", dir)
@@ -200,6 +208,7 @@ func runDemoFleet(ctx context.Context, bin string, keep bool, out io.Writer) err
 		}
 	}
 	kill := time.Now()
+	killedData = filepath.Join(dir, "h3", "data")
 	syscall.Kill(-h3.proc.cmd.Process.Pid, syscall.SIGKILL)
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)

@@ -304,3 +304,33 @@ func TestLimitsThroughCgroupV2(t *testing.T) {
 		t.Fatalf("instance cgroup %s: memory.max %q, pids.max %q; want 67108864 and a bound", cg, mem, pids)
 	}
 }
+
+// A medic that died (detached here) left an instance and its setsid
+// escapee in its cgroups; RemoveTreeOf (for a caller that starts no medic
+// there again) kills both and removes the tree, which Trees no longer lists.
+func TestRemoveTreeOfKillsAndRemoves(t *testing.T) {
+	requireCgroups(t)
+	dir := t.TempDir()
+	var pid int
+	medicRun(t, dir, map[string]*config.Service{"web": escapee(dir)}, true, nil, running(&pid))
+	child := readPID(t, filepath.Join(dir, "child"))
+	tree := ""
+	for _, d := range supervise.Trees() {
+		ps, _ := filepath.Glob(filepath.Join(d, "*", "cgroup.procs"))
+		for _, p := range ps {
+			if b, _ := os.ReadFile(p); strings.Contains("\n"+string(b), fmt.Sprintf("\n%d\n", pid)) {
+				tree = d
+			}
+		}
+	}
+	if tree == "" || !supervise.TreePopulated(tree) {
+		t.Fatalf("no populated medic-* tree in %v holds the instance %d", supervise.TreeParents(), pid)
+	}
+	if n := supervise.RemoveTreeOf(dir); n != 2 {
+		t.Fatalf("RemoveTreeOf killed %d processes, want 2 (the instance and its escapee)", n)
+	}
+	eventually(t, 5*time.Second, "instance and escapee gone", func() bool { return !alive(pid) && !alive(child) })
+	if _, err := os.Stat(tree); !os.IsNotExist(err) {
+		t.Fatalf("tree %s still there after RemoveTreeOf: %v", tree, err)
+	}
+}
