@@ -105,7 +105,7 @@ func TestDBBackupFromRemoteStandby(t *testing.T) {
 	servers := map[string]string{}
 	for _, n := range []*dbNode{a, b} {
 		servers[n.name] = fmt.Sprintf("%s:%d", hosts[n.name], freePort(t, 1))
-		appendFile(t, filepath.Join(n.dir, "medic.yaml"), fmt.Sprintf("    backup:\n      repository: %s\n      schedule: {diff: \"@every 20s\"}\n"+
+		appendFile(t, filepath.Join(n.dir, "medic.yaml"), fmt.Sprintf("    backup:\n      repository: %s\n      schedule: {diff: \"@every 10s\"}\n"+
 			"      archive: {timeout: 2s}\n      tls: {cert: %s, key: %s, ca: %s, listen: %s}\n",
 			repo, certs[n.name][0], certs[n.name][1], ca, servers[n.name]))
 	}

@@ -463,7 +463,7 @@ func TestDBBackupFromStandby(t *testing.T) {
 	os.Chmod(filepath.Dir(repo), 0o755)
 	a, b := newDBNode(t, "a", srv.Endpoint, "async"), newDBNode(t, "b", srv.Endpoint, "async")
 	for _, n := range []*dbNode{a, b} {
-		appendFile(t, filepath.Join(n.dir, "medic.yaml"), fmt.Sprintf("    backup: {repository: %s, schedule: {diff: \"@every 20s\"}, archive: {timeout: 2s}}\n", repo))
+		appendFile(t, filepath.Join(n.dir, "medic.yaml"), fmt.Sprintf("    backup: {repository: %s, schedule: {diff: \"@every 10s\"}, archive: {timeout: 2s}}\n", repo))
 	}
 	a.start()
 	a.eventually(60*time.Second, "a leads", leaderIs("a"))

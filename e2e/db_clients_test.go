@@ -89,6 +89,7 @@ func TestDBMultiHostClientsFollowACut(t *testing.T) {
 	}()
 
 	sq := &writer{}
+	stopSQLA := func() {}
 	if sqla {
 		runFor := 40*time.Second + cutFor
 		cmd := exec.Command(python, "testdata/sqlalchemy_writer.py", libpqDSN, strconv.Itoa(int(runFor.Seconds())))
@@ -102,6 +103,10 @@ func TestDBMultiHostClientsFollowACut(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+		// Its run time is only a bound: once the other clients are
+		// cancelled it is stopped too (its lines are flushed one by one),
+		// instead of waiting out the ~40 s it has left.
+		stopSQLA = func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -148,6 +153,7 @@ func TestDBMultiHostClientsFollowACut(t *testing.T) {
 	}
 	a.link.Restore()
 	cancel()
+	stopSQLA()
 	wg.Wait()
 	for _, c := range clients {
 		gap, before, after := c.w.outage(cut.Add(-time.Second))
