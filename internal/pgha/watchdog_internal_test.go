@@ -78,3 +78,63 @@ func TestWatchdogExitLeavesTheProcess(t *testing.T) {
 		t.Fatal("exit killed the process")
 	}
 }
+
+// watchdogGone waits for the watchdog process itself to end.
+func watchdogGone(wd *watchdog, d time.Duration) bool {
+	pid := wd.cmd.Process.Pid
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if _, err := procStart(pid); err != nil { // gone, or a zombie not yet reaped
+			return true
+		}
+	}
+	return false
+}
+
+// A handover with a deadline outlives the agent's pipe and fences at the
+// deadline; the next medic ends it first by EndWatchdog.
+func TestWatchdogHandover(t *testing.T) {
+	cmd, done := victim(t)
+	wd := startWatchdog(cmd.Process.Pid, slog.New(slog.DiscardHandler))
+	wd.arm(5 * time.Second)
+	start := time.Now()
+	wd.handover(400 * time.Millisecond) // and the pipe is closed, as when the old medic exits
+	if diesWithin(done, 200*time.Millisecond) {
+		t.Fatal("killed before the deadline handed over")
+	}
+	if !diesWithin(done, 2*time.Second) {
+		t.Fatal("not killed at the deadline handed over")
+	}
+	t.Logf("fenced %v after the handover of a 400ms deadline", time.Since(start).Round(time.Millisecond))
+
+	cmd2, done2 := victim(t)
+	wd2 := startWatchdog(cmd2.Process.Pid, slog.New(slog.DiscardHandler))
+	wd2.arm(5 * time.Second)
+	wd2.handover(500 * time.Millisecond)
+	st, err := procStart(wd2.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if EndWatchdog(wd2.cmd.Process.Pid, st+1) {
+		t.Fatal("ended a watchdog whose start time differs")
+	}
+	if !EndWatchdog(wd2.cmd.Process.Pid, st) {
+		t.Fatal("EndWatchdog did not end the watchdog")
+	}
+	if diesWithin(done2, time.Second) {
+		t.Fatal("an ended watchdog still fenced")
+	}
+}
+
+// A replica's handover ("handover off") ends the watchdog without killing.
+func TestWatchdogHandoverOff(t *testing.T) {
+	cmd, done := victim(t)
+	wd := startWatchdog(cmd.Process.Pid, slog.New(slog.DiscardHandler))
+	wd.disarm()
+	wd.handover(0)
+	if !watchdogGone(wd, 2*time.Second) {
+		t.Fatal("the watchdog still runs after handover off")
+	}
+	if diesWithin(done, 300*time.Millisecond) {
+		t.Fatal("handover off killed the process")
+	}
+}
