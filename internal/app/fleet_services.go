@@ -21,6 +21,7 @@ import (
 	"github.com/medic-dev/medic/internal/etcd"
 	"github.com/medic-dev/medic/internal/fleet"
 	"github.com/medic-dev/medic/internal/placement"
+	"github.com/medic-dev/medic/internal/pmap"
 	"github.com/medic-dev/medic/internal/supervise"
 )
 
@@ -58,7 +59,8 @@ func buildFleetServices(m *Main) (*component, error) {
 	f := *m.cfg.Fleet
 	f.SetDefaults()
 	a, self := m.fleetAgent, m.fleetHost
-	fs := &fleetServices{m: m, ready: map[string]map[string]int{}, names: names, self: m.fleetHost, specs: map[string]config.ServiceFleet{}}
+	fs := &fleetServices{m: m, ready: map[string]map[string]int{}, remote: map[string]map[string][]string{},
+		peers: map[string]map[string][]string{}, peersStale: map[string]bool{}, pubs: map[string]pmap.Map[discovery.Publication]{}, names: names, self: m.fleetHost, specs: map[string]config.ServiceFleet{}}
 	for _, name := range names {
 		fs.specs[name] = *m.cfg.Services[name].Fleet
 	}
@@ -116,7 +118,7 @@ func buildFleetServices(m *Main) (*component, error) {
 				go func() {
 					defer wg.Done()
 					_ = discovery.Follow(ctx, cli, prefix, m.Clock, m.Logger, func(u discovery.Update) {
-						fs.follow(name, self, u.All.Clone())
+						fs.follow(name, self, u)
 					})
 				}()
 				go func() { defer wg.Done(); _ = r.Run(ctx) }()
@@ -154,15 +156,23 @@ func placementView(st fleet.Status, joined bool) placement.View {
 type fleetServices struct {
 	m      *Main
 	mu     sync.Mutex
-	ready  map[string]map[string]int // service → host → ready instances, as published
-	remote map[string][]string       // service → remote backend ids set in its proxy
-	names  []string                  // the fleet services, as configured at the start
-	peers  map[string][]string       // service → the other hosts' instance addresses, as last published
-	down   bool                      // stood down: cut from etcd and from the peers (standDown)
+	ready  map[string]map[string]int      // service → host → ready instances, as published
+	remote map[string]map[string][]string // service → host → remote backend ids set in its proxy
+	names  []string                       // the fleet services, as configured at the start
+	// peers: service → host → the other hosts' instance addresses, as last
+	// published; peersStale: the last known when no other host publishes.
+	peers      map[string]map[string][]string
+	peersStale map[string]bool
+	down       bool // stood down: cut from etcd and from the peers (standDown)
 	// drill is the fleet drill this host is simulating ("host-kill",
 	// "host-partition"; "" when none): it keeps a killed host down, and a
 	// partitioned one reaching no peer (fleet_drills.go).
 	drill string
+	// pubs: service → every host's publications as last delivered (to give
+	// the proxies the other hosts' instances back after a drill);
+	// followMu orders the deliveries with that.
+	pubs     map[string]pmap.Map[discovery.Publication]
+	followMu sync.Mutex
 	// self is this host's name; specs each fleet service's fleet section,
 	// as last loaded (a reload changes it).
 	self  string
@@ -271,56 +281,129 @@ func (fs *fleetServices) publishLocal(ctx context.Context, service string, sc *c
 	}
 }
 
-// follow applies every host's publications of service: the ready counts
-// for the placement, and the other hosts' instances as the proxy's remote
-// backends (those no longer published leave its rotation).
-func (fs *fleetServices) follow(service, self string, pubs map[string]discovery.Publication) {
-	ready := map[string]int{}
-	for h, p := range pubs {
-		ready[h] = p.Ready()
+// follow applies a delivery of the publications of service: the ready
+// counts for the placement, the other hosts' instances as the proxy's
+// remote backends (those no longer published leave its rotation) and the
+// peers' addresses. Only the hosts that changed are touched (every host on
+// a Reset), so a readiness change costs O(that host's instances), not
+// O(fleet).
+func (fs *fleetServices) follow(service, self string, u discovery.Update) {
+	fs.followMu.Lock()
+	defer fs.followMu.Unlock()
+	hosts := u.Changed
+	fs.mu.Lock()
+	for _, m := range []map[string]map[string][]string{fs.remote, fs.peers} {
+		if m[service] == nil {
+			m[service] = map[string][]string{}
+		}
 	}
-	p := fs.m.traffic.get(service)
-	var ids []string
-	if p != nil {
-		for h, pb := range pubs {
-			if h == self || fs.drilling() != "" {
-				continue // a drilled host reaches no peer: its proxy sends to none
+	if fs.ready[service] == nil {
+		fs.ready[service] = map[string]int{}
+	}
+	fs.pubs[service] = u.All
+	remote, peers, ready := fs.remote[service], fs.peers[service], fs.ready[service]
+	drilled := fs.drill != "" // a drilled host reaches no peer: its proxy sends to none
+	if u.Reset {
+		hosts = u.All.Keys()
+		for h := range remote {
+			if _, ok := u.All.Get(h); !ok {
+				hosts = append(hosts, h)
 			}
-			for _, in := range pb.Instances {
+		}
+		for h := range ready {
+			if _, ok := u.All.Get(h); !ok && !slices.Contains(hosts, h) {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	type backend struct {
+		id, addr string
+		ready    bool
+	}
+	var set []backend
+	var removed []string
+	peerChanges := make(map[string][]string, len(hosts))
+	for _, h := range hosts {
+		pub, ok := u.All.Get(h)
+		if ok {
+			ready[h] = pub.Ready()
+		} else {
+			delete(ready, h)
+		}
+		if h == self {
+			continue
+		}
+		var ids, addrs []string
+		for _, in := range pub.Instances {
+			addrs = append(addrs, in.Addr)
+			if !drilled {
 				id := discovery.Remote(h, in.ID)
-				p.SetRemoteBackend(id, in.Addr, in.Ready)
+				set = append(set, backend{id, in.Addr, in.Ready})
 				ids = append(ids, id)
 			}
 		}
-	}
-	var peers []string
-	for h, pb := range pubs {
-		if h != self {
-			for _, in := range pb.Instances {
-				peers = append(peers, in.Addr)
+		for _, id := range remote[h] {
+			if !slices.Contains(ids, id) {
+				removed = append(removed, id)
 			}
 		}
+		if len(ids) > 0 {
+			remote[h] = ids
+		} else {
+			delete(remote, h)
+		}
+		peerChanges[h] = addrs
 	}
-	slices.Sort(peers)
-	fs.mu.Lock()
-	if fs.peers == nil {
-		fs.peers = map[string][]string{}
-	}
-	if len(peers) > 0 { // a snapshot without the others keeps the last known: a cut host must still know whom to try
-		fs.peers[service] = peers
-	}
-	fs.ready[service] = ready
-	if fs.remote == nil {
-		fs.remote = map[string][]string{}
-	}
-	old := fs.remote[service]
-	fs.remote[service] = ids
+	fs.setPeers(service, peers, peerChanges)
 	fs.mu.Unlock()
-	if p != nil {
-		for _, id := range old {
-			if !slices.Contains(ids, id) {
-				p.RemoveBackend(id)
+	if p := fs.m.traffic.get(service); p != nil {
+		for _, b := range set {
+			p.SetRemoteBackend(b.id, b.addr, b.ready)
+		}
+		for _, id := range removed {
+			p.RemoveBackend(id)
+		}
+	}
+}
+
+// setPeers applies one delivery's changes to the peers of service: each
+// host's instance addresses, none when it no longer publishes any (fs.mu
+// held). A delivery that would leave no peer at all keeps the last known
+// (stale) ones: a cut host must still know whom to try; the next delivery
+// with a peer replaces them. It costs O(changes).
+func (fs *fleetServices) setPeers(service string, peers map[string][]string, changes map[string][]string) {
+	anyAdd := false
+	for _, a := range changes {
+		if len(a) > 0 {
+			anyAdd = true
+			break
+		}
+	}
+	if !anyAdd {
+		if fs.peersStale[service] {
+			return
+		}
+		kept := false
+		for h := range peers { // stops at the first host not changed: O(changes)
+			if _, ch := changes[h]; !ch {
+				kept = true
+				break
 			}
+		}
+		if !kept {
+			fs.peersStale[service] = len(peers) > 0
+			return
+		}
+	}
+	if fs.peersStale[service] {
+		clear(peers)
+		fs.peersStale[service] = false
+	}
+	for h, a := range changes {
+		if len(a) > 0 {
+			peers[h] = slices.Sorted(slices.Values(a))
+		} else {
+			delete(peers, h)
 		}
 	}
 }
@@ -344,18 +427,25 @@ func (fs *fleetServices) setDrill(kind string) {
 	if kind == "host-kill" {
 		fs.down = true
 	}
-	remote := fs.remote
+	remote, pubs := fs.remote, maps.Clone(fs.pubs)
 	if kind != "" {
-		fs.remote = nil
+		fs.remote = map[string]map[string][]string{}
 	}
 	fs.mu.Unlock()
 	if kind == "" {
+		// The other hosts' instances back in the proxies, from the
+		// publications as last delivered (the watch sends only changes).
+		for service, all := range pubs {
+			fs.follow(service, fs.self, discovery.Update{All: all, Reset: true})
+		}
 		return
 	}
-	for service, ids := range remote {
+	for service, byHost := range remote {
 		if p := fs.m.traffic.get(service); p != nil {
-			for _, id := range ids {
-				p.RemoveBackend(id)
+			for _, ids := range byHost {
+				for _, id := range ids {
+					p.RemoveBackend(id)
+				}
 			}
 		}
 	}
@@ -522,8 +612,10 @@ func (fs *fleetServices) standUp(ctx context.Context, share func(ctx context.Con
 func (fs *fleetServices) probePeers(ctx context.Context) (known, reached int) {
 	fs.mu.Lock()
 	var addrs []string
-	for _, p := range fs.peers {
-		addrs = append(addrs, p...)
+	for _, byHost := range fs.peers {
+		for _, p := range byHost {
+			addrs = append(addrs, p...)
+		}
 	}
 	fs.mu.Unlock()
 	slices.Sort(addrs)
