@@ -18,10 +18,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,10 +50,25 @@ func main() {
 	ttl := flag.Duration("lease-ttl", 10*time.Second, "fleet.lease_ttl")
 	grace := flag.Duration("grace", 40*time.Second, "fleet.grace")
 	views := flag.Bool("view", true, "run the one-view summaries too")
+	flag.IntVar(&etcdNice, "etcd-nice", -100, "run the etcd members at this nice value (as on machines of their own) rather than the bench's; -100: the bench's")
 	flag.DurationVar(&joinWithin, "join-within", 3*time.Minute, "give up when not every agent sees every host up by then")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the agents' process (join and steady state) to this file (go tool pprof)")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scale:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "scale:", err)
+			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	if err := run(*agents, *dur, *churn, *ttl, *grace, *views); err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -64,7 +82,12 @@ type agentT struct {
 	mu    sync.Mutex
 }
 
-var joinWithin time.Duration
+var (
+	joinWithin time.Duration
+	etcdNice   int
+	warns      = &warnCounter{counts: map[string]int{}}
+	warnLog    = slog.New(warns)
+)
 
 // counters of watch deliveries seen by the agents (each delivery is a new
 // snapshot of a prefix after one or more events).
@@ -87,6 +110,11 @@ func run(n int, dur time.Duration, churn float64, ttl, grace time.Duration, view
 	if err != nil {
 		return err
 	}
+	if etcdNice >= -20 {
+		if err := renice(cl, etcdNice); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("etcd: 3 members %s; %d agents, lease_ttl %v, grace %v, churn %.1f/s, view %v\n", strings.Join(cl.Endpoints, ","), n, ttl, grace, churn, views)
 	const prefix, fleetName, svc = "/medic", "bench", "web"
 
@@ -102,14 +130,14 @@ func run(n int, dur time.Duration, churn float64, ttl, grace time.Duration, view
 			return err
 		}
 		fa, err := fleet.New(fleet.Options{Fleet: fleetName, Host: name, Address: fmt.Sprintf("10.1.%d.%d", i/250, i%250+1),
-			Version: "bench", Prefix: prefix, LeaseTTL: ttl, Grace: grace, Etcd: cli})
+			Version: "bench", Prefix: prefix, LeaseTTL: ttl, Grace: grace, Etcd: cli, Logger: warnLog})
 		if err != nil {
 			cancel()
 			return err
 		}
 		a := &agentT{name: name, cli: cli, fa: fa, ready: [2]bool{true, true}}
 		dprefix := discovery.Prefix(prefix, fleetName, svc)
-		a.pub = &discovery.Publisher{Etcd: cli, Key: dprefix + "/" + name, Host: name, Lease: fa.Lease, Period: ttl / 3}
+		a.pub = &discovery.Publisher{Etcd: cli, Key: dprefix + "/" + name, Host: name, Lease: fa.Lease, Period: ttl / 3, Logger: warnLog}
 		a.pub.Set(a.instances())
 		var readyMu sync.Mutex
 		ready := map[string]int{}
@@ -124,13 +152,13 @@ func run(n int, dur time.Duration, churn float64, ttl, grace time.Duration, view
 				}
 				return out
 			},
-			Apply: func(context.Context, int) error { return nil }}
+			Apply: func(context.Context, int) error { return nil }, Logger: warnLog}
 		wg.Add(4)
 		go func() { defer wg.Done(); _ = fa.Serve(actx) }()
 		go func() { defer wg.Done(); a.pub.Run(actx) }()
 		go func() {
 			defer wg.Done()
-			_ = discovery.Follow(actx, cli, dprefix, nil, nil, func(u discovery.Update) {
+			_ = discovery.Follow(actx, cli, dprefix, nil, warnLog, func(u discovery.Update) {
 				deliveries.Add(1)
 				readyMu.Lock()
 				defer readyMu.Unlock()
@@ -163,13 +191,13 @@ func run(n int, dur time.Duration, churn float64, ttl, grace time.Duration, view
 					}
 				}
 				return fleetview.Summary{Host: name, Services: []fleetview.Service{{Name: svc, Desired: 2, Running: 2, Ready: nr, Fleet: true}}}
-			}}
+			}, Logger: warnLog}
 			cache := &fleetview.Cache{}
 			wg.Add(2)
 			go func() { defer wg.Done(); vp.Run(actx) }()
 			go func() {
 				defer wg.Done()
-				_ = cache.Follow(actx, cli, sp, nil, nil)
+				_ = cache.Follow(actx, cli, sp, nil, warnLog)
 			}()
 		}
 		list = append(list, a)
@@ -213,11 +241,13 @@ func run(n int, dur time.Duration, churn float64, ttl, grace time.Duration, view
 				}
 				hist[fmt.Sprintf("joined=%v up=%d suspect=%d lost=%d", st.Joined, c[fleet.Up], c[fleet.Suspect], c[fleet.Lost])]++
 			}
-			return fmt.Errorf("not every agent saw %d hosts up within %v: %v", n, joinWithin, hist)
+			diagnose(cl.Endpoints, start)
+			return fmt.Errorf("not every agent saw %d hosts up within %v: %v", n, joinWithin, compact(hist))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	fmt.Printf("joined: every agent sees %d hosts up %.1fs after the first started\n", n, time.Since(start).Seconds())
+	diagnose(cl.Endpoints, start)
 	time.Sleep(3 * time.Second) // let the first publications settle
 
 	before, err := scrape(cl.Endpoints)
@@ -377,4 +407,99 @@ func countKeys(ctx context.Context, cli *etcd.Client, prefix string) (keyCount, 
 	}
 	sort.Strings(parts)
 	return keyCount{total: len(resp.Kvs), by: strings.Join(parts, ", ")}, nil
+}
+
+// warnCounter is a slog handler that counts the agents' warnings by message.
+type warnCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (w *warnCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnCounter) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	w.counts[r.Message]++
+	w.mu.Unlock()
+	return nil
+}
+func (w *warnCounter) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnCounter) WithGroup(string) slog.Handler      { return w }
+
+func (w *warnCounter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var parts []string
+	for m, c := range w.counts {
+		parts = append(parts, fmt.Sprintf("%d× %q", c, m))
+	}
+	sort.Strings(parts)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// diagnose prints what says whether etcd or the agents fell behind: the
+// agents' warnings so far (lease renewals that failed or came too late),
+// the agents' CPU since start, and etcd's leader changes, slow applies,
+// lease expiries and WAL fsync latency.
+func diagnose(endpoints []string, start time.Time) {
+	el := time.Since(start).Seconds()
+	fmt.Printf("agents' warnings so far: %s\n", warns)
+	fmt.Printf("agents' CPU since start: %.2f cores\n", rusage().Seconds()/el)
+	m, err := scrape(endpoints)
+	if err != nil {
+		fmt.Println("diagnose:", err)
+		return
+	}
+	fsync := 0.0
+	if c := m["etcd_disk_wal_fsync_duration_seconds_count"]; c > 0 {
+		fsync = 1000 * m["etcd_disk_wal_fsync_duration_seconds_sum"] / c
+	}
+	fmt.Printf("etcd since start (all members): leader changes %.0f, slow applies %.0f, heartbeat send failures %.0f, "+
+		"leases expired %.0f, proposals failed %.0f, WAL fsync mean %.1f ms, CPU %.2f cores\n",
+		m["etcd_server_leader_changes_seen_total"], m["etcd_server_slow_apply_total"], m["etcd_server_heartbeat_send_failures_total"],
+		m["etcd_debugging_server_lease_expired_total"], m["etcd_server_proposals_failed_total"], fsync, m["process_cpu_seconds_total"]/el)
+}
+
+// compact shortens the histogram of agents' views for printing.
+func compact(hist map[string]int) string {
+	keys := make([]string, 0, len(hist))
+	for k := range hist {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return hist[keys[i]] > hist[keys[j]] })
+	var b strings.Builder
+	for i, k := range keys {
+		if i == 8 {
+			fmt.Fprintf(&b, " … %d more kinds", len(keys)-i)
+			break
+		}
+		fmt.Fprintf(&b, "[%d agents: %s] ", hist[k], k)
+	}
+	return b.String()
+}
+
+// renice sets every thread of every etcd member to nice (Linux nice is per
+// thread; the threads started later inherit it).
+func renice(cl *netns.Cluster, nice int) error {
+	for _, m := range cl.Members {
+		pids, err := m.Host.PIDs()
+		if err != nil {
+			return err
+		}
+		for _, pid := range pids {
+			tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+			for _, t := range tasks {
+				tid, err := strconv.Atoi(filepath.Base(t))
+				if err != nil {
+					continue
+				}
+				if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); err != nil {
+					return fmt.Errorf("renice etcd %s (pid %d, thread %d): %w", m.Name, pid, tid, err)
+				}
+			}
+		}
+	}
+	return nil
 }
