@@ -72,8 +72,9 @@ type Instance struct {
 	cg      *cgroup         // the instance's cgroup, created at first start (nil: none); owned by Serve
 	lr      *limitRun       // the limits of the next run (nil: none); owned by Serve
 	adopt   *procRecord     // what the previous medic recorded for this instance; set before Serve
-	// startNice: each run starts at this nice value until it is first ready
-	// (nice.go); 0 once the instance has been ready. Set before Serve, then owned by Serve.
+	// startNice: the first run starts this much above medic's nice value
+	// until it is ready (nice.go); later runs at medic's. Set before Serve,
+	// then owned by Serve.
 	startNice int
 	leaving   atomic.Bool // detaching: the readiness it had stays in the record for the next medic
 

@@ -45,6 +45,10 @@ type procRecord struct {
 	// process routes to it at once when it was ready, until a probe of its
 	// own says otherwise.
 	Ready bool `json:"ready,omitempty"`
+	// StartNice: the nice value the run started at (deploy.start_nice over
+	// medic's own); 0: not lowered. A next medic that adopts it before it was
+	// ready sets it back to its own nice when it is ready (nice.go).
+	StartNice int `json:"start_nice,omitempty"`
 }
 
 func openLeftovers(dir string) *leftovers {

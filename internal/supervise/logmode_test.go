@@ -22,7 +22,7 @@ func TestInstanceLogMode(t *testing.T) {
 		{old, 0, 0o640},
 		{filepath.Join(dir, "private.log"), 0o600, 0o600},
 	} {
-		p, err := startProcess([]string{"true"}, nil, dir, nil, nil, c.path, c.mode, time.Now)
+		p, err := startProcess([]string{"true"}, nil, dir, nil, nil, 0, c.path, c.mode, time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}

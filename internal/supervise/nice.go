@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,14 +17,19 @@ import (
 // Start priority: an instance started beside instances that serve (a
 // rolling deploy's surge copies and replacements, a blue-green deploy's
 // green set, a canary and its baseline) may start at a lower CPU priority
-// (a nice value) and return to nice 0 when it first becomes ready, so that
+// (a nice value: medic's own plus deploy.start_nice) and return to medic's
+// own (what it would have inherited, usually 0) when it first becomes ready, so that
 // on a machine with few cores its start (exec, runtime init, first probes)
 // takes CPU from the serving instances only when they leave some
 // (docs/deploys.md, "Cheap deploys").
 //
-// The value is set with setpriority(PRIO_PGRP) on the instance's process
-// group right after the start, which reaches every thread of every process in
-// it; threads created later inherit it. Going back to 0 needs CAP_SYS_NICE
+// The process is born at that value: medic forks it from a thread set to
+// it for the moment (a child takes its nice from the forking thread), so no
+// thread of it, and no process it starts, runs at the higher priority first.
+// When it is ready, setpriority(PRIO_PGRP) sets its process group back,
+// which reaches every thread of every process in it; a group whose nice is no
+// longer the one it started at (the command reniced itself) is left as it is.
+// Going back to 0 needs CAP_SYS_NICE
 // (root) or an RLIMIT_NICE of 20: without either the start priority is not
 // lowered at all, since it could not be raised again.
 
@@ -33,7 +39,21 @@ const MaxStartNice = 19
 var (
 	reniceOnce sync.Once
 	reniceOK   bool
+	ownOnce    sync.Once
+	own        int
 )
+
+// ownNice is medic's own nice value (what its instances inherit): the
+// priority a started instance returns to.
+func ownNice() int {
+	ownOnce.Do(func() {
+		// The raw getpriority(2) answers 20 − nice.
+		if p, err := unix.Getpriority(unix.PRIO_PROCESS, 0); err == nil {
+			own = 20 - p
+		}
+	})
+	return own
+}
 
 // canRenice reports whether this process may set a nice value back to 0
 // (CAP_SYS_NICE in its effective set, or RLIMIT_NICE ≥ 20).
@@ -87,3 +107,52 @@ func startNice(cfg *config.Service) int {
 // CanRenice reports whether deploy.start_nice can be applied here (tests
 // skip without it).
 func CanRenice() bool { return canRenice() }
+
+// restoreGroupNice sets process group pgid back to medic's own nice value
+// if it still runs at start, the value medic started it at: a command that
+// reniced itself meanwhile keeps its own choice. getpriority(PRIO_PGRP)
+// answers the group's highest priority (lowest nice).
+func restoreGroupNice(pgid, start int) error {
+	p, err := unix.Getpriority(unix.PRIO_PGRP, pgid)
+	if err != nil {
+		return fmt.Errorf("read the nice value of process group %d: %w", pgid, err)
+	}
+	if 20-p != start {
+		return nil
+	}
+	return setGroupNice(pgid, ownNice())
+}
+
+// startNiced runs start (which forks the process) from a thread at nice
+// value nice, through lr (a run with cgroup v1 limits forks from a thread
+// that joined its cgroups, already locked to its goroutine); 0: as is.
+func startNiced(lr *limitRun, nice int, start func() error) error {
+	if nice == 0 {
+		return lr.start(start)
+	}
+	if lr != nil && len(lr.v1) > 0 {
+		return lr.start(func() error { return onNicedThread(nice, start) })
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- onNicedThread(nice, start) }() // a goroutine of its own: see onNicedThread
+	return <-errc
+}
+
+// onNicedThread runs start on the calling goroutine's thread, set to nice
+// value nice for the moment, then sets the thread back to medic's own
+// value. Should that fail, the thread stays locked to the goroutine, and the
+// runtime ends it when the goroutine returns: it never runs anything of
+// medic's again.
+func onNicedThread(nice int, start func() error) error {
+	runtime.LockOSThread()
+	tid := unix.Gettid()
+	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
+		runtime.UnlockOSThread()
+		return start() // at medic's own priority: a start is never refused for this
+	}
+	err := start()
+	if unix.Setpriority(unix.PRIO_PROCESS, tid, ownNice()) == nil {
+		runtime.UnlockOSThread()
+	}
+	return err
+}

@@ -31,7 +31,8 @@ func niceOf(t *testing.T, pid int) int {
 }
 
 // A group's instance starts at deploy.start_nice and returns to nice 0
-// when it becomes ready; the service's own instances start at 0.
+// (medic's own) when it becomes ready; the service's own instances start at
+// 0; a command that reniced itself is left at its value.
 func TestGroupStartsAtStartNice(t *testing.T) {
 	if !supervise.CanRenice() {
 		t.Skip("needs CAP_SYS_NICE (root) or an RLIMIT_NICE of 20 to raise a nice value back to 0")
@@ -69,5 +70,37 @@ func TestGroupStartsAtStartNice(t *testing.T) {
 	}
 	if err := s.StopGroup(context.Background(), "web", "green"); err != nil {
 		t.Fatal(err)
+	}
+
+	// A command that renices itself keeps its own choice: 7 + 3, or 0 + 3
+	// when nice(1) read its priority before medic set 7 (glibc's nice() is
+	// getpriority then setpriority); never medic's 0.
+	reniced := filepath.Join(t.TempDir(), "reniced")
+	own := service("exec nice -n 3 sh -c 'touch " + reniced + "; exec sleep 300'")
+	own.Probes.Readiness = execProbe("test -e "+reniced, 20*time.Millisecond, 1) // ready once it reniced itself
+	own.Deploy = green.Deploy
+	if err := s.StartGroup(context.Background(), "web", "own", own, 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "own ready", func() bool { return s.GroupStatus("web", "own").Ready == 1 })
+	if n := niceOf(t, s.GroupInstances("web", "own")[0].PID); n != 10 && n != 3 {
+		t.Fatalf("a command that reniced itself (to 10 or 3) runs at nice %d once ready", n)
+	}
+
+	// A failed liveness try sets it back at once (a start starved of CPU
+	// must not fail its probes for the start priority), ready or not.
+	starved := service("exec sleep 300")
+	starved.Probes.Readiness = execProbe("false", 20*time.Millisecond, 1)
+	starved.Probes.Liveness = execProbe("false", 20*time.Millisecond, 1000)
+	starved.Deploy = green.Deploy
+	if err := s.StartGroup(context.Background(), "web", "starved", starved, 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the starved instance back at nice 0", func() bool {
+		ins := s.GroupInstances("web", "starved")
+		return ins[0].PID != 0 && niceOf(t, ins[0].PID) == 0
+	})
+	if st := s.GroupStatus("web", "starved"); st.Ready != 0 || st.Restarts != 0 {
+		t.Fatalf("starved: %+v", st)
 	}
 }

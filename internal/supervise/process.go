@@ -34,7 +34,10 @@ type process struct {
 //
 // With cg set, the process is born in that cgroup (clone3 with
 // CLONE_INTO_CGROUP), so not even a fork in its first instruction escapes.
-func startProcess(argv, env []string, dir string, cg *cgroup, lr *limitRun, logPath string, logMode os.FileMode, now func() time.Time) (*process, error) {
+//
+// With nice set, the process is born at that nice value (forked from a
+// thread set to it for the moment: nice.go).
+func startProcess(argv, env []string, dir string, cg *cgroup, lr *limitRun, nice int, logPath string, logMode os.FileMode, now func() time.Time) (*process, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("empty command")
 	}
@@ -77,7 +80,7 @@ func startProcess(argv, env []string, dir string, cg *cgroup, lr *limitRun, logP
 		defer d.Close()
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(d.Fd())
 	}
-	if err := lr.start(cmd.Start); err != nil {
+	if err := startNiced(lr, nice, cmd.Start); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	p := &process{pid: cmd.Process.Pid, cg: cg, lr: lr, exited: make(chan medic.Exit, 1)}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/medic-dev/medic"
@@ -44,6 +45,7 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 	}
 	in.update(func(s *InstanceStatus) { s.State = medic.StateStarting })
 	var p *process
+	startNice := 0 // the nice value the process starts at; 0: medic's own (inherited)
 	startedAt := clk.Now()
 	if adopted != nil {
 		p = adopted.p
@@ -54,8 +56,12 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 		if err := in.openCgroup(); err != nil {
 			return outcome{}, err
 		}
+		if in.startNice > 0 {
+			// Only the instance's first run: a restart runs at medic's own priority.
+			startNice, in.startNice = min(ownNice()+in.startNice, MaxStartNice), 0
+		}
 		var err error
-		p, err = startProcess(in.spec.Argv, env, in.spec.Dir, in.cg, in.lr, in.spec.LogPath, in.spec.LogMode, clk.Now)
+		p, err = startProcess(in.spec.Argv, env, in.spec.Dir, in.cg, in.lr, startNice, in.spec.LogPath, in.spec.LogMode, clk.Now)
 		if err != nil {
 			in.lr.remove()
 			in.lr = nil
@@ -63,12 +69,21 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 		}
 		in.lr = nil // the run's now
 	}
-	niced := false // this run's process group is at in.startNice until it is ready
-	if adopted == nil && in.startNice > 0 {
-		if err := setGroupNice(p.pid, in.startNice); err != nil {
-			in.env.Logger.Warn("start at a lower CPU priority", "instance", in.id, "err", err)
-		} else {
-			niced = true
+	// niced: this run was started at a priority below medic's own, to be
+	// set back when it is ready, or at once when a liveness or startup probe
+	// try fails (a start starved of CPU must not fail its probes for it); an
+	// adopted run the last medic started so and that was not ready yet is set
+	// back too (nice.go).
+	var niced atomic.Int64
+	niced.Store(int64(startNice))
+	if adopted != nil && !adopted.rec.Ready && canRenice() {
+		niced.Store(int64(adopted.rec.StartNice))
+	}
+	backToOwn := func(why string) {
+		if n := niced.Swap(0); n != 0 {
+			if err := restoreGroupNice(p.pid, int(n)); err != nil {
+				in.env.Logger.Warn("restore the CPU priority of a started instance", "instance", in.id, "when", why, "err", err)
+			}
 		}
 	}
 	in.tracker = in.tracker.Started(clk.Now())
@@ -98,6 +113,7 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 			r.Mount, r.Group = p.cg.mount, p.cg.group
 		}
 		r.V1 = p.lr.v1Dirs()
+		r.StartNice = int(niced.Load())
 		in.env.procs.started(in.id.String(), r) // forgotten in finish; kept on --detach and when medic dies
 	}
 	if adopted != nil {
@@ -130,8 +146,13 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 		in.emit(pctx, medic.EventProbeUnknown, fmt.Sprintf("%s probe not judged (the instance is not blamed): %s", kind, o.Detail),
 			map[string]string{"probe": string(kind), "health": o.Health.String()})
 	}
-	if in.env.Observe != nil {
-		set.Observe = func(kind medic.ProbeKind, o probe.Outcome, took time.Duration) { in.env.Observe(in.id, kind, o, took) }
+	set.Observe = func(kind medic.ProbeKind, o probe.Outcome, took time.Duration) {
+		if kind != medic.ProbeReadiness && o.Health == medic.HealthFailure {
+			backToOwn(string(kind) + " probe failed")
+		}
+		if in.env.Observe != nil {
+			in.env.Observe(in.id, kind, o, took)
+		}
 	}
 	var runner interface{ Serve(context.Context) error } = set
 	if in.env.NewProbeSet != nil {
@@ -155,12 +176,8 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 	started, probeReady, notified := false, !hasReadiness, !needNotify
 	refresh := func() {
 		ready := started && probeReady && notified
-		if ready && niced {
-			// Back to full priority before the proxy sees it ready.
-			if err := setGroupNice(p.pid, 0); err != nil {
-				in.env.Logger.Warn("restore the CPU priority of a started instance", "instance", in.id, "err", err)
-			}
-			niced, in.startNice = false, 0
+		if ready {
+			backToOwn("ready") // before the proxy sees it ready
 		}
 		in.update(func(s *InstanceStatus) {
 			s.Started = started

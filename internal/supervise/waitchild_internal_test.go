@@ -42,7 +42,7 @@ func TestWaitingHoldsNoThreadPerInstance(t *testing.T) {
 		}
 	})
 	for i := range n {
-		p, err := startProcess([]string{"sleep", "60"}, nil, dir, nil, nil, filepath.Join(dir, strconv.Itoa(i)+".log"), 0, time.Now)
+		p, err := startProcess([]string{"sleep", "60"}, nil, dir, nil, nil, 0, filepath.Join(dir, strconv.Itoa(i)+".log"), 0, time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}
