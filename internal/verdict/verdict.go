@@ -113,6 +113,10 @@ type Sample struct {
 	// and these, so that a few lucky baseline requests do not pass for a
 	// clean old release.
 	Stable Counts
+	// Counters holds, for each scraped counter (Config.Counters), how much
+	// it rose on the group's instances over the requests in Outcomes; a
+	// counter absent here has not been scraped yet (undecided).
+	Counters map[string]float64
 }
 
 // Counts are request totals by status class.
@@ -185,6 +189,9 @@ type Config struct {
 	// MaxSamples bounds the latency tests' cost: the newest MaxSamples
 	// successful requests per group are used. Default 5000.
 	MaxSamples int
+	// Counters are event counters scraped from the instances, each its own
+	// metric ("scraped NAME"), at most MaxCounters. Default none.
+	Counters []Counter
 }
 
 // Defaults returns the settings used for fields left zero.
@@ -267,6 +274,14 @@ func (c Config) Validate() error {
 	if c.TailRatio <= 1 {
 		return fmt.Errorf("verdict: tail_ratio %v: must be above 1", c.TailRatio)
 	}
+	if len(c.Counters) > MaxCounters {
+		return fmt.Errorf("verdict: %d counters: at most %d", len(c.Counters), MaxCounters)
+	}
+	for i, k := range c.Counters {
+		if k.Name == "" || k.Increase < 0 || k.Increase >= 1 || c.ErrorFloor+k.Increase >= 1 {
+			return fmt.Errorf("verdict: counters[%d] %q: want a name and an increase from 0 (the default) to below 1", i, k.Name)
+		}
+	}
 	if c.MinSamples < 2 || c.TailMinSamples < 2 || c.MaxSamples < c.MinSamples {
 		return fmt.Errorf("verdict: min_samples %d, tail_min_samples %d, max_samples %d: need min >= 2 and max >= min",
 			c.MinSamples, c.TailMinSamples, c.MaxSamples)
@@ -332,6 +347,9 @@ func Evaluate(cfg Config, canary, baseline Sample, now time.Time) Verdict {
 	ca, cl := latencies(cfg, canary.Outcomes)
 	_, bl := latencies(cfg, baseline.Outcomes)
 	ms = append(ms, shift(cfg, cl, bl), tail(cfg, ca, cl, bl))
+	for _, c := range cfg.Counters {
+		ms = append(ms, counterRate(cfg, c, canary, baseline))
+	}
 
 	v := Verdict{Metrics: ms, Decision: Pass}
 	var failed, open []string
