@@ -238,6 +238,10 @@ func (l *Listener) refuseRaw(tl *net.TCPListener, why int) (net.Conn, error) {
 	if now := l.full(); now >= 0 {
 		if len(l.o.Refusal) > 0 {
 			_, _ = syscall.Write(nfd, l.o.Refusal) // a fresh socket's send buffer holds it; never blocks (non-blocking)
+		} else {
+			// Nothing to say: reset rather than close in order, so the refused
+			// socket is gone at once (no FIN exchange, no TIME_WAIT).
+			_ = syscall.SetsockoptLinger(nfd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
 		}
 		_ = syscall.Close(nfd)
 		l.refuse(nil, now)
