@@ -14,7 +14,7 @@ out=bench/results/fleet-$(date -u +%Y%m%d-%H%M%S).txt
 mkdir -p bench/results
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out"
 MEDIC_REQUIRE_INTEGRATION=1 MEDIC_FLEET_RATE=$rate go test -count="$runs" -timeout 60m \
-  -run 'TestFleetHostKill|TestFleetHostPartition' -v ./e2e 2>&1 |
+  -run '^(TestFleetHostKill|TestFleetHostPartition)$' -v ./e2e 2>&1 |
   grep -E 'fleet_hosts_test.go:[0-9]+: (h3|load)|^--- ' | tee -a "$out"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
 echo "written: $out"
