@@ -31,7 +31,10 @@ import (
 // per try.
 //
 // The net/http listener (ServeHTTP) takes, on the same connection until it
-// closes, what the fast plane does not: upgrades, event streams (Accept:
+// closes, what the fast plane does not: every call of a `kind: model`
+// dependency (a model provider's SDK asks for a streamed answer in its
+// request body, not always with an Accept header, and such a stream must
+// not be bounded by the timeout), upgrades, event streams (Accept:
 // text/event-stream: their answers must stream, the timeout bounding only
 // the response header), chunked request bodies and bodies over max_body
 // (413). On the fast plane the timeout bounds each try's whole answer, body
@@ -86,8 +89,8 @@ func newFastClient(h *httpDep) *fasthttp.HostClient {
 // serveFast is the fast plane's handler.
 func (h *httpDep) serveFast(ctx *fasthttp.RequestCtx) {
 	rh := &ctx.Request.Header
-	if cl := rh.ContentLength(); cl == -1 || cl > int(h.cfg.MaxBody) || rh.ConnectionUpgrade() ||
-		bytes.Contains(rh.Peek("Accept"), []byte("text/event-stream")) {
+	if h.cfg.Kind == "model" || rh.ConnectionUpgrade() || bytes.Contains(rh.Peek("Accept"), []byte("text/event-stream")) ||
+		rh.ContentLength() == -1 || rh.ContentLength() > int(h.cfg.MaxBody) {
 		h.handoff.Give(ctx)
 		return
 	}

@@ -101,8 +101,18 @@ func TestHTTPRewrite(t *testing.T) {
 
 // TestHTTPEventStream: an event stream is forwarded as it comes, and the
 // timeout bounds its response header only, not the stream (the net/http
-// listener takes it from the fast plane).
+// listener takes it from the fast plane): asked for with Accept, or from a
+// model provider (kind: model), whose SDKs ask for it in the request body.
 func TestHTTPEventStream(t *testing.T) {
+	for _, tc := range []struct{ name, kind, accept string }{
+		{"accept", "internal", "text/event-stream"},
+		{"model", "model", "application/json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testEventStream(t, tc.kind, tc.accept) })
+	}
+}
+
+func testEventStream(t *testing.T, kind, accept string) {
 	next := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -116,10 +126,10 @@ func TestHTTPEventStream(t *testing.T) {
 		io.WriteString(w, "data: two\n\n")
 	}))
 	t.Cleanup(up.Close)
-	d := &config.Dependency{URL: up.URL, Timeout: config.Duration(300 * time.Millisecond), Retries: config.DependencyRetries{Max: ptr(0)}}
+	d := &config.Dependency{Kind: kind, URL: up.URL, Timeout: config.Duration(300 * time.Millisecond), Retries: config.DependencyRetries{Max: ptr(0)}}
 	_, addr, _ := startSet(t, d)
 	req, _ := http.NewRequest("GET", "http://"+addr+"/events", nil)
-	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Accept", accept)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
