@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +100,15 @@ func (s *Supervisor) adoptOrReap(ctx context.Context) {
 	}
 	lines := s.procs.reapRecords(orphans, 10*time.Second)
 	lines = append(lines, s.sweepCgroups(keep)...)
+	// A previous medic on this data dir started from other cgroups (from a
+	// shell, then under systemd) made its trees there: each run cgroup in
+	// them is adopted or reaped like one of ours, and the trees, once
+	// empty, are removed now (what was reaped) and at shutdown (what was
+	// adopted), instead of staying empty for good.
+	s.oldTrees = s.foreignTrees(recs)
+	for _, d := range s.oldTrees {
+		removeEmptyTree(d)
+	}
 	for _, line := range lines {
 		s.env.Logger.Warn(line)
 		if s.env.Emit != nil {
@@ -163,5 +174,34 @@ func (s *Supervisor) sweepCgroups(keep map[string]bool) []string {
 			removeV1(dir)
 		}
 	}
+	return out
+}
+
+// foreignTrees returns the medic-* parents of the recorded cgroups (v2 and
+// v1) that are not this medic's own trees.
+func (s *Supervisor) foreignTrees(recs map[string]procRecord) []string {
+	own := map[string]bool{}
+	if t := s.env.cgroups; t != nil {
+		own[filepath.Join(t.mount, t.group)] = true
+	}
+	for _, t := range s.env.limits.v1 {
+		own[t.dir] = true
+	}
+	var out []string
+	add := func(run string) {
+		d := filepath.Dir(run)
+		if strings.HasPrefix(filepath.Base(d), "medic-") && !own[d] && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	for _, r := range recs {
+		if r.Group != "" {
+			add(filepath.Join(r.Mount, r.Group))
+		}
+		for _, d := range r.V1 {
+			add(d)
+		}
+	}
+	sort.Strings(out)
 	return out
 }

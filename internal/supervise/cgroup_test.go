@@ -334,3 +334,32 @@ func TestRemoveTreeOfKillsAndRemoves(t *testing.T) {
 		t.Fatalf("tree %s still there after RemoveTreeOf: %v", tree, err)
 	}
 }
+
+// A previous medic on this data dir ran from other cgroups (a shell, then
+// systemd): its record names a run cgroup in a medic-* tree that is not this
+// medic's. The run is gone; the next medic removes the emptied tree instead
+// of leaving it for good.
+func TestForeignTreeOfAPreviousMedicIsRemoved(t *testing.T) {
+	requireCgroups(t)
+	parents := supervise.TreeParents()
+	if len(parents) == 0 {
+		t.Fatal("no cgroup parent for medic trees")
+	}
+	foreign := filepath.Join(parents[0], fmt.Sprintf("medic-foreign-%d", os.Getpid()))
+	run := filepath.Join(foreign, "web.0.previous")
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { supervise.RemoveEmptyTree(foreign) })
+	dir := t.TempDir()
+	// A pid that cannot be alive: above the kernel's maximum.
+	rec := fmt.Sprintf(`{"web/0": {"pgid": 4194305, "start": 1, "cgroup_mount": %q, "cgroup": %q, "spec": "other"}}`,
+		parents[0], "/"+filepath.Base(foreign)+"/web.0.previous")
+	if err := os.WriteFile(filepath.Join(dir, "processes.json"), []byte(rec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	medicRun(t, dir, map[string]*config.Service{"web": service("exec sleep 300")}, false, nil, running(nil))
+	if _, err := os.Stat(foreign); !os.IsNotExist(err) {
+		t.Fatalf("the previous medic's tree %s is still there: %v", foreign, err)
+	}
+}

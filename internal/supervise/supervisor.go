@@ -50,6 +50,7 @@ const (
 // Supervisor owns every service's instances.
 type Supervisor struct {
 	env      Env
+	oldTrees []string // medic-* trees a previous medic on this data dir made from other cgroups (adopt.go)
 	logDir   string
 	baseDir  string
 	anyReady broadcast
@@ -211,6 +212,11 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 	s.wg.Wait()
 	if s.env.cgroups != nil && !s.env.detached() {
 		s.env.cgroups.remove()
+	}
+	if !s.env.detached() {
+		for _, d := range s.oldTrees { // emptied now that their adopted instances stopped
+			removeEmptyTree(d)
+		}
 	}
 	if !s.env.detached() {
 		for _, t := range s.env.limits.v1 {
