@@ -38,6 +38,7 @@ func TestUpgradeKeepsDatabaseConnections(t *testing.T) {
 	b.start()
 	a.eventually(60*time.Second, "b streams from a", streams("b", "a", false))
 	oldPID := b.cmd.Process.Pid
+	bPM := postmasterPID(t, b)
 	pidFile := filepath.Join(b.dir, "medic", "medic.pid")
 	t.Cleanup(func() { // the new medic is not the test's child: stop it by its pid
 		if pid, err := readPIDFile(pidFile); err == nil && pid != oldPID {
@@ -118,6 +119,9 @@ func TestUpgradeKeepsDatabaseConnections(t *testing.T) {
 	// b's own postgres (a replica) is handed over and adopted by the new
 	// medic, still streaming.
 	b.eventually(90*time.Second, "b streams from a under the new medic", streams("b", "a", false))
+	if pm := postmasterPID(t, b); pm != bPM {
+		t.Fatalf("b's postmaster pid %d after the upgrade, was %d: not adopted", pm, bPM)
+	}
 	time.Sleep(500 * time.Millisecond)
 	if _, err := tx.Exec(ctx, "INSERT INTO held VALUES (1)"); err != nil {
 		t.Fatalf("the session idle in a transaction, after the upgrade: %v", err)

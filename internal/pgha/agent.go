@@ -171,6 +171,10 @@ func (a *Agent) Serve(ctx context.Context) error {
 	if err := a.takeOver(ctx); err != nil {
 		return err
 	}
+	// The agent file says this medic's loop runs; removed once it has
+	// ended, so that a medic waiting to take over may go on.
+	a.markAgent()
+	defer a.unmarkAgent()
 	wctx, stopWatch := context.WithCancel(ctx)
 	a.wg.Add(1)
 	go func() {

@@ -101,12 +101,13 @@ func (a *Agent) detach(ctx context.Context) bool {
 	return true
 }
 
-func (a *Agent) writeHandover(rec memberHandover) error {
-	b, err := json.Marshal(rec)
+func (a *Agent) writeHandover(rec memberHandover) error { return a.writeJSON(a.handoverPath(), rec) }
+
+func (a *Agent) writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	path := a.handoverPath()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return fmt.Errorf("pgha: write %s: %w", path, err)
@@ -121,29 +122,70 @@ func (a *Agent) writeHandover(rec memberHandover) error {
 // previous medic's handover while that one's postmaster runs. 20ms.
 const handoverPoll = 20 * time.Millisecond
 
-// takeOver deals with a postmaster found running on the data directory
-// before the loop starts: it waits (up to LeftoverWait) for the previous
-// medic to hand it over or stop it, adopts it when handed over, and stops
-// it otherwise (a crash left it: its watchdog should have, this is the
-// second line).
+// agentMark names the medic whose agent runs the member's loop; the file
+// is written before the loop starts and removed once it has ended.
+type agentMark struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
+}
+
+func (a *Agent) agentPath() string { return filepath.Join(a.o.StateDir, a.o.Cluster+"-agent.json") }
+
+// otherAgentRuns reports whether the agent file names another live medic
+// (same pid and start time): its loop may still run.
+func (a *Agent) otherAgentRuns() bool {
+	b, err := os.ReadFile(a.agentPath())
+	if err != nil {
+		return false
+	}
+	var m agentMark
+	if json.Unmarshal(b, &m) != nil || m.PID <= 0 || m.PID == os.Getpid() {
+		return false
+	}
+	st, err := procStart(m.PID)
+	return err == nil && st == m.Start
+}
+
+// markAgent writes this medic's agent file; unmarkAgent removes it if it is still this medic's.
+func (a *Agent) markAgent() {
+	st, err := procStart(os.Getpid())
+	if err == nil {
+		err = a.writeJSON(a.agentPath(), agentMark{PID: os.Getpid(), Start: st})
+	}
+	if err != nil {
+		a.log.Warn("write the agent file", "err", err)
+	}
+}
+
+func (a *Agent) unmarkAgent() {
+	b, err := os.ReadFile(a.agentPath())
+	var m agentMark
+	if err == nil && json.Unmarshal(b, &m) == nil && m.PID == os.Getpid() {
+		os.Remove(a.agentPath())
+	}
+}
+
+// takeOver runs before the loop starts. With LeftoverWait (a medic
+// started by an upgrade) it first waits, while the previous medic's agent
+// may still run its loop, for that agent's handover record, or for its
+// loop to end and its postmaster to exit (a previous medic that hands
+// nothing over). Then it adopts a postmaster handed over, and stops any
+// other found running on the data directory (a crash left it: its watchdog
+// should have, this is the second line).
 func (a *Agent) takeOver(ctx context.Context) error {
 	path := a.handoverPath()
 	pid, err := a.pg.postmasterPID()
 	if err != nil {
 		return err
 	}
-	if pid == 0 {
-		os.Remove(path)
-		return nil
-	}
-	if w := a.o.LeftoverWait; w > 0 {
-		a.log.Info("a postmaster runs on the data directory: waiting for the previous medic to hand it over or stop it", "pid", pid, "at_most", w)
+	if w := a.o.LeftoverWait; w > 0 && (pid != 0 || a.otherAgentRuns()) {
+		a.log.Info("waiting for the previous medic to hand the member over", "postmaster", pid, "at_most", w)
 		until := a.clock.Now().Add(w)
 		for ctx.Err() == nil && a.clock.Now().Before(until) {
 			if _, err := os.Stat(path); err == nil {
 				break
 			}
-			if syscall.Kill(pid, 0) != nil {
+			if !a.otherAgentRuns() && (pid == 0 || syscall.Kill(pid, 0) != nil) {
 				break
 			}
 			t := a.clock.NewTimer(handoverPoll)
@@ -153,6 +195,13 @@ func (a *Agent) takeOver(ctx context.Context) error {
 				t.Stop()
 			}
 		}
+		if pid, err = a.pg.postmasterPID(); err != nil { // the previous medic may have started one meanwhile
+			return err
+		}
+	}
+	if pid == 0 {
+		os.Remove(path)
+		return nil
 	}
 	var rec memberHandover
 	b, rerr := os.ReadFile(path)
