@@ -71,18 +71,17 @@ func newFastClient(h *httpDep) *fasthttp.HostClient {
 		}
 	}
 	return &fasthttp.HostClient{
-		Addr:                          addr,
-		IsTLS:                         tls,
-		MaxConns:                      c.Bulkhead.MaxConcurrent,
-		MaxConnWaitTimeout:            c.Bulkhead.QueueTimeout.D(),
-		MaxIdleConnDuration:           90 * time.Second,
-		MaxResponseBodySize:           int(c.MaxBody),
-		ReadBufferSize:                fastReadBuffer,
-		WriteBufferSize:               fastWriteBuffer,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
-		MaxIdemponentCallAttempts:     2, // one fresh connection for a kept one the dependency closed while idle, as net/http's Transport
+		Addr:                      addr,
+		IsTLS:                     tls,
+		MaxConns:                  c.Bulkhead.MaxConcurrent,
+		MaxConnWaitTimeout:        c.Bulkhead.QueueTimeout.D(),
+		MaxIdleConnDuration:       90 * time.Second,
+		MaxResponseBodySize:       int(c.MaxBody),
+		ReadBufferSize:            fastReadBuffer,
+		WriteBufferSize:           fastWriteBuffer,
+		NoDefaultUserAgentHeader:  true,
+		DisablePathNormalizing:    true,
+		MaxIdemponentCallAttempts: 2, // one fresh connection for a kept one the dependency closed while idle, as net/http's Transport
 	}
 }
 
@@ -344,21 +343,20 @@ func (h *httpDep) fastError(ctx *fasthttp.RequestCtx, status int, msg string) {
 // newFastServer is the fast plane's server, guarded like the net/http one.
 func (h *httpDep) newFastServer(lim config.Limits) *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:                       h.serveFast,
-		NoDefaultServerHeader:         true,
-		NoDefaultContentType:          true,
-		NoDefaultDate:                 false,
-		DisablePreParseMultipartForm:  true,
-		DisableHeaderNamesNormalizing: true,
-		StreamRequestBody:             true,
-		MaxRequestBodySize:            int(h.cfg.MaxBody),
-		ReadBufferSize:                fastReadBuffer,
-		WriteBufferSize:               fastWriteBuffer,
-		ReadTimeout:                   lim.HeaderTimeout.D(),
-		IdleTimeout:                   lim.IdleTimeout.D(),
-		CloseOnShutdown:               true,
-		KeepHijackedConns:             true, // the net/http listener closes a handed-over connection
-		Logger:                        quietLogger{},
+		Handler:                      h.serveFast,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		NoDefaultDate:                false,
+		DisablePreParseMultipartForm: true,
+		StreamRequestBody:            true,
+		MaxRequestBodySize:           int(h.cfg.MaxBody),
+		ReadBufferSize:               fastReadBuffer,
+		WriteBufferSize:              fastWriteBuffer,
+		ReadTimeout:                  lim.HeaderTimeout.D(),
+		IdleTimeout:                  lim.IdleTimeout.D(),
+		CloseOnShutdown:              true,
+		KeepHijackedConns:            true, // the net/http listener closes a handed-over connection
+		Logger:                       quietLogger{},
 	}
 }
 

@@ -63,7 +63,7 @@ func TestHTTPRewrite(t *testing.T) {
 		resp.Body.Close()
 		return resp, string(b)
 	}
-	resp, body := send("GET /recs?u=1 HTTP/1.1\r\nHost: app.local\r\nConnection: X-Secret\r\nX-Secret: s\r\nProxy-Authorization: p\r\nX-Forwarded-For: 6.6.6.6\r\nX-Keep: yes\r\n\r\n")
+	resp, body := send("GET /recs?u=1 HTTP/1.1\r\nHost: app.local\r\nconnection: x-secret\r\nx-secret: s\r\nproxy-authorization: p\r\nx-forwarded-for: 6.6.6.6\r\nX-Keep: yes\r\n\r\n")
 	if resp.StatusCode != 200 || body != "GET /v1/recs?u=1 " {
 		t.Fatalf("GET: %d %q, want the url's path first", resp.StatusCode, body)
 	}
@@ -107,6 +107,7 @@ func TestHTTPEventStream(t *testing.T) {
 	for _, tc := range []struct{ name, kind, accept string }{
 		{"accept", "internal", "text/event-stream"},
 		{"model", "model", "application/json"},
+		{"lower-case accept", "internal", "lower:text/event-stream"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testEventStream(t, tc.kind, tc.accept) })
 	}
@@ -129,7 +130,11 @@ func testEventStream(t *testing.T, kind, accept string) {
 	d := &config.Dependency{Kind: kind, URL: up.URL, Timeout: config.Duration(300 * time.Millisecond), Retries: config.DependencyRetries{Max: ptr(0)}}
 	_, addr, _ := startSet(t, d)
 	req, _ := http.NewRequest("GET", "http://"+addr+"/events", nil)
-	req.Header.Set("Accept", accept)
+	if v, ok := strings.CutPrefix(accept, "lower:"); ok {
+		req.Header["accept"] = []string{v} // sent as is: header names are case-insensitive
+	} else {
+		req.Header.Set("Accept", accept)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
