@@ -411,8 +411,8 @@ func demoappCmd() *cobra.Command {
 		Short: "Run the demo service: a web server that can crash, hang, leak or slow down on command",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !(o.ErrorRate >= 0 && o.ErrorRate <= 1) {
-				return usageError{fmt.Errorf("--error-rate %v: want a share from 0 to 1", o.ErrorRate)}
+			if !(o.ErrorRate >= 0 && o.ErrorRate <= 1) || !(o.EventRate >= 0 && o.EventRate <= 1) {
+				return usageError{fmt.Errorf("--error-rate %v, --event-rate %v: want shares from 0 to 1", o.ErrorRate, o.EventRate)}
 			}
 			if o.Latency < 0 || o.Latency > time.Minute || !(o.LatencySpread >= 0 && o.LatencySpread <= 3) {
 				return usageError{fmt.Errorf("--latency %s, --latency-spread %v: want 0 to 1m and 0 to 3", o.Latency, o.LatencySpread)}
@@ -432,6 +432,7 @@ func demoappCmd() *cobra.Command {
 	c.Flags().DurationVar(&o.Latency, "latency", 0, "answer GET / after this long (the median with --latency-spread)")
 	c.Flags().Float64Var(&o.LatencySpread, "latency-spread", 0, "sigma of the log-normal latency around --latency (0.3: p99 about 2x the median)")
 	c.Flags().Float64Var(&o.ErrorRate, "error-rate", 0, "answer this share of GET / with 500 (0 to 1)")
+	c.Flags().Float64Var(&o.EventRate, "event-rate", 0, "count this share of GET / in demo_backend_errors_total (GET /metrics) while answering 200 (0 to 1)")
 	c.Flags().IntVar(&o.Grandchildren, "fork", 0, "start this many child processes (sleep) and leave them running (0 to 64): its supervisor must stop them")
 	c.Flags().BoolVar(&o.Setsid, "setsid", false, "start one more child in a session of its own (setsid), out of the process group")
 	return c

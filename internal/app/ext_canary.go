@@ -20,6 +20,7 @@ import (
 	"github.com/medic-dev/medic/internal/drill"
 	"github.com/medic-dev/medic/internal/proxy"
 	"github.com/medic-dev/medic/internal/release"
+	"github.com/medic-dev/medic/internal/signal"
 	"github.com/medic-dev/medic/internal/supervise"
 	"github.com/medic-dev/medic/internal/verdict"
 )
@@ -45,6 +46,7 @@ func buildCanary(m *Main) (*component, error) {
 			Traffic:  canaryTraffic{m.traffic},
 			Promoter: canaryPromoter{m.sup},
 			Prober:   newCanaryProber(m.sup),
+			Scraper:  newCanaryScraper(m.sup, m.Logger.Warn),
 			Emit:     m.Record,
 			Clock:    m.Clock,
 		},
@@ -92,9 +94,91 @@ func CanaryConfig(d *config.Deploy) canary.Config {
 	return canary.Config{
 		Steps: d.Steps, Instances: d.CanaryInstances, StepMinRequests: d.StepMinRequests,
 		StepMaxDuration: d.StepMaxDuration.D(), ReadyTimeout: d.ReadyTimeout.D(), MaxRestarts: d.MaxRestarts,
-		Approve: d.Trust == "propose", Verdict: d.Verdict.VerdictConfig(),
+		Approve: d.Trust == "propose", Verdict: canaryVerdict(d),
 		Synthetic: canary.Synthetic{Path: syntheticPath(d.Synthetic), Rate: d.Synthetic.RateOrDefault()},
+		Metrics:   canaryMetrics(d),
 	}
+}
+
+// CanaryConfig's verdict carries the scraped counters (verdict.Counters)
+// under the names the runner scrapes (canary.Config.Metrics).
+func canaryMetrics(d *config.Deploy) []canary.Metric {
+	var out []canary.Metric
+	for _, m := range d.Metrics {
+		out = append(out, canary.Metric{Name: m.Name, Path: m.PathOrDefault()})
+	}
+	return out
+}
+
+// Bounds of one scrape of a canary or baseline instance's counters.
+const (
+	canaryScrapeTimeout = time.Second
+	canaryScrapeMaxBody = 1 << 20
+)
+
+// canaryScraper is canary.Scraper: a GET of the metrics path on each of the
+// group's ready instances (canaryScrapeTimeout, canaryScrapeMaxBody), the
+// named families' series summed per instance.
+type canaryScraper struct {
+	s      *supervise.Supervisor
+	client *http.Client
+	log    func(msg string, args ...any)
+}
+
+func newCanaryScraper(s *supervise.Supervisor, log func(string, ...any)) *canaryScraper {
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
+	return &canaryScraper{s: s, log: log, client: &http.Client{Transport: tr, Timeout: canaryScrapeTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (c *canaryScraper) Scrape(ctx context.Context, service, group, path string, names []string) []canary.InstanceCounters {
+	var out []canary.InstanceCounters
+	for _, in := range c.s.GroupInstances(service, group) {
+		if !in.Ready || in.Port <= 0 {
+			continue
+		}
+		vals, err := c.one(ctx, in.Port, path, names)
+		if err != nil {
+			c.log("canary: scrape of an instance's counters failed", "instance", in.ID, "path", path, "err", err)
+			continue
+		}
+		out = append(out, canary.InstanceCounters{ID: in.ID, Values: vals})
+	}
+	return out
+}
+
+func (c *canaryScraper) one(ctx context.Context, port int, path string, names []string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(port)+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "medic-canary-scrape")
+	req.Header.Set("Accept", "text/plain")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: HTTP %d", path, resp.StatusCode)
+	}
+	samples, err := signal.ParseText(io.LimitReader(resp.Body, canaryScrapeMaxBody+1), names, nil, canaryScrapeMaxBody)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	vals := map[string]float64{}
+	for _, sm := range samples {
+		if slices.Contains(names, sm.Name) {
+			vals[sm.Name] += sm.V
+		}
+	}
+	return vals, nil
+}
+
+func canaryVerdict(d *config.Deploy) verdict.Config {
+	v := d.Verdict.VerdictConfig()
+	v.Counters = d.VerdictCounters()
+	return v
 }
 
 func syntheticPath(s *config.DeploySynthetic) string {

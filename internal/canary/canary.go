@@ -69,6 +69,10 @@ type Config struct {
 	// Synthetic load while a step's real traffic is too low to decide.
 	// Default off.
 	Synthetic Synthetic
+	// Metrics are counters scraped from the canary's and the baseline's
+	// instances every ScrapeEvery; each is judged by the verdict as
+	// Verdict.Counters says (same names). Default none.
+	Metrics []Metric
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.

@@ -68,6 +68,9 @@ type Runner struct {
 	// Prober sends the synthetic load of a canary whose settings ask for
 	// it; nil: none is sent.
 	Prober Prober
+	// Scraper reads the scraped counters of a canary whose settings name
+	// some; nil: none is read (those metrics stay undecided).
+	Scraper Scraper
 	// Emit records audit events; nil: none.
 	Emit  func(context.Context, medic.Event)
 	Clock clock.Clock
@@ -160,6 +163,14 @@ func (r *Runner) Run(ctx context.Context, service string, cfg Config, old, next 
 		quiet = func() { once.Do(func() { scancel(); sy.wg.Wait() }) }
 		defer quiet()
 	}
+	// Scraped counters: read from the groups' start, so each rise covers
+	// the requests the group served.
+	var sc *scraper
+	if len(cfg.Metrics) > 0 && r.Scraper != nil {
+		sctx, scancel := context.WithCancel(ctx)
+		sc = newScraper(sctx, clk, r.Scraper, service, cfg.Metrics)
+		defer func() { scancel(); sc.wg.Wait() }()
+	}
 	var carryC, carryB float64
 	stopGroups = func(stop func(context.Context) error) func(context.Context) error {
 		return func(c context.Context) error { quiet(); return stop(c) }
@@ -195,6 +206,9 @@ func (r *Runner) Run(ctx context.Context, service string, cfg Config, old, next 
 			add = append(add, sy.take(Baseline)...)
 		}
 		o.BaselineSample.Outcomes = bounded(append(o.BaselineSample.Outcomes, add...), maxOut)
+		if sc != nil {
+			o.CanarySample.Counters, o.BaselineSample.Counters = sc.rises(Canary), sc.rises(Baseline)
+		}
 		ru.mu.Lock()
 		if ru.approved != "" {
 			o.Approved = true

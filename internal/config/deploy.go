@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -51,6 +52,32 @@ type Deploy struct {
 	// Canary: medic's own GET requests to the canary and the baseline while real traffic is too low
 	// to decide a step. Default off.
 	Synthetic *DeploySynthetic `yaml:"synthetic" json:"synthetic,omitempty"`
+	// Canary: event counters scraped from the canary's and the baseline's instances (Prometheus text
+	// format), each judged per request like an error class (docs/deploys.md, "Scraped counters").
+	// At most 8. Default none.
+	Metrics []DeployMetric `yaml:"metrics" json:"metrics,omitempty" jsonschema:"maxItems=8"`
+}
+
+// DeployMetric is one counter scraped from the canary and baseline instances.
+type DeployMetric struct {
+	// The counter's metric name; the values of all its series on an instance are summed.
+	Name string `yaml:"name" json:"name"`
+	// The path of the instances' Prometheus text endpoint, GET on each instance's port. Default /metrics.
+	Path string `yaml:"path" json:"path,omitempty"`
+	// The regression the test is tuned to detect, in events per request over the baseline's rate
+	// (0.01: one more per 100 requests). Default verdict.error_increase (0.025).
+	MaxIncrease float64 `yaml:"max_increase" json:"max_increase,omitempty" jsonschema:"minimum=0,maximum=1"`
+}
+
+// DefaultMetricsPath is a scraped counter's path when unset.
+const DefaultMetricsPath = "/metrics"
+
+// PathOrDefault is the metric's path, DefaultMetricsPath when unset.
+func (m DeployMetric) PathOrDefault() string {
+	if m.Path == "" {
+		return DefaultMetricsPath
+	}
+	return m.Path
 }
 
 // DeploySynthetic is the synthetic load of a canary: GET requests of path sent straight to the canary
@@ -247,4 +274,36 @@ func (d *Deploy) validate(ck *checker, p string, s *Service) {
 	if err := d.Verdict.VerdictConfig().Validate(); err != nil {
 		ck.add(p+".verdict", "%s", strings.TrimPrefix(err.Error(), "verdict: "))
 	}
+	if len(d.Metrics) > verdict.MaxCounters {
+		ck.add(p+".metrics", "at most %d scraped counters, got %d", verdict.MaxCounters, len(d.Metrics))
+	}
+	seen := map[string]bool{}
+	for i, m := range d.Metrics {
+		q := fmt.Sprintf("%s.metrics[%d]", p, i)
+		if !metricName.MatchString(m.Name) || seen[m.Name] {
+			ck.add(q+".name", "want a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), once, got %q", m.Name)
+		}
+		seen[m.Name] = true
+		if m.Path != "" && (!strings.HasPrefix(m.Path, "/") || strings.ContainsAny(m.Path, " \t\r\n")) {
+			ck.add(q+".path", "want an absolute request path such as /metrics, got %q", m.Path)
+		}
+		if m.MaxIncrease < 0 || m.MaxIncrease >= 1 {
+			ck.add(q+".max_increase", "must be from 0 (the default) to below 1 event per request, got %v", m.MaxIncrease)
+		}
+	}
+}
+
+// metricName is a Prometheus metric name.
+var metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+
+// VerdictCounters are the scraped counters as the verdict judges them.
+func (d *Deploy) VerdictCounters() []verdict.Counter {
+	if d == nil {
+		return nil
+	}
+	var out []verdict.Counter
+	for _, m := range d.Metrics {
+		out = append(out, verdict.Counter{Name: m.Name, Increase: m.MaxIncrease})
+	}
+	return out
 }

@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -80,6 +81,10 @@ type Options struct {
 	// ErrorRate is the release's own share of GET / answered 500, 0 to 1
 	// (kept by /fault/reset, like Latency). Default 0.
 	ErrorRate float64
+	// EventRate is the share of GET / that count one demo_backend_errors_total
+	// (GET /metrics, Prometheus text) while still answering 200: a regression
+	// only an instance's own metric shows. 0 to 1. Default 0.
+	EventRate float64
 	// Grandchildren is how many child processes (sleep) Run starts and
 	// leaves behind: a supervisor must find and stop them with the instance.
 	// Default 0.
@@ -176,6 +181,8 @@ type App struct {
 	latency       time.Duration
 	latencySpread float64
 	ownErrorRate  float64
+	eventRate     float64
+	events        atomic.Int64 // demo_backend_errors_total
 }
 
 // New returns an App configured by o. Nothing runs until Serve or ServeHTTP.
@@ -193,6 +200,7 @@ func New(o Options) *App {
 		latency:       o.Latency,
 		latencySpread: o.LatencySpread,
 		ownErrorRate:  o.ErrorRate,
+		eventRate:     o.EventRate,
 	}
 	if a.log == nil {
 		a.log = slog.Default()

@@ -34,6 +34,7 @@ func (a *App) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", a.root)
 	mux.HandleFunc("GET /healthz/live", a.live)
+	mux.HandleFunc("GET /metrics", a.metrics)
 	mux.HandleFunc("GET /healthz/ready", a.ready)
 	mux.HandleFunc("GET /fault", a.state)
 	mux.HandleFunc("POST /fault/crash", a.crash)
@@ -69,7 +70,17 @@ func (a *App) root(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, id)
 		return
 	}
+	if a.eventRate > 0 && rand.Float64() < a.eventRate {
+		a.events.Add(1)
+	}
 	writeJSON(w, http.StatusOK, id)
+}
+
+// metrics serves the instance's own counter in the Prometheus text format.
+func (a *App) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	fmt.Fprintf(w, "# HELP demo_backend_errors_total GET / requests that met a (simulated) backend error and still answered 200.\n"+
+		"# TYPE demo_backend_errors_total counter\ndemo_backend_errors_total %d\n", a.events.Load())
 }
 
 func (a *App) live(w http.ResponseWriter, r *http.Request) {

@@ -298,3 +298,23 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestEventCounter: with EventRate 1 every GET / answers 200 and counts one
+// demo_backend_errors_total on GET /metrics; without it the counter stays 0.
+func TestEventCounter(t *testing.T) {
+	for _, c := range []struct {
+		rate float64
+		want string
+	}{{1, "demo_backend_errors_total 5\n"}, {0, "demo_backend_errors_total 0\n"}} {
+		srv := newServer(t, demoapp.Options{EventRate: c.rate})
+		for range 5 {
+			if r := do(t, "GET", srv.URL+"/"); r.code != 200 {
+				t.Fatalf("GET /: %d", r.code)
+			}
+		}
+		r := do(t, "GET", srv.URL+"/metrics")
+		if r.code != 200 || !strings.Contains(r.body, "# TYPE demo_backend_errors_total counter\n") || !strings.HasSuffix(r.body, c.want) {
+			t.Errorf("event rate %v: GET /metrics %d:\n%s", c.rate, r.code, r.body)
+		}
+	}
+}

@@ -33,7 +33,7 @@ function signedPct(x, digits = 1) {
   return (x >= 0 ? "+" : "−") + Math.abs(x * 100).toFixed(digits) + "%";
 }
 
-const isRate = (m) => (m.name || "").startsWith("errors");
+const isRate = (m) => /^(errors|scraped) /.test(m.name || ""); // rates per request
 const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 
 // metricValue is a group's figure: an error rate, or a latency (none yet
