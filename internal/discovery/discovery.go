@@ -151,7 +151,7 @@ type Update struct {
 // Follow calls fn with every host's publication of the service, then again
 // at every change, until ctx ends (an etcd watch; a lost watch reads the
 // prefix again and delivers a Reset). A change parses only the changed
-// host's publication and costs O(log hosts), so a receiver that looks only
+// host's publication and costs O(length of the host name), so a receiver that looks only
 // at Changed does O(1) work per host that changed. A publication that is not
 // valid JSON is logged and left out.
 func Follow(ctx context.Context, cli *etcd.Client, prefix string, clk clock.Clock, logger *slog.Logger, fn func(Update)) error {

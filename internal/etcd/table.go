@@ -10,7 +10,7 @@ import (
 // Table keeps the values of the keys directly under Prefix+"/" (Snapshot.
 // Under's keys, by their last segment) parsed, from the updates of
 // WatchChanges: a change re-parses only the key it names and costs
-// O(log keys), and Rows is a persistent map that readers on other
+// O(length of the key), and Rows is a persistent map that readers on other
 // goroutines may keep (it never changes; the next update makes a new one).
 // A Table is used by one goroutine (the watch's); the zero value with
 // Prefix and Parse set is ready.

@@ -263,7 +263,7 @@ func (a *Agent) isJoined() bool {
 
 // watch follows the hosts' keys (a watch, never a poll) and hands what
 // changed to steps: a fresh read whole, then each changed key alone (its
-// value parsed once, O(log hosts) per event; etcd.Table).
+// value parsed once, O(length of the host name) per event; etcd.Table).
 func (a *Agent) watch(ctx context.Context) {
 	tab := &etcd.Table[Present]{Prefix: a.hosts, Parse: func(host string, kv etcd.KV) (Present, error) {
 		var info Info

@@ -101,7 +101,7 @@ type Change struct {
 // usable; make one with NewView. Methods never change the receiver: they
 // return the next view. A view is persistent (its maps share all but the
 // changed hosts with the view it came from), so a step that names one
-// host costs O(log hosts), and a copy costs nothing.
+// host costs O(length of the host name), and a copy costs nothing.
 type View struct {
 	grace   time.Duration
 	seeded  bool
@@ -202,7 +202,7 @@ func (v View) Observe(now time.Time, present map[string]Present) (View, []Change
 // present with its value, or gone (nil); the other hosts keep their state.
 // Then it applies the grace (as Tick does). It is what Observe does with
 // the whole prefix when only these keys changed, and costs O(changed ·
-// log hosts + suspect hosts).
+// length of a host name + suspect hosts).
 func (v View) Step(now time.Time, changed map[string]*Present) (View, []Change) {
 	var out []Change
 	next := v

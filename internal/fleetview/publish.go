@@ -75,7 +75,7 @@ func (p *Publisher) Run(ctx context.Context) {
 }
 
 // Cache holds every host's summary from a watch. A change parses only the
-// changed host's summary (O(log hosts) per event); reading the summaries
+// changed host's summary (O(length of the host name) per event); reading the summaries
 // copies them (O(hosts) per read, not per event).
 type Cache struct {
 	mu       sync.Mutex
