@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/medic-dev/medic/internal/api"
 	"github.com/medic-dev/medic/internal/auth"
 	"github.com/medic-dev/medic/internal/drill"
 	drillreport "github.com/medic-dev/medic/internal/drill/report"
@@ -42,6 +43,12 @@ func demoDrills(ctx context.Context, addr, token, service string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		// A drill passes once its instance is back; the others may still be
+		// getting back (a loaded machine's probes): the next drill starts at
+		// full capacity, as the disruption budget would demand anyway.
+		if err := waitFullCapacity(ctx, cl, service, 60*time.Second); err != nil {
+			return fmt.Errorf("demo drill %s: %w", sc, err)
+		}
 		body, _ := json.Marshal(drill.Request{Scenario: sc, Service: service, LoadRPS: 50})
 		var res drill.Result
 		if err := cl.postJSON("/v1/drills", string(body), 30*time.Second, &res); err != nil {
@@ -72,4 +79,33 @@ func demoDrills(ctx context.Context, addr, token, service string) error {
 		return fmt.Errorf("demo: %d of %d drills failed", failed, len(results))
 	}
 	return nil
+}
+
+// waitFullCapacity waits until every desired instance of service is ready.
+func waitFullCapacity(ctx context.Context, cl *client, service string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	last := "no status"
+	for {
+		var st api.StatusDoc
+		if err := cl.getJSON(http.MethodGet, "/v1/status", 5*time.Second, &st); err != nil {
+			last = err.Error()
+		} else {
+			for _, s := range st.Services {
+				if s.Name == service {
+					if s.Ready >= s.Desired {
+						return nil
+					}
+					last = fmt.Sprintf("%d of %d instances ready", s.Ready, s.Desired)
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not back at full capacity within %v: %s", service, within, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -160,6 +160,19 @@ func TestClosedLoopHidesTheStall(t *testing.T) {
 	}
 }
 
+// TestRecorderCountsWhatItDrops: beyond its limit a recorder keeps the
+// oldest samples and counts the rest.
+func TestRecorderCountsWhatItDrops(t *testing.T) {
+	rec := load.NewRecorder(10)
+	for i := 0; i < 15; i++ {
+		rec.Add(load.Sample{Status: 200 + i})
+	}
+	samples, dropped := rec.Samples()
+	if len(samples) != 10 || dropped != 5 || samples[0].Status != 200 || samples[9].Status != 209 {
+		t.Fatalf("kept %d (first %d, last %d), dropped %d; want 10 (200, 209), 5", len(samples), samples[0].Status, samples[len(samples)-1].Status, dropped)
+	}
+}
+
 func TestErrorsAreClassified(t *testing.T) {
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no", http.StatusServiceUnavailable)
@@ -182,8 +195,8 @@ func TestErrorsAreClassified(t *testing.T) {
 	if len(samples) == 0 || samples[0].OK || samples[0].Err != "http 503" || samples[0].Status != 503 {
 		t.Fatalf("samples %+v", samples)
 	}
-	if len(samples) == 10 && dropped == 0 {
-		t.Fatalf("recorder kept 10 of 10 but reports no drop: %d", dropped)
+	if dropped > 0 && len(samples) != 10 {
+		t.Fatalf("recorder dropped %d samples while it kept %d of its 10", dropped, len(samples))
 	}
 
 	// A closed port is "refused".
