@@ -233,10 +233,16 @@ func (fs *fleetServices) apply(ctx context.Context, service string, n, most int)
 	down := fs.down
 	fs.mu.Unlock()
 	if down {
-		return nil // stood down: standUp reads the share from etcd when this host rejoins
+		// The runner tries again next period: a share written between
+		// standUp's read of etcd and its end is not lost (it was, when
+		// this returned nil: the runner counted it applied).
+		return errStoodDown
 	}
 	return fs.scale(ctx, service, n)
 }
+
+// errStoodDown: this host's share is not run while it stands down.
+var errStoodDown = errors.New("this host stands down (cut from etcd and its peers, or simulating its loss for a fleet drill): it runs its share once it stands up")
 
 // scale runs n instances of service on this host, waiting 2 s at most (a
 // scale-in goes on within the disruption budget).
