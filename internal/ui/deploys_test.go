@@ -170,7 +170,8 @@ func TestBrowserDeploys(t *testing.T) {
 
 	// Rolled back: the deciding verdict, metric by metric.
 	cs, bs = samples(80, 10, start)
-	v := verdict.Evaluate(verdict.Config{}, cs, bs, now)
+	cs.Counters, bs.Counters = map[string]float64{"app_backend_errors_total": 2}, map[string]float64{"app_backend_errors_total": 0}
+	v := verdict.Evaluate(verdict.Config{Counters: []verdict.Counter{{Name: "app_backend_errors_total"}}}, cs, bs, now)
 	if v.Decision != verdict.Fail {
 		t.Fatalf("the rolled-back canary's verdict is %s, want fail (the test's samples changed?)", v.Decision)
 	}
@@ -188,6 +189,13 @@ func TestBrowserDeploys(t *testing.T) {
 	for _, want := range []string{"fail", "80 / 80", "10%", "0%", "+10.00 pts", "log LR", ">= 4.55"} {
 		if !strings.Contains(row, want) {
 			t.Errorf("the errors 5xx row lacks %q:\n%s", want, row)
+		}
+	}
+	// A scraped counter is a rate per request, like the error classes.
+	srow := eval[string](t, b, `document.querySelector('[data-deploy="web"] tr[data-metric="scraped app_backend_errors_total"]').innerText`)
+	for _, want := range []string{"80 / 80", "2.5%", "0%", "+2.50 pts", "log LR", "rose by 2 over 80 canary requests"} {
+		if !strings.Contains(srow, want) {
+			t.Errorf("the scraped counter's row lacks %q:\n%s", want, srow)
 		}
 	}
 	var failed verdict.Metric
