@@ -315,7 +315,11 @@ func TestRollingRestartRespectsBudget(t *testing.T) {
 	svc.Instances = 3
 	two := 2
 	svc.MinAvailable = &two
-	svc.Probes.Readiness = execProbe("true", 30*time.Millisecond, 1)
+	// As readyService: a probe of `true` slow on a loaded machine must not
+	// make an instance unready (an unready instance may be restarted
+	// whatever the budget, which made the refusal below pass as nil).
+	svc.Probes.Readiness = execProbe("true", 30*time.Millisecond, 3)
+	svc.Probes.Readiness.Timeout = dur(2 * time.Second)
 	hooks := &readyHooks{ready: map[string]bool{}, min: 99}
 	s, _ := start(t, map[string]*config.Service{"web": svc}, hooks)
 	eventually(t, 15*time.Second, "3 ready", func() bool { return hooks.count() == 3 })
