@@ -236,16 +236,15 @@ func (l *Listener) refuseRaw(tl *net.TCPListener, why int) (net.Conn, error) {
 		return nil, &net.OpError{Op: "accept", Net: tl.Addr().Network(), Addr: tl.Addr(), Err: os.NewSyscallError("accept4", aerr)}
 	}
 	if now := l.full(); now >= 0 {
+		l.refuse(nil, now) // counted before the client can see the close
+		l.rawRefused.Add(1)
 		if len(l.o.Refusal) > 0 {
 			_, _ = syscall.Write(nfd, l.o.Refusal) // a fresh socket's send buffer holds it; never blocks (non-blocking)
-		} else {
-			// Nothing to say: reset rather than close in order, so the refused
-			// socket is gone at once (no FIN exchange, no TIME_WAIT).
-			_ = syscall.SetsockoptLinger(nfd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
 		}
+		// An orderly close, not a reset (SO_LINGER 0): a reset can reach the
+		// client before its connect(2) returns, which then fails with
+		// ECONNRESET instead of reading a refusal or an end of stream.
 		_ = syscall.Close(nfd)
-		l.refuse(nil, now)
-		l.rawRefused.Add(1)
 		return nil, nil
 	}
 	// A place freed while it waited: hand the connection over as net's Accept would.
