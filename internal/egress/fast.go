@@ -37,7 +37,8 @@ import (
 // not be bounded by the timeout), upgrades, event streams (Accept:
 // text/event-stream: their answers must stream, the timeout bounding only
 // the response header), chunked request bodies and bodies over max_body
-// (413). On the fast plane the timeout bounds each try's whole answer, body
+// (413); and every call when HTTP_PROXY or HTTPS_PROXY from the environment
+// applies to the url (only net/http's Transport goes through it). On the fast plane the timeout bounds each try's whole answer, body
 // included (at most max_body, else 502).
 
 // fastReadBuffer bounds a request header on the fast plane (as the ingress
@@ -88,7 +89,7 @@ func newFastClient(h *httpDep) *fasthttp.HostClient {
 // serveFast is the fast plane's handler.
 func (h *httpDep) serveFast(ctx *fasthttp.RequestCtx) {
 	rh := &ctx.Request.Header
-	if h.cfg.Kind == "model" || rh.ConnectionUpgrade() || bytes.Contains(rh.Peek("Accept"), []byte("text/event-stream")) ||
+	if h.slowOnly || rh.ConnectionUpgrade() || bytes.Contains(rh.Peek("Accept"), []byte("text/event-stream")) ||
 		rh.ContentLength() == -1 || rh.ContentLength() > int(h.cfg.MaxBody) {
 		h.handoff.Give(ctx)
 		return

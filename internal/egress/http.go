@@ -58,7 +58,11 @@ type httpDep struct {
 	retryMax   int
 	pathPrefix string // the url's path without its trailing slash
 	fast       *fasthttp.HostClient
-	handoff    *proxy.Handoff // set by serveFastHTTP
+	// slowOnly: every call takes the net/http listener (kind model, or an
+	// HTTP(S)_PROXY from the environment applies to the url: only net/http's
+	// Transport goes through it).
+	slowOnly bool
+	handoff  *proxy.Handoff // set by serveFastHTTP
 }
 
 // noPermits is the retry budget of a dependency without retries.
@@ -98,6 +102,10 @@ func newHTTP(d *dependency) (*httpDep, error) {
 	h.bh, h.budget = bh, noPermits{}
 	h.pathPrefix = strings.TrimSuffix(target.Path, "/")
 	h.fast = newFastClient(h)
+	h.slowOnly = c.Kind == "model"
+	if u, err := http.ProxyFromEnvironment(&http.Request{URL: target}); err != nil || u != nil {
+		h.slowOnly = true
+	}
 	if n := *c.Retries.Max; n > 0 {
 		bud := budget.NewBuilder().WithMaxRate(*c.Retries.Budget).WithMinConcurrency(3).Build()
 		if p, ok := bud.(retryPermits); ok {
