@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/medic-dev/medic/internal/etcd"
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
 	"github.com/medic-dev/medic/internal/pgha"
@@ -96,24 +98,36 @@ func TestUpgradeKeepsDatabaseConnections(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
+	// fatal stops the querying goroutine first: the connections it uses are
+	// closed by the test's cleanups.
+	fatal := func(format string, args ...any) {
+		t.Helper()
+		stop.Store(true)
+		wg.Wait()
+		t.Fatalf(format, args...)
+	}
 	time.Sleep(300 * time.Millisecond)
 
 	t0 := time.Now()
 	out, err := runMedic("upgrade", "-c", filepath.Join(b.dir, "medic.yaml"))
 	if err != nil {
-		stop.Store(true)
-		wg.Wait()
-		t.Fatalf("medic upgrade: %v\n%s\nagent stderr:\n%s", err, out, tail(b.stderr.String(), 3000))
+		fatal("medic upgrade: %v\n%s\nagent stderr:\n%s", err, out, tail(b.stderr.String(), 3000))
 	}
 	took := time.Since(t0)
 	newPID, err := readPIDFile(pidFile)
 	if err != nil || newPID == oldPID {
-		t.Fatalf("pid file after the upgrade: %d %v", newPID, err)
+		fatal("pid file after the upgrade: %d %v", newPID, err)
 	}
 	// A new session reaches the new medic, which routes to a as well.
-	fresh := pgtest.Connect(t, b.prim)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	fresh, err := pgx.Connect(cctx, "postgres://postgres@"+b.prim+"/postgres?sslmode=disable")
+	cancel()
+	if err != nil {
+		fatal("a new session after the upgrade: %v\nagents' stderr (old and new):\n%s", err, tail(b.stderr.String(), 6000))
+	}
 	if err := fresh.QueryRow(ctx, "SELECT 1").Scan(new(int)); err != nil {
-		t.Fatalf("a new session after the upgrade: %v", err)
+		fresh.Close(ctx)
+		fatal("a new session after the upgrade: %v", err)
 	}
 	fresh.Close(ctx)
 	// b's own postgres (a replica) is handed over and adopted by the new
