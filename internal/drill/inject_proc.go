@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/procstat"
 )
 
 var signals = map[string]syscall.Signal{
@@ -29,22 +28,10 @@ func parseSignal(s string) (syscall.Signal, error) {
 
 // procStart returns the start time of pid in clock ticks since boot (field
 // 22 of /proc/PID/stat), which tells a process from a later one that reused
-// its pid. It returns 0 when the process is gone or /proc is unavailable.
+// its pid. It returns 0 when the process is gone (or only its zombie is
+// left) or /proc is unavailable.
 func procStart(pid int) uint64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
+	v, _ := procstat.StartTime(pid)
 	return v
 }
 

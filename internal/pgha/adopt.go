@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/medic-dev/medic/internal/procstat"
 )
 
 // pgProc is the running postmaster: a child of this medic, or one adopted
@@ -85,14 +87,14 @@ func (p *Postgres) Detach(left time.Duration) (h PostgresHandover, ok bool) {
 	if p.proc == nil {
 		return h, false
 	}
-	st, err := procStart(p.proc.pid)
+	st, err := procstat.StartTime(p.proc.pid)
 	if err != nil {
 		return h, false
 	}
 	h = PostgresHandover{PID: p.proc.pid, Start: st, Writable: p.writable, Upstream: p.upstream, UpstreamDSN: p.upstreamDSN, SyncStandby: p.syncStandby}
 	if wd := p.wd; wd != nil && wd.cmd != nil {
 		h.WatchdogPID = wd.cmd.Process.Pid
-		h.WatchdogStart, _ = procStart(h.WatchdogPID)
+		h.WatchdogStart, _ = procstat.StartTime(h.WatchdogPID)
 	}
 	p.wd.handover(left)
 	// The exit goroutine of a child finds p.proc changed and leaves the
@@ -113,7 +115,7 @@ func (p *Postgres) Adopt(h PostgresHandover) error {
 		return fmt.Errorf("pgha: adopt postmaster %d: open a pidfd: %w", h.PID, err)
 	}
 	f := os.NewFile(uintptr(fd), "pidfd")
-	if st, err := procStart(h.PID); err != nil || st != h.Start {
+	if st, err := procstat.StartTime(h.PID); err != nil || st != h.Start {
 		f.Close()
 		return fmt.Errorf("pgha: adopt postmaster %d: not the process handed over (start time %d, recorded %d)", h.PID, st, h.Start)
 	}
@@ -168,7 +170,7 @@ func EndWatchdog(pid int, start uint64) bool {
 		return false
 	}
 	defer unix.Close(fd)
-	if st, err := procStart(pid); err != nil || st != start {
+	if st, err := procstat.StartTime(pid); err != nil || st != start {
 		return false
 	}
 	// The watchdog runs in a process group of its own (bash and its sleep).
@@ -198,24 +200,4 @@ func (p *Postgres) postmasterPID() (int, error) {
 		return 0, nil // stale file: no such process, or the pid was reused
 	}
 	return n, nil
-}
-
-// procStart returns the start time of a live pid in clock ticks since boot.
-func procStart(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("malformed stat")
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 || f[0] == "Z" {
-		return 0, errors.New("no such live process")
-	}
-	var v uint64
-	_, err = fmt.Sscan(f[19], &v) // field 22 overall; f[0] is field 3
-	return v, err
 }

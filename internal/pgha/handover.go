@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic/internal/etcd"
+	"github.com/medic-dev/medic/internal/procstat"
 )
 
 // memberHandover is what an agent that hands its member over to the next
@@ -142,13 +143,13 @@ func (a *Agent) otherAgentRuns() bool {
 	if json.Unmarshal(b, &m) != nil || m.PID <= 0 || m.PID == os.Getpid() {
 		return false
 	}
-	st, err := procStart(m.PID)
+	st, err := procstat.StartTime(m.PID)
 	return err == nil && st == m.Start
 }
 
 // markAgent writes this medic's agent file; unmarkAgent removes it if it is still this medic's.
 func (a *Agent) markAgent() {
-	st, err := procStart(os.Getpid())
+	st, err := procstat.StartTime(os.Getpid())
 	if err == nil {
 		err = a.writeJSON(a.agentPath(), agentMark{PID: os.Getpid(), Start: st})
 	}

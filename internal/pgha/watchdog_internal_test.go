@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/medic-dev/medic/internal/procstat"
 )
 
 // victim is a stand-in for a postmaster: a process in its own group that
@@ -83,7 +85,7 @@ func TestWatchdogExitLeavesTheProcess(t *testing.T) {
 func watchdogGone(wd *watchdog, d time.Duration) bool {
 	pid := wd.cmd.Process.Pid
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if _, err := procStart(pid); err != nil { // gone, or a zombie not yet reaped
+		if _, err := procstat.StartTime(pid); err != nil { // gone, or a zombie not yet reaped
 			return true
 		}
 	}
@@ -110,7 +112,7 @@ func TestWatchdogHandover(t *testing.T) {
 	wd2 := startWatchdog(cmd2.Process.Pid, slog.New(slog.DiscardHandler))
 	wd2.arm(5 * time.Second)
 	wd2.handover(500 * time.Millisecond)
-	st, err := procStart(wd2.cmd.Process.Pid)
+	st, err := procstat.StartTime(wd2.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package supervise
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/medic-dev/medic/internal/procstat"
 )
 
 // leftovers remembers which process groups this medic started, in a small
@@ -57,7 +58,7 @@ func openLeftovers(dir string) *leftovers {
 
 // started records a group; exited forgets it.
 func (l *leftovers) started(id string, r procRecord) {
-	st, err := procStart(r.PGID)
+	st, err := procstat.StartTime(r.PGID)
 	if err != nil {
 		return
 	}
@@ -161,7 +162,7 @@ func reapMain(id string, r procRecord, grace time.Duration) string {
 		cg, err := loadCgroup(r.Mount, r.Group)
 		if err == nil && cg.populated() {
 			n := len(cg.pids())
-			if st, err := procStart(r.PGID); err == nil && st == r.Start {
+			if st, err := procstat.StartTime(r.PGID); err == nil && st == r.Start {
 				signalGroup(r.PGID, sig)
 			}
 			cg.signal(sig)
@@ -177,7 +178,7 @@ func reapMain(id string, r procRecord, grace time.Duration) string {
 			cg.remove()
 		}
 	}
-	st, err := procStart(r.PGID)
+	st, err := procstat.StartTime(r.PGID)
 	if err != nil || st != r.Start {
 		return "" // gone, or the pid now belongs to another process
 	}
@@ -192,26 +193,6 @@ func reapMain(id string, r procRecord, grace time.Duration) string {
 		how = fmt.Sprintf("SIGKILL after %v", grace)
 	}
 	return fmt.Sprintf("%s: stopped process group %d left by a previous medic (%s)", id, r.PGID, how)
-}
-
-// procStart returns the start time of pid in clock ticks since boot.
-func procStart(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("malformed stat")
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 || f[0] == "Z" {
-		return 0, errors.New("no such live process")
-	}
-	var v uint64
-	_, err = fmt.Sscan(f[19], &v) // field 22 overall; f[0] is field 3
-	return v, err
 }
 
 // load reads what the previous medic recorded and keeps it as the current

@@ -13,6 +13,7 @@ import (
 
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/logfile"
+	"github.com/medic-dev/medic/internal/procstat"
 )
 
 // process is one run of an instance's command, in its own process group and,
@@ -127,7 +128,7 @@ func adoptProcess(pid int, start uint64, cg *cgroup, now func() time.Time) (*pro
 		return nil, fmt.Errorf("open pidfd of %d: %w", pid, err)
 	}
 	f := os.NewFile(uintptr(fd), "pidfd")
-	if st, err := procStart(pid); err != nil || st != start {
+	if st, err := procstat.StartTime(pid); err != nil || st != start {
 		f.Close()
 		return nil, errNotSame
 	}
