@@ -31,7 +31,10 @@ func requireLimits(t *testing.T) {
 // past its memory limit is OOM-killed, reported as oom_killed (exit reason
 // and audited event) and restarted by its policy; an instance that forks
 // without end is held at its pids limit while the other service's instance
-// is left alone (same pid, still serving).
+// is left alone (same pid, still serving). The bomb is bash's: bash retries
+// a fork that fails for want of pids, as a real bomb keeps trying; dash
+// exits at the first failed fork (its processes then come and go with its
+// restarts, and the sampling below sees a bomb that gave up).
 func TestLimitsOOMAndForkBomb(t *testing.T) {
 	requireLimits(t)
 	dir := t.TempDir()
@@ -48,7 +51,7 @@ services:
     probes:
       readiness: {http: {path: /healthz/ready}, period: 200ms, timeout: 200ms}
   bomb:
-    command: [sh, -c, 'while :; do sleep 600 & done']
+    command: [bash, -c, 'while :; do sleep 600 & done']
     env: {MEDIC_E2E_BOMB: "%[4]s"}
     limits: {pids: 16}
     restart: {policy: always, initial: 100ms, max: 500ms}
