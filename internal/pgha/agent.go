@@ -74,6 +74,7 @@ type Options struct {
 // Agent keeps one member: Serve runs its loop.
 type Agent struct {
 	o     Options
+	born  time.Time // wall time this agent was made: a handover record older than it is a previous upgrade's
 	pol   Policy
 	k     keys
 	clock clock.Clock
@@ -127,7 +128,7 @@ func New(o Options) (*Agent, error) {
 	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("pgha: create %s: %w", o.StateDir, err)
 	}
-	a := &Agent{o: o, clock: clock.Or(o.Clock), log: o.Logger, wake: make(chan struct{}, 1),
+	a := &Agent{o: o, born: time.Now(), clock: clock.Or(o.Clock), log: o.Logger, wake: make(chan struct{}, 1),
 		k: keys{base: o.Prefix + "/" + o.Cluster}}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

@@ -55,6 +55,14 @@ func (a *Agent) detach(ctx context.Context) bool {
 	rec := memberHandover{FailsafeKey: fs.key, PromLeader: fs.promLeader, PromRev: fs.promRev, PromUntil: fs.promUntil,
 		MedicPID: os.Getpid(), At: now}
 	var left time.Duration
+	if el == nil {
+		// A writable postgres without the leadership (a leader that resigned
+		// and left postgres as it was) has nothing the next agent could
+		// carry on and no deadline a watchdog could keep: stop it as usual.
+		if _, writable, _, _ := a.pg.State(); writable {
+			return false
+		}
+	}
 	if el != nil {
 		if s == nil || s.Expired() {
 			return false
@@ -183,7 +191,7 @@ func (a *Agent) takeOver(ctx context.Context) error {
 		a.log.Info("waiting for the previous medic to hand the member over", "postmaster", pid, "at_most", w)
 		until := a.clock.Now().Add(w)
 		for ctx.Err() == nil && a.clock.Now().Before(until) {
-			if _, err := os.Stat(path); err == nil {
+			if a.freshRecord(path) {
 				break
 			}
 			if !a.otherAgentRuns() && (pid == 0 || syscall.Kill(pid, 0) != nil) {
@@ -205,8 +213,15 @@ func (a *Agent) takeOver(ctx context.Context) error {
 		return nil
 	}
 	var rec memberHandover
+	fresh := a.freshRecord(path)
 	b, rerr := os.ReadFile(path)
 	os.Remove(path) // used once
+	if rerr == nil && !fresh {
+		// Written before this agent existed: a previous upgrade's, which
+		// nobody read (its reader had stopped waiting). Never adopt by it.
+		a.log.Warn("stale handover record ignored", "path", path)
+		rerr = os.ErrNotExist
+	}
 	if rerr == nil {
 		rerr = json.Unmarshal(b, &rec)
 	}
@@ -225,6 +240,32 @@ func (a *Agent) takeOver(ctx context.Context) error {
 		a.record(ctx, "db.fenced", fmt.Sprintf("postgres (pid %d) was left running by a previous agent: stopped before anything else", pid))
 	}
 	return nil
+}
+
+// freshRecord reports whether the handover record at path is the one the
+// medic this agent replaces wrote: written since this agent was made, or by
+// a medic that still runs or that the agent file names as the one running
+// the loop. A record that is none of these is a previous upgrade's that
+// nobody read (its reader had stopped waiting): ending the wait on it would
+// stop the running agent's postmaster as a leftover.
+func (a *Agent) freshRecord(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	if !fi.ModTime().Before(a.born) {
+		return true
+	}
+	var rec memberHandover
+	if b, err := os.ReadFile(path); err != nil || json.Unmarshal(b, &rec) != nil || rec.MedicPID <= 0 {
+		return false
+	}
+	if syscall.Kill(rec.MedicPID, 0) == nil {
+		return true
+	}
+	var m agentMark
+	b, err := os.ReadFile(a.agentPath())
+	return err == nil && json.Unmarshal(b, &m) == nil && m.PID == rec.MedicPID
 }
 
 // adopt takes over a postmaster and the member's lease handed over by the
