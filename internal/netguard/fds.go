@@ -154,20 +154,11 @@ func (f *FDs) take(held, n int, priority bool) int {
 	f.refresh()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	budget := f.limit - f.reserve
-	line := budget
-	if priority {
-		line += f.reserve / 2
+	v := f.judgeLocked(held, n, priority)
+	if v == taken {
+		f.sinceNet += n
 	}
-	open := f.openLocked()
-	switch {
-	case open+n > line:
-		return atReserve
-	case !priority && open+n > budget*3/4 && held+n > budget/2:
-		return overShare
-	}
-	f.sinceNet += n
-	return taken
+	return v
 }
 
 // peek is take's verdict for a listener that holds held without counting
@@ -180,6 +171,15 @@ func (f *FDs) peek(held, n int, priority bool) int {
 	f.refresh() // a full listener refuses without take: the sample must go on
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	v := f.judgeLocked(held, n, priority)
+	if v == atReserve && f.idle.Len() > 0 {
+		return taken
+	}
+	return v
+}
+
+// judgeLocked is the rule take and peek share (f.mu held).
+func (f *FDs) judgeLocked(held, n int, priority bool) int {
 	budget := f.limit - f.reserve
 	line := budget
 	if priority {
@@ -188,9 +188,6 @@ func (f *FDs) peek(held, n int, priority bool) int {
 	open := f.openLocked()
 	switch {
 	case open+n > line:
-		if f.idle.Len() > 0 {
-			return taken
-		}
 		return atReserve
 	case !priority && open+n > budget*3/4 && held+n > budget/2:
 		return overShare
