@@ -42,25 +42,7 @@ func TestUpgradeKeepsDatabaseConnections(t *testing.T) {
 	oldPID := b.cmd.Process.Pid
 	bPM := postmasterPID(t, b)
 	pidFile := filepath.Join(b.dir, "medic", "medic.pid")
-	t.Cleanup(func() { // the new medic is not the test's child: stop it by its pid
-		if pid, err := readPIDFile(pidFile); err == nil && pid != oldPID {
-			syscall.Kill(pid, syscall.SIGTERM)
-			for i := 0; i < 800 && syscall.Kill(pid, 0) == nil; i++ {
-				time.Sleep(50 * time.Millisecond)
-			}
-			if syscall.Kill(pid, 0) == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-			b.killPostgres()
-			// b.cmd.Wait returns once the new medic (which shares its stderr)
-			// is gone; then b's own cleanup sees it ended.
-			select {
-			case err := <-b.done:
-				b.done <- err
-			case <-time.After(10 * time.Second):
-			}
-		}
-	})
+	stopUpgradedOnCleanup(t, b, pidFile, oldPID)
 
 	ctx := context.Background()
 	idle := pgtest.Connect(t, b.prim)
@@ -187,23 +169,7 @@ func TestUpgradeAdoptsPrimaryPostgres(t *testing.T) {
 	a.eventually(60*time.Second, "b streams from a", streams("b", "a", false))
 	oldPID := a.cmd.Process.Pid
 	pidFile := filepath.Join(a.dir, "medic", "medic.pid")
-	t.Cleanup(func() { // the new medic is not the test's child: stop it by its pid
-		if pid, err := readPIDFile(pidFile); err == nil && pid != oldPID {
-			syscall.Kill(pid, syscall.SIGTERM)
-			for i := 0; i < 800 && syscall.Kill(pid, 0) == nil; i++ {
-				time.Sleep(50 * time.Millisecond)
-			}
-			if syscall.Kill(pid, 0) == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-			a.killPostgres()
-			select {
-			case err := <-a.done:
-				a.done <- err
-			case <-time.After(10 * time.Second):
-			}
-		}
-	})
+	stopUpgradedOnCleanup(t, a, pidFile, oldPID)
 	cli, err := etcd.Dial(etcd.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -382,4 +348,30 @@ func postmasterPID(t *testing.T, n *dbNode) int {
 		t.Fatalf("postmaster.pid names %d, not a running postgres (%v)", pid, err)
 	}
 	return pid
+}
+
+// stopUpgradedOnCleanup stops, when the test ends, the medic that an upgrade
+// of n started (not the test's child: stopped by the pid in pidFile, when it
+// is not oldPID), then n's postgres; n.cmd.Wait returns once that medic
+// (which shares its stderr) is gone, so n's own cleanup sees it ended.
+func stopUpgradedOnCleanup(t *testing.T, n *dbNode, pidFile string, oldPID int) {
+	t.Cleanup(func() {
+		pid, err := readPIDFile(pidFile)
+		if err != nil || pid == oldPID {
+			return
+		}
+		syscall.Kill(pid, syscall.SIGTERM)
+		for i := 0; i < 800 && syscall.Kill(pid, 0) == nil; i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if syscall.Kill(pid, 0) == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		n.killPostgres()
+		select {
+		case err := <-n.done:
+			n.done <- err
+		case <-time.After(10 * time.Second):
+		}
+	})
 }
