@@ -190,20 +190,18 @@ func (h *httpDep) fastTry(ctx *fasthttp.RequestCtx) error {
 	}
 	err := h.fast.DoTimeout(&ctx.Request, &ctx.Response, timeout)
 	if err == nil {
-		for _, k := range hopHeaders {
-			ctx.Response.Header.Del(k)
+		for _, k := range proxy.HopHeaders {
+			ctx.Response.Header.DelBytes(k)
 		}
 	}
 	return err
 }
 
-// hopHeaders are not forwarded either way (RFC 9110 §7.6.1), as net/http's
-// reverse proxy drops them; X-Forwarded-* of the application are dropped
-// too, as its Rewrite hook does.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-var dropRequest = append([]string{"Expect", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}, hopHeaders...)
+// dropRequest: the hop-by-hop headers (proxy.HopHeaders) are not forwarded
+// either way (RFC 9110 §7.6.1), as net/http's reverse proxy drops them;
+// X-Forwarded-* of the application are dropped too, as its Rewrite hook does.
+var dropRequest = append([][]byte{[]byte("Expect"), []byte("X-Forwarded-For"), []byte("X-Forwarded-Host"), []byte("X-Forwarded-Proto")},
+	proxy.HopHeaders...)
 
 // rewrite points the application's request at the dependency: its path
 // under the url's path, the url's query before its own, the dependency's
@@ -218,7 +216,7 @@ func (h *httpDep) rewrite(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	for _, k := range dropRequest {
-		rh.Del(k)
+		rh.DelBytes(k)
 	}
 	if h.pathPrefix != "" || h.target.RawQuery != "" {
 		uri := rh.RequestURI()

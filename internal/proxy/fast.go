@@ -517,7 +517,7 @@ func stripHop(h *fasthttp.ResponseHeader) {
 			h.DelBytes(k)
 		}
 	}
-	for _, k := range hopHeaders {
+	for _, k := range HopHeaders {
 		h.DelBytes(k)
 	}
 	h.ResetConnectionClose()

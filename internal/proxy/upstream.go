@@ -222,15 +222,15 @@ func skipTrailers(br *bufio.Reader) error {
 	return errUpstreamFrame
 }
 
-// hopHeaders are the connection's own headers, never forwarded (RFC 9110
+// HopHeaders are the connection's own headers, never forwarded (RFC 9110
 // §7.6.1, as net/http's ReverseProxy).
-var hopHeaders = [][]byte{
+var HopHeaders = [][]byte{
 	[]byte("Connection"), []byte("Proxy-Connection"), []byte("Keep-Alive"), []byte("Proxy-Authenticate"),
 	[]byte("Proxy-Authorization"), []byte("Te"), []byte("Trailer"), []byte("Transfer-Encoding"), []byte("Upgrade"),
 }
 
 func isHop(key []byte) bool {
-	for _, h := range hopHeaders {
+	for _, h := range HopHeaders {
 		if equalFold(key, h) {
 			return true
 		}
