@@ -424,9 +424,14 @@ func (s *connSet) closeAll() {
 // SetBackend adds or updates instance id at addr (host:port). It is called on
 // readiness edges: a ready instance is in rotation, a not-ready one is not.
 // An instance becoming ready is back at once even if it was ejected or
-// draining, because the readiness probe vouches for it.
+// draining, because the readiness probe vouches for it. Before it enters
+// rotation, the fast plane opens its keep-alive connections to it (warm.go;
+// at most warmTimeout).
 func (p *Proxy) SetBackend(id, addr string, ready bool) {
 	p.m.addInstance(id)
+	if ready {
+		p.warmBackend(id, addr)
+	}
 	p.emit(p.d.Set(id, addr, ready))
 }
 

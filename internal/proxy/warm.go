@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"context"
+	"time"
+)
+
+// Warm connections: an instance that becomes ready (a deploy's new
+// instance — rolling's surge copy or replacement, the green set, a canary
+// or its baseline — or any instance back from a restart) gets keep-alive
+// connections from the fast data plane before SetBackend puts it in
+// rotation, so that its first requests do not each pay the connect and the
+// instance's accept of a new connection (docs/deploys.md, "Warm
+// connections").
+//
+// Only connections: no request is sent on them. The readiness probe that
+// made the instance ready has already run its HTTP server's code, the
+// proxy does not know which path of the instance is free of side effects
+// (the probe's may be on another port, need headers, or be an exec or tcp
+// probe), and a request the proxy sends itself would count in nobody's
+// figures yet load the instance at the moment it starts.
+const (
+	// warmMax bounds the connections opened to one instance: the most idle
+	// connections the fast plane keeps to any other instance of the
+	// service (what one instance needs at the present load), at least 1.
+	warmMax = 8
+	// warmTimeout bounds the whole warm-up of one instance: a connection
+	// not made by then is left to the first request, as before.
+	warmTimeout = 100 * time.Millisecond
+)
+
+// warmCount is how many connections to open to addr: the most idle
+// connections kept to another address, within [1, warmMax].
+func (u *upstreams) warmCount(addr string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 1
+	for a, ic := range u.byAddr {
+		if a != addr {
+			n = max(n, len(ic.conns))
+		}
+	}
+	return min(n, warmMax)
+}
+
+// warm opens connections to addr until n are idle there, within ctx, and
+// keeps them idle; it returns how many it opened and the first dial error.
+func (u *upstreams) warm(ctx context.Context, addr string, n int, now func() time.Time) (opened int, err error) {
+	u.mu.Lock()
+	have := 0
+	if ic := u.byAddr[addr]; ic != nil {
+		have = len(ic.conns)
+	}
+	u.mu.Unlock()
+	for i := have; i < n; i++ {
+		c, derr := u.dial(ctx, addr)
+		if derr != nil {
+			return opened, derr
+		}
+		u.put(c, now())
+		opened++
+	}
+	return opened, nil
+}
+
+// warmBackend warms the fast plane's connections to instance id at addr
+// when it is about to enter rotation (ready, and not ready before). It
+// blocks for at most warmTimeout.
+func (p *Proxy) warmBackend(id, addr string) {
+	if !p.fast || addr == "" || p.pool.inRotation(id, addr) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), warmTimeout)
+	defer cancel()
+	start := p.clock.Now()
+	n := p.up.warmCount(addr)
+	opened, err := p.up.warm(ctx, addr, n, p.clock.Now)
+	if err != nil {
+		p.log.Debug("warm connections to a ready instance", "instance", id, "opened", opened, "wanted", n, "err", err)
+		return
+	}
+	p.log.Debug("warm connections to a ready instance", "instance", id, "opened", opened, "took", p.clock.Now().Sub(start))
+}
+
+// inRotation reports whether instance id is ready at addr and not draining.
+func (p *pool) inRotation(id, addr string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.byID[id]
+	return b != nil && b.ready && !b.draining && b.addr() == addr
+}
