@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,34 +10,91 @@ import (
 
 // metrics are the proxy's Prometheus series. Labels are service and
 // instance only (bounded cardinality); an instance's series are deleted when
-// it is removed, a service's when its proxy stops. Series are looked up on
-// each use rather than cached, so that a proxy that stops (and deletes its
+// it is removed, a service's when its proxy stops. The hot path does not look
+// series up per request (a hash of the labels and a lock shared by every
+// core): it keeps them resolved, and looks them up again after any deletion
+// of series (seriesGen), so that a proxy that stops (and deletes its
 // service's series) cannot leave another proxy of the same service, started
 // by a reload, counting into series that are no longer exported.
 type metrics struct {
 	service string
 	v       *vecs
+	svc     atomic.Pointer[serviceSeries]
 }
 
-func (m *metrics) requests() prometheus.Counter    { return m.v.requests.WithLabelValues(m.service) }
-func (m *metrics) errors() prometheus.Counter      { return m.v.errors.WithLabelValues(m.service) }
-func (m *metrics) retries() prometheus.Counter     { return m.v.retries.WithLabelValues(m.service) }
-func (m *metrics) shed() prometheus.Counter        { return m.v.shed.WithLabelValues(m.service) }
-func (m *metrics) rateLimited() prometheus.Counter { return m.v.rateLimited.WithLabelValues(m.service) }
+// seriesGen counts deletions of series by any proxy of the process: a
+// resolved series older than the last deletion is looked up again.
+var seriesGen atomic.Uint64
+
+// serviceSeries are one service's series, resolved at generation gen.
+type serviceSeries struct {
+	gen                                          uint64
+	requests, errors, retries, shed, rateLimited prometheus.Counter
+	duration                                     prometheus.Observer
+	inflight, limit                              prometheus.Gauge
+}
+
+// instanceSeries are one instance's series, resolved at generation gen
+// (cached on its backend).
+type instanceSeries struct {
+	gen              uint64
+	requests, errors prometheus.Counter
+	duration         prometheus.Observer
+}
+
+// series returns the service's series, looked up again after a deletion.
+func (m *metrics) series() *serviceSeries {
+	g := seriesGen.Load()
+	if s := m.svc.Load(); s != nil && s.gen == g {
+		return s
+	}
+	v := m.v
+	s := &serviceSeries{ // g was read before the lookups: a deletion during them shows as a newer generation
+		gen:         g,
+		requests:    v.requests.WithLabelValues(m.service),
+		errors:      v.errors.WithLabelValues(m.service),
+		retries:     v.retries.WithLabelValues(m.service),
+		shed:        v.shed.WithLabelValues(m.service),
+		rateLimited: v.rateLimited.WithLabelValues(m.service),
+		duration:    v.duration.WithLabelValues(m.service),
+		inflight:    v.inflight.WithLabelValues(m.service),
+		limit:       v.limit.WithLabelValues(m.service),
+	}
+	m.svc.Store(s)
+	return s
+}
+
+func (m *metrics) requests() prometheus.Counter    { return m.series().requests }
+func (m *metrics) errors() prometheus.Counter      { return m.series().errors }
+func (m *metrics) retries() prometheus.Counter     { return m.series().retries }
+func (m *metrics) shed() prometheus.Counter        { return m.series().shed }
+func (m *metrics) rateLimited() prometheus.Counter { return m.series().rateLimited }
 func (m *metrics) class(name, result string) prometheus.Counter {
 	return m.v.classRequests.WithLabelValues(m.service, name, result)
 }
-func (m *metrics) duration() prometheus.Observer { return m.v.duration.WithLabelValues(m.service) }
-func (m *metrics) inflight() prometheus.Gauge    { return m.v.inflight.WithLabelValues(m.service) }
-func (m *metrics) limit() prometheus.Gauge       { return m.v.limit.WithLabelValues(m.service) }
+func (m *metrics) duration() prometheus.Observer { return m.series().duration }
+func (m *metrics) inflight() prometheus.Gauge    { return m.series().inflight }
+func (m *metrics) limit() prometheus.Gauge       { return m.series().limit }
 
-// try counts one try (tcp mode: connection attempt) on instance id.
-func (m *metrics) try(id string, failed bool, d time.Duration) {
-	m.v.instRequests.WithLabelValues(m.service, id).Inc()
-	if failed {
-		m.v.instErrors.WithLabelValues(m.service, id).Inc()
+// try counts one try (tcp mode: connection attempt) on instance b.
+func (m *metrics) try(b *backend, failed bool, d time.Duration) {
+	g := seriesGen.Load()
+	s := b.series.Load()
+	if s == nil || s.gen != g {
+		v := m.v
+		s = &instanceSeries{
+			gen:      g,
+			requests: v.instRequests.WithLabelValues(m.service, b.id),
+			errors:   v.instErrors.WithLabelValues(m.service, b.id),
+			duration: v.instDuration.WithLabelValues(m.service, b.id),
+		}
+		b.series.Store(s)
 	}
-	m.v.instDuration.WithLabelValues(m.service, id).Observe(d.Seconds())
+	s.requests.Inc()
+	if failed {
+		s.errors.Inc()
+	}
+	s.duration.Observe(d.Seconds())
 }
 
 func (m *metrics) ejection(id string) { m.v.instEjections.WithLabelValues(m.service, id).Inc() }
@@ -137,6 +195,7 @@ func (m *metrics) deleteInstance(id string) {
 		c.DeleteLabelValues(m.service, id)
 	}
 	v.instDuration.DeleteLabelValues(m.service, id)
+	seriesGen.Add(1) // after the deletion: a lookup in between is looked up again
 }
 
 // deleteService drops every series of this proxy's service.
@@ -150,4 +209,5 @@ func (m *metrics) deleteService() {
 	v.instDuration.DeletePartialMatch(l)
 	v.inflight.DeletePartialMatch(l)
 	v.limit.DeletePartialMatch(l)
+	seriesGen.Add(1) // after the deletion: a lookup in between is looked up again
 }

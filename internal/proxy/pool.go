@@ -28,6 +28,8 @@ type backend struct {
 	remote      bool                  // on another host of the fleet: used only when no local instance is in rotation
 
 	requests, failures, ejections uint64
+
+	series atomic.Pointer[instanceSeries] // its Prometheus series, resolved (metrics.try)
 }
 
 // addr is the instance's address.

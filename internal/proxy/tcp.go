@@ -110,7 +110,7 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 		gen := p.pool.cutGen(b)
 		up, err := p.dialTCP(ctx, b, fault, client)
 		elapsed := p.clock.Now().Sub(now)
-		p.m.try(b.id, err != nil, elapsed)
+		p.m.try(b, err != nil, elapsed)
 		if err != nil {
 			if ctx.Err() == nil && !netguard.OwnShortage(err) { // medic's own shortage is not the instance's fault
 				p.emit(p.pool.record(b, p.clock.Now(), false, 0, -1, 0))

@@ -204,7 +204,7 @@ func (p *Proxy) recordTry(now time.Time, b *backend, o Outcome, status int, elap
 	if limit >= 0 {
 		p.m.limit().Set(float64(limit))
 	}
-	p.m.try(b.id, o.Failed(), elapsed)
+	p.m.try(b, o.Failed(), elapsed)
 }
 
 // stoppedTimer stands for the overall timeout when it cannot bind.

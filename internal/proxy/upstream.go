@@ -57,8 +57,11 @@ func newUpstreams(d *net.Dialer) *upstreams {
 	return &upstreams{dialer: d, maxIdle: upstreamMaxIdle, idleFor: upstreamIdleFor, byAddr: map[string]*idleConns{}}
 }
 
-// get returns an idle connection to addr (reused) or dials a new one.
-func (u *upstreams) get(ctx context.Context, addr string, now time.Time) (c *upConn, reused bool, err error) {
+// get returns an idle connection to addr (reused) or dials a new one. With
+// check, one idle for checkIdleAfter or longer is checked first (alive); a
+// request that may be sent again on a fresh connection when the reused one
+// turns out closed (idempotent: fastExchangeOnce) is not worth the syscall.
+func (u *upstreams) get(ctx context.Context, addr string, now time.Time, check bool) (c *upConn, reused bool, err error) {
 	u.mu.Lock()
 	if ic := u.byAddr[addr]; ic != nil {
 		for n := len(ic.conns); n > 0; n = len(ic.conns) {
@@ -66,7 +69,7 @@ func (u *upstreams) get(ctx context.Context, addr string, now time.Time) (c *upC
 			ic.conns[n-1] = nil
 			ic.conns = ic.conns[:n-1]
 			idle := now.Sub(c.idleAt)
-			if idle < u.idleFor && (idle < checkIdleAfter || alive(c)) {
+			if idle < u.idleFor && (!check || idle < checkIdleAfter || alive(c)) {
 				u.mu.Unlock()
 				return c, true, nil
 			}
@@ -83,13 +86,19 @@ func (u *upstreams) get(ctx context.Context, addr string, now time.Time) (c *upC
 // and a request written to it would fail after it may have been sent, which
 // a POST cannot retry. net/http's Transport learns the same from the read
 // loop it keeps on every idle connection. Below this, the connection was in
-// use an instant ago and the check would cost a syscall per request.
+// use an instant ago and the check would cost a syscall per request. An
+// idempotent request skips the check: on a closed connection it fails before
+// any answer and is sent once more on a fresh one (errStale), which is not a
+// failed try.
 const checkIdleAfter = time.Millisecond
 
 // alive reports whether an idle connection is still open: nothing to read
 // (EAGAIN) is alive; EOF, an error or unexpected bytes are not.
 func alive(c *upConn) bool {
 	if c.br.Buffered() > 0 {
+		return false
+	}
+	if c.SetReadDeadline(time.Time{}) != nil { // the last try's deadline (put keeps it) would fail the check
 		return false
 	}
 	sc, ok := c.Conn.(syscall.Conn)
@@ -124,7 +133,9 @@ func (u *upstreams) put(c *upConn, now time.Time) {
 		_ = c.Close()
 		return
 	}
-	_ = c.SetDeadline(time.Time{})
+	// The try's deadline stays: the next try sets its own before using c
+	// (one timer update instead of a removal and an insertion per request),
+	// and alive clears it before its check.
 	c.idleAt = now
 	u.mu.Lock()
 	defer u.mu.Unlock()
