@@ -74,10 +74,12 @@ func TestHTTPBodyCap(t *testing.T) {
 }
 
 // TestListenerCaps: a dependency listener is guarded like every other:
-// connections over max_connections are refused with 503.
+// connections over max_per_source are refused with 503 (over
+// max_connections it stops accepting until a place frees: netguard's
+// TestCapPausesBeyondMaxConns).
 func TestListenerCaps(t *testing.T) {
 	up := newUpstream(t)
-	d := &config.Dependency{URL: up.srv.URL, Limits: config.Limits{MaxConnections: 2, MaxPerSource: 2}}
+	d := &config.Dependency{URL: up.srv.URL, Limits: config.Limits{MaxConnections: 3, MaxPerSource: 2}}
 	_, addr, _ := startSet(t, d)
 	var held []net.Conn
 	for range 2 {
@@ -101,6 +103,6 @@ func TestListenerCaps(t *testing.T) {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	b, _ := io.ReadAll(c)
 	if !bytes.Contains(b, []byte("503")) {
-		t.Fatalf("third connection over max_connections 2: %q, want a 503 refusal", b)
+		t.Fatalf("third connection over max_per_source 2: %q, want a 503 refusal", b)
 	}
 }

@@ -4,12 +4,16 @@
 // server (net/http, the TCP proxy, a faster data plane, a handed-over
 // listener) keeps its own accept loop.
 //
-// A connection beyond a cap is refused: the guard writes the listener's
-// Refusal (an HTTP 503 for HTTP listeners) and closes it, and Accept goes on
-// to the next one; the server never sees it. An HTTP server that reports its
-// connections' states (ConnState) lets the guard close the oldest idle or
-// never-used connection instead, so that a flood of idle connections cannot
-// lock a real client out.
+// A connection beyond its source's cap is refused: the guard writes the
+// listener's Refusal (an HTTP 503 for HTTP listeners) and closes it, and
+// Accept goes on to the next one; the server never sees it. A listener that
+// is full whatever the source (its cap, its share of the descriptors, the
+// reserve) stops accepting until a place frees (Accept pauses): new clients
+// wait in the kernel's accept queue instead of being refused, so a flood
+// cannot make medic spin on accepting and refusing. An HTTP server that
+// reports its connections' states (ConnState) lets the guard close the oldest
+// idle or never-used connection instead, so that a flood of idle connections
+// cannot lock a real client out.
 package netguard
 
 import (
@@ -19,7 +23,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -88,16 +91,24 @@ type Listener struct {
 	sources map[netip.Addr]*source
 	idle    idleList // oldest first: evictable (HTTP: new or idle)
 
-	refused    [3]atomic.Uint64 // by reason index
-	rawRefused atomic.Uint64    // of those, refused by refuseRaw (the listener was full)
+	refused [3]atomic.Uint64 // by reason index
+	paused  [3]atomic.Uint64 // times Accept paused, by reason index
 
-	rawMu        sync.Mutex
-	raw          *os.File // a duplicate of the listening socket for refuseRaw; nil until needed
-	closed       bool
+	freed     chan struct{} // a place of this listener freed (1-buffered, never blocks the sender)
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+
 	evicted      atomic.Uint64
 	lastLog      [3]time.Time
+	lastPauseLog [3]time.Time
 	lastEvictLog time.Time
 }
+
+// PauseRecheck bounds how long a paused Accept waits before it asks again
+// whether the listener is still full: a place of its own wakes it at once,
+// but the process-wide reserve is freed by other listeners and medic's own
+// work.
+const PauseRecheck = 100 * time.Millisecond
 
 type source struct {
 	open int
@@ -118,14 +129,16 @@ func Wrap(ln net.Listener, o Options) *Listener {
 			o.Logger.Warn("cannot defer accept until the client speaks (TCP_DEFER_ACCEPT)", "listener", o.Name, "err", err)
 		}
 	}
-	return &Listener{Listener: ln, o: o, sources: map[netip.Addr]*source{}}
+	return &Listener{Listener: ln, o: o, sources: map[netip.Addr]*source{},
+		freed: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Stats are a listener's counts.
 type Stats struct {
 	Open    int
 	Refused map[Reason]uint64
-	Evicted uint64 // idle connections closed to admit new ones
+	Paused  map[Reason]uint64 // times Accept stopped accepting because the listener was full
+	Evicted uint64            // idle connections closed to admit new ones
 }
 
 var reasons = [3]Reason{RefusedCap, RefusedPerSource, RefusedFDs}
@@ -133,34 +146,30 @@ var reasons = [3]Reason{RefusedCap, RefusedPerSource, RefusedFDs}
 // Stats returns the listener's counts.
 func (l *Listener) Stats() Stats {
 	l.mu.Lock()
-	s := Stats{Open: l.open, Refused: map[Reason]uint64{}, Evicted: l.evicted.Load()}
+	s := Stats{Open: l.open, Refused: map[Reason]uint64{}, Paused: map[Reason]uint64{}, Evicted: l.evicted.Load()}
 	l.mu.Unlock()
 	for i, r := range reasons {
 		s.Refused[r] = l.refused[i].Load()
+		s.Paused[r] = l.paused[i].Load()
 	}
 	return s
 }
 
 // Accept returns the next admitted connection. Refused connections are
-// closed here and never returned. When the process is out of descriptors
+// closed here and never returned. While the listener is full whatever the
+// source (full), Accept does not accept at all: it waits until a place of
+// this listener frees, asking again every PauseRecheck, and the kernel
+// queues new connections meanwhile (its accept queue, then dropped SYNs
+// that the client retransmits). When the process is out of descriptors
 // (EMFILE, ENFILE) Accept returns the error, as the server's loop expects,
 // after counting it as a refusal for the reserve.
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
 		if why := l.full(); why >= 0 {
-			if tl, ok := l.Listener.(*net.TCPListener); ok {
-				c, err := l.refuseRaw(tl, why)
-				if err != nil {
-					return nil, err
-				}
-				if c == nil {
-					continue // refused
-				}
-				if gc, ok := l.admit(c); ok {
-					return gc, nil
-				}
-				continue
+			if err := l.pause(why); err != nil {
+				return nil, err
 			}
+			continue
 		}
 		c, err := l.Listener.Accept()
 		if err != nil {
@@ -173,6 +182,42 @@ func (l *Listener) Accept() (net.Conn, error) {
 			return gc, nil
 		}
 	}
+}
+
+// pause waits, without accepting, until a place of this listener frees or
+// PauseRecheck passes; net.ErrClosed once the listener is closed.
+//
+// Why not accept and refuse: a flooder refused at once dials again at once,
+// and each round costs medic an accept, a write and a close (58 % of its
+// CPU in the TCP-proxy flood of bench/flood.sh, about 7 000 refusals a
+// second) while the CPU is what the clients already in need. Paused, the
+// listener costs nothing: the kernel's queue fills, then the flooder's SYNs
+// are dropped and its connect waits for their retransmission, as HAProxy
+// does at maxconn. A legitimate newcomer waits in the same queue and gets in
+// when a place frees, instead of being told to retry.
+func (l *Listener) pause(why int) error {
+	l.paused[why].Add(1)
+	now := l.o.Clock.Now()
+	l.mu.Lock()
+	log := now.Sub(l.lastPauseLog[why]) >= LogEvery
+	if log {
+		l.lastPauseLog[why] = now
+	}
+	open := l.open
+	l.mu.Unlock()
+	if log {
+		l.o.Logger.Warn("not accepting client connections until a place frees", "listener", l.o.Name, "reason", string(reasons[why]),
+			"open", open, "max_connections", l.o.MaxConns, "paused_total", l.paused[why].Load())
+	}
+	t := time.NewTimer(PauseRecheck)
+	defer t.Stop()
+	select {
+	case <-l.done:
+		return &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: net.ErrClosed}
+	case <-l.freed:
+	case <-t.C:
+	}
+	return nil
 }
 
 // full reports why the listener would refuse any connection now, whatever
@@ -195,96 +240,9 @@ func (l *Listener) full() int {
 	return -1
 }
 
-// refuseRaw accepts the next connection of a full listener with accept4(2)
-// and, while the listener is still full, writes the refusal and closes it
-// with plain system calls: none of what net's Accept does for a connection
-// it hands over (TCP_NODELAY, keep-alive options, epoll registration, a
-// finalizer) and no write deadline, which made up half of medic's CPU per
-// refused connection under a flood of a TCP proxy at its share (bench/flood.sh).
-// It returns the connection when a place freed while it waited (nil when it
-// refused it), or the accept's error.
-func (l *Listener) refuseRaw(tl *net.TCPListener, why int) (net.Conn, error) {
-	rc, err := l.rawConn(tl)
-	if err != nil {
-		return nil, &net.OpError{Op: "accept", Net: tl.Addr().Network(), Addr: tl.Addr(), Err: err}
-	}
-	nfd := -1
-	var aerr error
-	if err := rc.Read(func(fd uintptr) bool {
-		for {
-			nfd, _, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-			switch aerr {
-			case syscall.EAGAIN:
-				return false // wait until a connection is ready
-			case syscall.EINTR, syscall.ECONNABORTED:
-				continue
-			}
-			return true
-		}
-	}); err != nil {
-		l.rawMu.Lock()
-		if l.closed { // the duplicate closed under the wait: "use of closed file"
-			err = net.ErrClosed
-		}
-		l.rawMu.Unlock()
-		return nil, &net.OpError{Op: "accept", Net: tl.Addr().Network(), Addr: tl.Addr(), Err: err}
-	}
-	if aerr != nil {
-		if aerr == syscall.EMFILE || aerr == syscall.ENFILE {
-			l.refuse(nil, 2)
-		}
-		return nil, &net.OpError{Op: "accept", Net: tl.Addr().Network(), Addr: tl.Addr(), Err: os.NewSyscallError("accept4", aerr)}
-	}
-	if now := l.full(); now >= 0 {
-		l.refuse(nil, now) // counted before the client can see the close
-		l.rawRefused.Add(1)
-		if len(l.o.Refusal) > 0 {
-			_, _ = syscall.Write(nfd, l.o.Refusal) // a fresh socket's send buffer holds it; never blocks (non-blocking)
-		}
-		// An orderly close, not a reset (SO_LINGER 0): a reset can reach the
-		// client before its connect(2) returns, which then fails with
-		// ECONNRESET instead of reading a refusal or an end of stream.
-		_ = syscall.Close(nfd)
-		return nil, nil
-	}
-	// A place freed while it waited: hand the connection over as net's Accept would.
-	f := os.NewFile(uintptr(nfd), "")
-	c, err := net.FileConn(f)
-	_ = f.Close()
-	if err != nil {
-		return nil, nil // gone meanwhile (reset): as an aborted connection
-	}
-	return c, nil
-}
-
-// rawConn is a duplicate of the listening socket (a listener's own
-// SyscallConn cannot wait for a connection), made once and closed with the
-// listener.
-func (l *Listener) rawConn(tl *net.TCPListener) (syscall.RawConn, error) {
-	l.rawMu.Lock()
-	defer l.rawMu.Unlock()
-	if l.closed {
-		return nil, net.ErrClosed
-	}
-	if l.raw == nil {
-		f, err := tl.File() // non-blocking and registered with the poller, as the listener
-		if err != nil {
-			return nil, err
-		}
-		l.raw = f
-	}
-	return l.raw.SyscallConn()
-}
-
-// Close closes the listener (and its duplicate, if refuseRaw made one).
+// Close closes the listener and ends a paused Accept.
 func (l *Listener) Close() error {
-	l.rawMu.Lock()
-	l.closed = true
-	raw := l.raw
-	l.rawMu.Unlock()
-	if raw != nil {
-		_ = raw.Close()
-	}
+	l.closeOnce.Do(func() { close(l.done) })
 	return l.Listener.Close()
 }
 
@@ -456,6 +414,10 @@ func (l *Listener) releaseLocked(c *Conn) {
 		}
 	}
 	l.o.FDs.give(l.o.Cost)
+	select { // wake a paused Accept
+	case l.freed <- struct{}{}:
+	default:
+	}
 }
 
 func (l *Listener) unidleLocked(c *Conn) {

@@ -63,23 +63,33 @@ func refused(t *testing.T, c net.Conn) (bool, string) {
 	return true, string(b)
 }
 
-func TestCapRefusesBeyondMaxConns(t *testing.T) {
+// At the cap the listener stops accepting: the next client waits in the
+// kernel's queue (neither refused nor closed) and gets in when a place frees.
+func TestCapPausesBeyondMaxConns(t *testing.T) {
 	l := listen(t, Options{Name: "t", Limits: Limits{MaxConns: 2}, Refusal: HTTP503})
 	acc := acceptor(l)
 	c1, c2 := dial(t, l.Addr().String()), dial(t, l.Addr().String())
 	s1, s2 := <-acc, <-acc
 	_ = c1
 	c3 := dial(t, l.Addr().String())
-	if ok, body := refused(t, c3); !ok || !strings.Contains(body, "503") {
-		t.Fatalf("third connection: refused=%v body=%q; want a 503 and close", ok, body)
+	if ok, body := refused(t, c3); ok {
+		t.Fatalf("third connection closed (%q); want it left waiting in the queue", body)
 	}
-	if got := l.Stats(); got.Open != 2 || got.Refused[RefusedCap] != 1 {
-		t.Fatalf("stats %+v; want 2 open, 1 refused at the cap", got)
+	if got := l.Stats(); got.Open != 2 || got.Refused[RefusedCap] != 0 || got.Paused[RefusedCap] == 0 {
+		t.Fatalf("stats %+v; want 2 open, paused at the cap, nothing refused", got)
 	}
 	if ok, _ := refused(t, c2); ok {
 		t.Fatal("an admitted connection was closed")
 	}
-	s1.Close() // a place frees up
+	s1.Close() // a place frees up: the client that waited gets it
+	select {
+	case s3 := <-acc:
+		if got, want := s3.RemoteAddr().String(), c3.LocalAddr().String(); got != want {
+			t.Fatalf("admitted %s; want the client that waited, %s", got, want)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the waiting client was not admitted when a place freed")
+	}
 	s2.Close()
 	c4 := dial(t, l.Addr().String())
 	select {
@@ -88,8 +98,8 @@ func TestCapRefusesBeyondMaxConns(t *testing.T) {
 		t.Fatal("a connection below the cap was not admitted")
 	}
 	_ = c4
-	if got := l.Stats(); got.Open != 1 {
-		t.Fatalf("open %d after two closes and one admit; want 1", got.Open)
+	if got := l.Stats(); got.Open != 2 {
+		t.Fatalf("open %d after two closes and two admits; want 2", got.Open)
 	}
 }
 
@@ -211,20 +221,23 @@ func TestFDReserve(t *testing.T) {
 	}
 }
 
-// At the reserve, the listener refuses new clients; the process keeps its descriptors.
-func TestListenerRefusesAtReserve(t *testing.T) {
+// At the reserve, the listener takes no new clients (it stops accepting);
+// the process keeps its descriptors.
+func TestListenerPausesAtReserve(t *testing.T) {
 	f := NewFDs(100, 10, nil)
 	f.count = func() (int, error) { return 89, nil } // one left before the reserve
 	l := listen(t, Options{FDs: f})
 	acc := acceptor(l)
 	dial(t, l.Addr().String())
 	<-acc
-	c := dial(t, l.Addr().String())
-	if ok, _ := refused(t, c); !ok {
+	dial(t, l.Addr().String())
+	select {
+	case <-acc:
 		t.Fatal("admitted a client into the reserve")
+	case <-time.After(3 * PauseRecheck): // rechecked (and still full) at least twice
 	}
-	if s := l.Stats(); s.Refused[RefusedFDs] != 1 {
-		t.Fatalf("stats %+v", s)
+	if s := l.Stats(); s.Paused[RefusedFDs] < 2 || s.Open != 1 {
+		t.Fatalf("stats %+v; want paused for the reserve, 1 open", s)
 	}
 }
 
