@@ -40,6 +40,27 @@ services:
     probes:
       liveness:  {http: {path: /healthz/live},  period: 300ms, timeout: 200ms, failure_threshold: 2}
       readiness: {http: {path: /healthz/ready}, period: 200ms, timeout: 150ms, failure_threshold: 1}
+` + fleetRunbook
+
+// fleetRunbook is the singleton remediation every host of a fleet test
+// runs: alert Ping with an instance label triggers runbook touch on that
+// target (the same target name on every host: one fleet-wide lock), whose
+// one step appends this host's name to {OUT}/run-<target> (a directory all
+// the namespaces share); a fleet-wide cooldown of 1h keeps the target from
+// a second run, and automation.fleet_rate allows {MAX} runs per hour in the
+// fleet. The host's own rates (1000) never bind.
+const fleetRunbook = `
+conditions:
+  ping: {alert: {match: {alertname: Ping}}}
+runbooks:
+  touch:
+    trigger: {condition: ping}
+    target: "${labels.instance}"
+    steps: [{action: exec, command: [sh, -c, "echo {HOST} >> {OUT}/run-${labels.instance}; sleep 0.3"]}]
+    trust: act
+    cooldown: 1h
+    rate: {max: 1000, per: 1h}
+automation: {rate: {max: 1000, per: 1h}, fleet_rate: {max: {MAX}, per: 1h}{ESCALATE}}
 `
 
 // nsAgent is a `medic run` in a host's namespace.
@@ -47,25 +68,32 @@ type nsAgent struct {
 	t      *testing.T
 	h      *netns.Host
 	dir    string
+	out    string // the directory the runbook touch writes to (shared by the hosts)
 	token  string
 	stderr *lockedBuffer
 	proc   *netns.Proc
 }
 
-func startHostAgent(t *testing.T, h *netns.Host, etcdEndpoints []string) *nsAgent {
+// startHostAgent starts a medic on h with the config tmpl, in which {HOST},
+// {DIR}, {ADDR}, {ETCD} and {BIN} are this agent's, {OUT} is out, {MAX}
+// is the fleet rate (fleetRateMax) and kv holds more placeholders and their
+// values ({ESCALATE} is empty unless given).
+func startHostAgent(t *testing.T, h *netns.Host, etcdEndpoints []string, tmpl, out string, kv ...string) *nsAgent {
 	t.Helper()
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens.yaml")
-	out, err := runMedic("token", "add", "test", "--role", "admin", "-f", tokens)
+	tok, err := runMedic("token", "add", "test", "--role", "admin", "-f", tokens)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.NewReplacer("{HOST}", h.Name, "{DIR}", dir, "{ADDR}", h.Addr.String(),
-		"{ETCD}", strings.Join(etcdEndpoints, ", "), "{BIN}", fmt.Sprintf("%q", medicBin)).Replace(hostConfig)
+	kv = append(kv, "{HOST}", h.Name, "{DIR}", dir, "{ADDR}", h.Addr.String(),
+		"{ETCD}", strings.Join(etcdEndpoints, ", "), "{BIN}", fmt.Sprintf("%q", medicBin),
+		"{OUT}", out, "{MAX}", fmt.Sprint(fleetRateMax(t)), "{ESCALATE}", "")
+	cfg := strings.NewReplacer(kv...).Replace(tmpl)
 	if err := os.WriteFile(filepath.Join(dir, "medic.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := &nsAgent{t: t, h: h, dir: dir, token: strings.TrimSpace(lastLine(out))}
+	a := &nsAgent{t: t, h: h, dir: dir, out: out, token: strings.TrimSpace(lastLine(tok))}
 	a.launch()
 	return a
 }
@@ -237,9 +265,10 @@ func startFleet3(t *testing.T) (*netns.Cluster, []*nsAgent) {
 	t.Helper()
 	n := netns.Require(t)
 	c := n.MustStartCluster(t, 3)
+	out := t.TempDir()
 	var agents []*nsAgent
 	for _, name := range []string{"h1", "h2", "h3"} {
-		agents = append(agents, startHostAgent(t, n.MustAddHost(t, name), c.Endpoints))
+		agents = append(agents, startHostAgent(t, n.MustAddHost(t, name), c.Endpoints, hostConfig, out))
 	}
 	waitPlaced(t, c, agents, "h1=2 h2=2 h3=2", []int{2, 2, 2}, 30*time.Second)
 	return c, agents
@@ -408,7 +437,29 @@ func TestFleetHostPartition(t *testing.T) {
 	var res loadResult
 	wg := runLoad(stop, fleetRate(t), []string{h1.h.Addr.String() + ":8000", h2.h.Addr.String() + ":8000"}, &res)
 	most := sampleInstances(stop, agents)
+	// The singleton remediation under the partition: every host is sent an
+	// alert for each target (max + 3 of them), one target every 200 ms from
+	// 1 s before the cut (h3 only while it is reachable), so that h3 may
+	// hold locks and tokens when its link goes down.
+	var h3cut atomic.Bool
+	alerted := make(chan struct{})
+	go func() {
+		defer close(alerted)
+		var posts sync.WaitGroup
+		for _, target := range fleetTargets(t) {
+			for _, a := range agents {
+				if a != h3 || !h3cut.Load() {
+					posts.Add(1)
+					// An error is a host cut meanwhile: its audit says what it decided.
+					go func() { defer posts.Done(); _ = a.postAlert(target) }()
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		posts.Wait()
+	}()
 	time.Sleep(time.Second)
+	h3cut.Store(true)
 	if err := h3.h.Partition(); err != nil {
 		t.Fatal(err)
 	}
@@ -429,6 +480,10 @@ func TestFleetHostPartition(t *testing.T) {
 	healed := time.Now()
 	took = waitPlaced(t, c, agents, "h1=2 h2=2 h3=2", []int{2, 2, 2}, 60*time.Second)
 	t.Logf("h3 healed after %v cut off: rebalanced to 2 each after %v", healed.Sub(cut).Round(10*time.Millisecond), took.Round(10*time.Millisecond))
+	<-alerted
+	r := checkSingletonAndRate(t, c, agents, fleetRateMax(t), 30*time.Second)
+	t.Logf("singleton remediation, fleet_rate %d/h, %d targets on every host: %s; tokens %v",
+		fleetRateMax(t), len(fleetTargets(t)), r, fleetTokens(t, c))
 	time.Sleep(time.Second)
 	close(stop)
 	wg.Wait()
