@@ -22,7 +22,6 @@ import (
 	"github.com/medic-dev/medic/internal/backup"
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
 	"github.com/medic-dev/medic/internal/pgha"
-	"github.com/medic-dev/medic/internal/pgha/pgtest"
 )
 
 // dbNode is one `medic run` keeping one member of database "pg".
@@ -60,12 +59,22 @@ etcd: {endpoints: ["%s"], prefix: /medic/e2e}
 api: {listen: %s, tokens_file: tokens.yaml}
 databases:
   pg:
-    postgres: {bin_dir: %s, data: ./pg, listen: %s, user: postgres}
+    postgres:
+      bin_dir: %s
+      data: ./pg
+      listen: %s
+      user: postgres
+      # Test-only settings through medic's own pass-through: no fsync (a
+      # test kills processes, never the machine: the page cache survives
+      # it) and a small shared memory segment. medic's own settings
+      # (synchronous_commit, full_page_writes …) still win, so what a
+      # failover may lose is what it may lose in production.
+      parameters: {fsync: "off", shared_buffers: 16MB}
     replication: {mode: %s}
     rest: {listen: %s}
     proxy: {primary: %s, replicas: %s}
     drills: {allow: true}
-`, name, dir, n.link.Addr, n.api, pgtest.BinDir, n.pg, mode, n.rest, n.prim, p())
+`, name, dir, n.link.Addr, n.api, testPGBinDir(t), n.pg, mode, n.rest, n.prim, p())
 	if err := os.WriteFile(filepath.Join(dir, "medic.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

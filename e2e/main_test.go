@@ -44,6 +44,7 @@ func TestMain(m *testing.M) {
 	cgroupsBefore := supervise.Trees()
 	code := m.Run()
 	os.RemoveAll(dir)
+	removePGBinDir()
 	if left := leftCgroups(cgroupsBefore); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: the tests left %d empty medic cgroups behind (a medic that exited without removing its tree; removed now):\n  %s\n",
 			len(left), strings.Join(left, "\n  "))
