@@ -32,6 +32,10 @@ func quickReturn(t *testing.T, mode string) {
 	pgtest.Require(t)
 	srv := etcdtest.Start(t)
 	a, b := newDBNode(t, "a", srv.Endpoint, mode), newDBNode(t, "b", srv.Endpoint, mode)
+	// The bug's window is a's crash recovery: its length (WAL replayed,
+	// the end-of-recovery checkpoint's fsyncs) stays PostgreSQL's default.
+	a.productionPostgres()
+	b.productionPostgres()
 	a.start()
 	a.eventually(60*time.Second, "a leads", leaderIs("a"))
 	b.start()

@@ -64,22 +64,45 @@ databases:
       data: ./pg
       listen: %s
       user: postgres
-      # Test-only settings through medic's own pass-through: no fsync (a
-      # test kills processes, never the machine: the page cache survives
-      # it) and a small shared memory segment. medic's own settings
-      # (synchronous_commit, full_page_writes …) still win, so what a
-      # failover may lose is what it may lose in production.
-      parameters: {fsync: "off", shared_buffers: 16MB}
-    replication: {mode: %s}
+%s    replication: {mode: %s}
     rest: {listen: %s}
     proxy: {primary: %s, replicas: %s}
     drills: {allow: true}
-`, name, dir, n.link.Addr, n.api, testPGBinDir(t), n.pg, mode, n.rest, n.prim, p())
+`, name, dir, n.link.Addr, n.api, testPGBinDir(t), n.pg, fastPGParameters, mode, n.rest, n.prim, p())
 	if err := os.WriteFile(filepath.Join(dir, "medic.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.stop)
 	return n
+}
+
+// fastPGParameters is the line of newDBNode's config that speeds
+// PostgreSQL up for tests, through medic's own pass-through
+// (databases.*.postgres.parameters): no fsync (a test kills processes,
+// never the machine, and the page cache survives that) and a small shared
+// memory segment. medic's own settings (synchronous_commit,
+// full_page_writes …) come after these and win, so what a failover may
+// lose is what it may lose in production. A test whose window depends on
+// PostgreSQL's own timing drops the line (productionPostgres).
+const fastPGParameters = `      parameters: {fsync: "off", shared_buffers: 16MB}` + "\n"
+
+// productionPostgres removes the test-only PostgreSQL settings from the
+// node's config (before start), for a test whose window depends on how
+// long PostgreSQL itself takes (a crash recovery, say).
+func (n *dbNode) productionPostgres() {
+	n.t.Helper()
+	path := filepath.Join(n.dir, "medic.yaml")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	cfg := strings.Replace(string(raw), fastPGParameters, "", 1)
+	if cfg == string(raw) {
+		n.t.Fatal("the parameters line of the node's config changed: update productionPostgres")
+	}
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		n.t.Fatal(err)
+	}
 }
 
 func (n *dbNode) start() {
