@@ -30,14 +30,14 @@ func (a *nsAgent) medicCLI(args ...string) (string, string, error) {
 // gives the time to detect (h3 suspect: at most lease_ttl + grace + slack),
 // the time until 6 instances are ready on h1 and h2, no client error, and
 // the rebalance after h3's return. The drill is refused from h3 itself and
-// etcd-member-loss is refused with its reason.
+// etcd-member-loss is refused with its reason (no host declares a member).
 func TestFleetHostKillDrill(t *testing.T) {
 	c, agents := startFleet3(t)
 	h1, h3 := agents[0], agents[2]
 	if _, stderr, err := h3.medicCLI("drill", "host-kill", "--host", "h3", "--json"); err == nil || !strings.Contains(stderr, "run the drill from another host's agent") {
 		t.Fatalf("host-kill of h3 sent to h3 itself: err %v, stderr %s", err, stderr)
 	}
-	if _, stderr, err := h1.medicCLI("drill", "etcd-member-loss", "--host", "h3", "--json"); err == nil || !strings.Contains(stderr, "cannot declare how to stop and start") {
+	if _, stderr, err := h1.medicCLI("drill", "etcd-member-loss", "--json"); err == nil || !strings.Contains(stderr, "must say how to stop and start it") {
 		t.Fatalf("etcd-member-loss: err %v, stderr %s", err, stderr)
 	}
 	hostDrill(t, c, agents, "host-kill", "fleet.drill.down")

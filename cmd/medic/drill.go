@@ -37,11 +37,13 @@ own events. Exit status 0 when the drill passed, 1 when it failed.
 
 Scenarios: kill, hang, crashloop, unready, latency, errors, reset,
 dependency-down, disk-full, leak, crashloop-rollback, db-*, the fleet drills
-host-kill and host-partition (--host; etcd-member-loss is refused, see
-docs/fleet.md) and those of medic.yaml (see 'medic drills --scenarios').
+host-kill and host-partition (--host) and etcd-member-loss (--member, or
+one whose loss keeps the quorum; needs fleet.etcd_member on the host that
+runs it, see docs/fleet.md) and those of medic.yaml (see 'medic drills --scenarios').
 Ctrl-C aborts the drill; the agent removes the fault either way.`,
 		Example: `  medic drill kill --service web
   medic drill host-kill --host h3 --service web --load 200   # sent to h1's agent
+  medic drill etcd-member-loss --member e2 --load 100        # from any agent
   medic drill hang --service web --load 100 --report ./drill-report
   medic drill abort`,
 		Args: exactArgs(1),
@@ -58,6 +60,7 @@ Ctrl-C aborts the drill; the agent removes the fault either way.`,
 		},
 	}
 	c.Flags().StringVar(&req.Service, "service", "", "service to drill (it must allow drills); for a fleet drill, the fleet service to load and measure (default: the only one)")
+	c.Flags().StringVar(&req.Member, "member", "", "etcd-member-loss: the etcd member to stop (default: one whose loss keeps the quorum, declared by its host's fleet.etcd_member)")
 	c.Flags().StringVar(&req.Host, "host", "", "host-kill, host-partition: the fleet host whose loss is simulated (send the drill to another host's agent, which measures)")
 	c.Flags().IntVar(&instance, "instance", 0, "instance index to put under fault (default: the highest ready one)")
 	c.Flags().StringVar(&req.Dependency, "dependency", "", "dependency-down: the service to stop (default: the first depends_on), or a dependency declared under dependencies: (dependency-slow, -errors, -down)")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/etcd"
 	"github.com/medic-dev/medic/internal/fleet"
 )
@@ -47,6 +48,7 @@ func buildFleet(m *Main) (*component, error) {
 	}
 	a, err := fleet.New(fleet.Options{Fleet: f.Name, Host: host, Address: f.Address, Capacity: f.Capacity,
 		Version: medic.Version, Prefix: m.cfg.Etcd.Prefix, LeaseTTL: f.LeaseTTL.D(), Grace: f.Grace.D(), StormShare: f.StormShare(), Etcd: cli,
+		JoinJitter: f.Jitter(), EtcdMember: etcdMemberName(f.EtcdMember),
 		Clock: m.Clock, Logger: m.Logger.With("component", "fleet"), Record: m.Record})
 	if err != nil {
 		cli.Close()
@@ -90,6 +92,13 @@ func buildFleet(m *Main) (*component, error) {
 			})))
 		},
 	}, nil
+}
+
+func etcdMemberName(em *config.EtcdMember) string {
+	if em == nil {
+		return ""
+	}
+	return em.Name
 }
 
 // fleetGuard is the fleet agent's guard as the remedy engine, built before

@@ -81,22 +81,7 @@ func (d *fleetDrills) hostTarget(host string) string {
 func (d *fleetDrills) register(inj *drill.Injectors) {
 	inj.Register("host-kill", &hostDrillInjector{d: d, kind: "host-kill"})
 	inj.Register("host-partition", &hostDrillInjector{d: d, kind: "host-partition"})
-	inj.Register("etcd-member-loss", etcdMemberLoss{})
-}
-
-// etcdMemberLoss is refused: medic does not manage the etcd members, and the
-// config has no way to declare how to stop and start one (docs/fleet.md,
-// Drills, says why).
-type etcdMemberLoss struct{}
-
-func (etcdMemberLoss) Plan(drill.Request, *drill.Scenario, *drill.Subject) error {
-	return fmt.Errorf("%w: etcd-member-loss: medic does not run the etcd members and the config cannot declare how to stop and start one "+
-		"(they usually run on other machines, under their own service manager); stop one member by hand under `medic drill` load, "+
-		"or with the e2e cluster of internal/testutil/netns — see docs/fleet.md, Drills", drill.ErrRefused)
-}
-
-func (etcdMemberLoss) Inject(context.Context, *drill.Target) (drill.Restore, error) {
-	return nil, errors.New("etcd-member-loss is not supported")
+	inj.Register("etcd-member-loss", &memberLossInjector{d: d})
 }
 
 // hostDrillInjector is the measuring side of host-kill and host-partition.
@@ -401,6 +386,16 @@ func (d *fleetDrills) serve(ctx context.Context) {
 		go func() { defer d.wg.Done(); d.simulate(ctx, r) }()
 	})
 	d.wg.Wait()
+}
+
+// serveAll follows both kinds of request: those aimed at this host, and the
+// fleet's etcd-member-loss drill (every agent observes it).
+func (d *fleetDrills) serveAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); d.serveMember(ctx) }()
+	d.serve(ctx)
+	wg.Wait()
 }
 
 // refuseHere says why this host will not simulate its loss now ("" when it will).

@@ -83,7 +83,7 @@ func buildFleetServices(m *Main) (*component, error) {
 			defer cli.Close()
 			var wg sync.WaitGroup
 			wg.Add(2)
-			go func() { defer wg.Done(); drills.serve(ctx) }()
+			go func() { defer wg.Done(); drills.serveAll(ctx) }()
 			go func() {
 				defer wg.Done()
 				fs.standDown(ctx, a, f.Grace.D(), f.LeaseTTL.D()/3, func(ctx context.Context, service string) (int, error) {

@@ -88,7 +88,20 @@ type DrillSchedule struct {
 	Cron string `yaml:"cron" json:"cron"`
 	// Open-loop load through the service's proxy, requests per second. Default 20.
 	LoadRPS float64 `yaml:"load_rps" json:"load_rps,omitempty" jsonschema:"minimum=0"`
+	// Fleet drills only: the host whose loss host-kill or host-partition simulates (another
+	// host's top-level name; checked when the drill runs). Required for them, refused for the
+	// others.
+	Host string `yaml:"host" json:"host,omitempty"`
+	// etcd-member-loss only: the etcd member to stop. Default: one whose loss keeps the quorum.
+	Member string `yaml:"member" json:"member,omitempty"`
 }
+
+// FleetDrillScenarios are the built-in scenarios of scope fleet;
+// HostDrillScenarios those of them aimed at a host.
+var (
+	FleetDrillScenarios = []string{"host-kill", "host-partition", "etcd-member-loss"}
+	HostDrillScenarios  = []string{"host-kill", "host-partition"}
+)
 
 // BuiltinDrillScenarios names the scenarios medic knows without configuration
 // (internal/drill's catalog; a test keeps the two lists equal).
@@ -190,6 +203,12 @@ func (d *DrillsConfig) Validate() []FieldIssue {
 		if s.LoadRPS < 0 || s.LoadRPS > 10000 {
 			bad(p+".load_rps", "%v: want 0 to 10000", s.LoadRPS)
 		}
+		if s.Host != "" && (len(s.Host) > 64 || !fleetName.MatchString(s.Host)) {
+			bad(p+".host", "%q is not a host name: want %s, at most 64 characters (a host's top-level name)", s.Host, fleetName)
+		}
+		if s.Member != "" && (len(s.Member) > 64 || !fleetName.MatchString(s.Member)) {
+			bad(p+".member", "%q is not an etcd member name: want %s, at most 64 characters", s.Member, fleetName)
+		}
 	}
 	for i, dir := range d.DiskPaths {
 		if !filepath.IsAbs(dir) || filepath.Clean(dir) == "/" {
@@ -208,6 +227,21 @@ func (d *DrillsConfig) ValidateIn(c *Config) []FieldIssue {
 		if s.Scenario != "" && d.Scenarios[s.Scenario] == nil && !slices.Contains(BuiltinDrillScenarios, s.Scenario) {
 			out = append(out, FieldIssue{Field: p + ".scenario", Message: fmt.Sprintf("unknown scenario %q", s.Scenario)})
 		}
+		fleetDrill := d.Scenarios[s.Scenario] == nil && slices.Contains(FleetDrillScenarios, s.Scenario)
+		hostDrill := fleetDrill && slices.Contains(HostDrillScenarios, s.Scenario)
+		switch {
+		case fleetDrill && c.Fleet == nil:
+			out = append(out, FieldIssue{Field: p + ".scenario", Message: fmt.Sprintf("%s is a fleet drill: it needs the top-level fleet section", s.Scenario)})
+		case hostDrill && s.Host == "":
+			out = append(out, FieldIssue{Field: p + ".host", Message: fmt.Sprintf("required for %s: the host whose loss it simulates (it runs from this host's agent, so name another host)", s.Scenario)})
+		case hostDrill && s.Host == c.Name:
+			out = append(out, FieldIssue{Field: p + ".host", Message: fmt.Sprintf("%q is this host: a fleet drill runs from another host's agent, which outlives the simulated loss", s.Host)})
+		case !hostDrill && s.Host != "":
+			out = append(out, FieldIssue{Field: p + ".host", Message: fmt.Sprintf("%s does not take a host (only host-kill and host-partition do)", s.Scenario)})
+		}
+		if s.Member != "" && s.Scenario != "etcd-member-loss" {
+			out = append(out, FieldIssue{Field: p + ".member", Message: fmt.Sprintf("%s does not take an etcd member (only etcd-member-loss does)", s.Scenario)})
+		}
 		if s.Service == "" {
 			continue
 		}
@@ -223,6 +257,8 @@ func (d *DrillsConfig) ValidateIn(c *Config) []FieldIssue {
 			out = append(out, FieldIssue{Field: p + ".service", Message: fmt.Sprintf("unknown service %q", s.Service)})
 		case !svc.Drills.Allow:
 			out = append(out, FieldIssue{Field: p + ".service", Message: fmt.Sprintf("service %q does not allow drills (set drills: {allow: true} on it)", s.Service)})
+		case fleetDrill && svc.Fleet == nil:
+			out = append(out, FieldIssue{Field: p + ".service", Message: fmt.Sprintf("service %q has no fleet section: a fleet drill loads and measures a fleet service", s.Service)})
 		}
 	}
 	return out

@@ -34,6 +34,49 @@ type Fleet struct {
 	// Storm brake: fleet-wide automation pauses while more than this share of the hosts is
 	// suspect or lost (docs/fleet.md). Default unhealthy_share 0.5.
 	StormBrake *StormBrake `yaml:"storm_brake" json:"storm_brake,omitempty"`
+	// Longest random delay before this agent joins the fleet at start: it waits a uniform
+	// random time in [0, join_jitter], so a fleet-wide restart is not a join storm on etcd. 0
+	// joins at once; at most 1m. Default 2s.
+	JoinJitter *Duration `yaml:"join_jitter" json:"join_jitter,omitempty"`
+	// The etcd member that runs beside this agent on this host, and how to stop and start it:
+	// the etcd-member-loss drill stops it through this host (docs/fleet.md, Drills). Default
+	// none: the drill refuses.
+	EtcdMember *EtcdMember `yaml:"etcd_member" json:"etcd_member,omitempty"`
+}
+
+// EtcdMember is the etcd member on this host, as the etcd-member-loss drill
+// stops and starts it. Commands are argv (no shell): [systemctl, stop,
+// etcd], [docker, stop, etcd], [/usr/local/bin/etcd-ctl, stop] all fit.
+type EtcdMember struct {
+	// The member's name in the etcd cluster (etcd --name, as etcdctl member list shows it).
+	// Required.
+	Name string `yaml:"name" json:"name"`
+	// Command that stops the member and returns once it is stopped, such as [systemctl, stop,
+	// etcd]. Run without a shell; a non-zero exit fails the drill (the start command is run
+	// then). Required.
+	Stop []string `yaml:"stop" json:"stop" jsonschema:"minItems=1"`
+	// Command that starts the member again and returns (it need not wait for the member's
+	// health: the drill measures that), such as [systemctl, start, etcd]. Required.
+	Start []string `yaml:"start" json:"start" jsonschema:"minItems=1"`
+	// Time allowed to each command; then it is killed (its process group) and counts as
+	// failed. From 1s to 5m. Default 30s.
+	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
+}
+
+// DefaultJoinJitter is fleet.join_jitter's default; MaxJoinJitter its bound.
+const (
+	DefaultJoinJitter     = 2 * time.Second
+	MaxJoinJitter         = time.Minute
+	DefaultEtcdCmdTimeout = 30 * time.Second
+	MaxEtcdCmdTimeout     = 5 * time.Minute
+)
+
+// Jitter returns join_jitter, its default when unset.
+func (f *Fleet) Jitter() time.Duration {
+	if f.JoinJitter == nil {
+		return DefaultJoinJitter
+	}
+	return f.JoinJitter.D()
 }
 
 // StormBrake pauses fleet-wide automation when much of the fleet is unhealthy.
@@ -74,6 +117,9 @@ var fleetName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 func (f *Fleet) SetDefaults() {
 	dbDefaultDur(&f.LeaseTTL, DefaultFleetLeaseTTL)
 	dbDefaultDur(&f.Grace, DefaultFleetGrace)
+	if f.EtcdMember != nil {
+		dbDefaultDur(&f.EtcdMember.Timeout, DefaultEtcdCmdTimeout)
+	}
 }
 
 // Validate checks the fleet on its own, lease_ttl and grace together.
@@ -116,6 +162,31 @@ func (f *Fleet) Validate() []FieldIssue {
 	}
 	if sb := f.StormBrake; sb != nil && (sb.UnhealthyShare < 0 || sb.UnhealthyShare > 1) {
 		bad("storm_brake.unhealthy_share", "%g is not a share: want more than 0, at most 1 (1 never brakes)", sb.UnhealthyShare)
+	}
+	if j := f.JoinJitter; j != nil && (j.D() < 0 || j.D() > MaxJoinJitter) {
+		bad("join_jitter", "%v: want 0 (join at once) to %v", j.D(), MaxJoinJitter)
+	}
+	if em := f.EtcdMember; em != nil {
+		switch {
+		case em.Name == "":
+			bad("etcd_member.name", "required: the member's name in the etcd cluster (etcdctl member list)")
+		case len(em.Name) > 64 || !fleetName.MatchString(em.Name):
+			bad("etcd_member.name", "%q must match %s and be at most 64 characters", em.Name, fleetName)
+		}
+		for _, c := range []struct {
+			field string
+			argv  []string
+		}{{"stop", em.Stop}, {"start", em.Start}} {
+			switch {
+			case len(c.argv) == 0:
+				bad("etcd_member."+c.field, "required: the command (argv, no shell) that %ss the member, such as [systemctl, %s, etcd]", c.field, c.field)
+			case strings.TrimSpace(c.argv[0]) == "":
+				bad("etcd_member."+c.field+"[0]", "empty program name")
+			}
+		}
+		if t := em.Timeout.D(); t != 0 && (t < time.Second || t > MaxEtcdCmdTimeout) {
+			bad("etcd_member.timeout", "%v: want 1s to %v", t, MaxEtcdCmdTimeout)
+		}
 	}
 	return is
 }

@@ -201,9 +201,13 @@ func Builtins() []Scenario {
 			Fault:       Fault{Kind: "host-partition"},
 			Detect:      detectHost, Recover: capacityBack, Forbid: noBrake, MaxErrorRate: 0.001, Warmup: dur(3 * time.Second)},
 		Scenario{Name: "etcd-member-loss", FailureMode: "etcd member lost", Scope: ScopeFleet, Requires: []string{"fleet"},
-			Description: "stop one member of the etcd cluster under load: refused until the config can declare how to stop and start a member (docs/fleet.md, Drills)",
+			Description: "the host that runs an etcd member (fleet.etcd_member) stops it with its stop command, and starts it again at the end; every agent sees it unhealthy and keeps working through the other members: no host suspect, no lease lost, no storm brake, no remediation or failover, no client error",
 			Fault:       Fault{Kind: "etcd-member-loss"},
-			Detect:      []Match{on("fleet.etcd.member_stopped", "any")}, MaxErrorRate: 0.001},
+			Detect:      []Match{on("fleet.etcd.member_unhealthy", "any")},
+			Recover:     []Match{on("fleet.etcd.member_loss_absorbed", "any")},
+			Forbid: []Match{on(string(medic.EventHostSuspect)+"|"+string(medic.EventHostLost)+"|"+string(medic.EventStormEngaged)+"|"+
+				string(medic.EventStoodDown)+"|remedy.step.start|instance.restart|db.promoted|db.demoted|db.fenced|db.failsafe", "any")},
+			MaxErrorRate: 0, Warmup: dur(3 * time.Second)},
 	)
 	for i := range list {
 		list[i] = list[i].withDefaults()

@@ -61,6 +61,7 @@ func TestFleetDrillPlanAndRun(t *testing.T) {
 	h.mgr = mgr
 	fake := &fakeHostDrill{record: h.record}
 	mgr.Injectors().Register("host-kill", fake)
+	mgr.Injectors().Register("etcd-member-loss", fake)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Serve(ctx) }()
@@ -76,6 +77,8 @@ func TestFleetDrillPlanAndRun(t *testing.T) {
 		{drill.Request{Scenario: "host-kill", Service: "web", Host: "h3", Instance: ptr(1)}, "takes a host, not an instance"},
 		{drill.Request{Scenario: "kill", Service: "web", Host: "h3"}, "does not take a host"},
 		{drill.Request{Scenario: "host-partition", Service: "web", Host: "h3"}, `no injector for fault "host-partition"`},
+		{drill.Request{Scenario: "host-kill", Service: "web", Host: "h3", Member: "e1"}, "takes a host (--host), not an etcd member"},
+		{drill.Request{Scenario: "etcd-member-loss", Service: "web", Host: "h3"}, "takes an etcd member (--member), not a host"},
 	} {
 		_, err := mgr.Start(c.req, "api:test")
 		if !errors.Is(err, drill.ErrRefused) || !strings.Contains(err.Error(), c.want) {

@@ -54,6 +54,7 @@ type Target struct {
 	PID, Port  int               // the instance's process and port when the drill began
 	Dependency string            // scope dependency: the stopped service
 	Host       string            // scope fleet: the fleet host whose loss is simulated
+	Member     string            // etcd-member-loss: the etcd member stopped (the Plan's pick)
 	Hold       time.Duration     // scope fleet: how long the host stays gone (the scenario's hold)
 	Params     map[string]string // the scenario's fault parameters
 	Config     *config.Config

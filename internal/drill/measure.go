@@ -29,6 +29,8 @@ type Subject struct {
 	// Host is the fleet host of a fleet drill, as its events name it:
 	// "fleet/<fleet>/<host>".
 	Host string `json:"host,omitempty"`
+	// Member is the etcd member an etcd-member-loss drill stops.
+	Member string `json:"member,omitempty"`
 }
 
 func belongs(target, service string) bool {

@@ -126,3 +126,15 @@ func TestDueSchedules(t *testing.T) {
 		t.Fatalf("after edit: due %v, %d kept", due, len(next))
 	}
 }
+
+// A scheduled fleet drill carries its host (or etcd member) into the request.
+func TestScheduledFleetRequest(t *testing.T) {
+	r := scheduledRequest(config.DrillSchedule{Scenario: "host-kill", Service: "web", Host: "h3", Cron: "@daily", LoadRPS: 5})
+	if r.Scenario != "host-kill" || r.Service != "web" || r.Host != "h3" || r.LoadRPS != 5 || r.Member != "" {
+		t.Fatalf("request %+v", r)
+	}
+	r = scheduledRequest(config.DrillSchedule{Scenario: "etcd-member-loss", Service: "web", Member: "e2", Cron: "@daily"})
+	if r.Member != "e2" || r.Host != "" {
+		t.Fatalf("request %+v", r)
+	}
+}

@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,6 +79,9 @@ type Request struct {
 	// Host is the fleet host a fleet drill (host-kill, host-partition) is
 	// aimed at; the drill runs on another host's agent, which measures.
 	Host string `json:"host,omitempty"`
+	// Member is the etcd member etcd-member-loss stops; default one whose
+	// loss keeps the quorum, run beside a host that declares it.
+	Member string `json:"member,omitempty"`
 }
 
 // Planner is an injector that checks a drill against the live state before
@@ -249,7 +253,11 @@ func prepareFleet(d *Deps, req Request, actor string, cfg *config.Config, sc Sce
 	switch {
 	case svc.Fleet == nil:
 		return nil, refused("service %s has no fleet section: a fleet drill measures a fleet service's capacity", req.Service)
-	case req.Host == "":
+	case sc.Fault.Kind == "etcd-member-loss" && req.Host != "":
+		return nil, refused("scenario %s takes an etcd member (--member), not a host: the host that runs it stops it", sc.Name)
+	case sc.Fault.Kind != "etcd-member-loss" && req.Member != "":
+		return nil, refused("scenario %s takes a host (--host), not an etcd member", sc.Name)
+	case req.Host == "" && sc.Fault.Kind != "etcd-member-loss":
 		return nil, refused("scenario %s: name the host (--host) whose loss the fleet drill simulates", sc.Name)
 	case req.Instance != nil || req.Dependency != "":
 		return nil, refused("scenario %s takes a host, not an instance or a dependency", sc.Name)
@@ -263,7 +271,7 @@ func prepareFleet(d *Deps, req Request, actor string, cfg *config.Config, sc Sce
 			return nil, err
 		}
 	}
-	p.target = &Target{Service: req.Service, Host: req.Host, Hold: p.sc.Hold.D(), Params: sc.Fault.Params, Config: cfg, Sup: d.Sup, Traffic: d.Traffic,
+	p.target = &Target{Service: req.Service, Host: req.Host, Member: cmp.Or(p.subject.Member, req.Member), Hold: p.sc.Hold.D(), Params: sc.Fault.Params, Config: cfg, Sup: d.Sup, Traffic: d.Traffic,
 		Clock: d.Clock, Logger: d.Logger}
 	p.load = loadSpec(d, svc, req)
 	return p, nil

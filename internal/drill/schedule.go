@@ -52,6 +52,14 @@ func dueSchedules(list []config.DrillSchedule, next map[string]time.Time, now ti
 	return due, wake
 }
 
+// scheduledRequest is the drill a schedule entry starts: a fleet drill's
+// host (host-kill, host-partition) or etcd member comes from the entry; the
+// host's name is checked when the drill runs (the injector's Plan refuses a
+// host the fleet does not have, audited as drill.refused).
+func scheduledRequest(s config.DrillSchedule) Request {
+	return Request{Scenario: s.Scenario, Service: s.Service, LoadRPS: s.LoadRPS, Host: s.Host, Member: s.Member}
+}
+
 // schedule starts scheduled drills until ctx ends. It looks at the config
 // at least once a minute, so reloads take effect.
 func (m *Manager) schedule(ctx context.Context) {
@@ -66,7 +74,7 @@ func (m *Manager) schedule(ctx context.Context) {
 		for _, i := range due {
 			s := list[i]
 			actor := fmt.Sprintf("schedule:%d", i)
-			_, err := m.Start(Request{Scenario: s.Scenario, Service: s.Service, LoadRPS: s.LoadRPS}, actor)
+			_, err := m.Start(scheduledRequest(s), actor)
 			if err != nil && !errors.Is(err, ErrRefused) { // refusals are recorded by Start
 				m.deps.Record(ctx, medic.Event{Time: now, Kind: "drill.skipped", Target: s.Service, Actor: actor,
 					Reason: fmt.Sprintf("scheduled drill %s of %s skipped: %v", s.Scenario, s.Service, err)})

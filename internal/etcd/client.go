@@ -185,6 +185,14 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeletePrefix deletes every key under prefix.
+func (c *Client) DeletePrefix(ctx context.Context, prefix string) error {
+	if _, err := c.cli.Delete(ctx, prefix, clientv3.WithPrefix()); err != nil {
+		return fmt.Errorf("etcd: delete prefix %s: %w", prefix, err)
+	}
+	return nil
+}
+
 // DeleteIfRev removes key only if its last write is still modRev, so that a
 // request read earlier is not confused with a newer one. A missing or
 // rewritten key is not an error: there is nothing of ours to delete.

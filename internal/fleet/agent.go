@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -33,9 +34,18 @@ type Options struct {
 	// of the hosts is suspect or lost, the guard refuses every fleet-wide
 	// action with ErrStorm. 0 means DefaultStormShare; 1 never brakes.
 	StormShare float64
-	Etcd       *etcd.Client
-	Clock      clock.Clock  // nil: the wall clock
-	Logger     *slog.Logger // nil: discard
+	// EtcdMember is the etcd member this host runs (published with the
+	// membership, for the etcd-member-loss drill); "" for none.
+	EtcdMember string
+	// JoinJitter is the longest delay before the first join: the agent
+	// waits JoinJitter × Rand() first, so a fleet-wide restart is not a
+	// join storm on etcd. 0 joins at once.
+	JoinJitter time.Duration
+	// Rand returns a number in [0, 1); nil: math/rand/v2's Float64.
+	Rand   func() float64
+	Etcd   *etcd.Client
+	Clock  clock.Clock  // nil: the wall clock
+	Logger *slog.Logger // nil: discard
 	// Record makes an event durable (the audit log); nil drops events.
 	Record func(ctx context.Context, ev medic.Event)
 }
@@ -83,6 +93,12 @@ func New(o Options) (*Agent, error) {
 	}
 	if o.StormShare == 0 {
 		o.StormShare = DefaultStormShare
+	}
+	if o.JoinJitter < 0 {
+		return nil, fmt.Errorf("fleet %s: join jitter %v: want 0 or more", o.Fleet, o.JoinJitter)
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
 	}
 	if o.StormShare < 0 || o.StormShare > 1 {
 		return nil, fmt.Errorf("fleet %s: storm brake share %g: want more than 0, at most 1", o.Fleet, o.StormShare)
@@ -145,6 +161,16 @@ func (a *Agent) Serve(ctx context.Context) error {
 // period, so one stuck request never costs more than one renewal.
 func (a *Agent) keep(ctx context.Context) {
 	period := a.o.LeaseTTL / 3
+	if d := JoinDelay(a.o.JoinJitter, a.o.Rand()); d > 0 {
+		a.o.Logger.Info("fleet: joining after a random delay (fleet.join_jitter)", "fleet", a.o.Fleet, "delay", d)
+		t := a.clk.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+	}
 	var sess *etcd.Session
 	var heldBy int64 // lease of another key found in this host's place, logged once
 	for {
@@ -195,12 +221,22 @@ func (a *Agent) keep(ctx context.Context) {
 	}
 }
 
+// JoinDelay is the wait before the first join: jitter × r, r in [0, 1)
+// (a value outside is clamped), so the agents of a fleet restarted at once
+// spread their joins uniformly over [0, jitter].
+func JoinDelay(jitter time.Duration, r float64) time.Duration {
+	if jitter <= 0 || r <= 0 {
+		return 0
+	}
+	return time.Duration(min(r, 1) * float64(jitter))
+}
+
 // create writes this host's key under sess's lease. A key already there
 // under another lease is another agent with this host's name, or this
 // host's previous agent whose lease has not expired yet: create leaves it
 // alone and tries again at the next renewal. It returns the holding lease.
 func (a *Agent) create(ctx context.Context, sess *etcd.Session, period time.Duration, heldBy int64) int64 {
-	info := Info{Host: a.o.Host, Address: a.o.Address, Capacity: a.o.Capacity, Version: a.o.Version, Started: a.clk.Now()}
+	info := Info{Host: a.o.Host, Address: a.o.Address, Capacity: a.o.Capacity, Version: a.o.Version, EtcdMember: a.o.EtcdMember, Started: a.clk.Now()}
 	b, err := json.Marshal(info)
 	if err != nil {
 		panic(err) // Info is plain data

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic"
+	"github.com/medic-dev/medic/internal/clock/clocktest"
 	"github.com/medic-dev/medic/internal/etcd"
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
 	"github.com/medic-dev/medic/internal/fleet"
@@ -188,4 +189,64 @@ func TestDeletedKeyIsWrittenAgain(t *testing.T) {
 			t.Fatalf("after 3s: h1 is %s, recorded %v; want its key gone and back", a.states(), got)
 		}
 	}
+}
+
+// TestJoinDelay: the wait before the first join is jitter × r, 0 for a
+// jitter of 0, and never beyond the jitter.
+func TestJoinDelay(t *testing.T) {
+	for _, c := range []struct {
+		jitter time.Duration
+		r      float64
+		want   time.Duration
+	}{
+		{0, 0.5, 0},
+		{2 * time.Second, 0, 0},
+		{2 * time.Second, 0.5, time.Second},
+		{2 * time.Second, 0.999, 1998 * time.Millisecond},
+		{2 * time.Second, 7, 2 * time.Second}, // a bad source is clamped
+		{2 * time.Second, -1, 0},
+	} {
+		if got := fleet.JoinDelay(c.jitter, c.r); got != c.want {
+			t.Errorf("JoinDelay(%v, %v) = %v, want %v", c.jitter, c.r, got, c.want)
+		}
+	}
+}
+
+// TestJoinJitter: with join_jitter 2s and a random source giving 0.75, the
+// agent joins only once its (injected) clock has moved 1.5s, never before.
+func TestJoinJitter(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli, err := etcd.Dial(etcd.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	clk := clocktest.New(time.Date(2026, 12, 7, 14, 0, 0, 0, time.UTC))
+	a, err := fleet.New(fleet.Options{Fleet: "prod", Host: "h1", Address: "10.0.0.1", Prefix: "/medic",
+		LeaseTTL: 3 * time.Second, Grace: 3 * time.Second, Etcd: cli, Clock: clk,
+		JoinJitter: 2 * time.Second, Rand: func() float64 { return 0.75 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	start := clk.Now()
+	// Move the clock 50ms at a time (each step after a real 20ms, room for
+	// the agent to act) until it has joined: bounded to 10s of fake time.
+	for i := 0; !a.Status().Joined; i++ {
+		if i > 200 {
+			t.Fatalf("not joined after %v of fake time (join jitter 2s × 0.75 = 1.5s)", clk.Now().Sub(start))
+		}
+		if a.Status().Lease != 0 && clk.Now().Sub(start) < 1500*time.Millisecond {
+			t.Fatalf("granted a lease after %v of fake time, before the 1.5s join delay", clk.Now().Sub(start))
+		}
+		time.Sleep(20 * time.Millisecond)
+		clk.Advance(50 * time.Millisecond)
+	}
+	if d := clk.Now().Sub(start); d < 1500*time.Millisecond {
+		t.Fatalf("joined after %v of fake time, before the 1.5s join delay", d)
+	}
+	t.Logf("joined after %v of fake time", clk.Now().Sub(start))
 }

@@ -65,6 +65,9 @@ type Info struct {
 	Address  string `json:"address"`            // IP or DNS name others reach the host at
 	Capacity int    `json:"capacity,omitempty"` // instances it can run; 0 = no limit
 	Version  string `json:"version,omitempty"`  // medic's version on the host
+	// EtcdMember is the etcd member the host runs beside it and can stop
+	// and start for the etcd-member-loss drill (fleet.etcd_member.name).
+	EtcdMember string `json:"etcd_member,omitempty"`
 	// Started is when the agent joined with this lease (its own clock).
 	Started time.Time `json:"started"`
 }
