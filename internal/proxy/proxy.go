@@ -28,6 +28,7 @@ import (
 	"github.com/medic-dev/medic/internal/clock"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/netguard"
+	"github.com/medic-dev/medic/internal/rawconn"
 )
 
 // ErrUnknownInstance: the instance id is not in the pool.
@@ -318,7 +319,7 @@ func (p *Proxy) serveHTTP(ctx context.Context) error {
 		fast = p.newFastServer()
 		fast.ConnState = func(c net.Conn, st fasthttp.ConnState) {
 			fastConns.track(c, st)
-			p.ln.ConnState(c, httpConnState(st)) // the connection guard may evict idle connections
+			p.ln.ConnState(unwrapRaw(c), httpConnState(st)) // the connection guard may evict idle connections
 		}
 		h := fast.Handler
 		fast.Handler = func(c *fasthttp.RequestCtx) {
@@ -326,7 +327,7 @@ func (p *Proxy) serveHTTP(ctx context.Context) error {
 			defer handlers.Done()
 			h(c)
 		}
-		go func() { fastErr <- fast.Serve(p.ln) }()
+		go func() { fastErr <- fast.Serve(rawListener{p.ln}) }()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -550,4 +551,24 @@ func (p *Proxy) emit(evs []event) {
 			p.log.Info("proxy "+e.kind, "instance", e.instance, "reason", e.reason)
 		}
 	}
+}
+
+// rawListener yields its connections with raw reads and writes
+// (internal/rawconn): the fast plane's client side.
+type rawListener struct{ *netguard.Listener }
+
+func (l rawListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return rawconn.Wrap(c, netguard.Unwrap(c)), nil
+}
+
+// unwrapRaw is the connection rawListener wrapped (the guard's own).
+func unwrapRaw(c net.Conn) net.Conn {
+	if r, ok := c.(*rawconn.Conn); ok {
+		return r.NetConn()
+	}
+	return c
 }

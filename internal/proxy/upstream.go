@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/medic-dev/medic/internal/rawconn"
 )
 
 // upstreams are the fast data plane's keep-alive connections, one idle
@@ -124,6 +126,7 @@ func (u *upstreams) dial(ctx context.Context, addr string) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	nc = rawconn.Wrap(nc, nc) // raw reads and writes: no P hand-off per request (internal/rawconn)
 	return &upConn{Conn: nc, br: bufio.NewReaderSize(nc, upstreamBufSize), bw: bufio.NewWriterSize(nc, upstreamBufSize), addr: addr}, nil
 }
 
