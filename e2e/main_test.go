@@ -35,6 +35,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	medicBin = filepath.Join(dir, "medic")
+	// The database tests' template cluster is made while medic builds.
+	go prepareTestPGBinDir()
 	build := exec.Command("go", "build", "-o", medicBin, "../cmd/medic")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

@@ -36,7 +36,16 @@ var (
 // them.
 const medicInitdbArgs = "-U postgres --auth=trust -E UTF8 --locale=C --no-instructions"
 
-// testPGBinDir returns the stand-in bin_dir, making it on first use.
+// prepareTestPGBinDir makes the stand-in bin_dir (TestMain starts it
+// beside the build of medic) when PostgreSQL is installed.
+func prepareTestPGBinDir() {
+	if _, err := os.Stat(filepath.Join(pgtest.BinDir, "initdb")); err == nil {
+		pgBinOnce.Do(func() { pgBinDir, pgBinErr = makePGBinDir() })
+	}
+}
+
+// testPGBinDir returns the stand-in bin_dir, making it on first use (or
+// waiting for TestMain's).
 func testPGBinDir(t *testing.T) string {
 	t.Helper()
 	pgBinOnce.Do(func() { pgBinDir, pgBinErr = makePGBinDir() })
@@ -111,6 +120,7 @@ exec %q "$@"
 // removePGBinDir removes the stand-in and its template (TestMain, after
 // the tests).
 func removePGBinDir() {
+	pgBinOnce.Do(func() {}) // waits for a making still under way, or stops one from starting
 	if pgBinRoot != "" {
 		os.RemoveAll(pgBinRoot)
 	}
