@@ -22,6 +22,7 @@ import (
 	"github.com/medic-dev/medic/internal/backup"
 	"github.com/medic-dev/medic/internal/etcd/etcdtest"
 	"github.com/medic-dev/medic/internal/pgha"
+	"github.com/medic-dev/medic/internal/pgha/pgtest"
 )
 
 // dbNode is one `medic run` keeping one member of database "pg".
@@ -68,7 +69,7 @@ databases:
     rest: {listen: %s}
     proxy: {primary: %s, replicas: %s}
     drills: {allow: true}
-`, name, dir, n.link.Addr, n.api, testPGBinDir(t), n.pg, fastPGParameters, mode, n.rest, n.prim, p())
+`, name, dir, n.link.Addr, n.api, pgtest.CachedBinDir(t), n.pg, fastPGParameters, mode, n.rest, n.prim, p())
 	if err := os.WriteFile(filepath.Join(dir, "medic.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/pgha/pgtest"
 	"github.com/medic-dev/medic/internal/ports"
 	"github.com/medic-dev/medic/internal/supervise"
 )
@@ -35,8 +36,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	medicBin = filepath.Join(dir, "medic")
-	// The database tests' template cluster is made while medic builds.
-	go prepareTestPGBinDir()
+	// The database tests' cached initdb is made (the first time) while
+	// medic builds.
+	go pgtest.PrepareCachedBinDir()
 	build := exec.Command("go", "build", "-o", medicBin, "../cmd/medic")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -46,7 +48,7 @@ func TestMain(m *testing.M) {
 	cgroupsBefore := supervise.Trees()
 	code := m.Run()
 	os.RemoveAll(dir)
-	removePGBinDir()
+	pgtest.PrepareCachedBinDir() // never exit while it is being made: its temporary directory would be left
 	if left := leftCgroups(cgroupsBefore); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: the tests left %d empty medic cgroups behind (a medic that exited without removing its tree; removed now):\n  %s\n",
 			len(left), strings.Join(left, "\n  "))

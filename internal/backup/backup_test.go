@@ -60,7 +60,7 @@ func startPrimary(t *testing.T) *primary {
 	bc := &config.Backup{Repository: filepath.Join(dir, "repo")}
 	bc.SetDefaults()
 	bc.Archive.Timeout = config.Duration(5 * time.Second)
-	o := pgha.PostgresOptions{Member: "a", BinDir: pgtest.BinDir, Data: filepath.Join(dir, "pg"), Listen: fmt.Sprintf("127.0.0.1:%d", port),
+	o := pgha.PostgresOptions{Member: "a", BinDir: pgtest.CachedBinDir(t), Data: filepath.Join(dir, "pg"), Listen: fmt.Sprintf("127.0.0.1:%d", port),
 		Superuser: "postgres", LogPath: filepath.Join(dir, "pg.log"), StatePath: filepath.Join(dir, "role.json")}
 	// The manager needs the postgres user's identity, which NewPostgres resolves.
 	probe, err := pgha.NewPostgres(o)

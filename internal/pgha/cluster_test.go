@@ -52,9 +52,10 @@ func newCluster(t *testing.T, mode string) *cluster {
 }
 
 // testDatabase is the member config the tests use: a 2s lease so that a failover takes seconds.
-func testDatabase(dir, listen, rest, mode string) *config.Database {
+// Its bin_dir is pgtest.CachedBinDir: initdb copies a template cluster.
+func testDatabase(t *testing.T, dir, listen, rest, mode string) *config.Database {
 	d := &config.Database{
-		Postgres:     config.Postgres{BinDir: pgtest.BinDir, Data: filepath.Join(dir, "pg"), Listen: listen},
+		Postgres:     config.Postgres{BinDir: pgtest.CachedBinDir(t), Data: filepath.Join(dir, "pg"), Listen: listen},
 		REST:         &config.DatabaseREST{Listen: rest},
 		Replication:  config.Replication{Mode: mode},
 		LeaseTTL:     config.Duration(2 * time.Second),
@@ -90,7 +91,7 @@ func (c *cluster) start(name string) *node {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t, name}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	n.agent, err = pgha.New(pgha.Options{Cluster: "pg", Member: name, Config: testDatabase(n.dir, n.pgAddr, n.rest, c.mode),
+	n.agent, err = pgha.New(pgha.Options{Cluster: "pg", Member: name, Config: testDatabase(t, n.dir, n.pgAddr, n.rest, c.mode),
 		Etcd: cli, Prefix: "/medic-test", StateDir: filepath.Join(n.dir, "state"), Logger: logger,
 		Record: func(_ context.Context, ev medic.Event) { n.mu.Lock(); n.events = append(n.events, ev); n.mu.Unlock() }})
 	if err != nil {

@@ -33,7 +33,7 @@ func TestRewindAfterAStopMidCrashRecovery(t *testing.T) {
 	ctx := context.Background()
 	mk := func(name string) (*pgha.Postgres, string) {
 		addr := fmt.Sprintf("127.0.0.1:%d", etcdtest.FreePort(t))
-		p, err := pgha.NewPostgres(pgha.PostgresOptions{Member: name, BinDir: pgtest.BinDir, Data: filepath.Join(dir, name),
+		p, err := pgha.NewPostgres(pgha.PostgresOptions{Member: name, BinDir: pgtest.CachedBinDir(t), Data: filepath.Join(dir, name),
 			Listen: addr, Superuser: "postgres", LogPath: filepath.Join(dir, name+".log"), StatePath: filepath.Join(dir, name+".json")})
 		if err != nil {
 			t.Fatal(err)
