@@ -79,8 +79,8 @@ func runDrill(cmd *cobra.Command, req drill.Request, reportDir string, asJSON bo
 	if err != nil {
 		return err
 	}
-	if req.Service == "" && req.Host == "" {
-		return usageError{errors.New("--service is required (or --host for a fleet drill)")}
+	if req.Service == "" && req.Host == "" && req.Scenario != "etcd-member-loss" {
+		return usageError{errors.New("--service is required (or --host for a fleet drill; etcd-member-loss takes neither)")}
 	}
 	body, err := json.Marshal(req)
 	if err != nil {

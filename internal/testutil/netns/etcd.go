@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,18 @@ func (m *Member) start() error {
 	m.proc = p
 	return nil
 }
+
+// PID is the member's process as this package started it (its first
+// start or its last Restart).
+func (m *Member) PID() int { return m.proc.Cmd.Process.Pid }
+
+// Argv is the member's etcd command line (run in its host's namespace with
+// ip netns exec <Host.NS>), for a test that stops and starts the member
+// with commands of its own.
+func (m *Member) Argv() []string { return slices.Clone(m.args) }
+
+// Log is the file the member's output goes to.
+func (m *Member) Log() string { return m.log }
 
 // Kill ends the member at once (its host is killed: SIGKILL by PID, link
 // down), as in the loss of an etcd machine.
