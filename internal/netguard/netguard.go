@@ -93,6 +93,11 @@ type Listener struct {
 
 	refused [3]atomic.Uint64 // by reason index
 	paused  [3]atomic.Uint64 // times Accept paused, by reason index
+	// checkGone counts down the accepts after a pause whose client is
+	// checked first (they may have waited in the queue); gone counts the
+	// ones dropped because their client had left.
+	checkGone atomic.Int32
+	gone      atomic.Uint64
 
 	freed     chan struct{} // a place of this listener freed (1-buffered, never blocks the sender)
 	done      chan struct{} // closed by Close
@@ -109,6 +114,12 @@ type Listener struct {
 // but the process-wide reserve is freed by other listeners and medic's own
 // work.
 const PauseRecheck = 100 * time.Millisecond
+
+// CheckAfterPause is how many connections accepted after a pause are first
+// checked for a client that has already left (a FIN or a reset with
+// nothing sent): at most as many can have waited in the kernel's accept
+// queue meanwhile (somaxconn, 4096 by default on Linux).
+const CheckAfterPause = 4096
 
 type source struct {
 	open int
@@ -139,6 +150,7 @@ type Stats struct {
 	Refused map[Reason]uint64
 	Paused  map[Reason]uint64 // times Accept stopped accepting because the listener was full
 	Evicted uint64            // idle connections closed to admit new ones
+	Gone    uint64            // connections that waited through a pause and whose client had left: closed, never handed over
 }
 
 var reasons = [3]Reason{RefusedCap, RefusedPerSource, RefusedFDs}
@@ -146,7 +158,7 @@ var reasons = [3]Reason{RefusedCap, RefusedPerSource, RefusedFDs}
 // Stats returns the listener's counts.
 func (l *Listener) Stats() Stats {
 	l.mu.Lock()
-	s := Stats{Open: l.open, Refused: map[Reason]uint64{}, Paused: map[Reason]uint64{}, Evicted: l.evicted.Load()}
+	s := Stats{Open: l.open, Refused: map[Reason]uint64{}, Paused: map[Reason]uint64{}, Evicted: l.evicted.Load(), Gone: l.gone.Load()}
 	l.mu.Unlock()
 	for i, r := range reasons {
 		s.Refused[r] = l.refused[i].Load()
@@ -178,10 +190,40 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			return nil, err
 		}
+		if l.checkGone.Load() > 0 && l.checkGone.Add(-1) >= 0 && clientGone(c) {
+			l.gone.Add(1)
+			_ = c.Close()
+			continue
+		}
 		if gc, ok := l.admit(c); ok {
 			return gc, nil
 		}
 	}
+}
+
+// clientGone reports whether c's client has closed or reset it without
+// sending anything (one non-blocking MSG_PEEK). A connection that waited in
+// the queue through a pause is often one a flooder has given up on; a
+// TCP-mode proxy would dial an instance for each, in one burst when the
+// flood lets go, and those dials must not look like the instance failing.
+// (A client that half-closes before sending anything is dropped too; only
+// right after a pause.)
+func clientGone(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	_ = rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = n == 0 && err == nil || err == syscall.ECONNRESET
+	})
+	return gone
 }
 
 // pause waits, without accepting, until a place of this listener frees or
@@ -197,6 +239,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 // when a place frees, instead of being told to retry.
 func (l *Listener) pause(why int) error {
 	l.paused[why].Add(1)
+	l.checkGone.Store(CheckAfterPause)
 	now := l.o.Clock.Now()
 	l.mu.Lock()
 	log := now.Sub(l.lastPauseLog[why]) >= LogEvery

@@ -88,6 +88,43 @@ func TestFullListenerPausesAccept(t *testing.T) {
 	if s := l.Stats(); s.Open != 0 || s.Refused[RefusedCap] != 0 {
 		t.Fatalf("stats %+v; want 0 open, 0 refused", s)
 	}
+	// A client that left while it waited in the queue is dropped, never
+	// handed over: the next one is admitted.
+	c4, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c4.Close()
+	s4 := <-acc
+	if s4.err != nil {
+		t.Fatal(s4.err)
+	}
+	c5, err := net.Dial("tcp", l.Addr().String()) // queued behind the full listener
+	if err != nil {
+		t.Fatal(err)
+	}
+	c5.Close()
+	s4.c.Close()
+	c6, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c6.Close()
+	select {
+	case s6 := <-acc:
+		if s6.err != nil {
+			t.Fatal(s6.err)
+		}
+		if got, want := s6.c.RemoteAddr().String(), c6.LocalAddr().String(); got != want {
+			t.Fatalf("admitted %s; want %s (the client before it had left)", got, want)
+		}
+		s6.c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("no client admitted after a place freed")
+	}
+	if s := l.Stats(); s.Gone != 1 {
+		t.Fatalf("stats %+v; want 1 connection dropped because its client had left", s)
+	}
 	// Close ends an Accept paused at the cap.
 	c3, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
