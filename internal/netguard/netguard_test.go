@@ -226,7 +226,7 @@ func TestFDReserve(t *testing.T) {
 // the process keeps its descriptors.
 func TestListenerPausesAtReserve(t *testing.T) {
 	f := NewFDs(100, 10, nil)
-	var held atomic.Int64 // what the test's listener holds, as /proc/self/fd would count it
+	var held atomic.Int64                                               // what the test's listener holds, as /proc/self/fd would count it
 	f.count = func() (int, error) { return 89 + int(held.Load()), nil } // one left before the reserve
 	l := listen(t, Options{FDs: f})
 	acc := acceptor(l)
