@@ -446,10 +446,15 @@ func (p *Proxy) SetRemoteBackend(id, addr string, ready bool) {
 	p.emit(p.d.SetRemote(id, addr, ready))
 }
 
-// RemoveBackend forgets instance id, deletes its metric series and, in tcp
-// mode, cuts its open connections. HTTP requests in flight on it run on.
+// RemoveBackend forgets instance id, deletes its metric series, closes the
+// fast plane's idle connections to it and, in tcp mode, cuts its open
+// connections. HTTP requests in flight on it run on.
 func (p *Proxy) RemoveBackend(id string) {
+	addr := p.pool.addrOf(id)
 	found, conns := p.pool.remove(id)
+	if found && addr != "" && !p.pool.addrUsed(addr) {
+		p.up.closeAddr(addr) // its idle keep-alive connections: nothing will take them
+	}
 	for _, c := range conns {
 		_ = c.Close()
 	}

@@ -29,18 +29,31 @@ const (
 	warmTimeout = 100 * time.Millisecond
 )
 
-// warmCount is how many connections to open to addr: the most idle
-// connections kept to another address, within [1, warmMax].
-func (u *upstreams) warmCount(addr string) int {
+// warmCount is how many connections to open to a new instance: the most
+// idle connections kept to one of others (the addresses of the instances
+// in rotation), within [1, warmMax].
+func (u *upstreams) warmCount(others []string) int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	n := 1
-	for a, ic := range u.byAddr {
-		if a != addr {
+	for _, a := range others {
+		if ic := u.byAddr[a]; ic != nil {
 			n = max(n, len(ic.conns))
 		}
 	}
 	return min(n, warmMax)
+}
+
+// closeAddr closes the idle connections to addr (an instance that left).
+func (u *upstreams) closeAddr(addr string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if ic := u.byAddr[addr]; ic != nil {
+		for _, c := range ic.conns {
+			_ = c.Close()
+		}
+		delete(u.byAddr, addr)
+	}
 }
 
 // warm opens connections to addr until n are idle there, within ctx, and
@@ -73,7 +86,7 @@ func (p *Proxy) warmBackend(id, addr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), warmTimeout)
 	defer cancel()
 	start := p.clock.Now()
-	n := p.up.warmCount(addr)
+	n := p.up.warmCount(p.pool.rotationAddrs(id))
 	opened, err := p.up.warm(ctx, addr, n, p.clock.Now)
 	if err != nil {
 		p.log.Debug("warm connections to a ready instance", "instance", id, "opened", opened, "wanted", n, "err", err)
@@ -88,4 +101,39 @@ func (p *pool) inRotation(id, addr string) bool {
 	defer p.mu.Unlock()
 	b := p.byID[id]
 	return b != nil && b.ready && !b.draining && b.addr() == addr
+}
+
+// rotationAddrs returns the addresses of the instances in rotation other than id.
+func (p *pool) rotationAddrs(except string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, b := range p.list {
+		if b.id != except && b.ready && !b.draining {
+			out = append(out, b.addr())
+		}
+	}
+	return out
+}
+
+// addrOf returns instance id's address ("" for an unknown id).
+func (p *pool) addrOf(id string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b := p.byID[id]; b != nil {
+		return b.addr()
+	}
+	return ""
+}
+
+// addrUsed reports whether an instance in the pool is at addr.
+func (p *pool) addrUsed(addr string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range p.list {
+		if b.addr() == addr {
+			return true
+		}
+	}
+	return false
 }

@@ -15,17 +15,26 @@ import (
 
 // countingBackend is an instance that counts the connections it accepted.
 func countingBackend(t *testing.T, handler http.HandlerFunc) (addr string, accepted *atomic.Int64) {
+	addr, accepted, _ = countingBackendClosed(t, handler)
+	return addr, accepted
+}
+
+// countingBackendClosed is countingBackend that also counts the connections closed.
+func countingBackendClosed(t *testing.T, handler http.HandlerFunc) (addr string, accepted, closed *atomic.Int64) {
 	t.Helper()
-	accepted = &atomic.Int64{}
+	accepted, closed = &atomic.Int64{}, &atomic.Int64{}
 	s := httptest.NewUnstartedServer(handler)
 	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
+		switch st {
+		case http.StateNew:
 			accepted.Add(1)
+		case http.StateClosed:
+			closed.Add(1)
 		}
 	}
 	s.Start()
 	t.Cleanup(s.Close)
-	return s.Listener.Addr().String(), accepted
+	return s.Listener.Addr().String(), accepted, closed
 }
 
 // TestReadyInstanceGetsWarmConnections: an instance entering rotation has
@@ -38,7 +47,7 @@ func TestReadyInstanceGetsWarmConnections(t *testing.T) {
 	var arrived sync.WaitGroup
 	arrived.Add(4)
 	release := make(chan struct{})
-	a0, n0 := countingBackend(t, func(w http.ResponseWriter, r *http.Request) {
+	a0, n0, closed0 := countingBackendClosed(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/hold" {
 			arrived.Done()
 			<-release
@@ -88,6 +97,9 @@ func TestReadyInstanceGetsWarmConnections(t *testing.T) {
 	if got := n1.Load(); got != 4 {
 		t.Fatalf("web/1 accepted %d connections after its first requests, want the 4 warm ones", got)
 	}
+	// web/0 leaves: its idle connections are closed, not kept for nobody.
+	h.p.RemoveBackend("web/0")
+	eventually(t, 5*time.Second, "web/0's 4 idle connections closed", func() bool { return closed0.Load() == 4 })
 }
 
 // TestWarmConnectionsOnlyOnTheFastPlane: the net/http plane keeps its own
