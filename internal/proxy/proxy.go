@@ -423,7 +423,8 @@ func (s *connSet) closeAll() {
 }
 
 // SetBackend adds or updates instance id at addr (host:port). It is called on
-// readiness edges: a ready instance is in rotation, a not-ready one is not.
+// readiness edges: a ready instance is in rotation, a not-ready one is not
+// (and the fast plane's idle connections to it are closed, warm.go).
 // An instance becoming ready is back at once even if it was ejected or
 // draining, because the readiness probe vouches for it. Before it enters
 // rotation, the fast plane opens its keep-alive connections to it (warm.go;
@@ -434,6 +435,9 @@ func (p *Proxy) SetBackend(id, addr string, ready bool) {
 		p.warmBackend(id, addr)
 	}
 	p.emit(p.d.Set(id, addr, ready))
+	if !ready {
+		p.coolBackend(addr)
+	}
 }
 
 // SetRemoteBackend is SetBackend for an instance on another host of the
@@ -452,8 +456,8 @@ func (p *Proxy) SetRemoteBackend(id, addr string, ready bool) {
 func (p *Proxy) RemoveBackend(id string) {
 	addr := p.pool.addrOf(id)
 	found, conns := p.pool.remove(id)
-	if found && addr != "" && !p.pool.addrUsed(addr) {
-		p.up.closeAddr(addr) // its idle keep-alive connections: nothing will take them
+	if found {
+		p.coolBackend(addr)
 	}
 	for _, c := range conns {
 		_ = c.Close()
@@ -474,6 +478,7 @@ func (p *Proxy) Drain(ctx context.Context, id string) error {
 	if !ok {
 		return fmt.Errorf("drain %s/%s: %w", p.service, id, ErrUnknownInstance)
 	}
+	p.coolBackend(p.pool.addrOf(id))
 	p.log.Info("draining instance", "instance", id)
 	select {
 	case <-done:

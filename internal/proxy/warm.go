@@ -126,14 +126,27 @@ func (p *pool) addrOf(id string) string {
 	return ""
 }
 
-// addrUsed reports whether an instance in the pool is at addr.
-func (p *pool) addrUsed(addr string) bool {
+// addrInRotation reports whether an instance in rotation is at addr.
+func (p *pool) addrInRotation(addr string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, b := range p.list {
-		if b.addr() == addr {
+		if b.ready && !b.draining && b.addr() == addr {
 			return true
 		}
 	}
 	return false
+}
+
+// coolBackend closes the fast plane's idle connections to addr once no
+// instance in rotation is there (it went unready, is draining, or left).
+// A connection the warm-up opened and no request used is, to Go's
+// net/http server, a new one that Shutdown waits up to 5 s for (it only
+// closes idle connections, and a new one counts as idle after 5 s):
+// closing them before the stop signal keeps the instance's graceful stop
+// as quick as before the warm-up. Requests in flight finish on theirs.
+func (p *Proxy) coolBackend(addr string) {
+	if addr != "" && !p.pool.addrInRotation(addr) {
+		p.up.closeAddr(addr)
+	}
 }

@@ -117,3 +117,30 @@ func TestWarmConnectionsOnlyOnTheFastPlane(t *testing.T) {
 		t.Fatalf("net_http plane: %d connections for one request, want 1 (no warm-up)", got)
 	}
 }
+
+// TestInstanceLeavingRotationLosesIdleConnections: the warm connections of
+// an instance that goes unready are closed, so that its server's graceful
+// Shutdown (Go's waits up to 5 s for a connection that never carried a
+// request) returns at once.
+func TestInstanceLeavingRotationLosesIdleConnections(t *testing.T) {
+	h := mustStart(t, baseConfig(), nil)
+	accepted := &atomic.Int64{}
+	s := httptest.NewUnstartedServer(named("a"))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			accepted.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	addr := s.Listener.Addr().String()
+	h.p.SetBackend("web/0", addr, true)
+	eventually(t, 5*time.Second, "the warm connection accepted", func() bool { return accepted.Load() == 1 })
+	h.p.SetBackend("web/0", addr, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.Config.Shutdown(ctx); err != nil {
+		t.Fatalf("the instance's Shutdown after it left rotation: %v after %v (a warm connection kept open)", err, time.Since(start))
+	}
+}
