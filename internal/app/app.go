@@ -223,6 +223,9 @@ func (m *Main) Run(ctx context.Context) error {
 			Redact: m.redact,
 			Detach: m.Detach,
 			Hooks:  m.traffic,
+			// One timer and a pool of workers for every probe of the agent
+			// instead of a goroutine and a timer each (docs/benchmarks.md).
+			ProbeScheduler: &probe.Scheduler{Clock: m.Clock},
 			Observe: func(id medic.InstanceID, kind medic.ProbeKind, o probe.Outcome, took time.Duration) {
 				m.mets.ObserveProbe(id, kind, o.Health, took)
 			},

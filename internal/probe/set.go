@@ -74,46 +74,46 @@ type Set struct {
 	// instance adopted from a previous medic under which it was ready):
 	// FailureThreshold consecutive failures then send {readiness, failure}.
 	ReadyAtStart bool
+	// Scheduler, if set, runs the probes (one timer and a pool of workers
+	// shared by every Set of an agent); nil gives each probe its own
+	// goroutine and timer. Its Clock must be Clock.
+	Scheduler *Scheduler
 	// NewChecker builds the checkers; nil means the package's NewChecker.
 	// Tests swap it for fakes.
 	NewChecker func(*config.Probe, Target) (Checker, error)
+}
+
+// Start probes on s.Scheduler, which must be set, until ctx ends, without a
+// goroutine of its own: wait returns once every probe stopped, after ctx
+// ended. It returns an error, having started nothing, when a checker cannot
+// be built.
+func (s *Set) Start(ctx context.Context) (wait func(), err error) {
+	if s.Scheduler == nil {
+		return nil, fmt.Errorf("probe: Set.Start needs a Scheduler")
+	}
+	workers, begin, started, err := s.prepare()
+	if err != nil {
+		return nil, err
+	}
+	return s.Scheduler.start(ctx, begin, workers, s.Startup != nil, started), nil
 }
 
 // Serve probes until ctx ends, then returns nil once every probe it started
 // has stopped (an exec probe in flight is killed and reaped first). It returns
 // an error, having started nothing, when a checker cannot be built.
 func (s *Set) Serve(ctx context.Context) error {
-	clk := clock.Or(s.Clock)
-	newChecker := s.NewChecker
-	if newChecker == nil {
-		newChecker = NewChecker
-	}
-	e := &emitter{onUpdate: s.OnUpdate}
-	var workers []*worker
-	for _, k := range []struct {
-		kind medic.ProbeKind
-		p    *config.Probe
-	}{{medic.ProbeStartup, s.Startup}, {medic.ProbeLiveness, s.Liveness}, {medic.ProbeReadiness, s.Readiness}} {
-		if k.p == nil {
-			continue
-		}
-		chk, err := newChecker(k.p, s.Target)
+	if s.Scheduler != nil {
+		wait, err := s.Start(ctx)
 		if err != nil {
-			return fmt.Errorf("probe %s: %w", k.kind, err)
+			return err
 		}
-		w := newWorker(k.kind, k.p, chk, clk)
-		if k.kind == medic.ProbeReadiness && s.ReadyAtStart {
-			w.counter.State = medic.HealthSuccess
-		}
-		w.emit, w.observe, w.missed, w.short = e.send, s.Observe, s.Missed, s.OnShortage
-		workers = append(workers, w)
+		<-ctx.Done()
+		wait()
+		return nil
 	}
-
-	begin := clk.Now()
-	started := make(chan struct{})
-	if s.Startup == nil {
-		e.send(Update{Kind: medic.ProbeStartup, Health: medic.HealthSuccess, Detail: "no startup probe", Time: begin})
-		close(started)
+	workers, begin, started, err := s.prepare()
+	if err != nil {
+		return err
 	}
 	var wg sync.WaitGroup
 	for i, w := range workers {
@@ -134,6 +134,43 @@ func (s *Set) Serve(ctx context.Context) error {
 	<-ctx.Done()
 	wg.Wait()
 	return nil
+}
+
+// prepare builds the workers of s; started is closed when liveness and
+// readiness may begin (at once without a startup probe).
+func (s *Set) prepare() (workers []*worker, begin time.Time, started chan struct{}, err error) {
+	clk := clock.Or(s.Clock)
+	newChecker := s.NewChecker
+	if newChecker == nil {
+		newChecker = NewChecker
+	}
+	e := &emitter{onUpdate: s.OnUpdate}
+	for _, k := range []struct {
+		kind medic.ProbeKind
+		p    *config.Probe
+	}{{medic.ProbeStartup, s.Startup}, {medic.ProbeLiveness, s.Liveness}, {medic.ProbeReadiness, s.Readiness}} {
+		if k.p == nil {
+			continue
+		}
+		chk, err := newChecker(k.p, s.Target)
+		if err != nil {
+			return nil, time.Time{}, nil, fmt.Errorf("probe %s: %w", k.kind, err)
+		}
+		w := newWorker(k.kind, k.p, chk, clk)
+		if k.kind == medic.ProbeReadiness && s.ReadyAtStart {
+			w.counter.State = medic.HealthSuccess
+		}
+		w.emit, w.observe, w.missed, w.short = e.send, s.Observe, s.Missed, s.OnShortage
+		workers = append(workers, w)
+	}
+
+	begin = clk.Now()
+	started = make(chan struct{})
+	if s.Startup == nil {
+		e.send(Update{Kind: medic.ProbeStartup, Health: medic.HealthSuccess, Detail: "no startup probe", Time: begin})
+		close(started)
+	}
+	return workers, begin, started, nil
 }
 
 // emitter serialises calls to OnUpdate across workers.

@@ -130,7 +130,13 @@ func newSet(t testing.TB, checkers map[*config.Probe]probe.Checker) (*probe.Set,
 
 // start runs s.Serve in the background; stop cancels it and returns its
 // error. A test that fails before calling stop is stopped by its cleanup.
+// viaScheduler makes start run Sets on a probe.Scheduler (TestSetOnTheScheduler).
+var viaScheduler bool
+
 func start(t testing.TB, s *probe.Set) (stop func() error) {
+	if viaScheduler {
+		s.Scheduler = &probe.Scheduler{Clock: s.Clock, Slack: -1}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(ctx) }()

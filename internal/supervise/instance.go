@@ -98,6 +98,9 @@ type Env struct {
 	procs    *leftovers          // record of started groups (nil: none)
 	cgroups  *cgroupTree         // parent of the instances' cgroups (nil: cgroups not usable)
 	limits   limitPlan           // how resource limits are applied here (limits.go)
+	// ProbeScheduler, if set, runs every instance's probes from one timer and
+	// a pool of workers (probe.Scheduler); nil: a goroutine per probe.
+	ProbeScheduler *probe.Scheduler
 	// NewProbeSet builds the probe runner; tests replace it.
 	NewProbeSet func(s *probe.Set) interface{ Serve(context.Context) error }
 }

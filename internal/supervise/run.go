@@ -134,6 +134,7 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 		Startup: in.spec.Probes.Startup, Liveness: in.spec.Probes.Liveness, Readiness: in.spec.Probes.Readiness,
 		Target:       probe.Target{Port: in.spec.Port, Dir: in.spec.Dir, Env: in.spec.Env},
 		Clock:        clk,
+		Scheduler:    in.env.ProbeScheduler,
 		ReadyAtStart: adopted != nil && adopted.rec.Ready, // until its own probes say otherwise
 		OnUpdate: func(u probe.Update) {
 			select {
@@ -158,8 +159,19 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 	if in.env.NewProbeSet != nil {
 		runner = in.env.NewProbeSet(set)
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); runner.Serve(pctx) }()
+	if in.env.NewProbeSet == nil && set.Scheduler != nil {
+		// On the agent's scheduler the probes need no goroutine of their own.
+		wait, err := set.Start(pctx)
+		if err != nil {
+			wait = func() {} // as Serve: nothing started, and the instance runs unprobed
+			in.env.Logger.Warn("probes not started", "instance", in.id, "err", err)
+		}
+		wg.Add(1)
+		context.AfterFunc(pctx, func() { defer wg.Done(); wait() })
+	} else {
+		wg.Add(1)
+		go func() { defer wg.Done(); runner.Serve(pctx) }()
+	}
 	stopProbes := func() { cancelProbes(); wg.Wait() }
 
 	var watchdog <-chan time.Time
