@@ -34,6 +34,16 @@ type httpChecker struct {
 	// with 100 probes a second that was most of the agent's CPU.
 	raw    []byte
 	addr   string
+	// keepAlive: plain http checks reuse one connection (keepRaw, sent
+	// without Connection: close) while the instance keeps it open. Only set
+	// by Set for a readiness probe whose instance also has an http liveness
+	// probe to the same address: that one dials afresh every time, so a hung
+	// accept loop is still found (docs/probes.md).
+	keepAlive bool
+	keepRaw   []byte
+	idleMu    sync.Mutex
+	idle      net.Conn      // kept open between checks, nil when none
+	idleBr    *bufio.Reader // its reader (may hold nothing: one request at a time)
 	dialer net.Dialer
 	url    string
 	host   string // Host header override, "" for the URL's host
@@ -79,7 +89,8 @@ func newHTTPChecker(c *config.HTTPProbe, t Target) (*httpChecker, error) {
 	}
 	if scheme == "http" {
 		h.addr = addr
-		h.raw = rawProbeRequest(u, h.host, h.header)
+		h.raw = rawProbeRequest(u, h.host, h.header, true)
+		h.keepRaw = rawProbeRequest(u, h.host, h.header, false)
 	}
 	h.client = &http.Client{
 		Transport: &http.Transport{
@@ -103,16 +114,49 @@ func newHTTPChecker(c *config.HTTPProbe, t Target) (*httpChecker, error) {
 }
 
 // rawProbeRequest is the GET a plain http probe sends, with Connection:
-// close (a fresh connection per check, as kubelet's probes).
-func rawProbeRequest(u *url.URL, host string, header http.Header) []byte {
+// close (a fresh connection per check, as kubelet's probes) unless the
+// checker keeps its connection.
+func rawProbeRequest(u *url.URL, host string, header http.Header, close bool) []byte {
 	if host == "" {
 		host = u.Host
 	}
 	var b bytes.Buffer
 	b.WriteString("GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + host + "\r\n")
 	_ = header.Write(&b)
-	b.WriteString("Connection: close\r\n\r\n")
+	if close {
+		b.WriteString("Connection: close\r\n")
+	}
+	b.WriteString("\r\n")
 	return b.Bytes()
+}
+
+// reuseConnection makes c, when it is a plain http checker, keep its
+// connection between checks; it reports whether it did.
+func reuseConnection(c Checker) bool {
+	h, ok := c.(*httpChecker)
+	if !ok || h.raw == nil {
+		return false
+	}
+	h.keepAlive = true
+	return true
+}
+
+// sameHTTPAddress reports whether a and b are plain http checkers of one address.
+func sameHTTPAddress(a, b Checker) bool {
+	ha, ok1 := a.(*httpChecker)
+	hb, ok2 := b.(*httpChecker)
+	return ok1 && ok2 && ha.raw != nil && hb.raw != nil && ha.addr == hb.addr
+}
+
+// closeIdle closes the connection a keep-alive checker kept, if any.
+func (h *httpChecker) closeIdle() {
+	h.idleMu.Lock()
+	c := h.idle
+	h.idle, h.idleBr = nil, nil
+	h.idleMu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
 }
 
 // probeReaders recycle the response readers of plain http probes.
@@ -120,6 +164,9 @@ var probeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4
 
 // Check GETs the URL once.
 func (h *httpChecker) Check(ctx context.Context) Outcome {
+	if h.keepAlive {
+		return h.checkKept(ctx)
+	}
 	if h.raw != nil {
 		return h.checkRaw(ctx)
 	}
@@ -179,6 +226,90 @@ func (h *httpChecker) checkRaw(ctx context.Context) Outcome {
 			return h.judge(ctx, start, resp)
 		}
 		// 1xx interim answers are skipped, as net/http's client does.
+	}
+}
+
+// checkKept is checkRaw on a kept connection: the one the previous check
+// left open if there is one, else a fresh one. A kept connection that fails
+// before any byte of a response arrived (the instance closed it while idle)
+// is replaced by a fresh one once, as net/http retries an idempotent request;
+// any other failure counts, and the connection is dropped.
+func (h *httpChecker) checkKept(ctx context.Context) Outcome {
+	start := time.Now()
+	h.idleMu.Lock()
+	conn, br := h.idle, h.idleBr
+	h.idle, h.idleBr = nil, nil
+	h.idleMu.Unlock()
+	if conn != nil {
+		o, keep, retry := h.exchange(ctx, start, conn, br)
+		if !retry || ctx.Err() != nil {
+			h.keepOrClose(conn, br, keep)
+			return o
+		}
+		_ = conn.Close()
+	}
+	conn, err := h.dialer.DialContext(ctx, "tcp", h.addr)
+	if err != nil {
+		return h.failed(ctx, start, err)
+	}
+	br = bufio.NewReaderSize(conn, 4<<10)
+	o, keep, _ := h.exchange(ctx, start, conn, br)
+	h.keepOrClose(conn, br, keep)
+	return o
+}
+
+// keepOrClose keeps conn for the next check or closes it.
+func (h *httpChecker) keepOrClose(conn net.Conn, br *bufio.Reader, keep bool) {
+	if !keep {
+		_ = conn.Close()
+		return
+	}
+	_ = conn.SetDeadline(time.Time{})
+	h.idleMu.Lock()
+	old := h.idle
+	h.idle, h.idleBr = conn, br
+	h.idleMu.Unlock()
+	if old != nil { // checks overlapped (they do not on a Set): keep one
+		_ = old.Close()
+	}
+}
+
+// exchange sends one request on conn and judges its response. keep says the
+// connection may serve the next check; retry that it failed before any byte
+// of a response arrived, so a fresh connection may try again.
+func (h *httpChecker) exchange(ctx context.Context, start time.Time, conn net.Conn, br *bufio.Reader) (o Outcome, keep, retry bool) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := conn.Write(h.keepRaw); err != nil {
+		return h.failed(ctx, start, err), false, true
+	}
+	for {
+		if _, err := br.Peek(1); err != nil {
+			return h.failed(ctx, start, err), false, ctx.Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return h.failed(ctx, start, err), false, false
+		}
+		if resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue // 1xx interim answers are skipped, as net/http's client does
+		}
+		o = h.judge(ctx, start, resp)
+		// The connection serves the next check only if this response was
+		// read to its end and the instance did not ask to close.
+		keep = !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols && ctx.Err() == nil
+		if keep {
+			n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxBodyScan))
+			keep = err == nil && n < maxBodyScan
+		}
+		if !keep {
+			_ = conn.Close() // before the body's Close, which would read what is left
+		}
+		resp.Body.Close()
+		return o, keep, false
 	}
 }
 

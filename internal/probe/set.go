@@ -95,7 +95,8 @@ func (s *Set) Start(ctx context.Context) (wait func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.Scheduler.start(ctx, begin, workers, s.Startup != nil, started), nil
+	stopped := s.Scheduler.start(ctx, begin, workers, s.Startup != nil, started)
+	return func() { stopped(); closeIdle(workers) }, nil
 }
 
 // Serve probes until ctx ends, then returns nil once every probe it started
@@ -133,6 +134,7 @@ func (s *Set) Serve(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	wg.Wait()
+	closeIdle(workers)
 	return nil
 }
 
@@ -164,6 +166,7 @@ func (s *Set) prepare() (workers []*worker, begin time.Time, started chan struct
 		workers = append(workers, w)
 	}
 
+	keepReadinessConnection(workers)
 	begin = clk.Now()
 	started = make(chan struct{})
 	if s.Startup == nil {
@@ -171,6 +174,34 @@ func (s *Set) prepare() (workers []*worker, begin time.Time, started chan struct
 		close(started)
 	}
 	return workers, begin, started, nil
+}
+
+// keepReadinessConnection lets an http readiness probe keep its connection
+// between checks when an http liveness probe of the same address dials
+// afresh each time (that one still finds a hung accept loop): one connect
+// and close less per readiness check.
+func keepReadinessConnection(workers []*worker) {
+	var live, ready *worker
+	for _, w := range workers {
+		switch w.kind {
+		case medic.ProbeLiveness:
+			live = w
+		case medic.ProbeReadiness:
+			ready = w
+		}
+	}
+	if live != nil && ready != nil && sameHTTPAddress(live.checker, ready.checker) {
+		reuseConnection(ready.checker)
+	}
+}
+
+// closeIdle closes the connections the workers' checkers kept.
+func closeIdle(workers []*worker) {
+	for _, w := range workers {
+		if h, ok := w.checker.(*httpChecker); ok {
+			h.closeIdle()
+		}
+	}
 }
 
 // emitter serialises calls to OnUpdate across workers.
