@@ -32,8 +32,8 @@ type httpChecker struct {
 	// the probe's own goroutine. net/http's Transport starts a read and a
 	// write goroutine for every connection, and a probe opens one per check:
 	// with 100 probes a second that was most of the agent's CPU.
-	raw    []byte
-	addr   string
+	raw  []byte
+	addr string
 	// keepAlive: plain http checks reuse one connection (keepRaw, sent
 	// without Connection: close) while the instance keeps it open. Only set
 	// by Set for a readiness probe whose instance also has an http liveness
@@ -44,12 +44,12 @@ type httpChecker struct {
 	idleMu    sync.Mutex
 	idle      net.Conn      // kept open between checks, nil when none
 	idleBr    *bufio.Reader // its reader (may hold nothing: one request at a time)
-	dialer net.Dialer
-	url    string
-	host   string // Host header override, "" for the URL's host
-	header http.Header
-	lo, hi int
-	body   []byte
+	dialer    net.Dialer
+	url       string
+	host      string // Host header override, "" for the URL's host
+	header    http.Header
+	lo, hi    int
+	body      []byte
 }
 
 func newHTTPChecker(c *config.HTTPProbe, t Target) (*httpChecker, error) {
