@@ -4,13 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/clock"
@@ -175,6 +180,43 @@ func TestFleetViewAndAuditAnchors(t *testing.T) {
 		t.Fatalf("verify --fleet names records %d–%d; record %d was rewritten:\n%s", from, to, victim, out)
 	}
 	t.Logf("verify --fleet:\n%s", out)
+
+	// Whoever can write etcd can publish any address as a host's API: an
+	// anchor for h9 at a listener of the test's. verify --fleet reads it
+	// there, but never sends it the operator's token.
+	var mu sync.Mutex
+	var asked []string
+	spy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Path+" Authorization="+r.Header.Get("Authorization"))
+		mu.Unlock()
+		http.Error(w, `{"error": "nothing here"}`, http.StatusNotFound)
+	}))
+	defer spy.Close()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	fake, _ := json.Marshal(fleetview.Anchor{Host: "h9", API: spy.URL, At: time.Now(), Heads: []audit.Head{{Seq: 1}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_, err = cli.Put(ctx, fleetview.AnchorsPrefix("/medic", "prod")+"/h9", string(fake))
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ = a.medic("audit", "verify", "--fleet", "--token", "operator-secret-token")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) == 0 || !strings.Contains(out, "h9") {
+		t.Fatalf("verify --fleet did not read h9's published address (asked %v):\n%s", asked, out)
+	}
+	for _, q := range asked {
+		if !strings.HasSuffix(q, "Authorization=") {
+			t.Fatalf("verify --fleet sent a credential to an address read from etcd: %s", q)
+		}
+	}
+	t.Logf("h9's published address was asked %v, without a token", asked)
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }

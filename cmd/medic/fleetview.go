@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/fleet"
 	"github.com/medic-dev/medic/internal/fleetview"
 	"github.com/medic-dev/medic/internal/safetext"
@@ -175,35 +173,45 @@ func verifyFleet(w io.Writer, cl *client) error {
 	return nil
 }
 
-// verifyHost reads a's host's records from the first up to its newest
-// anchored head, PageRecords at a time, and checks them.
+// verifyHost reads a's host's chain (the links of its records, no content)
+// from the first record up to its newest anchored head, PageRecords at a
+// time, and checks it. It sends no token: the peer's address comes from
+// etcd, and whoever can write etcd must not collect the operator's token;
+// the links are served unauthenticated and rate limited (a 429 is waited
+// out, at most 30 times).
 func verifyHost(cl *client, a fleetview.Anchor) (int, error) {
 	if a.API == "" {
 		return 0, fmt.Errorf("its API listens on loopback only, so its records cannot be read from here (its newest anchored head is record %d)", a.Newest().Seq)
 	}
-	peer := &client{base: strings.TrimRight(a.API, "/"), token: cl.token, http: &http.Client{}, where: a.API}
+	peer := &client{base: strings.TrimRight(a.API, "/"), http: cl.http, where: a.API}
 	c := fleetview.NewChecker(a)
 	var after int64
 	deadline := time.Now().Add(5 * time.Minute)
+	throttled := 0
 	for after < c.Want() {
 		if time.Now().After(deadline) {
 			return c.Records(), fmt.Errorf("reading its records took more than 5m (at record %d of %d)", after, c.Want())
 		}
 		var page struct {
-			Records []audit.Record `json:"records"`
+			Links []fleetview.Link `json:"links"`
 		}
-		path := fmt.Sprintf("/v1/audit?after=%d&limit=%d", after, fleetview.PageRecords)
+		path := fmt.Sprintf("/v1/fleet/audit/chain?after=%d&limit=%d", after, fleetview.PageRecords)
 		if err := peer.getJSON("GET", path, time.Minute, &page); err != nil {
+			if strings.Contains(err.Error(), "(HTTP 429)") && throttled < 30 {
+				throttled++
+				time.Sleep(time.Second) // the peer's Retry-After
+				continue
+			}
 			return c.Records(), err
 		}
-		if len(page.Records) == 0 {
+		if len(page.Links) == 0 {
 			break
 		}
-		for _, r := range page.Records {
+		for _, r := range page.Links {
 			if r.Seq > c.Want() {
 				return c.Records(), nil
 			}
-			if err := c.Add(r); err != nil {
+			if err := c.AddLink(r); err != nil {
 				return c.Records(), err
 			}
 			after = r.Seq

@@ -2,15 +2,20 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/fleetview"
 	"github.com/medic-dev/medic/internal/ui/scorecard"
@@ -135,6 +140,14 @@ func buildFleetView(m *Main) (*component, error) {
 			mux.Handle("GET /v1/fleet/scorecard", g.View(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				api.WriteJSON(w, http.StatusOK, fleetview.FleetCard(status(), scorecard.IDs, m.Clock.Now()))
 			})))
+			// Unauthenticated on purpose, like the health endpoints: `medic
+			// audit verify --fleet` reads every host's chain here without the
+			// operator's token (an address read from etcd must never receive
+			// it). Only seq and hashes, no content; rate limited.
+			chainLimit := rate.NewLimiter(chainRate, chainBurst)
+			mux.Handle("GET /v1/fleet/audit/chain", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				serveChain(w, r, m, self, chainLimit)
+			}))
 			mux.Handle("GET /v1/fleet/audit/anchors", g.View(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 				defer cancel()
@@ -148,6 +161,55 @@ func buildFleetView(m *Main) (*component, error) {
 			})))
 		},
 	}, nil
+}
+
+// The chain endpoint's bounds: requests per second over all callers, its
+// burst, and the most links per page (fleetview.PageRecords).
+const (
+	chainRate  = rate.Limit(5)
+	chainBurst = 10
+)
+
+// serveChain answers GET /v1/fleet/audit/chain?after=N&limit=M: the links
+// (seq, prev, stored hash, hash recomputed from the content) of the
+// records after N, oldest first, at most M (default and most
+// fleetview.PageRecords). 429 with Retry-After past chainRate.
+func serveChain(w http.ResponseWriter, r *http.Request, m *Main, self string, lim *rate.Limiter) {
+	if !lim.Allow() {
+		w.Header().Set("Retry-After", "1")
+		api.WriteJSON(w, http.StatusTooManyRequests, map[string]string{"error": fmt.Sprintf("at most %v chain pages a second (burst %d): retry after 1s", float64(chainRate), chainBurst)})
+		return
+	}
+	q := r.URL.Query()
+	after, limit := int64(0), fleetview.PageRecords
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			api.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("after %q: want a sequence number", v)})
+			return
+		}
+		after = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > fleetview.PageRecords {
+			api.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("limit %q: want 1 to %d", v, fleetview.PageRecords)})
+			return
+		}
+		limit = n
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	recs, err := m.audit.List(ctx, audit.Filter{AfterSeq: after, Forward: true, Limit: limit})
+	if err != nil {
+		api.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "read the audit log: " + err.Error()})
+		return
+	}
+	links := make([]fleetview.Link, 0, len(recs))
+	for _, rec := range recs {
+		links = append(links, fleetview.LinkOf(rec))
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"host": self, "links": links})
 }
 
 // fleetAPI is the base URL the other hosts reach this agent's API at: the

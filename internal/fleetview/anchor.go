@@ -77,6 +77,29 @@ func (c *Checker) Records() int { return c.n }
 // anchored at its seq its hash must be the anchored one. The error names
 // the record (or the range of records) and the host.
 func (c *Checker) Add(r audit.Record) error {
+	return c.AddLink(LinkOf(r))
+}
+
+// Link is what `medic audit verify --fleet` reads of a peer's record: its
+// place in the chain, without its content. Content is the hash the serving
+// agent recomputed from the stored content (audit.RecordHash): it differs
+// from Hash when the record was changed after it was written. Links are
+// served without a token (GET /v1/fleet/audit/chain), so that verifying the
+// fleet never sends the operator's token to an address read from etcd.
+type Link struct {
+	Seq     int64      `json:"seq"`
+	Prev    audit.Hash `json:"prev"`
+	Hash    audit.Hash `json:"hash"`
+	Content audit.Hash `json:"content"`
+}
+
+// LinkOf is r's link, its content hash recomputed.
+func LinkOf(r audit.Record) Link {
+	return Link{Seq: r.Seq, Prev: r.Prev, Hash: r.Hash, Content: audit.RecordHash(r.Prev, r)}
+}
+
+// AddLink is Add for a record read as its link.
+func (c *Checker) AddLink(r Link) error {
 	c.n++
 	host := c.a.Host
 	switch {
@@ -88,7 +111,7 @@ func (c *Checker) Add(r audit.Record) error {
 		return fmt.Errorf("host %s: record %d follows record %d: %s: %w", host, r.Seq, c.prev.Seq, what, ErrRewritten)
 	case r.Prev != c.prev.Hash:
 		return fmt.Errorf("host %s: record %d does not link to record %d (its prev hash differs): %w", host, r.Seq, c.prev.Seq, ErrRewritten)
-	case audit.RecordHash(r.Prev, r) != r.Hash:
+	case r.Content != r.Hash:
 		return fmt.Errorf("host %s: record %d was changed after it was written (its hash does not match its content): %w", host, r.Seq, ErrRewritten)
 	}
 	for c.next < len(c.a.Heads) && c.a.Heads[c.next].Seq < r.Seq {
@@ -114,7 +137,7 @@ func (c *Checker) Add(r audit.Record) error {
 		c.good = r.Seq
 		c.next++
 	}
-	c.prev = r.Head()
+	c.prev = audit.Head{Seq: r.Seq, Hash: r.Hash}
 	return nil
 }
 
