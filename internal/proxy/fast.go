@@ -60,6 +60,7 @@ type fastExchange struct {
 	status          int
 	err             error
 	deadline        time.Time // the overall timeout, when it binds
+	end             time.Time // when the answer was decided (zero: refused before)
 }
 
 func (fx *fastExchange) triedList() []*backend { return fx.tried[:fx.ntried] }
@@ -161,7 +162,10 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) {
 	if adm.Held {
 		defer p.d.Release(adm)
 	}
-	defer func() { p.d.ClassResult(p.clock.Now(), adm, fx.status) }()
+	defer func() {
+		fx.end = p.clock.Now() // read once for the class and the access log (finishFast)
+		p.d.ClassResult(fx.end, adm, fx.status)
+	}()
 	p.m.inflight().Inc()
 	defer p.m.inflight().Dec()
 
@@ -177,15 +181,16 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) {
 		p.fastFail(ctx, &fx)
 		return
 	}
+	at := start // each try starts when the last decision was made: one clock read per step
 	for {
-		o, err := p.fastTry(ctx, &fx, pick, body, idempotent)
+		o, err, end := p.fastTry(ctx, &fx, pick, body, idempotent, at)
 		fx.err = err
 		status := 0
 		if err == nil {
 			status = ctx.Response.StatusCode()
 		}
 		traits := Traits{Idempotent: idempotent, Replayable: true, Untouched: true, Class: c.Class}
-		r := p.d.Retry(p.clock.Now(), o, status, traits, fx.attempts, fx.triedList())
+		r := p.d.Retry(end, o, status, traits, fx.attempts, fx.triedList())
 		p.emit(r.Next.Events)
 		if r.Next.backend == nil || fx.ntried == len(fx.tried) {
 			if r.Next.backend != nil {
@@ -197,7 +202,7 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) {
 		resetResponse(&ctx.Response) // closes a streamed body, which releases its try
 		p.retries.Add(1)
 		p.m.retries().Inc()
-		pick = r.Next
+		pick, at = r.Next, end
 	}
 	if fx.err != nil {
 		resetResponse(&ctx.Response)
@@ -208,17 +213,17 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.SetBytesV(headerRequestID, fx.id)
 }
 
-// fastTry makes one try on pick. On success the response is in
+// fastTry makes one try on pick, starting at start (the time pick was
+// made), and returns when it ended. On success the response is in
 // ctx.Response (a streamed body releases the instance when the server has
 // written it); otherwise the instance is released here.
-func (p *Proxy) fastTry(ctx *fasthttp.RequestCtx, fx *fastExchange, pick Pick, body []byte, idempotent bool) (Outcome, error) {
+func (p *Proxy) fastTry(ctx *fasthttp.RequestCtx, fx *fastExchange, pick Pick, body []byte, idempotent bool, start time.Time) (Outcome, error, time.Time) {
 	b := pick.backend
 	fx.attempts++
 	fx.instance = b.id
 	fx.tried[fx.ntried] = b
 	fx.ntried++
 
-	start := p.clock.Now()
 	tryTimeout := p.cfg.TryTimeout.D()
 	byOverall := false
 	if !fx.deadline.IsZero() && fx.deadline.Sub(start) < tryTimeout {
@@ -230,7 +235,7 @@ func (p *Proxy) fastTry(ctx *fasthttp.RequestCtx, fx *fastExchange, pick Pick, b
 	if f := pick.Fault; !f.IsZero() {
 		o, err, streaming = p.fastFault(ctx, f, b, tryTimeout, body, idempotent)
 	} else {
-		o, err, streaming = p.fastExchangeOnce(ctx, b, tryTimeout, body, idempotent)
+		o, err, streaming = p.fastExchangeOnce(ctx, b, tryTimeout, body, idempotent, start)
 	}
 	now := p.clock.Now()
 	elapsed := now.Sub(start)
@@ -249,7 +254,7 @@ func (p *Proxy) fastTry(ctx *fasthttp.RequestCtx, fx *fastExchange, pick Pick, b
 	if !streaming {
 		p.d.Done(b)
 	}
-	return o, err
+	return o, err, now
 }
 
 // fastFault applies an injected fault, then makes the try.
@@ -274,17 +279,16 @@ func (p *Proxy) fastFault(ctx *fasthttp.RequestCtx, f Fault, b *backend, tryTime
 	case faultReset:
 		return OutcomeReset, fmt.Errorf("try on %s: %w", b.id, errInjectedReset), false
 	}
-	return p.fastExchangeOnce(ctx, b, tryTimeout, body, idempotent)
+	return p.fastExchangeOnce(ctx, b, tryTimeout, body, idempotent, p.clock.Now()) // after the injected latency
 }
 
 // fastExchangeOnce sends the request to b and reads the response header
 // into ctx.Response, within tryTimeout. A reused connection the instance
 // closed while idle is replaced by a fresh one once, for an idempotent
 // request (as net/http's Transport does): it is not a try that failed.
-func (p *Proxy) fastExchangeOnce(ctx *fasthttp.RequestCtx, b *backend, tryTimeout time.Duration, body []byte, idempotent bool) (o Outcome, err error, streaming bool) {
+func (p *Proxy) fastExchangeOnce(ctx *fasthttp.RequestCtx, b *backend, tryTimeout time.Duration, body []byte, idempotent bool, now time.Time) (o Outcome, err error, streaming bool) {
 	addr := b.addr()
 	for fresh := false; ; fresh = true {
-		now := p.clock.Now()
 		var c *upConn
 		var reused bool
 		if fresh {
@@ -622,7 +626,11 @@ func (p *Proxy) fastError(ctx *fasthttp.RequestCtx, fx *fastExchange, status int
 
 // finishFast counts the request and writes its access log line.
 func (p *Proxy) finishFast(ctx *fasthttp.RequestCtx, fx *fastExchange, start time.Time) {
-	d := p.clock.Now().Sub(start)
+	end := fx.end
+	if end.IsZero() { // refused before the class's result was counted
+		end = p.clock.Now()
+	}
+	d := end.Sub(start)
 	p.m.duration().Observe(d.Seconds())
 	if fx.status >= 500 || fx.status == 0 {
 		p.errors.Add(1)
