@@ -430,6 +430,10 @@ func TestFleetHostKill(t *testing.T) {
 // instances + 1 (the surge); h3's own instances keep running (nothing stops
 // an instance on a guess). When the link returns, h3 joins again, follows
 // the new assignment and the fleet rebalances to 2 each with no error.
+// Across the cut, every host is sent alerts for max+3 targets of the
+// singleton runbook touch (fleetRunbook): never more than one run per
+// target, and exactly automation.fleet_rate's max act decisions and tokens
+// in the fleet (checkSingletonAndRate).
 func TestFleetHostPartition(t *testing.T) {
 	c, agents := startFleet3(t)
 	h1, h2, h3 := agents[0], agents[1], agents[2]
