@@ -37,3 +37,28 @@ func TestStartTime(t *testing.T) {
 		t.Fatalf("a reaped pid: %v, want ErrNotLive", err)
 	}
 }
+
+// ReadUsage of this test process agrees with what the runtime knows.
+func TestReadUsageOfSelf(t *testing.T) {
+	f, err := os.Open(os.Args[0]) // one more descriptor, known to be open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	u, err := procstat.ReadUsage(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.RSSBytes < 1<<20 || u.RSSBytes > 1<<34 {
+		t.Errorf("RSS %d bytes: not a Go test binary's", u.RSSBytes)
+	}
+	if u.FDs < 4 {
+		t.Errorf("FDs %d: stdin, stdout, stderr and the binary are open", u.FDs)
+	}
+	if u.CPUSeconds < 0 {
+		t.Errorf("CPU %v s", u.CPUSeconds)
+	}
+	if _, err := procstat.ReadUsage(1 << 30); err != procstat.ErrNotLive {
+		t.Errorf("no such process: err %v, want ErrNotLive", err)
+	}
+}

@@ -4,14 +4,8 @@ import (
 	"context"
 	"time"
 
-	ps "github.com/shirou/gopsutil/v4/process"
+	"github.com/medic-dev/medic/internal/procstat"
 )
-
-// gopsutil reads the boot time (/proc/stat, and its virtualisation probes)
-// for every process sampled unless told to keep it: 3.6 % of the agent's
-// CPU with 50 instances (perf, docs/benchmarks.md). The boot time does not
-// change while medic runs, and RSS, CPU seconds and FDs do not depend on it.
-func init() { ps.EnableBootTimeCache(true) }
 
 // CollectStats samples RSS, CPU seconds and open FDs of every running
 // instance's main process every period until ctx ends.
@@ -31,27 +25,19 @@ func (s *Supervisor) CollectStats(ctx context.Context, period time.Duration) err
 	}
 }
 
+// sample reads the main process's usage from /proc (procstat.ReadUsage: one
+// read of stat and a listing of fd; through gopsutil it was three reads and
+// 10 % of the agent's CPU with 50 instances, docs/benchmarks.md).
 func (in *Instance) sample(ctx context.Context) {
 	pid := in.Status().PID
 	if pid == 0 {
 		return
 	}
-	p, err := ps.NewProcessWithContext(ctx, int32(pid))
+	u, err := procstat.ReadUsage(pid)
 	if err != nil {
 		return
 	}
-	var rss uint64
-	var cpu float64
-	var fds int32
-	if m, err := p.MemoryInfoWithContext(ctx); err == nil {
-		rss = m.RSS
-	}
-	if c, err := p.TimesWithContext(ctx); err == nil {
-		cpu = c.User + c.System
-	}
-	if n, err := p.NumFDsWithContext(ctx); err == nil {
-		fds = n
-	}
+	rss, cpu, fds := u.RSSBytes, u.CPUSeconds, u.FDs
 	in.mu.Lock()
 	if in.st.PID == pid { // still the same process
 		in.st.RSSBytes, in.st.CPU, in.st.FDs = rss, cpu, fds
