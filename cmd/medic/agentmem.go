@@ -32,8 +32,13 @@ func agentMemoryDefaults() {
 // from about 29 MiB to the 17 MiB the running agent touches again.
 const trimExecAfter = 30 * time.Second
 
-// trimAfterStart trims the executable's pages once, trimExecAfter from now.
+// trimAfterStart trims the executable's pages once, trimExecAfter from now,
+// unless MEDIC_TRIM_EXEC=0: measuring which pages the agent touches at all
+// (docs/benchmarks.md) needs the trim off.
 func trimAfterStart(log *slog.Logger) {
+	if os.Getenv("MEDIC_TRIM_EXEC") == "0" {
+		return
+	}
 	time.AfterFunc(trimExecAfter, func() {
 		if r, err := selfmem.Trim(); err != nil {
 			log.Warn("could not give back the executable's start-up pages", "err", err)
