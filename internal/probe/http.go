@@ -38,7 +38,7 @@ type httpChecker struct {
 	// without Connection: close) while the instance keeps it open. Only set
 	// by Set for a readiness probe whose instance also has an http liveness
 	// probe to the same address: that one dials afresh every time, so a hung
-	// accept loop is still found (docs/probes.md).
+	// accept loop is still found (docs/design.md, "Probes").
 	keepAlive bool
 	keepRaw   []byte
 	idleMu    sync.Mutex
