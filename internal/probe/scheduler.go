@@ -18,10 +18,11 @@ const (
 	// (Set.Missed), never run in a burst.
 	DefaultSchedulerWorkers = 128
 	// DefaultSchedulerSlack is how early a probe may run so that it shares a
-	// wakeup with a probe due before it. A probe's period grid is anchored at
-	// its first run, so probes that shared their first wakeup share every
-	// later one: an agent with many instances started together wakes once a
-	// period instead of once per probe.
+	// wakeup with a probe due before it (never more than a tenth of its
+	// period). A probe that ran early moves onto the grid of the probe it
+	// joined, so they share every later wakeup: an agent with many instances
+	// wakes a few times a period instead of once per probe, and one of its
+	// periods was shorter by at most the slack.
 	DefaultSchedulerSlack = 25 * time.Millisecond
 	// schedulerIdleWorkers is how many idle workers are kept for the next
 	// wakeup; the others exit.
@@ -168,18 +169,29 @@ func (s *Scheduler) loop() {
 			return
 		}
 		now := clk.Now()
-		horizon := now.Add(s.slack())
-		var ready []*job
-		for len(s.due) > 0 && !s.due[0].at.After(horizon) {
-			ready = append(ready, heap.Pop(&s.due).(*job))
+		slack := s.slack()
+		var ready, later []*job
+		for len(s.due) > 0 && !s.due[0].at.After(now.Add(slack)) {
+			j := heap.Pop(&s.due).(*job)
+			if j.at.After(now.Add(min(slack, j.w.period/10))) {
+				later = append(later, j) // never more than a tenth of its period early
+				continue
+			}
+			ready = append(ready, j)
+		}
+		for _, j := range later {
+			heap.Push(&s.due, j)
 		}
 		wait := time.Duration(0)
 		if len(s.due) > 0 {
 			wait = s.due[0].at.Sub(now)
 		}
 		s.mu.Unlock()
-		for _, j := range ready {
-			s.dispatch(j, now)
+		if len(ready) > 0 {
+			ref := ready[0].at // read before it runs: a running job moves its at
+			for _, j := range ready {
+				s.dispatch(j, now, ref)
+			}
 		}
 		if len(ready) > 0 {
 			continue // the heap may have changed while dispatching
@@ -202,10 +214,16 @@ func (s *Scheduler) loop() {
 	}
 }
 
-// dispatch runs j on an idle worker, a new one, or queues it.
-func (s *Scheduler) dispatch(j *job, now time.Time) {
-	if j.anchor.IsZero() {
-		j.anchor = now // the first run anchors the grid: jobs run together stay together
+// dispatch runs j on an idle worker, a new one, or queues it. ref is when
+// the earliest job of this wakeup was due.
+func (s *Scheduler) dispatch(j *job, now, ref time.Time) {
+	switch {
+	case j.anchor.IsZero():
+		j.anchor = now // the first run anchors the grid, as worker.run does
+	case j.at.After(now):
+		// Early, to share this wakeup: from now on j is on the grid of the
+		// job it shares it with, so they keep sharing it.
+		j.anchor = ref
 	}
 	s.mu.Lock()
 	switch {
