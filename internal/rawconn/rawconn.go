@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -26,8 +27,11 @@ type Conn struct {
 	net.Conn
 	rc syscall.RawConn
 
-	// the call in progress (the wrapped connection's read and write locks
-	// serialise readers and writers: one of each at a time)
+	// the call in progress: one read and one write at a time (net.Conn
+	// allows concurrent calls; rmu and wmu serialise them, as the poller's
+	// own locks would)
+	rmu    sync.Mutex
+	wmu    sync.Mutex
 	rbuf   []byte
 	rn     int
 	rerr   syscall.Errno
@@ -63,10 +67,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	c.rmu.Lock()
 	c.rbuf, c.rn, c.rerr = p, 0, 0
 	err := c.rc.Read(c.readFn)
 	n, errno := c.rn, c.rerr
 	c.rbuf = nil
+	c.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -100,10 +106,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	c.wmu.Lock()
 	c.wbuf, c.wn, c.werr = p, 0, 0
 	err := c.rc.Write(c.writeF)
 	n, errno := c.wn, c.werr
 	c.wbuf = nil
+	c.wmu.Unlock()
 	switch {
 	case err != nil:
 		return n, c.opError("write", err)

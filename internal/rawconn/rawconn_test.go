@@ -120,3 +120,32 @@ func TestWrapWithoutDescriptor(t *testing.T) {
 		t.Fatalf("Wrap of a pipe gave %T; want the pipe itself", w)
 	}
 }
+
+// TestConcurrentWriters: net.Conn allows calls from several goroutines;
+// every write arrives whole (run with -race).
+func TestConcurrentWriters(t *testing.T) {
+	a, b := pair(t)
+	const writers, each = 4, 200
+	msg := []byte("0123456789")
+	done := make(chan error, writers)
+	for range writers {
+		go func() {
+			for range each {
+				if _, err := a.Write(msg); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	got, err := io.ReadAll(io.LimitReader(b, int64(writers*each*len(msg))))
+	if err != nil || !bytes.Equal(got, bytes.Repeat(msg, writers*each)) {
+		t.Fatalf("peer read %d bytes (%v), want %d copies of %q", len(got), err, writers*each, msg)
+	}
+	for range writers {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
