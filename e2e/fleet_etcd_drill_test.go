@@ -58,6 +58,26 @@ done
 	return stop, start
 }
 
+// etcdLeader is the name of c's leader member.
+func etcdLeader(t *testing.T, c *netns.Cluster) string {
+	t.Helper()
+	cli, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for _, m := range c.Members {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		st, err := cli.Status(ctx, m.Endpoint())
+		cancel()
+		if err == nil && st.Header.MemberId == st.Leader {
+			return m.Name
+		}
+	}
+	t.Fatal("no etcd member says it leads")
+	return ""
+}
+
 // TestFleetEtcdMemberLossDrill: three hosts each declare the etcd member
 // beside them (fleet.etcd_member, its stop and start the scripts above).
 // `medic drill etcd-member-loss` sent to h1, with the drill's own load
@@ -89,8 +109,13 @@ func TestFleetEtcdMemberLossDrill(t *testing.T) {
 		t.Fatalf("etcd-member-loss of e9: err %v, stderr %s", err, stderr)
 	}
 
+	args := []string{"drill", "etcd-member-loss", "--service", "web", "--load", strconv.Itoa(fleetRate(t)), "--duration", "6s", "--json"}
+	// MEDIC_ETCD_DRILL_LEADER=1 stops the leader instead (an election too).
+	if os.Getenv("MEDIC_ETCD_DRILL_LEADER") == "1" {
+		args = append(args, "--member", etcdLeader(t, c))
+	}
 	start := time.Now()
-	stdout, stderr, err := h1.medicCLI("drill", "etcd-member-loss", "--service", "web", "--load", strconv.Itoa(fleetRate(t)), "--duration", "6s", "--json")
+	stdout, stderr, err := h1.medicCLI(args...)
 	var res drill.Result
 	if jerr := json.Unmarshal([]byte(stdout), &res); jerr != nil {
 		t.Fatalf("drill: %v (%v)\nstdout %s\nstderr %s\nh1 stderr:\n%s", err, jerr, stdout, stderr, tail(h1.stderr.String(), 3000))

@@ -12,6 +12,7 @@
 #
 #   bench/fleet/drills.sh [RUNS] [RATE]      # default 5 runs at 100 GETs/s
 #   DRILLS=TestFleetEtcdMemberLossDrill bench/fleet/drills.sh 3   # one drill only
+#   MEDIC_ETCD_DRILL_LEADER=1 DRILLS=TestFleetEtcdMemberLossDrill bench/fleet/drills.sh 3   # the leader stopped
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-5}
