@@ -29,6 +29,7 @@ echo "bench/fleet/partition.sh $runs $cut $rate $max at $(git rev-parse --short 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
 MEDIC_REQUIRE_INTEGRATION=1 MEDIC_FLEET_RATE=$rate MEDIC_FLEET_CUT_FOR=$cut MEDIC_FLEET_RATE_MAX=$max \
   nice -n 10 go test -count="$runs" -timeout 120m -run 'TestFleetHostPartition$' -v ./e2e 2>&1 |
+  tee "${out%.txt}.full.log" |
   grep --line-buffered -E 'fleet_hosts_test.go:[0-9]+: |^--- |instances of web across the hosts \[' | grep --line-buffered -v ': h3 partitioned$' |
   while IFS= read -r line; do echo "$line ($(cut -d' ' -f1 /proc/loadavg))"; done | tee -a "$out" || true
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
@@ -45,4 +46,4 @@ awk -v max="$max" '
             single = ""; inst = "?"; tokens = "?"; acts = "?"; ran = "?" }
 ' "$out" | tee -a "$out"
 echo "runs passed: $(grep -c '^--- PASS' "$out" || true) of $runs" | tee -a "$out"
-echo "written: $out"
+echo "written: $out (the whole go test output: ${out%.txt}.full.log, for a failed run's details)"
