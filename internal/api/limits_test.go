@@ -73,7 +73,11 @@ func TestAPICutsSlowHeaders(t *testing.T) {
 	}
 }
 
-// Beyond max_connections the API answers 503 and closes, while an idle
+// Beyond max_connections the API answers 503 and closes (here: the accept
+// loop was already waiting in accept(2) when the streams made the listener
+// full, so the caps are judged after the accept; a listener found full
+// before it accepts pauses instead: netguard's TestCapPausesBeyondMaxConns),
+// while an idle
 // connection gives its place to a new client.
 func TestAPICapsConnections(t *testing.T) {
 	f := newFixture(t)
