@@ -31,14 +31,18 @@ func memberScripts(t *testing.T, m *netns.Member) (stop, start string) {
 	}
 	stop, start = filepath.Join(dir, "stop.sh"), filepath.Join(dir, "start.sh")
 	gone := `[ ! -e /proc/$pid ] || grep -q '^[0-9]* ([^)]*) Z' /proc/$pid/stat`
+	sig := "TERM"
+	if os.Getenv("MEDIC_ETCD_DRILL_SIGNAL") == "KILL" { // a member that dies at once (no leadership handed over)
+		sig = "KILL"
+	}
 	stopSh := fmt.Sprintf(`pid=$(cat %s)
-kill -TERM "$pid" || exit 1
+kill -%s "$pid" || exit 1
 i=0
 until %s; do
   i=$((i+1)); if [ $i -gt 100 ]; then kill -KILL "$pid"; exit 0; fi
   sleep 0.1
 done
-`, pidfile, gone)
+`, pidfile, sig, gone)
 	var q []string
 	for _, a := range append([]string{"ip", "netns", "exec", m.Host.NS}, m.Argv()...) {
 		q = append(q, "'"+a+"'")

@@ -481,14 +481,20 @@ func (d *fleetDrills) serveMember(ctx context.Context) {
 func (d *fleetDrills) observeMember(ctx context.Context, r memberDrillRequest) {
 	actor := fmt.Sprintf("drill:%d@%s", r.ID, r.By)
 	rep := memberSeen{ID: r.ID, By: r.By, Host: d.self, Lease: d.a.Lease()}
+	// A report that fails (a write during etcd's election after a leader's
+	// loss fails, and clientv3 does not retry a put) is written again at
+	// every check until it lands.
+	pending, warned := false, false
 	report := func() {
 		rep.LeaseNow, rep.Joined = d.a.Lease(), d.a.Status().Joined
 		b, _ := json.Marshal(rep)
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, memberCheckTimeout)
 		defer cancel()
 		err := d.cli.Put(cctx, d.memberSeenKey(d.self), string(b))
-		if err != nil && ctx.Err() == nil {
-			d.m.Logger.Warn("fleet drill: cannot report what this host saw of the etcd member", "member", r.Member, "err", err)
+		pending = err != nil
+		if err != nil && ctx.Err() == nil && !warned {
+			warned = true
+			d.m.Logger.Warn("fleet drill: cannot report what this host saw of the etcd member yet; trying again", "member", r.Member, "err", err)
 		}
 	}
 	unhealthy := false
@@ -508,12 +514,17 @@ func (d *fleetDrills) observeMember(ctx context.Context, r memberDrillRequest) {
 			report()
 		case err != nil:
 			rep.Errors++
+			if pending {
+				report()
+			}
 		case err == nil && unhealthy:
 			unhealthy = false
 			rep.Healthy = now
 			d.m.Record(ctx, medic.Event{Time: now, Kind: eventEtcdMemberHealthy, Target: "etcd/" + r.Member, Actor: actor,
 				Reason: fmt.Sprintf("etcd member %s (%s) healthy again, %.2fs after this host saw it unhealthy", r.Member, r.Endpoint, now.Sub(rep.Unhealthy).Seconds()),
 				Fields: map[string]string{"member": r.Member, "endpoint": r.Endpoint}})
+			report()
+		case pending:
 			report()
 		}
 		tm := d.m.Clock.NewTimer(memberCheckEvery)
@@ -564,9 +575,25 @@ func (d *fleetDrills) refuseMember(ctx context.Context, r memberDrillRequest) (s
 func (d *fleetDrills) answerMember(ctx context.Context, a memberDrillAck) error {
 	a.At = d.m.Clock.Now()
 	b, _ := json.Marshal(a)
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	return d.cli.Put(cctx, d.memberAckKey(), string(b))
+	// Tried again every 200 ms for 5 s: the answer right after a leader's
+	// stop meets etcd's election, during which a put fails.
+	var err error
+	for range 25 {
+		cctx, cancel := context.WithTimeout(ctx, memberCheckTimeout)
+		err = d.cli.Put(cctx, d.memberAckKey(), string(b))
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		tm := d.m.Clock.NewTimer(memberCheckEvery)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return ctx.Err()
+		case <-tm.C():
+		}
+	}
+	return err
 }
 
 // stopMember is the side of the host that runs the member: it stops it
