@@ -101,7 +101,7 @@ func buildFleetServices(m *Main) (*component, error) {
 					return placement.Spec{Instances: sf.Instances, Hosts: sf.Hosts, MaxPerHost: sf.MaxPerHost}
 				}
 				r := &placement.Runner{Spec: spec, SpecNow: specNow, Service: name, Self: self, Key: placement.Key(m.cfg.Etcd.Prefix, f.Name, name),
-					Etcd: cli, View: func() placement.View { return placementView(a.Status(), a.Lease() != 0) },
+					Etcd: cli, View: func() placement.View { return fencedView(a.Status(), a.Lease(), fleet.HostsPrefix(m.cfg.Etcd.Prefix, f.Name)+"/"+self) },
 					Ready: func() map[string]int { return fs.readyOf(name) },
 					Apply: func(ctx context.Context, n int) error {
 						sf, _ := fs.spec(name)
@@ -150,6 +150,17 @@ func placementView(st fleet.Status, joined bool) placement.View {
 		}
 	}
 	v.Coordinator = joined && st.Watching && first == st.Self
+	return v
+}
+
+// fencedView is placementView with the fence of a coordinator's writes:
+// its membership key must still be held under lease (0: not joined within
+// its safe time, so it does not coordinate).
+func fencedView(st fleet.Status, lease int64, memberKey string) placement.View {
+	v := placementView(st, lease != 0)
+	if v.Coordinator {
+		v.MemberKey, v.Lease = memberKey, lease
+	}
 	return v
 }
 

@@ -33,6 +33,13 @@ type View struct {
 	// is within its safe time) and it is the first up host by name in its
 	// own view. Every other host only follows.
 	Coordinator bool
+	// Fence, when set, is the coordinator's membership: its key (MemberKey)
+	// must still be held under Lease in etcd for a write of the assignment
+	// to succeed. A host whose lease expired while its local clock still
+	// counted it joined (a pause, a cut it has not yet noticed) writes
+	// nothing: the write and the membership are checked in one transaction.
+	MemberKey string
+	Lease     int64
 }
 
 // Runner keeps one fleet service placed: every host follows the assignment
@@ -153,7 +160,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		resp, err := r.Etcd.Raw().Txn(wctx).
-			If(clientv3.Compare(clientv3.ModRevision(r.Key), "=", state.rev)).
+			If(fence(r.Key, state.rev, v)...).
 			Then(clientv3.OpPut(r.Key, string(b))).Commit()
 		cancel()
 		switch {
@@ -170,4 +177,15 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// fence is what a write of the assignment at key requires: the key still at
+// rev (no other coordinator wrote meanwhile) and, when v names it, the
+// coordinator's membership key held under its lease.
+func fence(key string, rev int64, v View) []clientv3.Cmp {
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}
+	if v.MemberKey != "" {
+		cmps = append(cmps, clientv3.Compare(clientv3.LeaseValue(v.MemberKey), "=", v.Lease))
+	}
+	return cmps
 }

@@ -103,3 +103,55 @@ func TestRunnersAgainstEtcd(t *testing.T) {
 	mu.Unlock()
 	wait("h1=2 h2=2")
 }
+
+// TestCoordinatorFencedByItsLease: a host that believes it coordinates
+// (its local clock still counts it joined) writes nothing while its
+// membership key is not held under the lease its view names — a lease
+// that expired in etcd — and writes once the key is held under it.
+func TestCoordinatorFencedByItsLease(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli, err := etcd.Dial(etcd.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	lg, err := cli.Raw().Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := "/medic/fleet/prod/hosts/h1"
+	key := placement.Key("/medic", "prod", "web")
+	r := &placement.Runner{Spec: placement.Spec{Instances: 2}, Service: "web", Self: "h1", Key: key, Etcd: cli,
+		View: func() placement.View {
+			return placement.View{Hosts: []placement.Host{{Name: "h1"}}, Coordinator: true, MemberKey: member, Lease: int64(lg.ID)}
+		},
+		Ready:  func() map[string]int { return map[string]int{} },
+		Apply:  func(context.Context, int) error { return nil },
+		Period: 10 * time.Millisecond}
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(300 * time.Millisecond) // ~30 evaluations, each of which would write unfenced
+	if _, ok, err := cli.Get(ctx, key); err != nil || ok {
+		t.Fatalf("the assignment was written by a coordinator whose membership key is not held (ok %v, err %v)", ok, err)
+	}
+	if err := cli.Create(ctx, member, "{}", int64(lg.ID)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		kv, ok, err := cli.Get(ctx, key)
+		if err == nil && ok {
+			var rec placement.Record
+			if err := json.Unmarshal(kv.Value, &rec); err != nil || rec.Assign.String() != "h1=2" {
+				t.Fatalf("stored %s (%v), want h1=2", kv.Value, err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the coordinator holding its membership key did not write the assignment within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
