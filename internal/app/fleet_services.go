@@ -101,7 +101,9 @@ func buildFleetServices(m *Main) (*component, error) {
 					return placement.Spec{Instances: sf.Instances, Hosts: sf.Hosts, MaxPerHost: sf.MaxPerHost}
 				}
 				r := &placement.Runner{Spec: spec, SpecNow: specNow, Service: name, Self: self, Key: placement.Key(m.cfg.Etcd.Prefix, f.Name, name),
-					Etcd: cli, View: func() placement.View { return fencedView(a.Status(), a.Lease(), fleet.HostsPrefix(m.cfg.Etcd.Prefix, f.Name)+"/"+self) },
+					Etcd: cli, View: func() placement.View {
+						return fencedView(a.Status(), a.Lease(), fleet.HostsPrefix(m.cfg.Etcd.Prefix, f.Name)+"/"+self)
+					},
 					Ready: func() map[string]int { return fs.readyOf(name) },
 					Apply: func(ctx context.Context, n int) error {
 						sf, _ := fs.spec(name)
