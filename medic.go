@@ -201,9 +201,10 @@ const (
 	// EventStormReleased: the unhealthy share is back at or under the
 	// threshold: automation resumes (resolves the escalation).
 	EventStormReleased EventKind = "fleet.storm_brake.released"
-	// EventStoodDown: this host, cut from etcd past half the grace and
-	// reaching none of its peers, stopped its fleet instances (the others
-	// run its share); EventStoodUp: it rejoined and runs its share again.
+	// EventStoodDown: this host, cut from etcd past its lease and reaching
+	// none of its peers, stops all its fleet instances at once by a
+	// deadline (the others run its share; recorded when decided and when
+	// done); EventStoodUp: it rejoined and runs its share again.
 	EventStoodDown EventKind = "fleet.stood_down"
 	EventStoodUp   EventKind = "fleet.stood_up"
 	// EventFleetCapacityDegraded and EventFleetCapacityRestored: during a

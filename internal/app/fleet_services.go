@@ -541,15 +541,17 @@ func withFleetShares(next *config.Config, running []supervise.ServiceStatus) *co
 // once and bounded together by peerProbeTimeout.
 const (
 	maxPeerProbes    = 8
-	peerProbeTimeout = 500 * time.Millisecond
+	peerProbeTimeout = config.StandDownProbe
 )
 
-// standDown applies fleet.StandDown every period: a host cut from etcd for
-// more than half the grace past its lease, reaching none of the other
-// hosts' instances, stops its instances of every fleet service (the others
-// count it lost after the grace and run its share: this keeps the fleet's
-// count within instances + the surge); when it holds its lease again it
-// runs its last share again. Both are audited.
+// standDown applies fleet.StandDown every period: a host cut from etcd past
+// its lease, reaching none of the other hosts' instances, stops all its
+// instances of every fleet service at once, by the decision's deadline
+// (the others count it lost after the grace and run its share: this keeps
+// the fleet's count within instances + the surge); when it holds its lease
+// again it runs the share etcd gives it. Both are audited: the stand-down
+// twice, when decided and when done (what it stopped, how long it took,
+// how far from the deadline).
 func (fs *fleetServices) standDown(ctx context.Context, a *fleet.Agent, grace, period time.Duration,
 	share func(ctx context.Context, service string) (int, error)) {
 	var lastSafe time.Time
@@ -580,23 +582,59 @@ func (fs *fleetServices) standDown(ctx context.Context, a *fleet.Agent, grace, p
 			continue // already down, or never joined: nobody counts on this host's share
 		}
 		known, reached := fs.probePeers(ctx)
-		ok, why := fleet.StandDown(now, fleet.Isolation{Joined: st.Joined, SafeUntil: lastSafe, Grace: grace,
+		now = fs.m.Clock.Now() // after the probes
+		d := fleet.StandDown(now, fleet.Isolation{Joined: st.Joined, SafeUntil: lastSafe, Grace: grace, Slack: config.StandDownSlack,
 			PeersKnown: known, PeersReached: reached})
-		if !ok {
+		if !d.Down {
 			continue
 		}
 		fs.mu.Lock()
 		fs.down = true
 		fs.mu.Unlock()
-		fs.m.Logger.Warn("fleet: standing down: "+why, "services", fs.names)
-		fs.m.Record(ctx, medic.Event{Time: now, Kind: medic.EventStoodDown, Target: "fleet/" + st.Fleet + "/" + st.Self, Actor: "fleet",
-			Reason: why, Fields: map[string]string{"services": fmt.Sprint(fs.names)}})
-		for _, name := range fs.names {
-			if err := fs.scale(ctx, name, 0); err != nil {
+		fs.m.Logger.Warn("fleet: standing down: "+d.Why, "services", fs.names, "by", d.By)
+		target := "fleet/" + st.Fleet + "/" + st.Self
+		fs.m.Record(ctx, medic.Event{Time: now, Kind: medic.EventStoodDown, Target: target, Actor: "fleet",
+			Reason: d.Why, Fields: map[string]string{"services": fmt.Sprint(fs.names), "by": d.By.Format(time.RFC3339Nano)}})
+		stopped := fs.stopAllBy(ctx, d.By, "stand-down: "+d.Why)
+		end := fs.m.Clock.Now()
+		fields := map[string]string{"stopped": fmt.Sprint(stopped), "by": d.By.Format(time.RFC3339Nano),
+			"took": end.Sub(now).Round(time.Millisecond).String()}
+		why := fmt.Sprintf("stood down: %v stopped at once in %v, %v before the deadline",
+			stopped, end.Sub(now).Round(time.Millisecond), d.By.Sub(end).Round(time.Millisecond))
+		if end.After(d.By) {
+			why = fmt.Sprintf("stood down: %v stopped at once in %v, %v PAST the deadline (the others may run this host's share already)",
+				stopped, end.Sub(now).Round(time.Millisecond), end.Sub(d.By).Round(time.Millisecond))
+		}
+		fs.m.Record(ctx, medic.Event{Time: end, Kind: medic.EventStoodDown, Target: target, Actor: "fleet", Reason: why, Fields: fields})
+	}
+}
+
+// stopAllBy stops every instance of every fleet service of this host at
+// once, each with its stop grace cut to end by (supervise.StopAllBy; the
+// services in parallel), and returns how many it stopped per service.
+func (fs *fleetServices) stopAllBy(ctx context.Context, by time.Time, reason string) map[string]int {
+	// Bounded: every stop ends with a SIGKILL at by; 5 s more for the
+	// exits and the rollout to 0 that follows.
+	ctx, cancel := context.WithTimeout(ctx, max(by.Sub(fs.m.Clock.Now()), 0)+5*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	stopped := map[string]int{}
+	var wg sync.WaitGroup
+	for _, name := range fs.names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := fs.m.sup.StopAllBy(ctx, name, by, "fleet", reason)
+			if err != nil {
 				fs.m.Logger.Warn("fleet: stand down", "service", name, "err", err)
 			}
-		}
+			mu.Lock()
+			stopped[name] = n
+			mu.Unlock()
+		}()
 	}
+	wg.Wait()
+	return stopped
 }
 
 // standUp runs this host's share of every fleet service again once it

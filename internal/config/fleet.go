@@ -28,8 +28,9 @@ type Fleet struct {
 	// renewal. Default 10s.
 	LeaseTTL Duration `yaml:"lease_ttl" json:"lease_ttl,omitempty"`
 	// Time a host's key must stay gone before the host counts as lost (its share moves to the
-	// others); until then it is suspect. At least lease_ttl, at most 1h. Default 40s (the
-	// Kubernetes node grace).
+	// others); until then it is suspect. At least lease_ttl, at most 1h, and at least
+	// lease_ttl/3 + 1.25s (a host cut off stands down and stops its instances within it).
+	// Default 40s (the Kubernetes node grace).
 	Grace Duration `yaml:"grace" json:"grace,omitempty"`
 	// Storm brake: fleet-wide automation pauses while more than this share of the hosts is
 	// suspect or lost (docs/fleet.md). Default unhealthy_share 0.5.
@@ -111,6 +112,29 @@ const (
 	MaxFleetGrace    = time.Hour
 )
 
+// The stand-down of a host cut from etcd and from its peers
+// (docs/fleet.md, "Why this bound holds"). The host checks every
+// lease_ttl/3 and probes its peers for at most StandDownProbe, so it stands
+// down at most lease_ttl/3 + StandDownProbe after its lease may have
+// expired; it must have stopped its fleet instances by grace − StandDownSlack
+// after that moment (the others start its share no sooner than grace after
+// it). Each instance's stop.grace is cut to what is left until then, SIGKILL
+// at the end. Validate requires grace − lease_ttl/3 − StandDownProbe −
+// StandDownSlack ≥ MinStandDownRoom, so that a stand-down decided on time
+// still leaves its instances that long to drain and stop.
+const (
+	StandDownProbe   = 500 * time.Millisecond
+	StandDownSlack   = 250 * time.Millisecond
+	MinStandDownRoom = 500 * time.Millisecond
+)
+
+// StandDownRoom is the time a stand-down decided at the latest leaves the
+// host's instances to stop: grace − lease_ttl/3 − StandDownProbe −
+// StandDownSlack.
+func StandDownRoom(leaseTTL, grace time.Duration) time.Duration {
+	return grace - leaseTTL/3 - StandDownProbe - StandDownSlack
+}
+
 var fleetName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // SetDefaults fills the unset fleet settings.
@@ -159,6 +183,10 @@ func (f *Fleet) Validate() []FieldIssue {
 			"lease_ttl to rejoin before its host counts as lost", grace, ttl)
 	case grace > MaxFleetGrace:
 		bad("grace", "%v is above %v", grace, MaxFleetGrace)
+	case ttl >= 2*time.Second && StandDownRoom(ttl, grace) < MinStandDownRoom:
+		bad("grace", "%v leaves a host cut from etcd %v to stop its instances (grace − lease_ttl/3 − %v of peer probes − %v slack, "+
+			"lease_ttl %v): want at least %v; raise fleet.grace or lower fleet.lease_ttl",
+			grace, StandDownRoom(ttl, grace), StandDownProbe, StandDownSlack, ttl, MinStandDownRoom)
 	}
 	if sb := f.StormBrake; sb != nil && (sb.UnhealthyShare < 0 || sb.UnhealthyShare > 1) {
 		bad("storm_brake.unhealthy_share", "%g is not a share: want more than 0, at most 1 (1 never brakes)", sb.UnhealthyShare)

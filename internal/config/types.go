@@ -151,7 +151,9 @@ type CrashLoop struct {
 type Stop struct {
 	// TERM, INT, QUIT, HUP, USR1, USR2 or KILL. Default TERM.
 	Signal string `yaml:"signal" json:"signal,omitempty" jsonschema:"enum=TERM,enum=INT,enum=QUIT,enum=HUP,enum=USR1,enum=USR2,enum=KILL"`
-	// Time between the signal and SIGKILL of the group. Default 10s.
+	// Time between the signal and SIGKILL of the group (the drain counts in it). Default 10s. A
+	// fleet host that stands down (cut from etcd and its peers) cuts it to the time left before
+	// the others may start its share (docs/fleet.md).
 	Grace Duration `yaml:"grace" json:"grace,omitempty"`
 }
 

@@ -223,7 +223,8 @@ func (g *EtcdGuard) consent() (int64, error) {
 		return 0, err
 	}
 	if s := g.a.Storm(); s.Engaged {
-		return 0, fmt.Errorf("fleet %s: %w: %s", g.a.o.Fleet, ErrStorm, s)
+		return 0, fmt.Errorf("fleet %s: %w: %d of %d hosts suspect or lost (engaged above %g of the hosts)",
+			g.a.o.Fleet, ErrStorm, s.Unhealthy, s.Hosts, s.Share)
 	}
 	return lease, nil
 }

@@ -3,6 +3,7 @@ package supervise
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // shutdownActor and shutdownReason name a stop caused by medic itself
@@ -19,6 +20,9 @@ const (
 type retired struct {
 	actor  string // "api:alice", "signal:SIGHUP", "runbook:crashloop_rollback"
 	reason string // "replaced by reload: command, env changed"
+	// by, when set, is when the instance must have stopped: its stop grace
+	// is cut to the time left, SIGKILL then (StopAllBy).
+	by time.Time
 }
 
 func (r *retired) Error() string { return r.reason }
@@ -31,4 +35,14 @@ func stopCause(ctx context.Context) (actor, reason string, retire bool) {
 		return r.actor, r.reason, true
 	}
 	return shutdownActor, shutdownReason, false
+}
+
+// stopBy returns the moment a retired instance must have stopped (zero:
+// its stop grace as configured).
+func stopBy(ctx context.Context) time.Time {
+	var r *retired
+	if errors.As(context.Cause(ctx), &r) {
+		return r.by
+	}
+	return time.Time{}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/config"
@@ -197,4 +199,71 @@ func (s *Supervisor) Deploy(ctx context.Context, name string, spec *config.Servi
 	}
 	s.env.Changed()
 	return nil
+}
+
+// StopAllBy scales a service to 0 at once, for a host that must have
+// stopped its instances by a deadline (a fleet host standing down: cut off,
+// its share is about to run elsewhere). Unlike Scale it does not take the
+// instances out one at a time within the disruption budget: every instance
+// is drained and stopped at the same time, each with its stop grace cut to
+// the time left until by (SIGKILL at by; at once when by has passed). A
+// rollout under way is cancelled. It returns once every instance it stopped
+// has exited, with how many it stopped; the service stays at 0 until a
+// Scale.
+func (s *Supervisor) StopAllBy(ctx context.Context, name string, by time.Time, actor, reason string) (int, error) {
+	s.mu.Lock()
+	sv := s.services[name]
+	if sv == nil {
+		s.mu.Unlock()
+		return 0, fmt.Errorf("service %s: %w", name, ErrNotFound)
+	}
+	cfg := *sv.cfg
+	cur := len(sv.instances)
+	cfg.Instances = 0
+	sv.cfg = &cfg
+	stop := sv.instances
+	sv.instances = nil
+	prev := sv.rollout
+	started := s.started
+	s.mu.Unlock()
+	if prev != nil {
+		prev.cancel()
+	}
+	if started {
+		var wg sync.WaitGroup
+		for _, in := range stop {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if in.cancel == nil {
+					return
+				}
+				in.cancel(&retired{actor: actor, reason: reason, by: by})
+				select {
+				case <-in.done:
+				case <-ctx.Done():
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	s.env.Changed()
+	if err := ctx.Err(); err != nil {
+		return cur, fmt.Errorf("stop every instance of %s by %s: %w", name, by.Format(time.RFC3339Nano), err)
+	}
+	if started {
+		// A rollout cancelled above may have started an instance after
+		// the cut (a successor in a replacement): converge to 0.
+		if r := s.startRollout(sv, actor, reason, nil); r != nil {
+			if err := r.wait(ctx); err != nil {
+				return cur, fmt.Errorf("stop every instance of %s: %w", name, err)
+			}
+		}
+	}
+	if s.env.Emit != nil {
+		s.env.Emit(ctx, medic.Event{Time: s.env.Clock.Now(), Kind: medic.EventScaled, Target: name, Actor: actor,
+			Reason: fmt.Sprintf("scaled from %d to 0 instances at once, stopped by %s: %s", cur, by.Format(time.RFC3339Nano), reason),
+			Fields: map[string]string{"from": fmt.Sprint(cur), "to": "0", "by": by.Format(time.RFC3339Nano)}})
+	}
+	return cur, nil
 }

@@ -3,6 +3,8 @@ package supervise_test
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,4 +96,75 @@ func TestScaleToZeroAndBack(t *testing.T) {
 		st := s.Status()[0]
 		return st.Desired == 1 && len(st.Instances) == 1 && st.Instances[0].PID != 0
 	})
+}
+
+// TestStopAllBy: a stand-down stops every instance at once, each with its
+// stop grace cut to the time left before the deadline. Four instances that
+// take 600 ms to exit after SIGTERM, deadline 1.5 s: all exit on their own
+// (one at a time, the third and fourth would be SIGKILLed); four that
+// ignore SIGTERM with stop.grace 10s are SIGKILLed at the deadline.
+func TestStopAllBy(t *testing.T) {
+	for _, c := range []struct {
+		name, cmd string
+		within    time.Duration
+		killed    bool
+	}{
+		{"graceful, all at once", `trap 'sleep 0.6; exit 0' TERM; touch "$TRAPS/$$"; while :; do sleep 0.05; done`, 1500 * time.Millisecond, false},
+		{"SIGTERM ignored: SIGKILL at the deadline", `trap '' TERM; touch "$TRAPS/$$"; while :; do sleep 0.05; done`, 800 * time.Millisecond, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			traps := t.TempDir() // each instance's shell touches a file once its trap is set
+			svc := service(c.cmd)
+			svc.Env = map[string]string{"TRAPS": traps}
+			svc.Instances = 4
+			svc.Stop.Grace = dur(10 * time.Second)
+			s, rec := start(t, map[string]*config.Service{"web": svc}, nil)
+			eventually(t, 15*time.Second, "4 running with their trap set", func() bool {
+				ents, _ := os.ReadDir(traps)
+				return len(ents) == 4
+			})
+			var pids []int
+			for _, in := range s.Status()[0].Instances {
+				pids = append(pids, in.PID)
+			}
+			t0 := time.Now()
+			by := t0.Add(c.within)
+			n, err := s.StopAllBy(context.Background(), "web", by, "fleet", "stand-down")
+			took := time.Since(t0)
+			if err != nil || n != 4 {
+				t.Fatalf("StopAllBy: %d, %v; want 4 stopped", n, err)
+			}
+			for _, pid := range pids {
+				if alive(pid) {
+					t.Errorf("pid %d alive after StopAllBy returned", pid)
+				}
+			}
+			// The deadline plus the reaping and the rollout to 0 (loaded machine).
+			if took > c.within+time.Second {
+				t.Errorf("StopAllBy took %v, want within the deadline %v (+1s)", took, c.within)
+			}
+			if st := s.Status()[0]; st.Desired != 0 || len(st.Instances) != 0 {
+				t.Errorf("after StopAllBy: %d desired, %d instances; want 0", st.Desired, len(st.Instances))
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			stopped := 0
+			for _, e := range rec.events {
+				switch e.Kind {
+				case medic.EventStopping:
+					if !strings.Contains(e.Reason, "stop grace cut from 10s") {
+						t.Errorf("%s stopping: %q, want the grace cut named", e.Target, e.Reason)
+					}
+				case medic.EventStopped:
+					stopped++
+					if k := strings.Contains(e.Fields["exit"], "SIGKILL"); k != c.killed {
+						t.Errorf("%s exit %q: SIGKILLed %v, want %v", e.Target, e.Fields["exit"], k, c.killed)
+					}
+				}
+			}
+			if stopped != 4 {
+				t.Errorf("%d instance.stopped events, want 4", stopped)
+			}
+		})
+	}
 }

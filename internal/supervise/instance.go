@@ -311,7 +311,11 @@ func (in *Instance) Serve(ctx context.Context) error {
 		actor, cause, retire := stopCause(ctx)
 		in.setState(medic.StateStopped, cause)
 		if retire {
-			in.emitAs(context.WithoutCancel(ctx), actor, medic.EventStopped, cause, nil)
+			var fields map[string]string
+			if ex := in.Status().LastExit; ex != nil {
+				fields = map[string]string{"exit": ex.Reason} // "... (SIGKILL after 1s grace)" when it came to that
+			}
+			in.emitAs(context.WithoutCancel(ctx), actor, medic.EventStopped, cause, fields)
 		}
 	}
 	if in.cg != nil && !in.env.detached() {

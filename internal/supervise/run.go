@@ -305,7 +305,14 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 				}
 				return outcome{detach: true}, nil
 			}
-			ex := in.stopProcessAs(context.WithoutCancel(ctx), p, actor, cause, true)
+			grace := in.spec.Grace
+			if by := stopBy(ctx); !by.IsZero() {
+				if g := max(min(grace, by.Sub(in.env.Clock.Now())), 0); g < grace {
+					cause += fmt.Sprintf(" (stop grace cut from %v to %v: stopped by %s)", grace, g.Round(time.Millisecond), by.Format(time.RFC3339Nano))
+					grace = g
+				}
+			}
+			ex := in.stopProcessWithin(context.WithoutCancel(ctx), p, actor, cause, true, grace)
 			in.finish(ex)
 			return outcome{exit: ex, cause: cause}, nil
 		}
@@ -375,17 +382,23 @@ func (in *Instance) stopProcess(ctx context.Context, p *process, reason string, 
 
 // stopProcessAs is stopProcess on behalf of actor, who is named in the record.
 func (in *Instance) stopProcessAs(ctx context.Context, p *process, actor, reason string, drain bool) medic.Exit {
+	return in.stopProcessWithin(ctx, p, actor, reason, drain, in.spec.Grace)
+}
+
+// stopProcessWithin is stopProcessAs with the grace given (the drain and
+// the wait after the signal both end within it; SIGKILL then).
+func (in *Instance) stopProcessWithin(ctx context.Context, p *process, actor, reason string, drain bool, within time.Duration) medic.Exit {
 	in.update(func(s *InstanceStatus) {
 		s.Ready = false
 		s.State = medic.StateStopping
 		s.Since = in.env.Clock.Now()
 		s.Reason = reason
 	})
-	in.emitAs(ctx, actor, medic.EventStopping, reason, map[string]string{"pid": strconv.Itoa(p.pid), "signal": signalName(in.spec.StopSignal), "grace": in.spec.Grace.String()})
-	grace := in.env.Clock.NewTimer(in.spec.Grace)
+	in.emitAs(ctx, actor, medic.EventStopping, reason, map[string]string{"pid": strconv.Itoa(p.pid), "signal": signalName(in.spec.StopSignal), "grace": within.String()})
+	grace := in.env.Clock.NewTimer(within)
 	defer grace.Stop()
 	if drain && in.env.Hooks != nil {
-		dctx, cancel := context.WithTimeout(ctx, in.spec.Grace)
+		dctx, cancel := context.WithTimeout(ctx, within)
 		in.env.Hooks.Drain(dctx, in.id)
 		cancel()
 	}
@@ -398,7 +411,7 @@ func (in *Instance) stopProcessAs(ctx context.Context, p *process, actor, reason
 	case <-grace.C():
 		p.killAll()
 		ex = <-p.exited
-		ex.Reason += fmt.Sprintf(" (SIGKILL after %v grace)", in.spec.Grace)
+		ex.Reason += fmt.Sprintf(" (SIGKILL after %v grace)", within)
 	}
 	in.killLeftovers(p)
 	return ex
