@@ -502,6 +502,21 @@ func TestFleetHostPartition(t *testing.T) {
 	if !strings.Contains(body3, "fleet.stood_down") {
 		t.Errorf("h3 did not audit standing down:\n%s\nh3's stderr:\n%s", tail(body3, 2000), tail(h3.stderr.String(), 3000))
 	}
+	// The stand-down's end: what it stopped at once, how long it took and
+	// how far before its deadline (lastSafe + grace − slack).
+	var downs struct {
+		Records []struct {
+			Reason string            `json:"reason"`
+			Fields map[string]string `json:"fields"`
+		} `json:"records"`
+	}
+	if err := json.Unmarshal([]byte(body3), &downs); err == nil {
+		for _, e := range downs.Records {
+			if e.Fields["stopped"] != "" {
+				t.Logf("h3: %s", e.Reason)
+			}
+		}
+	}
 	// Every assignment written meanwhile: by h1 (the coordinator; h3 was
 	// cut off), never above 7 instances.
 	_, body := getWithToken(h1.url("/v1/audit?target=web"), h1.token)

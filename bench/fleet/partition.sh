@@ -13,7 +13,9 @@
 #     namespaces (sampled every 50 ms; the bound is instances 6 + surge 1);
 #   - rate: the tokens taken in etcd's window and the act decisions in the
 #     three audits, both exactly MAX;
-# and the take-over and rebalance times and the failed GETs. Needs root,
+# and the take-over and rebalance times, the failed GETs, and h3's
+# stand-down (how long stopping all its instances at once took, and how far
+# before its deadline lastSafe + grace − 250 ms it ended). Needs root,
 # etcd-server and iproute2.
 #
 #   bench/fleet/partition.sh [RUNS] [CUT] [RATE] [MAX]   # default 20 runs, 30s, 100 GETs/s, 20/h
@@ -40,10 +42,11 @@ awk -v max="$max" '
   /singleton remediation/ { acts = grab("[0-9]+ act decisions"); ran = grab("[0-9]+ runs on"); tokens = grab("tokens \\[[0-9 ]*\\]") }
   / ran [0-9]+ times| act decisions \(hosts/ { single = "VIOLATED" }
   /at most [0-9]+ instances/ { inst = grab("at most [0-9]+") }
+  /h3: stood down: / { if (match($0, /stopped at once in [^ ]+, [^ ]+ (before|PAST)/)) sd = substr($0, RSTART + 16, RLENGTH - 16) }
   /[0-9]+ instances of web ran at once across the hosts:/ { inst = grab("[0-9]+ instances of web") " (ABOVE 7)" }
-  /^--- / { n++; printf "run %d: singleton %s; instances at most %s (bound 7); rate: tokens %s, act decisions %s, runs %s (want exactly %d)%s; %s\n",
-              n, single == "" ? "ok" : single, inst, tokens, acts, ran, max, (tokens == max && acts == max) ? "" : " VIOLATED", $2
-            single = ""; inst = "?"; tokens = "?"; acts = "?"; ran = "?" }
+  /^--- / { n++; printf "run %d: singleton %s; instances at most %s (bound 7); rate: tokens %s, act decisions %s, runs %s (want exactly %d)%s; stand-down %s the deadline; %s\n",
+              n, single == "" ? "ok" : single, inst, tokens, acts, ran, max, (tokens == max && acts == max) ? "" : " VIOLATED", sd == "" ? "?" : sd, $2
+            single = ""; inst = "?"; tokens = "?"; acts = "?"; ran = "?"; sd = "" }
 ' "$out" | tee -a "$out"
 echo "runs passed: $(grep -c '^--- PASS' "$out" || true) of $runs" | tee -a "$out"
 echo "written: $out (the whole go test output: ${out%.txt}.full.log, for a failed run's details)"
