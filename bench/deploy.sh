@@ -15,6 +15,7 @@
 #   bench/deploy.sh            # 10 runs of each (~4 min)
 #   RUNS=3 bench/deploy.sh
 #   START_NICE=0 bench/deploy.sh   # deploy.start_nice (default 10; 0: off)
+#   MEDIC_AGENT_GOMAXPROCS=8 bench/deploy.sh   # the agent's GOMAXPROCS only (not the clients')
 #
 # The e2e tests TestRollingSurgeDeployUnderLoad and TestBlueGreenDeployUnderLoad
 # are the short form CI runs (one of each).
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/.."
 mkdir -p bench/results
 out=bench/results/deploy-$(date +%Y%m%d-%H%M%S).log
 uptime | tee "$out"
-echo "start_nice: ${START_NICE:-default}" | tee -a "$out"
+echo "start_nice: ${START_NICE:-default}; agent GOMAXPROCS: ${MEDIC_AGENT_GOMAXPROCS:-default}" | tee -a "$out"
 MEDIC_DEPLOY_START_NICE="${START_NICE:-}" go test -count="${RUNS:-10}" -timeout 60m -run 'TestRollingSurgeDeployUnderLoad|TestBlueGreenDeployUnderLoad|TestColdRollbackFromHistory' -v ./e2e/ 2>&1 |
 	grep -E '^(=== RUN|--- |\s+\w+_test.go|ok|FAIL)' | tee -a "$out" || true
 uptime | tee -a "$out"

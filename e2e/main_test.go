@@ -152,6 +152,10 @@ func (a *agent) launch(wrapper ...string) {
 	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Stderr = a.stderr
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if v := os.Getenv("MEDIC_AGENT_GOMAXPROCS"); v != "" {
+		// The agent's alone (bench/deploy.sh AGENT_GOMAXPROCS), not the test's clients'.
+		a.cmd.Env = append(os.Environ(), "GOMAXPROCS="+v)
+	}
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
