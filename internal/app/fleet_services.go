@@ -176,7 +176,8 @@ type fleetServices struct {
 	// published; peersStale: the last known when no other host publishes.
 	peers      map[string]map[string][]string
 	peersStale map[string]bool
-	down       bool // stood down: cut from etcd and from the peers (standDown)
+	down       bool      // stood down: cut from etcd and from the peers (standDown)
+	downBy     time.Time // the stand-down's deadline: every instance stopped by then (zero: not stood down by standDown)
 	// drill is the fleet drill this host is simulating ("host-kill",
 	// "host-partition"; "" when none): it keeps a killed host down, and a
 	// partitioned one reaching no peer (fleet_drills.go).
@@ -251,7 +252,23 @@ func (fs *fleetServices) apply(ctx context.Context, service string, n, most int)
 		// this returned nil: the runner counted it applied).
 		return errStoodDown
 	}
-	return fs.scale(ctx, service, n)
+	err := fs.scale(ctx, service, n)
+	// A stand-down decided while this scale ran (after the check above)
+	// may have stopped the service before the scale started instances:
+	// stop them again, by the same deadline, so that no instance of a cut
+	// host outlives its stand-down.
+	fs.mu.Lock()
+	down, by := fs.down, fs.downBy
+	fs.mu.Unlock()
+	if down && n > 0 && !by.IsZero() {
+		sctx, cancel := context.WithTimeout(ctx, max(by.Sub(fs.m.Clock.Now()), 0)+5*time.Second)
+		defer cancel()
+		if _, serr := fs.m.sup.StopAllBy(sctx, service, by, "fleet", "stand-down: a share applied while this host stood down"); serr != nil {
+			fs.m.Logger.Warn("fleet: stand down", "service", service, "err", serr)
+		}
+		return errStoodDown
+	}
+	return err
 }
 
 // errStoodDown: this host's share is not run while it stands down.
@@ -589,7 +606,7 @@ func (fs *fleetServices) standDown(ctx context.Context, a *fleet.Agent, grace, p
 			continue
 		}
 		fs.mu.Lock()
-		fs.down = true
+		fs.down, fs.downBy = true, d.By
 		fs.mu.Unlock()
 		fs.m.Logger.Warn("fleet: standing down: "+d.Why, "services", fs.names, "by", d.By)
 		target := "fleet/" + st.Fleet + "/" + st.Self
@@ -652,7 +669,7 @@ func (fs *fleetServices) standUp(ctx context.Context, share func(ctx context.Con
 		shares[name] = n
 	}
 	fs.mu.Lock()
-	fs.down = false
+	fs.down, fs.downBy = false, time.Time{}
 	fs.mu.Unlock()
 	fs.m.Record(ctx, medic.Event{Time: fs.m.Clock.Now(), Kind: medic.EventStoodUp, Target: "fleet", Actor: "fleet",
 		Reason: "this host holds its fleet lease again: it runs its share", Fields: map[string]string{"shares": fmt.Sprint(shares)}})
