@@ -267,18 +267,25 @@ func (h *hostDrillInjector) Inject(ctx context.Context, t *drill.Target) (drill.
 
 // waitAck waits for host's answer to drill id (a watch of its ack key).
 func (d *fleetDrills) waitAck(ctx context.Context, host string, id int64) (hostDrillAck, error) {
+	return watchFor(ctx, d, d.ackKey(host), func(a hostDrillAck) bool {
+		return a.ID == id && a.By == d.self // else an answer to an earlier drill
+	})
+}
+
+// watchFor watches key until it holds a JSON value of T that accept
+// takes, and returns it; ctx's error when it ends first.
+func watchFor[T any](ctx context.Context, d *fleetDrills, key string, accept func(T) bool) (T, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	got := make(chan hostDrillAck, 1)
-	key := d.ackKey(host)
+	got := make(chan T, 1)
 	err := d.cli.Watch(ctx, key, d.m.Clock, func(s etcd.Snapshot) {
 		kv, ok := s.KVs[key]
 		if !ok {
 			return
 		}
-		var a hostDrillAck
-		if json.Unmarshal(kv.Value, &a) != nil || a.ID != id || a.By != d.self {
-			return // an answer to an earlier drill
+		var a T
+		if json.Unmarshal(kv.Value, &a) != nil || !accept(a) {
+			return
 		}
 		select {
 		case got <- a:
@@ -294,7 +301,8 @@ func (d *fleetDrills) waitAck(ctx context.Context, host string, id int64) (hostD
 	if err == nil {
 		err = ctx.Err()
 	}
-	return hostDrillAck{}, err
+	var zero T
+	return zero, err
 }
 
 // capacityMonitor records, during a fleet drill, the drilled service's

@@ -285,34 +285,9 @@ func (h *memberLossInjector) Inject(ctx context.Context, t *drill.Target) (drill
 
 // waitMemberAck waits for an answer to drill id that done accepts.
 func (d *fleetDrills) waitMemberAck(ctx context.Context, id int64, done func(memberDrillAck) bool) (memberDrillAck, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	got := make(chan memberDrillAck, 1)
-	key := d.memberAckKey()
-	err := d.cli.Watch(ctx, key, d.m.Clock, func(s etcd.Snapshot) {
-		kv, ok := s.KVs[key]
-		if !ok {
-			return
-		}
-		var a memberDrillAck
-		if json.Unmarshal(kv.Value, &a) != nil || a.ID != id || a.By != d.self || !done(a) {
-			return
-		}
-		select {
-		case got <- a:
-		default:
-		}
-		cancel()
+	return watchFor(ctx, d, d.memberAckKey(), func(a memberDrillAck) bool {
+		return a.ID == id && a.By == d.self && done(a)
 	})
-	select {
-	case a := <-got:
-		return a, nil
-	default:
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
-	return memberDrillAck{}, err
 }
 
 // seenMonitor follows every host's reports during an etcd-member-loss drill.
