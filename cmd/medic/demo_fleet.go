@@ -26,7 +26,7 @@ name: h{N}
 data_dir: {DIR}/data
 api: {listen: "127.0.0.{N}:{API}"}
 etcd: {endpoints: [{ETCD}]}
-fleet: {name: demo, address: 127.0.0.{N}, lease_ttl: 2s, grace: 2s}
+fleet: {name: demo, address: 127.0.0.{N}, lease_ttl: 2s, grace: 2s, join_jitter: 0s}
 services:
   web:
     command: [{BIN}, demoapp, --listen, "127.0.0.{N}:${PORT}"]
@@ -153,8 +153,28 @@ func runDemoFleet(ctx context.Context, bin string, keep bool, out io.Writer) err
 		}
 		return n
 	}
-	if !pollUntil(ctx, 90*time.Second, func() bool { return total(agents...) >= 6 }) {
-		return fmt.Errorf("demo --fleet: 6 instances of web not ready within 90s:\n%s", tailFile(agents[0].proc.log, 2000))
+	// Placed: the three hosts joined (as h1 sees them) and 2 ready on each
+	// (before the join each agent runs its config's instances on its own).
+	placed := func() bool {
+		var hs fleet.Status
+		if getJSON(ctx, "http://"+agents[0].api+"/v1/fleet/hosts", &hs) != nil {
+			return false
+		}
+		up := 0
+		for _, m := range hs.Hosts {
+			if m.State == fleet.Up {
+				up++
+			}
+		}
+		for _, a := range agents {
+			if a.ready(ctx) != 2 {
+				return false
+			}
+		}
+		return up == 3
+	}
+	if !pollUntil(ctx, 90*time.Second, placed) {
+		return fmt.Errorf("demo --fleet: the three hosts not joined with 2 instances of web ready on each within 90s:\n%s", tailFile(agents[0].proc.log, 2000))
 	}
 	line("fleet", "h1, h2, h3 up; web placed instances: 6, spread: host — 2 ready on each (lease_ttl 2s, grace 2s)")
 
