@@ -16,6 +16,12 @@
 #   RUNS=3 bench/deploy.sh
 #   START_NICE=0 bench/deploy.sh   # deploy.start_nice (default 10; 0: off)
 #   MEDIC_AGENT_GOMAXPROCS=8 bench/deploy.sh   # the agent's GOMAXPROCS only (not the clients')
+#   CONTROL=0 bench/deploy.sh      # without the control (default 1: a second
+#                                  # client at 200 req/s straight to a demoapp
+#                                  # outside medic, over the same windows)
+#   ATTRIBUTE=1 bench/deploy.sh    # log each slow request of a deploy's window
+#                                  # beside the audit's records and the agent's
+#                                  # GC cycles (gctrace) in it
 #
 # The e2e tests TestRollingSurgeDeployUnderLoad and TestBlueGreenDeployUnderLoad
 # are the short form CI runs (one of each).
@@ -24,7 +30,10 @@ cd "$(dirname "$0")/.."
 mkdir -p bench/results
 out=bench/results/deploy-$(date +%Y%m%d-%H%M%S).log
 uptime | tee "$out"
-echo "start_nice: ${START_NICE:-default}; agent GOMAXPROCS: ${MEDIC_AGENT_GOMAXPROCS:-default}" | tee -a "$out"
+echo "start_nice: ${START_NICE:-default}; agent GOMAXPROCS: ${MEDIC_AGENT_GOMAXPROCS:-default}; control: ${CONTROL:-1}; attribute: ${ATTRIBUTE:-0}" | tee -a "$out"
+godebug=
+[ "${ATTRIBUTE:-0}" = 1 ] && godebug=gctrace=1
+MEDIC_DEPLOY_CONTROL="${CONTROL:-1}" MEDIC_DEPLOY_ATTRIBUTE="${ATTRIBUTE:-0}" MEDIC_AGENT_GODEBUG="$godebug" \
 MEDIC_DEPLOY_START_NICE="${START_NICE:-}" go test -count="${RUNS:-10}" -timeout 60m -run 'TestRollingSurgeDeployUnderLoad|TestBlueGreenDeployUnderLoad|TestColdRollbackFromHistory' -v ./e2e/ 2>&1 |
 	grep -E '^(=== RUN|--- |\s+\w+_test.go|ok|FAIL)' | tee -a "$out" || true
 uptime | tee -a "$out"
@@ -41,14 +50,18 @@ function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n;
 /--- PASS: TestColdRollback/ { cp++ } /--- FAIL: TestColdRollback/ { cf++ }
 /cold rollback from history:/ { match($0, /first answer [^ ]+ after/); split(substr($0, RSTART, RLENGTH), w, " "); cu[++nc] = ms(w[3]); if (cu[nc] > cumax) cumax = cu[nc]
 	match($0, /last [^ ]+ after/); split(substr($0, RSTART, RLENGTH), v, " "); cb[nc] = ms(v[2]); if (cb[nc] > cbmax) cbmax = cb[nc] }
-/rolling with surge 3→3/ { match($0, /p99 [^ ]+ during vs [^ ]+ before/); split(substr($0, RSTART, RLENGTH), w, " "); r[++nr] = ms(w[2]) / ms(w[5]); if (r[nr] > rmax) rmax = r[nr]
+/rolling control/ { match($0, /p99 [^ ]+ during vs [^ ]+ before/); split(substr($0, RSTART, RLENGTH), w, " "); rc[++nrc] = ms(w[2]) / ms(w[5]); if (rc[nrc] > rcmax) rcmax = rc[nrc] }
+/blue-green control/ { match($0, /p99 [^ ]+ during vs [^ ]+ before/); split(substr($0, RSTART, RLENGTH), w, " "); bc[++nbc] = ms(w[2]) / ms(w[5]); if (bc[nbc] > bcmax) bcmax = bc[nbc] }
+/rolling with surge 3→3/ { match($0, /p99 [^ ]+ during vs [^ ]+ before/); split(substr($0, RSTART, RLENGTH), w, " "); r[++nr] = ms(w[2]) / ms(w[5]); rn[nr] = ms(w[5]); if (r[nr] > rmax) rmax = r[nr]
 	match($0, /3→3 in [^:]+:/); split(substr($0, RSTART, RLENGTH - 1), v, " "); rt[nr] = ms(v[3]); if (rt[nr] > rtmax) rtmax = rt[nr] }
-/blue-green 3→3/ { match($0, /p99 [^ ]+ vs [^ ]+ before/); split(substr($0, RSTART, RLENGTH), w, " "); b[++nb] = ms(w[2]) / ms(w[4]); if (b[nb] > bmax) bmax = b[nb]
+/blue-green 3→3/ { match($0, /p99 [^ ]+ vs [^ ]+ before/); split(substr($0, RSTART, RLENGTH), w, " "); b[++nb] = ms(w[2]) / ms(w[4]); bn[nb] = ms(w[4]); if (b[nb] > bmax) bmax = b[nb]
 	match($0, /switched [^ ]+ after/); split(substr($0, RSTART, RLENGTH), v, " "); bt[nb] = ms(v[2]); if (bt[nb] > btmax) btmax = bt[nb]
 	match($0, /green left [^ ]+ after/); split(substr($0, RSTART, RLENGTH), v, " "); g[++ng] = ms(v[3]); if (g[ng] > gmax) gmax = g[ng] }
 END {
-	printf "rolling:    %d passed (0 client errors), %d failed; p99 during / normal: median %.1f×, max %.1f×; deploy took median %.0f ms, max %.0f ms\n", rp, rf, nr ? med(r, nr) : 0, rmax, nr ? med(rt, nr) : 0, rtmax
+	printf "rolling:    %d passed (0 client errors), %d failed; p99 during / normal: median %.1f×, max %.1f×; normal p99 median %.2f ms; deploy took median %.0f ms, max %.0f ms\n", rp, rf, nr ? med(r, nr) : 0, rmax, nr ? med(rn, nr) : 0, nr ? med(rt, nr) : 0, rtmax
+	if (nrc) printf "rolling control (a demoapp outside medic, 200 req/s straight to it, same windows): p99 during / normal: median %.1f×, max %.1f×\n", med(rc, nrc), rcmax
 	printf "cold rollback: %d passed, %d failed; old release first answered median %.0f ms (max %.0f), new release last answered median %.0f ms (max %.0f) after it began\n", cp, cf, nc ? med(cu, nc) : 0, cumax, nc ? med(cb, nc) : 0, cbmax
-	printf "blue-green: %d passed (0 client errors), %d failed; p99 deploy start to 1 s after the switch / normal: median %.1f×, max %.1f×; rollback: last request to green median %.0f ms, max %.0f ms after it began; switch median %.0f ms, max %.0f ms after the deploy began\n", bp, bf, nb ? med(b, nb) : 0, bmax, ng ? med(g, ng) : 0, gmax, nb ? med(bt, nb) : 0, btmax
+	printf "blue-green: %d passed (0 client errors), %d failed; p99 deploy start to 1 s after the switch / normal: median %.1f×, max %.1f×; normal p99 median %.2f ms; rollback: last request to green median %.0f ms, max %.0f ms after it began; switch median %.0f ms, max %.0f ms after the deploy began\n", bp, bf, nb ? med(b, nb) : 0, bmax, nb ? med(bn, nb) : 0, ng ? med(g, ng) : 0, gmax, nb ? med(bt, nb) : 0, btmax
+	if (nbc) printf "blue-green control (same): p99 during / normal: median %.1f×, max %.1f×\n", med(bc, nbc), bcmax
 }' "$out" | tee -a "$out"
 echo "written to $out"

@@ -207,6 +207,7 @@ func TestRollingSurgeDeployUnderLoad(t *testing.T) {
 	a.eventually(20*time.Second, "3 ready on VERSION 1", func() bool { return a.runAll(t, 3, "1") })
 
 	l := startDeployLoad("http://"+a.status().Proxies[0].Listen+"/", 200, 60*time.Second)
+	ctl := startDeployControl(t, 200, 60*time.Second)
 	time.Sleep(deployLeadIn)
 	begin := time.Now()
 	out, err := a.medic("deploy", "web", "--set", "env.VERSION=2", "--version", "v2", "--json")
@@ -233,6 +234,8 @@ func TestRollingSurgeDeployUnderLoad(t *testing.T) {
 		t.Fatalf("after the deploy: %+v", a.status().Services[0])
 	}
 	t.Logf("rolling with surge 3→3 in %v: %d requests during, 0 errors; p99 %v during vs %v before (median p99 of %d windows of %d requests)", end.Sub(begin).Round(time.Millisecond), nd, p99d, p99b, nw, nd)
+	ctl.report(t, "rolling", begin, end)
+	a.attribute(t, "rolling", as, begin, end, p99b, ctl)
 }
 
 const blueGreenConfig = `
@@ -272,6 +275,7 @@ func TestBlueGreenDeployUnderLoad(t *testing.T) {
 	green := func(x deployAnswer) bool { return x.err == nil && !blue[x.pid] }
 
 	l := startDeployLoad("http://"+a.status().Proxies[0].Listen+"/", 200, 90*time.Second)
+	ctl := startDeployControl(t, 200, 90*time.Second)
 	time.Sleep(deployLeadIn)
 	begin := time.Now()
 	out, err := a.medic("deploy", "web", "--set", "env.VERSION=2", "--version", "v2", "--json")
@@ -357,4 +361,6 @@ func TestBlueGreenDeployUnderLoad(t *testing.T) {
 	t.Logf("the blue-green window in parts: p99 %v of %d up to the switch, %v of %d in the first 200ms on green, %v of %d after", s1, n1, s2, n2, s3, n3)
 	t.Logf("blue-green 3→3: switched %v after the deploy began (%d requests up to 1s after it, 0 errors, p99 %v vs %v before: median p99 of %d windows of %d requests); rollback to warm blue: the call took %v, the last request sent to green left %v after it began; second deploy through its window and promotion: p99 %v, 0 errors",
 		switched.Sub(begin).Round(time.Millisecond), nd, p99during, p99before, nw, nd, backDone.Sub(back).Round(time.Millisecond), trafficBack.Round(time.Millisecond), p99promo)
+	ctl.report(t, "blue-green", begin, back)
+	a.attribute(t, "blue-green", as, begin, back, p99before, ctl)
 }

@@ -96,6 +96,9 @@ type agent struct {
 	stderr *lockedBuffer
 	token  string // default --token for CLI calls
 	done   chan error
+	// started is when medic's process was started (the base of the
+	// runtime's own times, such as gctrace's @s).
+	started time.Time
 }
 
 // freePort returns a base port with n free consecutive ports after it.
@@ -156,6 +159,14 @@ func (a *agent) launch(wrapper ...string) {
 		// The agent's alone (bench/deploy.sh AGENT_GOMAXPROCS), not the test's clients'.
 		a.cmd.Env = append(os.Environ(), "GOMAXPROCS="+v)
 	}
+	if v := os.Getenv("MEDIC_AGENT_GODEBUG"); v != "" {
+		// bench/deploy.sh ATTRIBUTE=1: gctrace=1 for the GC cycles in a deploy's window.
+		if a.cmd.Env == nil {
+			a.cmd.Env = os.Environ()
+		}
+		a.cmd.Env = append(a.cmd.Env, "GODEBUG="+v)
+	}
+	a.started = time.Now()
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
