@@ -22,6 +22,11 @@
 #   ATTRIBUTE=1 bench/deploy.sh    # log each slow request of a deploy's window
 #                                  # beside the audit's records and the agent's
 #                                  # GC cycles (gctrace) in it
+#   TRACE=/tmp/traces bench/deploy.sh   # the agent's runtime trace of each
+#                                  # deploy (its flight recorder, written on
+#                                  # SIGUSR1 after the window) into that
+#                                  # directory; read one with
+#                                  # bench/deploytrace.py FILE [FROM TO [STEP]]
 #
 # The e2e tests TestRollingSurgeDeployUnderLoad and TestBlueGreenDeployUnderLoad
 # are the short form CI runs (one of each).
@@ -33,7 +38,8 @@ uptime | tee "$out"
 echo "start_nice: ${START_NICE:-default}; agent GOMAXPROCS: ${MEDIC_AGENT_GOMAXPROCS:-default}; control: ${CONTROL:-1}; attribute: ${ATTRIBUTE:-0}" | tee -a "$out"
 godebug=
 [ "${ATTRIBUTE:-0}" = 1 ] && godebug=gctrace=1
-MEDIC_DEPLOY_CONTROL="${CONTROL:-1}" MEDIC_DEPLOY_ATTRIBUTE="${ATTRIBUTE:-0}" MEDIC_AGENT_GODEBUG="$godebug" \
+[ -n "${TRACE:-}" ] && mkdir -p "$TRACE" && TRACE=$(cd "$TRACE" && pwd)
+MEDIC_AGENT_RUNTIME_TRACE="${TRACE:-}" MEDIC_DEPLOY_CONTROL="${CONTROL:-1}" MEDIC_DEPLOY_ATTRIBUTE="${ATTRIBUTE:-0}" MEDIC_AGENT_GODEBUG="$godebug" \
 MEDIC_DEPLOY_START_NICE="${START_NICE:-}" go test -count="${RUNS:-10}" -timeout 60m -run 'TestRollingSurgeDeployUnderLoad|TestBlueGreenDeployUnderLoad|TestColdRollbackFromHistory' -v ./e2e/ 2>&1 |
 	grep -E '^(=== RUN|--- |\s+\w+_test.go|ok|FAIL)' | tee -a "$out" || true
 uptime | tee -a "$out"

@@ -188,3 +188,41 @@ func (a *agent) attribute(t *testing.T, what string, as []deployAnswer, from, to
 		t.Logf("%s attribution: agent GC cycles (start, from gctrace): %d: %s", what, len(gl), strings.Join(gl, "; "))
 	}
 }
+
+// dumpTrace has the agent write the last seconds of its runtime trace
+// (MEDIC_AGENT_RUNTIME_TRACE=DIR, bench/deploy.sh TRACE=1: the agent runs
+// with MEDIC_RUNTIME_TRACE=DIR/agent.trace and writes it on SIGUSR1)
+// and waits until the file stops growing; then renames it to
+// DIR/NAME-PID-UNIXMILLI.trace, the time of the deploy's start in it.
+func (a *agent) dumpTrace(t *testing.T, name string, begin time.Time) {
+	t.Helper()
+	dir := os.Getenv("MEDIC_AGENT_RUNTIME_TRACE")
+	if dir == "" {
+		return
+	}
+	pid := a.cmd.Process.Pid
+	path := dir + "/agent.trace"
+	os.Remove(path)
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		t.Logf("trace: SIGUSR1 to %d: %v", pid, err)
+		return
+	}
+	last := int64(-1)
+	for i := 0; i < 50; i++ { // ≤ 5 s
+		time.Sleep(100 * time.Millisecond)
+		st, err := os.Stat(path)
+		if err == nil && st.Size() > 0 && st.Size() == last {
+			to := fmt.Sprintf("%s/%s-%d-%d.trace", dir, name, pid, begin.UnixMilli())
+			if err := os.Rename(path, to); err != nil {
+				t.Logf("trace: %v", err)
+				return
+			}
+			t.Logf("%s trace: %s (the deploy began at %s)", name, to, begin.Format("15:04:05.000"))
+			return
+		}
+		if err == nil {
+			last = st.Size()
+		}
+	}
+	t.Logf("trace: %s not written within 5s", path)
+}

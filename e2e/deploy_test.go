@@ -216,6 +216,7 @@ func TestRollingSurgeDeployUnderLoad(t *testing.T) {
 		t.Fatalf("deploy: %v\n%s", err, out)
 	}
 	time.Sleep(500 * time.Millisecond)
+	a.dumpTrace(t, "rolling", begin)
 	as := l.finish()
 	var rel release.Release
 	if err := json.Unmarshal([]byte(out), &rel); err != nil {
@@ -299,6 +300,7 @@ func TestBlueGreenDeployUnderLoad(t *testing.T) {
 		t.Fatalf("rollback: %v\n%s", err, out)
 	}
 	time.Sleep(1 * time.Second)
+	a.dumpTrace(t, "blue-green", begin) // after the window: writing the trace takes the agent's CPU
 	// A second deploy, left to end its window (5s) and promote.
 	again := time.Now()
 	if out, err = a.medic("deploy", "web", "--set", "env.VERSION=3", "--version", "v3", "--json"); err != nil {

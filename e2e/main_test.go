@@ -166,6 +166,13 @@ func (a *agent) launch(wrapper ...string) {
 		}
 		a.cmd.Env = append(a.cmd.Env, "GODEBUG="+v)
 	}
+	if d := os.Getenv("MEDIC_AGENT_RUNTIME_TRACE"); d != "" {
+		// bench/deploy.sh TRACE=1: the agent's flight recorder (e2e/deploy_attr_test.go, dumpTrace).
+		if a.cmd.Env == nil {
+			a.cmd.Env = os.Environ()
+		}
+		a.cmd.Env = append(a.cmd.Env, "MEDIC_RUNTIME_TRACE="+filepath.Join(d, "agent.trace"), "MEDIC_RUNTIME_TRACE_AGE=8s")
+	}
 	a.started = time.Now()
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ type usageError struct{ error }
 var errReported = errors.New("reported")
 
 func main() {
+	startFlightTrace()
 	root := newRoot()
 	err := root.Execute()
 	if err == nil {
