@@ -40,6 +40,10 @@ func buildRemedy(m *Main) (*component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("conditions: %w", err)
 	}
+	// The store keeps of each signal what the conditions read: 50 instances
+	// sampled every second would otherwise hold an hour of every instance
+	// signal, about 20 MB (docs/benchmarks.md, "The agent's footprint").
+	a.store.SetHistory(a.detect.History())
 	rec := remedy.RecorderFunc(m.Record)
 	a.notify, err = notify.New(notify.Options{Receivers: m.cfg.Receivers, Recorder: rec, Clock: m.Clock, Source: m.cfg.Name, Logger: m.Logger,
 		Redact: m.redact})
@@ -71,6 +75,7 @@ func buildRemedy(m *Main) (*component, error) {
 		if err := a.detect.Update(cfg.Conditions); err != nil {
 			return err
 		}
+		a.store.SetHistory(a.detect.History())
 		return a.engine.Update(ctx, cfg)
 	})
 

@@ -130,6 +130,20 @@ func (c *Condition) Kind() string { return c.kind }
 // Signal returns the signal the condition reads ("" for event and alert conditions).
 func (c *Condition) Signal() string { return c.spec.Signal }
 
+// History is how far back before the newest point the condition reads its
+// signal: a threshold the newest point only (0), a trend its window, an
+// anomaly all the store keeps (config.SignalRetention: a new detector learns
+// its baseline from it). Event and alert conditions read no signal (0).
+func (c *Condition) History() time.Duration {
+	switch c.kind {
+	case config.KindTrend:
+		return c.spec.Trend.Window.D()
+	case config.KindAnomaly:
+		return config.SignalRetention
+	}
+	return 0
+}
+
 // Dropped returns how many readings were dropped because MaxAlerts label
 // sets were already tracked.
 func (c *Condition) Dropped() uint64 { return c.dropped }

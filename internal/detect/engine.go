@@ -315,6 +315,22 @@ func (e *Engine) Signals() []string {
 	return slices.Sorted(maps.Keys(set))
 }
 
+// History returns, per signal the conditions read, how far back they read
+// it (the longest of its conditions' Condition.History): what a
+// signal.Store must keep (Store.SetHistory). A signal not in it is read by
+// no condition.
+func (e *Engine) History() map[string]time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	h := map[string]time.Duration{}
+	for _, c := range e.conds {
+		if s := c.Signal(); s != "" {
+			h[s] = max(h[s], c.History())
+		}
+	}
+	return h
+}
+
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()

@@ -2,6 +2,7 @@ package detect_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -194,5 +195,35 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 			tb.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestEngineHistory: what each signal's conditions read back (the longest
+// of them), and a trend over a store that keeps only that still fires.
+func TestEngineHistory(t *testing.T) {
+	e := mustEngine(t, `  a:  {signal: disk_used, above: 90}
+  b1: {signal: rss, above: 100}
+  b2: {signal: rss, trend: {window: 10m, above_per_hour: 1}}
+  c:  {signal: latency, anomaly: {window: 30m, warmup: 10m}}
+`, detect.Options{})
+	h := e.History()
+	want := map[string]time.Duration{"disk_used": 0, "rss": 10 * time.Minute, "latency": config.SignalRetention}
+	if fmt.Sprint(h) != fmt.Sprint(want) {
+		t.Fatalf("History() = %v, want %v", h, want)
+	}
+	store := signal.NewStore(signal.Options{Retention: config.SignalRetention})
+	store.SetHistory(h)
+	var got string
+	for i := range 900 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		store.Add("rss", nil, at, float64(i)) // +3 600 an hour
+		store.Add("unread", nil, at, 1)
+		got += names(e.Eval(at, store))
+	}
+	if !strings.Contains(got, "b2:inactive>firing") {
+		t.Fatalf("the trend did not fire over the history it asked for: %q", got)
+	}
+	if st := store.Stats(); st.Points != 601+1 {
+		t.Fatalf("store holds %d points, want 602 (10 minutes of rss, the newest of unread)", st.Points)
 	}
 }

@@ -1,6 +1,7 @@
 package signal
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -13,9 +14,10 @@ const (
 	DefaultRetention = time.Hour
 	// DefaultMaxPoints holds an hour of samples taken every second.
 	DefaultMaxPoints = 3600
-	// DefaultMaxSeries bounds the worst case to about 2000 × 3600 × 16 B ≈ 115 MB;
-	// a ring grows only as its series receives samples, so a store of a few
-	// dozen series sampled every 10 s holds well under a megabyte.
+	// DefaultMaxSeries bounds the worst case to about 2000 × 3600 × 16 B ≈ 115 MB
+	// (a point is 16 bytes: nanoseconds and value); a ring grows only as its
+	// series receives samples, and with SetHistory only the signals some
+	// condition reads keep more than their newest point.
 	DefaultMaxSeries = 2000
 )
 
@@ -71,6 +73,11 @@ type Stats struct {
 type Store struct {
 	opt Options
 
+	// history, once SetHistory is called: how far back each signal's points
+	// are kept; a signal not in it keeps its newest point only. nil keeps
+	// every signal for Retention.
+	history map[string]time.Duration
+
 	mu        sync.RWMutex
 	byName    map[string]map[string]*series // name → labels key → series
 	count     int
@@ -122,7 +129,7 @@ func (s *Store) Add(name string, l Labels, t time.Time, v float64) {
 			s.dropLimit++
 			return
 		}
-		sr = &series{name: name, labels: l.Clone()}
+		sr = &series{name: name, labels: l.Clone(), keep: s.keepLocked(name)}
 		m := s.byName[name]
 		if m == nil {
 			m = map[string]*series{}
@@ -131,12 +138,43 @@ func (s *Store) Add(name string, l Labels, t time.Time, v float64) {
 		m[key] = sr
 		s.count++
 	}
-	if !sr.add(Point{t, v}, s.opt.MaxPoints, s.opt.Retention) {
+	if !sr.add(point{nanos(t), v}, s.opt.MaxPoints) {
 		s.dropOrder++
 	}
 	// Sweep stale series about four times per retention period of sample time.
 	if s.newest.Sub(s.lastSweep) >= s.opt.Retention/4 {
 		s.sweepLocked()
+	}
+}
+
+// keepLocked is how far back a series of signal name keeps points, at most
+// Retention; 0 keeps the newest point only.
+func (s *Store) keepLocked(name string) time.Duration {
+	if s.history == nil {
+		return s.opt.Retention
+	}
+	return min(max(s.history[name], 0), s.opt.Retention)
+}
+
+// SetHistory says how far back each signal's points are read (the
+// conditions' windows: detect.Engine.History); a signal not in h then keeps
+// its newest point only (Latest still answers for it), and a series holding
+// more than its signal now needs gives the rest back at once. Without a
+// call, every signal keeps Retention. Points dropped are not restored when a
+// later call asks for more: that signal's history starts again from then.
+func (s *Store) SetHistory(h map[string]time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.history = maps.Clone(h)
+	if s.history == nil {
+		s.history = map[string]time.Duration{}
+	}
+	for name, m := range s.byName {
+		keep := s.keepLocked(name)
+		for _, sr := range m {
+			sr.keep = keep
+			sr.fit()
+		}
 	}
 }
 
@@ -149,7 +187,7 @@ func (s *Store) sweepLocked() {
 	cut := s.newest.Add(-s.opt.Retention)
 	for name, m := range s.byName {
 		for k, sr := range m {
-			if sr.n == 0 || sr.last().T.Before(cut) {
+			if sr.n == 0 || sr.last().t < nanos(cut) {
 				delete(m, k)
 				s.count--
 			}
@@ -190,7 +228,7 @@ func (s *Store) Range(name string, match Labels, from, to time.Time) []Series {
 		if !sr.labels.Matches(match) {
 			continue
 		}
-		if pts := sr.between(from, to); len(pts) > 0 {
+		if pts := sr.between(nanos(from), nanos(to)); len(pts) > 0 {
 			out = append(out, Series{Name: name, Labels: sr.labels.Clone(), Points: pts})
 		}
 	}
@@ -210,7 +248,7 @@ func (s *Store) Latest(name string, match Labels) []Sample {
 			continue
 		}
 		p := sr.last()
-		out = append(out, Sample{Name: name, Labels: sr.labels.Clone(), T: p.T, V: p.V})
+		out = append(out, Sample{Name: name, Labels: sr.labels.Clone(), T: p.time(), V: p.v})
 	}
 	slices.SortFunc(out, func(a, b Sample) int { return strings.Compare(a.Labels.Key(), b.Labels.Key()) })
 	return out
@@ -241,45 +279,86 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
+// point is a Point as the rings hold it: 16 bytes and no pointer (the
+// garbage collector does not scan a ring), where a time.Time would take 24
+// bytes with a pointer to its location.
+type point struct {
+	t int64 // Unix nanoseconds
+	v float64
+}
+
+// Unix nanoseconds hold 1678–2262; nanos clamps a time outside (the zero
+// time as "from the start") to the ends, where UnixNano's result would be
+// undefined.
+var (
+	minNanos = time.Unix(0, math.MinInt64)
+	maxNanos = time.Unix(0, math.MaxInt64)
+)
+
+func nanos(t time.Time) int64 {
+	switch {
+	case t.Before(minNanos):
+		return math.MinInt64
+	case t.After(maxNanos):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// time is the point's time, in UTC: the location of the sample's time is
+// not kept, its instant is.
+func (p point) time() time.Time { return time.Unix(0, p.t).UTC() }
+
 // series is a ring of points in time order. buf grows up to the maximum and
 // then wraps; head is the index of the oldest point.
 type series struct {
 	name   string
 	labels Labels
-	buf    []Point
+	keep   time.Duration // points older than the newest by more are dropped
+	buf    []point
 	head   int
 	n      int
 }
 
-func (s *series) at(i int) *Point { return &s.buf[(s.head+i)%len(s.buf)] }
+func (s *series) at(i int) *point { return &s.buf[(s.head+i)%len(s.buf)] }
 
-func (s *series) last() Point { return *s.at(s.n - 1) }
+func (s *series) last() point { return *s.at(s.n - 1) }
 
-// add appends p, dropping points older than retention before p; it reports
+// limit is the most points the ring may hold: maxPoints, or one when only
+// the newest point is kept.
+func (s *series) limit(maxPoints int) int {
+	if s.keep <= 0 {
+		return 1
+	}
+	return maxPoints
+}
+
+// add appends p, dropping points older than keep before p; it reports
 // false when p is older than the newest point.
-func (s *series) add(p Point, maxPoints int, retention time.Duration) bool {
+func (s *series) add(p point, maxPoints int) bool {
 	if s.n > 0 {
 		last := s.at(s.n - 1)
 		switch {
-		case p.T.Equal(last.T):
-			last.V = p.V
+		case p.t == last.t:
+			last.v = p.v
 			return true
-		case p.T.Before(last.T):
+		case p.t < last.t:
 			return false
 		}
 	}
-	cut := p.T.Add(-retention)
-	for s.n > 0 && s.at(0).T.Before(cut) {
+	cut := p.t - int64(s.keep)
+	for s.n > 0 && s.at(0).t < cut {
 		s.head = (s.head + 1) % len(s.buf)
 		s.n--
 	}
+	maxPoints = s.limit(maxPoints)
 	switch {
 	case s.n < len(s.buf):
 		*s.at(s.n) = p
 		s.n++
 	case len(s.buf) < maxPoints:
 		// Full but allowed to grow: lay the ring out in order, then append.
-		lin := make([]Point, s.n, min(max(2*s.n, 16), maxPoints))
+		lin := make([]point, s.n, min(max(2*s.n, 16), maxPoints))
 		for i := range s.n {
 			lin[i] = *s.at(i)
 		}
@@ -294,18 +373,42 @@ func (s *series) add(p Point, maxPoints int, retention time.Duration) bool {
 	return true
 }
 
-// between copies the points with from <= T <= to.
-func (s *series) between(from, to time.Time) []Point {
+// fit drops the points older than keep before the newest and, when the
+// ring is more than twice what it holds, moves them to a ring that fits.
+func (s *series) fit() {
+	if s.n == 0 {
+		return
+	}
+	cut := s.last().t - int64(s.keep)
+	for s.n > 1 && s.at(0).t < cut {
+		s.head = (s.head + 1) % len(s.buf)
+		s.n--
+	}
+	if s.keep <= 0 {
+		s.buf, s.head, s.n = []point{s.last()}, 0, 1
+		return
+	}
+	if len(s.buf) > 2*s.n && len(s.buf) > 16 {
+		lin := make([]point, s.n, max(s.n, 16))
+		for i := range s.n {
+			lin[i] = *s.at(i)
+		}
+		s.buf, s.head = lin[:cap(lin)], 0
+	}
+}
+
+// between copies the points with from <= t <= to (Unix nanoseconds).
+func (s *series) between(from, to int64) []Point {
 	var out []Point
 	for i := range s.n {
 		p := s.at(i)
-		if p.T.Before(from) {
+		if p.t < from {
 			continue
 		}
-		if p.T.After(to) {
+		if p.t > to {
 			break
 		}
-		out = append(out, *p)
+		out = append(out, Point{p.time(), p.v})
 	}
 	return out
 }

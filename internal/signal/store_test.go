@@ -3,6 +3,7 @@ package signal_test
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -206,5 +207,124 @@ func TestRates(t *testing.T) {
 	r.Prune(t0.Add(time.Hour))
 	if _, ok := r.Rate("cpu", l, t0.Add(2*time.Hour), 1); ok {
 		t.Error("a pruned series still has a previous value")
+	}
+}
+
+// TestStoreHistory: after SetHistory a signal keeps the points its readers
+// need (its window before the newest point), one no reader names keeps its
+// newest point only, and what a series held beyond that is dropped at once;
+// a later, longer history keeps points from then on.
+func TestStoreHistory(t *testing.T) {
+	s := signal.NewStore(signal.Options{Retention: time.Hour})
+	l := signal.Labels{"instance": "web/0"}
+	for i := range 600 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		s.Add("read", l, at, float64(i))
+		s.Add("unread", l, at, float64(i))
+	}
+	if st := s.Stats(); st.Points != 1200 {
+		t.Fatalf("before SetHistory: %d points, want 1200 (every signal keeps Retention)", st.Points)
+	}
+	s.SetHistory(map[string]time.Duration{"read": time.Minute})
+	all := t0.Add(-time.Hour)
+	end := t0.Add(time.Hour)
+	if pts := s.Range("read", nil, all, end)[0].Points; len(pts) != 61 || pts[0].V != 539 || pts[60].V != 599 {
+		t.Fatalf("read after SetHistory: %d points from %v to %v, want 61 from 539 to 599", len(pts), pts[0].V, pts[len(pts)-1].V)
+	}
+	if pts := s.Range("unread", nil, all, end)[0].Points; len(pts) != 1 || pts[0].V != 599 {
+		t.Fatalf("unread after SetHistory: %+v, want the newest point only", pts)
+	}
+	if st := s.Stats(); st.Points != 62 || st.Series != 2 {
+		t.Fatalf("stats %+v, want 62 points in 2 series", st)
+	}
+	for i := 600; i < 700; i++ {
+		at := t0.Add(time.Duration(i) * time.Second)
+		s.Add("read", l, at, float64(i))
+		s.Add("unread", l, at, float64(i))
+		s.Add("new", l, at, float64(i))
+	}
+	if pts := s.Range("read", nil, all, end)[0].Points; len(pts) != 61 || pts[60].V != 699 {
+		t.Fatalf("read: %d points, newest %v; want 61, newest 699", len(pts), pts[len(pts)-1].V)
+	}
+	for _, name := range []string{"unread", "new"} {
+		if l := s.Latest(name, nil); len(l) != 1 || l[0].V != 699 || !l[0].T.Equal(t0.Add(699*time.Second)) {
+			t.Fatalf("Latest(%s) = %+v, want 699 at %v", name, l, t0.Add(699*time.Second))
+		}
+		if pts := s.Range(name, nil, all, end)[0].Points; len(pts) != 1 {
+			t.Fatalf("%s keeps %d points, want 1", name, len(pts))
+		}
+	}
+	s.SetHistory(map[string]time.Duration{"read": time.Minute, "unread": time.Hour})
+	for i := 700; i < 710; i++ {
+		s.Add("unread", l, t0.Add(time.Duration(i)*time.Second), float64(i))
+	}
+	if pts := s.Range("unread", nil, all, end)[0].Points; len(pts) != 11 || pts[0].V != 699 {
+		t.Fatalf("unread with an hour: %d points from %v, want 11 from 699 (dropped points are not restored)", len(pts), pts[0].V)
+	}
+	s.SetHistory(nil)
+	if pts := s.Range("read", nil, all, end)[0].Points; len(pts) != 1 {
+		t.Fatalf("SetHistory(nil): read keeps %d points, want 1 (nil names no signal)", len(pts))
+	}
+}
+
+// TestStoreTimes: a point's time comes back as the same instant (in UTC),
+// and a range from the zero time reads from the start.
+func TestStoreTimes(t *testing.T) {
+	s := signal.NewStore(signal.Options{})
+	at := time.Date(2026, 3, 4, 5, 6, 7, 891, time.FixedZone("X", 3600))
+	s.Add("x", nil, at, 1)
+	got := s.Range("x", nil, time.Time{}, at)
+	if len(got) != 1 || !got[0].Points[0].T.Equal(at) || got[0].Points[0].T.Location() != time.UTC {
+		t.Fatalf("Range from the zero time = %+v, want the point at %v in UTC", got, at)
+	}
+	if got := s.Range("x", nil, at.Add(time.Nanosecond), at.Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("Range after the point = %+v, want none", got)
+	}
+}
+
+// BenchmarkStoreHour is the store of the footprint scenario after an hour:
+// 50 instances × the six instance signals the supervisor's poll adds every
+// second, 3 600 samples each; it reports the heap the store holds (MB) with
+// every signal kept for an hour (as before SetHistory) and with a history
+// where one signal is read by a trend over 10 minutes and the rest by
+// nothing. go test -run '^$' -bench StoreHour -benchtime 1x ./internal/signal
+func BenchmarkStoreHour(b *testing.B) {
+	names := []string{"instance_ready", "instance_restarts_total", "instance_rss_bytes",
+		"instance_open_fds", "instance_cpu_seconds_total", "instance_cpu_cores"}
+	for _, c := range []struct {
+		name    string
+		history map[string]time.Duration
+	}{
+		{"all-kept", nil},
+		{"conditions", map[string]time.Duration{"instance_rss_bytes": 10 * time.Minute}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for range b.N {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				s := signal.NewStore(signal.Options{Retention: time.Hour})
+				if c.history != nil {
+					s.SetHistory(c.history)
+				}
+				labels := make([]signal.Labels, 50)
+				for i := range labels {
+					labels[i] = signal.Labels{"service": "demo", "instance": fmt.Sprintf("demo/%d", i)}
+				}
+				for sec := range 3600 {
+					at := t0.Add(time.Duration(sec) * time.Second)
+					for _, l := range labels {
+						for _, n := range names {
+							s.Add(n, l, at, float64(sec))
+						}
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB")
+				b.ReportMetric(float64(s.Stats().Points), "points")
+				runtime.KeepAlive(s)
+			}
+		})
 	}
 }
