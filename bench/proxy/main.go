@@ -54,6 +54,13 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "load" {
+		if err := runLoad(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var (
 		medicproxy = flag.String("medicproxy", "", "path of the medicproxy binary (go build ./bench/proxy/medicproxy)")
 		out        = flag.String("out", "", "write the results table here (markdown); default stdout only")

@@ -129,6 +129,26 @@ func cpuSeconds(pid int) (float64, error) {
 	return float64(ticks) / 100, nil // USER_HZ is 100 on Linux
 }
 
+// selfCPUSeconds is this process's user+system CPU time.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// procsCPUSeconds is the CPU time of ps and their descendants together
+// (a process gone is counted as 0).
+func procsCPUSeconds(ps []*proc) float64 {
+	var t float64
+	for _, p := range ps {
+		c, _ := cpuSeconds(p.pid())
+		t += c
+	}
+	return t
+}
+
 // statFields splits /proc/PID/stat, whose 2nd field (comm) may hold spaces.
 func statFields(s string) []string {
 	i := strings.LastIndexByte(s, ')')

@@ -67,7 +67,7 @@ func (r *report) markdown() string {
 			rounds = max(rounds, o.round)
 		}
 		if rounds > 1 {
-			p("Medians of %d rounds (targets interleaved in each round); ratios are taken within each round, then the median.\n\n", rounds)
+			p("Medians of %d rounds (targets interleaved in each round, the order rotating from round to round); ratios are taken within each round, then the median.\n\n", rounds)
 			p("| target | req/s | p99 ms | req per proxy CPU-s | req/s vs HAProxy | req per CPU-s vs HAProxy | p99 vs HAProxy |\n")
 			p("|---|---:|---:|---:|---:|---:|---:|\n")
 			for _, target := range append([]string{"direct"}, r.b.peers...) {
@@ -95,8 +95,8 @@ func (r *report) markdown() string {
 			}
 			p("\nEvery round:\n\n")
 		}
-		p("| target | round | req/s | p50 ms | p99 ms | errors | proxy CPU s | req per proxy CPU-s | req/s vs direct | req/s vs HAProxy | req per CPU-s vs HAProxy |\n")
-		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		p("| target | round | req/s | p50 ms | p99 ms | errors | proxy CPU s | req per proxy CPU-s | req/s vs direct | req/s vs HAProxy | req per CPU-s vs HAProxy | CPU µs per request: generator / instances / proxy / all |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, o := range r.overhead {
 			direct, _, _ := roundRows(r.overhead, o.round, "direct")
 			_, haproxy, _ := roundRows(r.overhead, o.round, o.target)
@@ -107,11 +107,12 @@ func (r *report) markdown() string {
 					vsH = fmt.Sprintf("%.2f", (float64(o.s.n)/o.cpu)/(float64(haproxy.s.n)/haproxy.cpu))
 				}
 			}
-			p("| %s | %d | %.0f | %s | %s | %d | %s | %s | %s | %s | %s |\n", o.target, max(o.round, 1), o.s.perSec, ms(o.s.p50), ms(o.s.p99), o.s.errors(),
-				cpuCell(o.cpu), perCPU, ratio(o.s.perSec, direct.s.perSec), ratio(o.s.perSec, haproxy.s.perSec), vsH)
+			p("| %s | %d | %.0f | %s | %s | %d | %s | %s | %s | %s | %s | %s |\n", o.target, max(o.round, 1), o.s.perSec, ms(o.s.p50), ms(o.s.p99), o.s.errors(),
+				cpuCell(o.cpu), perCPU, ratio(o.s.perSec, direct.s.perSec), ratio(o.s.perSec, haproxy.s.perSec), vsH, cpuSplit(o))
 		}
 		p("\nThe load generator, the proxies and the instances share the same %d CPUs, so throughput is bounded by the machine; ", runtime.NumCPU())
-		p("requests per proxy CPU-second is the efficiency figure.\n\n")
+		p("requests per proxy CPU-second is the efficiency figure. The last column splits the CPU the whole run spent per request ")
+		p("(/proc and getrusage, 10 ms ticks): what a proxy makes the generator and the instances spend also comes out of the same CPUs.\n\n")
 	}
 
 	if len(r.overload) > 0 {
@@ -136,6 +137,16 @@ func (r *report) markdown() string {
 		p("\n")
 	}
 	return w.String()
+}
+
+// cpuSplit is the CPU each part of the machine spent per request in an
+// overhead run: the load generator, the instances, the proxy, all three.
+func cpuSplit(o overheadRow) string {
+	if o.s.n == 0 {
+		return "–"
+	}
+	us := func(c float64) float64 { return c / float64(o.s.n) * 1e6 }
+	return fmt.Sprintf("%.0f / %.0f / %.0f / %.0f", us(o.client), us(o.instances), us(o.cpu), us(o.client+o.instances+o.cpu))
 }
 
 func cpuCell(c float64) string {

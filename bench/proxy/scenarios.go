@@ -120,9 +120,14 @@ type overheadRow struct {
 	round  int
 	s      summary
 	cpu    float64 // the proxy's CPU seconds during the run; 0 for direct
+	// the load generator's (this process's) and the instances' CPU seconds
+	// during the run: on one machine they share the CPUs with the proxy, so
+	// a proxy that makes them work harder per request costs throughput
+	client, instances float64
 }
 
-// runOverhead: healthy instances, straight to one and through each proxy.
+// runOverhead: healthy instances, straight to one and through each proxy,
+// the targets in a rotating order.
 func (b *bench) runOverhead() ([]overheadRow, error) {
 	backends, bps, err := b.startBackends(3, 0, 0)
 	if err != nil {
@@ -131,12 +136,16 @@ func (b *bench) runOverhead() ([]overheadRow, error) {
 	defer stopProcs(bps...)
 	const d = 10 * time.Second
 	var rows []overheadRow
+	all := append([]string{"direct"}, b.peers...)
 	for round := 1; round <= b.repeat; round++ {
-		for _, target := range append([]string{"direct"}, b.peers...) {
+		// the order rotates every round, so that no target always runs
+		// right after the same other one (or first) on a drifting machine
+		for k := range all {
+			target := all[(round-1+k)%len(all)]
 			if b.ctx.Err() != nil {
 				return rows, nil
 			}
-			row, err := b.overheadOnce(target, backends, d)
+			row, err := b.overheadOnce(target, backends, bps, d)
 			if err != nil {
 				return nil, err
 			}
@@ -148,7 +157,7 @@ func (b *bench) runOverhead() ([]overheadRow, error) {
 }
 
 // overheadOnce runs one target of the overhead scenario.
-func (b *bench) overheadOnce(target string, backends []instanceAddr, d time.Duration) (overheadRow, error) {
+func (b *bench) overheadOnce(target string, backends []instanceAddr, bps []*proc, d time.Duration) (overheadRow, error) {
 	p, port, err := b.startPeer(target, backends, true)
 	if err != nil {
 		return overheadRow{}, err
@@ -160,12 +169,14 @@ func (b *bench) overheadOnce(target string, backends []instanceAddr, d time.Dura
 	if p != nil {
 		cpu0, _ = cpuSeconds(p.pid())
 	}
+	client0, inst0 := selfCPUSeconds(), procsCPUSeconds(bps)
 	ss := closedLoop(url, b.conns, d, clientTimeout, nil)
+	client1, inst1 := selfCPUSeconds(), procsCPUSeconds(bps)
 	if p != nil {
 		cpu1, _ = cpuSeconds(p.pid())
 		stopProcs(p)
 	}
-	return overheadRow{target: target, s: summarize(ss, 0, d), cpu: cpu1 - cpu0}, nil
+	return overheadRow{target: target, s: summarize(ss, 0, d), cpu: cpu1 - cpu0, client: client1 - client0, instances: inst1 - inst0}, nil
 }
 
 type overloadRow struct {
