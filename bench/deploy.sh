@@ -22,6 +22,8 @@
 #   ATTRIBUTE=1 bench/deploy.sh    # log each slow request of a deploy's window
 #                                  # beside the audit's records and the agent's
 #                                  # GC cycles (gctrace) in it
+#   MEDIC_BIN=/tmp/medic-a bench/deploy.sh   # that medic binary instead of
+#                                  # this tree's (an A/B of two builds)
 #   TRACE=/tmp/traces bench/deploy.sh   # the agent's runtime trace of each
 #                                  # deploy (its flight recorder, written on
 #                                  # SIGUSR1 after the window) into that
@@ -35,11 +37,11 @@ cd "$(dirname "$0")/.."
 mkdir -p bench/results
 out=bench/results/deploy-$(date +%Y%m%d-%H%M%S).log
 uptime | tee "$out"
-echo "start_nice: ${START_NICE:-default}; agent GOMAXPROCS: ${MEDIC_AGENT_GOMAXPROCS:-default}; control: ${CONTROL:-1}; attribute: ${ATTRIBUTE:-0}" | tee -a "$out"
+echo "binary: ${MEDIC_BIN:-built from this tree}; start_nice: ${START_NICE:-default}; agent GOMAXPROCS: ${MEDIC_AGENT_GOMAXPROCS:-default}; control: ${CONTROL:-1}; attribute: ${ATTRIBUTE:-0}" | tee -a "$out"
 godebug=
 [ "${ATTRIBUTE:-0}" = 1 ] && godebug=gctrace=1
 [ -n "${TRACE:-}" ] && mkdir -p "$TRACE" && TRACE=$(cd "$TRACE" && pwd)
-MEDIC_AGENT_RUNTIME_TRACE="${TRACE:-}" MEDIC_DEPLOY_CONTROL="${CONTROL:-1}" MEDIC_DEPLOY_ATTRIBUTE="${ATTRIBUTE:-0}" MEDIC_AGENT_GODEBUG="$godebug" \
+MEDIC_E2E_BIN="${MEDIC_BIN:-}" MEDIC_AGENT_RUNTIME_TRACE="${TRACE:-}" MEDIC_DEPLOY_CONTROL="${CONTROL:-1}" MEDIC_DEPLOY_ATTRIBUTE="${ATTRIBUTE:-0}" MEDIC_AGENT_GODEBUG="$godebug" \
 MEDIC_DEPLOY_START_NICE="${START_NICE:-}" go test -count="${RUNS:-10}" -timeout 60m -run 'TestRollingSurgeDeployUnderLoad|TestBlueGreenDeployUnderLoad|TestColdRollbackFromHistory' -v ./e2e/ 2>&1 |
 	grep -E '^(=== RUN|--- |\s+\w+_test.go|ok|FAIL)' | tee -a "$out" || true
 uptime | tee -a "$out"

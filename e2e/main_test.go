@@ -39,11 +39,17 @@ func TestMain(m *testing.M) {
 	// The database tests' cached initdb is made (the first time) while
 	// medic builds.
 	go pgtest.PrepareCachedBinDir()
-	build := exec.Command("go", "build", "-o", medicBin, "../cmd/medic")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build medic:", err)
-		os.Exit(1)
+	if b := os.Getenv("MEDIC_E2E_BIN"); b != "" {
+		// A binary built elsewhere (bench/deploy.sh MEDIC_BIN=…: an A/B
+		// of two builds with the same tests).
+		medicBin = b
+	} else {
+		build := exec.Command("go", "build", "-o", medicBin, "../cmd/medic")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build medic:", err)
+			os.Exit(1)
+		}
 	}
 	cgroupsBefore := supervise.Trees()
 	code := m.Run()

@@ -75,56 +75,94 @@ func (l *Log) Head() Head {
 // the stored record (Seq > 0) together with the error: the record is durable
 // and must not be appended again.
 func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
-	r, err := normalize(r)
-	if err != nil {
-		return Record{}, err
+	rs, err := l.AppendBatch(ctx, []Record{r})
+	if len(rs) == 1 {
+		return rs[0], err
+	}
+	return Record{}, err
+}
+
+// AppendBatch is Append for several records at once, in order: one
+// transaction (one fsync of the store) and one rewrite of audit.head for
+// all of them (a group commit). Either every record is committed or none
+// is; it returns only once they are. If the commit succeeded but rewriting
+// audit.head failed, it returns the stored records together with the
+// error, as Append does. A batch of none is no error.
+func (l *Log) AppendBatch(ctx context.Context, in []Record) ([]Record, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	rs := make([]Record, len(in))
+	for i, r := range in {
+		n, err := normalize(r)
+		if err != nil {
+			return nil, err
+		}
+		rs[i] = n
 	}
 	select {
 	case l.sem <- struct{}{}:
 	case <-ctx.Done():
-		return Record{}, fmt.Errorf("audit: append %s: %w", r.Kind, ctx.Err())
+		return nil, fmt.Errorf("audit: append %s: %w", rs[0].Kind, ctx.Err())
 	}
 	defer func() { <-l.sem }()
 
-	err = l.db.WithTx(ctx, func(tx *sql.Tx) error {
+	err := l.db.WithTx(ctx, func(tx *sql.Tx) error {
 		pos, err := position(ctx, tx, l.db.Dir())
 		if err != nil {
 			return err
 		}
-		if r.Time.IsZero() {
-			r.Time = canonicalTime(l.clock.Now())
-		}
-		r = Next(pos, r)
-		fields, err := encodeFields(r.Fields)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit
+		for i := range rs {
+			r := rs[i]
+			if r.Time.IsZero() {
+				r.Time = canonicalTime(l.clock.Now())
+			}
+			r = Next(pos, r)
+			fields, err := encodeFields(r.Fields)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO audit
 			(seq, time_ns, actor, kind, target, reason, correlation, fields, prev, hash)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.Seq, r.Time.UnixNano(), r.Actor, r.Kind, r.Target, r.Reason, r.Correlation,
-			fields, r.Prev.String(), r.Hash.String()); err != nil {
-			return fmt.Errorf("insert seq %d: %w", r.Seq, err)
+				r.Seq, r.Time.UnixNano(), r.Actor, r.Kind, r.Target, r.Reason, r.Correlation,
+				fields, r.Prev.String(), r.Hash.String()); err != nil {
+				return fmt.Errorf("insert seq %d: %w", r.Seq, err)
+			}
+			rs[i], pos = r, r.Head()
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`,
-			r.Seq, r.Hash.String()); err != nil {
-			return fmt.Errorf("update head to seq %d: %w", r.Seq, err)
+			pos.Seq, pos.Hash.String()); err != nil {
+			return fmt.Errorf("update head to seq %d: %w", pos.Seq, err)
 		}
 		return nil
 	})
 	if err != nil {
-		return Record{}, fmt.Errorf("audit: append %s: %w", r.Kind, err)
+		return nil, fmt.Errorf("audit: append %s: %w", batchKinds(rs), err)
 	}
+	last := rs[len(rs)-1]
 	l.mu.Lock()
-	l.head = r.Head()
+	l.head = last.Head()
 	l.mu.Unlock()
 	// After the commit, never before: a head file ahead of the table would
 	// read as truncation after a crash; one behind is tolerated (see Verify).
-	if err := writeHeadFile(l.db.Dir(), r.Head()); err != nil {
-		return r, fmt.Errorf("audit: record %d is stored, but: %w", r.Seq, err)
+	if err := writeHeadFile(l.db.Dir(), last.Head()); err != nil {
+		if len(rs) == 1 {
+			return rs, fmt.Errorf("audit: record %d is stored, but: %w", last.Seq, err)
+		}
+		return rs, fmt.Errorf("audit: records %d to %d are stored, but: %w", rs[0].Seq, last.Seq, err)
 	}
-	return r, nil
+	return rs, nil
+}
+
+// batchKinds names a batch's records in an error: the kind of one, or the
+// first kind and how many.
+func batchKinds(rs []Record) string {
+	if len(rs) == 1 {
+		return rs[0].Kind
+	}
+	return fmt.Sprintf("%s and %d more", rs[0].Kind, len(rs)-1)
 }
 
 // position returns where the next record goes: after the furthest of the

@@ -74,12 +74,22 @@ func (h Health) String() string {
 // then the held records in order, then a resumed record. The chain stays
 // whole: nothing is ever rewritten, the gap is itself a record.
 //
-// A Writer is safe for concurrent use; appends are serialised.
+// A Writer is safe for concurrent use; appends are serialised. Appends
+// that arrive while one is being committed are committed together after it
+// (a group commit through a BatchAppender: one transaction and one fsync of
+// the store, one rewrite of audit.head, for at most MaxBatch records); each
+// Append still returns only once its own record is durable, so whoever acts
+// after its record acts after the record is on disk, as with single appends.
 type Writer struct {
 	log   Appender
 	clock clock.Clock
 	hold  int
 	retry time.Duration
+
+	qmu        sync.Mutex
+	queue      []*pendingAppend // waiting for a commit, oldest first
+	leading    bool             // an Append is committing the queue
+	committing int              // records taken from the queue and not answered yet
 
 	mu       sync.Mutex
 	health   Health
@@ -94,7 +104,33 @@ type Appender interface {
 	Append(ctx context.Context, r Record) (Record, error)
 }
 
-var _ Appender = (*Log)(nil)
+// BatchAppender appends several records in one commit (*Log does): the
+// Writer's group commit. An Appender without it gets one Append per record.
+type BatchAppender interface {
+	AppendBatch(ctx context.Context, rs []Record) ([]Record, error)
+}
+
+var (
+	_ Appender      = (*Log)(nil)
+	_ BatchAppender = (*Log)(nil)
+)
+
+// MaxBatch is the most records one group commit takes (64); the rest wait
+// for the next one.
+const MaxBatch = 64
+
+// pendingAppend is one Append waiting in the queue.
+type pendingAppend struct {
+	ctx  context.Context
+	r    Record
+	done chan appendResult // one answer; or first {lead: true}, then the answer
+}
+
+type appendResult struct {
+	rec  Record
+	err  error
+	lead bool // the receiver commits the queue now (it is at its front)
+}
 
 // NewWriter returns a Writer appending to log.
 func NewWriter(log Appender, o WriterOptions) *Writer {
@@ -128,8 +164,116 @@ func (w *Writer) Append(ctx context.Context, r Record) (Record, error) {
 	if r.Time.IsZero() {
 		r.Time = w.clock.Now()
 	}
+	p := &pendingAppend{ctx: ctx, r: r, done: make(chan appendResult, 1)}
+	w.qmu.Lock()
+	w.queue = append(w.queue, p)
+	lead := !w.leading
+	w.leading = true
+	w.qmu.Unlock()
+	if !lead {
+		res := <-p.done
+		if !res.lead {
+			return res.rec, res.err
+		}
+	}
+	w.commitQueue()
+	res := <-p.done
+	return res.rec, res.err
+}
+
+// Queued is how many appends wait for a commit or are in one (tests).
+func (w *Writer) Queued() int {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	return len(w.queue) + w.committing
+}
+
+// commitQueue commits the front of the queue (at most MaxBatch records,
+// the caller's first), answers each, and hands the lead to the next waiting
+// Append, if any: no caller commits more than one batch.
+func (w *Writer) commitQueue() {
+	w.qmu.Lock()
+	batch := w.queue[:min(len(w.queue), MaxBatch)]
+	w.queue = w.queue[len(batch):]
+	w.committing = len(batch)
+	w.qmu.Unlock()
+
+	w.commit(batch)
+
+	w.qmu.Lock()
+	w.committing = 0
+	if len(w.queue) > 0 {
+		w.queue[0].done <- appendResult{lead: true}
+	} else {
+		w.leading = false
+	}
+	w.qmu.Unlock()
+}
+
+// commit appends batch and answers each of its Appends.
+func (w *Writer) commit(batch []*pendingAppend) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	live := batch[:0:0]
+	for _, p := range batch {
+		if err := p.ctx.Err(); err != nil {
+			p.done <- appendResult{err: fmt.Errorf("audit: append %s: %w", p.r.Kind, err)} // the caller gave up
+			continue
+		}
+		if _, err := normalize(p.r); err != nil {
+			// Alone, as before the group commit: a malformed record must not take the others with it.
+			rec, err := w.appendLocked(p.ctx, p.r)
+			p.done <- appendResult{rec: rec, err: err}
+			continue
+		}
+		live = append(live, p)
+	}
+	ba, ok := w.log.(BatchAppender)
+	if !ok || len(live) == 1 {
+		for _, p := range live {
+			rec, err := w.appendLocked(p.ctx, p.r)
+			p.done <- appendResult{rec: rec, err: err}
+		}
+		return
+	}
+	if len(live) == 0 {
+		return
+	}
+	if w.health.Degraded {
+		for _, p := range live {
+			rec, err := w.appendLocked(p.ctx, p.r)
+			p.done <- appendResult{rec: rec, err: err}
+		}
+		return
+	}
+	rs := make([]Record, len(live))
+	for i, p := range live {
+		rs[i] = p.r
+	}
+	// Not the first caller's context alone: the batch carries the others'
+	// records too (each was checked above).
+	stored, err := ba.AppendBatch(context.WithoutCancel(live[0].ctx), rs)
+	if err == nil || len(stored) == len(live) {
+		if err != nil {
+			w.health.Failures++ // the records are durable; only audit.head could not be rewritten
+		}
+		for i, p := range live {
+			p.done <- appendResult{rec: stored[i], err: err}
+		}
+		return
+	}
+	w.health.Failures++
+	w.health.Degraded, w.health.Reason, w.health.Since = true, err.Error(), w.clock.Now()
+	w.health.Lost = 0
+	for _, p := range live {
+		w.holdLocked(p.r)
+		p.done <- appendResult{err: fmt.Errorf("%w: %w", ErrDegraded, err)}
+	}
+}
+
+// appendLocked is one record's append (w.mu held): through the log, or
+// held while degraded.
+func (w *Writer) appendLocked(ctx context.Context, r Record) (Record, error) {
 	if w.health.Degraded {
 		w.holdLocked(r)
 		return Record{}, fmt.Errorf("%w since %s (%s): %s held", ErrDegraded,

@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -122,4 +123,102 @@ func TestWriterServeRetries(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	mustVerify(t, l, 2)
+}
+
+// counting is a Log that counts its commits and the records in each.
+type counting struct {
+	log     *audit.Log
+	commits atomic.Int64
+	largest atomic.Int64
+	gate    chan struct{} // when set, each commit waits for a token (so that appends queue)
+}
+
+func (c *counting) Append(ctx context.Context, r audit.Record) (audit.Record, error) {
+	rs, err := c.AppendBatch(ctx, []audit.Record{r})
+	if len(rs) == 1 {
+		return rs[0], err
+	}
+	return audit.Record{}, err
+}
+
+func (c *counting) AppendBatch(ctx context.Context, rs []audit.Record) ([]audit.Record, error) {
+	if c.gate != nil {
+		<-c.gate
+	}
+	c.commits.Add(1)
+	if n := int64(len(rs)); n > c.largest.Load() {
+		c.largest.Store(n)
+	}
+	return c.log.AppendBatch(ctx, rs)
+}
+
+// TestWriterGroupCommit: appends that arrive while one commits are
+// committed together after it, each caller answered only after its own
+// record is stored (its Seq is in the log when Append returns); the chain
+// stays whole and in the order of the commits; a batch takes at most
+// MaxBatch records.
+func TestWriterGroupCommit(t *testing.T) {
+	l, _, clk := MustOpenLog(t, "")
+	c := &counting{log: l, gate: make(chan struct{})}
+	w := audit.NewWriter(c, audit.WriterOptions{Clock: clk})
+	ctx := context.Background()
+
+	const n = 2*audit.MaxBatch + 10
+	type answer struct {
+		rec audit.Record
+		err error
+	}
+	answers := make(chan answer, n+1)
+	// The first append takes the lead and waits in its commit (the gate);
+	// the others queue behind it.
+	go func() {
+		r, err := w.Append(ctx, rec("supervisor", "instance.started", "web/0"))
+		answers <- answer{r, err}
+	}()
+	for i := range n {
+		go func() {
+			r, err := w.Append(ctx, rec("supervisor", "instance.ready", "web/"+strconv.Itoa(i+1)))
+			answers <- answer{r, err}
+		}()
+	}
+	// Let the queue fill before the first commit goes on: the appends are
+	// in the queue once the writer's queue holds them all (bounded wait).
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Queued() < n+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d appends queued after 10s", w.Queued(), n+1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(c.gate) // every commit may go on now
+
+	seqs := map[int64]bool{}
+	for range n + 1 {
+		a := <-answers
+		if a.err != nil {
+			t.Fatalf("append failed: %v", a.err)
+		}
+		if a.rec.Seq == 0 || seqs[a.rec.Seq] {
+			t.Fatalf("answer %+v: no or duplicate seq", a.rec)
+		}
+		seqs[a.rec.Seq] = true
+		// Durable when answered: the log's head is at least this record.
+		if l.Head().Seq < a.rec.Seq {
+			t.Fatalf("record %d answered before it was stored (head %d)", a.rec.Seq, l.Head().Seq)
+		}
+	}
+	if got, want := len(seqs), n+1; got != want {
+		t.Fatalf("%d records stored, want %d", got, want)
+	}
+	// The first commit held 1 record; the n queued ones took ⌈n/MaxBatch⌉
+	// more commits, at most MaxBatch records each.
+	if cm, lg, want := c.commits.Load(), c.largest.Load(), 1+int64((n+audit.MaxBatch-1)/audit.MaxBatch); cm != want || lg != audit.MaxBatch {
+		t.Fatalf("%d commits, largest %d records: want %d, largest MaxBatch (%d)", cm, lg, want, audit.MaxBatch)
+	}
+	if got, err := l.Verify(ctx); err != nil || got != n+1 {
+		t.Fatalf("Verify: %d records, %v", got, err)
+	}
+	if h := w.Health(); h.Degraded || h.Failures != 0 {
+		t.Fatalf("health %+v", h)
+	}
 }
