@@ -170,12 +170,15 @@ services:
 
 // withStartNice sets deploy.start_nice in cfg from MEDIC_DEPLOY_START_NICE
 // (bench/deploy.sh: START_NICE=0 measures without it); unset: the default.
+// MEDIC_DEPLOY_STAGGER sets deploy.stagger the same way (bench/deploy.sh STAGGER=…).
 func withStartNice(cfg string) string {
-	n := os.Getenv("MEDIC_DEPLOY_START_NICE")
-	if n == "" {
-		return cfg
+	if n := os.Getenv("MEDIC_DEPLOY_START_NICE"); n != "" {
+		cfg = strings.Replace(cfg, "    deploy: {strategy: ", "    deploy: {start_nice: "+n+", strategy: ", 1)
 	}
-	return strings.Replace(cfg, "    deploy: {strategy: ", "    deploy: {start_nice: "+n+", strategy: ", 1)
+	if d := os.Getenv("MEDIC_DEPLOY_STAGGER"); d != "" {
+		cfg = strings.Replace(cfg, "    deploy: {", "    deploy: {stagger: "+d+", ", 1)
+	}
+	return cfg
 }
 
 // runAll reports whether web has n instances, all ready and running

@@ -26,6 +26,12 @@ type Deploy struct {
 	// CPU from the serving instances only when those leave some. 0 (off) to 19; needs root (CAP_SYS_NICE),
 	// else not applied. Default 10.
 	StartNice *int `yaml:"start_nice" json:"start_nice,omitempty" jsonschema:"minimum=0,maximum=19"`
+	// Rolling, blue-green and canary: a deploy's new instances (the surge copies, the green set, the
+	// canary and its baseline each) start one at a time, the next when the one before is ready or this
+	// long after it started, whichever comes first, so that fewer processes start at once beside the
+	// serving ones. A rolling deploy's replacement in an emptied slot is never held back. 0 (the
+	// default): all at once. At most 1m.
+	Stagger Duration `yaml:"stagger" json:"stagger,omitempty"`
 	// Blue-green: how long the previous instances stay running, warm, after the switch, so that
 	// medic rollback is a proxy switch. Default 10m.
 	KeepPrevious Duration `yaml:"keep_previous" json:"keep_previous,omitempty"`
@@ -179,6 +185,14 @@ func (d *Deploy) MinReadyOrDefault() time.Duration {
 	return d.MinReady.D()
 }
 
+// StaggerOrZero is stagger (0, all at once, when unset; d nil included).
+func (d *Deploy) StaggerOrZero() time.Duration {
+	if d == nil {
+		return 0
+	}
+	return d.Stagger.D()
+}
+
 // KeepPreviousOrDefault is keep_previous, DefaultKeepPrevious when unset.
 func (d *Deploy) KeepPreviousOrDefault() time.Duration {
 	if d == nil || d.KeepPrevious == 0 {
@@ -194,6 +208,9 @@ func (d *Deploy) validateRollout(ck *checker, p string, s *Service) {
 	}
 	if d.StartNice != nil && (*d.StartNice < 0 || *d.StartNice > 19) {
 		ck.add(p+".start_nice", "must be 0 (off) to 19, got %d", *d.StartNice)
+	}
+	if d.Stagger < 0 || d.Stagger.D() > time.Minute {
+		ck.add(p+".stagger", "must be 0 (all at once) to 1m, got %v", d.Stagger)
 	}
 	if d.MinReady < 0 || d.MinReady.D() > time.Hour {
 		ck.add(p+".min_ready", "must be 0 to 1h, got %v", d.MinReady)

@@ -32,6 +32,9 @@ type Instance struct {
 	// Ready, and since when (the zero time when not ready).
 	Ready      bool
 	ReadySince time.Time
+	// StartedAt: when its process started (the zero time: not yet, which
+	// counts as now).
+	StartedAt time.Time
 }
 
 // State is what the plan decides from.
@@ -43,6 +46,10 @@ type State struct {
 	MaxSurge     int
 	MinAvailable int
 	MinReady     time.Duration
+	// Stagger (deploy.stagger): a surge copy starts only when no instance
+	// of the new spec is starting (started, not ready yet), or the one
+	// that is started Stagger ago or more. 0: all at once.
+	Stagger time.Duration
 }
 
 // Kind is what a step does.
@@ -115,6 +122,9 @@ func Next(st State) Step {
 
 	// 2. Surge copies of the new spec, as many as old instances remain (up to MaxSurge).
 	if len(old) > 0 && len(surge) < min(st.MaxSurge, len(old)) {
+		if until := staggerUntil(st); !until.IsZero() {
+			return Step{Kind: Wait, Until: until, Reason: fmt.Sprintf("a new instance is starting: the next surge copy after it is ready, in %v at the latest (stagger)", until.Sub(st.Now))}
+		}
 		for i := st.Want; i < st.Want+st.MaxSurge; i++ {
 			if _, ok := byIndex[i]; !ok {
 				return Step{Kind: Start, Index: i, Reason: "surge copy of the new spec"}
@@ -169,6 +179,29 @@ func Next(st State) Step {
 		return Step{Kind: Retire, Index: topIndex(surge), Reason: "surge copy no longer needed"}
 	}
 	return Step{Kind: Done}
+}
+
+// staggerUntil is when the latest-started instance of the new spec that is
+// not ready yet stops holding the next start back (its start + Stagger),
+// or the zero time when none does.
+func staggerUntil(st State) time.Time {
+	if st.Stagger <= 0 {
+		return time.Time{}
+	}
+	var until time.Time
+	for _, in := range st.Instances {
+		if !in.Current || in.Ready {
+			continue
+		}
+		started := in.StartedAt
+		if started.IsZero() {
+			started = st.Now
+		}
+		if end := started.Add(st.Stagger); end.After(st.Now) && end.After(until) {
+			until = end
+		}
+	}
+	return until
 }
 
 func topIndex(ins []Instance) int {

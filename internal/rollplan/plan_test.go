@@ -142,3 +142,40 @@ func TestRolloutNeverBelowWant(t *testing.T) {
 		}
 	}
 }
+
+// TestStagger: with Stagger the second surge copy waits while the first is
+// starting (until it is ready, or Stagger after its start: the step's
+// Until); an empty slot is never held back (capacity first); 0 starts both.
+func TestStagger(t *testing.T) {
+	starting := in("0o", "1o", "2o", "3N")
+	starting[3].StartedAt = t0.Add(-40 * time.Millisecond)
+	st := State{Now: t0, Want: 3, Instances: starting, MaxSurge: 2, MinAvailable: 2, Stagger: 100 * time.Millisecond}
+	if got := Next(st); got.Kind != Wait || !got.Until.Equal(t0.Add(60*time.Millisecond)) {
+		t.Fatalf("the first copy starting: %s until %v, want wait until +60ms", got, got.Until.Sub(t0))
+	}
+	st.Now = t0.Add(60 * time.Millisecond)
+	if got := Next(st); got.String() != "start 4: surge copy of the new spec" {
+		t.Fatalf("stagger elapsed: %s, want start 4", got)
+	}
+	st.Now = t0
+	st.Instances[3].Ready, st.Instances[3].ReadySince = true, t0
+	if got := Next(st); got.Kind != Start || got.Index != 4 {
+		t.Fatalf("the first copy ready: %s, want start 4", got)
+	}
+	st.Instances[3].Ready = false
+	st.Stagger = 0
+	if got := Next(st); got.Kind != Start || got.Index != 4 {
+		t.Fatalf("stagger 0: %s, want start 4", got)
+	}
+	// Not started yet (zero StartedAt) counts as started now.
+	st.Stagger = 100 * time.Millisecond
+	st.Instances[3].StartedAt = time.Time{}
+	if got := Next(st); got.Kind != Wait || !got.Until.Equal(t0.Add(100*time.Millisecond)) {
+		t.Fatalf("a copy not started yet: %s until %v, want wait until +100ms", got, got.Until.Sub(t0))
+	}
+	// An empty slot starts at once, staggering or not.
+	st.Instances = in("1o", "2o", "3N")
+	if got := Next(st); got.Kind != Start || got.Index != 0 {
+		t.Fatalf("an empty slot: %s, want start 0", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/medic-dev/medic"
 	"github.com/medic-dev/medic/internal/config"
@@ -72,6 +73,7 @@ func (s *Supervisor) StartGroup(ctx context.Context, service, name string, spec 
 		sv.groups = map[string]*group{}
 	}
 	g := &group{name: name}
+	stagger := spec.Deploy.StaggerOrZero()
 	for i := range specs {
 		sv.nextGroupIndex++
 		specs[i].Index = GroupIndexBase + sv.nextGroupIndex - 1
@@ -82,12 +84,56 @@ func (s *Supervisor) StartGroup(ctx context.Context, service, name string, spec 
 			gh.Grouped(in.id, name)
 		}
 		g.instances = append(g.instances, in)
-		s.startInstanceLocked(sv, in)
+		if i == 0 || stagger <= 0 {
+			s.startInstanceLocked(sv, in)
+		}
 	}
 	sv.groups[name] = g
+	if stagger > 0 && len(g.instances) > 1 {
+		s.wg.Add(1)
+		svctx := sv.ctx
+		go func() {
+			defer s.wg.Done()
+			s.staggerGroup(svctx, sv, g, stagger)
+		}()
+	}
 	s.record(ctx, medic.EventKind("service.group.started"), service, "supervisor",
 		fmt.Sprintf("group %s: %d instances of %s from port %d", name, n, versionOr(spec), cfg.Port))
 	return nil
+}
+
+// staggerGroup starts g's instances after the first one at a time
+// (deploy.stagger): each when the one before it is ready, or stagger after
+// that one started, whichever comes first; it stops when the group is
+// stopped or replaced, or the service stops.
+func (s *Supervisor) staggerGroup(svctx context.Context, sv *service, g *group, stagger time.Duration) {
+	clk := s.env.Clock
+	for k := 1; k < len(g.instances); k++ {
+		t := clk.NewTimer(stagger)
+		for !g.instances[k-1].Status().Ready {
+			ch := s.anyReady.Wait()
+			if g.instances[k-1].Status().Ready {
+				break
+			}
+			select {
+			case <-ch:
+				continue
+			case <-t.C():
+			case <-svctx.Done():
+				t.Stop()
+				return
+			}
+			break
+		}
+		t.Stop()
+		s.mu.Lock()
+		if sv.groups[g.name] != g || s.stopping || sv.ctx != svctx || svctx.Err() != nil {
+			s.mu.Unlock()
+			return
+		}
+		s.startInstanceLocked(sv, g.instances[k])
+		s.mu.Unlock()
+	}
 }
 
 func versionOr(spec *config.Service) string {

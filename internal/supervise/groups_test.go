@@ -93,3 +93,80 @@ func TestGroupsRunBesideTheService(t *testing.T) {
 		t.Fatal("a group of an unknown service started")
 	}
 }
+
+// TestGroupStaggeredStart: with deploy.stagger a group's instances start one
+// at a time — the next when the one before is ready (never two started and
+// unready at once), or stagger after it started when it is not ready by
+// then; a group stopped while it staggers is gone at once.
+func TestGroupStaggeredStart(t *testing.T) {
+	hooks := &groupHooks{readyHooks: readyHooks{ready: map[string]bool{}, min: 99}, groups: map[string]string{}}
+	web := readyService(1)
+	s, _ := start(t, map[string]*config.Service{"web": web}, hooks)
+	eventually(t, 15*time.Second, "1 ready", func() bool { return hooks.count() == 1 })
+
+	green := readyService(3)
+	green.Deploy = &config.Deploy{Stagger: config.Duration(time.Minute)} // readiness alone moves it on
+	if err := s.StartGroup(context.Background(), "web", "green", green, 3); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ins := s.GroupInstances("web", "green")
+		starting, ready := 0, 0
+		for _, in := range ins {
+			switch {
+			case in.Ready:
+				ready++
+			case in.PID != 0:
+				starting++
+			}
+		}
+		if starting > 1 {
+			t.Fatalf("%d instances started and not ready at once: %+v", starting, ins)
+		}
+		if ready == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s: %+v", ins)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+
+	// Never ready: the next starts stagger after the one before.
+	never := service("exec sleep 300")
+	never.Probes.Readiness = execProbe("false", 20*time.Millisecond, 1)
+	never.Deploy = &config.Deploy{Stagger: config.Duration(300 * time.Millisecond)}
+	began := time.Now()
+	if err := s.StartGroup(context.Background(), "web", "slow", never, 3); err != nil {
+		t.Fatal(err)
+	}
+	started := func() (n int) {
+		for _, in := range s.GroupInstances("web", "slow") {
+			if in.PID != 0 {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 15*time.Second, "3 of the never-ready group started", func() bool { return started() == 3 })
+	if took := time.Since(began); took < 600*time.Millisecond {
+		t.Fatalf("3 never-ready instances started within %v, want ≥ 2 × stagger (600ms)", took)
+	}
+
+	// Stopped while staggering: StopGroup does not wait for the rest.
+	never.Deploy.Stagger = config.Duration(time.Minute)
+	if err := s.StartGroup(context.Background(), "web", "stopped", never, 3); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the first started", func() bool {
+		ins := s.GroupInstances("web", "stopped")
+		return len(ins) == 3 && ins[0].PID != 0
+	})
+	if err := s.StopGroup(context.Background(), "web", "stopped"); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.GroupStatus("web", "stopped"); st != (supervise.GroupStatus{}) {
+		t.Fatalf("after StopGroup: %+v", st)
+	}
+}

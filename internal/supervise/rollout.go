@@ -233,15 +233,16 @@ func (s *Supervisor) replaceAll(ctx context.Context, sv *service, cfg *config.Se
 		ch := s.anyReady.Wait()
 		now := s.env.Clock.Now()
 		ins := s.instancesOf(sv)
-		st := rollplan.State{Now: now, Want: want, MaxSurge: surge, MinAvailable: need, MinReady: minReady}
+		st := rollplan.State{Now: now, Want: want, MaxSurge: surge, MinAvailable: need, MinReady: minReady, Stagger: cfg.Deploy.StaggerOrZero()}
 		for j, in := range ins {
-			ready := in.Status().Ready
+			is := in.Status()
+			ready := is.Ready
 			if !ready {
 				delete(readySince, in)
 			} else if _, ok := readySince[in]; !ok {
 				readySince[in] = now
 			}
-			st.Instances = append(st.Instances, rollplan.Instance{Index: j, Ready: ready, ReadySince: readySince[in],
+			st.Instances = append(st.Instances, rollplan.Instance{Index: j, Ready: ready, ReadySince: readySince[in], StartedAt: is.StartedAt,
 				Current: j < len(all) && reflect.DeepEqual(in.spec, all[j])})
 		}
 		step := rollplan.Next(st)
