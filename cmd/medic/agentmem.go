@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/medic-dev/medic/internal/selfmem"
@@ -46,4 +47,32 @@ func trimAfterStart(log *slog.Logger) {
 			log.Debug("gave back the executable's start-up pages", "mappings", r.Mappings, "mib", r.Bytes>>20)
 		}
 	})
+}
+
+// cpuProfile starts a CPU profile of the agent into $MEDIC_CPUPROFILE, when
+// set, and returns the function that ends it (a no-op otherwise): the
+// benchmarks' way to see where the agent's CPU goes under a flood
+// (bench/README.md), since perf cannot resolve the agent's symbols in every
+// container. The profile is written when the agent exits.
+func cpuProfile(log *slog.Logger) func() {
+	path := os.Getenv("MEDIC_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		log.Warn("cannot write the CPU profile", "path", path, "err", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		log.Warn("cannot start the CPU profile", "path", path, "err", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Warn("cannot write the CPU profile", "path", path, "err", err)
+		}
+	}
 }

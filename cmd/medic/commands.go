@@ -70,6 +70,7 @@ func runCmd() *cobra.Command {
 			}
 			m := &app.Main{Config: cfg, Logger: slog.New(h), Detach: detach, Upgrades: true}
 			trimAfterStart(m.Logger)
+			defer cpuProfile(m.Logger)()
 			return m.Run(context.Background())
 		},
 	}

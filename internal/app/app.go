@@ -312,6 +312,7 @@ func (m *Main) Run(ctx context.Context) error {
 	actx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
 	auditDone := make(chan struct{})
 	go func() { defer close(auditDone); m.aw.Serve(actx) }()
+	go m.returnHeap(actx) // memory a flood of connections left, back to the OS once they are gone
 
 	var g run.Group                // Add order is interrupt order; every interrupt cancels and WAITS.
 	supDone := make(chan struct{}) // closed when the supervisor stopped every instance

@@ -84,7 +84,8 @@ var HTTP503 = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/pla
 // Listener is a guarded net.Listener. Close the connections it returns as usual.
 type Listener struct {
 	net.Listener
-	o Options
+	o   Options
+	raw *rawAcceptor // TCP: accept4 on a duplicate of the socket (rawaccept.go); nil: ln's Accept
 
 	mu      sync.Mutex
 	open    int
@@ -104,7 +105,7 @@ type Listener struct {
 	closeOnce sync.Once
 
 	evicted      atomic.Uint64
-	lastLog      [3]time.Time
+	lastLog      [3]atomic.Int64 // unix nanoseconds of the last refusal warning, by reason
 	lastPauseLog [3]time.Time
 	lastEvictLog time.Time
 }
@@ -114,6 +115,19 @@ type Listener struct {
 // but the process-wide reserve is freed by other listeners and medic's own
 // work.
 const PauseRecheck = 100 * time.Millisecond
+
+// EvictIdleAfter is how long a connection must have been idle (never used,
+// or an idle keep-alive) before a newcomer may take its place. Younger
+// connections are not evicted: at a cap the newcomer is refused instead
+// (503). Without it a flood of
+// few sources turned its own connections over as fast as it could dial
+// (each admitted connection evicted the one admitted tens of milliseconds
+// before it, and each evicted one dialled again): in the API phase of
+// bench/flood.sh about 3 000 evictions a second, each a whole accept, a
+// server goroutine and a close. With it evictions from one source are at
+// most its cap per EvictIdleAfter (the API: 64 every 2 s), and the rest of the flood is refused on
+// sight (rawaccept.go), which costs a few system calls.
+const EvictIdleAfter = 2 * time.Second
 
 // CheckAfterPause is how many connections accepted after a pause are first
 // checked for a client that has already left (a FIN or a reset with
@@ -140,7 +154,7 @@ func Wrap(ln net.Listener, o Options) *Listener {
 			o.Logger.Warn("cannot defer accept until the client speaks (TCP_DEFER_ACCEPT)", "listener", o.Name, "err", err)
 		}
 	}
-	return &Listener{Listener: ln, o: o, sources: map[netip.Addr]*source{},
+	return &Listener{Listener: ln, o: o, raw: newRawAcceptor(ln), sources: map[netip.Addr]*source{},
 		freed: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -183,19 +197,31 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			continue
 		}
-		c, err := l.Listener.Accept()
+		var (
+			c   net.Conn
+			src netip.Addr
+			err error
+		)
+		if l.raw != nil {
+			c, src, err = l.acceptRaw()
+		} else if c, err = l.Listener.Accept(); err == nil {
+			src = sourceOf(c)
+		}
 		if err != nil {
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 				l.refuse(nil, 2)
 			}
 			return nil, err
 		}
+		if c == nil {
+			continue // a batch refused on sight: is the listener full now?
+		}
 		if l.checkGone.Load() > 0 && l.checkGone.Add(-1) >= 0 && clientGone(c) {
 			l.gone.Add(1)
 			_ = c.Close()
 			continue
 		}
-		if gc, ok := l.admit(c); ok {
+		if gc, ok := l.admit(c, src); ok {
 			return gc, nil
 		}
 	}
@@ -271,7 +297,12 @@ func (l *Listener) full() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.idle.Len() > 0 {
-		return -1 // a newcomer would take an idle connection's place
+		// A newcomer would take an idle connection's place, or be refused
+		// at once while they are younger than EvictIdleAfter: pausing
+		// would also stop refusing a few sources' flood, whose
+		// connections would then fill the kernel's queue ahead of
+		// everyone else's.
+		return -1
 	}
 	if l.o.MaxConns > 0 && l.open >= l.o.MaxConns {
 		return 0
@@ -285,7 +316,12 @@ func (l *Listener) full() int {
 
 // Close closes the listener and ends a paused Accept.
 func (l *Listener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
+	l.closeOnce.Do(func() {
+		close(l.done)
+		if l.raw != nil {
+			_ = l.raw.f.Close() // ends a waiting acceptRaw
+		}
+	})
 	return l.Listener.Close()
 }
 
@@ -298,9 +334,9 @@ func sourceOf(c net.Conn) netip.Addr {
 
 // admit decides for one accepted connection. At a cap it first closes the
 // oldest evictable connection (of the same source for the per-source cap).
-func (l *Listener) admit(c net.Conn) (*Conn, bool) {
-	src := sourceOf(c)
+func (l *Listener) admit(c net.Conn, src netip.Addr) (*Conn, bool) {
 	var victims []*Conn
+	now := l.o.Clock.Now()
 	l.mu.Lock()
 	s := l.sources[src]
 	if s == nil {
@@ -309,14 +345,14 @@ func (l *Listener) admit(c net.Conn) (*Conn, bool) {
 	}
 	why := -1
 	if l.o.MaxPerSource > 0 && s.open >= l.o.MaxPerSource {
-		if v := l.evictLocked(&s.idle); v != nil {
+		if v := l.evictLocked(&s.idle, now); v != nil {
 			victims = append(victims, v)
 		} else {
 			why = 1
 		}
 	}
 	if why < 0 && l.o.MaxConns > 0 && l.open >= l.o.MaxConns {
-		if v := l.evictLocked(&l.idle); v != nil {
+		if v := l.evictLocked(&l.idle, now); v != nil {
 			victims = append(victims, v)
 		} else {
 			why = 0
@@ -326,7 +362,7 @@ func (l *Listener) admit(c net.Conn) (*Conn, bool) {
 	if why < 0 {
 		if fd = l.o.FDs.take(l.open*l.o.Cost, l.o.Cost, l.o.Priority); fd == overShare {
 			// This listener holds its share: it may only replace its own idle connections.
-			if v := l.evictLocked(&l.idle); v != nil {
+			if v := l.evictLocked(&l.idle, now); v != nil {
 				victims = append(victims, v)
 				l.o.FDs.force(l.o.Cost) // the victim's descriptors go to the newcomer
 				fd = taken
@@ -408,12 +444,19 @@ func (l *Listener) noteEviction() {
 	}
 }
 
-// evictLocked takes the oldest evictable connection off the lists, or nil.
-func (l *Listener) evictLocked(from *idleList) *Conn {
+// evictable reports whether the oldest connection on from has been idle for
+// EvictIdleAfter (l.mu held).
+func (l *Listener) evictable(from *idleList, now time.Time) bool {
 	v := from.Front()
-	if v == nil {
+	return v != nil && now.Sub(v.idleSince) >= EvictIdleAfter
+}
+
+// evictLocked takes the oldest evictable connection off the lists, or nil.
+func (l *Listener) evictLocked(from *idleList, now time.Time) *Conn {
+	if !l.evictable(from, now) {
 		return nil
 	}
+	v := from.Front()
 	l.unidleLocked(v)
 	v.evicted = true
 	l.releaseLocked(v)
@@ -429,14 +472,13 @@ func (l *Listener) refuse(c net.Conn, why int) {
 		}
 		_ = c.Close()
 	}
-	now := l.o.Clock.Now()
-	l.mu.Lock()
-	log := now.Sub(l.lastLog[why]) >= LogEvery
-	if log {
-		l.lastLog[why] = now
+	// One atomic load per refusal; the warning at most once per LogEvery.
+	now := l.o.Clock.Now().UnixNano()
+	last := l.lastLog[why].Load()
+	if last != 0 && now-last < int64(LogEvery) || !l.lastLog[why].CompareAndSwap(last, now) {
+		return
 	}
-	l.mu.Unlock()
-	if log {
+	{
 		l.o.Logger.Warn("refusing client connections", "listener", l.o.Name, "reason", string(reasons[why]),
 			"open", l.Stats().Open, "max_connections", l.o.MaxConns, "max_per_source", l.o.MaxPerSource,
 			"refused_total", l.refused[why].Load())
@@ -483,6 +525,10 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 	if !ok || c.l != l {
 		return
 	}
+	var now time.Time
+	if st == http.StateNew || st == http.StateIdle {
+		now = l.o.Clock.Now()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.unidleLocked(c)
@@ -491,6 +537,7 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 	}
 	switch st {
 	case http.StateNew, http.StateIdle:
+		c.idleSince = now
 		l.idle.PushBack(c)
 		if s := l.sources[c.src]; s != nil {
 			s.idle.PushBack(c)
@@ -511,6 +558,7 @@ type Conn struct {
 
 	// under l.mu
 	released, evicted bool
+	idleSince         time.Time // when it was last put on the idle lists
 	// links on the idle lists (idleList): onListener and onSource under
 	// l.mu, onFDs under l.o.FDs.mu
 	links [listKinds]link
