@@ -5,6 +5,9 @@
 # ticks and context switches over 10 s, goroutines, heap and stacks; with
 # SECTIONS=1 also which pages of the binary are resident, per ELF section,
 # before (25 s) and after (45 s) the trim of start-up pages at 30 s.
+# With AT="60 600 1800" (seconds after start) it also prints RssAnon, RssFile
+# and the heap in use at each of those times, before the 10 s window (the
+# signal store grew for an hour before it kept only what conditions read).
 # Usage: bench/footprint/agent.sh BIN [TAG]   (MEDIC_TRIM_EXEC=0 turns the trim off)
 # Needs: curl, python3 (for SECTIONS=1), readelf.
 set -eu
@@ -39,6 +42,13 @@ if [ -n "${SECTIONS:-}" ]; then
 	sleep $((wait - 25))
 	echo "$tag at $wait s:"; grep -E '^(RssAnon|RssFile)' /proc/$pid/status | tr '\n' ' '; echo
 	python3 "$here/sections.py" $pid "$bin"
+elif [ -n "${AT:-}" ]; then
+	start=$(date +%s)
+	for at in $AT; do
+		sleep $((start + at - $(date +%s)))
+		h=$(curl -s 127.0.0.1:$api/metrics | awk '/^go_memstats_heap_inuse_bytes/{printf "%.1f", $2/1048576}')
+		echo "$tag at ${at} s: $(grep -E '^(RssAnon|RssFile)' /proc/$pid/status | awk '{printf "%s%.1f ", $1, $2/1024}')(MiB) heap_inuse=${h}MiB"
+	done
 else
 	sleep "$wait"
 fi
