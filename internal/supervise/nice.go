@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"runtime"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,9 +23,7 @@ import (
 // takes CPU from the serving instances only when they leave some
 // (docs/deploys.md, "Cheap deploys").
 //
-// The process is born at that value: medic forks it from a thread set to
-// it for the moment (a child takes its nice from the forking thread), so no
-// thread of it, and no process it starts, runs at the higher priority first.
+// The process group is set to that value right after the fork (startNiced).
 // When it is ready, setpriority(PRIO_PGRP) sets its process group back,
 // which reaches every thread of every process in it; a group whose nice is no
 // longer the one it started at (the command reniced itself) is left as it is.
@@ -123,36 +121,28 @@ func restoreGroupNice(pgid, start int) error {
 	return setGroupNice(pgid, ownNice())
 }
 
-// startNiced runs start (which forks the process) from a thread at nice
-// value nice, through lr (a run with cgroup v1 limits forks from a thread
-// that joined its cgroups, already locked to its goroutine); 0: as is.
-func startNiced(lr *limitRun, nice int, start func() error) error {
-	if nice == 0 {
-		return lr.start(start)
+// startNiced starts cmd (through lr: a run with cgroup v1 limits forks
+// from a thread that joined its cgroups) at medic's own priority and, when
+// nice is not 0, sets the new process group (the child's pid: it starts
+// with Setpgid) to nice at once, before medic goes on with anything else.
+// The child has run from its fork to its exec and maybe the first
+// microseconds of its own start at medic's priority; every thread of every
+// process in the group is set, threads created later inherit the value.
+//
+// It used to fork from a thread set to nice for the moment, so that the
+// child was born at that value; but that thread holds one of the agent's
+// Ps (Go's scheduler slots) for all of exec.Cmd.Start's own code, and at
+// nice 10 on a loaded machine the kernel runs it seldom: with 2 Ps and two
+// or three instances starting at once the proxy's goroutines waited for a
+// P for tens to hundreds of milliseconds (docs/deploys.md, "Attribution").
+// Should setting the value fail, the process runs at medic's priority (a
+// start is never refused for it) and restoreGroupNice finds nothing to undo.
+func startNiced(lr *limitRun, nice int, cmd *exec.Cmd) error {
+	if err := lr.start(cmd.Start); err != nil {
+		return err
 	}
-	if lr != nil && len(lr.v1) > 0 {
-		return lr.start(func() error { return onNicedThread(nice, start) })
+	if nice != 0 {
+		_ = setGroupNice(cmd.Process.Pid, nice)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- onNicedThread(nice, start) }() // a goroutine of its own: see onNicedThread
-	return <-errc
-}
-
-// onNicedThread runs start on the calling goroutine's thread, set to nice
-// value nice for the moment, then sets the thread back to medic's own
-// value. Should that fail, the thread stays locked to the goroutine, and the
-// runtime ends it when the goroutine returns: it never runs anything of
-// medic's again.
-func onNicedThread(nice int, start func() error) error {
-	runtime.LockOSThread()
-	tid := unix.Gettid()
-	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
-		runtime.UnlockOSThread()
-		return start() // at medic's own priority: a start is never refused for this
-	}
-	err := start()
-	if unix.Setpriority(unix.PRIO_PROCESS, tid, ownNice()) == nil {
-		runtime.UnlockOSThread()
-	}
-	return err
+	return nil
 }

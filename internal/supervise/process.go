@@ -81,7 +81,7 @@ func startProcess(argv, env []string, dir string, cg *cgroup, lr *limitRun, nice
 		defer d.Close()
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(d.Fd())
 	}
-	if err := startNiced(lr, nice, cmd.Start); err != nil {
+	if err := startNiced(lr, nice, cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	p := &process{pid: cmd.Process.Pid, cg: cg, lr: lr, exited: make(chan medic.Exit, 1)}
