@@ -314,6 +314,16 @@ func (l *Listener) full() int {
 	return -1
 }
 
+// closed reports whether Close was called.
+func (l *Listener) closed() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Close closes the listener and ends a paused Accept.
 func (l *Listener) Close() error {
 	l.closeOnce.Do(func() {

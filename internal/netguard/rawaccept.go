@@ -124,7 +124,9 @@ func (l *Listener) acceptRaw() (net.Conn, netip.Addr, error) {
 		return true
 	})
 	if err != nil {
-		if errors.Is(err, os.ErrClosed) {
+		// Closing the duplicate fails a waiting Read with "use of closed
+		// file" (not os.ErrClosed): callers expect Go's net.ErrClosed.
+		if l.closed() || errors.Is(err, os.ErrClosed) {
 			err = net.ErrClosed
 		}
 		return nil, src, &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: err}

@@ -1,6 +1,7 @@
 package netguard
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -94,4 +95,33 @@ func socketPair() (int, error) {
 	}
 	syscall.Close(fds[1])
 	return fds[0], nil
+}
+
+// Accept on a closed TCP listener, whether it was waiting or called after
+// Close, fails with net.ErrClosed as Go's own Accept does: the callers'
+// loops (proxy tcp mode, egress, fasthttp's "closed" check) end on it
+// rather than retrying or logging a permanent error.
+func TestRawAcceptClosedIsErrClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Wrap(ln, Options{Limits: Limits{MaxConns: 4}})
+	if l.raw == nil {
+		t.Fatal("a TCP listener does not accept with accept4 itself")
+	}
+	errc := make(chan error, 1)
+	go func() { _, err := l.Accept(); errc <- err }()
+	l.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept ended by Close: %v; want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept still waiting 10 s after Close")
+	}
+	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close: %v; want net.ErrClosed", err)
+	}
 }
