@@ -205,6 +205,9 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 			if i > 0 {
 				t.Logf("%s flood, client through %s: %v", tg.name, p.name, all[i])
 			}
+			// Where the tail is: the requests at or above the p99, per second of
+			// the load (seconds in which every path has them are the machine's).
+			t.Logf("%s flood, client through %s: requests ≥ p99 by second of the load %v", tg.name, p.name, all[i].TailBySecond(0.99))
 			line += fmt.Sprintf(" | %s p99 %v = %s quiet %v, errors %d/%d, new conns %d", p.name, all[i].Quantile(0.99).Round(10*time.Microsecond),
 				ratio(all[i].Quantile(0.99), quiet[i].Quantile(0.99)), quiet[i].Quantile(0.99).Round(10*time.Microsecond), all[i].Errors, all[i].Requests, all[i].NewConns)
 		}

@@ -133,7 +133,28 @@ type Result struct {
 	Requests, Errors int
 	NewConns         int             // connections the client opened (not reused): the server closed its keep-alives
 	Latencies        []time.Duration // of successful requests, sorted
+	Timeline         []Sample        // every successful request: when it started and how long it took
 	FirstErrors      []string        // up to 5
+}
+
+// Sample is one request: when it started after the load began, and its latency.
+type Sample struct{ At, Took time.Duration }
+
+// TailBySecond counts, per second of the load, the requests that took at
+// least the q quantile: where in the run the tail is.
+func (r Result) TailBySecond(q float64) []int {
+	th := r.Quantile(q)
+	var out []int
+	for _, s := range r.Timeline {
+		i := int(s.At / time.Second)
+		for len(out) <= i {
+			out = append(out, 0)
+		}
+		if s.Took >= th {
+			out[i]++
+		}
+	}
+	return out
 }
 
 // Quantile of the successful latencies (0 when none).
@@ -175,6 +196,7 @@ func (l Load) Run(ctx context.Context) Result {
 	}}
 	var wg sync.WaitGroup
 	every := time.Second / time.Duration(max(1, l.Rate))
+	begin := time.Now()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	end := time.After(l.Duration)
@@ -215,6 +237,7 @@ loop:
 				return
 			}
 			res.Latencies = append(res.Latencies, took)
+			res.Timeline = append(res.Timeline, Sample{At: start.Sub(begin), Took: took})
 		}()
 	}
 	wg.Wait()
