@@ -55,6 +55,12 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	pgtest.PrepareCachedBinDir() // never exit while it is being made: its temporary directory would be left
+	if os.Getenv("MEDIC_E2E_CGROUP_CHECK") == "caller" {
+		// .ci/run's shared run: unit suites run beside these tests in the
+		// same cgroup, and one of theirs, empty between two restarts, would
+		// look left behind. .ci/run checks once both runs are done.
+		os.Exit(code)
+	}
 	if left := leftCgroups(cgroupsBefore); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: the tests left %d empty medic cgroups behind (a medic that exited without removing its tree; removed now):\n  %s\n",
 			len(left), strings.Join(left, "\n  "))
