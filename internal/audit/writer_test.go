@@ -222,3 +222,114 @@ func TestWriterGroupCommit(t *testing.T) {
 		t.Fatalf("health %+v", h)
 	}
 }
+
+// batchFailing commits through log; its commits from the failFrom-th on
+// fail as on a full disk while full is set; each waits at gate when set.
+type batchFailing struct {
+	log      *audit.Log
+	gate     chan struct{}
+	commits  atomic.Int64
+	failFrom int64
+	full     atomic.Bool
+}
+
+func (b *batchFailing) Append(ctx context.Context, r audit.Record) (audit.Record, error) {
+	rs, err := b.AppendBatch(ctx, []audit.Record{r})
+	if len(rs) == 1 {
+		return rs[0], err
+	}
+	return audit.Record{}, err
+}
+
+func (b *batchFailing) AppendBatch(ctx context.Context, rs []audit.Record) ([]audit.Record, error) {
+	<-b.gate
+	if b.commits.Add(1) >= b.failFrom && b.full.Load() {
+		return nil, syscall.ENOSPC
+	}
+	return b.log.AppendBatch(ctx, rs)
+}
+
+// TestWriterGroupCommitFailsClosed: a group commit that fails turns the
+// writer degraded and holds every record of the batch (none is answered
+// as stored), a caller of the batch that gave up is answered with its
+// context's error and its record is neither stored nor held; once the disk
+// has room the gap record, the held records and the resumed record follow
+// and the chain verifies across the batches.
+func TestWriterGroupCommitFailsClosed(t *testing.T) {
+	l, _, clk := MustOpenLog(t, "")
+	b := &batchFailing{log: l, gate: make(chan struct{}), failFrom: 2}
+	b.full.Store(true)
+	w := audit.NewWriter(b, audit.WriterOptions{Hold: 3, Clock: clk})
+	type answer struct {
+		target string
+		rec    audit.Record
+		err    error
+	}
+	answers := make(chan answer, 8)
+	appendAs := func(ctx context.Context, target string) {
+		r, err := w.Append(ctx, rec("supervisor", "instance.ready", target))
+		answers <- answer{target, r, err}
+	}
+	go appendAs(context.Background(), "web/0") // the leader: its commit (the first) succeeds
+	waitQueued(t, w, 1)
+	gaveUp, cancel := context.WithCancel(context.Background())
+	go appendAs(gaveUp, "web/gave-up")
+	waitQueued(t, w, 2)
+	for i := 1; i <= 5; i++ {
+		go appendAs(context.Background(), "web/"+strconv.Itoa(i))
+	}
+	waitQueued(t, w, 7)
+	cancel()
+	close(b.gate)
+
+	for range 7 {
+		a := <-answers
+		switch {
+		case a.target == "web/0":
+			if a.err != nil || a.rec.Seq != 1 {
+				t.Fatalf("the leader's own commit: %+v, %v", a.rec, a.err)
+			}
+		case a.target == "web/gave-up":
+			if !errors.Is(a.err, context.Canceled) || a.rec.Seq != 0 {
+				t.Fatalf("the caller that gave up: %+v, %v; want context.Canceled", a.rec, a.err)
+			}
+		default:
+			if !errors.Is(a.err, audit.ErrDegraded) || a.rec.Seq != 0 {
+				t.Fatalf("%s in the failed batch: %+v, %v; want ErrDegraded", a.target, a.rec, a.err)
+			}
+		}
+	}
+	if got := b.commits.Load(); got != 2 {
+		t.Fatalf("%d commits; want 2 (the leader's, then the batch of the 5 that had not given up)", got)
+	}
+	h := w.Health()
+	if !h.Degraded || h.Held != 3 || h.Lost != 2 || !strings.Contains(h.Reason, "no space left") {
+		t.Fatalf("health after the failed batch: %+v; want degraded, 3 held, 2 lost", h)
+	}
+	b.full.Store(false)
+	if !w.Flush(context.Background()) {
+		t.Fatal("Flush failed once the disk has room")
+	}
+	// web/0, the gap, the 3 held, resumed.
+	mustVerify(t, l, 6)
+	recs, err := l.List(context.Background(), audit.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Target == "web/gave-up" {
+			t.Fatalf("the record of the caller that gave up was stored: %+v", r)
+		}
+	}
+}
+
+func waitQueued(t *testing.T, w *audit.Writer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Queued() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d appends queued after 10s", w.Queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
