@@ -12,8 +12,10 @@
 // wait in the kernel's accept queue instead of being refused, so a flood
 // cannot make medic spin on accepting and refusing. An HTTP server that
 // reports its connections' states (ConnState) lets the guard close the oldest
-// idle or never-used connection instead, so that a flood of idle connections
-// cannot lock a real client out.
+// idle or never-used connection instead, once it has been idle for
+// EvictIdleAfter, so that a flood of idle connections cannot lock a real
+// client out. A TCP listener refuses a connection over a cap with bare
+// system calls, before Go builds anything for it (rawaccept.go).
 package netguard
 
 import (
