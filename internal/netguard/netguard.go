@@ -125,7 +125,7 @@ const PauseRecheck = 100 * time.Millisecond
 // few sources turned its own connections over as fast as it could dial
 // (each admitted connection evicted the one admitted tens of milliseconds
 // before it, and each evicted one dialled again): in the API phase of
-// bench/flood.sh about 3 000 evictions a second, each a whole accept, a
+// bench/flood.sh 1 000–5 000 evictions a second, each a whole accept, a
 // server goroutine and a close. With it evictions from one source are at
 // most its cap per EvictIdleAfter (the API: 64 every 2 s), and the rest of the flood is refused on
 // sight (rawaccept.go), which costs a few system calls.
