@@ -229,17 +229,8 @@ func (w *Writer) commit(batch []*pendingAppend) {
 		live = append(live, p)
 	}
 	ba, ok := w.log.(BatchAppender)
-	if !ok || len(live) == 1 {
-		for _, p := range live {
-			rec, err := w.appendLocked(p.ctx, p.r)
-			p.done <- appendResult{rec: rec, err: err}
-		}
-		return
-	}
-	if len(live) == 0 {
-		return
-	}
-	if w.health.Degraded {
+	if !ok || len(live) <= 1 || w.health.Degraded {
+		// One at a time: nothing to group, or held one by one while degraded.
 		for _, p := range live {
 			rec, err := w.appendLocked(p.ctx, p.r)
 			p.done <- appendResult{rec: rec, err: err}
@@ -263,8 +254,7 @@ func (w *Writer) commit(batch []*pendingAppend) {
 		return
 	}
 	w.health.Failures++
-	w.health.Degraded, w.health.Reason, w.health.Since = true, err.Error(), w.clock.Now()
-	w.health.Lost = 0
+	w.degradeLocked(err)
 	for _, p := range live {
 		w.holdLocked(p.r)
 		p.done <- appendResult{err: fmt.Errorf("%w: %w", ErrDegraded, err)}
@@ -292,10 +282,16 @@ func (w *Writer) appendLocked(ctx context.Context, r Record) (Record, error) {
 	if ctx.Err() != nil {
 		return Record{}, err // the caller gave up; the log is not at fault
 	}
-	w.health.Degraded, w.health.Reason, w.health.Since = true, err.Error(), w.clock.Now()
-	w.health.Lost = 0
+	w.degradeLocked(err)
 	w.holdLocked(r)
 	return Record{}, fmt.Errorf("%w: %w", ErrDegraded, err)
+}
+
+// degradeLocked turns the writer degraded by err: records are held from
+// now on (w.mu held).
+func (w *Writer) degradeLocked(err error) {
+	w.health.Degraded, w.health.Reason, w.health.Since = true, err.Error(), w.clock.Now()
+	w.health.Lost = 0
 }
 
 func (w *Writer) holdLocked(r Record) {

@@ -490,11 +490,9 @@ func (l *Listener) refuse(c net.Conn, why int) {
 	if last != 0 && now-last < int64(LogEvery) || !l.lastLog[why].CompareAndSwap(last, now) {
 		return
 	}
-	{
-		l.o.Logger.Warn("refusing client connections", "listener", l.o.Name, "reason", string(reasons[why]),
-			"open", l.Stats().Open, "max_connections", l.o.MaxConns, "max_per_source", l.o.MaxPerSource,
-			"refused_total", l.refused[why].Load())
-	}
+	l.o.Logger.Warn("refusing client connections", "listener", l.o.Name, "reason", string(reasons[why]),
+		"open", l.Stats().Open, "max_connections", l.o.MaxConns, "max_per_source", l.o.MaxPerSource,
+		"refused_total", l.refused[why].Load())
 }
 
 // releaseLocked gives back what an admitted connection held; once.

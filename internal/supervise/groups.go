@@ -110,20 +110,20 @@ func (s *Supervisor) staggerGroup(svctx context.Context, sv *service, g *group, 
 	clk := s.env.Clock
 	for k := 1; k < len(g.instances); k++ {
 		t := clk.NewTimer(stagger)
-		for !g.instances[k-1].Status().Ready {
+	wait:
+		for {
 			ch := s.anyReady.Wait()
 			if g.instances[k-1].Status().Ready {
 				break
 			}
 			select {
 			case <-ch:
-				continue
 			case <-t.C():
+				break wait
 			case <-svctx.Done():
 				t.Stop()
 				return
 			}
-			break
 		}
 		t.Stop()
 		s.mu.Lock()
