@@ -33,6 +33,21 @@ func (s Schedule) Due(now, lastFull, lastAny time.Time) (typ string, due bool) {
 	return "", false
 }
 
+// NextDue is when the next backup falls due after the newest full backup
+// started at lastFull and the newest of any type at lastAny (both
+// non-zero): the earlier of the two schedules' next slots. The loop wakes
+// then when that is sooner than its period, so that a scheduled backup
+// starts at its slot and not up to a period after it.
+func (s Schedule) NextDue(lastFull, lastAny time.Time) time.Time {
+	next := s.Full.Next(lastFull)
+	if !s.DiffOff {
+		if d := s.Diff.Next(lastAny); d.Before(next) {
+			next = d
+		}
+	}
+	return next
+}
+
 // Archiver is pg_stat_archiver on the primary with the current WAL position.
 type Archiver struct {
 	ArchivedCount   int64
@@ -120,6 +135,26 @@ func SwitchDue(now time.Time, seen Segment, a Archiver, timeout time.Duration) (
 		return Segment{Name: a.CurrentWAL, Since: now}, false
 	}
 	return seen, a.CurrentOffset > 0 && timeout > 0 && now.Sub(seen.Since) >= SwitchAfter(timeout)
+}
+
+// StepDue says whether the loop steps at now: every period (next is when
+// the period is up), and at once when this member is the primary and was
+// not at its last step — a new term creates its stanza and takes the
+// backup that is due without waiting up to a period (the archive's
+// stanza check after a failover, the first full backup of a new cluster).
+func StepDue(now, next time.Time, primary, steppedAsPrimary bool) bool {
+	return !now.Before(next) || primary && !steppedAsPrimary
+}
+
+// NextStep is when the loop steps next after a step that ended at now: a
+// period later, or at due (the next scheduled backup's slot, zero when
+// none is waiting) when that comes sooner.
+func NextStep(now time.Time, period time.Duration, due time.Time) time.Time {
+	next := now.Add(period)
+	if due.After(now) && due.Before(next) {
+		return due
+	}
+	return next
 }
 
 // ArchivePeriod is how often the primary's current segment is checked

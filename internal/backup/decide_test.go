@@ -113,3 +113,54 @@ func TestSwitchDue(t *testing.T) {
 		t.Errorf("a new segment restarts the clock: %+v %t", s, due)
 	}
 }
+
+func TestStepDue(t *testing.T) {
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	later := now.Add(15 * time.Second)
+	for _, c := range []struct {
+		name                      string
+		next                      time.Time
+		primary, steppedAsPrimary bool
+		want                      bool
+	}{
+		{"period up", now, false, false, true},
+		{"period up on the primary", now.Add(-time.Second), true, true, true},
+		{"replica within the period", later, false, false, false},
+		{"primary already stepped as one", later, true, true, false},
+		{"just became the primary", later, true, false, true},
+		{"no longer the primary: waits for the period", later, false, true, false},
+	} {
+		if got := StepDue(now, c.next, c.primary, c.steppedAsPrimary); got != c.want {
+			t.Errorf("%s: StepDue = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestNextDueAndNextStep(t *testing.T) {
+	full, _ := cron.Parse("@daily")
+	diff, _ := cron.Parse("@every 10s")
+	s := Schedule{Full: full, Diff: diff}
+	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.Local)
+	if got, want := s.NextDue(at, at.Add(5*time.Second)), at.Add(15*time.Second); !got.Equal(want) {
+		t.Errorf("NextDue: %v, want the differential's slot %v", got, want)
+	}
+	s.DiffOff = true
+	if got, want := s.NextDue(at, at.Add(5*time.Second)), full.Next(at); !got.Equal(want) {
+		t.Errorf("NextDue without differentials: %v, want the full's slot %v", got, want)
+	}
+	const period = 15 * time.Second
+	for _, c := range []struct {
+		name string
+		due  time.Time
+		want time.Time
+	}{
+		{"none waiting", time.Time{}, at.Add(period)},
+		{"slot within the period", at.Add(4 * time.Second), at.Add(4 * time.Second)},
+		{"slot beyond the period", at.Add(time.Hour), at.Add(period)},
+		{"slot already past (a backup is being retried later)", at.Add(-time.Second), at.Add(period)},
+	} {
+		if got := NextStep(at, period, c.due); !got.Equal(c.want) {
+			t.Errorf("%s: NextStep = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -96,7 +96,8 @@ type Loop struct {
 	stanzaOK  bool // created while this member is the primary
 	retryAt   time.Time
 	wasLeader bool
-	segment   Segment // the primary's current WAL segment, for SwitchDue
+	segment   Segment   // the primary's current WAL segment, for SwitchDue
+	dueAt     time.Time // the next scheduled backup's slot, as the last step saw it (zero: none waiting)
 }
 
 // NewLoop checks the schedule.
@@ -138,8 +139,9 @@ func (l *Loop) State() State {
 	return st
 }
 
-// Serve runs the loop until ctx ends: Step every period, and on the
-// primary the archive.timeout check every ArchivePeriod; with TLS, this
+// Serve runs the loop until ctx ends: Step every period, at a scheduled
+// backup's slot when that comes sooner (NextStep), and as soon as this
+// member becomes the primary (StepDue); on the primary the archive.timeout check every ArchivePeriod; with TLS, this
 // member's pgBackRest TLS server beside it (stopped before Serve returns).
 func (l *Loop) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -157,11 +159,18 @@ func (l *Loop) Serve(ctx context.Context) error {
 	}()
 	next := l.m.clock.Now()
 	for {
-		if now := l.m.clock.Now(); !now.Before(next) {
+		primary := l.o.Primary()
+		l.mu.Lock()
+		stepped := l.wasLeader
+		l.mu.Unlock()
+		if StepDue(l.m.clock.Now(), next, primary, stepped) {
 			l.Step(ctx)
-			next = l.m.clock.Now().Add(l.o.Period)
+			l.mu.Lock()
+			due := l.dueAt
+			l.mu.Unlock()
+			next = NextStep(l.m.clock.Now(), l.o.Period, due)
 		}
-		if l.o.Primary() {
+		if primary {
 			l.enforceArchiveTimeout(ctx)
 		}
 		t := l.m.clock.NewTimer(min(ArchivePeriod(l.m.o.Config.Archive.Timeout.D()), max(0, next.Sub(l.m.clock.Now()))))
@@ -216,6 +225,7 @@ func (l *Loop) Step(ctx context.Context) {
 		l.stanzaOK = false // a new term: check the stanza against this primary
 	}
 	l.wasLeader = primary
+	l.dueAt = time.Time{}
 	l.st.Primary, l.st.At = primary, now
 	stanzaOK := l.stanzaOK
 	l.mu.Unlock()
@@ -262,12 +272,17 @@ func (l *Loop) Step(ctx context.Context) {
 	if !ready {
 		return
 	}
-	if typ, due := l.sched.Due(now, lastFull, lastAny); due {
-		if _, err := l.Backup(ctx, typ, "schedule"); err != nil {
-			l.mu.Lock()
-			l.retryAt = now.Add(l.o.RetryAfter)
-			l.mu.Unlock()
-		}
+	typ, due := l.sched.Due(now, lastFull, lastAny)
+	if !due {
+		l.mu.Lock()
+		l.dueAt = l.sched.NextDue(lastFull, lastAny)
+		l.mu.Unlock()
+		return
+	}
+	if _, err := l.Backup(ctx, typ, "schedule"); err != nil {
+		l.mu.Lock()
+		l.retryAt = now.Add(l.o.RetryAfter)
+		l.mu.Unlock()
 	}
 }
 
