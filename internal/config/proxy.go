@@ -49,8 +49,19 @@ type Proxy struct {
 	// Client classes by verified API key, each with its rate, share of the concurrency limit
 	// and retry budget (http mode; docs/dependencies.md). Off unless set.
 	Clients *ProxyClients `yaml:"clients" json:"clients,omitempty"`
-	// Connection caps and timeouts of the listener (docs/security.md); tcp mode uses the caps only.
+	// Connection caps and timeouts of the listener (docs/security.md); tcp mode uses the caps
+	// and header_timeout (how long a connection waiting for its place among max_silent may
+	// stay silent).
 	Limits Limits `yaml:"limits" json:"limits,omitempty"`
+	// tcp mode: connections to the instances open at once on which neither side has sent a
+	// byte yet. Beyond it, a client's connection is opened to an instance only once the
+	// client sends its first byte or a silent one speaks or ends (first come, first
+	// served); one that stays silent for limits.header_timeout (±10 % per connection) is
+	// closed. So a flood of connections that send nothing cannot hold the instances'
+	// connection slots (PostgreSQL's max_connections), and a protocol in which the server
+	// speaks first (MySQL, SMTP) still gets its connections opened at once up to the cap,
+	// then in turn as the ones before it are greeted. Default 128.
+	MaxSilent int `yaml:"max_silent" json:"max_silent,omitempty" jsonschema:"minimum=1"`
 }
 
 // ProxyRetries says when a failed try is repeated on another instance. A try is
@@ -199,7 +210,11 @@ func (p *Proxy) SetDefaults() {
 		p.Clients.setDefaults(*r.Budget)
 	}
 	p.Limits.SetDefaults(DefaultProxyLimits)
+	proxyDefaultInt(&p.MaxSilent, DefaultMaxSilent)
 }
+
+// DefaultMaxSilent is max_silent's default.
+const DefaultMaxSilent = 128
 
 // Validate reports semantic problems; call it after SetDefaults.
 func (p *Proxy) Validate() []FieldIssue {
@@ -280,6 +295,9 @@ func (p *Proxy) Validate() []FieldIssue {
 	}
 	if l.MaxClients < 1 {
 		bad("rate_limit.max_clients", "must be at least 1")
+	}
+	if p.MaxSilent < 1 {
+		bad("max_silent", "must be at least 1, not %d", p.MaxSilent)
 	}
 	if p.Clients != nil {
 		if p.Mode == ProxyModeTCP {

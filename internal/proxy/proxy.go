@@ -115,6 +115,13 @@ type Proxy struct {
 	requests, errors, retries, shed, rateLimited atomic.Uint64
 	served                                       atomic.Bool
 
+	// tcp mode: the connections to instances on which nobody has spoken yet
+	// (max_silent, silent.go), the ones closed while waiting for a place, and
+	// when that was last logged (unix nanoseconds).
+	silent       *silentGate
+	silentClosed atomic.Uint64
+	silentWarned atomic.Int64
+
 	// The fast HTTP/1.1 plane (data_plane: fast): its upstream connections,
 	// and the listener through which it hands connections to the net/http plane.
 	fast    bool
@@ -152,6 +159,7 @@ func New(o Options) (*Proxy, error) {
 		d:          NewDecision(cfg),
 		refuseConn: o.Refuse,
 		dialer:     net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second},
+		silent:     newSilentGate(cfg.MaxSilent),
 	}
 	p.pool = p.d.pool
 	p.d.onBreaker = func(class string, ch breakerChange) {

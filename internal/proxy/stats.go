@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"time"
+
+	"github.com/medic-dev/medic/internal/config"
 )
 
 // Stats is a snapshot of one service's proxy for /v1/status. Counters are
@@ -30,6 +32,18 @@ type Stats struct {
 	Groups []GroupStats `json:"groups,omitempty"`
 	// Client classes (proxy.clients), by name; absent without classes.
 	Classes []ClassStats `json:"classes,omitempty"`
+	// tcp mode: connections to instances on which nobody has spoken yet (max_silent).
+	Silent *SilentStats `json:"silent,omitempty"`
+}
+
+// SilentStats are a tcp-mode proxy's silent connections (proxy.max_silent).
+type SilentStats struct {
+	// Connections to instances open now on which neither side has sent a byte.
+	Open int `json:"open"`
+	// Client connections waiting for their first byte or a place.
+	Waiting int `json:"waiting"`
+	// Client connections closed because they stayed silent past header_timeout while waiting.
+	Closed uint64 `json:"closed"`
 }
 
 // InstanceStats is one instance as the proxy sees it.
@@ -64,6 +78,10 @@ func (p *Proxy) Stats() Stats {
 		Shed: p.shed.Load(), RateLimited: p.rateLimited.Load(),
 	}
 	s.ConcurrencyLimit = p.d.Limit()
+	if p.cfg.Mode == config.ProxyModeTCP {
+		held, waiting := p.silent.counts()
+		s.Silent = &SilentStats{Open: held, Waiting: waiting, Closed: p.silentClosed.Load()}
+	}
 	s.Groups = p.pool.groupStats(now)
 	s.Classes = p.d.ClassStats()
 	p.pool.mu.Lock()

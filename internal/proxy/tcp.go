@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -56,7 +58,7 @@ func (p *Proxy) serveTCP(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.handleConn(connCtx, c)
+			p.handleConn(ctx, connCtx, c)
 		}()
 	}
 
@@ -86,9 +88,21 @@ func (p *Proxy) serveTCP(ctx context.Context) error {
 
 // handleConn connects the client to an instance, trying others when the
 // connection cannot be opened (nothing was sent, so this is always safe),
-// then copies both ways until both sides are done.
-func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
+// then copies both ways until both sides are done. Beyond max_silent it
+// first waits for the client's first byte or a place (silent.go); serveCtx
+// ending (the proxy stopping) closes a connection still waiting.
+func (p *Proxy) handleConn(serveCtx, ctx context.Context, client net.Conn) {
 	defer client.Close()
+	slot, ok := p.silentPlace(serveCtx, client)
+	if !ok {
+		return
+	}
+	var spoke func() // gives the place back once either side has sent a byte or the connection ended
+	if slot {
+		var once sync.Once
+		spoke = func() { once.Do(p.silent.release) }
+		defer spoke()
+	}
 	start := p.clock.Now()
 	id := requestID("")
 	p.requests.Add(1)
@@ -133,7 +147,7 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 			continue
 		}
 		if ctx.Err() == nil {
-			in, out := splice(client, up)
+			in, out := splice(client, up, spoke)
 			p.logConn(id, client, b.id, len(tried), start, in, out, nil)
 		}
 		_ = up.Close()
@@ -150,6 +164,45 @@ func (p *Proxy) handleConn(ctx context.Context, client net.Conn) {
 	if p.refuseConn != nil && ctx.Err() == nil {
 		p.refuseConn(client)
 	}
+}
+
+// silentPlace decides whether client may be connected to an instance now:
+// at once while fewer than max_silent connections to instances are silent
+// (slot: it holds a place until either side speaks), else once its client
+// speaks or it is handed a place. ok is false when the client left or stayed
+// silent past its deadline (header_timeout, ±10 % so that a flood that
+// arrived together is not closed, and redialled, together) or the proxy is
+// stopping; the connection is then closed.
+func (p *Proxy) silentPlace(serveCtx context.Context, client net.Conn) (slot, ok bool) {
+	if p.silent.tryAcquire() {
+		return true, true
+	}
+	wait := p.cfg.Limits.HeaderTimeout.D()
+	wait = wait - wait/10 + rand.N(wait/5+1)
+	stop := context.AfterFunc(serveCtx, func() { _ = client.SetReadDeadline(aLongTimeAgo) })
+	slot, err := p.silent.waitForPlace(client, time.Now().Add(wait)) // a socket's deadline is wall time
+	stopped := !stop()
+	if err == nil {
+		return slot, true
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) && !stopped {
+		n := p.silentClosed.Add(1)
+		p.warnSilent(n)
+	}
+	return false, false
+}
+
+// warnSilent logs the silent connections closed, at most once per netguard.LogEvery.
+func (p *Proxy) warnSilent(total uint64) {
+	now := p.clock.Now().UnixNano()
+	last := p.silentWarned.Load()
+	if now-last < int64(netguard.LogEvery) || !p.silentWarned.CompareAndSwap(last, now) {
+		return
+	}
+	held, waiting := p.silent.counts()
+	p.log.Warn("closed client connections that sent nothing while max_silent connections to instances were silent "+
+		"(a flood of idle connections, or a protocol whose server speaks first under more than max_silent new connections at once: raise proxy.max_silent)",
+		"service", p.service, "closed_total", total, "silent", held, "waiting", waiting, "max_silent", p.cfg.MaxSilent)
 }
 
 // dialTCP applies the instance's fault, then opens a connection to it.
@@ -180,20 +233,25 @@ func (p *Proxy) dialTCP(ctx context.Context, b *backend, f Fault, client net.Con
 }
 
 // splice copies a→b and b→a until both directions end, passing half-closes
-// on. On Linux, io.Copy between TCP connections uses splice(2).
-func splice(a, b net.Conn) (ab, ba int64) {
+// on. On Linux, io.Copy between TCP connections uses splice(2). spoke, when
+// not nil, is called once either side has a byte to send or has ended.
+func splice(a, b net.Conn, spoke func()) (ab, ba int64) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		ba = copyHalf(a, b)
+		ba = copyHalf(a, b, spoke)
 	}()
-	ab = copyHalf(b, a)
+	ab = copyHalf(b, a, spoke)
 	wg.Wait()
 	return ab, ba
 }
 
-func copyHalf(dst, src net.Conn) int64 {
+func copyHalf(dst, src net.Conn, spoke func()) int64 {
+	if spoke != nil {
+		_, _ = readable(src) // data, an end or an error: the connection is no longer silent
+		spoke()
+	}
 	// The guard's wrapper would hide the TCP connections from splice(2).
 	n, err := io.Copy(netguard.Unwrap(dst), netguard.Unwrap(src))
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {

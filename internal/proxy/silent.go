@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"container/list"
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/medic-dev/medic/internal/netguard"
+)
+
+// silentGate bounds the tcp-mode connections to instances on which neither
+// side has sent a byte yet (proxy.max_silent). Connecting at once is what a
+// TCP proxy must do for protocols in which the server speaks first (MySQL,
+// SMTP), but a flood of connections that never send anything then holds one
+// of the instance's connection slots each (PostgreSQL's max_connections),
+// and — since the flood's connections arrive together — they reach the
+// instance's own timeout together, and the proxy reopens thousands at once
+// when the flooder redials (bench/flood.sh's TCP phase: two bursts 10 s apart,
+// the only phase in which medic's clients saw a tail HAProxy's did not).
+//
+// Beyond the cap a connection waits, holding only its own descriptor and a
+// goroutine parked in the poller, for the first of: its client's first byte
+// (a client-first protocol: connect now, no place needed), a place freed by a
+// silent connection that spoke or ended (first come, first served: a
+// server-first protocol in a burst of legitimate connections gets each
+// connection opened in turn, as the ones before it are greeted), or its
+// silence deadline (closed; counted and logged).
+type silentGate struct {
+	mu      sync.Mutex
+	max     int
+	held    int
+	waiters list.List // of *silentWaiter, oldest first
+}
+
+type silentWaiter struct {
+	conn    net.Conn // the client; its read deadline wakes it when granted
+	granted bool     // a place was handed to it (under mu)
+	elem    *list.Element
+}
+
+func newSilentGate(max int) *silentGate { return &silentGate{max: max} }
+
+// tryAcquire takes a place if one is free and nobody waits for one.
+func (g *silentGate) tryAcquire() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held < g.max && g.waiters.Len() == 0 {
+		g.held++
+		return true
+	}
+	return false
+}
+
+// enqueue puts c in line for a place.
+func (g *silentGate) enqueue(c net.Conn) *silentWaiter {
+	w := &silentWaiter{conn: c}
+	g.mu.Lock()
+	w.elem = g.waiters.PushBack(w)
+	g.mu.Unlock()
+	return w
+}
+
+// leave takes w out of line and reports whether it was handed a place (which
+// it then holds). After leave no release touches w's connection again.
+func (g *silentGate) leave(w *silentWaiter) (granted bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !w.granted {
+		g.waiters.Remove(w.elem)
+	}
+	return w.granted
+}
+
+// release gives a place back: to the first in line if any (woken through its
+// connection's read deadline), else to the pool.
+func (g *silentGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if e := g.waiters.Front(); e != nil {
+		w := g.waiters.Remove(e).(*silentWaiter)
+		w.granted = true
+		// Under mu: leave cannot have returned yet, so the waiter clears this
+		// deadline after it is set, never before.
+		_ = w.conn.SetReadDeadline(aLongTimeAgo)
+		return
+	}
+	g.held--
+}
+
+// counts returns the places held and the connections waiting.
+func (g *silentGate) counts() (held, waiting int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.held, g.waiters.Len()
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// readable waits until c has a byte to read, an end (EOF, reset) or an error
+// (its read deadline, a close): data is true when a byte is there. Nothing is
+// consumed (MSG_PEEK), so a splice afterwards moves every byte. A connection
+// that is not a socket (tests' pipes) is reported readable at once.
+func readable(c net.Conn) (data bool, err error) {
+	sc, ok := netguard.Unwrap(c).(syscall.Conn)
+	if !ok {
+		return true, nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	var (
+		b    [1]byte
+		n    int
+		rerr error
+	)
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			n, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if rerr != syscall.EINTR {
+				return rerr != syscall.EAGAIN
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return false, err
+	case rerr != nil:
+		return false, rerr
+	case n == 0:
+		return false, errSilentEOF
+	}
+	return true, nil
+}
+
+// errSilentEOF: the client closed before sending anything.
+var errSilentEOF = errors.New("client closed before sending anything")
+
+// waitForPlace is a connection's wait beyond max_silent: it returns
+// placed=true when it may connect (its client spoke, or it was handed a
+// place, which it then holds: slot=true), or an error when its client left
+// or stayed silent past its deadline.
+func (g *silentGate) waitForPlace(c net.Conn, deadline time.Time) (slot bool, err error) {
+	w := g.enqueue(c)
+	_ = c.SetReadDeadline(deadline)
+	data, err := readable(c)
+	granted := g.leave(w)
+	_ = c.SetReadDeadline(time.Time{})
+	switch {
+	case data:
+		if granted { // spoke: needs no place; pass it on
+			g.release()
+		}
+		return false, nil
+	case granted:
+		return true, nil
+	}
+	return false, err
+}
