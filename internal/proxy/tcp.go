@@ -127,7 +127,13 @@ func (p *Proxy) handleConn(serveCtx, ctx context.Context, client net.Conn) {
 		p.m.try(b, err != nil, elapsed)
 		if err != nil {
 			if ctx.Err() == nil && !netguard.OwnShortage(err) { // medic's own shortage is not the instance's fault
-				p.emit(p.pool.record(b, p.clock.Now(), false, 0, -1, 0))
+				evs := p.pool.record(b, p.clock.Now(), false, 0, -1, 0)
+				for i := range evs {
+					if evs[i].kind == "ejected" { // name what the last failed connection met
+						evs[i].reason += "; last: " + err.Error()
+					}
+				}
+				p.emit(evs)
 			} else {
 				p.pool.abandon(b)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,4 +189,32 @@ func TestTCPStopCutsAfterDrainTimeout(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// An ejection in tcp mode names what the last failed connection met, so that
+// an operator can tell a refused port from a timeout or medic's own shortage.
+func TestTCPEjectionNamesTheDialError(t *testing.T) {
+	cfg := tcpConfig()
+	cfg.Outlier.ConsecutiveErrors = 1
+	h := mustStart(t, cfg, nil)
+	dead := deadAddr(t)
+	h.p.SetBackend("db/0", dead, true)
+	h.p.SetBackend("db/1", echoServer(t, "b"), true)
+	for range 10 {
+		c, err := net.Dial("tcp", h.p.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := roundTrip(c, bufio.NewReader(c), "x"); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if strings.Contains(h.logs.String(), "instance ejected") {
+			break
+		}
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, "last: connect to db/0 at "+dead) || !strings.Contains(logs, "connection refused") {
+		t.Fatalf("the ejection does not name the dial error:\n%s", logs)
+	}
 }
