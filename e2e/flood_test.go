@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/testutil/flood"
 )
 
@@ -174,6 +177,8 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 			slowest = max(slowest, took)
 			if err != nil {
 				t.Errorf("%s flood: medic status failed after %v: %v %s", tg.name, took, err, out)
+			} else if tg.name == "proxy tcp" {
+				checkSilent(t, out)
 			}
 			start = time.Now()
 			if _, err := a.medic("status", "--json"); err == nil {
@@ -411,4 +416,34 @@ func rss(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// checkSilent logs the TCP proxy's silent connections during its flood and
+// holds them to max_silent (default 128): a flood of idle connections must
+// not hold one connection to the instance each.
+func checkSilent(t *testing.T, statusJSON string) {
+	t.Helper()
+	var doc api.StatusDoc
+	if err := json.Unmarshal([]byte(statusJSON), &doc); err != nil {
+		t.Errorf("status --json: %v", err)
+		return
+	}
+	for _, p := range doc.Proxies {
+		if p.Service != "raw" {
+			continue
+		}
+		conns := 0
+		for _, in := range p.Instances {
+			conns += in.Connections
+		}
+		if p.Silent == nil {
+			t.Errorf("proxy tcp flood: the raw proxy's status has no silent connections")
+			return
+		}
+		t.Logf("proxy tcp flood: connections to the instance %d, silent %d, waiting for a first byte or a place %d, closed silent %d",
+			conns, p.Silent.Open, p.Silent.Waiting, p.Silent.Closed)
+		if p.Silent.Open > config.DefaultMaxSilent {
+			t.Errorf("proxy tcp flood: %d silent connections to the instance, above max_silent %d", p.Silent.Open, config.DefaultMaxSilent)
+		}
+	}
 }
