@@ -312,7 +312,8 @@ func (m *Main) Run(ctx context.Context) error {
 	actx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
 	auditDone := make(chan struct{})
 	go func() { defer close(auditDone); m.aw.Serve(actx) }()
-	go m.returnHeap(actx) // memory a flood of connections left, back to the OS once they are gone
+	heapDone := make(chan struct{})
+	go func() { defer close(heapDone); m.returnHeap(actx) }() // memory a flood of connections left, back to the OS once they are gone
 
 	var g run.Group                // Add order is interrupt order; every interrupt cancels and WAITS.
 	supDone := make(chan struct{}) // closed when the supervisor stopped every instance
@@ -430,6 +431,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Record(context.Background(), medic.Event{Time: m.Clock.Now(), Kind: "agent.stopped", Target: "medic", Actor: "medic", Reason: "medic stopped"})
 	stopAudit()
 	<-auditDone
+	<-heapDone
 	if h := m.aw.Health(); h.Degraded {
 		m.Logger.Error("medic stopped with the audit log degraded: held records are lost", "held", h.Held, "lost", h.Lost, "reason", h.Reason)
 	}
