@@ -327,7 +327,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	lim.SetDefaults(config.DefaultAPILimits)
 	gl := netguard.Wrap(ln, netguard.Options{Name: "api",
 		Limits: netguard.Limits{MaxConns: lim.MaxConnections, MaxPerSource: lim.MaxPerSource},
-		FDs:    s.FDs, Priority: true, Refusal: netguard.HTTP503, ClientSpeaksFirst: true, Logger: s.Logger, Clock: s.Clock})
+		FDs:    s.FDs, Priority: true, Refusal: netguard.HTTP503, ClientSpeaksFirst: true, Logger: s.Logger, Clock: s.Clock,
+		DeadlineJitter: lim.HeaderTimeout.D() / 10}) // header and idle timeouts ±10 % per connection
 	// No ReadTimeout: net/http cancels a request's context when it fires,
 	// which would end event streams; bodies are read with a size cap.
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: lim.HeaderTimeout.D(), IdleTimeout: lim.IdleTimeout.D(),

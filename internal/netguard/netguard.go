@@ -22,6 +22,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -71,6 +72,13 @@ type Options struct {
 	// before handing it over (DeferAccept). Not for protocols in which the
 	// server may speak first.
 	ClientSpeaksFirst bool
+	// DeadlineJitter moves every read deadline set on a connection by that
+	// connection's own offset, drawn once within ±DeadlineJitter: the
+	// connections of a flood, accepted within a second, then reach the
+	// server's header or idle timeout spread over 2×DeadlineJitter instead
+	// of in one instant (when thousands close together, their places are
+	// refilled in one burst that takes the cores from the clients). 0: none.
+	DeadlineJitter time.Duration
 	// Logger receives one warning per reason per LogEvery while refusing; nil discards.
 	Logger *slog.Logger
 	// Clock for the warning's rate; nil means the wall clock.
@@ -388,6 +396,9 @@ func (l *Listener) admit(c net.Conn, src netip.Addr) (*Conn, bool) {
 		l.open++
 		s.open++
 		gc = &Conn{Conn: c, l: l, src: src}
+		if j := l.o.DeadlineJitter; j > 0 {
+			gc.jitter = rand.N(2*j+1) - j
+		}
 	} else if s.open == 0 {
 		delete(l.sources, src)
 	}
@@ -563,8 +574,9 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 // Conn is an admitted connection; Close releases its place.
 type Conn struct {
 	net.Conn
-	l   *Listener
-	src netip.Addr
+	l      *Listener
+	src    netip.Addr
+	jitter time.Duration // added to every read deadline (Options.DeadlineJitter)
 
 	// under l.mu
 	released, evicted bool
@@ -581,6 +593,26 @@ func (c *Conn) Close() error {
 	c.l.releaseLocked(c)
 	c.l.mu.Unlock()
 	return c.Conn.Close()
+}
+
+// SetReadDeadline sets the wrapped connection's read deadline, moved by the
+// connection's jitter (Options.DeadlineJitter); a zero t clears it.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.jitter != 0 && !t.IsZero() {
+		t = t.Add(c.jitter)
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline sets both deadlines; the read one moved as SetReadDeadline does.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if c.jitter == 0 || t.IsZero() {
+		return c.Conn.SetDeadline(t)
+	}
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetReadDeadline(t.Add(c.jitter))
 }
 
 // NetConn is the connection the guard wraps (for splice(2) in io.Copy).
