@@ -170,12 +170,8 @@ services:
 
 // withStartNice sets deploy.start_nice in cfg from MEDIC_DEPLOY_START_NICE
 // (bench/deploy.sh: START_NICE=0 measures without it); unset: the default.
-// MEDIC_DEPLOY_STAGGER sets deploy.stagger the same way (bench/deploy.sh STAGGER=…),
-// MEDIC_DEPLOY_START_IDLE deploy.start_idle (bench/deploy.sh START_IDLE=true).
+// MEDIC_DEPLOY_STAGGER sets deploy.stagger the same way (bench/deploy.sh STAGGER=…).
 func withStartNice(cfg string) string {
-	if b := os.Getenv("MEDIC_DEPLOY_START_IDLE"); b != "" {
-		cfg = strings.Replace(cfg, "    deploy: {", "    deploy: {start_idle: "+b+", ", 1)
-	}
 	if n := os.Getenv("MEDIC_DEPLOY_START_NICE"); n != "" {
 		cfg = strings.Replace(cfg, "    deploy: {strategy: ", "    deploy: {start_nice: "+n+", strategy: ", 1)
 	}

@@ -26,11 +26,6 @@ type Deploy struct {
 	// CPU from the serving instances only when those leave some. 0 (off) to 19; needs root (CAP_SYS_NICE),
 	// else not applied. Default 10.
 	StartNice *int `yaml:"start_nice" json:"start_nice,omitempty" jsonschema:"minimum=0,maximum=19"`
-	// Rolling, blue-green and canary: the new instances start in the SCHED_IDLE scheduling policy instead
-	// of at start_nice, until each is first ready (or a liveness or startup probe try fails); then the
-	// normal policy at nice 0. They then run only when no other task wants the CPU, so under full load
-	// their start is slow. Needs root (CAP_SYS_NICE), else not applied. Default false.
-	StartIdle *bool `yaml:"start_idle" json:"start_idle,omitempty"`
 	// Rolling, blue-green and canary: a deploy's new instances (the surge copies, the green set, the
 	// canary and its baseline each) start one at a time, the next when the one before is ready or this
 	// long after it started, whichever comes first, so that fewer processes start at once beside the
@@ -180,11 +175,6 @@ func (d *Deploy) StartNiceOrDefault() int {
 		return DefaultStartNice
 	}
 	return *d.StartNice
-}
-
-// StartIdleOrDefault is start_idle, false when unset (d nil included).
-func (d *Deploy) StartIdleOrDefault() bool {
-	return d != nil && d.StartIdle != nil && *d.StartIdle
 }
 
 // MinReadyOrDefault is min_ready (0 when d is nil).

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/supervise"
 )
@@ -103,112 +101,6 @@ func TestGroupStartsAtStartNice(t *testing.T) {
 	eventually(t, 15*time.Second, "the starved instance back at medic's nice", func() bool {
 		ins := s.GroupInstances("web", "starved")
 		return ins[0].PID != 0 && niceOf(t, ins[0].PID) == base
-	})
-	if st := s.GroupStatus("web", "starved"); st.Ready != 0 || st.Restarts != 0 {
-		t.Fatalf("starved: %+v", st)
-	}
-}
-
-// policies counts the threads of process group pgid by scheduling policy
-// (every process /proc names with that group, every thread of each).
-func policies(t *testing.T, pgid int) (procs int, by map[uint32]int) {
-	t.Helper()
-	by = map[uint32]int{}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]); f[2] != strconv.Itoa(pgid) {
-			continue
-		}
-		procs++
-		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-		for _, task := range tasks {
-			tid, _ := strconv.Atoi(task.Name())
-			if a, err := unix.SchedGetAttr(tid, 0); err == nil {
-				by[a.Policy]++
-			}
-		}
-	}
-	return procs, by
-}
-
-// With deploy.start_idle a group's instance starts in SCHED_IDLE, and so
-// does a process it forks before it is ready; when it becomes ready every
-// thread of both is back in SCHED_OTHER. A failed liveness try sets it back
-// at once, ready or not.
-func TestGroupStartsIdle(t *testing.T) {
-	if !supervise.CanRenice() {
-		t.Skip("needs CAP_SYS_NICE (root) or an RLIMIT_NICE of 20 to leave SCHED_IDLE")
-	}
-	hooks := &groupHooks{readyHooks: readyHooks{ready: map[string]bool{}, min: 99}, groups: map[string]string{}}
-	s, _ := start(t, map[string]*config.Service{"web": readyService(1)}, hooks)
-	eventually(t, 15*time.Second, "web ready", func() bool { return hooks.count() == 1 })
-	if _, by := policies(t, pids(s, "web")[0]); by[unix.SCHED_IDLE] != 0 {
-		t.Fatalf("the service's own instance has %d threads in SCHED_IDLE", by[unix.SCHED_IDLE])
-	}
-
-	dir := t.TempDir()
-	fork, forked, gate := filepath.Join(dir, "fork"), filepath.Join(dir, "forked"), filepath.Join(dir, "ready")
-	// Once told to (after medic set its policy), the shell forks a sleep,
-	// says so, and waits: two processes in the group.
-	green := service("i=0; while [ ! -e " + fork + " ] && [ $i -lt 1500 ]; do sleep 0.01; i=$((i+1)); done; sleep 300 & touch " + forked + "; wait")
-	green.Probes.Readiness = execProbe("test -e "+gate, 20*time.Millisecond, 1)
-	yes := true
-	green.Deploy = &config.Deploy{StartIdle: &yes}
-	if err := s.StartGroup(context.Background(), "web", "green", green, 1); err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	eventually(t, 15*time.Second, "green started", func() bool {
-		pid = s.GroupInstances("web", "green")[0].PID
-		return pid != 0
-	})
-	if err := os.WriteFile(fork, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 15*time.Second, "green forked", func() bool {
-		_, err := os.Stat(forked)
-		return err == nil
-	})
-	if n, by := policies(t, pid); n != 2 || by[unix.SCHED_IDLE] != 2 || len(by) != 1 {
-		t.Fatalf("green starting: %d processes, threads by policy %v; want 2 in SCHED_IDLE (%d)", n, by, unix.SCHED_IDLE)
-	}
-	if err := os.WriteFile(gate, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 15*time.Second, "green ready", func() bool { return s.GroupStatus("web", "green").Ready == 1 })
-	if n, by := policies(t, pid); n != 2 || by[unix.SCHED_NORMAL] != 2 || len(by) != 1 {
-		t.Fatalf("green ready: %d processes, threads by policy %v; want 2 in SCHED_OTHER", n, by)
-	}
-	if err := s.StopGroup(context.Background(), "web", "green"); err != nil {
-		t.Fatal(err)
-	}
-
-	starved := service("exec sleep 300")
-	starved.Probes.Readiness = execProbe("false", 20*time.Millisecond, 1)
-	starved.Probes.Liveness = execProbe("false", 20*time.Millisecond, 1000)
-	starved.Deploy = green.Deploy
-	if err := s.StartGroup(context.Background(), "web", "starved", starved, 1); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 15*time.Second, "the starved instance out of SCHED_IDLE", func() bool {
-		ins := s.GroupInstances("web", "starved")
-		if ins[0].PID == 0 {
-			return false
-		}
-		_, by := policies(t, ins[0].PID)
-		return by[unix.SCHED_NORMAL] == 1 && len(by) == 1
 	})
 	if st := s.GroupStatus("web", "starved"); st.Ready != 0 || st.Restarts != 0 {
 		t.Fatalf("starved: %+v", st)

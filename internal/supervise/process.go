@@ -222,15 +222,6 @@ func (p *process) killAll() error {
 	return p.cg.kill(time.Second)
 }
 
-// pids lists the processes of this run's cgroup (v2, else its v1 cgroups);
-// nil without one.
-func (p *process) pids() []int {
-	if p.cg != nil {
-		return p.cg.pids()
-	}
-	return p.lr.pids()
-}
-
 // groupAlive reports whether any process of group pgid still exists.
 func groupAlive(pgid int) bool {
 	err := syscall.Kill(-pgid, 0)

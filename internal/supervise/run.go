@@ -58,11 +58,7 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 		}
 		if in.startNice > 0 {
 			// Only the instance's first run: a restart runs at medic's own priority.
-			startNice = min(ownNice()+in.startNice, MaxStartNice)
-			if in.startNice == StartIdle {
-				startNice = StartIdle // SCHED_IDLE, not a nice value
-			}
-			in.startNice = 0
+			startNice, in.startNice = min(ownNice()+in.startNice, MaxStartNice), 0
 		}
 		var err error
 		p, err = startProcess(in.spec.Argv, env, in.spec.Dir, in.cg, in.lr, startNice, in.spec.LogPath, in.spec.LogMode, clk.Now)
@@ -85,7 +81,7 @@ func (in *Instance) runOnce(ctx context.Context, reply *command, adopted *adopti
 	}
 	backToOwn := func(why string) {
 		if n := niced.Swap(0); n != 0 {
-			if err := restoreGroupNice(p.pid, int(n), p.pids); err != nil {
+			if err := restoreGroupNice(p.pid, int(n)); err != nil {
 				in.env.Logger.Warn("restore the CPU priority of a started instance", "instance", in.id, "when", why, "err", err)
 			}
 		}
