@@ -36,9 +36,9 @@ type silentGate struct {
 }
 
 type silentWaiter struct {
-	conn    net.Conn // the client; its read deadline wakes it when granted
-	granted bool     // a place was handed to it (under mu)
-	elem    *list.Element
+	conn    net.Conn      // the client; its read deadline wakes it when granted
+	granted bool          // a place was handed to it (under mu)
+	elem    *list.Element // nil when handed a place at enqueue
 }
 
 func newSilentGate(max int) *silentGate { return &silentGate{max: max} }
@@ -54,12 +54,20 @@ func (g *silentGate) tryAcquire() bool {
 	return false
 }
 
-// enqueue puts c in line for a place.
+// enqueue puts c in line for a place, or hands it one at once when one is
+// free and nobody is ahead of it: a place released between the caller's
+// failed tryAcquire and this call went back to the pool, and would otherwise
+// stay free while c (and everyone after it) waits for the next release.
 func (g *silentGate) enqueue(c net.Conn) *silentWaiter {
 	w := &silentWaiter{conn: c}
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held < g.max && g.waiters.Len() == 0 {
+		g.held++
+		w.granted = true
+		return w
+	}
 	w.elem = g.waiters.PushBack(w)
-	g.mu.Unlock()
 	return w
 }
 
@@ -139,16 +147,28 @@ func readable(c net.Conn) (data bool, err error) {
 // errSilentEOF: the client closed before sending anything.
 var errSilentEOF = errors.New("client closed before sending anything")
 
-// waitForPlace is a connection's wait beyond max_silent: it returns
-// placed=true when it may connect (its client spoke, or it was handed a
-// place, which it then holds: slot=true), or an error when its client left
-// or stayed silent past its deadline.
-func (g *silentGate) waitForPlace(c net.Conn, deadline time.Time) (slot bool, err error) {
+// waitForPlace is a connection's wait beyond max_silent: it returns nil
+// when it may connect (its client spoke or ended its sending, or it was
+// handed a place, which it then holds: slot=true), or an error when its
+// client left or stayed silent past its read deadline. The caller sets that
+// deadline before the call: a release wakes a waiter by moving the deadline
+// into the past, so the waiter's own deadline must be set before it is in
+// line, never after (it would overwrite the wake-up). On return the read
+// deadline is cleared.
+func (g *silentGate) waitForPlace(c net.Conn) (slot bool, err error) {
 	w := g.enqueue(c)
-	_ = c.SetReadDeadline(deadline)
-	data, err := readable(c)
+	var data bool
+	if w.elem != nil { // in line, not handed a free place at once (elem is set once, under mu, before)
+		data, err = readable(c)
+	}
 	granted := g.leave(w)
 	_ = c.SetReadDeadline(time.Time{})
+	if errors.Is(err, errSilentEOF) {
+		// A half-close before the first byte (a client of a server-first
+		// protocol with nothing to say) or a close: connect, as below
+		// max_silent; the instance sees the end (copyHalf passes it on).
+		data, err = true, nil
+	}
 	switch {
 	case data:
 		if granted { // spoke: needs no place; pass it on

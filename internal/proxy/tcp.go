@@ -185,10 +185,24 @@ func (p *Proxy) silentPlace(serveCtx context.Context, client net.Conn) (slot, ok
 	}
 	wait := p.cfg.Limits.HeaderTimeout.D()
 	wait = wait - wait/10 + rand.N(wait/5+1)
-	stop := context.AfterFunc(serveCtx, func() { _ = client.SetReadDeadline(aLongTimeAgo) })
-	slot, err := p.silent.waitForPlace(client, time.Now().Add(wait)) // a socket's deadline is wall time
+	// The order matters: the deadline first (a stop's or a release's wake-up
+	// set before it would be overwritten, and the connection would wait out
+	// its silence), then the stop's wake-up.
+	_ = client.SetReadDeadline(time.Now().Add(wait)) // a socket's deadline is wall time
+	fired := make(chan struct{})
+	stop := context.AfterFunc(serveCtx, func() {
+		defer close(fired)
+		_ = client.SetReadDeadline(aLongTimeAgo)
+	})
+	slot, err := p.silent.waitForPlace(client)
 	stopped := !stop()
+	if stopped {
+		<-fired // its deadline may have landed after waitForPlace cleared it
+	}
 	if err == nil {
+		if stopped { // connected as the proxy stops: it pipes as established ones do, without the stop's wake-up
+			_ = client.SetReadDeadline(time.Time{})
+		}
 		return slot, true
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) && !stopped {
