@@ -328,7 +328,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	gl := netguard.Wrap(ln, netguard.Options{Name: "api",
 		Limits: netguard.Limits{MaxConns: lim.MaxConnections, MaxPerSource: lim.MaxPerSource},
 		FDs:    s.FDs, Priority: true, Refusal: netguard.HTTP503, ClientSpeaksFirst: true, Logger: s.Logger, Clock: s.Clock,
-		DeadlineJitter: lim.HeaderTimeout.D() / 10}) // header and idle timeouts ±10 % per connection
+		DeadlineJitter: lim.DeadlineJitter()}) // header and idle timeouts ±10 % per connection, at most
 	// No ReadTimeout: net/http cancels a request's context when it fires,
 	// which would end event streams; bodies are read with a size cap.
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: lim.HeaderTimeout.D(), IdleTimeout: lim.IdleTimeout.D(),

@@ -27,6 +27,16 @@ var (
 	DefaultProxyLimits = Limits{MaxConnections: 10000, MaxPerSource: 1000, HeaderTimeout: Duration(10 * time.Second), IdleTimeout: Duration(2 * time.Minute)}
 )
 
+// DeadlineJitter is how far each connection's read deadlines may move
+// (netguard.Options.DeadlineJitter): a tenth of the shorter of
+// header_timeout and idle_timeout, so that neither moves by more than a
+// tenth of itself. A jitter drawn from header_timeout alone put an
+// idle_timeout shorter than it in the past for some connections, which were
+// then closed right after each response.
+func (l Limits) DeadlineJitter() time.Duration {
+	return min(l.HeaderTimeout.D(), l.IdleTimeout.D()) / 10
+}
+
 // SetDefaults fills every unset field from def.
 func (l *Limits) SetDefaults(def Limits) {
 	if l.MaxConnections == 0 {

@@ -235,7 +235,7 @@ func New(o Options) (*Proxy, error) {
 		Limits: netguard.Limits{MaxConns: cfg.Limits.MaxConnections, MaxPerSource: cfg.Limits.MaxPerSource}}
 	if cfg.Mode == config.ProxyModeHTTP {
 		guard.Refusal, guard.ClientSpeaksFirst = netguard.HTTP503, true
-		guard.DeadlineJitter = cfg.Limits.HeaderTimeout.D() / 10 // header and idle timeouts ±10 % per connection
+		guard.DeadlineJitter = cfg.Limits.DeadlineJitter() // header and idle timeouts ±10 % per connection, at most
 	} else {
 		guard.Cost = 6
 	}
