@@ -55,9 +55,9 @@ type Proxy struct {
 	Limits Limits `yaml:"limits" json:"limits,omitempty"`
 	// tcp mode: connections to the instances open at once on which neither side has sent a
 	// byte yet. Beyond it, a client's connection is opened to an instance only once the
-	// client sends its first byte or a silent one speaks or ends (first come, first
-	// served); one that stays silent for limits.header_timeout (±10 % per connection) is
-	// closed. So a flood of connections that send nothing cannot hold the instances'
+	// client sends its first byte or half-closes, or a silent one speaks or ends (first
+	// come, first served); one that stays silent for limits.header_timeout (±10 % per
+	// connection) is closed. So a flood of connections that send nothing cannot hold the instances'
 	// connection slots (PostgreSQL's max_connections), and a protocol in which the server
 	// speaks first (MySQL, SMTP) still gets its connections opened at once up to the cap,
 	// then in turn as the ones before it are greeted. Default 128.
