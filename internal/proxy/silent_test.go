@@ -51,6 +51,7 @@ func newCountingServer(t *testing.T, greet string) *countingServer {
 					}
 				}
 				_, _ = io.Copy(c, c)
+				c.Close() // the client's end ends the connection, as a server's would
 			}()
 		}
 	}()
@@ -197,5 +198,50 @@ func TestTCPSilentWaitingClosedOnStop(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("stop took %v with a waiting silent connection", d)
+	}
+}
+
+// On a handover (medic upgrade) the old medic keeps a connection that waits
+// for a place, as it keeps established ones: once its client speaks it is
+// connected and piped, not cut by the upgrade.
+func TestTCPSilentWaitingSurvivesHandover(t *testing.T) {
+	cfg := tcpConfig()
+	cfg.MaxSilent = 1
+	cfg.Limits.HeaderTimeout = config.Duration(time.Minute)
+	cfg.HandoverDrain = dur(5 * time.Second)
+	h := mustStart(t, cfg, nil)
+	srv := newCountingServer(t, "")
+	h.p.SetBackend("db/0", srv.addr, true)
+	cs := dialAll(t, h.p.Addr().String(), 2)
+	if n := srv.accepts(200 * time.Millisecond); n != 1 {
+		t.Fatalf("accepted %d, want 1", n)
+	}
+	h.p.HandOver()
+	stopped := make(chan struct{})
+	go func() { h.stop(); close(stopped) }()
+	for end := time.Now().Add(5 * time.Second); ; { // the stop has begun: the listener is closed
+		c, err := net.Dial("tcp", h.p.Addr().String())
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(end) {
+			t.Fatal("the listener still accepts 5s after the stop began")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Give a wrong stop time to close the waiting connection (a plain stop
+	// closes it at once, TestTCPSilentWaitingClosedOnStop).
+	time.Sleep(200 * time.Millisecond)
+	br := bufio.NewReader(cs[1])
+	if got, err := roundTrip(cs[1], br, "after the handover"); err != nil || got != "after the handover\n" {
+		t.Fatalf("the waiting client after a handover: %q, %v; want its line echoed", got, err)
+	}
+	cs[0].Close()
+	cs[1].Close()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handed-over proxy did not stop once its connections ended")
 	}
 }

@@ -26,6 +26,12 @@ var (
 func (p *Proxy) serveTCP(ctx context.Context) error {
 	connCtx, cutAll := context.WithCancel(context.WithoutCancel(ctx))
 	defer cutAll()
+	// Connections still waiting for a place (max_silent) are closed when the
+	// proxy stops, but not on a handover: the old medic keeps them, as it
+	// keeps established ones, until they speak (then it connects and pipes
+	// them) or their silence deadline passes; cutAll ends them at the latest.
+	waitCtx, wakeWaiting := context.WithCancel(connCtx)
+	defer wakeWaiting()
 	stop := context.AfterFunc(ctx, func() { _ = p.ln.Close() })
 	defer stop()
 	p.log.Info("proxy serving", "listen", p.ln.Addr().String(), "mode", p.cfg.Mode)
@@ -58,10 +64,13 @@ func (p *Proxy) serveTCP(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.handleConn(ctx, connCtx, c)
+			p.handleConn(waitCtx, connCtx, c)
 		}()
 	}
 
+	if !p.handover.Load() {
+		wakeWaiting()
+	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	if p.handover.Load() {
@@ -89,11 +98,11 @@ func (p *Proxy) serveTCP(ctx context.Context) error {
 // handleConn connects the client to an instance, trying others when the
 // connection cannot be opened (nothing was sent, so this is always safe),
 // then copies both ways until both sides are done. Beyond max_silent it
-// first waits for the client's first byte or a place (silent.go); serveCtx
-// ending (the proxy stopping) closes a connection still waiting.
-func (p *Proxy) handleConn(serveCtx, ctx context.Context, client net.Conn) {
+// first waits for the client's first byte or a place (silent.go); waitCtx
+// ending (the proxy stopping, not handing over) closes a connection still waiting.
+func (p *Proxy) handleConn(waitCtx, ctx context.Context, client net.Conn) {
 	defer client.Close()
-	slot, ok := p.silentPlace(serveCtx, client)
+	slot, ok := p.silentPlace(waitCtx, client)
 	if !ok {
 		return
 	}
@@ -179,7 +188,7 @@ func (p *Proxy) handleConn(serveCtx, ctx context.Context, client net.Conn) {
 // silent past its deadline (header_timeout, ±10 % so that a flood that
 // arrived together is not closed, and redialled, together) or the proxy is
 // stopping; the connection is then closed.
-func (p *Proxy) silentPlace(serveCtx context.Context, client net.Conn) (slot, ok bool) {
+func (p *Proxy) silentPlace(waitCtx context.Context, client net.Conn) (slot, ok bool) {
 	if p.silent.tryAcquire() {
 		return true, true
 	}
@@ -190,7 +199,7 @@ func (p *Proxy) silentPlace(serveCtx context.Context, client net.Conn) (slot, ok
 	// its silence), then the stop's wake-up.
 	_ = client.SetReadDeadline(time.Now().Add(wait)) // a socket's deadline is wall time
 	fired := make(chan struct{})
-	stop := context.AfterFunc(serveCtx, func() {
+	stop := context.AfterFunc(waitCtx, func() {
 		defer close(fired)
 		_ = client.SetReadDeadline(aLongTimeAgo)
 	})
