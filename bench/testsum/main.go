@@ -98,6 +98,7 @@ type summary struct {
 	out     *bufio.Writer
 	buf     map[key]*strings.Builder // top-level test → its output and its subtests'
 	order   []key                    // tests in the order they started
+	started map[key]time.Time        // top-level test → its first event
 	cpuAt   map[key]cpuSample
 	measure bool
 	results []result
@@ -135,6 +136,10 @@ func (s *summary) line(line []byte) {
 		b = &strings.Builder{}
 		s.buf[k] = b
 		s.order = append(s.order, k)
+		if s.started == nil {
+			s.started = map[key]time.Time{}
+		}
+		s.started[k] = e.Time
 		if s.measure {
 			s.cpuAt[k] = readCPU()
 		}
@@ -146,6 +151,12 @@ func (s *summary) line(line []byte) {
 		return
 	}
 	r := result{pkg: e.Package, name: e.Test, action: e.Action, elapsed: e.Elapsed, cores: -1}
+	// A test whose subtests all call t.Parallel reports 0 s of its own: its
+	// wall time is from its first event to its result.
+	if t0, ok := s.started[k]; ok && !t0.IsZero() && e.Time.Sub(t0).Seconds() > r.elapsed {
+		r.elapsed = e.Time.Sub(t0).Seconds()
+	}
+	delete(s.started, k)
 	if s.measure {
 		r.cores = busyCores(s.cpuAt[k], readCPU())
 	}
