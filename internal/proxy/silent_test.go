@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,47 +21,15 @@ type countingServer struct {
 
 func newCountingServer(t *testing.T, greet string) *countingServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &countingServer{addr: ln.Addr().String(), accepted: make(chan net.Conn, 1024)}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	s := &countingServer{accepted: make(chan net.Conn, 1024)}
+	s.addr = connServer(t, func(c net.Conn) {
+		s.accepted <- c
+		if greet != "" {
+			if _, err := io.WriteString(c, greet); err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			s.accepted <- c
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if greet != "" {
-					if _, err := io.WriteString(c, greet); err != nil {
-						return
-					}
-				}
-				_, _ = io.Copy(c, c)
-				c.Close() // the client's end ends the connection, as a server's would
-			}()
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+		_, _ = io.Copy(c, c) // then closed: the client's end ends the connection, as a server's would
 	})
 	return s
 }
