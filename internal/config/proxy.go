@@ -14,7 +14,8 @@ type Proxy struct {
 	Listen string `yaml:"listen" json:"listen"`
 	// http (default): an HTTP/1.1 reverse proxy with retries, outlier ejection, shedding
 	// and rate limits. tcp: each connection is spliced to one ready instance
-	// (PostgreSQL, Redis); only connect_timeout, retries.max, outlier and drain_timeout apply.
+	// (PostgreSQL, Redis); only connect_timeout, retries.max, outlier, drain_timeout,
+	// handover_drain, max_silent and limits (caps and header_timeout) apply.
 	Mode string `yaml:"mode" json:"mode,omitempty" jsonschema:"enum=http,enum=tcp"`
 	// http mode: which code moves the bytes. fast (default): a purpose-built HTTP/1.1 path on
 	// fasthttp's server with kept-alive upstream connections and no goroutine per request;
