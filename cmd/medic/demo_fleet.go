@@ -144,6 +144,15 @@ func runDemoFleet(ctx context.Context, bin string, keep bool, out io.Writer) err
 		procs = append(procs, p)
 		agents = append(agents, a)
 	}
+	// What the demo prints when the fleet is not placed or restored in
+	// time (demo_fleet_diag.go).
+	diagnose := func() string {
+		var etcdLogs []string
+		for _, p := range procs[:3] {
+			etcdLogs = append(etcdLogs, p.log)
+		}
+		return diagnoseFleet(ctx, t0, agents, etcdLogs, clients)
+	}
 	total := func(list ...*demoFleetAgent) int {
 		n := 0
 		for _, a := range list {
@@ -174,7 +183,7 @@ func runDemoFleet(ctx context.Context, bin string, keep bool, out io.Writer) err
 		return up == 3
 	}
 	if !pollUntil(ctx, 90*time.Second, placed) {
-		return fmt.Errorf("demo --fleet: the three hosts not joined with 2 instances of web ready on each within 90s:\n%s", tailFile(agents[0].proc.log, 2000))
+		return fmt.Errorf("demo --fleet: the three hosts not joined with 2 instances of web ready on each within 90s:\n%s", diagnose())
 	}
 	line("fleet", "h1, h2, h3 up; web placed instances: 6, spread: host — 2 ready on each (lease_ttl 2s, grace 2s)")
 
@@ -253,7 +262,7 @@ func runDemoFleet(ctx context.Context, bin string, keep bool, out io.Writer) err
 		return total(agents[0], agents[1]) >= 6
 	})
 	if !restored {
-		return fmt.Errorf("demo --fleet: 6 ready on h1 and h2 not restored within 60s:\n%s", tailFile(agents[0].proc.log, 2000))
+		return fmt.Errorf("demo --fleet: 6 ready on h1 and h2 not restored within 60s:\n%s", diagnose())
 	}
 	ttr := time.Since(kill)
 	line("fleet", "6 instances ready on h1 and h2 %.2fs after the kill (bound: lease_ttl + grace + start + readiness + 1s)", ttr.Seconds())
