@@ -11,8 +11,10 @@
 #   fsync:N   N writers, each writing 1 MiB in 4 KiB synchronous writes in a loop (the disk etcd fsyncs to)
 #   test      `go test -race ./internal/...` over and over (what the CI machine runs beside it)
 #   none      nothing
-# Per run: pass or fail, the wall time, the time to placed (the demo's
-# "h1, h2, h3 up" line) and the recovery line; a failed run's whole output
+# MEDIC_BIN=path runs that binary instead of building this tree's.
+# Per run: pass or fail, the wall time, the time to placed (from the
+# demo's etcd line, when the agents start, to its "h1, h2, h3 up" line)
+# and the recovery line; a failed run's whole output
 # (with the demo's diagnosis) is kept in bench/results/. The load average
 # is printed before and after. Every process it starts is stopped by its
 # process group id at the end (also on ^C).
@@ -26,8 +28,8 @@ stamp=$(date -u +%Y%m%d-%H%M%S)
 mkdir -p bench/results
 out=bench/results/fleet-demo-load-$stamp.txt
 tmp=$(mktemp -d)
-bin=$tmp/medic
-go build -o "$bin" ./cmd/medic
+bin=${MEDIC_BIN:-$tmp/medic} # MEDIC_BIN: a binary built before (to compare two versions)
+[ -n "${MEDIC_BIN:-}" ] || go build -o "$bin" ./cmd/medic
 
 pgids=()
 cleanup() {
@@ -64,14 +66,18 @@ for i in $(seq "$runs"); do
 	rc=0
 	timeout 300 "$bin" demo --fleet >"$tmp/run.txt" 2>&1 || rc=$?
 	wall=$(echo "$(date +%s.%N) - $start" | bc)
-	placed=$(grep -oE '^ *[0-9.]+s +fleet +h1, h2, h3 up' "$tmp/run.txt" | grep -oE '[0-9.]+' | head -1 || true)
+	# placed: from etcd healthy (the agents start then) to the "h1, h2, h3 up" line
+	etcd=$(grep -oE '^ *[0-9.]+s +etcd ' "$tmp/run.txt" | grep -oE '[0-9.]+' | head -1 || true)
+	up=$(grep -oE '^ *[0-9.]+s +fleet +h1, h2, h3 up' "$tmp/run.txt" | grep -oE '^ *[0-9.]+' | head -1 || true)
+	placed=-
+	[ -n "$etcd" ] && [ -n "$up" ] && placed=$(printf '%.2f' "$(echo "$up - $etcd" | bc)")
 	rec=$(grep -E '^recovery:' "$tmp/run.txt" || true)
 	if [ $rc -eq 0 ]; then
-		printf 'run %d: pass  wall %.1fs  placed at %ss  %s  (load %s)\n' "$i" "$wall" "$placed" "$rec" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$out"
+		printf 'run %d: pass  wall %.1fs  placed %ss after etcd  %s  (load %s)\n' "$i" "$wall" "$placed" "$rec" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$out"
 	else
 		keep=bench/results/fleet-demo-load-$stamp-run$i.txt
 		cp "$tmp/run.txt" "$keep"
-		printf 'run %d: FAIL  wall %.1fs  exit %d  placed at %ss  (load %s)  output: %s\n' "$i" "$wall" "$rc" "${placed:--}" "$(cut -d' ' -f1 /proc/loadavg)" "$keep" | tee -a "$out"
+		printf 'run %d: FAIL  wall %.1fs  exit %d  placed %ss after etcd  (load %s)  output: %s\n' "$i" "$wall" "$rc" "$placed" "$(cut -d' ' -f1 /proc/loadavg)" "$keep" | tee -a "$out"
 	fi
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"

@@ -15,21 +15,34 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/fleet"
+	"github.com/medic-dev/medic/internal/ports"
 	"github.com/medic-dev/medic/internal/supervise"
 )
 
 // demoFleetHost is one "host" of `medic demo --fleet`: an agent on its own
-// loopback address (127.0.0.N), with a real 3-member etcd on loopback.
+// loopback address (127.0.0.N: its API and proxy), with a real 3-member
+// etcd on loopback. Its instances listen on 127.0.0.1, each host on ports
+// of its own ({SVCPORT}: a block of demoFleetShare): medic probes an
+// instance at 127.0.0.1 (probes' host default) and its proxy sends to its
+// own instances there (internal/app/traffic.go), as on a real host; other
+// hosts reach them at fleet.address and the port they publish. With the
+// instances on 127.0.0.N and one port block for all three, h2's and h3's
+// probes and proxy reached h1's instance of the same index: an instance of
+// theirs was ready only while h1 ran that index, so an assignment giving
+// them more than h1 (h3 joins first and writes h3=6) never got ready and
+// the placement waited for it (TestDemoFleet's 90 s timeout in CI on
+// 2026-12-07: h2's web/2 went unready the moment h1 stopped its web/2).
 const demoFleetHost = `
 name: h{N}
 data_dir: {DIR}/data
 api: {listen: "127.0.0.{N}:{API}"}
 etcd: {endpoints: [{ETCD}]}
-fleet: {name: demo, address: 127.0.0.{N}, lease_ttl: 2s, grace: 2s, join_jitter: 0s}
+fleet: {name: demo, address: 127.0.0.1, lease_ttl: 2s, grace: 2s, join_jitter: 0s}
 services:
   web:
-    command: [{BIN}, demoapp, --listen, "127.0.0.{N}:${PORT}"]
+    command: [{BIN}, demoapp, --listen, "127.0.0.1:${PORT}"]
     port: {SVCPORT}
     instances: 2
     stop: {grace: 1s}
@@ -39,6 +52,17 @@ services:
       liveness:  {http: {path: /healthz/live},  period: 300ms, timeout: 200ms, failure_threshold: 2}
       readiness: {http: {path: /healthz/ready}, period: 200ms, timeout: 150ms, failure_threshold: 1}
 `
+
+// demoFleetShare is the most instances of web one demo host runs (all 6
+// before the others join, and a rebalance's surge: config.ServiceFleet.
+// MaxShare): the size of each host's port block.
+var demoFleetShare = (&config.ServiceFleet{Instances: 6}).MaxShare()
+
+// demoFleetConfig is host n's config (1 to 3).
+func demoFleetConfig(n int, dir, bin string, etcd []string, api, proxy string, svcPort int) string {
+	return strings.NewReplacer("{N}", fmt.Sprint(n), "{DIR}", dir, "{API}", api, "{ETCD}", strings.Join(etcd, ", "),
+		"{BIN}", bin, "{SVCPORT}", fmt.Sprint(svcPort), "{PROXY}", proxy).Replace(demoFleetHost)
+}
 
 type demoFleetAgent struct {
 	name, api, proxy string
@@ -96,9 +120,22 @@ func runDemoFleet(ctx context.Context, bin string, keep bool, out io.Writer) err
 			os.RemoveAll(dir)
 		}
 	}()
-	addrs, err := freeAddrs(12)
+	addrs, err := freeAddrs(8)
 	if err != nil {
 		return err
+	}
+	// Each host's instances of web own a block of demoFleetShare ports on
+	// 127.0.0.1, the whole block free and handed out once (not its first
+	// port alone: an API, proxy or etcd port, or another process's, inside
+	// it would keep an instance from ever binding, and the placement would
+	// wait for that instance).
+	var svcPorts []int
+	for range 3 {
+		p, err := ports.Free(demoFleetShare)
+		if err != nil {
+			return err
+		}
+		svcPorts = append(svcPorts, p)
 	}
 	var initial, clients []string
 	for i := range 3 {
@@ -130,8 +167,7 @@ func runDemoFleet(ctx context.Context, bin string, keep bool, out io.Writer) err
 		}
 		a := &demoFleetAgent{name: fmt.Sprintf("h%d", i), api: fmt.Sprintf("127.0.0.%d:%s", i, portOf(addrs[6])),
 			proxy: fmt.Sprintf("127.0.0.%d:%s", i, portOf(addrs[7]))}
-		cfg := strings.NewReplacer("{N}", fmt.Sprint(i), "{DIR}", hd, "{API}", portOf(addrs[6]), "{ETCD}", strings.Join(clients, ", "),
-			"{BIN}", bin, "{SVCPORT}", portOf(addrs[8]), "{PROXY}", portOf(addrs[7])).Replace(demoFleetHost)
+		cfg := demoFleetConfig(i, hd, bin, clients, portOf(addrs[6]), portOf(addrs[7]), svcPorts[i-1])
 		path := filepath.Join(hd, "medic.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return err
