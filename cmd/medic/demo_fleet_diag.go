@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic/internal/api"
+	"github.com/medic-dev/medic/internal/app"
 	"github.com/medic-dev/medic/internal/audit"
 	"github.com/medic-dev/medic/internal/config"
 	"github.com/medic-dev/medic/internal/etcd"
@@ -67,7 +68,7 @@ func diagnoseFleet(ctx context.Context, t0 time.Time, agents []*demoFleetAgent, 
 			fmt.Fprintf(&b, "view: %v\n", err)
 		} else {
 			b.WriteString(describeView(hs, rel))
-			if coordinates(hs) && coord == nil {
+			if app.PlacementView(hs, hs.Joined).Coordinator && coord == nil {
 				coord = &hs
 			}
 		}
@@ -116,10 +117,7 @@ func diagnoseFleet(ctx context.Context, t0 time.Time, agents []*demoFleetAgent, 
 	} else if err == nil {
 		// What the coordinator decides now, with the ready counts read
 		// above (it counts those its peers published: they may lag).
-		var hosts []placement.Host
-		for _, m := range coord.Hosts {
-			hosts = append(hosts, placement.Host{Name: m.Host, Lost: m.State == fleet.Lost, Capacity: m.Capacity})
-		}
+		hosts := app.PlacementView(*coord, coord.Joined).Hosts
 		st := placement.Next(placement.Spec{Instances: 6}, hosts, rec.Assign, ready)
 		fmt.Fprintf(&b, "placement: %s coordinates; its next step with ready %v: %s\n", coord.Self, placement.Assignment(ready), st.Why)
 	}
@@ -136,7 +134,7 @@ func diagnoseFleet(ctx context.Context, t0 time.Time, agents []*demoFleetAgent, 
 func describeView(hs fleet.Status, rel func(time.Time) string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "view: joined %v, lease %x, safe until %s, watching %v, storm brake %v, coordinates %v\n",
-		hs.Joined, hs.Lease, rel(hs.SafeUntil), hs.Watching, hs.StormBrake, coordinates(hs))
+		hs.Joined, hs.Lease, rel(hs.SafeUntil), hs.Watching, hs.StormBrake, app.PlacementView(hs, hs.Joined).Coordinator)
 	ms := slices.Clone(hs.Hosts)
 	slices.SortFunc(ms, func(x, y fleet.Member) int { return strings.Compare(x.Host, y.Host) })
 	for _, m := range ms {
@@ -341,18 +339,6 @@ func readPlacement(ctx context.Context, clients []string) (placement.Record, boo
 		return rec, false, fmt.Errorf("%s: %w", key, err)
 	}
 	return rec, true, nil
-}
-
-// coordinates: the host writes the placement in its own view (as
-// app.placementView decides, but for the lease's safe time).
-func coordinates(hs fleet.Status) bool {
-	first := ""
-	for _, m := range hs.Hosts {
-		if m.State == fleet.Up && (first == "" || m.Host < first) {
-			first = m.Host
-		}
-	}
-	return hs.Joined && hs.Watching && first == hs.Self
 }
 
 func cut(s string) string {

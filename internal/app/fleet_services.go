@@ -139,10 +139,11 @@ func buildFleetServices(m *Main) (*component, error) {
 	}, nil
 }
 
-// placementView is the membership as the placement needs it. This host
+// PlacementView is the membership as the placement needs it (also read by
+// the fleet demo's diagnosis). This host
 // coordinates when it is joined within its safe time and is the first up
 // host by name in its own view.
-func placementView(st fleet.Status, joined bool) placement.View {
+func PlacementView(st fleet.Status, joined bool) placement.View {
 	v := placement.View{}
 	first := ""
 	for _, h := range st.Hosts {
@@ -155,11 +156,11 @@ func placementView(st fleet.Status, joined bool) placement.View {
 	return v
 }
 
-// fencedView is placementView with the fence of a coordinator's writes:
+// fencedView is PlacementView with the fence of a coordinator's writes:
 // its membership key must still be held under lease (0: not joined within
 // its safe time, so it does not coordinate).
 func fencedView(st fleet.Status, lease int64, memberKey string) placement.View {
-	v := placementView(st, lease != 0)
+	v := PlacementView(st, lease != 0)
 	if v.Coordinator {
 		v.MemberKey, v.Lease = memberKey, lease
 	}

@@ -32,7 +32,7 @@ func TestPlacementView(t *testing.T) {
 		}(), true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			v := placementView(c.st, c.joined)
+			v := PlacementView(c.st, c.joined)
 			if v.Coordinator != c.coord {
 				t.Fatalf("Coordinator = %v, want %v", v.Coordinator, c.coord)
 			}

@@ -238,6 +238,7 @@ func New(o Options) (*Proxy, error) {
 		guard.DeadlineJitter = cfg.Limits.DeadlineJitter() // header and idle timeouts ±10 % per connection, at most
 	} else {
 		guard.Cost = 6
+		guard.DeadlineJitter = cfg.Limits.HeaderTimeout.D() / 10 // the silence deadline beyond max_silent ±10 % per connection (idle_timeout does not apply)
 	}
 	p.ln = netguard.Wrap(ln, guard)
 	return p, nil

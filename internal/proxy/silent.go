@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"container/list"
-	"errors"
 	"net"
 	"sync"
 	"syscall"
@@ -47,6 +46,11 @@ func newSilentGate(max int) *silentGate { return &silentGate{max: max} }
 func (g *silentGate) tryAcquire() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.takeFreeLocked()
+}
+
+// takeFreeLocked takes a place when one is free and nobody waits (g.mu held).
+func (g *silentGate) takeFreeLocked() bool {
 	if g.held < g.max && g.waiters.Len() == 0 {
 		g.held++
 		return true
@@ -62,8 +66,7 @@ func (g *silentGate) enqueue(c net.Conn) *silentWaiter {
 	w := &silentWaiter{conn: c}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.held < g.max && g.waiters.Len() == 0 {
-		g.held++
+	if g.takeFreeLocked() {
 		w.granted = true
 		return w
 	}
@@ -107,10 +110,11 @@ func (g *silentGate) counts() (held, waiting int) {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// readable waits until c has a byte to read, an end (EOF, reset) or an error
-// (its read deadline, a close): data is true when a byte is there. Nothing is
-// consumed (MSG_PEEK), so a splice afterwards moves every byte. A connection
-// that is not a socket (tests' pipes) is reported readable at once.
+// readable waits until c has a byte or its end (EOF) to read, or an error
+// (a reset, its read deadline, a close): data is true for a byte or the
+// end. Nothing is consumed (MSG_PEEK), so a splice afterwards moves every
+// byte and passes the end on. A connection that is not a socket (tests'
+// pipes) is reported readable at once.
 func readable(c net.Conn) (data bool, err error) {
 	sc, ok := netguard.Unwrap(c).(syscall.Conn)
 	if !ok {
@@ -122,12 +126,11 @@ func readable(c net.Conn) (data bool, err error) {
 	}
 	var (
 		b    [1]byte
-		n    int
 		rerr error
 	)
 	err = rc.Read(func(fd uintptr) bool {
 		for {
-			n, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			_, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 			if rerr != syscall.EINTR {
 				return rerr != syscall.EAGAIN
 			}
@@ -138,14 +141,9 @@ func readable(c net.Conn) (data bool, err error) {
 		return false, err
 	case rerr != nil:
 		return false, rerr
-	case n == 0:
-		return false, errSilentEOF
 	}
-	return true, nil
+	return true, nil // a byte, or 0 of them at the end
 }
-
-// errSilentEOF: the client closed before sending anything.
-var errSilentEOF = errors.New("client closed before sending anything")
 
 // waitForPlace is a connection's wait beyond max_silent: it returns nil
 // when it may connect (its client spoke or ended its sending, or it was
@@ -163,12 +161,9 @@ func (g *silentGate) waitForPlace(c net.Conn) (slot bool, err error) {
 	}
 	granted := g.leave(w)
 	_ = c.SetReadDeadline(time.Time{})
-	if errors.Is(err, errSilentEOF) {
-		// A half-close before the first byte (a client of a server-first
-		// protocol with nothing to say) or a close: connect, as below
-		// max_silent; the instance sees the end (copyHalf passes it on).
-		data, err = true, nil
-	}
+	// data includes a half-close before the first byte (a client of a
+	// server-first protocol with nothing to say) or a close: it connects, as
+	// below max_silent, and the instance sees the end (copyHalf passes it on).
 	switch {
 	case data:
 		if granted { // spoke: needs no place; pass it on

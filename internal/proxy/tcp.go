@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -192,12 +191,11 @@ func (p *Proxy) silentPlace(waitCtx context.Context, client net.Conn) (slot, ok 
 	if p.silent.tryAcquire() {
 		return true, true
 	}
-	wait := p.cfg.Limits.HeaderTimeout.D()
-	wait = wait - wait/10 + rand.N(wait/5+1)
 	// The order matters: the deadline first (a stop's or a release's wake-up
 	// set before it would be overwritten, and the connection would wait out
-	// its silence), then the stop's wake-up.
-	_ = client.SetReadDeadline(time.Now().Add(wait)) // a socket's deadline is wall time
+	// its silence), then the stop's wake-up. The listener moves it by the
+	// connection's own offset (±10 %, netguard's DeadlineJitter).
+	_ = client.SetReadDeadline(time.Now().Add(p.cfg.Limits.HeaderTimeout.D())) // a socket's deadline is wall time
 	fired := make(chan struct{})
 	stop := context.AfterFunc(waitCtx, func() {
 		defer close(fired)
