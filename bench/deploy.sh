@@ -31,6 +31,10 @@
 #                                  # directory; read one with
 #                                  # bench/deploytrace.py FILE [FROM TO [STEP]]
 #
+# After the per-deploy medians, the pooled form: the p99 of all requests
+# sent during the run's deploys against the p99 of all sent in the 5 s
+# before each (and the same for the control).
+#
 # A deploy longer than the 5 s of load before it (~1 000 requests) has no
 # "normal" window of its size: its ratio is left out of the summary (the
 # log line says "0 windows").
@@ -46,7 +50,9 @@ echo "binary: ${MEDIC_BIN:-built from this tree}; start_nice: ${START_NICE:-defa
 godebug=
 [ "${ATTRIBUTE:-0}" = 1 ] && godebug=gctrace=1
 [ -n "${TRACE:-}" ] && mkdir -p "$TRACE" && TRACE=$(cd "$TRACE" && pwd)
-MEDIC_E2E_BIN="${MEDIC_BIN:-}" MEDIC_AGENT_RUNTIME_TRACE="${TRACE:-}" MEDIC_DEPLOY_CONTROL="${CONTROL:-1}" MEDIC_DEPLOY_ATTRIBUTE="${ATTRIBUTE:-0}" MEDIC_AGENT_GODEBUG="$godebug" \
+samples=$out.samples
+rm -f "$samples"
+MEDIC_DEPLOY_SAMPLES="$(pwd)/$samples" MEDIC_E2E_BIN="${MEDIC_BIN:-}" MEDIC_AGENT_RUNTIME_TRACE="${TRACE:-}" MEDIC_DEPLOY_CONTROL="${CONTROL:-1}" MEDIC_DEPLOY_ATTRIBUTE="${ATTRIBUTE:-0}" MEDIC_AGENT_GODEBUG="$godebug" \
 MEDIC_DEPLOY_STAGGER="${STAGGER:-}" MEDIC_DEPLOY_START_NICE="${START_NICE:-}" go test -count="${RUNS:-10}" -timeout 60m -run 'TestRollingSurgeDeployUnderLoad|TestBlueGreenDeployUnderLoad|TestColdRollbackFromHistory' -v ./e2e/ 2>&1 |
 	grep -E '^(=== RUN|--- |\s+\w+_test.go|ok|FAIL)' | tee -a "$out" || true
 uptime | tee -a "$out"
@@ -77,4 +83,27 @@ END {
 	printf "blue-green: %d passed (0 client errors), %d failed; p99 deploy start to 1 s after the switch / normal: median %.1f×, max %.1f×; normal p99 median %.2f ms; rollback: last request to green median %.0f ms, max %.0f ms after it began; switch median %.0f ms, max %.0f ms after the deploy began\n", bp, bf, nb ? med(b, nb) : 0, bmax, nb ? med(bn, nb) : 0, ng ? med(g, ng) : 0, gmax, nb ? med(bt, nb) : 0, btmax
 	if (nbc) printf "blue-green control (same): p99 during / normal: median %.1f×, max %.1f×\n", med(bc, nbc), bcmax
 }' "$out" | tee -a "$out"
+# The pooled form: the p99 of every request sent during the deploys of the
+# run against the p99 of every request sent in the 5 s before them (the
+# same quantile of ~10 times the requests; a single deploy's p99 of ~250
+# requests is its third slowest). Same for the control.
+if [ -s "$samples" ]; then
+	for w in rolling rolling-control blue-green blue-green-control; do
+		line="$w pooled over the run's deploys:"
+		for k in normal during; do
+			awk -v w="$w" -v k="$k" '$1 == w && $2 == k { print $3 }' "$samples" | sort -n >"$samples.tmp"
+			n=$(wc -l <"$samples.tmp")
+			[ "$n" -gt 0 ] || continue
+			p=$(sed -n "$((n * 99 / 100 + 1))p" "$samples.tmp")
+			line="$line $k p99 $(awk -v p="$p" 'BEGIN { printf "%.3f", p / 1e6 }') ms of $n,"
+			eval "p99_$k=$p"
+		done
+		rm -f "$samples.tmp"
+		[ -n "${p99_normal:-}" ] && [ -n "${p99_during:-}" ] &&
+			line="$line $(awk -v a="$p99_during" -v b="$p99_normal" 'BEGIN { printf "%.2f", a / b }')×"
+		unset p99_normal p99_during
+		echo "$line" | tee -a "$out"
+	done
+	rm -f "$samples"
+fi
 echo "written to $out"

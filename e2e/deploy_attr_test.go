@@ -82,6 +82,7 @@ func (c *deployControl) report(t *testing.T, what string, from, to time.Time) {
 	n, f, p99 := summary(as, from, to)
 	normal, nw := normalP99(as, as[0].sent, from, n)
 	c.as, c.normal = as, normal
+	dumpSamples(t, what+"-control", as, as[0].sent, from, to)
 	_, fall, _ := summary(as, as[0].sent, time.Now().Add(time.Hour))
 	ratio := 0.0
 	if normal > 0 {
@@ -145,8 +146,18 @@ func (a *agent) attribute(t *testing.T, what string, as []deployAnswer, from, to
 
 	// Each slow request with the last audit record before it was sent and
 	// "gc" when a GC cycle overlapped it.
+	// Which process answered, and how many requests it had answered
+	// before (a new instance's first requests run cold code).
+	nth := map[int]int{}
+	rank := make([]int, len(as))
+	for i, x := range as {
+		if x.pid != 0 {
+			rank[i] = nth[x.pid]
+			nth[x.pid]++
+		}
+	}
 	var slow []string
-	for _, x := range as {
+	for i, x := range as {
 		if x.sent.Before(from) || !x.sent.Before(to) || x.took <= normal {
 			continue
 		}
@@ -163,7 +174,7 @@ func (a *agent) attribute(t *testing.T, what string, as []deployAnswer, from, to
 				gc = ", gc"
 			}
 		}
-		slow = append(slow, fmt.Sprintf("%s took %.2fms [after %s%s]", at(x.sent), float64(x.took)/1e6, after, gc))
+		slow = append(slow, fmt.Sprintf("%s took %.2fms by %s pid %d (its request %d) [after %s%s]", at(x.sent), float64(x.took)/1e6, x.instance, x.pid, rank[i]+1, after, gc))
 	}
 	t.Logf("%s attribution: %d requests over the normal p99 %v: %s", what, len(slow), normal, strings.Join(slow, "; "))
 	if ctl != nil {
@@ -226,3 +237,38 @@ func (a *agent) dumpTrace(t *testing.T, name string, begin time.Time) {
 	}
 	t.Logf("trace: %s not written within 5s", path)
 }
+
+// dumpSamples appends, with MEDIC_DEPLOY_SAMPLES=FILE (bench/deploy.sh),
+// the latency of every request sent in the normal window [lead, from) and
+// in the deploy's [from, to), one line each: "WHAT normal|during NANOS".
+// bench/deploy.sh pools them over all runs: the p99 of every request sent
+// during the deploys against the p99 of every request sent before them,
+// the figure's other estimator beside the per-deploy median (the p99 of a
+// deploy's ~250 requests is its third slowest).
+func dumpSamples(t *testing.T, what string, as []deployAnswer, lead, from, to time.Time) {
+	t.Helper()
+	path := os.Getenv("MEDIC_DEPLOY_SAMPLES")
+	if path == "" {
+		return
+	}
+	var b strings.Builder
+	for _, x := range as {
+		switch {
+		case x.sent.Before(lead) || !x.sent.Before(to):
+		case x.sent.Before(from):
+			fmt.Fprintf(&b, "%s normal %d\n", what, x.took)
+		default:
+			fmt.Fprintf(&b, "%s during %d\n", what, x.took)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Errorf("deploy samples: %v", err)
+		return
+	}
+	defer f.Close()
+	if _, err := f.WriteString(b.String()); err != nil {
+		t.Errorf("deploy samples: %v", err)
+	}
+}
+

@@ -238,6 +238,7 @@ func TestRollingSurgeDeployUnderLoad(t *testing.T) {
 		t.Fatalf("after the deploy: %+v", a.status().Services[0])
 	}
 	t.Logf("rolling with surge 3→3 in %v: %d requests during, 0 errors; p99 %v during vs %v before (median p99 of %d windows of %d requests)", end.Sub(begin).Round(time.Millisecond), nd, p99d, p99b, nw, nd)
+	dumpSamples(t, "rolling", as, as[0].sent, begin, end)
 	ctl.report(t, "rolling", begin, end)
 	a.attribute(t, "rolling", as, begin, end, p99b, ctl)
 }
@@ -366,6 +367,7 @@ func TestBlueGreenDeployUnderLoad(t *testing.T) {
 	t.Logf("the blue-green window in parts: p99 %v of %d up to the switch, %v of %d in the first 200ms on green, %v of %d after", s1, n1, s2, n2, s3, n3)
 	t.Logf("blue-green 3→3: switched %v after the deploy began (%d requests up to 1s after it, 0 errors, p99 %v vs %v before: median p99 of %d windows of %d requests); rollback to warm blue: the call took %v, the last request sent to green left %v after it began; second deploy through its window and promotion: p99 %v, 0 errors",
 		switched.Sub(begin).Round(time.Millisecond), nd, p99during, p99before, nw, nd, backDone.Sub(back).Round(time.Millisecond), trafficBack.Round(time.Millisecond), p99promo)
+	dumpSamples(t, "blue-green", as, as[0].sent, begin, back)
 	ctl.report(t, "blue-green", begin, back)
 	a.attribute(t, "blue-green", as, begin, back, p99before, ctl)
 }

@@ -90,9 +90,19 @@ func newHandover(dataDir string, enabled bool) (*handover, error) {
 // the next upgrade). Callers wrap the raw listener as they need.
 func (h *handover) listen(network, addr string) (net.Listener, error) {
 	if h.upg == nil {
-		return net.Listen(network, addr)
+		return listenTCP(network, addr)
 	}
-	return h.upg.Listen(network, addr)
+	return h.upg.ListenWithCallback(network, addr, listenTCP)
+}
+
+// listenTCP binds a plain TCP listener: Go makes listeners MPTCP by default
+// where the kernel has it, and an MPTCP socket refuses the socket filter
+// with which netguard drops a flooding source's connections in the kernel
+// (EOPNOTSUPP). A local proxy and API gain nothing from MPTCP.
+func listenTCP(network, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	return lc.Listen(context.Background(), network, addr)
 }
 
 // upgrading reports whether this medic was started by an upgrade.

@@ -114,6 +114,14 @@ type Listener struct {
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 
+	blocks   blockList // sources whose SYNs the kernel drops (synblock.go); under mu
+	blockOff bool      // the filter could not be attached: refuse one by one; under mu
+
+	fmu          sync.Mutex  // serializes syncFilter; guards the fields below
+	installed    uint64      // blocks.gen of the filter attached
+	blockTimer   clock.Timer // the next block's end
+	lastBlockLog time.Time
+
 	evicted      atomic.Uint64
 	lastLog      [3]atomic.Int64 // unix nanoseconds of the last refusal warning, by reason
 	lastPauseLog [3]time.Time
@@ -164,8 +172,16 @@ func Wrap(ln net.Listener, o Options) *Listener {
 			o.Logger.Warn("cannot defer accept until the client speaks (TCP_DEFER_ACCEPT)", "listener", o.Name, "err", err)
 		}
 	}
-	return &Listener{Listener: ln, o: o, raw: newRawAcceptor(ln), sources: map[netip.Addr]*source{},
+	l := &Listener{Listener: ln, o: o, raw: newRawAcceptor(ln), sources: map[netip.Addr]*source{},
 		freed: make(chan struct{}, 1), done: make(chan struct{})}
+	if l.raw != nil {
+		// A socket handed over by an upgrade keeps the filter of the
+		// process before; this one starts with nothing blocked.
+		if err := setFilter(l.raw.rc, nil); err != nil {
+			l.blockOff = true
+		}
+	}
+	return l
 }
 
 // Stats are a listener's counts.
@@ -175,6 +191,10 @@ type Stats struct {
 	Paused  map[Reason]uint64 // times Accept stopped accepting because the listener was full
 	Evicted uint64            // idle connections closed to admit new ones
 	Gone    uint64            // connections that waited through a pause and whose client had left: closed, never handed over
+	// Blocked: sources whose new connections the kernel drops now
+	// (synblock.go); BlockedTotal: sources blocked since the start.
+	Blocked      int
+	BlockedTotal uint64
 }
 
 var reasons = [3]Reason{RefusedCap, RefusedPerSource, RefusedFDs}
@@ -182,7 +202,8 @@ var reasons = [3]Reason{RefusedCap, RefusedPerSource, RefusedFDs}
 // Stats returns the listener's counts.
 func (l *Listener) Stats() Stats {
 	l.mu.Lock()
-	s := Stats{Open: l.open, Refused: map[Reason]uint64{}, Paused: map[Reason]uint64{}, Evicted: l.evicted.Load(), Gone: l.gone.Load()}
+	s := Stats{Open: l.open, Refused: map[Reason]uint64{}, Paused: map[Reason]uint64{}, Evicted: l.evicted.Load(), Gone: l.gone.Load(),
+		Blocked: len(l.blocks.until), BlockedTotal: l.blocks.total}
 	l.mu.Unlock()
 	for i, r := range reasons {
 		s.Refused[r] = l.refused[i].Load()
@@ -338,6 +359,11 @@ func (l *Listener) closed() bool {
 func (l *Listener) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.done)
+		l.fmu.Lock()
+		if l.blockTimer != nil {
+			l.blockTimer.Stop()
+		}
+		l.fmu.Unlock()
 		if l.raw != nil {
 			_ = l.raw.f.Close() // ends a waiting acceptRaw
 		}
@@ -364,12 +390,17 @@ func (l *Listener) admit(c net.Conn, src netip.Addr) (*Conn, bool) {
 		l.sources[src] = s
 	}
 	why := -1
+	block := false
 	if l.o.MaxPerSource > 0 && s.open >= l.o.MaxPerSource {
 		if v := l.evictLocked(&s.idle, now); v != nil {
 			victims = append(victims, v)
 		} else {
 			why = 1
 		}
+		// A dial at its cap, refused or in place of one of its own idle
+		// connections: a flood churning its own connections costs an
+		// accept, a server goroutine and a close per dial all the same.
+		block = l.noteRefusedLocked(src, now)
 	}
 	if why < 0 && l.o.MaxConns > 0 && l.open >= l.o.MaxConns {
 		if v := l.evictLocked(&l.idle, now); v != nil {
@@ -403,6 +434,9 @@ func (l *Listener) admit(c net.Conn, src netip.Addr) (*Conn, bool) {
 		delete(l.sources, src)
 	}
 	l.mu.Unlock()
+	if block {
+		l.syncFilter() // first: once the client sees its refusal, its next SYN is dropped
+	}
 	for _, v := range victims {
 		l.evicted.Add(1)
 		_ = v.Conn.Close() // the server sees a read error and calls Close, which releases it

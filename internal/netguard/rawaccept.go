@@ -160,15 +160,20 @@ func (l *Listener) refuseOnSight(fd int, src netip.Addr) bool {
 	}
 	now := l.o.Clock.Now()
 	why := -1
+	block := false
 	l.mu.Lock()
 	if s := l.sources[src]; l.o.MaxPerSource > 0 && s != nil && s.open >= l.o.MaxPerSource && !l.evictable(&s.idle, now) {
 		why = 1
+		block = l.noteRefusedLocked(src, now)
 	} else if l.o.MaxConns > 0 && l.open >= l.o.MaxConns && !l.evictable(&l.idle, now) {
 		why = 0
 	}
 	l.mu.Unlock()
 	if why < 0 {
 		return false
+	}
+	if block {
+		l.syncFilter() // first: once the client sees its refusal, its next SYN is dropped
 	}
 	if len(l.o.Refusal) > 0 {
 		_, _, _ = syscall.Syscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&l.o.Refusal[0])), uintptr(len(l.o.Refusal)),

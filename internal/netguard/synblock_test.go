@@ -1,0 +1,236 @@
+package netguard
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/medic-dev/medic/internal/clock/clocktest"
+)
+
+func TestBlockListDecision(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	var bl blockList
+	for i := range BlockAfter - 1 {
+		if bl.refused(a, t0.Add(time.Duration(i)*time.Millisecond)) {
+			t.Fatalf("blocked after %d refusals; want %d", i+1, BlockAfter)
+		}
+	}
+	// The window ends: the count starts again.
+	if bl.refused(a, t0.Add(BlockWindow)) {
+		t.Fatal("blocked on refusals of two windows")
+	}
+	for range BlockAfter - 2 {
+		bl.refused(a, t0.Add(BlockWindow))
+	}
+	if !bl.refused(a, t0.Add(BlockWindow)) {
+		t.Fatalf("not blocked after %d refusals in one window", BlockAfter)
+	}
+	if bl.refused(a, t0.Add(BlockWindow)) || bl.total != 1 {
+		t.Fatalf("blocked twice: total %d", bl.total)
+	}
+	if got := bl.addrs(); len(got) != 1 || got[0] != a {
+		t.Fatalf("blocked %v; want [%v]", got, a)
+	}
+	// Another source, counted on its own.
+	for range BlockAfter {
+		bl.refused(b, t0.Add(BlockWindow+time.Millisecond))
+	}
+	if got := bl.addrs(); len(got) != 2 {
+		t.Fatalf("blocked %v; want both", got)
+	}
+	gen := bl.gen
+	if next := bl.expire(t0.Add(BlockWindow + BlockFor - time.Nanosecond)); next != t0.Add(BlockWindow+BlockFor) || bl.gen != gen {
+		t.Fatalf("before the first end: next %v, changed %v", next, bl.gen != gen)
+	}
+	if next := bl.expire(t0.Add(BlockWindow + BlockFor)); next != t0.Add(BlockWindow+time.Millisecond+BlockFor) || bl.gen == gen {
+		t.Fatalf("at the first end: next %v, changed %v", next, bl.gen != gen)
+	}
+	if next := bl.expire(t0.Add(time.Hour)); !next.IsZero() || len(bl.addrs()) != 0 {
+		t.Fatalf("all ended: next %v, left %v", next, bl.addrs())
+	}
+	// The set is bounded.
+	var full blockList
+	for i := range MaxBlocked + 1 {
+		src := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+		for range BlockAfter {
+			full.refused(src, t0)
+		}
+	}
+	if n := len(full.addrs()); n != MaxBlocked {
+		t.Fatalf("%d blocked; want at most %d", n, MaxBlocked)
+	}
+	if p := synDropFilter(full.addrs()); len(p) > 4096 {
+		t.Fatalf("filter of %d instructions; the kernel takes 4096", len(p))
+	}
+}
+
+// dialFrom dials addr from the local address src (any 127/8 address is the
+// loopback's) within timeout.
+func dialFrom(src, addr string, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	return d.Dial("tcp", addr)
+}
+
+// A source that keeps dialling at its cap has its new connections dropped
+// in the kernel (its connect waits; nothing reaches Accept), while its
+// established connections carry data both ways and another source still
+// connects; BlockFor later it connects again. Real sockets on the loopback,
+// IPv4 and IPv6, and a dual-stack listener with an IPv4 client.
+func TestFloodingSourceIsDroppedInTheKernel(t *testing.T) {
+	for _, tc := range []struct{ name, network, listen, to, flood, other string }{
+		{"ipv4", "tcp4", "127.0.0.1:0", "127.0.0.1", "127.0.0.2", "127.0.0.3"},
+		{"dual-stack, ipv4 client", "tcp", ":0", "127.0.0.1", "127.0.0.2", "127.0.0.3"},
+		{"ipv6", "tcp6", "[::1]:0", "::1", "::1", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var lc net.ListenConfig
+			lc.SetMultipathTCP(false) // an MPTCP socket takes no filter (medic binds plain TCP, internal/app)
+			ln, err := lc.Listen(context.Background(), tc.network, tc.listen)
+			if err != nil {
+				t.Skipf("no %s listener here: %v", tc.network, err)
+			}
+			clk := clocktest.New(time.Now())
+			l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxPerSource: 2}, Clock: clk})
+			t.Cleanup(func() { l.Close() })
+			if l.raw == nil || l.blockOff {
+				t.Fatal("a TCP listener without its raw acceptor or its filter")
+			}
+			port := ln.Addr().(*net.TCPAddr).Port
+			to := net.JoinHostPort(tc.to, strconv.Itoa(port))
+			// An echo server.
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					go func() { defer c.Close(); io.Copy(c, c) }()
+				}
+			}()
+			var held []net.Conn
+			for range 2 {
+				c, err := dialFrom(tc.flood, to, time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				held = append(held, c)
+			}
+			waitOpen(t, l, 2)
+			for i := range BlockAfter {
+				c, err := dialFrom(tc.flood, to, time.Second)
+				if err != nil {
+					t.Fatalf("dial %d at the cap, before the block: %v", i+1, err)
+				}
+				if ok, _ := refused(t, c); !ok {
+					t.Fatalf("dial %d at the cap was not refused", i+1)
+				}
+				c.Close()
+			}
+			// The count follows the close the client saw.
+			for deadline := time.Now().Add(2 * time.Second); l.Stats().Refused[RefusedPerSource] < BlockAfter && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			if s := l.Stats(); s.Blocked != 1 || s.BlockedTotal != 1 || s.Refused[RefusedPerSource] != BlockAfter {
+				t.Fatalf("stats %+v; want 1 source blocked after %d refusals", s, BlockAfter)
+			}
+			if c, err := dialFrom(tc.flood, to, 300*time.Millisecond); err == nil {
+				c.Close()
+				t.Fatal("a blocked source's connect completed; want its SYN dropped")
+			} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				t.Fatalf("a blocked source's connect: %v; want a timeout (SYN dropped)", err)
+			}
+			if s := l.Stats(); s.Refused[RefusedPerSource] != BlockAfter {
+				t.Fatalf("the blocked dial reached the listener: %+v", s)
+			}
+			for i, c := range held {
+				c.SetDeadline(time.Now().Add(2 * time.Second))
+				if _, err := c.Write([]byte("ping")); err != nil {
+					t.Fatalf("established connection %d of the blocked source: write: %v", i, err)
+				}
+				b := make([]byte, 4)
+				if _, err := io.ReadFull(c, b); err != nil || string(b) != "ping" {
+					t.Fatalf("established connection %d of the blocked source: echo %q, %v", i, b, err)
+				}
+			}
+			if tc.other != "" {
+				c, err := dialFrom(tc.other, to, time.Second)
+				if err != nil {
+					t.Fatalf("another source while one is blocked: %v", err)
+				}
+				c.Close()
+			}
+			// The block ends: the source's SYNs are answered again (and,
+			// still at its cap, it is refused by the listener as before).
+			clk.Advance(BlockFor)
+			deadline := time.Now().Add(5 * time.Second)
+			for l.Stats().Blocked != 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			c, err := dialFrom(tc.flood, to, time.Second)
+			if err != nil {
+				t.Fatalf("after the block ended: %v (stats %+v)", err, l.Stats())
+			}
+			if ok, _ := refused(t, c); !ok {
+				t.Fatal("after the block, at its cap: not refused")
+			}
+			c.Close()
+		})
+	}
+}
+
+// A source at its cap that dials in place of its own idle connections (an
+// HTTP listener evicts the source's oldest idle one) is counted the same: a
+// flood churning its own connections is dropped in the kernel too.
+func TestChurningSourceIsDroppedInTheKernel(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clocktest.New(time.Now())
+	l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxPerSource: BlockAfter}, Refusal: HTTP503, Clock: clk})
+	t.Cleanup(func() { l.Close() })
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), ConnState: l.ConnState}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	to := ln.Addr().String()
+	dialHeld := func() {
+		c, err := dialFrom("127.0.0.2", to, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	for range BlockAfter {
+		dialHeld()
+	}
+	waitIdle(t, l, BlockAfter)
+	clk.Advance(EvictIdleAfter) // every one of them may now give its place
+	for range BlockAfter {
+		dialHeld()
+	}
+	for deadline := time.Now().Add(2 * time.Second); l.Stats().Evicted < BlockAfter && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if s := l.Stats(); s.Evicted != BlockAfter || s.Blocked != 1 {
+		t.Fatalf("stats %+v; want %d evictions and the source blocked", s, BlockAfter)
+	}
+	if c, err := dialFrom("127.0.0.2", to, 300*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("a churning source's connect completed; want its SYN dropped")
+	}
+	if c, err := dialFrom("127.0.0.3", to, time.Second); err != nil {
+		t.Fatalf("another source: %v", err)
+	} else {
+		c.Close()
+	}
+}
