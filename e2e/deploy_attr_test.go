@@ -271,4 +271,3 @@ func dumpSamples(t *testing.T, what string, as []deployAnswer, lead, from, to ti
 		t.Errorf("deploy samples: %v", err)
 	}
 }
-
