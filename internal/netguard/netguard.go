@@ -119,6 +119,7 @@ type Listener struct {
 
 	fmu          sync.Mutex  // serializes syncFilter; guards the fields below
 	installed    uint64      // blocks.gen of the filter attached
+	attached     bool        // a filter of this listener's is on the socket
 	blockTimer   clock.Timer // the next block's end
 	lastBlockLog time.Time
 
@@ -362,6 +363,13 @@ func (l *Listener) Close() error {
 		l.fmu.Lock()
 		if l.blockTimer != nil {
 			l.blockTimer.Stop()
+		}
+		if l.attached {
+			// The socket may outlive this listener: an upgrade hands it
+			// to the next medic, which knows nothing of this listener's
+			// blocks and would drop their SYNs for ever.
+			_ = setFilter(l.raw.rc, nil)
+			l.attached = false
 		}
 		l.fmu.Unlock()
 		if l.raw != nil {

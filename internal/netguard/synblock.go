@@ -231,7 +231,7 @@ func (l *Listener) syncFilter() {
 				"listener", l.o.Name, "blocked", len(addrs), "first", addrs[0].String(), "max_per_source", l.o.MaxPerSource,
 				"after_refusals", BlockAfter, "within", BlockWindow, "for", BlockFor, "blocked_total", total)
 		}
-		l.installed = gen
+		l.installed, l.attached = gen, len(addrs) > 0
 	}
 	if next.IsZero() {
 		return

@@ -234,3 +234,80 @@ func TestChurningSourceIsDroppedInTheKernel(t *testing.T) {
 		c.Close()
 	}
 }
+
+// blockSource has the source src (a 127/8 address) blocked by l, which
+// serves nothing but holds what it admits: one connection held, then dials
+// at the cap of 1 until the block. The held connection is returned.
+func blockSource(t *testing.T, l *Listener, src string) net.Conn {
+	t.Helper()
+	go func() {
+		for {
+			if _, err := l.Accept(); err != nil {
+				return
+			}
+		}
+	}()
+	to := l.Addr().String()
+	held, err := dialFrom(src, to, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { held.Close() })
+	waitOpen(t, l, 1)
+	for i := range BlockAfter {
+		c, err := dialFrom(src, to, time.Second)
+		if err != nil {
+			t.Fatalf("dial %d at the cap, before the block: %v", i+1, err)
+		}
+		if ok, _ := refused(t, c); !ok {
+			t.Fatalf("dial %d at the cap was not refused", i+1)
+		}
+		c.Close()
+	}
+	for deadline := time.Now().Add(2 * time.Second); l.Stats().Blocked != 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if s := l.Stats(); s.Blocked != 1 {
+		t.Fatalf("stats %+v; want the source blocked", s)
+	}
+	if c, err := dialFrom(src, to, 300*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("a blocked source's connect completed; want its SYN dropped")
+	}
+	return held
+}
+
+// An upgrade hands the listening socket to the next medic, whose Wrap
+// detaches the filter it carries, while the old medic goes on accepting
+// until the new one is ready: a block the old medic installs meanwhile must
+// not outlive the old medic's listener, or the new medic, which has no
+// timer for a block it does not know of, drops that source's SYNs for
+// ever.
+func TestClosedListenerLeavesNoFilterOnAHandedOverSocket(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File() // what tableflip passes on
+	if err != nil {
+		t.Fatal(err)
+	}
+	inherited, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := Wrap(ln, Options{Name: "old", Limits: Limits{MaxPerSource: 1}, Clock: clocktest.New(time.Now())})
+	t.Cleanup(func() { old.Close() })
+	next := Wrap(inherited, Options{Name: "next", Limits: Limits{MaxPerSource: 1}}) // not accepting yet
+	t.Cleanup(func() { next.Close() })
+	blockSource(t, old, "127.0.0.2")
+	old.Close() // the old medic stops accepting: its block's timer with it
+	c, err := dialFrom("127.0.0.2", next.Addr().String(), time.Second)
+	if err != nil {
+		t.Fatalf("after the old listener closed, the source's connect to the socket the new medic holds: %v; want it answered", err)
+	}
+	c.Close()
+}
