@@ -172,18 +172,36 @@ func synDropFilter(addrs []netip.Addr) []unix.SockFilter {
 // setFilter attaches the program that drops addrs' SYNs to the listening
 // socket, or detaches it when addrs is empty (new connections then inherit
 // no filter).
+//
+// The kernel charges a socket's filter to its option memory
+// (net.core.optmem_max: 128 KiB on recent kernels, 20 KiB on older ones),
+// and while it replaces one it holds both: a program for MaxBlocked IPv6
+// sources fits alone but not beside one almost as big (ENOMEM). Then the
+// old one is detached first and the new one attached alone; in between,
+// for two system calls, the blocked sources reach the listener, which
+// refuses them one by one.
 func setFilter(rc syscall.RawConn, addrs []netip.Addr) error {
 	var serr error
 	err := rc.Control(func(fd uintptr) {
-		if len(addrs) == 0 {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
-			if errors.Is(serr, unix.ENOENT) {
-				serr = nil // none attached
+		detach := func() error {
+			err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+			if errors.Is(err, unix.ENOENT) {
+				return nil // none attached
 			}
+			return err
+		}
+		if len(addrs) == 0 {
+			serr = detach()
 			return
 		}
 		p := synDropFilter(addrs)
-		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(p)), Filter: &p[0]})
+		prog := &unix.SockFprog{Len: uint16(len(p)), Filter: &p[0]}
+		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, prog)
+		if errors.Is(serr, unix.ENOMEM) {
+			if serr = detach(); serr == nil {
+				serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, prog)
+			}
+		}
 	})
 	if err != nil {
 		return err
@@ -216,13 +234,22 @@ func (l *Listener) syncFilter() {
 	l.mu.Unlock()
 	if gen != l.installed {
 		if err := setFilter(l.raw.rc, addrs); err != nil {
-			// Without the filter the listener refuses connection by connection, as before.
+			// Without the filter the listener refuses connection by
+			// connection, as before. Whatever filter is still attached
+			// goes too: with the blocks forgotten and no timer left, it
+			// would drop its sources' SYNs for ever.
+			derr := setFilter(l.raw.rc, nil)
 			l.mu.Lock()
 			l.blockOff = true
 			clear(l.blocks.until)
+			l.blocks.gen++
+			gen := l.blocks.gen
 			l.mu.Unlock()
+			if derr == nil {
+				l.installed, l.attached = gen, false
+			}
 			l.o.Logger.Warn("cannot drop a flooding source's connections in the kernel (SO_ATTACH_FILTER); refusing them one by one",
-				"listener", l.o.Name, "err", err)
+				"listener", l.o.Name, "blocked", len(addrs), "err", err, "detach_err", derr)
 			return
 		}
 		if len(addrs) > 0 && now.Sub(l.lastBlockLog) >= LogEvery {

@@ -311,3 +311,55 @@ func TestClosedListenerLeavesNoFilterOnAHandedOverSocket(t *testing.T) {
 	}
 	c.Close()
 }
+
+// A block's end replaces the filter with a smaller one. The kernel charges
+// the program being replaced and the new one together to the socket's
+// option memory (net.core.optmem_max), so a big set (here 256 IPv6
+// sources, the bound) cannot be replaced in place (ENOMEM). The install
+// must not then leave the old filter attached with nothing to end it: the
+// source whose block ended connects again.
+func TestBlockEndsWhenTheFilterCannotBeReplacedInPlace(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	clk := clocktest.New(time.Now())
+	l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxPerSource: 1}, Clock: clk})
+	t.Cleanup(func() { l.Close() })
+	// ::1 blocked until BlockFor from now, MaxBlocked-1 others for longer.
+	now := clk.Now()
+	l.mu.Lock()
+	l.blocks.refused(netip.IPv6Loopback(), now) // makes the maps
+	l.blocks.until[netip.IPv6Loopback()] = now.Add(BlockFor)
+	for i := range MaxBlocked - 1 {
+		l.blocks.until[netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})] = now.Add(2 * BlockFor)
+	}
+	l.blocks.gen++
+	l.mu.Unlock()
+	l.syncFilter()
+	to := ln.Addr().String()
+	l.fmu.Lock()
+	attached := l.attached
+	l.fmu.Unlock()
+	if attached {
+		if c, err := dialFrom("::1", to, 300*time.Millisecond); err == nil {
+			c.Close()
+			t.Fatal("a blocked source's connect completed; want its SYN dropped")
+		}
+	} else {
+		t.Logf("a filter for %d IPv6 sources does not fit in this socket's option memory at all", MaxBlocked)
+	}
+	clk.Advance(BlockFor) // ::1's block ends: the timer installs the others' filter
+	for deadline := time.Now().Add(2 * time.Second); l.Stats().Blocked == MaxBlocked && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	l.fmu.Lock() // the timer's install is over
+	l.fmu.Unlock()
+	c, err := dialFrom("::1", to, time.Second)
+	if err != nil {
+		t.Fatalf("after its block ended: %v (stats %+v); want it answered", err, l.Stats())
+	}
+	c.Close()
+}
