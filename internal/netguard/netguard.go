@@ -409,6 +409,15 @@ func (l *Listener) admit(c net.Conn, src netip.Addr) (*Conn, bool) {
 		// connections: a flood churning its own connections costs an
 		// accept, a server goroutine and a close per dial all the same.
 		block = l.noteRefusedLocked(src, now)
+	} else if l.heavyAtReserveLocked(s) {
+		// The last places are for sources with few connections: this one
+		// is treated as at its own cap.
+		if v := l.evictLocked(&s.idle, now); v != nil {
+			victims = append(victims, v)
+		} else {
+			why = 1
+		}
+		block = l.noteRefusedLocked(src, now)
 	}
 	if why < 0 && l.o.MaxConns > 0 && l.open >= l.o.MaxConns {
 		if v := l.evictLocked(&l.idle, now); v != nil {
@@ -507,6 +516,26 @@ func (l *Listener) noteEviction() {
 		l.o.Logger.Warn("closing idle client connections to admit new ones", "listener", l.o.Name,
 			"open", l.Stats().Open, "max_connections", l.o.MaxConns, "max_per_source", l.o.MaxPerSource, "evicted_total", l.evicted.Load())
 	}
+}
+
+// ReserveShare is the share of a listener's places (max_connections / 8)
+// kept for sources that hold fewer than max_per_source / 8 connections
+// (at least 1): once the listener holds all but that reserve, a source
+// with more is refused as at its own cap. A flood of a few sources, each
+// at its cap, then cannot take the last places from everyone else (the
+// operator's `medic status` over TCP, a new client). Not applied when
+// max_per_source is over half of max_connections (one big source is
+// expected there, such as a load balancer in front) or either cap is off.
+const ReserveShare = 8
+
+// heavyAtReserveLocked reports whether a newcomer of s is refused because
+// the listener is into its light-source reserve and s is not light (l.mu held).
+func (l *Listener) heavyAtReserveLocked(s *source) bool {
+	r := l.o.MaxConns / ReserveShare
+	if r == 0 || l.o.MaxPerSource <= 0 || l.o.MaxPerSource > l.o.MaxConns/2 || s == nil {
+		return false
+	}
+	return l.open >= l.o.MaxConns-r && s.open >= max(1, l.o.MaxPerSource/ReserveShare)
 }
 
 // evictable reports whether the oldest connection on from has been idle for

@@ -162,7 +162,7 @@ func (l *Listener) refuseOnSight(fd int, src netip.Addr) bool {
 	why := -1
 	block := false
 	l.mu.Lock()
-	if s := l.sources[src]; l.o.MaxPerSource > 0 && s != nil && s.open >= l.o.MaxPerSource && !l.evictable(&s.idle, now) {
+	if s := l.sources[src]; s != nil && (l.o.MaxPerSource > 0 && s.open >= l.o.MaxPerSource || l.heavyAtReserveLocked(s)) && !l.evictable(&s.idle, now) {
 		why = 1
 		block = l.noteRefusedLocked(src, now)
 	} else if l.o.MaxConns > 0 && l.open >= l.o.MaxConns && !l.evictable(&l.idle, now) {

@@ -363,3 +363,51 @@ func TestBlockEndsWhenTheFilterCannotBeReplacedInPlace(t *testing.T) {
 	}
 	c.Close()
 }
+
+// The light-source reserve: once a listener holds all but max_connections/8
+// of its places, a source holding max_per_source/8 or more is refused as at
+// its own cap, and a source with fewer still gets in (the operator's
+// `medic status` over TCP while a few sources flood the API).
+func TestLightSourceReserve(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxConns: 16, MaxPerSource: 8}, Clock: clocktest.New(time.Now())})
+	t.Cleanup(func() { l.Close() })
+	acc := acceptor(l)
+	to := ln.Addr().String()
+	hold := func(src string) net.Conn {
+		t.Helper()
+		c, err := dialFrom(src, to, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	for range 7 {
+		hold("127.0.0.2")
+		hold("127.0.0.3")
+	}
+	for range 14 {
+		<-acc
+	}
+	waitOpen(t, l, 14) // 16 - 16/8: the reserve begins
+	if ok, _ := refused(t, hold("127.0.0.2")); !ok {
+		t.Fatal("a source with 7 connections (under its cap of 8) admitted into the reserve")
+	}
+	light := hold("127.0.0.4")
+	if ok, _ := refused(t, light); ok {
+		t.Fatal("a source with no connection refused while the reserve has room")
+	}
+	<-acc
+	if ok, _ := refused(t, hold("127.0.0.4")); !ok {
+		t.Fatal("a source with 1 connection (8/8) admitted into the reserve")
+	}
+	if s := l.Stats(); s.Open != 15 || s.Refused[RefusedPerSource] != 2 {
+		t.Fatalf("stats %+v; want 15 open, 2 refused", s)
+	}
+}
