@@ -168,7 +168,8 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 		go func() { loadDone <- measure(ctx, paths, rate, time.Duration(seconds)*time.Second) }()
 		// The operator runs `medic status` on the agent's machine: the CLI
 		// takes the admin socket, outside the TCP listener's caps. Over TCP
-		// (--addr) it queues behind the flood of the API port: reported only.
+		// (--addr, as from another machine) it must answer too: the flood's
+		// few sources cannot take the API's light-source reserve.
 		var slowest, slowestTCP time.Duration
 		for range 3 {
 			start := time.Now()
@@ -185,7 +186,7 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 				slowestTCP = max(slowestTCP, time.Since(start))
 			} else {
 				slowestTCP = max(slowestTCP, time.Since(start))
-				t.Logf("%s flood: medic status --addr %s failed after %v: %v", tg.name, a.addr, time.Since(start), err)
+				t.Errorf("%s flood: medic status --addr %s failed after %v: %v", tg.name, a.addr, time.Since(start), err)
 			}
 			time.Sleep(time.Duration(seconds) * time.Second / 4)
 		}
@@ -220,8 +221,8 @@ func TestFloodNeverHarmsInstances(t *testing.T) {
 		if tg.name == "control" {
 			continue // medic's listeners are not flooded: reported, not judged
 		}
-		if slowest > time.Second {
-			t.Errorf("%s flood: medic status took %v; want < 1s", tg.name, slowest)
+		if slowest > time.Second || slowestTCP > time.Second {
+			t.Errorf("%s flood: medic status took %v (admin socket), %v (TCP); want < 1s", tg.name, slowest, slowestTCP)
 		}
 		if res.ErrorRate() > 0.01 {
 			t.Errorf("%s flood: client error rate %.2f%% > 1%%: %v", tg.name, 100*res.ErrorRate(), res.FirstErrors)
