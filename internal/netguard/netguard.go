@@ -122,6 +122,7 @@ type Listener struct {
 	attached     bool        // a filter of this listener's is on the socket
 	blockTimer   clock.Timer // the next block's end
 	lastBlockLog time.Time
+	lastForeign  atomic.Int64 // unix nanoseconds of the last look for a filter not of this listener's
 
 	evicted      atomic.Uint64
 	lastLog      [3]atomic.Int64 // unix nanoseconds of the last refusal warning, by reason
@@ -235,6 +236,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			err error
 		)
 		if l.raw != nil {
+			l.detachForeign()
 			c, src, err = l.acceptRaw()
 		} else if c, err = l.Listener.Accept(); err == nil {
 			src = sourceOf(c)

@@ -269,3 +269,23 @@ func (l *Listener) syncFilter() {
 		l.blockTimer.Reset(next.Sub(now))
 	}
 }
+
+// detachForeign detaches, at most once per BlockFor, a filter on the socket
+// while this listener has none of its own attached: one left by a process
+// that shared the socket in an upgrade (the old medic until it stops
+// accepting, or a new one that failed) and ended without detaching it
+// (killed, crashed), which nothing else would ever end. A filter of the
+// other process still running goes too: its blocked sources are then
+// refused one by one until its next change.
+func (l *Listener) detachForeign() {
+	now := l.o.Clock.Now().UnixNano()
+	if last := l.lastForeign.Load(); last != 0 && now-last < int64(BlockFor) || !l.lastForeign.CompareAndSwap(last, now) {
+		return
+	}
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
+	if l.attached || l.closed() {
+		return
+	}
+	_ = setFilter(l.raw.rc, nil)
+}

@@ -411,3 +411,73 @@ func TestLightSourceReserve(t *testing.T) {
 		t.Fatalf("stats %+v; want 15 open, 2 refused", s)
 	}
 }
+
+// A process that shared the socket (the other side of an upgrade) and
+// ended without detaching its filter — killed when the upgrade failed,
+// crashed — leaves a filter nobody will end. A listener that has none of
+// its own attached removes it while it accepts, within BlockFor.
+func TestForeignFilterIsDetached(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inherited, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inherited.Close() })
+	clk := clocktest.New(time.Now())
+	l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxPerSource: 1}, Clock: clk})
+	t.Cleanup(func() { l.Close() })
+	to := l.Addr().String()
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	acceptOne := func() { // and Accept looks again
+		c, err := dialFrom("127.0.0.3", to, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		(<-accepted).Close()
+	}
+	acceptOne()
+	// The other process's filter, on the same socket, after this listener began.
+	other := inherited.(*net.TCPListener)
+	rc, err := other.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := setFilter(rc, []netip.Addr{netip.MustParseAddr("127.0.0.2")}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := dialFrom("127.0.0.2", to, 300*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("the other process's filter drops nothing")
+	}
+	for i := 0; ; i++ {
+		acceptOne()
+		if c, err := dialFrom("127.0.0.2", to, 300*time.Millisecond); err == nil {
+			c.Close()
+			break
+		}
+		if i == 2 {
+			t.Fatal("the other process's filter still drops the source's SYNs")
+		}
+		clk.Advance(BlockFor)
+	}
+}
