@@ -481,3 +481,69 @@ func TestForeignFilterIsDetached(t *testing.T) {
 		clk.Advance(BlockFor)
 	}
 }
+
+// The filter program on real sockets, for each shape of the blocked set:
+// IPv4 only, IPv6 only, both, and IPv6 addresses that differ from the
+// client's in one 32-bit word only (each word's comparison skips exactly to
+// the next address). A dual-stack listener; the clients are 127.0.0.2,
+// 127.0.0.3 and ::1.
+func TestSynDropFilterOnRealSockets(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", "[::]:0")
+	if err != nil {
+		t.Skipf("no dual-stack listener here: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	rc, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	a := netip.MustParseAddr
+	// ::1 but for one word each.
+	nearMisses := []netip.Addr{a("1::1"), a("0:0:1::1"), a("::1:0:0:1"), a("::2")}
+	for _, tc := range []struct {
+		name    string
+		blocked []netip.Addr
+		dropped map[string]bool // client: its SYN dropped
+	}{
+		{"ipv4 only", []netip.Addr{a("127.0.0.4"), a("127.0.0.2")},
+			map[string]bool{"127.0.0.2": true, "127.0.0.3": false, "::1": false}},
+		{"ipv6 only", []netip.Addr{a("::1")},
+			map[string]bool{"127.0.0.2": false, "::1": true}},
+		{"ipv6 near misses only", nearMisses,
+			map[string]bool{"::1": false, "127.0.0.2": false}},
+		{"both, ipv6 after its near misses", append([]netip.Addr{a("127.0.0.3"), a("10.0.0.1")}, append(nearMisses[:len(nearMisses):len(nearMisses)], a("::1"))...),
+			map[string]bool{"127.0.0.2": false, "127.0.0.3": true, "::1": true}},
+		{"both, ipv4 not matching", append([]netip.Addr{a("127.0.0.4")}, nearMisses...),
+			map[string]bool{"127.0.0.2": false, "::1": false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := setFilter(rc, tc.blocked); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { setFilter(rc, nil) })
+			for src, drop := range tc.dropped {
+				timeout := time.Second
+				if drop {
+					timeout = 300 * time.Millisecond
+				}
+				c, err := dialFrom(src, net.JoinHostPort(src, port), timeout)
+				switch {
+				case drop && err == nil:
+					c.Close()
+					t.Errorf("%s connected; want its SYN dropped", src)
+				case drop:
+					if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+						t.Errorf("%s: %v; want a timeout (SYN dropped)", src, err)
+					}
+				case err != nil:
+					t.Errorf("%s: %v; want it answered", src, err)
+				default:
+					c.Close()
+				}
+			}
+		})
+	}
+}
