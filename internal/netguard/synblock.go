@@ -46,7 +46,8 @@ const BlockFor = time.Second
 // MaxBlocked bounds the sources blocked at once per listener (the filter's
 // size: a classic BPF program has at most 4 096 instructions, an IPv6
 // address takes 9). Beyond it, sources are refused connection by connection
-// as before.
+// as before. A socket whose option memory (net.core.optmem_max) cannot hold
+// the filter for that many gets a lower bound at the first such failure.
 const MaxBlocked = 256
 
 // blockList is the decision: which sources are blocked until when. Pure:
@@ -57,6 +58,9 @@ type blockList struct {
 	until       map[netip.Addr]time.Time
 	gen         uint64 // counts changes of the blocked set
 	total       uint64 // sources blocked since the start
+	// max bounds the sources blocked at once: MaxBlocked (0), or fewer once
+	// the socket could not hold a filter that big (syncFilter).
+	max int
 }
 
 // refused counts one refusal of src for its cap at now and reports whether
@@ -76,7 +80,11 @@ func (b *blockList) refused(src netip.Addr, now time.Time) bool {
 		return false // a connection that got in before the filter did
 	}
 	b.refusals[src]++
-	if b.refusals[src] < BlockAfter || len(b.until) >= MaxBlocked {
+	limit := MaxBlocked
+	if b.max > 0 {
+		limit = b.max
+	}
+	if b.refusals[src] < BlockAfter || len(b.until) >= limit {
 		return false
 	}
 	delete(b.refusals, src)
@@ -238,9 +246,18 @@ func (l *Listener) syncFilter() {
 			// connection, as before. Whatever filter is still attached
 			// goes too: with the blocks forgotten and no timer left, it
 			// would drop its sources' SYNs for ever.
+			// When the set is too big for the socket's option memory
+			// (ENOMEM: net.core.optmem_max, 20 KiB on older kernels, holds
+			// 64 IPv6 sources, not 96), the blocks end and fewer are held at
+			// once from now on; on any other error the listener gives up
+			// the kernel drop.
 			derr := setFilter(l.raw.rc, nil)
 			l.mu.Lock()
-			l.blockOff = true
+			if errors.Is(err, unix.ENOMEM) && derr == nil && len(addrs) > 1 {
+				l.blocks.max = len(addrs) - 1
+			} else {
+				l.blockOff = true
+			}
 			clear(l.blocks.until)
 			l.blocks.gen++
 			gen := l.blocks.gen
@@ -249,7 +266,7 @@ func (l *Listener) syncFilter() {
 				l.installed, l.attached = gen, false
 			}
 			l.o.Logger.Warn("cannot drop a flooding source's connections in the kernel (SO_ATTACH_FILTER); refusing them one by one",
-				"listener", l.o.Name, "blocked", len(addrs), "err", err, "detach_err", derr)
+				"listener", l.o.Name, "blocked", len(addrs), "max_blocked_now", l.blocks.max, "err", err, "detach_err", derr)
 			return
 		}
 		if len(addrs) > 0 && now.Sub(l.lastBlockLog) >= LogEvery {

@@ -6,9 +6,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/medic-dev/medic/internal/clock/clocktest"
 )
@@ -545,5 +549,99 @@ func TestSynDropFilterOnRealSockets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// inSmallOptmemNetns locks the calling goroutine's thread into a network
+// namespace of its own whose net.core.optmem_max is 20 KiB (the default of
+// older kernels), with its loopback up; sockets made on this goroutine
+// belong to it. Root only: skipped otherwise unless
+// MEDIC_REQUIRE_INTEGRATION=1. The thread ends with the test's goroutine.
+func inSmallOptmemNetns(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("MEDIC_REQUIRE_INTEGRATION") == "1" {
+			t.Fatal("needs root (a network namespace)")
+		}
+		t.Skip("needs root (a network namespace)")
+	}
+	runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		t.Fatalf("unshare a network namespace: %v", err)
+	}
+	if err := os.WriteFile("/proc/sys/net/core/optmem_max", []byte("20480"), 0o644); err != nil {
+		t.Skipf("net.core.optmem_max is not per network namespace on this kernel: %v", err)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		t.Fatal(err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		t.Fatalf("loopback up: %v", err)
+	}
+}
+
+// Where the socket's option memory cannot hold a filter for the blocked
+// set at all (here 128 IPv6 sources under a 20 KiB optmem_max), the blocks
+// end and the listener blocks fewer at once from then on; it does not give
+// up the kernel drop for good (a flood from a few hundred addresses of one
+// IPv6 /64 would otherwise switch it off).
+func TestFilterTooBigForTheSocketBlocksFewer(t *testing.T) {
+	inSmallOptmemNetns(t)
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback in the namespace: %v", err)
+	}
+	clk := clocktest.New(time.Now())
+	l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxPerSource: 1}, Clock: clk})
+	t.Cleanup(func() { l.Close() })
+	to := ln.Addr().String()
+	const n = 128
+	now := clk.Now()
+	l.mu.Lock()
+	l.blocks.refused(netip.IPv6Loopback(), now) // makes the maps
+	l.blocks.until[netip.IPv6Loopback()] = now.Add(BlockFor)
+	for i := range n - 1 {
+		l.blocks.until[netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})] = now.Add(BlockFor)
+	}
+	l.blocks.gen++
+	l.mu.Unlock()
+	l.syncFilter()
+	if s := l.Stats(); s.Blocked != 0 {
+		t.Fatalf("stats %+v; want the blocks ended (the filter cannot be attached)", s)
+	}
+	c, err := dialFrom("::1", to, time.Second)
+	if err != nil {
+		t.Fatalf("the blocks ended but the source is not answered: %v", err)
+	}
+	c.Close()
+	// Blocking goes on.
+	block := false
+	l.mu.Lock()
+	for range BlockAfter {
+		block = l.noteRefusedLocked(netip.IPv6Loopback(), now) || block
+	}
+	l.mu.Unlock()
+	if !block {
+		t.Fatalf("%d refusals did not block the source: the listener gave up the kernel drop", BlockAfter)
+	}
+	l.syncFilter()
+	if s := l.Stats(); s.Blocked != 1 {
+		t.Fatalf("stats %+v; want the source blocked again", s)
+	}
+	if c, err := dialFrom("::1", to, 300*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("a blocked source's connect completed; want its SYN dropped")
 	}
 }
