@@ -15,7 +15,8 @@ type Limits struct {
 	// Connections open at once from one IP address. Default: api 64, proxy 1000 (raise it
 	// behind a load balancer, whose connections all come from a few addresses).
 	MaxPerSource int `yaml:"max_per_source" json:"max_per_source,omitempty" jsonschema:"minimum=1"`
-	// Time a client has to send a request's headers (slowloris). Default: api 5s, proxy 10s.
+	// Time a client has to send a request's headers (slowloris). Default: api 5s, proxy 10s
+	// (tcp mode 60s: how long a connection waiting beyond max_silent may stay silent).
 	HeaderTimeout Duration `yaml:"header_timeout" json:"header_timeout,omitempty"`
 	// A keep-alive connection with no request for this long is closed. Default: api 30s, proxy 2m.
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`

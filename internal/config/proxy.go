@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 )
 
 // Proxy is the service's health-aware proxy: clients connect to Listen and
@@ -57,7 +58,7 @@ type Proxy struct {
 	// tcp mode: connections to the instances open at once on which neither side has sent a
 	// byte yet. Beyond it, a client's connection is opened to an instance only once the
 	// client sends its first byte or half-closes, or a silent one speaks or ends (first
-	// come, first served); one that stays silent for limits.header_timeout (±10 % per
+	// come, first served); one that stays silent for limits.header_timeout (default 60s in tcp mode, ±10 % per
 	// connection) is closed. So a flood of connections that send nothing cannot hold the instances'
 	// connection slots (PostgreSQL's max_connections), and a protocol in which the server
 	// speaks first (MySQL, SMTP) still gets its connections opened at once up to the cap,
@@ -210,12 +211,26 @@ func (p *Proxy) SetDefaults() {
 	if p.Clients != nil {
 		p.Clients.setDefaults(*r.Budget)
 	}
-	p.Limits.SetDefaults(DefaultProxyLimits)
+	def := DefaultProxyLimits
+	if p.Mode == ProxyModeTCP {
+		def.HeaderTimeout = Duration(DefaultTCPSilence)
+	}
+	p.Limits.SetDefaults(def)
 	proxyDefaultInt(&p.MaxSilent, DefaultMaxSilent)
 }
 
 // DefaultMaxSilent is max_silent's default.
 const DefaultMaxSilent = 128
+
+// DefaultTCPSilence is limits.header_timeout's default in tcp mode: how
+// long a client connection waiting beyond max_silent may stay silent before
+// it is closed (PgBouncer's client_login_timeout is 60s too). The wait holds
+// one descriptor and no instance connection, so a longer one costs nothing
+// the per-source caps do not already bound, while each close of a flood's
+// waiting connections is followed by their redial in one wave (the 10s of
+// http mode made one every 10s in bench/flood.sh's TCP phase, and the
+// client's slow requests fell in those seconds).
+const DefaultTCPSilence = 60 * time.Second
 
 // Validate reports semantic problems; call it after SetDefaults.
 func (p *Proxy) Validate() []FieldIssue {
