@@ -181,6 +181,8 @@ func Wrap(ln net.Listener, o Options) *Listener {
 		// process before; this one starts with nothing blocked.
 		if err := setFilter(l.raw.rc, nil); err != nil {
 			l.blockOff = true
+			o.Logger.Warn("cannot drop a flooding source's connections in the kernel (SO_DETACH_FILTER; an MPTCP socket takes no filter); refusing them one by one",
+				"listener", o.Name, "err", err)
 		}
 	}
 	return l

@@ -3,12 +3,14 @@ package netguard
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -643,5 +645,25 @@ func TestFilterTooBigForTheSocketBlocksFewer(t *testing.T) {
 	if c, err := dialFrom("::1", to, 300*time.Millisecond); err == nil {
 		c.Close()
 		t.Fatal("a blocked source's connect completed; want its SYN dropped")
+	}
+}
+
+// A listener whose socket takes no filter (Go makes listeners MPTCP by
+// default where the kernel has it, and an MPTCP socket refuses socket
+// filters: a socket handed over by an older medic) says so once, at Wrap,
+// as docs/security.md promises: it refuses one by one and never tries.
+func TestSocketWithoutFilterIsLogged(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0") // MPTCP where the kernel has it
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	l := Wrap(ln, Options{Name: "t", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	t.Cleanup(func() { l.Close() })
+	if !l.blockOff {
+		t.Skip("this kernel's default listener takes a socket filter (no MPTCP)")
+	}
+	if !strings.Contains(logs.String(), "cannot drop a flooding source's connections in the kernel") {
+		t.Fatalf("the listener cannot drop in the kernel and did not say so; logged %q", logs.String())
 	}
 }
