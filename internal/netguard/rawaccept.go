@@ -175,11 +175,11 @@ func (l *Listener) refuseOnSight(fd int, src netip.Addr) bool {
 	if block {
 		l.syncFilter() // first: once the client sees its refusal, its next SYN is dropped
 	}
+	l.refuse(nil, why) // counted before the client can see its refusal
 	if len(l.o.Refusal) > 0 {
 		_, _, _ = syscall.Syscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&l.o.Refusal[0])), uintptr(len(l.o.Refusal)),
 			syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL, 0, 0)
 	}
 	_ = syscall.Close(fd)
-	l.refuse(nil, why)
 	return true
 }

@@ -196,12 +196,7 @@ func TestFloodingSourceIsDroppedInTheKernel(t *testing.T) {
 // HTTP listener evicts the source's oldest idle one) is counted the same: a
 // flood churning its own connections is dropped in the kernel too.
 func TestChurningSourceIsDroppedInTheKernel(t *testing.T) {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := plainListen(t, "tcp4", "127.0.0.1:0")
 	clk := clocktest.New(time.Now())
 	l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxPerSource: BlockAfter}, Refusal: HTTP503, Clock: clk})
 	t.Cleanup(func() { l.Close() })
@@ -290,12 +285,7 @@ func blockSource(t *testing.T, l *Listener, src string) net.Conn {
 // timer for a block it does not know of, drops that source's SYNs for
 // ever.
 func TestClosedListenerLeavesNoFilterOnAHandedOverSocket(t *testing.T) {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := plainListen(t, "tcp4", "127.0.0.1:0")
 	f, err := ln.(*net.TCPListener).File() // what tableflip passes on
 	if err != nil {
 		t.Fatal(err)
@@ -375,12 +365,7 @@ func TestBlockEndsWhenTheFilterCannotBeReplacedInPlace(t *testing.T) {
 // its own cap, and a source with fewer still gets in (the operator's
 // `medic status` over TCP while a few sources flood the API).
 func TestLightSourceReserve(t *testing.T) {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := plainListen(t, "tcp4", "127.0.0.1:0")
 	l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxConns: 16, MaxPerSource: 8}, Clock: clocktest.New(time.Now())})
 	t.Cleanup(func() { l.Close() })
 	acc := acceptor(l)
@@ -423,12 +408,7 @@ func TestLightSourceReserve(t *testing.T) {
 // crashed — leaves a filter nobody will end. A listener that has none of
 // its own attached removes it while it accepts, within BlockFor.
 func TestForeignFilterIsDetached(t *testing.T) {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := plainListen(t, "tcp4", "127.0.0.1:0")
 	f, err := ln.(*net.TCPListener).File()
 	if err != nil {
 		t.Fatal(err)
@@ -666,4 +646,18 @@ func TestSocketWithoutFilterIsLogged(t *testing.T) {
 	if !strings.Contains(logs.String(), "cannot drop a flooding source's connections in the kernel") {
 		t.Fatalf("the listener cannot drop in the kernel and did not say so; logged %q", logs.String())
 	}
+}
+
+// plainListen binds a plain TCP listener, as medic does (internal/app): Go
+// makes listeners MPTCP by default where the kernel has it, and an MPTCP
+// socket takes no filter.
+func plainListen(t *testing.T, network, addr string) net.Listener {
+	t.Helper()
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }
