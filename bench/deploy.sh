@@ -23,6 +23,10 @@
 #                                  # beside the audit's records and the agent's
 #                                  # GC cycles (gctrace) in it
 #   STAGGER=100ms bench/deploy.sh  # deploy.stagger (default 0: all at once)
+#   VIA=api bench/deploy.sh        # start each deploy with a POST to the API from
+#                                  # the test process (as a CI runner on another
+#                                  # machine would) instead of the medic CLI on
+#                                  # this one (default cli)
 #   MEDIC_BIN=/tmp/medic-a bench/deploy.sh   # that medic binary instead of
 #                                  # this tree's (an A/B of two builds)
 #   TRACE=/tmp/traces bench/deploy.sh   # the agent's runtime trace of each
@@ -46,13 +50,13 @@ cd "$(dirname "$0")/.."
 mkdir -p bench/results
 out=bench/results/deploy-$(date +%Y%m%d-%H%M%S).log
 uptime | tee "$out"
-echo "binary: ${MEDIC_BIN:-built from this tree}; start_nice: ${START_NICE:-default}; stagger: ${STAGGER:-default}; agent GOMAXPROCS: ${MEDIC_AGENT_GOMAXPROCS:-default}; control: ${CONTROL:-1}; attribute: ${ATTRIBUTE:-0}" | tee -a "$out"
+echo "binary: ${MEDIC_BIN:-built from this tree}; start_nice: ${START_NICE:-default}; stagger: ${STAGGER:-default}; agent GOMAXPROCS: ${MEDIC_AGENT_GOMAXPROCS:-default}; control: ${CONTROL:-1}; attribute: ${ATTRIBUTE:-0}; deploys via: ${VIA:-cli}" | tee -a "$out"
 godebug=
 [ "${ATTRIBUTE:-0}" = 1 ] && godebug=gctrace=1
 [ -n "${TRACE:-}" ] && mkdir -p "$TRACE" && TRACE=$(cd "$TRACE" && pwd)
 samples=$out.samples
 rm -f "$samples"
-MEDIC_DEPLOY_SAMPLES="$(pwd)/$samples" MEDIC_E2E_BIN="${MEDIC_BIN:-}" MEDIC_AGENT_RUNTIME_TRACE="${TRACE:-}" MEDIC_DEPLOY_CONTROL="${CONTROL:-1}" MEDIC_DEPLOY_ATTRIBUTE="${ATTRIBUTE:-0}" MEDIC_AGENT_GODEBUG="$godebug" \
+MEDIC_DEPLOY_VIA="${VIA:-cli}" MEDIC_DEPLOY_SAMPLES="$(pwd)/$samples" MEDIC_E2E_BIN="${MEDIC_BIN:-}" MEDIC_AGENT_RUNTIME_TRACE="${TRACE:-}" MEDIC_DEPLOY_CONTROL="${CONTROL:-1}" MEDIC_DEPLOY_ATTRIBUTE="${ATTRIBUTE:-0}" MEDIC_AGENT_GODEBUG="$godebug" \
 MEDIC_DEPLOY_STAGGER="${STAGGER:-}" MEDIC_DEPLOY_START_NICE="${START_NICE:-}" go test -count="${RUNS:-10}" -timeout 60m -run 'TestRollingSurgeDeployUnderLoad|TestBlueGreenDeployUnderLoad|TestColdRollbackFromHistory' -v ./e2e/ 2>&1 |
 	grep -E '^(=== RUN|--- |\s+\w+_test.go|ok|FAIL)' | tee -a "$out" || true
 uptime | tee -a "$out"

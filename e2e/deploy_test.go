@@ -213,7 +213,7 @@ func TestRollingSurgeDeployUnderLoad(t *testing.T) {
 	ctl := startDeployControl(t, 200, 60*time.Second)
 	time.Sleep(deployLeadIn)
 	begin := time.Now()
-	out, err := a.medic("deploy", "web", "--set", "env.VERSION=2", "--version", "v2", "--json")
+	out, err := a.deploy("web", "v2", map[string]string{"env.VERSION": "2"})
 	end := time.Now()
 	if err != nil {
 		t.Fatalf("deploy: %v\n%s", err, out)
@@ -283,7 +283,7 @@ func TestBlueGreenDeployUnderLoad(t *testing.T) {
 	ctl := startDeployControl(t, 200, 90*time.Second)
 	time.Sleep(deployLeadIn)
 	begin := time.Now()
-	out, err := a.medic("deploy", "web", "--set", "env.VERSION=2", "--version", "v2", "--json")
+	out, err := a.deploy("web", "v2", map[string]string{"env.VERSION": "2"})
 	switched := time.Now()
 	if err != nil {
 		l.finish()
