@@ -172,10 +172,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}, func() float64 { return float64(m.aw.Health().Held) }, func() float64 { return float64(m.aw.Health().LostTotal) })
 	m.traffic = &traffic{proxies: map[string]*proxy.Proxy{}, status: func() []supervise.ServiceStatus { return m.sup.Status() }}
 	if m.accessLog == nil {
-		w, err := logfile.Open(filepath.Join(dataDir, "logs", "access.log"), 50<<20, 3)
+		f, err := logfile.Open(filepath.Join(dataDir, "logs", "access.log"), 50<<20, 3)
 		if err != nil {
 			return fmt.Errorf("open the proxy access log: %w", err)
 		}
+		w := logfile.NewBuffered(f, AccessLogBuffer, AccessLogFlush)
 		defer w.Close()
 		m.accessLog = slog.New(slog.NewJSONHandler(w, nil))
 	}
@@ -445,6 +446,15 @@ func (m *Main) Run(ctx context.Context) error {
 // egressStopWait bounds how long the dependency listeners wait for the
 // instances to stop before they close anyway. 30s.
 const egressStopWait = 30 * time.Second
+
+// The proxy access log's buffer (logfile.Buffered, as nginx's `access_log
+// buffer=32k flush=1s`): its lines reach data_dir/logs/access.log within
+// AccessLogFlush or every AccessLogBuffer bytes; a medic that dies loses at
+// most that much of it (the audit log is written apart, record by record).
+const (
+	AccessLogBuffer = 32 << 10
+	AccessLogFlush  = time.Second
+)
 
 // Record makes an event durable in the audit log, then publishes it. Audit
 // appends ignore cancellation: a decision taken during shutdown is still recorded.

@@ -667,5 +667,5 @@ func (p *Proxy) finishFast(ctx *fasthttp.RequestCtx, fx *fastExchange, start tim
 	if fx.err != nil {
 		attrs = append(attrs, slog.String("error", fx.err.Error()))
 	}
-	p.access.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+	p.logAccess(context.Background(), attrs)
 }

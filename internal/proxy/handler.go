@@ -198,7 +198,7 @@ func (p *Proxy) finishRequest(r *http.Request, ex *exchange, start time.Time) {
 	if ex.err != nil {
 		attrs = append(attrs, slog.String("error", ex.err.Error()))
 	}
-	p.access.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
+	p.logAccess(r.Context(), attrs)
 }
 
 const headerRequestID = "X-Request-ID"

@@ -291,6 +291,15 @@ func copyHalf(dst, src net.Conn, spoke func()) int64 {
 	return n
 }
 
+// logAccess writes one access line. The record carries no caller (pc 0):
+// slog's Logger looks one up with runtime.Callers for every record, which
+// the JSON handler then does not print.
+func (p *Proxy) logAccess(ctx context.Context, attrs []slog.Attr) {
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, "access", 0)
+	r.AddAttrs(attrs...)
+	_ = p.access.Handler().Handle(ctx, r)
+}
+
 func (p *Proxy) logConn(id string, client net.Conn, instance string, attempts int, start time.Time, in, out int64, err error) {
 	ctx := context.Background()
 	if !p.access.Enabled(ctx, slog.LevelInfo) {
@@ -309,5 +318,5 @@ func (p *Proxy) logConn(id string, client net.Conn, instance string, attempts in
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
-	p.access.LogAttrs(ctx, slog.LevelInfo, "access", attrs...)
+	p.logAccess(ctx, attrs)
 }
