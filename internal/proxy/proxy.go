@@ -237,8 +237,11 @@ func New(o Options) (*Proxy, error) {
 		guard.Refusal, guard.ClientSpeaksFirst = netguard.HTTP503, true
 		guard.DeadlineJitter = cfg.Limits.DeadlineJitter() // header and idle timeouts ±10 % per connection, at most
 	} else {
+		// No listener jitter: it would move every read deadline set on the
+		// connection, a refusal's (Options.Refuse: dbproxy's 2 s) included,
+		// by up to a tenth of header_timeout (6 s at tcp mode's 60 s). The
+		// silence wait beyond max_silent draws its own (silentPlace).
 		guard.Cost = 6
-		guard.DeadlineJitter = cfg.Limits.HeaderTimeout.D() / 10 // the silence deadline beyond max_silent ±10 % per connection (idle_timeout does not apply)
 	}
 	p.ln = netguard.Wrap(ln, guard)
 	return p, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -193,9 +194,12 @@ func (p *Proxy) silentPlace(waitCtx context.Context, client net.Conn) (slot, ok 
 	}
 	// The order matters: the deadline first (a stop's or a release's wake-up
 	// set before it would be overwritten, and the connection would wait out
-	// its silence), then the stop's wake-up. The listener moves it by the
-	// connection's own offset (±10 %, netguard's DeadlineJitter).
-	_ = client.SetReadDeadline(time.Now().Add(p.cfg.Limits.HeaderTimeout.D())) // a socket's deadline is wall time
+	// its silence), then the stop's wake-up. The deadline moves by an offset
+	// of the connection's own within ±10 %, so that a flood's connections,
+	// accepted together, are not closed (and redialled) together.
+	silence := p.cfg.Limits.HeaderTimeout.D()
+	silence += rand.N(silence/5+1) - silence/10
+	_ = client.SetReadDeadline(time.Now().Add(silence)) // a socket's deadline is wall time
 	fired := make(chan struct{})
 	stop := context.AfterFunc(waitCtx, func() {
 		defer close(fired)

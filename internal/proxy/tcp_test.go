@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/medic-dev/medic/internal/config"
+	"github.com/medic-dev/medic/internal/proxy"
 )
 
 // echoServer accepts connections and answers each line with name: line. It
@@ -182,5 +183,36 @@ func TestTCPEjectionNamesTheDialError(t *testing.T) {
 	logs := h.logs.String()
 	if !strings.Contains(logs, "last: connect to db/0 at "+dead) || !strings.Contains(logs, "connection refused") {
 		t.Fatalf("the ejection does not name the dial error:\n%s", logs)
+	}
+}
+
+// A tcp-mode connection's deadlines are the ones its code sets: a refusal
+// (Options.Refuse, dbproxy's 57P03 answer) that gives its client 300 ms
+// gets 300 ms, whatever header_timeout is (the listener once moved every
+// read deadline by up to a tenth of it: ±60 s here).
+func TestTCPRefusalDeadlineIsItsOwn(t *testing.T) {
+	cfg := tcpConfig()
+	cfg.Limits.HeaderTimeout = dur(10 * time.Minute)
+	took := make(chan time.Duration, 1)
+	h := mustStartWith(t, cfg, nil, func(o *proxy.Options) {
+		o.Refuse = func(c net.Conn) {
+			start := time.Now()
+			c.SetDeadline(start.Add(300 * time.Millisecond))
+			c.Read(make([]byte, 1))
+			took <- time.Since(start)
+		}
+	})
+	c, err := net.Dial("tcp", h.p.Addr().String()) // no instance: refused
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case d := <-took:
+		if d < 250*time.Millisecond || d > 2*time.Second {
+			t.Fatalf("the refusal's 300ms read deadline ended after %v", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refusal's 300ms read deadline had not ended after 10s")
 	}
 }
