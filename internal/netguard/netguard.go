@@ -403,7 +403,9 @@ func (l *Listener) admit(c net.Conn, src netip.Addr) (*Conn, bool) {
 	}
 	why := -1
 	block := false
-	if l.o.MaxPerSource > 0 && s.open >= l.o.MaxPerSource {
+	// At its cap, or treated as at it while the listener is into the
+	// light-source reserve and s is not light.
+	if l.o.MaxPerSource > 0 && s.open >= l.o.MaxPerSource || l.heavyAtReserveLocked(s) {
 		if v := l.evictLocked(&s.idle, now); v != nil {
 			victims = append(victims, v)
 		} else {
@@ -412,15 +414,6 @@ func (l *Listener) admit(c net.Conn, src netip.Addr) (*Conn, bool) {
 		// A dial at its cap, refused or in place of one of its own idle
 		// connections: a flood churning its own connections costs an
 		// accept, a server goroutine and a close per dial all the same.
-		block = l.noteRefusedLocked(src, now)
-	} else if l.heavyAtReserveLocked(s) {
-		// The last places are for sources with few connections: this one
-		// is treated as at its own cap.
-		if v := l.evictLocked(&s.idle, now); v != nil {
-			victims = append(victims, v)
-		} else {
-			why = 1
-		}
 		block = l.noteRefusedLocked(src, now)
 	}
 	if why < 0 && l.o.MaxConns > 0 && l.open >= l.o.MaxConns {
