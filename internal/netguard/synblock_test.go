@@ -96,12 +96,7 @@ func TestFloodingSourceIsDroppedInTheKernel(t *testing.T) {
 		{"ipv6", "tcp6", "[::1]:0", "::1", "::1", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var lc net.ListenConfig
-			lc.SetMultipathTCP(false) // an MPTCP socket takes no filter (medic binds plain TCP, internal/app)
-			ln, err := lc.Listen(context.Background(), tc.network, tc.listen)
-			if err != nil {
-				t.Skipf("no %s listener here: %v", tc.network, err)
-			}
+			ln := plainListenOrSkip(t, tc.network, tc.listen, "no "+tc.network+" listener here: %v")
 			clk := clocktest.New(time.Now())
 			l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxPerSource: 2}, Clock: clk})
 			t.Cleanup(func() { l.Close() })
@@ -315,12 +310,7 @@ func TestClosedListenerLeavesNoFilterOnAHandedOverSocket(t *testing.T) {
 // must not then leave the old filter attached with nothing to end it: the
 // source whose block ended connects again.
 func TestBlockEndsWhenTheFilterCannotBeReplacedInPlace(t *testing.T) {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp6", "[::1]:0")
-	if err != nil {
-		t.Skipf("no IPv6 loopback here: %v", err)
-	}
+	ln := plainListenOrSkip(t, "tcp6", "[::1]:0", "no IPv6 loopback here: %v")
 	clk := clocktest.New(time.Now())
 	l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxPerSource: 1}, Clock: clk})
 	t.Cleanup(func() { l.Close() })
@@ -474,12 +464,7 @@ func TestForeignFilterIsDetached(t *testing.T) {
 // the next address). A dual-stack listener; the clients are 127.0.0.2,
 // 127.0.0.3 and ::1.
 func TestSynDropFilterOnRealSockets(t *testing.T) {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp", "[::]:0")
-	if err != nil {
-		t.Skipf("no dual-stack listener here: %v", err)
-	}
+	ln := plainListenOrSkip(t, "tcp", "[::]:0", "no dual-stack listener here: %v")
 	t.Cleanup(func() { ln.Close() })
 	rc, err := ln.(*net.TCPListener).SyscallConn()
 	if err != nil {
@@ -579,12 +564,7 @@ func inSmallOptmemNetns(t *testing.T) {
 // IPv6 /64 would otherwise switch it off).
 func TestFilterTooBigForTheSocketBlocksFewer(t *testing.T) {
 	inSmallOptmemNetns(t)
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp6", "[::1]:0")
-	if err != nil {
-		t.Skipf("no IPv6 loopback in the namespace: %v", err)
-	}
+	ln := plainListenOrSkip(t, "tcp6", "[::1]:0", "no IPv6 loopback in the namespace: %v")
 	clk := clocktest.New(time.Now())
 	l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxPerSource: 1}, Clock: clk})
 	t.Cleanup(func() { l.Close() })
@@ -646,6 +626,19 @@ func TestSocketWithoutFilterIsLogged(t *testing.T) {
 	if !strings.Contains(logs.String(), "cannot drop a flooding source's connections in the kernel") {
 		t.Fatalf("the listener cannot drop in the kernel and did not say so; logged %q", logs.String())
 	}
+}
+
+// plainListenOrSkip is plainListen, skipping the test with why (and the
+// error) when the address cannot be bound here (no IPv6).
+func plainListenOrSkip(t *testing.T, network, addr, why string) net.Listener {
+	t.Helper()
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), network, addr)
+	if err != nil {
+		t.Skipf(why, err)
+	}
+	return ln
 }
 
 // plainListen binds a plain TCP listener, as medic does (internal/app): Go
