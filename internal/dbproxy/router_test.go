@@ -3,9 +3,9 @@ package dbproxy_test
 import (
 	"bufio"
 	"context"
+	"github.com/medic-dev/medic/internal/testutil/tcptest"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,30 +17,10 @@ import (
 // with its name, then holds it open until the peer closes.
 func greeter(t *testing.T, name string) dbproxy.Backend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.WriteString(c, name+"\n")
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	return dbproxy.Backend{Member: name, Addr: ln.Addr().String()}
+	return dbproxy.Backend{Member: name, Addr: tcptest.Serve(t, func(c net.Conn) {
+		io.WriteString(c, name+"\n")
+		io.Copy(io.Discard, c)
+	})}
 }
 
 func newRouter(t *testing.T) *dbproxy.Router {

@@ -3,9 +3,9 @@ package egress_test
 import (
 	"bufio"
 	"errors"
+	"github.com/medic-dev/medic/internal/testutil/tcptest"
 	"net"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +19,7 @@ import (
 // raw-socket dependency that allocate nothing, so ns/op and allocs/op are the
 // listener's own (go test -bench HotPath -benchmem ./internal/egress).
 func BenchmarkHotPath(b *testing.B) {
-	d := &config.Dependency{URL: "http://" + rawDependency(b)}
+	d := &config.Dependency{URL: "http://" + tcptest.RawHTTP(b)}
 	_, addr, _ := startSet(b, d)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -39,60 +39,6 @@ func BenchmarkHotPath(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
-}
-
-func rawDependency(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n")
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 4096)
-				for {
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	tb.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
 
 func readResponse(br *bufio.Reader) error {

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bufio"
 	"errors"
+	"github.com/medic-dev/medic/internal/testutil/tcptest"
 	"io"
 	"log/slog"
 	"net"
@@ -50,7 +51,7 @@ func BenchmarkHotPath(b *testing.B) {
 			cfg := baseConfig()
 			cfg.DataPlane = plane
 			h := mustStartLog(b, cfg, nil, slog.New(slog.DiscardHandler)) // the access log costs what logging costs
-			h.p.SetBackend("web/0", rawBackend(b), true)
+			h.p.SetBackend("web/0", tcptest.RawHTTP(b), true)
 			req := []byte("GET /hot HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 			// serial: one kept-alive connection, so allocs/op is per request.
 			b.Run("serial", func(b *testing.B) {
@@ -99,32 +100,6 @@ func BenchmarkHotPath(b *testing.B) {
 			})
 		})
 	}
-}
-
-// rawResponse is what rawBackend answers to every request.
-var rawResponse = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n")
-
-// rawBackend is an HTTP/1.1 instance that reads request headers (no bodies)
-// and answers rawResponse, allocating nothing per request.
-func rawBackend(tb testing.TB) string {
-	tb.Helper()
-	return connServer(tb, func(c net.Conn) {
-		br := bufio.NewReaderSize(c, 4096)
-		for {
-			for {
-				line, err := br.ReadSlice('\n')
-				if err != nil {
-					return
-				}
-				if len(line) <= 2 {
-					break
-				}
-			}
-			if _, err := c.Write(rawResponse); err != nil {
-				return
-			}
-		}
-	})
 }
 
 // readRawResponse reads one response with a Content-Length body.

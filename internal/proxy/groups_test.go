@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"github.com/medic-dev/medic/internal/testutil/tcptest"
 	"log/slog"
 	"net"
 	"net/http"
@@ -104,11 +105,11 @@ func mustNoErr(t *testing.T, err error) {
 func BenchmarkHotPathWeighted(b *testing.B) {
 	cfg := baseConfig()
 	h := mustStartLog(b, cfg, nil, slog.New(slog.DiscardHandler))
-	h.p.SetBackend("web/0", rawBackend(b), true)
+	h.p.SetBackend("web/0", tcptest.RawHTTP(b), true)
 	if err := h.p.SetGroup("web/1", "canary"); err != nil {
 		b.Fatal(err)
 	}
-	h.p.SetBackend("web/1", rawBackend(b), true)
+	h.p.SetBackend("web/1", tcptest.RawHTTP(b), true)
 	if err := h.p.SetWeights(proxy.Weights{Groups: []proxy.GroupWeight{{Group: proxy.DefaultGroup, Weight: 95}, {Group: "canary", Weight: 5}}}); err != nil {
 		b.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"github.com/medic-dev/medic/internal/testutil/tcptest"
 	"io"
 	"net"
 	"strings"
@@ -22,7 +23,7 @@ type countingServer struct {
 func newCountingServer(t *testing.T, greet string) *countingServer {
 	t.Helper()
 	s := &countingServer{accepted: make(chan net.Conn, 1024)}
-	s.addr = connServer(t, func(c net.Conn) {
+	s.addr = tcptest.Serve(t, func(c net.Conn) {
 		s.accepted <- c
 		if greet != "" {
 			if _, err := io.WriteString(c, greet); err != nil {

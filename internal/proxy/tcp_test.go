@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/medic-dev/medic/internal/testutil/tcptest"
 	"io"
 	"net"
 	"strings"
@@ -18,7 +19,7 @@ import (
 // is stopped by t.Cleanup and waits for its connections.
 func echoServer(t testing.TB, name string) string {
 	t.Helper()
-	return connServer(t, func(c net.Conn) {
+	return tcptest.Serve(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			line, err := br.ReadString('\n')
