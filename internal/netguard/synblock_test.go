@@ -281,15 +281,7 @@ func blockSource(t *testing.T, l *Listener, src string) net.Conn {
 // ever.
 func TestClosedListenerLeavesNoFilterOnAHandedOverSocket(t *testing.T) {
 	ln := plainListen(t, "tcp4", "127.0.0.1:0")
-	f, err := ln.(*net.TCPListener).File() // what tableflip passes on
-	if err != nil {
-		t.Fatal(err)
-	}
-	inherited, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	inherited := handedOver(t, ln)
 	old := Wrap(ln, Options{Name: "old", Limits: Limits{MaxPerSource: 1}, Clock: clocktest.New(time.Now())})
 	t.Cleanup(func() { old.Close() })
 	next := Wrap(inherited, Options{Name: "next", Limits: Limits{MaxPerSource: 1}}) // not accepting yet
@@ -399,15 +391,7 @@ func TestLightSourceReserve(t *testing.T) {
 // its own attached removes it while it accepts, within BlockFor.
 func TestForeignFilterIsDetached(t *testing.T) {
 	ln := plainListen(t, "tcp4", "127.0.0.1:0")
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	inherited, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	inherited := handedOver(t, ln)
 	t.Cleanup(func() { inherited.Close() })
 	clk := clocktest.New(time.Now())
 	l := Wrap(ln, Options{Name: "t", Limits: Limits{MaxPerSource: 1}, Clock: clk})
@@ -653,4 +637,20 @@ func plainListen(t *testing.T, network, addr string) net.Listener {
 		t.Fatal(err)
 	}
 	return ln
+}
+
+// handedOver is a second listener on ln's socket, as tableflip passes it
+// to the next medic (a duplicate of its descriptor).
+func handedOver(t *testing.T, ln net.Listener) net.Listener {
+	t.Helper()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	inherited, err := net.FileListener(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inherited
 }
